@@ -1,0 +1,1 @@
+//! The vipd.yaml configuration contract: model, defaults and validation.

@@ -1,0 +1,1 @@
+//! The L4 proxy engine of vipd. Knows nothing of VRRP.
