@@ -1,0 +1,392 @@
+//! The proxy's own typed configuration: plain data, no parsing.
+//!
+//! Field names follow the `frontends:` and `backends:` sections of vipd.yaml (docs/config.md) so the
+//! daemon maps vipd-config's YAML model onto these types one field at a time. Values here are already
+//! typed (durations, socket addresses); [`ProxyConfig::validate`] checks what the types cannot say
+//! (unique names, references, non-zero `rise`/`fall`).
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::Error;
+
+/// Everything the proxy serves: `frontends`, `backends` and the global connection limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyConfig {
+    pub frontends: Vec<FrontendConfig>,
+    pub backends: Vec<BackendConfig>,
+    /// Global limit on concurrent client sessions over all frontends (HAProxy's global `maxconn`).
+    /// When reached, listeners stop accepting; clients wait in the kernel's accept backlog.
+    pub max_connections: usize,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        Self {
+            frontends: Vec::new(),
+            backends: Vec::new(),
+            max_connections: 100_000,
+        }
+    }
+}
+
+/// One `frontends:` entry: where clients connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendConfig {
+    pub name: String,
+    /// Addresses to listen on. Bound with `IP_FREEBIND` so a backup node listens on a VIP it does not
+    /// own yet, and `SO_REUSEADDR`.
+    pub bind: Vec<SocketAddr>,
+    /// Name of the backend that serves this frontend.
+    pub backend: String,
+    /// Expect a PROXY v1 or v2 header from each client (an upstream load balancer); the address it
+    /// carries is what balancing and `send_proxy` see.
+    pub accept_proxy: bool,
+    /// Concurrent sessions of this frontend; further clients wait in the accept backlog.
+    pub max_connections: usize,
+}
+
+impl FrontendConfig {
+    /// A frontend with the defaults of docs/config.md (`accept_proxy: false`, `max_connections: 20000`).
+    pub fn new(name: impl Into<String>, bind: Vec<SocketAddr>, backend: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            bind,
+            backend: backend.into(),
+            accept_proxy: false,
+            max_connections: 20_000,
+        }
+    }
+}
+
+/// How a backend picks a server for a new session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balance {
+    /// Smooth weighted round robin (nginx's algorithm): weights respected, picks interleaved.
+    #[default]
+    RoundRobin,
+    /// Fewest active sessions relative to weight; the default for apiservers (long watches).
+    LeastConn,
+    /// Weighted rendezvous hash of the client IP over server names: two nodes with the same
+    /// configuration send a client to the same server.
+    Source,
+    /// Power of two random choices (weighted), the less loaded wins.
+    Random,
+}
+
+/// PROXY protocol header sent to servers (`send_proxy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProxyProtocol {
+    #[default]
+    None,
+    V1,
+    V2,
+}
+
+/// What happens to established sessions of a server its health check marks down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnServerDown {
+    #[default]
+    KeepSessions,
+    ShutdownSessions,
+}
+
+/// Session timeouts (`timeout: { connect, idle, tunnel, fin }`).
+///
+/// - `connect`: per connection attempt to a server; also bounds the wait in a full backend's queue.
+/// - `idle`: inactivity (no byte in either direction) before the session has carried data both ways.
+/// - `tunnel`: inactivity once both sides have spoken (a watch stream, a TLS session); replaces `idle`,
+///   as HAProxy's `timeout tunnel` supersedes `timeout client/server`.
+/// - `fin`: inactivity of the remaining direction after one side sent FIN (half-closed session).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub idle: Duration,
+    pub tunnel: Duration,
+    pub fin: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            connect: Duration::from_secs(3),
+            idle: Duration::from_secs(300),
+            tunnel: Duration::from_secs(3600),
+            fin: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One `backends:` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendConfig {
+    pub name: String,
+    pub balance: Balance,
+    pub send_proxy: ProxyProtocol,
+    /// Connection attempts after the first failed one; retries after a refusal and the last retry
+    /// go to another server (redispatch).
+    pub retries: u32,
+    pub on_server_down: OnServerDown,
+    pub timeout: Timeouts,
+    /// `None`: no checks, every server counts as up.
+    pub health: Option<HealthCheckConfig>,
+    pub servers: Vec<ServerConfig>,
+    /// Sessions that may wait for a free slot when every usable server is at its `max_connections`;
+    /// beyond this, new sessions are refused at once.
+    pub max_queue: usize,
+}
+
+impl BackendConfig {
+    /// A backend with the defaults of docs/config.md.
+    pub fn new(name: impl Into<String>, servers: Vec<ServerConfig>) -> Self {
+        Self {
+            name: name.into(),
+            balance: Balance::default(),
+            send_proxy: ProxyProtocol::None,
+            retries: 3,
+            on_server_down: OnServerDown::KeepSessions,
+            timeout: Timeouts::default(),
+            health: None,
+            servers,
+            max_queue: 1024,
+        }
+    }
+}
+
+/// One server of a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Unique in its backend; the key for admin actions, stats and `source` hashing.
+    pub name: String,
+    pub address: SocketAddr,
+    /// Relative share of new sessions; 0 drains the server (no new sessions).
+    pub weight: u32,
+    /// Used only when no primary server is usable.
+    pub backup: bool,
+    /// Concurrent sessions on this server; `None` = unlimited. Excess sessions queue in the backend.
+    pub max_connections: Option<usize>,
+}
+
+impl ServerConfig {
+    pub fn new(name: impl Into<String>, address: SocketAddr) -> Self {
+        Self {
+            name: name.into(),
+            address,
+            weight: 1,
+            backup: false,
+            max_connections: None,
+        }
+    }
+}
+
+/// `health:` of a backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckConfig {
+    pub kind: HealthCheckKind,
+    /// Request path of `http`/`https` checks.
+    pub path: String,
+    /// Accepted status codes; empty accepts any 2xx or 3xx (HAProxy's `httpchk` default).
+    pub expect_status: Vec<u16>,
+    /// Host header and TLS server name; the server's IP address when `None`.
+    pub host: Option<String>,
+    pub interval: Duration,
+    /// Bound of one check, connect to verdict. A check that hangs fails at this timeout.
+    pub timeout: Duration,
+    /// Consecutive successes that bring a down server up.
+    pub rise: u32,
+    /// Consecutive failures that bring an up server down.
+    pub fall: u32,
+    /// Servers start down until they pass `rise` checks; `true` starts them up.
+    pub initially_up: bool,
+}
+
+impl HealthCheckConfig {
+    /// A check of `kind` with the example values of docs/config.md (`2s`, `1s`, rise 2, fall 3).
+    pub fn new(kind: HealthCheckKind) -> Self {
+        Self {
+            kind,
+            path: "/".to_owned(),
+            expect_status: vec![200],
+            host: None,
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_secs(1),
+            rise: 2,
+            fall: 3,
+            initially_up: false,
+        }
+    }
+}
+
+/// `health.kind`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    /// A TCP connect that succeeds within `timeout`.
+    Tcp,
+    /// `GET path` over HTTP/1.1, status in `expect_status`.
+    Http,
+    /// `GET path` over TLS.
+    Https { tls_verify: TlsVerify },
+}
+
+/// `health.tls_verify`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsVerify {
+    /// Accept any certificate (the handshake's signatures are still checked).
+    None,
+    /// Verify the chain against the CA certificates in this PEM file, and the name against `host`
+    /// (or the server's IP address).
+    CaFile(PathBuf),
+}
+
+impl ProxyConfig {
+    /// Checks what the types cannot: unique names, frontends pointing at existing backends,
+    /// `rise`/`fall` at least 1, non-zero limits.
+    pub fn validate(&self) -> Result<(), Error> {
+        let mut backend_names = BTreeSet::new();
+        for backend in &self.backends {
+            if !backend_names.insert(backend.name.as_str()) {
+                return Err(invalid(
+                    format!("backends.{}", backend.name),
+                    "duplicate backend name",
+                ));
+            }
+            let mut server_names = BTreeSet::new();
+            for server in &backend.servers {
+                if !server_names.insert(server.name.as_str()) {
+                    return Err(invalid(
+                        format!("backends.{}.servers.{}", backend.name, server.name),
+                        "duplicate server name",
+                    ));
+                }
+                if server.max_connections == Some(0) {
+                    return Err(invalid(
+                        format!(
+                            "backends.{}.servers.{}.max_connections",
+                            backend.name, server.name
+                        ),
+                        "must be at least 1",
+                    ));
+                }
+            }
+            if let Some(health) = &backend.health {
+                if health.rise == 0 || health.fall == 0 {
+                    return Err(invalid(
+                        format!("backends.{}.health", backend.name),
+                        "rise and fall must be at least 1",
+                    ));
+                }
+                if health.interval.is_zero() || health.timeout.is_zero() {
+                    return Err(invalid(
+                        format!("backends.{}.health", backend.name),
+                        "interval and timeout must be positive",
+                    ));
+                }
+            }
+        }
+        let mut frontend_names = BTreeSet::new();
+        let mut binds = BTreeSet::new();
+        for frontend in &self.frontends {
+            if !frontend_names.insert(frontend.name.as_str()) {
+                return Err(invalid(
+                    format!("frontends.{}", frontend.name),
+                    "duplicate frontend name",
+                ));
+            }
+            if !backend_names.contains(frontend.backend.as_str()) {
+                return Err(invalid(
+                    format!("frontends.{}.backend", frontend.name),
+                    format!("no backend named {}", frontend.backend),
+                ));
+            }
+            if frontend.max_connections == 0 {
+                return Err(invalid(
+                    format!("frontends.{}.max_connections", frontend.name),
+                    "must be at least 1",
+                ));
+            }
+            for address in &frontend.bind {
+                if !binds.insert(*address) {
+                    return Err(invalid(
+                        format!("frontends.{}.bind", frontend.name),
+                        format!("{address} is bound twice"),
+                    ));
+                }
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("max_connections".to_owned(), "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+fn invalid(path: String, reason: impl Into<String>) -> Error {
+    Error::InvalidConfig {
+        path,
+        reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(text: &str) -> SocketAddr {
+        text.parse().unwrap()
+    }
+
+    fn valid() -> ProxyConfig {
+        ProxyConfig {
+            frontends: vec![FrontendConfig::new(
+                "api",
+                vec![addr("127.0.0.1:6443")],
+                "apis",
+            )],
+            backends: vec![BackendConfig::new(
+                "apis",
+                vec![ServerConfig::new("m1", addr("127.0.0.2:6443"))],
+            )],
+            ..ProxyConfig::default()
+        }
+    }
+
+    #[test]
+    fn accepts_a_valid_config() {
+        valid().validate().unwrap();
+    }
+
+    #[test]
+    fn rejects_unknown_backend_reference() {
+        let mut config = valid();
+        config.frontends[0].backend = "nope".into();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains("frontends.api.backend"), "{error}");
+    }
+
+    #[test]
+    fn rejects_duplicate_server_and_zero_rise() {
+        let mut config = valid();
+        config.backends[0]
+            .servers
+            .push(ServerConfig::new("m1", addr("127.0.0.3:1")));
+        assert!(config.validate().is_err());
+        let mut config = valid();
+        let mut health = HealthCheckConfig::new(HealthCheckKind::Tcp);
+        health.rise = 0;
+        config.backends[0].health = Some(health);
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn rejects_a_port_bound_twice() {
+        let mut config = valid();
+        config.frontends.push(FrontendConfig::new(
+            "api2",
+            vec![addr("127.0.0.1:6443")],
+            "apis",
+        ));
+        assert!(config.validate().is_err());
+    }
+}
