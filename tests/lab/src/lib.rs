@@ -5,9 +5,59 @@
 //! - `required`: the test fails; CI runs this way, so a skipped end-to-end test is a red build;
 //! - anything else: the test returns early, says so on stderr, and records its name in the file
 //!   named by `VIPD_SKIP_LOG` so that `tests/run` can list every skip at the end.
+//!
+//! A [`Lab`] is one LAN: a bridge namespace and N host namespaces, each host with `eth0` on a veth
+//! into the bridge. Host `i` has `198.51.100.{10+i}/24` and `2001:db8::{10+i}/64` (documentation
+//! ranges only; nothing here ever routes elsewhere). Namespace names carry the process id and a
+//! counter, so tests in one process or in several run in parallel. Dropping the lab kills the
+//! processes it started (by PID) and deletes its namespaces, also when a test panics.
+//!
+//! The lab shells out to iproute2 (`ip`), nftables (`nft`), `tcpdump` and `tshark`: the same tools
+//! an operator would use to check what vipd did, so a test's expectations are checked by code that
+//! vipd does not share.
+
+mod capture;
+mod process;
+mod topology;
+
+pub use capture::{Capture, CaptureFile};
+pub use process::LabProcess;
+pub use topology::{Host, Lab};
 
 use std::io::Write;
 use std::path::Path;
+
+/// What went wrong while building or driving a lab.
+#[derive(Debug, thiserror::Error)]
+pub enum LabError {
+    /// A command could not be started at all (binary missing, fork failed).
+    #[error("cannot start `{command}`: {source}")]
+    Spawn {
+        command: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A command ran and failed.
+    #[error("`{command}` failed ({status}): {stderr}")]
+    Command {
+        command: String,
+        status: std::process::ExitStatus,
+        stderr: String,
+    },
+    /// Entering a namespace or another OS call failed.
+    #[error("{action}: {source}")]
+    Os {
+        action: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The lab did not reach the expected state in time.
+    #[error("timed out waiting for {what}")]
+    Timeout { what: String },
+    /// A host index outside the lab.
+    #[error("host {index} does not exist (the lab has {hosts} hosts)")]
+    NoSuchHost { index: usize, hosts: usize },
+}
 
 /// Returns whether the end-to-end test `test` can run here; see the crate doc for `VIPD_E2E`.
 ///
@@ -24,7 +74,11 @@ pub fn e2e_enabled(test: &str) -> bool {
     eprintln!("SKIPPED end-to-end test {test}: {reason}");
     if let Ok(log) = std::env::var("VIPD_SKIP_LOG") {
         // Best effort: the skip is already on stderr.
-        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
             let _ = writeln!(file, "{test}: {reason}");
         }
     }

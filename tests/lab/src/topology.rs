@@ -1,0 +1,516 @@
+//! The lab topology: one bridge namespace, N host namespaces, a veth from each host into the bridge.
+
+use std::fs::File;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sched::{CloneFlags, setns};
+
+use crate::LabError;
+use crate::capture::Capture;
+use crate::process::{self, LabProcess, PidRegistry};
+
+/// Makes namespace names unique within this process; the PID makes them unique across processes.
+static NEXT_LAB: AtomicUsize = AtomicUsize::new(0);
+
+/// The host-side interface name, the same in every host (namespaces keep names apart).
+pub const HOST_INTERFACE: &str = "eth0";
+const BRIDGE: &str = "br0";
+/// How long a new lab may take for its addresses to become usable.
+const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One host of a lab: a namespace with `eth0` on the lab's LAN.
+#[derive(Debug, Clone)]
+pub struct Host {
+    /// Position in the lab, from 0.
+    pub index: usize,
+    /// The network namespace name (`ip netns`), e.g. for `ip -n NAME`.
+    pub netns: String,
+    /// The interface on the LAN (`eth0`).
+    pub interface: String,
+    /// `198.51.100.{10+index}`, prefix /24.
+    pub ipv4: Ipv4Addr,
+    /// `2001:db8::{10+index}`, prefix /64.
+    pub ipv6: Ipv6Addr,
+    /// The IPv6 link-local address of `eth0` (the source of VRRPv3-over-IPv6 adverts).
+    pub link_local: Ipv6Addr,
+    /// The MAC address of `eth0`.
+    pub mac: [u8; 6],
+}
+
+/// A LAN of hosts in network namespaces; everything is torn down on drop.
+#[derive(Debug)]
+pub struct Lab {
+    name: String,
+    bridge_netns: String,
+    hosts: Vec<Host>,
+    /// Every namespace created so far, deleted on drop (also after a half-built lab failed).
+    namespaces: Vec<String>,
+    processes: PidRegistry,
+    captures: AtomicUsize,
+}
+
+impl Lab {
+    /// Builds a lab with `hosts` hosts, each up, addressed and past IPv6 duplicate detection.
+    pub fn new(hosts: usize) -> Result<Self, LabError> {
+        let name = format!(
+            "vl{}x{}",
+            std::process::id(),
+            NEXT_LAB.fetch_add(1, Ordering::Relaxed)
+        );
+        let mut lab = Self {
+            bridge_netns: format!("{name}-br"),
+            name,
+            hosts: Vec::with_capacity(hosts),
+            namespaces: Vec::new(),
+            processes: Arc::new(Mutex::new(Vec::new())),
+            captures: AtomicUsize::new(0),
+        };
+        lab.build_bridge()?;
+        for index in 0..hosts {
+            let host = lab.build_host(index)?;
+            lab.hosts.push(host);
+        }
+        Ok(lab)
+    }
+
+    /// The lab's unique name (prefix of its namespace names).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// All hosts, in index order.
+    pub fn hosts(&self) -> &[Host] {
+        &self.hosts
+    }
+
+    /// Host `index`.
+    ///
+    /// # Panics
+    /// When the lab has no such host (a bug in the test).
+    pub fn host(&self, index: usize) -> &Host {
+        &self.hosts[index]
+    }
+
+    fn checked_host(&self, index: usize) -> Result<&Host, LabError> {
+        self.hosts.get(index).ok_or(LabError::NoSuchHost {
+            index,
+            hosts: self.hosts.len(),
+        })
+    }
+
+    fn build_bridge(&mut self) -> Result<(), LabError> {
+        let ns = self.bridge_netns.clone();
+        ip(&["netns", "add", &ns])?;
+        self.namespaces.push(ns.clone());
+        // The bridge namespace only switches frames: no IPv6 of its own, so captures stay quiet.
+        exec_in(
+            &ns,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.disable_ipv6=1",
+                "net.ipv6.conf.default.disable_ipv6=1",
+            ],
+        )?;
+        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        // Snooping off: VRRP multicast (224.0.0.18, ff02::12) must flood like on a plain switch.
+        ip(&[
+            "-n",
+            &ns,
+            "link",
+            "add",
+            BRIDGE,
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])?;
+        ip(&["-n", &ns, "link", "set", BRIDGE, "up"])?;
+        Ok(())
+    }
+
+    fn build_host(&mut self, index: usize) -> Result<Host, LabError> {
+        let number =
+            u8::try_from(index + 10).map_err(|_| LabError::NoSuchHost { index, hosts: 245 })?;
+        let ns = format!("{}-h{index}", self.name);
+        ip(&["netns", "add", &ns])?;
+        self.namespaces.push(ns.clone());
+        // Before eth0 exists, so that it inherits "no DAD" and its addresses are usable at once.
+        exec_in(
+            &ns,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv6.conf.all.accept_dad=0",
+                "net.ipv6.conf.default.accept_dad=0",
+                "net.ipv6.conf.default.router_solicitations=0",
+            ],
+        )?;
+        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        let port = bridge_port(index);
+        let br = self.bridge_netns.clone();
+        ip(&[
+            "-n",
+            &br,
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            HOST_INTERFACE,
+            "netns",
+            &ns,
+        ])?;
+        ip(&["-n", &br, "link", "set", &port, "master", BRIDGE, "up"])?;
+        ip(&["-n", &ns, "link", "set", HOST_INTERFACE, "up"])?;
+        let ipv4 = Ipv4Addr::new(198, 51, 100, number);
+        let ipv6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(number));
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{ipv4}/24"),
+            "dev",
+            HOST_INTERFACE,
+        ])?;
+        ip(&[
+            "-n",
+            &ns,
+            "addr",
+            "add",
+            &format!("{ipv6}/64"),
+            "dev",
+            HOST_INTERFACE,
+            "nodad",
+        ])?;
+        let link_local = wait_for_link_local(&ns)?;
+        let mac = read_mac(&ns)?;
+        Ok(Host {
+            index,
+            netns: ns,
+            interface: HOST_INTERFACE.to_owned(),
+            ipv4,
+            ipv6,
+            link_local,
+            mac,
+        })
+    }
+
+    /// Runs `args` inside host `host` (`ip netns exec`) and returns its stdout.
+    pub fn run(&self, host: usize, args: &[&str]) -> Result<String, LabError> {
+        exec_in(&self.checked_host(host)?.netns, args)
+    }
+
+    /// Runs `args` inside the bridge namespace and returns its stdout.
+    pub fn run_in_bridge(&self, args: &[&str]) -> Result<String, LabError> {
+        exec_in(&self.bridge_netns, args)
+    }
+
+    /// Starts a long-running process inside host `host`; it is killed by PID when the returned
+    /// value is dropped (or, at the latest, when the lab is). Output goes to this process's stderr
+    /// unless the caller pipes it through [`Lab::command_in`] and [`Lab::spawn_command`].
+    pub fn spawn(&self, host: usize, args: &[&str]) -> Result<LabProcess, LabError> {
+        let mut command = self.command_in(host, args)?;
+        command.stdin(Stdio::null()).stdout(Stdio::inherit());
+        self.spawn_command(command)
+    }
+
+    /// A `Command` that runs `args` inside host `host`, for callers that want to set up pipes.
+    pub fn command_in(&self, host: usize, args: &[&str]) -> Result<Command, LabError> {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.checked_host(host)?.netns])
+            .args(args);
+        Ok(command)
+    }
+
+    /// Starts `command` (from [`Lab::command_in`]) as a lab process, killed on drop.
+    pub fn spawn_command(&self, command: Command) -> Result<LabProcess, LabError> {
+        LabProcess::start(command, &self.processes)
+    }
+
+    /// Runs `work` on a fresh thread that has entered host `host`'s network namespace, and
+    /// returns its result; a panic in `work` is resumed on the caller's thread. The thread is
+    /// fresh because `setns` changes the calling thread only and cannot be undone safely.
+    pub fn in_host<R, F>(&self, host: usize, work: F) -> Result<R, LabError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let handle = self.spawn_in_host(host, work)?;
+        match handle.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// Like [`Lab::in_host`], but returns at once with the thread's handle, for work that must
+    /// run concurrently in several hosts. Joining yields `Err` if entering the namespace failed.
+    pub fn spawn_in_host<R, F>(
+        &self,
+        host: usize,
+        work: F,
+    ) -> Result<std::thread::JoinHandle<Result<R, LabError>>, LabError>
+    where
+        F: FnOnce() -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let path = format!("/var/run/netns/{}", self.checked_host(host)?.netns);
+        let namespace = File::open(&path).map_err(|source| LabError::Os {
+            action: format!("open {path}"),
+            source,
+        })?;
+        Ok(std::thread::spawn(move || {
+            setns(&namespace, CloneFlags::CLONE_NEWNET).map_err(|errno| LabError::Os {
+                action: format!("setns {path}"),
+                source: errno.into(),
+            })?;
+            Ok(work())
+        }))
+    }
+
+    /// Pulls host `host`'s cable: the bridge side goes down, so the host sees NO-CARRIER while
+    /// its own interface stays administratively up (what a switch port failure looks like).
+    pub fn cut_link(&self, host: usize) -> Result<(), LabError> {
+        self.checked_host(host)?;
+        ip(&[
+            "-n",
+            &self.bridge_netns,
+            "link",
+            "set",
+            &bridge_port(host),
+            "down",
+        ])
+        .map(drop)
+    }
+
+    /// Plugs the cable of [`Lab::cut_link`] back in.
+    pub fn restore_link(&self, host: usize) -> Result<(), LabError> {
+        self.checked_host(host)?;
+        ip(&[
+            "-n",
+            &self.bridge_netns,
+            "link",
+            "set",
+            &bridge_port(host),
+            "up",
+        ])
+        .map(drop)
+    }
+
+    /// Drops `percent` % of the frames arriving at host `host` (nftables `numgen`; this kernel
+    /// has no netem). Replaces an earlier loss setting for that host.
+    pub fn set_loss(&self, host: usize, percent: u8) -> Result<(), LabError> {
+        self.clear_loss(host)?;
+        if percent == 0 {
+            return Ok(());
+        }
+        // numgen's range is 0..=99, so "all" is a plain drop.
+        let statement = if percent >= 100 {
+            "drop".to_owned()
+        } else {
+            format!("numgen random mod 100 < {percent} drop")
+        };
+        let rules = format!(
+            "table netdev vipd_lab_loss {{\n chain ingress {{\n type filter hook ingress device {HOST_INTERFACE} priority 0\n {statement}\n }}\n}}"
+        );
+        self.nft(host, &rules)
+    }
+
+    /// Removes the loss of [`Lab::set_loss`] (no error when none was set).
+    pub fn clear_loss(&self, host: usize) -> Result<(), LabError> {
+        self.nft(
+            host,
+            "table netdev vipd_lab_loss {}\ndelete table netdev vipd_lab_loss",
+        )
+    }
+
+    /// Drops, at host `to`, every packet of IP protocol `protocol` (e.g. 112 for VRRP) coming
+    /// from host `from`'s IPv4, IPv6 and link-local addresses.
+    pub fn block(&self, to: usize, from: usize, protocol: u8) -> Result<(), LabError> {
+        let source = self.checked_host(from)?.clone();
+        let table = block_table(from, protocol);
+        let rules = format!(
+            "table inet {table} {{\n chain input {{\n type filter hook input priority -10\n \
+             ip saddr {} meta l4proto {protocol} drop\n \
+             ip6 saddr {{ {}, {} }} meta l4proto {protocol} drop\n }}\n}}",
+            source.ipv4, source.ipv6, source.link_local
+        );
+        self.nft(to, &rules)
+    }
+
+    /// Lifts a [`Lab::block`].
+    pub fn unblock(&self, to: usize, from: usize, protocol: u8) -> Result<(), LabError> {
+        let table = block_table(from, protocol);
+        self.nft(
+            to,
+            &format!("table inet {table} {{}}\ndelete table inet {table}"),
+        )
+    }
+
+    fn nft(&self, host: usize, rules: &str) -> Result<(), LabError> {
+        let mut command = Command::new("ip");
+        command.args([
+            "netns",
+            "exec",
+            &self.checked_host(host)?.netns,
+            "nft",
+            "-f",
+            "-",
+        ]);
+        let text = process::describe(&command);
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| LabError::Spawn {
+                command: text.clone(),
+                source,
+            })?;
+        if let Some(mut stdin) = child.stdin.take() {
+            use std::io::Write;
+            stdin
+                .write_all(rules.as_bytes())
+                .map_err(|source| LabError::Os {
+                    action: format!("write rules to {text}"),
+                    source,
+                })?;
+        }
+        let output = child.wait_with_output().map_err(|source| LabError::Os {
+            action: format!("wait for {text}"),
+            source,
+        })?;
+        if !output.status.success() {
+            return Err(LabError::Command {
+                command: format!("{text} <<< {rules}"),
+                status: output.status,
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts capturing frames on host `host`'s `eth0` with `tcpdump` and an optional BPF
+    /// `filter`; returns once tcpdump is listening. Read the frames with [`Capture::finish`].
+    pub fn capture(&self, host: usize, filter: &[&str]) -> Result<Capture, LabError> {
+        let number = self.captures.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("{}-h{host}-{number}.pcap", self.name));
+        let path_text = path.to_string_lossy().into_owned();
+        let mut args = vec![
+            "tcpdump",
+            "-i",
+            HOST_INTERFACE,
+            "-n",
+            "-U",
+            "--immediate-mode",
+            "-Z",
+            "root",
+            "-w",
+            &path_text,
+        ];
+        args.extend_from_slice(filter);
+        let mut command = self.command_in(host, &args)?;
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let process = self.spawn_command(command)?;
+        Capture::wait_until_listening(process, path)
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        process::kill_remaining(&self.processes);
+        for ns in self.namespaces.iter().rev() {
+            // Deleting a namespace deletes its interfaces; the veth pairs go with the hosts.
+            if let Err(error) = ip(&["netns", "del", ns]) {
+                eprintln!("vipd-lab: cannot delete namespace {ns}: {error}");
+            }
+        }
+    }
+}
+
+fn bridge_port(host: usize) -> String {
+    format!("p{host}")
+}
+
+fn block_table(from: usize, protocol: u8) -> String {
+    format!("vipd_lab_block_h{from}_p{protocol}")
+}
+
+fn ip(args: &[&str]) -> Result<String, LabError> {
+    let mut command = Command::new("ip");
+    command.args(args);
+    process::run(command)
+}
+
+fn exec_in(netns: &str, args: &[&str]) -> Result<String, LabError> {
+    let mut command = Command::new("ip");
+    command.args(["netns", "exec", netns]).args(args);
+    process::run(command)
+}
+
+/// Waits until `eth0` has a link-local address that is no longer tentative.
+fn wait_for_link_local(netns: &str) -> Result<Ipv6Addr, LabError> {
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let out = ip(&[
+            "-n",
+            netns,
+            "-6",
+            "-o",
+            "addr",
+            "show",
+            "dev",
+            HOST_INTERFACE,
+            "scope",
+            "link",
+        ])?;
+        if !out.contains("tentative") {
+            let address = out
+                .split_whitespace()
+                .skip_while(|word| *word != "inet6")
+                .nth(1)
+                .and_then(|cidr| cidr.split('/').next())
+                .and_then(|text| text.parse().ok());
+            if let Some(address) = address {
+                return Ok(address);
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(LabError::Timeout {
+                what: format!("a link-local address on {HOST_INTERFACE} in {netns}"),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn read_mac(netns: &str) -> Result<[u8; 6], LabError> {
+    let out = ip(&["-n", netns, "-o", "link", "show", "dev", HOST_INTERFACE])?;
+    let text = out
+        .split_whitespace()
+        .skip_while(|word| *word != "link/ether")
+        .nth(1)
+        .unwrap_or_default();
+    let mut mac = [0u8; 6];
+    let mut parts = text.split(':');
+    for byte in &mut mac {
+        *byte = parts
+            .next()
+            .and_then(|part| u8::from_str_radix(part, 16).ok())
+            .ok_or_else(|| LabError::Timeout {
+                what: format!("a MAC address in `{out}`"),
+            })?;
+    }
+    Ok(mac)
+}

@@ -1,0 +1,113 @@
+//! The lab itself: hosts reach each other, cuts and blocks bite, namespaces go away on drop.
+
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::time::Duration;
+
+use vipd_lab::{Lab, e2e_enabled};
+
+/// Whether `to` answers from host `from`: a TCP SYN to a closed port comes back as a reset
+/// ("refused") when the path works, and times out when it does not. No ping binary needed.
+fn reachable(lab: &Lab, from: usize, to: IpAddr) -> bool {
+    lab.in_host(from, move || {
+        let target = SocketAddr::new(to, 9);
+        match TcpStream::connect_timeout(&target, Duration::from_millis(500)) {
+            Ok(_) => true,
+            Err(error) => error.kind() == std::io::ErrorKind::ConnectionRefused,
+        }
+    })
+    .unwrap()
+}
+
+fn namespace_exists(name: &str) -> bool {
+    std::path::Path::new("/var/run/netns").join(name).exists()
+}
+
+#[test]
+fn hosts_reach_each_other_and_the_lab_cleans_up() {
+    if !e2e_enabled("hosts_reach_each_other_and_the_lab_cleans_up") {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let names: Vec<String> = lab.hosts().iter().map(|host| host.netns.clone()).collect();
+    let b = lab.host(1).clone();
+    assert!(reachable(&lab, 0, b.ipv4.into()));
+    assert!(reachable(&lab, 0, b.ipv6.into()));
+
+    lab.cut_link(1).unwrap();
+    assert!(!reachable(&lab, 0, b.ipv4.into()));
+    let link = lab.run(1, &["ip", "link", "show", "eth0"]).unwrap();
+    assert!(link.contains("NO-CARRIER"), "{link}");
+    lab.restore_link(1).unwrap();
+    assert!(reachable(&lab, 0, b.ipv4.into()));
+
+    // TCP is IP protocol 6: blocked from host 0 at host 1, then lifted.
+    lab.block(1, 0, 6).unwrap();
+    assert!(!reachable(&lab, 0, b.ipv4.into()));
+    assert!(!reachable(&lab, 0, b.ipv6.into()));
+    lab.unblock(1, 0, 6).unwrap();
+    assert!(reachable(&lab, 0, b.ipv4.into()));
+
+    lab.set_loss(1, 100).unwrap();
+    assert!(!reachable(&lab, 0, b.ipv4.into()));
+    lab.clear_loss(1).unwrap();
+    assert!(reachable(&lab, 0, b.ipv4.into()));
+
+    let netns_of_thread = lab
+        .in_host(1, || {
+            std::fs::read_link("/proc/thread-self/ns/net").unwrap()
+        })
+        .unwrap();
+    assert_ne!(
+        netns_of_thread,
+        std::fs::read_link("/proc/thread-self/ns/net").unwrap()
+    );
+
+    let sleeper = lab.spawn(0, &["sleep", "30"]).unwrap();
+    let pid = sleeper.pid();
+    drop(sleeper);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+
+    drop(lab);
+    for name in names {
+        assert!(!namespace_exists(&name), "{name} left behind");
+    }
+}
+
+#[test]
+fn a_panicking_test_still_tears_the_lab_down() {
+    if !e2e_enabled("a_panicking_test_still_tears_the_lab_down") {
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let outcome = std::panic::catch_unwind(move || {
+        let lab = Lab::new(1).unwrap();
+        tx.send(lab.host(0).netns.clone()).unwrap();
+        panic!("test failure inside a lab");
+    });
+    assert!(outcome.is_err());
+    let name = rx.recv().unwrap();
+    assert!(!namespace_exists(&name), "{name} left behind after a panic");
+}
+
+#[test]
+fn capture_sees_frames_between_hosts() {
+    if !e2e_enabled("capture_sees_frames_between_hosts") {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let capture = lab.capture(1, &["tcp", "port", "9"]).unwrap();
+    assert!(reachable(&lab, 0, lab.host(1).ipv4.into()));
+    let file = capture.finish();
+    let out = file
+        .tshark(&[
+            "-Y",
+            "tcp.flags.syn == 1 && tcp.flags.ack == 0",
+            "-T",
+            "fields",
+            "-e",
+            "ip.src",
+        ])
+        .unwrap();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert_eq!(out.trim(), lab.host(0).ipv4.to_string());
+}
