@@ -15,7 +15,7 @@ fn reachable(lab: &Lab, from: usize, to: IpAddr) -> bool {
             Err(error) => error.kind() == std::io::ErrorKind::ConnectionRefused,
         }
     })
-    .unwrap()
+    .expect("enter the host's namespace")
 }
 
 fn namespace_exists(name: &str) -> bool {
