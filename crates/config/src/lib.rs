@@ -1,1 +1,82 @@
 //! The vipd.yaml configuration contract: model, defaults and validation.
+//!
+//! [`Config::from_yaml_str`] turns text into a typed [`Config`] with every default resolved, plus
+//! the [`Warning`]s a valid file may deserve; or into [`Errors`], every problem in the file, each
+//! naming its field path and line and column (`vrrp[0].vrid (line 7, column 11): ...`).
+//! [`load`] does the same for a file. Neither performs any IO beyond reading that file; the one
+//! check that looks at other files, [`script_permission_warnings`], is a separate call.
+//!
+//! The field names are the contract of shared/docs/config.md; docs/configuration.md is the
+//! operator's reference.
+
+mod diagnostic;
+mod location;
+mod model;
+mod raw;
+mod script_permissions;
+mod validate;
+mod yaml;
+
+use std::io::Read;
+use std::path::Path;
+
+pub use diagnostic::{Diagnostic, Errors, LoadError, Warning};
+pub use model::{
+    Backend, Balance, Command, Config, Control, Frontend, Garp, HealthCheck, HealthKind, HttpCheck,
+    Notify, OnServerDown, ProxyProtocol, Script, Server, Timeouts, TlsVerify, TrackTarget, Tracker,
+    Unicast, V3Checksum, Vip, VrrpInstance, VrrpVersion,
+};
+pub use script_permissions::{non_root_writer, script_permission_warnings};
+
+/// Where vipd looks for its configuration when `-c` is not given.
+pub const DEFAULT_PATH: &str = "/etc/vipd/vipd.yaml";
+
+/// The largest configuration file accepted; real ones are a few kilobytes.
+pub const MAX_FILE_SIZE: u64 = 4 * 1024 * 1024;
+
+impl Config {
+    /// Parses and validates a vipd.yaml text.
+    ///
+    /// # Errors
+    /// Every problem found: a YAML or type error stops parsing (one error); past that point,
+    /// every semantic problem of the file is reported.
+    pub fn from_yaml_str(text: &str) -> Result<(Config, Vec<Warning>), Errors> {
+        let (document, index) = yaml::parse(text).map_err(|error| Errors(vec![error]))?;
+        validate::validate(document, &index)
+    }
+}
+
+/// Reads and validates the configuration file at `path`.
+pub fn load(path: impl AsRef<Path>) -> Result<(Config, Vec<Warning>), LoadError> {
+    let path = path.as_ref();
+    let text = read_text(path)?;
+    Config::from_yaml_str(&text).map_err(|errors| LoadError::Invalid {
+        path: path.to_owned(),
+        errors,
+    })
+}
+
+/// Reads the configuration file at `path` as text, refusing files over [`MAX_FILE_SIZE`].
+pub fn read_text(path: impl AsRef<Path>) -> Result<String, LoadError> {
+    let path = path.as_ref();
+    let read_error = |source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let mut bytes = Vec::new();
+    // Read one byte past the limit to tell "at the limit" from "over it" without trusting the
+    // file's reported size (it could be a pipe or grow while we read).
+    file.take(MAX_FILE_SIZE + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_FILE_SIZE {
+        return Err(LoadError::TooLarge {
+            path: path.to_owned(),
+            limit: MAX_FILE_SIZE,
+        });
+    }
+    String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 {
+        path: path.to_owned(),
+    })
+}

@@ -1,0 +1,349 @@
+//! `frontends` and `backends`: listeners, server pools and their health checks.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::Checker;
+use crate::model::{
+    Backend, Balance, Control, Frontend, HealthCheck, HealthKind, HttpCheck, OnServerDown,
+    ProxyProtocol, Server, Timeouts, TlsVerify,
+};
+use crate::raw;
+
+/// The Kubernetes apiserver port: a backend on it deserves an HTTPS `/readyz` check.
+const APISERVER_PORT: u16 = 6443;
+/// A generous ceiling that still catches a typo of three extra zeros.
+const MAX_CONNECTIONS: i64 = 10_000_000;
+
+impl Checker<'_> {
+    pub(super) fn frontends(
+        &mut self,
+        frontends: Vec<raw::Frontend>,
+        backends: &[Backend],
+        control: &Control,
+    ) -> Vec<Frontend> {
+        let typed: Vec<Frontend> = frontends
+            .into_iter()
+            .enumerate()
+            .map(|(position, frontend)| {
+                self.frontend(frontend, backends, &format!("frontends[{position}]"))
+            })
+            .collect();
+        self.unique_names(
+            "frontend",
+            typed.iter().enumerate().map(|(position, frontend)| {
+                (
+                    format!("frontends[{position}].name"),
+                    frontend.name.as_str(),
+                )
+            }),
+        );
+        self.repeated_binds(&typed, control);
+        typed
+    }
+
+    fn frontend(&mut self, raw: raw::Frontend, backends: &[Backend], path: &str) -> Frontend {
+        let name = self.required_name(raw.name, &format!("{path}.name"));
+        if raw.bind.is_empty() {
+            self.error(
+                &format!("{path}.bind"),
+                "a frontend needs at least one bind address",
+            );
+        }
+        let bind = raw
+            .bind
+            .iter()
+            .enumerate()
+            .filter_map(|(position, text)| {
+                self.socket_addr(text, &format!("{path}.bind[{position}]"))
+            })
+            .collect();
+        let backend_path = format!("{path}.backend");
+        let backend = self
+            .required(raw.backend, &backend_path)
+            .unwrap_or_default();
+        if !backend.is_empty() && !backends.iter().any(|candidate| candidate.name == backend) {
+            self.error(&backend_path, format!("no backend is named `{backend}`"));
+        }
+        Frontend {
+            name,
+            bind,
+            backend,
+            accept_proxy: raw.accept_proxy.unwrap_or(false),
+            max_connections: raw.max_connections.map(|limit| {
+                self.integer(
+                    Some(limit),
+                    &format!("{path}.max_connections"),
+                    1..=MAX_CONNECTIONS,
+                    1u32,
+                )
+            }),
+        }
+    }
+
+    /// A port used twice: the same address, or a wildcard address (which on Linux takes the
+    /// port for every address of both families unless IPV6_V6ONLY is set) and any other.
+    fn repeated_binds(&mut self, frontends: &[Frontend], control: &Control) {
+        let mut seen: Vec<(SocketAddr, String)> =
+            vec![(control.listen, "control.listen".to_owned())];
+        for (position, frontend) in frontends.iter().enumerate() {
+            for (bind_position, address) in frontend.bind.iter().enumerate() {
+                let path = format!("frontends[{position}].bind[{bind_position}]");
+                let clash = seen.iter().find(|(other, _)| {
+                    other.port() == address.port()
+                        && (other.ip() == address.ip()
+                            || other.ip().is_unspecified()
+                            || address.ip().is_unspecified())
+                });
+                if let Some((other, other_path)) = clash {
+                    let line = self.line_of(other_path);
+                    self.error(
+                        &path,
+                        format!(
+                            "port {} is already bound by {other} ({other_path}, line {line})",
+                            address.port()
+                        ),
+                    );
+                } else {
+                    seen.push((*address, path));
+                }
+            }
+        }
+    }
+
+    pub(super) fn backends(&mut self, backends: Vec<raw::Backend>) -> Vec<Backend> {
+        let typed: Vec<Backend> = backends
+            .into_iter()
+            .enumerate()
+            .map(|(position, backend)| self.backend(backend, &format!("backends[{position}]")))
+            .collect();
+        self.unique_names(
+            "backend",
+            typed.iter().enumerate().map(|(position, backend)| {
+                (format!("backends[{position}].name"), backend.name.as_str())
+            }),
+        );
+        typed
+    }
+
+    fn backend(&mut self, raw: raw::Backend, path: &str) -> Backend {
+        let name = self.required_name(raw.name, &format!("{path}.name"));
+        if raw.servers.is_empty() {
+            self.error(
+                &format!("{path}.servers"),
+                "a backend needs at least one server",
+            );
+        }
+        let servers: Vec<Server> = raw
+            .servers
+            .into_iter()
+            .enumerate()
+            .map(|(position, server)| self.server(server, &format!("{path}.servers[{position}]")))
+            .collect();
+        self.unique_names(
+            "server",
+            servers.iter().enumerate().map(|(position, server)| {
+                (
+                    format!("{path}.servers[{position}].name"),
+                    server.name.as_str(),
+                )
+            }),
+        );
+        let health = self.health(raw.health.unwrap_or_default(), &format!("{path}.health"));
+        if health.kind == HealthKind::Tcp
+            && servers
+                .iter()
+                .any(|server| server.address.port() == APISERVER_PORT)
+        {
+            self.warn(
+                &format!("{path}.health.kind"),
+                format!(
+                    "backend `{name}` serves port {APISERVER_PORT} with only a tcp check: an apiserver that \
+                     accepts connections but is not ready stays in rotation; use kind: https, path: /readyz"
+                ),
+            );
+        }
+        Backend {
+            name,
+            balance: match raw.balance {
+                None | Some(raw::Balance::RoundRobin) => Balance::RoundRobin,
+                Some(raw::Balance::LeastConn) => Balance::LeastConn,
+                Some(raw::Balance::Source) => Balance::Source,
+                Some(raw::Balance::Random) => Balance::Random,
+            },
+            send_proxy: match raw.send_proxy {
+                None | Some(raw::SendProxy::None) => ProxyProtocol::None,
+                Some(raw::SendProxy::V1) => ProxyProtocol::V1,
+                Some(raw::SendProxy::V2) => ProxyProtocol::V2,
+            },
+            retries: self.integer(raw.retries, &format!("{path}.retries"), 0..=100, 3u32),
+            on_server_down: match raw.on_server_down {
+                None | Some(raw::OnServerDown::KeepSessions) => OnServerDown::KeepSessions,
+                Some(raw::OnServerDown::ShutdownSessions) => OnServerDown::ShutdownSessions,
+            },
+            timeout: self.timeouts(&raw.timeout.unwrap_or_default(), &format!("{path}.timeout")),
+            health,
+            servers,
+        }
+    }
+
+    fn server(&mut self, raw: raw::Server, path: &str) -> Server {
+        let name = self.required_name(raw.name, &format!("{path}.name"));
+        let address_path = format!("{path}.address");
+        let address = self
+            .required(raw.address, &address_path)
+            .and_then(|text| self.socket_addr(&text, &address_path))
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        if address.ip().is_unspecified() && address.port() != 0 {
+            self.error(
+                &address_path,
+                format!("{} cannot be connected to", address.ip()),
+            );
+        }
+        Server {
+            name,
+            address,
+            weight: self.integer(raw.weight, &format!("{path}.weight"), 0..=256, 1u32),
+            backup: raw.backup.unwrap_or(false),
+            max_connections: raw.max_connections.map(|limit| {
+                self.integer(
+                    Some(limit),
+                    &format!("{path}.max_connections"),
+                    1..=MAX_CONNECTIONS,
+                    1u32,
+                )
+            }),
+        }
+    }
+
+    fn timeouts(&mut self, raw: &raw::Timeouts, path: &str) -> Timeouts {
+        let defaults = Timeouts::default();
+        let range = Duration::from_millis(1)..=Duration::from_secs(7 * 86_400);
+        Timeouts {
+            connect: self.duration(
+                raw.connect.as_deref(),
+                &format!("{path}.connect"),
+                defaults.connect,
+                range.clone(),
+            ),
+            idle: self.duration(
+                raw.idle.as_deref(),
+                &format!("{path}.idle"),
+                defaults.idle,
+                range.clone(),
+            ),
+            tunnel: self.duration(
+                raw.tunnel.as_deref(),
+                &format!("{path}.tunnel"),
+                defaults.tunnel,
+                range.clone(),
+            ),
+            fin: self.duration(
+                raw.fin.as_deref(),
+                &format!("{path}.fin"),
+                defaults.fin,
+                range,
+            ),
+        }
+    }
+
+    fn health(&mut self, raw: raw::Health, path: &str) -> HealthCheck {
+        let kind = raw.kind.unwrap_or(raw::HealthKind::Tcp);
+        let http = self.http_fields(&raw, kind, path);
+        let tls_verify = match (raw.tls_verify, kind) {
+            (None | Some(raw::TlsVerify::None), _) => TlsVerify::None,
+            (Some(_), raw::HealthKind::Tcp | raw::HealthKind::Http) => {
+                self.error(
+                    &format!("{path}.tls_verify"),
+                    "tls_verify applies to https checks only",
+                );
+                TlsVerify::None
+            }
+            (Some(raw::TlsVerify::CaFile(file)), raw::HealthKind::Https) => {
+                let at = format!("{path}.tls_verify.ca_file");
+                match self.required(file, &at) {
+                    Some(file) => TlsVerify::CaFile(self.absolute_path(&file, &at)),
+                    None => TlsVerify::None,
+                }
+            }
+        };
+        let (interval, timeout) =
+            self.interval_and_timeout(raw.interval.as_deref(), raw.timeout.as_deref(), path);
+        HealthCheck {
+            kind: match kind {
+                raw::HealthKind::Tcp => HealthKind::Tcp,
+                raw::HealthKind::Http => HealthKind::Http(http),
+                raw::HealthKind::Https => HealthKind::Https { http, tls_verify },
+            },
+            interval,
+            timeout,
+            rise: self.integer(raw.rise, &format!("{path}.rise"), 1..=100, 2),
+            fall: self.integer(raw.fall, &format!("{path}.fall"), 1..=100, 3),
+        }
+    }
+
+    /// `path`, `expect_status` and `host`, which only an http or https check has.
+    fn http_fields(&mut self, raw: &raw::Health, kind: raw::HealthKind, path: &str) -> HttpCheck {
+        if kind == raw::HealthKind::Tcp {
+            for (field, set) in [
+                ("path", raw.path.is_some()),
+                ("expect_status", raw.expect_status.is_some()),
+                ("host", raw.host.is_some()),
+            ] {
+                if set {
+                    self.error(
+                        &format!("{path}.{field}"),
+                        format!("{field} applies to http and https checks only"),
+                    );
+                }
+            }
+        }
+        let request_path = raw.path.clone().unwrap_or_else(|| "/".to_owned());
+        if !request_path.starts_with('/')
+            || request_path
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
+            self.error(
+                &format!("{path}.path"),
+                "must start with `/` and contain no spaces",
+            );
+        }
+        let expect_status = match &raw.expect_status {
+            None => vec![200],
+            Some(codes) if codes.is_empty() => {
+                self.error(
+                    &format!("{path}.expect_status"),
+                    "list at least one status code",
+                );
+                vec![200]
+            }
+            Some(codes) => codes
+                .iter()
+                .enumerate()
+                .map(|(position, code)| {
+                    self.integer(
+                        Some(*code),
+                        &format!("{path}.expect_status[{position}]"),
+                        100..=599,
+                        200u16,
+                    )
+                })
+                .collect(),
+        };
+        if let Some(host) = &raw.host {
+            if host.is_empty()
+                || host
+                    .chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+            {
+                self.error(&format!("{path}.host"), "must be a host name");
+            }
+        }
+        HttpCheck {
+            path: request_path,
+            expect_status,
+            host: raw.host.clone(),
+        }
+    }
+}
