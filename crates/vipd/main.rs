@@ -1,12 +1,42 @@
 //! vipd: VRRP failover and an L4 proxy in one daemon, one per load-balancer node.
 
-use clap::Parser;
+mod check;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
 
 /// Keeps virtual IPs highly available with VRRP and serves them with a built-in L4 proxy.
 #[derive(Parser)]
 #[command(name = "vipd", version, about, long_about = None)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let _cli = Cli::parse();
+/// One variant per subcommand; `run`, `status`, `import` and `lab` join `check` here.
+#[derive(Subcommand)]
+enum Command {
+    /// Validate a configuration file: a summary and warnings (exit 0), or every error (exit 1).
+    Check(check::CheckArgs),
+}
+
+/// The `-c FILE` option shared by the subcommands that read the configuration.
+#[derive(Args)]
+struct ConfigFileArg {
+    /// The configuration file.
+    #[arg(short = 'c', long = "config", value_name = "FILE", default_value = vipd_config::DEFAULT_PATH)]
+    path: PathBuf,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.command {
+        Command::Check(args) => check::run(&args),
+    };
+    outcome.unwrap_or_else(|error| {
+        eprintln!("vipd: {error:#}");
+        ExitCode::FAILURE
+    })
 }

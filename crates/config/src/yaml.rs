@@ -67,7 +67,18 @@ fn diagnose(error: &serde_saphyr::Error, index: &LocationIndex) -> Diagnostic {
 /// The library's message without its "at line X, column Y" suffix (we print our own), with
 /// control characters escaped: the message may quote the file.
 fn plain_message(error: &serde_saphyr::Error) -> String {
-    let message: Cow<'_, str> = serde_saphyr::DefaultMessageFormatter.format_message(error);
+    let message: Cow<'_, str> = match error {
+        // The library says "invalid i64": say what the field wants instead.
+        serde_saphyr::Error::InvalidScalar { ty, .. } => Cow::Owned(format!(
+            "expected {}",
+            match *ty {
+                "bool" => "true or false",
+                "i64" | "u64" | "i32" | "u32" | "u16" | "u8" => "a whole number",
+                other => other,
+            }
+        )),
+        _ => serde_saphyr::DefaultMessageFormatter.format_message(error),
+    };
     message
         .chars()
         .flat_map(|character| {
@@ -106,6 +117,7 @@ mod tests {
         let found = error("vrrp:\n  - vrid: abc\n");
         assert_eq!(found.path, "vrrp[0].vrid");
         assert_eq!((found.line, found.column), (2, 11));
+        assert_eq!(found.message, "expected a whole number");
     }
 
     #[test]
