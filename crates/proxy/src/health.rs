@@ -93,6 +93,15 @@ pub struct Checker {
     tls: Option<TlsConnector>,
 }
 
+impl std::fmt::Debug for Checker {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Checker")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Largest response head we read; a status line is all we need.
 const MAX_RESPONSE_HEAD: usize = 1024;
 

@@ -1,12 +1,52 @@
-//! The L4 proxy engine of vipd. Knows nothing of VRRP.
+//! The L4 proxy engine of vipd: HAProxy's TCP mode as a library. Knows nothing of VRRP.
+//!
+//! # Use
+//!
+//! The daemon maps its YAML model onto [`ProxyConfig`] and calls [`Proxy::start`]. From then on:
+//! [`Proxy::apply`] reloads by difference, [`Proxy::drain_server`] / [`Proxy::disable_server`] /
+//! [`Proxy::enable_server`] / [`Proxy::set_server_weight`] are the admin actions,
+//! [`Proxy::health`] is a `watch` channel of per-frontend backend health (for the trackers),
+//! [`Proxy::stats`] is a plain-data snapshot of every counter (for the metrics layer) and
+//! [`Proxy::shutdown`] drains with a deadline.
+//!
+//! # Inside
+//!
+//! - One task per listener (`frontend.rs`): connection limits are taken *before* `accept`, so at
+//!   the limit clients wait in the backlog; `EMFILE` and friends back off (10 ms doubling to 1 s).
+//! - One task per session (`session.rs`): optional PROXY header from the client, server choice on
+//!   an immutable backend snapshot (`arc-swap`, no lock on the hot path except smooth round robin's
+//!   short mutex), bounded queue when servers are full, connect with retries and redispatch,
+//!   optional PROXY header to the server, then `forward.rs`.
+//! - One task per server health check (`backend.rs`) feeding the pure [`HealthState`].
+//!
+//! # Memory per session
+//!
+//! Bounded and independent of traffic: the session task and two sockets, plus per direction, created
+//! on first data only, either one pipe (2 fds; its kernel buffer holds at most 64 KiB, the default
+//! pipe capacity, and only while bytes are in flight) or, in the buffered fallback, one 16 KiB
+//! buffer. An idle session holds no pipe and no buffer. A client's PROXY header is read through a
+//! 512-byte chunk into at most [`proxy_protocol::MAX_HEADER_LEN`] bytes.
+//!
+//! # Timeouts
+//!
+//! See [`Timeouts`]: `idle` applies until both sides have spoken, then `tunnel`; after a FIN in one
+//! direction the other stays open until `fin` passes without activity.
 
+mod backend;
 mod balance;
 mod config;
+mod engine;
 mod error;
+mod forward;
+mod frontend;
 mod health;
 pub mod proxy_protocol;
+mod session;
+mod stats;
 
 pub use balance::{Balancer, Candidate};
 pub use config::*;
+pub use engine::Proxy;
 pub use error::Error;
 pub use health::{CheckFailure, Checker, HealthState};
+pub use stats::*;

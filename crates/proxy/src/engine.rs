@@ -1,0 +1,456 @@
+//! The running proxy: [`Proxy`] is the handle the daemon holds; [`Engine`] is what its tasks share.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Error;
+use crate::backend::Backend;
+use crate::config::ProxyConfig;
+use crate::frontend::{self, FrontendSettings, FrontendShared};
+use crate::stats::{AdminState, FrontendHealth, FrontendStats, HealthReport, ProxyStats};
+
+/// Shared by the listener, session and check tasks.
+pub struct Engine {
+    pub global_limit: Arc<Semaphore>,
+    global_max: std::sync::atomic::AtomicUsize,
+    pub sessions: TaskTracker,
+    /// Cancelled to cut every session (end of the shutdown grace period, or the handle dropped).
+    pub hard_stop: CancellationToken,
+    backends: ArcSwap<BTreeMap<String, Arc<Backend>>>,
+    frontends: ArcSwap<BTreeMap<String, Arc<FrontendShared>>>,
+    listening: ArcSwap<BTreeMap<String, Vec<SocketAddr>>>,
+    health: watch::Sender<HealthReport>,
+    control: tokio::sync::Mutex<Control>,
+}
+
+/// What only `apply` and `shutdown` touch, one at a time.
+struct Control {
+    global_max: usize,
+    frontend_max: BTreeMap<String, usize>,
+    /// Per frontend, per configured bind address.
+    listeners: BTreeMap<String, BTreeMap<SocketAddr, Listener>>,
+    checks: CancellationToken,
+    shut_down: bool,
+}
+
+struct Listener {
+    actual: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Listener {
+    async fn close(self) {
+        self.stop.cancel();
+        // The task owns the socket: once it returns, the port is free again.
+        let _ = self.task.await;
+    }
+}
+
+impl Engine {
+    pub fn backend(&self, name: &str) -> Option<Arc<Backend>> {
+        self.backends.load().get(name).cloned()
+    }
+
+    fn publish_health(&self) {
+        let backends = self.backends.load();
+        let frontends = self.frontends.load();
+        let mut report = HealthReport::default();
+        for (name, frontend) in frontends.iter() {
+            let backend_name = frontend.settings.load().backend.clone();
+            let health = backends.get(&backend_name).map_or_else(
+                || FrontendHealth {
+                    backend: backend_name.clone(),
+                    ..FrontendHealth::default()
+                },
+                |backend| FrontendHealth {
+                    backend: backend_name.clone(),
+                    servers_total: backend.servers.len(),
+                    servers_up: backend
+                        .servers
+                        .iter()
+                        .filter(|server| server.is_up())
+                        .count(),
+                    servers_usable: backend.usable_servers(),
+                },
+            );
+            report.frontends.insert(name.clone(), health);
+        }
+        self.health.send_if_modified(|current| {
+            let changed = *current != report;
+            if changed {
+                *current = report;
+            }
+            changed
+        });
+    }
+
+    async fn apply(self: &Arc<Self>, config: ProxyConfig) -> Result<(), Error> {
+        config.validate()?;
+        let mut control = self.control.lock().await;
+        if control.shut_down {
+            return Err(Error::ShutDown);
+        }
+
+        // 1. Everything that can fail before anything changes: backends, then fresh listeners.
+        let old_backends = self.backends.load_full();
+        let mut backends = BTreeMap::new();
+        for backend in &config.backends {
+            let previous = old_backends.get(&backend.name).map(AsRef::as_ref);
+            backends.insert(
+                backend.name.clone(),
+                Arc::new(Backend::build(backend, previous)?),
+            );
+        }
+        let bound: BTreeSet<SocketAddr> = control
+            .listeners
+            .values()
+            .flat_map(|listeners| listeners.keys().copied())
+            .collect();
+        let mut fresh = Vec::new();
+        for frontend in &config.frontends {
+            for &address in &frontend.bind {
+                if !bound.contains(&address) {
+                    let socket = frontend::bind(address).map_err(|source| Error::Bind {
+                        frontend: frontend.name.clone(),
+                        address,
+                        source,
+                    })?;
+                    fresh.push((frontend.name.clone(), address, socket));
+                }
+            }
+        }
+
+        // 2. Commit. New sessions see the new backends from here on; established ones keep theirs.
+        self.backends.store(Arc::new(backends));
+        let wanted: BTreeSet<(&str, SocketAddr)> = config
+            .frontends
+            .iter()
+            .flat_map(|frontend| {
+                frontend
+                    .bind
+                    .iter()
+                    .map(|address| (frontend.name.as_str(), *address))
+            })
+            .collect();
+        let mut closing = Vec::new();
+        for (name, listeners) in &mut control.listeners {
+            let gone: Vec<SocketAddr> = listeners
+                .keys()
+                .copied()
+                .filter(|address| !wanted.contains(&(name.as_str(), *address)))
+                .collect();
+            for address in gone {
+                closing.extend(listeners.remove(&address));
+            }
+        }
+        control
+            .listeners
+            .retain(|_, listeners| !listeners.is_empty());
+        for listener in closing {
+            listener.close().await;
+        }
+
+        // 3. Frontend state: reuse by name, update settings and limits.
+        let old_frontends = self.frontends.load_full();
+        let mut frontends = BTreeMap::new();
+        for frontend in &config.frontends {
+            let settings = FrontendSettings {
+                backend: frontend.backend.clone(),
+                accept_proxy: frontend.accept_proxy,
+            };
+            let shared = if let Some(shared) = old_frontends.get(&frontend.name) {
+                shared.settings.store(Arc::new(settings));
+                let old_max = control
+                    .frontend_max
+                    .get(&frontend.name)
+                    .copied()
+                    .unwrap_or(frontend.max_connections);
+                resize(&shared.limit, old_max, frontend.max_connections);
+                shared.max_connections.store(
+                    frontend.max_connections,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                Arc::clone(shared)
+            } else {
+                Arc::new(FrontendShared::new(
+                    &frontend.name,
+                    settings,
+                    frontend.max_connections,
+                ))
+            };
+            frontends.insert(frontend.name.clone(), shared);
+        }
+        control.frontend_max = config
+            .frontends
+            .iter()
+            .map(|frontend| (frontend.name.clone(), frontend.max_connections))
+            .collect();
+        self.frontends.store(Arc::new(frontends.clone()));
+        resize(
+            &self.global_limit,
+            control.global_max,
+            config.max_connections,
+        );
+        control.global_max = config.max_connections;
+        self.global_max
+            .store(config.max_connections, std::sync::atomic::Ordering::Relaxed);
+
+        // 4. Listeners: the fresh ones, then addresses that moved between frontends (free now).
+        let mut first_error = None;
+        let mut to_start = fresh;
+        for &(name, address) in &wanted {
+            let has = control
+                .listeners
+                .get(name)
+                .is_some_and(|listeners| listeners.contains_key(&address))
+                || to_start.iter().any(|(fresh_name, fresh_address, _)| {
+                    fresh_name == name && *fresh_address == address
+                });
+            if !has {
+                match frontend::bind(address) {
+                    Ok(socket) => to_start.push((name.to_owned(), address, socket)),
+                    Err(source) => {
+                        first_error.get_or_insert(Error::Bind {
+                            frontend: name.to_owned(),
+                            address,
+                            source,
+                        });
+                    }
+                }
+            }
+        }
+        for (name, address, socket) in to_start {
+            let Some(shared) = frontends.get(&name) else {
+                continue;
+            };
+            let actual = socket.local_addr().unwrap_or(address);
+            let stop = self.hard_stop.child_token();
+            let task = tokio::spawn(frontend::accept_loop(
+                socket,
+                Arc::clone(shared),
+                Arc::clone(self),
+                stop.clone(),
+            ));
+            tracing::info!(frontend = %name, address = %actual, "listening");
+            control
+                .listeners
+                .entry(name)
+                .or_default()
+                .insert(address, Listener { actual, stop, task });
+        }
+        self.listening.store(Arc::new(
+            control
+                .listeners
+                .iter()
+                .map(|(name, listeners)| {
+                    (
+                        name.clone(),
+                        listeners.values().map(|listener| listener.actual).collect(),
+                    )
+                })
+                .collect(),
+        ));
+
+        // 5. Health checks restart on the new snapshot; the state lives in the servers.
+        control.checks.cancel();
+        control.checks = self.hard_stop.child_token();
+        let weak: Weak<Engine> = Arc::downgrade(self);
+        let on_flip: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
+            if let Some(engine) = weak.upgrade() {
+                engine.publish_health();
+            }
+        });
+        for backend in self.backends.load().values() {
+            backend.spawn_checks(&control.checks, &on_flip);
+        }
+        self.publish_health();
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Changes a limit semaphore from `old` to `new` permits. Lowering takes effect as sessions end:
+/// only permits not in use can be withdrawn at once.
+fn resize(limit: &Semaphore, old: usize, new: usize) {
+    if new > old {
+        limit.add_permits(new - old);
+    } else if new < old {
+        limit.forget_permits(old - new);
+    }
+}
+
+/// The running proxy. Dropping it cuts every session and closes every listener; call
+/// [`Proxy::shutdown`] for a graceful stop.
+pub struct Proxy {
+    engine: Arc<Engine>,
+}
+
+impl Proxy {
+    /// Validates `config`, binds every frontend (IP_FREEBIND, SO_REUSEADDR), and starts the
+    /// listeners and health checks. Must run inside a tokio runtime.
+    pub async fn start(config: ProxyConfig) -> Result<Self, Error> {
+        let (health, _) = watch::channel(HealthReport::default());
+        let hard_stop = CancellationToken::new();
+        let engine = Arc::new(Engine {
+            global_limit: Arc::new(Semaphore::new(0)),
+            global_max: std::sync::atomic::AtomicUsize::new(0),
+            sessions: TaskTracker::new(),
+            backends: ArcSwap::from_pointee(BTreeMap::new()),
+            frontends: ArcSwap::from_pointee(BTreeMap::new()),
+            listening: ArcSwap::from_pointee(BTreeMap::new()),
+            health,
+            control: tokio::sync::Mutex::new(Control {
+                global_max: 0,
+                frontend_max: BTreeMap::new(),
+                listeners: BTreeMap::new(),
+                checks: hard_stop.child_token(),
+                shut_down: false,
+            }),
+            hard_stop,
+        });
+        engine.apply(config).await?;
+        Ok(Self { engine })
+    }
+
+    /// Reloads by difference. Listeners whose frontend keeps its name and address keep their socket
+    /// (no refused connection); established sessions continue on the servers they have; new sessions
+    /// use the new backends; servers keeping name and address keep health, admin state, counters and
+    /// active sessions. Validation, TLS and fresh-bind errors leave the running config untouched.
+    pub async fn apply(&self, config: ProxyConfig) -> Result<(), Error> {
+        self.engine.apply(config).await
+    }
+
+    /// Stops accepting, stops health checks, lets sessions finish for up to `grace`, then cuts the
+    /// rest. Returns when every session is gone.
+    pub async fn shutdown(&self, grace: Duration) {
+        let mut control = self.engine.control.lock().await;
+        control.shut_down = true;
+        control.checks.cancel();
+        let listeners = std::mem::take(&mut control.listeners);
+        for listener in listeners.into_values().flat_map(BTreeMap::into_values) {
+            listener.close().await;
+        }
+        self.engine.listening.store(Arc::new(BTreeMap::new()));
+        let sessions = &self.engine.sessions;
+        sessions.close();
+        if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
+            tracing::info!(
+                remaining = sessions.len(),
+                "grace period over, cutting sessions"
+            );
+        }
+        self.engine.hard_stop.cancel();
+        sessions.wait().await;
+    }
+
+    /// Backend health per frontend; changes whenever a server flips or an admin action or reload
+    /// changes what is usable. A tracker reads `servers_usable` against its `min_up`.
+    pub fn health(&self) -> watch::Receiver<HealthReport> {
+        self.engine.health.subscribe()
+    }
+
+    /// The addresses each frontend listens on (with the real port when port 0 was configured).
+    pub fn listening_addresses(&self) -> BTreeMap<String, Vec<SocketAddr>> {
+        self.engine.listening.load().as_ref().clone()
+    }
+
+    /// No new sessions on `server` (weight 0); established sessions continue.
+    pub fn drain_server(&self, backend: &str, server: &str) -> Result<(), Error> {
+        self.set_admin_state(backend, server, AdminState::Drain)
+    }
+
+    /// Takes `server` out of service (maintenance); established sessions continue.
+    pub fn disable_server(&self, backend: &str, server: &str) -> Result<(), Error> {
+        self.set_admin_state(backend, server, AdminState::Maintenance)
+    }
+
+    /// Puts a drained or disabled server back into service.
+    pub fn enable_server(&self, backend: &str, server: &str) -> Result<(), Error> {
+        self.set_admin_state(backend, server, AdminState::Ready)
+    }
+
+    /// Sets a server's weight; it overrides the configured weight, also across reloads.
+    pub fn set_server_weight(&self, backend: &str, server: &str, weight: u32) -> Result<(), Error> {
+        self.with_server(backend, server, |server| server.set_weight_override(weight))
+    }
+
+    fn set_admin_state(&self, backend: &str, server: &str, state: AdminState) -> Result<(), Error> {
+        self.with_server(backend, server, |server| server.set_admin_state(state))
+    }
+
+    fn with_server(
+        &self,
+        backend: &str,
+        server: &str,
+        action: impl FnOnce(&crate::backend::Server),
+    ) -> Result<(), Error> {
+        let snapshot = self
+            .engine
+            .backend(backend)
+            .ok_or_else(|| Error::UnknownBackend {
+                backend: backend.to_owned(),
+            })?;
+        let found = snapshot
+            .server(server)
+            .ok_or_else(|| Error::UnknownServer {
+                backend: backend.to_owned(),
+                server: server.to_owned(),
+            })?;
+        action(found);
+        tracing::info!(backend, server, "server admin state changed");
+        self.engine.publish_health();
+        Ok(())
+    }
+
+    /// Every counter and gauge, per frontend, backend and server.
+    pub fn stats(&self) -> ProxyStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let listening = self.engine.listening.load();
+        let frontends = self.engine.frontends.load();
+        let frontend_stats = frontends
+            .values()
+            .map(|frontend| FrontendStats {
+                name: frontend.name.clone(),
+                backend: frontend.settings.load().backend.clone(),
+                bind: listening.get(&frontend.name).cloned().unwrap_or_default(),
+                sessions_current: frontend.sessions_current.load(Relaxed),
+                sessions_total: frontend.sessions_total.load(Relaxed),
+                max_connections: frontend.max_connections.load(Relaxed),
+                bytes_in: frontend.bytes_in.load(Relaxed),
+                bytes_out: frontend.bytes_out.load(Relaxed),
+                proxy_header_errors: frontend.proxy_header_errors.load(Relaxed),
+                accept_errors: frontend.accept_errors.load(Relaxed),
+            })
+            .collect::<Vec<_>>();
+        let sessions_current = frontend_stats
+            .iter()
+            .map(|frontend| frontend.sessions_current)
+            .sum::<u64>();
+        ProxyStats {
+            sessions_current,
+            max_connections: self.engine.global_max.load(Relaxed),
+            frontends: frontend_stats,
+            backends: self
+                .engine
+                .backends
+                .load()
+                .values()
+                .map(|backend| backend.stats())
+                .collect(),
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.engine.hard_stop.cancel();
+    }
+}

@@ -1,0 +1,259 @@
+//! Moving bytes between a client and a server socket, both ways, with half-close and timeouts.
+//!
+//! Each direction splices socket → pipe → socket (`splice(2)`, zero copy: the payload never enters
+//! user space). The pipe is created when the direction first has data, so an idle session holds no
+//! pipe. If a pipe cannot be made (fd limit) or the kernel refuses to splice these sockets, that
+//! direction falls back to a buffered copy through a 16 KiB buffer, also allocated on first use.
+
+use std::io;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use nix::fcntl::{OFlag, SpliceFFlags, splice};
+use tokio::io::Interest;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Timeouts;
+
+/// Bytes a direction moves per splice call: the default pipe capacity (16 pages).
+const PIPE_CHUNK: usize = 64 * 1024;
+/// Buffer of one direction of the buffered fallback.
+pub const COPY_BUFFER: usize = 16 * 1024;
+
+/// How a session ended.
+#[derive(Debug)]
+pub enum SessionEnd {
+    /// Both directions finished with FIN.
+    Closed,
+    /// No activity for the timeout that applied (`idle`, `tunnel` or `fin`).
+    TimedOut { timeout: &'static str },
+    /// Cut from outside: server marked down with `shutdown_sessions`, or hard stop.
+    Cancelled,
+    /// A socket error (reset, ...) on either side.
+    Failed(io::Error),
+}
+
+/// Where a direction's byte counts go (frontend, backend, server).
+pub type ByteCounters<'a> = [&'a AtomicU64; 3];
+
+/// Activity shared by the two directions and the timeout watchdog.
+struct Activity {
+    start: Instant,
+    last_millis: AtomicU64,
+    client_spoke: AtomicBool,
+    server_spoke: AtomicBool,
+    half_closed: AtomicBool,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            last_millis: AtomicU64::new(0),
+            client_spoke: AtomicBool::new(false),
+            server_spoke: AtomicBool::new(false),
+            half_closed: AtomicBool::new(false),
+        }
+    }
+
+    fn touch(&self, spoke: &AtomicBool) {
+        let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_millis.fetch_max(elapsed, Ordering::Relaxed);
+        spoke.store(true, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_millis.load(Ordering::Relaxed))
+    }
+
+    /// The inactivity timeout in force: `fin` once half closed, `tunnel` once both sides have
+    /// spoken, `idle` before.
+    fn timeout(&self, timeouts: &Timeouts) -> (Duration, &'static str) {
+        if self.half_closed.load(Ordering::Relaxed) {
+            (timeouts.fin, "fin")
+        } else if self.client_spoke.load(Ordering::Relaxed)
+            && self.server_spoke.load(Ordering::Relaxed)
+        {
+            (timeouts.tunnel, "tunnel")
+        } else {
+            (timeouts.idle, "idle")
+        }
+    }
+}
+
+/// Forwards both directions until both are finished, a timeout fires, `cancel` is cancelled or a
+/// socket fails. `client_to_server` and `server_to_client` receive byte counts.
+pub async fn forward(
+    client: &TcpStream,
+    server: &TcpStream,
+    timeouts: &Timeouts,
+    cancel: &CancellationToken,
+    client_to_server: ByteCounters<'_>,
+    server_to_client: ByteCounters<'_>,
+) -> SessionEnd {
+    let activity = Activity::new();
+    let upstream = pump(
+        client,
+        server,
+        &activity,
+        &activity.client_spoke,
+        client_to_server,
+    );
+    let downstream = pump(
+        server,
+        client,
+        &activity,
+        &activity.server_spoke,
+        server_to_client,
+    );
+    let both = async {
+        // try_join: the first error ends the session; otherwise wait for both FINs.
+        tokio::try_join!(upstream, downstream)
+    };
+    tokio::select! {
+        result = both => match result {
+            Ok(_) => SessionEnd::Closed,
+            Err(error) => SessionEnd::Failed(error),
+        },
+        timeout = watchdog(&activity, timeouts) => SessionEnd::TimedOut { timeout },
+        () = cancel.cancelled() => SessionEnd::Cancelled,
+    }
+}
+
+async fn watchdog(activity: &Activity, timeouts: &Timeouts) -> &'static str {
+    // The timeout in force can change while we sleep (a half-close switches to `fin`); waking at
+    // least every `shortest` bounds how late a switch to a shorter timeout is noticed.
+    let shortest = timeouts
+        .idle
+        .min(timeouts.tunnel)
+        .min(timeouts.fin)
+        .max(Duration::from_millis(10));
+    loop {
+        let (timeout, name) = activity.timeout(timeouts);
+        let last = activity.last();
+        let deadline = last + timeout;
+        let now = Instant::now();
+        if now >= deadline {
+            return name;
+        }
+        tokio::time::sleep_until(deadline.min(now + shortest)).await;
+    }
+}
+
+/// One direction: `from` → `to` until `from` sends FIN, which is then passed on to `to`.
+async fn pump(
+    from: &TcpStream,
+    to: &TcpStream,
+    activity: &Activity,
+    spoke: &AtomicBool,
+    counters: ByteCounters<'_>,
+) -> io::Result<()> {
+    let mut pipe: Option<(OwnedFd, OwnedFd)> = None;
+    let mut splice_works = true;
+    let mut buffer: Vec<u8> = Vec::new();
+    loop {
+        from.readable().await?;
+        if splice_works && pipe.is_none() {
+            match nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC) {
+                Ok(pair) => pipe = Some(pair),
+                Err(error) => {
+                    tracing::debug!(%error, "no pipe for splice, copying through a buffer");
+                    splice_works = false;
+                }
+            }
+        }
+        let splice_pipe = pipe.as_ref().filter(|_| splice_works);
+        let moved = if let Some((pipe_out, pipe_in)) = splice_pipe {
+            match splice_through(from, to, pipe_out, pipe_in).await {
+                Err(error) if error.raw_os_error() == Some(nix::libc::EINVAL) => {
+                    // The kernel will not splice these sockets: fall back for good.
+                    splice_works = false;
+                    continue;
+                }
+                other => other?,
+            }
+        } else {
+            if buffer.is_empty() {
+                buffer = vec![0; COPY_BUFFER];
+            }
+            copy_through(from, to, &mut buffer).await?
+        };
+        match moved {
+            None => {}
+            Some(0) => break,
+            Some(bytes) => {
+                activity.touch(spoke);
+                for counter in counters {
+                    counter.fetch_add(bytes as u64, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    // FIN received: pass it on and keep the other direction open (half-close).
+    activity.half_closed.store(true, Ordering::Relaxed);
+    match socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write) {
+        Err(error) if error.kind() != io::ErrorKind::NotConnected => Err(error),
+        _ => Ok(()),
+    }
+}
+
+/// Moves what is readable now through the pipe; `None` if nothing was readable after all,
+/// `Some(0)` at end of stream.
+async fn splice_through(
+    from: &TcpStream,
+    to: &TcpStream,
+    pipe_out: &OwnedFd,
+    pipe_in: &OwnedFd,
+) -> io::Result<Option<usize>> {
+    let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
+    let filled = match from.try_io(Interest::READABLE, || {
+        splice(from, None, pipe_in, None, PIPE_CHUNK, flags).map_err(io::Error::from)
+    }) {
+        Ok(filled) => filled,
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    let mut in_pipe = filled;
+    while in_pipe > 0 {
+        to.writable().await?;
+        match to.try_io(Interest::WRITABLE, || {
+            splice(pipe_out, None, to, None, in_pipe, flags).map_err(io::Error::from)
+        }) {
+            Ok(drained) => in_pipe -= drained,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(Some(filled))
+}
+
+/// The buffered fallback of [`splice_through`].
+async fn copy_through(
+    from: &TcpStream,
+    to: &TcpStream,
+    buffer: &mut [u8],
+) -> io::Result<Option<usize>> {
+    let read = match from.try_read(buffer) {
+        Ok(read) => read,
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    write_all(to, &buffer[..read]).await?;
+    Ok(Some(read))
+}
+
+/// Writes all of `bytes` to a shared (`&`) stream.
+pub async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        to.writable().await?;
+        match to.try_write(bytes) {
+            Ok(written) => bytes = &bytes[written..],
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}

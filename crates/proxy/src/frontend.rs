@@ -1,0 +1,164 @@
+//! Listeners: binding (IP_FREEBIND, SO_REUSEADDR) and the accept loop with connection limits and
+//! accept-error back-off.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::Engine;
+use crate::session::{self, Accepted};
+
+/// Listen backlog: clients wait here while a connection limit is reached.
+const BACKLOG: i32 = 4096;
+const MIN_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A frontend's settings that change without rebinding.
+#[derive(Debug, Clone)]
+pub struct FrontendSettings {
+    pub backend: String,
+    pub accept_proxy: bool,
+}
+
+/// State of a frontend that outlives configuration snapshots (kept across reloads by name).
+#[derive(Debug)]
+pub struct FrontendShared {
+    pub name: String,
+    pub settings: ArcSwap<FrontendSettings>,
+    pub limit: Arc<Semaphore>,
+    pub max_connections: std::sync::atomic::AtomicUsize,
+    pub sessions_current: AtomicU64,
+    pub sessions_total: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub proxy_header_errors: AtomicU64,
+    pub accept_errors: AtomicU64,
+}
+
+impl FrontendShared {
+    pub fn new(name: &str, settings: FrontendSettings, max_connections: usize) -> Self {
+        Self {
+            name: name.to_owned(),
+            settings: ArcSwap::from_pointee(settings),
+            limit: Arc::new(Semaphore::new(max_connections)),
+            max_connections: std::sync::atomic::AtomicUsize::new(max_connections),
+            sessions_current: AtomicU64::new(0),
+            sessions_total: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            proxy_header_errors: AtomicU64::new(0),
+            accept_errors: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Binds a listening socket. IP_FREEBIND lets a backup node listen on a VIP it does not hold yet;
+/// SO_REUSEADDR lets a restarted daemon bind while old connections linger in TIME_WAIT.
+pub fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    if address.is_ipv4() {
+        socket.set_freebind_v4(true)?;
+    } else {
+        // `[::]:port` serves IPv6 only, so that `0.0.0.0:port` can be bound next to it.
+        socket.set_only_v6(true)?;
+        socket.set_freebind_v6(true)?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Accepts until `stop` is cancelled. Limits are taken before accepting: at the limit, clients
+/// wait in the backlog instead of being accepted and dropped.
+pub async fn accept_loop(
+    listener: std::net::TcpListener,
+    frontend: Arc<FrontendShared>,
+    engine: Arc<Engine>,
+    stop: CancellationToken,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(frontend = %frontend.name, %error, "cannot register listener");
+            return;
+        }
+    };
+    let mut backoff = Duration::ZERO;
+    loop {
+        let permits = tokio::select! {
+            () = stop.cancelled() => return,
+            permits = async {
+                let frontend_permit = Arc::clone(&frontend.limit).acquire_owned().await.ok()?;
+                let global_permit = Arc::clone(&engine.global_limit).acquire_owned().await.ok()?;
+                Some((frontend_permit, global_permit))
+            } => match permits {
+                Some(permits) => permits,
+                None => return,
+            },
+        };
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (client, peer) = match accepted {
+            Ok(accepted) => {
+                backoff = Duration::ZERO;
+                accepted
+            }
+            Err(error) => {
+                frontend.accept_errors.fetch_add(1, Ordering::Relaxed);
+                if is_resource_exhaustion(&error) {
+                    // EMFILE and friends: the pending connection stays pending, so accepting again
+                    // at once would spin a core. Wait, doubling up to a second.
+                    backoff = (backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+                    tracing::warn!(frontend = %frontend.name, %error, ?backoff, "accept failed, backing off");
+                    tokio::select! {
+                        () = stop.cancelled() => return,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                } else {
+                    tracing::debug!(frontend = %frontend.name, %error, "accept failed");
+                }
+                continue;
+            }
+        };
+        let local = client.local_addr().unwrap_or(peer);
+        let settings = frontend.settings.load_full();
+        let Some(backend) = engine.backend(&settings.backend) else {
+            tracing::warn!(frontend = %frontend.name, backend = %settings.backend, "backend missing, closing");
+            continue;
+        };
+        engine.sessions.spawn(session::run(Accepted {
+            client,
+            peer,
+            local,
+            accept_proxy: settings.accept_proxy,
+            frontend: Arc::clone(&frontend),
+            backend,
+            stop: engine.hard_stop.clone(),
+            permits,
+        }));
+    }
+}
+
+fn is_resource_exhaustion(error: &io::Error) -> bool {
+    use nix::libc::{EMFILE, ENFILE, ENOBUFS, ENOMEM};
+    matches!(
+        error.raw_os_error(),
+        Some(EMFILE | ENFILE | ENOBUFS | ENOMEM)
+    )
+}

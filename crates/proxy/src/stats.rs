@@ -1,0 +1,114 @@
+//! Plain-data views of the proxy for the metrics layer and the health trackers.
+//!
+//! Direction convention everywhere: `bytes_in` flows client → server, `bytes_out` server → client
+//! (HAProxy's `bin`/`bout`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::config::Balance;
+
+/// A server's administrative state (set by admin actions, kept across reloads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdminState {
+    /// Takes new sessions when healthy.
+    #[default]
+    Ready,
+    /// Weight 0: no new sessions; established sessions continue.
+    Drain,
+    /// Disabled: no new sessions; established sessions continue.
+    Maintenance,
+}
+
+/// Snapshot of every counter and gauge.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProxyStats {
+    pub sessions_current: u64,
+    pub max_connections: usize,
+    pub frontends: Vec<FrontendStats>,
+    pub backends: Vec<BackendStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FrontendStats {
+    pub name: String,
+    pub backend: String,
+    pub bind: Vec<SocketAddr>,
+    pub sessions_current: u64,
+    pub sessions_total: u64,
+    pub max_connections: usize,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Connections closed for a missing, malformed or late PROXY header (`accept_proxy`).
+    pub proxy_header_errors: u64,
+    /// accept(2) failures (EMFILE, ...), each followed by a back-off.
+    pub accept_errors: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendStats {
+    pub name: String,
+    pub balance: Balance,
+    pub sessions_current: u64,
+    pub sessions_total: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub connect_errors: u64,
+    pub retries: u64,
+    pub redispatches: u64,
+    /// Sessions closed without a server: none usable, queue full, or queue wait timed out.
+    pub refused: u64,
+    pub queue_current: usize,
+    /// Servers whose health check says up.
+    pub servers_up: usize,
+    /// Servers that take new sessions now (up, ready, weight > 0; backups only if no primary is).
+    pub servers_usable: usize,
+    pub servers: Vec<ServerStats>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerStats {
+    pub name: String,
+    pub address: SocketAddr,
+    pub backup: bool,
+    /// Effective weight: 0 while draining or in maintenance.
+    pub weight: u32,
+    pub admin: AdminState,
+    /// Health-check state (always up without checks).
+    pub up: bool,
+    pub sessions_current: u64,
+    pub sessions_total: u64,
+    pub max_connections: Option<usize>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub connect_errors: u64,
+    pub retries: u64,
+    pub check_successes: u64,
+    pub check_failures: u64,
+    /// `ok` or why the last check failed.
+    pub last_check: Option<String>,
+    /// Up/down flips so far.
+    pub transitions: u64,
+    /// Time since the last up/down flip (or since the server was configured).
+    pub time_in_state: Duration,
+    /// Total time spent down.
+    pub downtime: Duration,
+}
+
+/// Health of every frontend's backend, published on a `watch` channel for the trackers.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HealthReport {
+    pub frontends: BTreeMap<String, FrontendHealth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FrontendHealth {
+    pub backend: String,
+    pub servers_total: usize,
+    /// Servers whose checks pass.
+    pub servers_up: usize,
+    /// Servers that take new sessions (up, ready, weight > 0; backups count only when no primary
+    /// is usable). A tracker's `min_up` compares against this.
+    pub servers_usable: usize,
+}
