@@ -1,0 +1,187 @@
+//! `vipd check`: exit codes and output of the binary on valid, warned-about and broken files.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn vipd() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_vipd"))
+}
+
+fn check(file: &Path) -> Output {
+    vipd()
+        .args(["check", "-c"])
+        .arg(file)
+        .output()
+        .expect("vipd runs")
+}
+
+fn repository_file(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A scratch directory removed when the test ends, whether it passes or fails.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new(test: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("vipd-check-{test}-{}", std::process::id()));
+        std::fs::create_dir_all(&path).expect("temp dir is writable");
+        Self(path)
+    }
+
+    fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).expect("temp dir is writable");
+        path
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_valid_file_prints_a_summary_and_exits_0() {
+    let output = check(&repository_file("deploy/examples/active-standby-lb1.yaml"));
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(
+        text(&output.stdout),
+        "ok: node lb1, 1 vrrp instance, 3 frontends, 3 backends, 0 scripts\n"
+    );
+    assert!(output.stderr.is_empty(), "{output:?}");
+
+    let output = check(&repository_file("deploy/examples/active-active-lb2.yaml"));
+    assert!(output.status.success(), "{output:?}");
+    assert!(text(&output.stdout).starts_with("ok: node lb2, 2 vrrp instances,"));
+}
+
+#[test]
+fn an_invalid_file_prints_every_error_and_exits_1() {
+    let output = check(&repository_file(
+        "crates/config/tests/fixtures/many-errors.yaml",
+    ));
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+    let stderr = text(&output.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert!(lines[0].ends_with("many-errors.yaml: 6 errors"), "{stderr}");
+    for expected in [
+        "node (line 6, column 7): ",
+        "vrrp[0].name (line 10, column 5): missing required field",
+        "vrrp[0].vrid (line 11, column 11): must be in 1..=255, got 0",
+        "vrrp[0].priority (line 12, column 15): must be in 1..=255, got 300",
+        "vrrp[0].vips[0] (line 14, column 9): ",
+        "vrrp[0].track[0] (line 16, column 9): ",
+    ] {
+        assert!(
+            lines.iter().any(|line| line.starts_with(expected)),
+            "no line starting {expected:?} in:\n{stderr}"
+        );
+    }
+    assert_eq!(lines.len(), 7, "{stderr}");
+}
+
+#[test]
+fn warnings_follow_the_summary_and_keep_exit_0() {
+    let scratch = ScratchDir::new("warnings");
+    // A program anyone may write: as root it is root's but mode 777, as a user it is not root's.
+    let program = scratch.write("chk", "#!/bin/sh\nexit 0\n");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let config = scratch.write(
+        "vipd.yaml",
+        &format!(
+            "\
+node: lb1
+vrrp:
+  - name: api
+    interface: eth0
+    vrid: 51
+    priority: 150
+    peer_priority: 100
+    vips: [198.51.100.50/24]
+    track:
+      - {{ script: chk, weight: -20 }}
+scripts:
+  chk:
+    command: [{}]
+frontends:
+  - name: apiserver
+    bind: [\"198.51.100.50:6443\"]
+    backend: apiservers
+backends:
+  - name: apiservers
+    servers: [{{ name: m1, address: \"198.51.100.21:6443\" }}]
+",
+            program.display()
+        ),
+    );
+    let output = check(&config);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = text(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines[0],
+        "ok: node lb1, 1 vrrp instance, 1 frontend, 1 backend, 1 script"
+    );
+    assert!(
+        lines[1].starts_with("warning: vrrp[0].track[0].weight (line 10, column "),
+        "{stdout}"
+    );
+    assert!(lines[1].contains("not below peer_priority 100"), "{stdout}");
+    assert!(
+        lines[2].starts_with("warning: scripts.chk.command[0] (line 13, column "),
+        "{stdout}"
+    );
+    assert!(
+        lines[2].contains("writable by every user") || lines[2].contains("not root"),
+        "{stdout}"
+    );
+    assert!(
+        lines[3].starts_with("warning: backends[0].health.kind (line 19, column "),
+        "{stdout}"
+    );
+    assert!(lines[3].contains("only a tcp check"), "{stdout}");
+    assert_eq!(lines.len(), 4, "{stdout}");
+}
+
+#[test]
+fn an_unreadable_file_exits_1_with_the_reason() {
+    let output = check(Path::new("/nonexistent/vipd.yaml"));
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("cannot read /nonexistent/vipd.yaml"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_reads_etc_vipd_by_default() {
+    if Path::new("/etc/vipd/vipd.yaml").exists() {
+        return;
+    }
+    let output = vipd().arg("check").output().expect("vipd runs");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        text(&output.stderr).contains("/etc/vipd/vipd.yaml"),
+        "{output:?}"
+    );
+}
+
+#[test]
+fn usage_errors_exit_2_and_help_lists_check() {
+    let output = vipd().output().expect("vipd runs");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let output = vipd().arg("--help").output().expect("vipd runs");
+    assert!(output.status.success());
+    assert!(text(&output.stdout).contains("check"), "{output:?}");
+}
