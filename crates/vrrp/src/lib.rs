@@ -8,3 +8,10 @@ pub use wire::{
     AddressFamily, Advertisement, Auth, ChecksumForm, EmitError, Packet, ParseError, Parsed,
     VersionFields,
 };
+pub mod router;
+pub mod timers;
+
+pub use router::{
+    ConfigError, DropCounts, DropReason, GarpSchedule, Input, MasterInfo, Output, Reason,
+    RouterConfig, RouterStats, State, VirtualRouter,
+};

@@ -1,0 +1,953 @@
+//! The virtual-router state machine of RFC 9568 section 6.4 (and RFC 3768 section 6.4 for v2), plus
+//! the Fault state and operator maintenance that keepalived operators rely on.
+//!
+//! It does no IO and reads no clock: the caller passes `now` into [`VirtualRouter::handle_input`]
+//! and [`VirtualRouter::handle_timeout`], sleeps until [`VirtualRouter::poll_timeout`], and carries
+//! out whatever [`VirtualRouter::poll_output`] returns.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+use std::num::NonZeroU8;
+use std::time::{Duration, Instant};
+
+use crate::fields::{Centis, Priority, Version, Vrid};
+use crate::timers::{MICROS_PER_SECOND, master_down_micros, skew_micros};
+use crate::wire::{AddressFamily, Advertisement, Auth, VersionFields};
+
+#[cfg(test)]
+mod tests;
+
+/// When to send gratuitous ARPs / unsolicited NAs after becoming master.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GarpSchedule {
+    /// Announcements per VIP in each burst (`garp.repeat`).
+    pub repeat: u32,
+    /// A second burst this long after becoming master (`garp.delay`); `None` or zero: no second burst.
+    pub delay: Option<Duration>,
+    /// One announcement per VIP this often while master (`garp.refresh`); `None` or zero: never.
+    pub refresh: Option<Duration>,
+}
+
+impl Default for GarpSchedule {
+    /// vrrp.md: a burst of 5, a second burst after 5 s, no refresh.
+    fn default() -> Self {
+        Self {
+            repeat: 5,
+            delay: Some(Duration::from_secs(5)),
+            refresh: None,
+        }
+    }
+}
+
+/// Everything one virtual router needs to know, already in protocol types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterConfig {
+    /// Virtual Router Identifier.
+    pub vrid: Vrid,
+    /// Protocol version.
+    pub version: Version,
+    /// Configured priority: 1..=254, or 255 for the address owner.
+    pub priority: Priority,
+    /// Advertisement interval: v3 a multiple of 10 ms in 10 ms..=40.95 s, v2 whole seconds 1..=255.
+    pub advert_interval: Duration,
+    /// Whether a higher-priority backup takes over from a lower-priority master (RFC 9568 6.1).
+    pub preempt: bool,
+    /// How long a preemption is held off after first seeing a lower-priority master (keepalived's
+    /// `preempt_delay`). Never delays a takeover from a master that stopped advertising.
+    pub preempt_delay: Duration,
+    /// This router's primary address on the interface (IPv4 primary or IPv6 link-local): the IP
+    /// source of its adverts and the tie-breaker between equal priorities (RFC 9568 6.4.3).
+    pub primary_address: IpAddr,
+    /// The virtual addresses carried in adverts, all of the primary address's family.
+    pub vips: Vec<IpAddr>,
+    /// v2 authentication; must be `Auth::None` for v3.
+    pub auth: Auth,
+    /// Gratuitous ARP / NA schedule on becoming master.
+    pub garp: GarpSchedule,
+}
+
+impl RouterConfig {
+    /// A v3 router with the defaults of config.md: 1 s interval, preempt, no delay, default GARP.
+    pub fn v3(vrid: Vrid, priority: Priority, primary_address: IpAddr, vips: Vec<IpAddr>) -> Self {
+        Self {
+            vrid,
+            version: Version::V3,
+            priority,
+            advert_interval: Duration::from_secs(1),
+            preempt: true,
+            preempt_delay: Duration::ZERO,
+            primary_address,
+            vips,
+            auth: Auth::None,
+            garp: GarpSchedule::default(),
+        }
+    }
+}
+
+/// A configuration the router refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// Priority 0 is only ever sent, never configured (RFC 9568 5.2.4).
+    #[error("VRID {vrid}: priority 0 is reserved for releasing mastership")]
+    PriorityZero {
+        /// The router.
+        vrid: Vrid,
+    },
+    /// An interval the version cannot carry.
+    #[error(
+        "VRID {vrid}: advert interval {interval:?} does not fit {version} (v3: 10 ms steps up to 40.95 s; v2: whole seconds up to 255 s)"
+    )]
+    Interval {
+        /// The router.
+        vrid: Vrid,
+        /// Its version.
+        version: Version,
+        /// The refused interval.
+        interval: Duration,
+    },
+    /// Authentication configured for v3, which has none.
+    #[error("VRID {vrid}: VRRPv3 has no authentication")]
+    AuthWithV3 {
+        /// The router.
+        vrid: Vrid,
+    },
+    /// v2 with an IPv6 primary address.
+    #[error("VRID {vrid}: VRRPv2 is IPv4 only, primary address {primary_address}")]
+    V2OverIpv6 {
+        /// The router.
+        vrid: Vrid,
+        /// The refused address.
+        primary_address: IpAddr,
+    },
+    /// A VIP of another family than the primary address.
+    #[error("VRID {vrid}: VIP {vip} is not of the family of the primary address {primary_address}")]
+    VipFamily {
+        /// The router.
+        vrid: Vrid,
+        /// The refused VIP.
+        vip: IpAddr,
+        /// The primary address.
+        primary_address: IpAddr,
+    },
+    /// More VIPs than an advert's count byte holds.
+    #[error("VRID {vrid}: {count} VIPs, an advertisement carries at most 255")]
+    TooManyVips {
+        /// The router.
+        vrid: Vrid,
+        /// How many were given.
+        count: usize,
+    },
+}
+
+/// The state of a virtual router, for status and [`Output::StateChanged`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Not started, or shut down (RFC 9568 6.4.1).
+    Initialize,
+    /// Watching the master (RFC 9568 6.4.2).
+    Backup,
+    /// Holding the VIPs and advertising (RFC 9568 6.4.3).
+    Master,
+    /// A weight-0 tracker failed or the interface is down: no adverts, no VIPs (keepalived).
+    Fault,
+}
+
+/// Why the state changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Startup (or leaving Fault) as a non-owner: wait a Master_Down_Interval.
+    Startup,
+    /// Startup as the address owner (priority 255): master at once.
+    AddressOwner,
+    /// The down timer expired: no advert from the master for a Master_Down_Interval.
+    MasterDown,
+    /// The down timer expired after the master released with priority 0 (Skew_Time).
+    MasterReleased,
+    /// The down timer expired while we ignored a lower-priority master's adverts (preemption).
+    Preempted,
+    /// An advert with a higher priority, or the same priority from a larger primary address.
+    HigherPriorityMaster,
+    /// The caller shut the router down.
+    Shutdown,
+    /// A fault was raised.
+    Fault,
+    /// The fault cleared.
+    FaultCleared,
+    /// The operator put the router in maintenance.
+    Maintenance,
+}
+
+/// Something that happened to the router. Times are the caller's, passed with the input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// Start (RFC 9568 6.4.1 Startup event). Ignored unless in Initialize.
+    Startup,
+    /// Stop: a master sends priority 0 and releases its VIPs. Ignored in Initialize.
+    Shutdown,
+    /// An advertisement that the codec parsed and checksum-checked, with its IP source. The router
+    /// checks VRID, version, family, v2 interval and v2 auth, and drops and counts what fails.
+    Advertisement {
+        /// IP source of the packet: the sender's primary address.
+        source: IpAddr,
+        /// The advertisement.
+        advert: Advertisement,
+    },
+    /// The tracked priority. Clamped to 1..=254; ignored for an address owner (vrrp.md Tracking).
+    EffectivePriority(Priority),
+    /// Fault raised (`true`) or cleared (`false`).
+    Fault(bool),
+    /// Operator maintenance on or off: while on, never master.
+    Maintenance(bool),
+}
+
+/// Something the caller must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Emit this advertisement (its priority is the one to send) and send it to the group or peers.
+    SendAdvertisement(Advertisement),
+    /// Add the VIPs to the interface.
+    AddVips,
+    /// Remove the VIPs from the interface.
+    RemoveVips,
+    /// Send `count` gratuitous ARPs (IPv4) or unsolicited NAs (IPv6) for every VIP.
+    Announce {
+        /// Announcements per VIP.
+        count: u32,
+    },
+    /// The state changed; comes after the side effects of the change.
+    StateChanged {
+        /// Old state.
+        from: State,
+        /// New state.
+        to: State,
+        /// Why.
+        reason: Reason,
+    },
+}
+
+/// Why a received advertisement was dropped by the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DropReason {
+    /// Another VRID.
+    WrongVrid,
+    /// Another protocol version.
+    WrongVersion,
+    /// IP source or addresses of another family.
+    WrongFamily,
+    /// v2 Adver Int differs from ours (RFC 3768 7.1).
+    IntervalMismatch,
+    /// v2 auth type or password differs from ours (RFC 3768 7.1).
+    AuthMismatch,
+    /// Our own advert, looped back.
+    OwnAdvert,
+}
+
+/// Per-reason drop counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DropCounts {
+    /// [`DropReason::WrongVrid`].
+    pub wrong_vrid: u64,
+    /// [`DropReason::WrongVersion`].
+    pub wrong_version: u64,
+    /// [`DropReason::WrongFamily`].
+    pub wrong_family: u64,
+    /// [`DropReason::IntervalMismatch`].
+    pub interval_mismatch: u64,
+    /// [`DropReason::AuthMismatch`].
+    pub auth_mismatch: u64,
+    /// [`DropReason::OwnAdvert`].
+    pub own_advert: u64,
+}
+
+impl DropCounts {
+    /// The counter of one reason.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        match reason {
+            DropReason::WrongVrid => self.wrong_vrid,
+            DropReason::WrongVersion => self.wrong_version,
+            DropReason::WrongFamily => self.wrong_family,
+            DropReason::IntervalMismatch => self.interval_mismatch,
+            DropReason::AuthMismatch => self.auth_mismatch,
+            DropReason::OwnAdvert => self.own_advert,
+        }
+    }
+
+    fn count(&mut self, reason: DropReason) {
+        let counter = match reason {
+            DropReason::WrongVrid => &mut self.wrong_vrid,
+            DropReason::WrongVersion => &mut self.wrong_version,
+            DropReason::WrongFamily => &mut self.wrong_family,
+            DropReason::IntervalMismatch => &mut self.interval_mismatch,
+            DropReason::AuthMismatch => &mut self.auth_mismatch,
+            DropReason::OwnAdvert => &mut self.own_advert,
+        };
+        *counter += 1;
+    }
+}
+
+/// Counters for status and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    /// Advertisements handed out to send, priority 0 included.
+    pub adverts_sent: u64,
+    /// Advertisements that passed the router's checks.
+    pub adverts_received: u64,
+    /// Advertisements dropped, per reason.
+    pub dropped: DropCounts,
+    /// Accepted adverts whose address list differs from ours (RFC 9568 7.1: log, still accept).
+    pub address_list_mismatch: u64,
+    /// Transitions into Master.
+    pub became_master: u64,
+    /// Adverts with a non-zero priority received while master: another router is master too.
+    pub two_masters_seen: u64,
+    /// Priority-0 adverts sent.
+    pub priority_zero_sent: u64,
+    /// Priority-0 adverts received.
+    pub priority_zero_received: u64,
+}
+
+/// The last advertisement accepted from another router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MasterInfo {
+    /// Its IP source.
+    pub address: IpAddr,
+    /// The priority it advertised (0: it released).
+    pub priority: Priority,
+    /// The interval it advertised.
+    pub advert_interval: Duration,
+    /// When it was received.
+    pub seen_at: Instant,
+}
+
+/// A VRRP virtual router, driven by the caller (quinn-proto style).
+///
+/// Call [`handle_input`](Self::handle_input) for each event and
+/// [`handle_timeout`](Self::handle_timeout) once [`poll_timeout`](Self::poll_timeout) has passed;
+/// after either, drain [`poll_output`](Self::poll_output) until `None` and re-read `poll_timeout`.
+#[derive(Debug, Clone)]
+pub struct VirtualRouter {
+    config: RouterConfig,
+    /// Interval and auth as they go into our adverts.
+    advert_fields: VersionFields,
+    advert_interval_micros: u64,
+    effective_priority: Priority,
+    state: RouterState,
+    fault: bool,
+    maintenance: bool,
+    last_master: Option<MasterInfo>,
+    stats: RouterStats,
+    outputs: VecDeque<Output>,
+}
+
+/// The state with the data only that state has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum RouterState {
+    Initialize,
+    Backup(Backup),
+    Master(Master),
+    Fault,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Backup {
+    /// Master_Adver_Interval: learned from the master's adverts in v3.
+    master_interval_micros: u64,
+    /// Master_Down_Timer; `None` only in maintenance, which never takes over.
+    down_at: Option<Instant>,
+    /// End of the preempt_delay hold-off once a lower-priority master has been seen.
+    preempt_hold_until: Option<Instant>,
+    /// The reason to report if the down timer fires.
+    takeover: Reason,
+}
+
+/// The deadlines of a master: its timer table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::struct_field_names,
+    reason = "each field is a deadline; `_at` says so"
+)]
+struct Master {
+    advert_at: Instant,
+    second_burst_at: Option<Instant>,
+    refresh_at: Option<Instant>,
+}
+
+/// What `transition` builds the next state from.
+#[derive(Debug, Clone, Copy)]
+enum Entering {
+    Initialize,
+    Backup {
+        master_interval_micros: u64,
+        down_at: Instant,
+    },
+    Master,
+    Fault,
+}
+
+impl VirtualRouter {
+    /// Validates `config` and builds a router in Initialize. Nothing happens until
+    /// [`Input::Startup`].
+    pub fn new(config: RouterConfig) -> Result<Self, ConfigError> {
+        let mut config = config;
+        let vrid = config.vrid;
+        if config.priority.is_release() {
+            return Err(ConfigError::PriorityZero { vrid });
+        }
+        let family = AddressFamily::of(config.primary_address);
+        if config.version == Version::V2 && family == AddressFamily::Ipv6 {
+            return Err(ConfigError::V2OverIpv6 {
+                vrid,
+                primary_address: config.primary_address,
+            });
+        }
+        if let Some(&vip) = config
+            .vips
+            .iter()
+            .find(|vip| AddressFamily::of(**vip) != family)
+        {
+            return Err(ConfigError::VipFamily {
+                vrid,
+                vip,
+                primary_address: config.primary_address,
+            });
+        }
+        if config.vips.len() > 255 {
+            return Err(ConfigError::TooManyVips {
+                vrid,
+                count: config.vips.len(),
+            });
+        }
+        let interval_error = ConfigError::Interval {
+            vrid,
+            version: config.version,
+            interval: config.advert_interval,
+        };
+        let advert_fields = match config.version {
+            Version::V3 => {
+                if config.auth != Auth::None {
+                    return Err(ConfigError::AuthWithV3 { vrid });
+                }
+                VersionFields::V3 {
+                    max_advert_interval: Centis::from_duration(config.advert_interval)
+                        .map_err(|_| interval_error)?,
+                }
+            }
+            Version::V2 => {
+                let interval = config.advert_interval;
+                if interval.subsec_nanos() != 0 {
+                    return Err(interval_error);
+                }
+                let secs = u8::try_from(interval.as_secs())
+                    .ok()
+                    .and_then(NonZeroU8::new)
+                    .ok_or(interval_error)?;
+                VersionFields::V2 {
+                    advert_interval_secs: secs,
+                    auth: config.auth,
+                }
+            }
+        };
+        // A zero delay or refresh means "off"; keeping it would make a timer that is always due.
+        config.garp.delay = config.garp.delay.filter(|delay| !delay.is_zero());
+        config.garp.refresh = config.garp.refresh.filter(|refresh| !refresh.is_zero());
+        let advert_interval_micros = match advert_fields {
+            VersionFields::V2 {
+                advert_interval_secs,
+                ..
+            } => u64::from(advert_interval_secs.get()) * MICROS_PER_SECOND,
+            VersionFields::V3 {
+                max_advert_interval,
+            } => max_advert_interval.as_micros(),
+        };
+        Ok(Self {
+            effective_priority: config.priority,
+            config,
+            advert_fields,
+            advert_interval_micros,
+            state: RouterState::Initialize,
+            fault: false,
+            maintenance: false,
+            last_master: None,
+            stats: RouterStats::default(),
+            outputs: VecDeque::new(),
+        })
+    }
+
+    /// Feeds one event that happened at `now`. Drain [`poll_output`](Self::poll_output) afterwards.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::Startup => {
+                if self.state == RouterState::Initialize {
+                    self.start(now, false);
+                }
+            }
+            Input::Shutdown => {
+                // RFC 9568 6.4.2 / 6.4.3: Shutdown event → Initialize (a master sends priority 0).
+                if self.state != RouterState::Initialize {
+                    self.transition(now, Entering::Initialize, Reason::Shutdown);
+                }
+            }
+            Input::Advertisement { source, advert } => self.receive(now, source, &advert),
+            Input::EffectivePriority(priority) => self.set_effective_priority(now, priority),
+            Input::Fault(fault) => self.set_fault(now, fault),
+            Input::Maintenance(on) => self.set_maintenance(now, on),
+        }
+    }
+
+    /// Fires every timer due at `now`. Call it when `now` reaches [`poll_timeout`](Self::poll_timeout)
+    /// (calling it early does nothing); then drain [`poll_output`](Self::poll_output).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if let RouterState::Backup(backup) = &self.state {
+            // RFC 9568 6.4.2: Master_Down_Timer fires → send an advert, announce, become Master.
+            if backup.down_at.is_some_and(|down_at| down_at <= now) {
+                let reason = backup.takeover;
+                self.transition(now, Entering::Master, reason);
+            }
+            return;
+        }
+        match &mut self.state {
+            RouterState::Master(master) => {
+                let interval = Duration::from_micros(self.advert_interval_micros);
+                let repeat = self.config.garp.repeat;
+                let advert_due = master.advert_at <= now;
+                if advert_due {
+                    // RFC 9568 6.4.3: Adver_Timer fires → send, reset to Advertisement_Interval.
+                    master.advert_at = now + interval;
+                }
+                let second_burst_due = master.second_burst_at.is_some_and(|at| at <= now);
+                if second_burst_due {
+                    master.second_burst_at = None;
+                }
+                let refresh_due = master.refresh_at.is_some_and(|at| at <= now);
+                if refresh_due {
+                    master.refresh_at = self.config.garp.refresh.map(|refresh| now + refresh);
+                }
+                if advert_due {
+                    self.send_advert(self.effective_priority);
+                }
+                if second_burst_due {
+                    self.announce(repeat);
+                }
+                if refresh_due {
+                    self.announce(1);
+                }
+            }
+            RouterState::Initialize | RouterState::Backup(_) | RouterState::Fault => {}
+        }
+    }
+
+    /// The next time [`handle_timeout`](Self::handle_timeout) must be called, or `None` when no
+    /// timer runs. Re-read it after every `handle_*` call.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            RouterState::Backup(backup) => backup.down_at,
+            RouterState::Master(master) => [
+                Some(master.advert_at),
+                master.second_burst_at,
+                master.refresh_at,
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
+            RouterState::Initialize | RouterState::Fault => None,
+        }
+    }
+
+    /// The next thing to do, in order. Drain it until `None` after every `handle_*` call.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        match self.state {
+            RouterState::Initialize => State::Initialize,
+            RouterState::Backup(_) => State::Backup,
+            RouterState::Master(_) => State::Master,
+            RouterState::Fault => State::Fault,
+        }
+    }
+
+    /// The validated configuration (a zero GARP delay or refresh reads as `None`).
+    pub fn config(&self) -> &RouterConfig {
+        &self.config
+    }
+
+    /// The configured priority.
+    pub fn configured_priority(&self) -> Priority {
+        self.config.priority
+    }
+
+    /// The priority in use: configured, adjusted by trackers.
+    pub fn effective_priority(&self) -> Priority {
+        self.effective_priority
+    }
+
+    /// Whether a fault is raised.
+    pub fn in_fault(&self) -> bool {
+        self.fault
+    }
+
+    /// Whether operator maintenance is on.
+    pub fn in_maintenance(&self) -> bool {
+        self.maintenance
+    }
+
+    /// The last advertisement accepted from another router.
+    pub fn last_master(&self) -> Option<&MasterInfo> {
+        self.last_master.as_ref()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &RouterStats {
+        &self.stats
+    }
+
+    /// Master_Adver_Interval: our own interval, or in Backup the one learned from the master (v3).
+    pub fn master_advert_interval(&self) -> Duration {
+        Duration::from_micros(self.master_interval_micros())
+    }
+
+    /// Skew_Time for the effective priority and [`master_advert_interval`](Self::master_advert_interval).
+    pub fn skew_time(&self) -> Duration {
+        Duration::from_micros(skew_micros(
+            self.config.version,
+            self.effective_priority,
+            self.master_interval_micros(),
+        ))
+    }
+
+    /// Master_Down_Interval for the effective priority and
+    /// [`master_advert_interval`](Self::master_advert_interval).
+    pub fn master_down_interval(&self) -> Duration {
+        Duration::from_micros(master_down_micros(
+            self.config.version,
+            self.effective_priority,
+            self.master_interval_micros(),
+        ))
+    }
+
+    fn master_interval_micros(&self) -> u64 {
+        match &self.state {
+            RouterState::Backup(backup) => backup.master_interval_micros,
+            _ => self.advert_interval_micros,
+        }
+    }
+
+    fn master_down_at(&self, now: Instant, master_interval_micros: u64) -> Instant {
+        now + Duration::from_micros(master_down_micros(
+            self.config.version,
+            self.effective_priority,
+            master_interval_micros,
+        ))
+    }
+
+    /// RFC 9568 6.4.1: the owner becomes Master at once, everyone else Backup with the down timer
+    /// at Master_Down_Interval. Also the way out of Fault.
+    fn start(&mut self, now: Instant, leaving_fault: bool) {
+        if self.fault {
+            self.transition(now, Entering::Fault, Reason::Fault);
+        } else if self.effective_priority.is_owner() && !self.maintenance {
+            let reason = if leaving_fault {
+                Reason::FaultCleared
+            } else {
+                Reason::AddressOwner
+            };
+            self.transition(now, Entering::Master, reason);
+        } else {
+            let reason = if leaving_fault {
+                Reason::FaultCleared
+            } else {
+                Reason::Startup
+            };
+            let master_interval_micros = self.advert_interval_micros;
+            let down_at = self.master_down_at(now, master_interval_micros);
+            self.transition(
+                now,
+                Entering::Backup {
+                    master_interval_micros,
+                    down_at,
+                },
+                reason,
+            );
+        }
+    }
+
+    /// The one place where the state changes: performs every side effect of leaving the old state
+    /// and entering the new one, counts it, and reports it last.
+    fn transition(&mut self, now: Instant, to: Entering, reason: Reason) {
+        let from = self.state();
+        if from == State::Master {
+            // RFC 9568 6.4.3: a master that stops (shutdown, and for us fault and maintenance)
+            // sends priority 0 so backups take over after Skew_Time instead of Master_Down_Interval.
+            // Losing to a better master needs no release: that master already advertises.
+            if reason != Reason::HigherPriorityMaster {
+                self.send_advert(Priority::RELEASE);
+            }
+            self.outputs.push_back(Output::RemoveVips);
+        }
+        self.state = match to {
+            Entering::Initialize => RouterState::Initialize,
+            Entering::Fault => RouterState::Fault,
+            Entering::Backup {
+                master_interval_micros,
+                down_at,
+            } => RouterState::Backup(Backup {
+                master_interval_micros,
+                down_at: (!self.maintenance).then_some(down_at),
+                preempt_hold_until: None,
+                takeover: Reason::MasterDown,
+            }),
+            Entering::Master => {
+                // RFC 9568 6.4.2: send an ADVERTISEMENT, then announce every address (after adding
+                // it, since an announcement for an address we lack would point traffic nowhere).
+                self.send_advert(self.effective_priority);
+                self.outputs.push_back(Output::AddVips);
+                self.announce(self.config.garp.repeat);
+                self.stats.became_master += 1;
+                RouterState::Master(Master {
+                    advert_at: now + Duration::from_micros(self.advert_interval_micros),
+                    second_burst_at: self.config.garp.delay.map(|delay| now + delay),
+                    refresh_at: self.config.garp.refresh.map(|refresh| now + refresh),
+                })
+            }
+        };
+        let to = self.state();
+        self.outputs
+            .push_back(Output::StateChanged { from, to, reason });
+    }
+
+    fn send_advert(&mut self, priority: Priority) {
+        self.stats.adverts_sent += 1;
+        if priority.is_release() {
+            self.stats.priority_zero_sent += 1;
+        }
+        self.outputs
+            .push_back(Output::SendAdvertisement(Advertisement {
+                vrid: self.config.vrid,
+                priority,
+                fields: self.advert_fields,
+                addresses: self.config.vips.clone(),
+            }));
+    }
+
+    fn announce(&mut self, count: u32) {
+        if count > 0 && !self.config.vips.is_empty() {
+            self.outputs.push_back(Output::Announce { count });
+        }
+    }
+
+    /// RFC 3768 7.1 / RFC 9568 7.1 receive checks that need our configuration.
+    fn check(&self, source: IpAddr, advert: &Advertisement) -> Result<(), DropReason> {
+        let family = AddressFamily::of(self.config.primary_address);
+        if advert.vrid != self.config.vrid {
+            return Err(DropReason::WrongVrid);
+        }
+        if advert.version() != self.config.version {
+            return Err(DropReason::WrongVersion);
+        }
+        if AddressFamily::of(source) != family
+            || advert
+                .addresses
+                .iter()
+                .any(|address| AddressFamily::of(*address) != family)
+        {
+            return Err(DropReason::WrongFamily);
+        }
+        if source == self.config.primary_address {
+            return Err(DropReason::OwnAdvert);
+        }
+        if let VersionFields::V2 { auth, .. } = advert.fields {
+            // RFC 3768 7.1: the auth type and data must match ours; then the interval must too,
+            // since v2 routers do not learn it.
+            if auth != self.config.auth {
+                return Err(DropReason::AuthMismatch);
+            }
+            if advert.interval_micros() != self.advert_interval_micros {
+                return Err(DropReason::IntervalMismatch);
+            }
+        }
+        Ok(())
+    }
+
+    fn receive(&mut self, now: Instant, source: IpAddr, advert: &Advertisement) {
+        if let Err(reason) = self.check(source, advert) {
+            self.stats.dropped.count(reason);
+            return;
+        }
+        self.stats.adverts_received += 1;
+        if advert.priority.is_release() {
+            self.stats.priority_zero_received += 1;
+        }
+        if !same_addresses(&advert.addresses, &self.config.vips) {
+            // RFC 9568 7.1: MAY drop; keepalived logs and keeps going, and so do we.
+            self.stats.address_list_mismatch += 1;
+        }
+        self.last_master = Some(MasterInfo {
+            address: source,
+            priority: advert.priority,
+            advert_interval: Duration::from_micros(advert.interval_micros()),
+            seen_at: now,
+        });
+        match self.state {
+            RouterState::Backup(_) => self.receive_in_backup(now, advert),
+            RouterState::Master(_) => self.receive_in_master(now, source, advert),
+            // Initialize and Fault do not listen (RFC 9568 6.4.1; keepalived's fault).
+            RouterState::Initialize | RouterState::Fault => {}
+        }
+    }
+
+    fn receive_in_backup(&mut self, now: Instant, advert: &Advertisement) {
+        if self.maintenance {
+            // Maintenance: never take over, so no timer to set.
+            return;
+        }
+        let our_priority = self.effective_priority;
+        let skew = Duration::from_micros(skew_micros(
+            self.config.version,
+            our_priority,
+            self.master_interval_micros(),
+        ));
+        let mdi_for_advert = self.master_down_at(now, advert.interval_micros());
+        let preempt = self.config.preempt;
+        let preempt_delay = self.config.preempt_delay;
+        let RouterState::Backup(backup) = &mut self.state else {
+            return;
+        };
+        if advert.priority.is_release() {
+            // RFC 9568 6.4.2: priority 0 → Master_Down_Timer = Skew_Time.
+            backup.down_at = Some(now + skew);
+            backup.takeover = Reason::MasterReleased;
+            return;
+        }
+        let accept = if !preempt || advert.priority >= our_priority {
+            backup.preempt_hold_until = None;
+            true
+        } else if preempt_delay.is_zero() {
+            false
+        } else {
+            // keepalived preempt_delay: for a while after first seeing a lower-priority master,
+            // treat it as a legitimate master. If it stops advertising the timer still runs out.
+            let hold_until = *backup.preempt_hold_until.get_or_insert(now + preempt_delay);
+            now < hold_until
+        };
+        if accept {
+            // RFC 9568 6.4.2: learn Master_Adver_Interval, recompute, reset the down timer.
+            backup.master_interval_micros = advert.interval_micros();
+            backup.down_at = Some(mdi_for_advert);
+            backup.takeover = Reason::MasterDown;
+        } else {
+            // RFC 9568 6.4.2: preempting → discard and let the down timer run out.
+            backup.takeover = Reason::Preempted;
+        }
+    }
+
+    fn receive_in_master(&mut self, now: Instant, source: IpAddr, advert: &Advertisement) {
+        let interval = Duration::from_micros(self.advert_interval_micros);
+        if advert.priority.is_release() {
+            // RFC 9568 6.4.3: priority 0 → send an advert at once and reset the Adver_Timer.
+            self.send_advert_now(now, interval);
+            return;
+        }
+        self.stats.two_masters_seen += 1;
+        let ours = self.effective_priority;
+        // RFC 9568 6.4.3: higher priority, or equal priority from a larger primary address
+        // (compared as unsigned integers in network byte order, which octet order is).
+        let they_win = advert.priority > ours
+            || (advert.priority == ours && octets(source) > octets(self.config.primary_address));
+        if they_win {
+            let master_interval_micros = advert.interval_micros();
+            let down_at = self.master_down_at(now, master_interval_micros);
+            self.transition(
+                now,
+                Entering::Backup {
+                    master_interval_micros,
+                    down_at,
+                },
+                Reason::HigherPriorityMaster,
+            );
+        } else {
+            // RFC 9568 6.4.3 and keepalived: assert mastership at once so the other master
+            // yields, and re-announce so ARP caches and bridges that followed it come back.
+            self.send_advert_now(now, interval);
+            self.announce(self.config.garp.repeat);
+        }
+    }
+
+    fn send_advert_now(&mut self, now: Instant, interval: Duration) {
+        if let RouterState::Master(master) = &mut self.state {
+            master.advert_at = now + interval;
+        }
+        self.send_advert(self.effective_priority);
+    }
+
+    fn set_effective_priority(&mut self, now: Instant, requested: Priority) {
+        // vrrp.md Tracking: an owner keeps 255; others are clamped to 1..=254.
+        let priority = if self.config.priority.is_owner() {
+            Priority::OWNER
+        } else {
+            Priority::new(requested.get().clamp(1, 254))
+        };
+        if priority == self.effective_priority {
+            return;
+        }
+        self.effective_priority = priority;
+        if matches!(self.state, RouterState::Master(_)) {
+            // vrrp.md: a changed priority is advertised at once, so a better backup preempts now.
+            self.send_advert_now(now, Duration::from_micros(self.advert_interval_micros));
+        }
+    }
+
+    fn set_fault(&mut self, now: Instant, fault: bool) {
+        self.fault = fault;
+        match (&self.state, fault) {
+            (RouterState::Backup(_) | RouterState::Master(_), true) => {
+                self.transition(now, Entering::Fault, Reason::Fault);
+            }
+            (RouterState::Fault, false) => self.start(now, true),
+            // Initialize remembers the flag for Startup.
+            _ => {}
+        }
+    }
+
+    fn set_maintenance(&mut self, now: Instant, on: bool) {
+        if self.maintenance == on {
+            return;
+        }
+        self.maintenance = on;
+        let down_at = self.master_down_at(now, self.master_interval_micros());
+        match &mut self.state {
+            RouterState::Master(_) if on => {
+                let master_interval_micros = self.advert_interval_micros;
+                self.transition(
+                    now,
+                    Entering::Backup {
+                        master_interval_micros,
+                        down_at,
+                    },
+                    Reason::Maintenance,
+                );
+            }
+            RouterState::Backup(backup) => {
+                // Off: watch the master afresh for a whole Master_Down_Interval.
+                backup.down_at = (!on).then_some(down_at);
+                backup.preempt_hold_until = None;
+                backup.takeover = Reason::MasterDown;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn octets(address: IpAddr) -> u128 {
+    match address {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    }
+}
+
+fn same_addresses(theirs: &[IpAddr], ours: &[IpAddr]) -> bool {
+    theirs.len() == ours.len() && theirs.iter().all(|address| ours.contains(address))
+}
