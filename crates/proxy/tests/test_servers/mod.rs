@@ -38,16 +38,20 @@ impl EchoServer {
         let (task_stop, task_accepted) = (stop.clone(), Arc::clone(&accepted));
         tokio::spawn(async move {
             loop {
-                let (mut stream, _) = tokio::select! {
-                    () = task_stop.cancelled() => return,
-                    accepted = listener.accept() => match accepted { Ok(pair) => pair, Err(_) => continue },
+                let stream = tokio::select! {
+                    () = task_stop.cancelled() => break,
+                    accepted = listener.accept() => match accepted { Ok((stream, _)) => stream, Err(_) => continue },
                 };
                 task_accepted.fetch_add(1, Ordering::Relaxed);
-                tokio::spawn(async move {
-                    let (mut reader, mut writer) = stream.split();
-                    let _ = tokio::io::copy(&mut reader, &mut writer).await;
-                    let _ = writer.shutdown().await;
-                });
+                tokio::spawn(echo(stream));
+            }
+            // Serve what the kernel already accepted before closing, as a process that stops
+            // listening would drain its queue; only the close itself may still reset a late one.
+            let listener = listener.into_std().unwrap();
+            while let Ok((stream, _)) = listener.accept() {
+                task_accepted.fetch_add(1, Ordering::Relaxed);
+                stream.set_nonblocking(true).unwrap();
+                tokio::spawn(echo(TcpStream::from_std(stream).unwrap()));
             }
         });
         Self {
@@ -66,6 +70,12 @@ impl Drop for EchoServer {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+async fn echo(mut stream: TcpStream) {
+    let (mut reader, mut writer) = stream.split();
+    let _ = tokio::io::copy(&mut reader, &mut writer).await;
+    let _ = writer.shutdown().await;
 }
 
 /// Sends `payload` through a fresh connection to `to`, half-closes, and reads the echo to EOF.
