@@ -1,1 +1,96 @@
-//! Linux side effects for vipd: VRRP sockets, virtual IPs through rtnetlink, link and address monitors, announcements.
+//! Linux side effects for vipd: VRRP sockets, virtual IPs through rtnetlink, link and address
+//! monitors, announcements.
+//!
+//! # IO contract
+//!
+//! - **Namespace.** Every socket and netlink connection is opened in the network namespace of
+//!   the thread that calls the constructor, and stays there.
+//! - **Runtime.** Constructors of async types ([`VrrpSocket`], [`NetlinkAddresses`],
+//!   [`AddressMonitor`], [`LinkMonitor`], [`VirtualMac`]) must run inside a tokio runtime (current-
+//!   thread or multi-thread); netlink connections run as tasks on it and stop when the owning
+//!   value is dropped. [`PacketAnnouncer`] is synchronous (a non-blocking send).
+//! - **Privileges.** Raw and packet sockets need `CAP_NET_RAW`; address and link changes need
+//!   `CAP_NET_ADMIN`.
+//! - **VRRP bytes.** [`VrrpTransport`] moves VRRP *payloads*: the kernel writes and strips the IP
+//!   header. Adverts leave with TTL / hop limit 255. The caller computes the IPv4 checksum with
+//!   the vrrp codec, using [`VrrpTransport::source_address`] for the v3 pseudo-header; for IPv6 the
+//!   kernel fills and verifies the checksum (`IPV6_CHECKSUM`), whatever the caller put there.
+//! - **Receive validation here.** Multicast mode drops (and counts) TTL / hop limit != 255
+//!   (RFC 5798 §7.1); unicast mode drops (and counts) senders that are not configured peers and
+//!   does not check the TTL (keepalived). Datagrams whose IP framing does not hold together are
+//!   dropped and counted. Nothing from the wire can panic this crate. Everything about the VRRP
+//!   message itself (version, checksum, VRID, auth...) is the caller's to validate.
+//! - **Idempotence.** Adding a present VIP or removing an absent one is success
+//!   ([`Change::AlreadyInPlace`]); [`AddressManager::reconcile`] reports what it had to fix.
+//! - **Monitors** report events after they start; netlink may drop notifications under
+//!   pressure, so owners of VIPs also reconcile periodically.
+//! - **Announcements** are single frames; repetition is the caller's policy.
+//!
+//! The traits [`VrrpTransport`], [`AddressManager`] and [`Announce`] are the seams for tests:
+//! [`MemoryLan`], [`MemoryAddresses`] and [`MemoryAnnouncer`] implement them without a kernel.
+
+mod addresses;
+mod announce;
+mod error;
+mod interface;
+mod memory;
+mod monitor;
+mod netlink;
+mod virtual_mac;
+mod vrrp_socket;
+
+use std::future::Future;
+use std::net::IpAddr;
+
+pub use addresses::{AddressManager, Change, NetlinkAddresses, Reconciled, Vip};
+pub use announce::{Announce, PacketAnnouncer, gratuitous_arp, unsolicited_neighbor_advertisement};
+pub use error::NetError;
+pub use interface::Interface;
+pub use memory::{MemoryAddresses, MemoryAnnouncer, MemoryLan, MemoryTransport};
+pub use monitor::{AddressEvent, AddressMonitor, LinkEvent, LinkMonitor, LinkState};
+pub use virtual_mac::{VirtualMac, virtual_mac_address};
+pub use vrrp_socket::{
+    Family, Mode, VRRP_GROUP_V4, VRRP_GROUP_V6, VRRP_PROTOCOL, VRRP_TTL, VrrpSocket,
+    VrrpSocketConfig,
+};
+
+/// One VRRP message as it arrived, with what the IP layer said about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceivedAdvert {
+    /// The VRRP message (no IP header).
+    pub payload: Vec<u8>,
+    /// The IP source: the sender's primary IPv4 or IPv6 link-local address.
+    pub source: IpAddr,
+    /// The IP destination: the VRRP group, or our address in unicast mode.
+    pub destination: IpAddr,
+    /// The TTL / hop limit it arrived with.
+    pub ttl: u8,
+    /// The interface index it arrived on (0 for in-memory transports).
+    pub interface: u32,
+}
+
+/// Counters of a transport, for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TransportStats {
+    pub sent: u64,
+    pub received: u64,
+    /// Multicast adverts with TTL / hop limit other than 255.
+    pub dropped_ttl: u64,
+    /// Unicast adverts from an address that is not a configured peer.
+    pub dropped_unknown_peer: u64,
+    /// Datagrams whose IP framing was unusable.
+    pub dropped_malformed: u64,
+}
+
+/// Sends and receives VRRP messages for one virtual router (or several on one interface).
+pub trait VrrpTransport: Send + Sync {
+    /// Sends `payload` to the group, or to every unicast peer.
+    fn send(&self, payload: &[u8]) -> impl Future<Output = Result<(), NetError>> + Send;
+    /// The next accepted advert; dropped ones are counted in [`VrrpTransport::stats`].
+    fn recv(&self) -> impl Future<Output = Result<ReceivedAdvert, NetError>> + Send;
+    /// The source address our adverts carry (needed for the IPv4 VRRPv3 checksum and for the
+    /// "larger primary address wins" tie-break).
+    fn source_address(&self) -> IpAddr;
+    /// Counters so far.
+    fn stats(&self) -> TransportStats;
+}

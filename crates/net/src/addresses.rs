@@ -1,0 +1,237 @@
+//! Virtual IP addresses: the [`AddressManager`] seam and its rtnetlink implementation.
+
+use std::future::Future;
+use std::net::IpAddr;
+
+use futures::TryStreamExt;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
+use rtnetlink::{AddressMessageBuilder, Handle};
+
+use crate::NetError;
+use crate::netlink::NetlinkConnection;
+
+/// `EEXIST`: adding an address that is there already.
+const EEXIST: i32 = 17;
+/// `EADDRNOTAVAIL`: deleting an address that is not there.
+const EADDRNOTAVAIL: i32 = 99;
+
+/// One virtual IP on one interface.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Vip {
+    pub interface: String,
+    pub address: IpAddr,
+    pub prefix_len: u8,
+    /// IPv4 only: the address label (`ip addr ... label eth0:vip`); the kernel requires it to
+    /// start with the interface name. Ignored for IPv6, which has no labels.
+    pub label: Option<String>,
+}
+
+impl Vip {
+    /// A VIP without label.
+    pub fn new(interface: &str, address: IpAddr, prefix_len: u8) -> Self {
+        Self {
+            interface: interface.to_owned(),
+            address,
+            prefix_len,
+            label: None,
+        }
+    }
+
+    /// Checks what the kernel would reject with a less helpful error.
+    pub fn validate(&self) -> Result<(), NetError> {
+        let max = if self.address.is_ipv4() { 32 } else { 128 };
+        if self.prefix_len > max {
+            return Err(NetError::Invalid {
+                what: "prefix length",
+                detail: format!("/{} for {}", self.prefix_len, self.address),
+            });
+        }
+        if let Some(label) = &self.label {
+            if self.address.is_ipv4() && (!label.starts_with(&self.interface) || label.len() > 15) {
+                return Err(NetError::Invalid {
+                    what: "address label",
+                    detail: format!(
+                        "{label:?} must start with {} and be at most 15 bytes",
+                        self.interface
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for Vip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} on {}",
+            self.address, self.prefix_len, self.interface
+        )
+    }
+}
+
+/// Whether a call changed anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The host changed (an address was added or removed).
+    Applied,
+    /// The host was already in the wanted state (idempotent success).
+    AlreadyInPlace,
+}
+
+/// What [`AddressManager::reconcile`] had to fix: anything here is drift (someone else added or
+/// removed an address), worth a counter and a log line.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    pub added: Vec<Vip>,
+    pub removed: Vec<Vip>,
+}
+
+/// Adds and removes VIPs. Both calls are idempotent: adding a present VIP or removing an absent
+/// one is success ([`Change::AlreadyInPlace`]).
+pub trait AddressManager: Send + Sync {
+    fn add(&self, vip: &Vip) -> impl Future<Output = Result<Change, NetError>> + Send;
+    fn remove(&self, vip: &Vip) -> impl Future<Output = Result<Change, NetError>> + Send;
+    fn contains(&self, vip: &Vip) -> impl Future<Output = Result<bool, NetError>> + Send;
+
+    /// Puts the host in the wanted state: every `present` VIP added, every `absent` one removed.
+    /// Tries all of them and returns the first error after trying the rest.
+    fn reconcile(
+        &self,
+        present: &[Vip],
+        absent: &[Vip],
+    ) -> impl Future<Output = Result<Reconciled, NetError>> + Send {
+        async move {
+            let mut report = Reconciled::default();
+            let mut first_error = None;
+            for vip in present {
+                match self.add(vip).await {
+                    Ok(Change::Applied) => report.added.push(vip.clone()),
+                    Ok(Change::AlreadyInPlace) => {}
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+            for vip in absent {
+                match self.remove(vip).await {
+                    Ok(Change::Applied) => report.removed.push(vip.clone()),
+                    Ok(Change::AlreadyInPlace) => {}
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+            first_error.map_or(Ok(report), Err)
+        }
+    }
+}
+
+/// The kernel's address table through rtnetlink.
+#[derive(Debug)]
+pub struct NetlinkAddresses {
+    connection: NetlinkConnection,
+}
+
+impl NetlinkAddresses {
+    /// Opens a netlink connection in the calling thread's network namespace. Needs a tokio
+    /// runtime (the connection runs as a task, stopped when this value is dropped).
+    pub fn new() -> Result<Self, NetError> {
+        Ok(Self {
+            connection: NetlinkConnection::open()?,
+        })
+    }
+
+    fn handle(&self) -> Handle {
+        self.connection.handle()
+    }
+
+    fn message(vip: &Vip) -> Result<AddressMessage, NetError> {
+        vip.validate()?;
+        let index = crate::netlink::interface_index(&vip.interface)?;
+        let mut message = match vip.address {
+            IpAddr::V4(v4) => AddressMessageBuilder::<std::net::Ipv4Addr>::new()
+                .index(index)
+                .address(v4, vip.prefix_len)
+                .build(),
+            IpAddr::V6(v6) => AddressMessageBuilder::<std::net::Ipv6Addr>::new()
+                .index(index)
+                .address(v6, vip.prefix_len)
+                .build(),
+        };
+        match (&vip.address, &vip.label) {
+            (IpAddr::V4(_), Some(label)) => {
+                message
+                    .attributes
+                    .push(AddressAttribute::Label(label.clone()));
+            }
+            // A VIP must be usable the moment we are master: DAD would hold it tentative (and
+            // could fail it against the old master still answering) — keepalived does the same.
+            (IpAddr::V6(_), _) => {
+                message
+                    .attributes
+                    .push(AddressAttribute::Flags(AddressFlags::Nodad));
+            }
+            (IpAddr::V4(_), None) => {}
+        }
+        Ok(message)
+    }
+}
+
+fn errno_of(error: &rtnetlink::Error) -> Option<i32> {
+    match error {
+        rtnetlink::Error::NetlinkError(message) => message.code.map(|code| -code.get()),
+        _ => None,
+    }
+}
+
+impl AddressManager for NetlinkAddresses {
+    async fn add(&self, vip: &Vip) -> Result<Change, NetError> {
+        let message = Self::message(vip)?;
+        let mut request = self.handle().address().add(0, vip.address, vip.prefix_len);
+        *request.message_mut() = message;
+        match request.execute().await {
+            Ok(()) => Ok(Change::Applied),
+            Err(error) if errno_of(&error) == Some(EEXIST) => Ok(Change::AlreadyInPlace),
+            Err(source) => Err(NetError::Netlink {
+                action: "add address",
+                subject: vip.to_string(),
+                source,
+            }),
+        }
+    }
+
+    async fn remove(&self, vip: &Vip) -> Result<Change, NetError> {
+        let message = Self::message(vip)?;
+        match self.handle().address().del(message).execute().await {
+            Ok(()) => Ok(Change::Applied),
+            Err(error) if errno_of(&error) == Some(EADDRNOTAVAIL) => Ok(Change::AlreadyInPlace),
+            Err(source) => Err(NetError::Netlink {
+                action: "remove address",
+                subject: vip.to_string(),
+                source,
+            }),
+        }
+    }
+
+    async fn contains(&self, vip: &Vip) -> Result<bool, NetError> {
+        let index = crate::netlink::interface_index(&vip.interface)?;
+        let mut addresses = self
+            .handle()
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .set_address_filter(vip.address)
+            .set_prefix_length_filter(vip.prefix_len)
+            .execute();
+        match addresses.try_next().await {
+            Ok(found) => Ok(found.is_some()),
+            Err(source) => Err(NetError::Netlink {
+                action: "list addresses",
+                subject: vip.to_string(),
+                source,
+            }),
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! Raw IP sockets for VRRP (protocol 112), IPv4 and IPv6, multicast or unicast.
+//!
+//! One socket per (interface, family, mode) sends and receives. It is bound to the interface
+//! (`SO_BINDTODEVICE`) and, in multicast mode, never to an address: a raw socket bound to a
+//! unicast address receives no multicast. The kernel builds the IP header; the payload is the
+//! VRRP message. For IPv6 the kernel also fills and verifies the VRRP checksum (`IPV6_CHECKSUM`
+//! at offset 6, over the pseudo-header as RFC 5798 §5.2.8 asks).
+
+use std::io::{self, IoSliceMut};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use nix::sys::socket::{
+    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
+};
+use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
+use tokio::io::Interest;
+use tokio::net::UdpSocket;
+
+use crate::interface::Interface;
+use crate::{NetError, ReceivedAdvert, TransportStats, VrrpTransport};
+
+/// IP protocol number of VRRP (RFC 5798 §5.1.1.4).
+pub const VRRP_PROTOCOL: i32 = 112;
+/// The VRRP IPv4 multicast group (RFC 5798 §5.1.1.2).
+pub const VRRP_GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
+/// The VRRP IPv6 multicast group (RFC 5798 §5.1.2.2).
+pub const VRRP_GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+/// TTL / hop limit of every advert we send, and the only one accepted in multicast mode
+/// (RFC 5798 §5.1.1.3, §7.1).
+pub const VRRP_TTL: u8 = 255;
+/// Offset of the checksum in a VRRP message, for `IPV6_CHECKSUM`.
+const CHECKSUM_OFFSET: i32 = 6;
+/// Largest datagram we read: an Ethernet MTU is plenty for 255 IPv6 addresses (4 KiB + header).
+const RECEIVE_BUFFER: usize = 9000;
+
+// nix has no wrapper for IPV6_CHECKSUM; its exported macro builds one from a plain c_int option.
+use nix::{setsockopt_impl, sockopt_impl};
+sockopt_impl!(
+    /// `IPV6_CHECKSUM`: the kernel computes (send) and verifies (receive) the checksum at this
+    /// offset of raw IPv6 payloads.
+    Ipv6Checksum,
+    SetOnly,
+    libc::IPPROTO_IPV6,
+    libc::IPV6_CHECKSUM,
+    libc::c_int
+);
+
+/// The address family of a VRRP socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Ipv4,
+    Ipv6,
+}
+
+/// Where adverts go and whom they are accepted from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// To the VRRP group; accept only TTL / hop limit 255 (RFC 5798 §7.1).
+    Multicast,
+    /// To each peer; accept only from a peer, with any TTL (keepalived's unicast mode: peers may
+    /// sit behind a router). `source` pins the source address (keepalived's `unicast_src_ip`);
+    /// without it the kernel picks one (normally the interface's primary address).
+    Unicast {
+        peers: Vec<IpAddr>,
+        source: Option<IpAddr>,
+    },
+}
+
+/// What to open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VrrpSocketConfig {
+    pub interface: String,
+    pub family: Family,
+    pub mode: Mode,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    sent: AtomicU64,
+    received: AtomicU64,
+    dropped_ttl: AtomicU64,
+    dropped_unknown_peer: AtomicU64,
+    dropped_malformed: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> TransportStats {
+        TransportStats {
+            sent: self.sent.load(Ordering::Relaxed),
+            received: self.received.load(Ordering::Relaxed),
+            dropped_ttl: self.dropped_ttl.load(Ordering::Relaxed),
+            dropped_unknown_peer: self.dropped_unknown_peer.load(Ordering::Relaxed),
+            dropped_malformed: self.dropped_malformed.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A VRRP raw socket on one interface; see the module doc.
+#[derive(Debug)]
+pub struct VrrpSocket {
+    /// The raw socket, registered with tokio through `UdpSocket`: tokio 1.54 deprecated every
+    /// safe `AsyncFd` constructor (only `unsafe fn register` remains), while `UdpSocket::from_std`
+    /// takes ownership of the descriptor safely. Only readiness (`async_io`) and `send_to` are
+    /// used, which are plain `sendto`/`recvmsg` on any datagram-like socket.
+    socket: UdpSocket,
+    config: VrrpSocketConfig,
+    interface_index: u32,
+    source: IpAddr,
+    counters: Counters,
+}
+
+impl VrrpSocket {
+    /// Opens the socket. Needs CAP_NET_RAW and a tokio runtime (the socket registers with it).
+    pub fn open(config: VrrpSocketConfig) -> Result<Self, NetError> {
+        let interface = Interface::lookup(&config.interface)?;
+        let fail = |action: &'static str| {
+            let name = config.interface.clone();
+            move |source: io::Error| NetError::Socket {
+                action,
+                interface: name,
+                source,
+            }
+        };
+        let (domain, source) = match (&config.family, &config.mode) {
+            (
+                _,
+                Mode::Unicast {
+                    source: Some(source),
+                    ..
+                },
+            ) => (domain_of(*source), *source),
+            // Without a pinned source the kernel picks one per destination (for IPv6 a global
+            // address for a global peer, not the link-local): ask it, so source_address() tells
+            // what the wire will say.
+            (
+                family,
+                Mode::Unicast {
+                    peers,
+                    source: None,
+                },
+            ) if !peers.is_empty() => {
+                let source = kernel_source(&config.interface, interface.index, peers[0])
+                    .map_err(fail("find the source address for the first peer"))?;
+                let domain = match family {
+                    Family::Ipv4 => Domain::IPV4,
+                    Family::Ipv6 => Domain::IPV6,
+                };
+                (domain, source)
+            }
+            (Family::Ipv4, _) => (Domain::IPV4, IpAddr::V4(interface.require_ipv4()?)),
+            (Family::Ipv6, _) => (Domain::IPV6, IpAddr::V6(interface.require_link_local()?)),
+        };
+        if domain != domain_of(source)
+            || (domain == Domain::IPV4) != (config.family == Family::Ipv4)
+        {
+            return Err(NetError::Invalid {
+                what: "unicast source",
+                detail: format!("{source} is not of the socket's family {:?}", config.family),
+            });
+        }
+        if let Mode::Unicast { peers, .. } = &config.mode {
+            if let Some(peer) = peers.iter().find(|peer| domain_of(**peer) != domain) {
+                return Err(NetError::Invalid {
+                    what: "unicast peer",
+                    detail: format!("{peer} is not of the socket's family {:?}", config.family),
+                });
+            }
+        }
+        let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(VRRP_PROTOCOL)))
+            .map_err(fail("open raw socket"))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(fail("set non-blocking"))?;
+        socket
+            .bind_device(Some(config.interface.as_bytes()))
+            .map_err(fail("bind to device"))?;
+        match config.family {
+            Family::Ipv4 => {
+                socket
+                    .set_ttl_v4(u32::from(VRRP_TTL))
+                    .map_err(fail("set TTL"))?;
+                socket
+                    .set_multicast_ttl_v4(u32::from(VRRP_TTL))
+                    .map_err(fail("set multicast TTL"))?;
+                socket
+                    .set_multicast_loop_v4(false)
+                    .map_err(fail("disable multicast loop"))?;
+                setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)
+                    .map_err(|errno| fail("enable IP_PKTINFO")(errno.into()))?;
+            }
+            Family::Ipv6 => {
+                socket
+                    .set_unicast_hops_v6(u32::from(VRRP_TTL))
+                    .map_err(fail("set hop limit"))?;
+                socket
+                    .set_multicast_hops_v6(u32::from(VRRP_TTL))
+                    .map_err(fail("set multicast hop limit"))?;
+                socket
+                    .set_multicast_loop_v6(false)
+                    .map_err(fail("disable multicast loop"))?;
+                socket
+                    .set_multicast_if_v6(interface.index)
+                    .map_err(fail("set multicast interface"))?;
+                setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true)
+                    .map_err(|errno| fail("enable IPV6_RECVPKTINFO")(errno.into()))?;
+                setsockopt(&socket, sockopt::Ipv6RecvHopLimit, &true)
+                    .map_err(|errno| fail("enable IPV6_RECVHOPLIMIT")(errno.into()))?;
+                setsockopt(&socket, Ipv6Checksum, &CHECKSUM_OFFSET)
+                    .map_err(|errno| fail("enable IPV6_CHECKSUM")(errno.into()))?;
+            }
+        }
+        match &config.mode {
+            Mode::Multicast => match config.family {
+                Family::Ipv4 => socket
+                    .join_multicast_v4_n(
+                        &VRRP_GROUP_V4,
+                        &InterfaceIndexOrAddress::Index(interface.index),
+                    )
+                    .map_err(fail("join 224.0.0.18"))?,
+                Family::Ipv6 => socket
+                    .join_multicast_v6(&VRRP_GROUP_V6, interface.index)
+                    .map_err(fail("join ff02::12"))?,
+            },
+            Mode::Unicast {
+                source: Some(source),
+                ..
+            } => {
+                // Safe to bind here: unicast mode expects no multicast.
+                socket
+                    .bind(&SockAddr::from(SocketAddr::new(*source, 0)))
+                    .map_err(fail("bind to the unicast source"))?;
+            }
+            Mode::Unicast { source: None, .. } => {}
+        }
+        let socket = UdpSocket::from_std(std::net::UdpSocket::from(socket))
+            .map_err(fail("register with tokio"))?;
+        Ok(Self {
+            socket,
+            interface_index: interface.index,
+            source,
+            config,
+            counters: Counters::default(),
+        })
+    }
+
+    /// The configuration the socket was opened with.
+    pub fn config(&self) -> &VrrpSocketConfig {
+        &self.config
+    }
+
+    /// The interface index the socket is bound to.
+    pub fn interface_index(&self) -> u32 {
+        self.interface_index
+    }
+
+    fn destinations(&self) -> Vec<SocketAddr> {
+        let targets: Vec<IpAddr> = match (&self.config.mode, self.config.family) {
+            (Mode::Multicast, Family::Ipv4) => vec![IpAddr::V4(VRRP_GROUP_V4)],
+            (Mode::Multicast, Family::Ipv6) => vec![IpAddr::V6(VRRP_GROUP_V6)],
+            (Mode::Unicast { peers, .. }, _) => peers.clone(),
+        };
+        targets
+            .into_iter()
+            .map(|target| match target {
+                IpAddr::V4(v4) => SocketAddr::V4(SocketAddrV4::new(v4, 0)),
+                // Link-local and multicast IPv6 destinations need the interface as scope.
+                IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, 0, 0, self.interface_index)),
+            })
+            .collect()
+    }
+
+    /// Sends `payload` to one destination (a group or a peer).
+    pub async fn send_to(&self, payload: &[u8], destination: SocketAddr) -> Result<(), NetError> {
+        let sent = self.socket.send_to(payload, destination).await;
+        sent.map_err(|source| NetError::Send {
+            destination: destination.ip(),
+            interface: self.config.interface.clone(),
+            source,
+        })?;
+        self.counters.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Reads one datagram; `Ok(None)` when it was dropped (and counted).
+    fn read_one(&self) -> io::Result<Option<ReceivedAdvert>> {
+        let mut buffer = vec![0u8; RECEIVE_BUFFER];
+        let mut control = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int, libc::in_pktinfo);
+        let mut iov = [IoSliceMut::new(&mut buffer)];
+        let message = recvmsg::<SockaddrStorage>(
+            self.socket.as_raw_fd(),
+            &mut iov,
+            Some(&mut control),
+            MsgFlags::MSG_DONTWAIT,
+        )?;
+        let length = message.bytes;
+        let from = message.address;
+        let mut interface = self.interface_index;
+        let mut destination = None;
+        let mut hop_limit = None;
+        if let Ok(messages) = message.cmsgs() {
+            for control in messages {
+                match control {
+                    ControlMessageOwned::Ipv4PacketInfo(info) => {
+                        interface = u32::try_from(info.ipi_ifindex).unwrap_or(interface);
+                    }
+                    ControlMessageOwned::Ipv6PacketInfo(info) => {
+                        interface = info.ipi6_ifindex;
+                        destination = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+                    }
+                    ControlMessageOwned::Ipv6HopLimit(limit) => {
+                        hop_limit = u8::try_from(limit).ok();
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let data = buffer.get(..length).unwrap_or_default();
+        let parsed = match self.config.family {
+            Family::Ipv4 => parse_ipv4(data),
+            Family::Ipv6 => {
+                let source = from.as_ref().and_then(SockaddrStorage::as_sockaddr_in6);
+                match (source, destination, hop_limit) {
+                    (Some(source), Some(destination), Some(hop_limit)) => Some((
+                        IpAddr::V6(source.ip()),
+                        destination,
+                        hop_limit,
+                        data.to_vec(),
+                    )),
+                    _ => None,
+                }
+            }
+        };
+        let Some((source, destination, ttl, payload)) = parsed else {
+            self.counters
+                .dropped_malformed
+                .fetch_add(1, Ordering::Relaxed);
+            return Ok(None);
+        };
+        match &self.config.mode {
+            // RFC 5798 §7.1: a multicast advert with TTL / hop limit other than 255 may have
+            // crossed a router and MUST be discarded.
+            Mode::Multicast if ttl != VRRP_TTL => {
+                self.counters.dropped_ttl.fetch_add(1, Ordering::Relaxed);
+                return Ok(None);
+            }
+            // keepalived's unicast mode: only configured peers count; TTL is not checked.
+            Mode::Unicast { peers, .. } if !peers.contains(&source) => {
+                self.counters
+                    .dropped_unknown_peer
+                    .fetch_add(1, Ordering::Relaxed);
+                return Ok(None);
+            }
+            _ => {}
+        }
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        Ok(Some(ReceivedAdvert {
+            payload,
+            source,
+            destination,
+            ttl,
+            interface,
+        }))
+    }
+}
+
+/// Splits a raw IPv4 datagram (the kernel hands IPv4 raw sockets the header too) into source,
+/// destination, TTL and payload; `None` when the header does not hold together.
+fn parse_ipv4(data: &[u8]) -> Option<(IpAddr, IpAddr, u8, Vec<u8>)> {
+    let first = *data.first()?;
+    let header_length = usize::from(first & 0x0f) * 4;
+    if first >> 4 != 4 || header_length < 20 || data.len() < header_length {
+        return None;
+    }
+    let total_length = usize::from(u16::from_be_bytes([*data.get(2)?, *data.get(3)?]));
+    let end = total_length.clamp(header_length, data.len());
+    let ttl = *data.get(8)?;
+    let source: [u8; 4] = data.get(12..16)?.try_into().ok()?;
+    let destination: [u8; 4] = data.get(16..20)?.try_into().ok()?;
+    Some((
+        IpAddr::V4(Ipv4Addr::from(source)),
+        IpAddr::V4(Ipv4Addr::from(destination)),
+        ttl,
+        data.get(header_length..end)?.to_vec(),
+    ))
+}
+
+/// The source address the kernel would use towards `peer` on `interface`: a connected UDP
+/// socket learns it from the routing table without sending anything.
+fn kernel_source(interface: &str, index: u32, peer: IpAddr) -> io::Result<IpAddr> {
+    let probe = Socket::new(domain_of(peer), Type::DGRAM, None)?;
+    probe.bind_device(Some(interface.as_bytes()))?;
+    let target = match peer {
+        IpAddr::V4(v4) => SocketAddr::V4(SocketAddrV4::new(v4, 9)),
+        IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, 9, 0, index)),
+    };
+    probe.connect(&SockAddr::from(target))?;
+    probe
+        .local_addr()?
+        .as_socket()
+        .map(|local| local.ip())
+        .ok_or_else(|| io::Error::other("the probe socket has no IP address"))
+}
+
+fn domain_of(address: IpAddr) -> Domain {
+    match address {
+        IpAddr::V4(_) => Domain::IPV4,
+        IpAddr::V6(_) => Domain::IPV6,
+    }
+}
+
+impl VrrpTransport for VrrpSocket {
+    /// Sends to the group (multicast) or to every peer (unicast). Every peer is tried; the first
+    /// error is returned after the others were attempted.
+    async fn send(&self, payload: &[u8]) -> Result<(), NetError> {
+        let mut first_error = None;
+        for destination in self.destinations() {
+            if let Err(error) = self.send_to(payload, destination).await {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn recv(&self) -> Result<ReceivedAdvert, NetError> {
+        loop {
+            // async_io retries on WouldBlock; a dropped datagram is Ok(None): read the next one.
+            let read = self
+                .socket
+                .async_io(Interest::READABLE, || self.read_one())
+                .await;
+            match read {
+                Ok(Some(advert)) => return Ok(advert),
+                Ok(None) => {}
+                Err(source) => {
+                    return Err(NetError::Socket {
+                        action: "receive advert",
+                        interface: self.config.interface.clone(),
+                        source,
+                    });
+                }
+            }
+        }
+    }
+
+    fn source_address(&self) -> IpAddr {
+        self.source
+    }
+
+    fn stats(&self) -> TransportStats {
+        self.counters.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(ttl: u8, total: u16) -> Vec<u8> {
+        let mut packet = vec![
+            0x45, 0, 0, 0, 0, 0, 0, 0, ttl, 112, 0, 0, 198, 51, 100, 10, 224, 0, 0, 18,
+        ];
+        packet[2..4].copy_from_slice(&total.to_be_bytes());
+        packet
+    }
+
+    #[test]
+    fn ipv4_header_is_split_from_the_payload() {
+        let mut packet = header(255, 24);
+        packet.extend_from_slice(&[1, 2, 3, 4, 0xee]); // one byte of trailing padding
+        let (source, destination, ttl, payload) = parse_ipv4(&packet).unwrap();
+        assert_eq!(source, "198.51.100.10".parse::<IpAddr>().unwrap());
+        assert_eq!(destination, IpAddr::V4(VRRP_GROUP_V4));
+        assert_eq!(ttl, 255);
+        assert_eq!(payload, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn malformed_ipv4_headers_are_rejected() {
+        assert!(parse_ipv4(&[]).is_none());
+        assert!(parse_ipv4(&header(255, 20)[..19]).is_none());
+        let mut v6 = header(255, 20);
+        v6[0] = 0x65;
+        assert!(parse_ipv4(&v6).is_none());
+        let mut short_ihl = header(255, 20);
+        short_ihl[0] = 0x44;
+        assert!(parse_ipv4(&short_ihl).is_none());
+        let mut long_ihl = header(255, 20);
+        long_ihl[0] = 0x4f;
+        assert!(parse_ipv4(&long_ihl).is_none());
+        // A total length beyond the data is clamped, not trusted.
+        let (_, _, _, payload) = parse_ipv4(&header(255, 9000)).unwrap();
+        assert!(payload.is_empty());
+    }
+}

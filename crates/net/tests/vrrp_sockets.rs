@@ -1,0 +1,309 @@
+//! VRRP sockets on real kernels: adverts between lab hosts in multicast and unicast mode, IPv4
+//! and IPv6, and the drops the socket layer owes (TTL, unknown peers).
+
+// Test helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use vipd_lab::{Lab, LabError, e2e_enabled};
+use vipd_net::{
+    Family, Interface, Mode, ReceivedAdvert, TransportStats, VRRP_GROUP_V4, VRRP_GROUP_V6,
+    VrrpSocket, VrrpSocketConfig, VrrpTransport,
+};
+
+/// How long a receiver waits for an advert before the test fails.
+const RECEIVE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// A plausible VRRPv3 message (content does not matter to the socket layer; 16 bytes so the
+/// IPv6 checksum offset 6 lies inside it).
+const PAYLOAD: [u8; 16] = [
+    0x31, 7, 100, 1, 0, 100, 0, 0, 198, 51, 100, 100, 0xaa, 0xbb, 0xcc, 0xdd,
+];
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+}
+
+fn config(family: Family, mode: Mode) -> VrrpSocketConfig {
+    VrrpSocketConfig {
+        interface: "eth0".into(),
+        family,
+        mode,
+    }
+}
+
+struct Received {
+    advert: Option<ReceivedAdvert>,
+    stats: TransportStats,
+    interface_index: u32,
+}
+
+/// Opens a socket in `host` and returns once it is open; the thread yields the first accepted
+/// advert (or `None` after the timeout) with the socket's counters.
+fn receive_one(
+    lab: &Lab,
+    host: usize,
+    config: VrrpSocketConfig,
+) -> JoinHandle<Result<Received, LabError>> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let handle = lab
+        .spawn_in_host(host, move || {
+            runtime().block_on(async move {
+                let socket = VrrpSocket::open(config).expect("open the receiving socket");
+                ready_tx.send(()).expect("the test waits for readiness");
+                let advert = tokio::time::timeout(RECEIVE_TIMEOUT, socket.recv())
+                    .await
+                    .ok()
+                    .map(|received| received.expect("receive"));
+                Received {
+                    advert,
+                    stats: socket.stats(),
+                    interface_index: socket.interface_index(),
+                }
+            })
+        })
+        .expect("enter the receiving host");
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the receiver opened its socket");
+    handle
+}
+
+fn send_from(lab: &Lab, host: usize, config: VrrpSocketConfig) -> IpAddr {
+    lab.in_host(host, move || {
+        runtime().block_on(async move {
+            let socket = VrrpSocket::open(config).expect("open the sending socket");
+            socket.send(&PAYLOAD).await.expect("send");
+            socket.source_address()
+        })
+    })
+    .expect("enter the sending host")
+}
+
+#[test]
+fn multicast_adverts_arrive_with_ttl_255_and_the_right_source() {
+    if !e2e_enabled("multicast_adverts_arrive_with_ttl_255_and_the_right_source") {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    for family in [Family::Ipv4, Family::Ipv6] {
+        let receiver = receive_one(&lab, 1, config(family, Mode::Multicast));
+        let source = send_from(&lab, 0, config(family, Mode::Multicast));
+        let received = receiver.join().unwrap().unwrap();
+        let advert = received.advert.expect("an advert arrived");
+        let (expected_source, group) = match family {
+            Family::Ipv4 => (IpAddr::V4(lab.host(0).ipv4), IpAddr::V4(VRRP_GROUP_V4)),
+            Family::Ipv6 => (
+                IpAddr::V6(lab.host(0).link_local),
+                IpAddr::V6(VRRP_GROUP_V6),
+            ),
+        };
+        assert_eq!(source, expected_source, "{family:?}: source_address()");
+        assert_eq!(advert.source, expected_source, "{family:?}");
+        assert_eq!(advert.destination, group, "{family:?}");
+        assert_eq!(advert.ttl, 255, "{family:?}");
+        assert_eq!(advert.interface, received.interface_index, "{family:?}");
+        if family == Family::Ipv4 {
+            assert_eq!(advert.payload, PAYLOAD.to_vec());
+        } else {
+            // The kernel wrote the checksum (IPV6_CHECKSUM); everything else is ours.
+            assert_eq!(advert.payload[..6], PAYLOAD[..6]);
+            assert_eq!(advert.payload[8..], PAYLOAD[8..]);
+            assert_ne!(advert.payload[6..8], PAYLOAD[6..8]);
+        }
+        assert_eq!(received.stats.received, 1);
+    }
+}
+
+#[test]
+fn multicast_adverts_do_not_loop_back_to_the_sender() {
+    if !e2e_enabled("multicast_adverts_do_not_loop_back_to_the_sender") {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    for family in [Family::Ipv4, Family::Ipv6] {
+        let looped = lab
+            .in_host(0, move || {
+                runtime().block_on(async move {
+                    let socket = VrrpSocket::open(config(family, Mode::Multicast)).unwrap();
+                    socket.send(&PAYLOAD).await.unwrap();
+                    tokio::time::timeout(Duration::from_millis(300), socket.recv())
+                        .await
+                        .is_ok()
+                })
+            })
+            .unwrap();
+        assert!(!looped, "{family:?}: our own advert came back");
+    }
+}
+
+/// The IPv6 VRRP checksum over the pseudo-header (RFC 5798 §5.2.8), for the hand-made sender
+/// below: a receiver with IPV6_CHECKSUM drops anything with a wrong one before we see it.
+fn ipv6_vrrp_checksum(source: Ipv6Addr, destination: Ipv6Addr, payload: &[u8]) -> u16 {
+    let mut data = Vec::new();
+    data.extend_from_slice(&source.octets());
+    data.extend_from_slice(&destination.octets());
+    data.extend_from_slice(&u32::try_from(payload.len()).unwrap().to_be_bytes());
+    data.extend_from_slice(&[0, 0, 0, 112]);
+    data.extend_from_slice(payload);
+    let mut sum: u32 = data
+        .chunks(2)
+        .map(|pair| u32::from(u16::from_be_bytes([pair[0], *pair.get(1).unwrap_or(&0)])))
+        .sum();
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !u16::try_from(sum).unwrap()
+}
+
+/// Sends one VRRP datagram from `host` with a chosen TTL / hop limit, bypassing vipd-net.
+fn send_raw(lab: &Lab, host: usize, destination: IpAddr, ttl: u32) {
+    let link_local = lab.host(host).link_local;
+    lab.in_host(host, move || {
+        let index = Interface::lookup("eth0").unwrap().index;
+        let domain = if destination.is_ipv4() {
+            Domain::IPV4
+        } else {
+            Domain::IPV6
+        };
+        let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(112))).unwrap();
+        socket.bind_device(Some(b"eth0")).unwrap();
+        let mut payload = PAYLOAD;
+        let address = match destination {
+            IpAddr::V4(v4) => {
+                socket.set_ttl_v4(ttl).unwrap();
+                socket.set_multicast_ttl_v4(ttl).unwrap();
+                SocketAddr::new(IpAddr::V4(v4), 0)
+            }
+            IpAddr::V6(v6) => {
+                socket.set_unicast_hops_v6(ttl).unwrap();
+                socket.set_multicast_hops_v6(ttl).unwrap();
+                socket.set_multicast_if_v6(index).unwrap();
+                // Only multicast here, so the kernel sources from the link-local address.
+                assert!(v6.is_multicast());
+                payload[6..8].copy_from_slice(&[0, 0]);
+                let checksum = ipv6_vrrp_checksum(link_local, v6, &payload);
+                payload[6..8].copy_from_slice(&checksum.to_be_bytes());
+                SocketAddr::V6(SocketAddrV6::new(v6, 0, 0, index))
+            }
+        };
+        socket.send_to(&payload, &SockAddr::from(address)).unwrap();
+    })
+    .unwrap();
+}
+
+#[test]
+fn multicast_adverts_with_ttl_64_are_dropped_and_counted() {
+    if !e2e_enabled("multicast_adverts_with_ttl_64_are_dropped_and_counted") {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    for (family, group) in [
+        (Family::Ipv4, IpAddr::V4(VRRP_GROUP_V4)),
+        (Family::Ipv6, IpAddr::V6(VRRP_GROUP_V6)),
+    ] {
+        let receiver = receive_one(&lab, 1, config(family, Mode::Multicast));
+        send_raw(&lab, 0, group, 64);
+        // A correct advert after the bad one: the receiver returns on it, with the drop counted.
+        send_from(&lab, 0, config(family, Mode::Multicast));
+        let received = receiver.join().unwrap().unwrap();
+        let advert = received.advert.expect("the TTL 255 advert arrived");
+        assert_eq!(advert.ttl, 255, "{family:?}");
+        assert_eq!(
+            received.stats.dropped_ttl, 1,
+            "{family:?}: {:?}",
+            received.stats
+        );
+        assert_eq!(received.stats.received, 1, "{family:?}");
+    }
+}
+
+#[test]
+fn unicast_adverts_arrive_from_peers_and_non_peers_are_dropped() {
+    if !e2e_enabled("unicast_adverts_arrive_from_peers_and_non_peers_are_dropped") {
+        return;
+    }
+    let lab = Lab::new(3).unwrap();
+    let (a, b) = (lab.host(0).clone(), lab.host(1).clone());
+    for family in [Family::Ipv4, Family::Ipv6] {
+        let address = |host: &vipd_lab::Host| -> IpAddr {
+            match family {
+                Family::Ipv4 => host.ipv4.into(),
+                Family::Ipv6 => host.ipv6.into(),
+            }
+        };
+        let unicast = |peers: Vec<IpAddr>| Mode::Unicast {
+            peers,
+            source: None,
+        };
+        let receiver = receive_one(&lab, 1, config(family, unicast(vec![address(&a)])));
+        // C is not B's peer: dropped and counted. Then A, a peer, gets through.
+        send_from(&lab, 2, config(family, unicast(vec![address(&b)])));
+        let source = send_from(&lab, 0, config(family, unicast(vec![address(&b)])));
+        let received = receiver.join().unwrap().unwrap();
+        let advert = received.advert.expect("the peer's advert arrived");
+        assert_eq!(advert.source, address(&a), "{family:?}");
+        assert_eq!(source, address(&a), "{family:?}: kernel-chosen source");
+        assert_eq!(advert.destination, address(&b), "{family:?}");
+        assert_eq!(advert.ttl, 255, "{family:?}");
+        assert_eq!(received.stats.dropped_unknown_peer, 1, "{family:?}");
+    }
+}
+
+#[test]
+fn unicast_mode_accepts_a_peer_advert_with_a_lower_ttl() {
+    if !e2e_enabled("unicast_mode_accepts_a_peer_advert_with_a_lower_ttl") {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let (a, b) = (lab.host(0).clone(), lab.host(1).clone());
+    let receiver = receive_one(
+        &lab,
+        1,
+        config(
+            Family::Ipv4,
+            Mode::Unicast {
+                peers: vec![a.ipv4.into()],
+                source: None,
+            },
+        ),
+    );
+    send_raw(&lab, 0, b.ipv4.into(), 64);
+    let received = receiver.join().unwrap().unwrap();
+    let advert = received.advert.expect("a routed peer advert is accepted");
+    assert_eq!(advert.ttl, 64);
+    assert_eq!(received.stats.dropped_ttl, 0);
+}
+
+#[test]
+fn a_unicast_source_that_is_not_ours_is_refused() {
+    if !e2e_enabled("a_unicast_source_that_is_not_ours_is_refused") {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    let error = lab
+        .in_host(0, || {
+            runtime().block_on(async {
+                VrrpSocket::open(config(
+                    Family::Ipv4,
+                    Mode::Unicast {
+                        peers: vec!["198.51.100.99".parse().unwrap()],
+                        source: Some("203.0.113.1".parse().unwrap()),
+                    },
+                ))
+                .map(drop)
+                .unwrap_err()
+                .to_string()
+            })
+        })
+        .unwrap();
+    assert!(error.contains("bind"), "{error}");
+}
