@@ -93,4 +93,24 @@ pub trait VrrpTransport: Send + Sync {
     fn source_address(&self) -> IpAddr;
     /// Counters so far.
     fn stats(&self) -> TransportStats;
+
+    /// Where adverts go: the VRRP group of the source's family (multicast), or each unicast peer.
+    /// The VRRPv3 IPv4 checksum covers the destination, so a caller that builds adverts itself
+    /// builds one per destination and sends it with [`VrrpTransport::send_to`].
+    fn destinations(&self) -> Vec<IpAddr> {
+        vec![match self.source_address() {
+            IpAddr::V4(_) => IpAddr::V4(VRRP_GROUP_V4),
+            IpAddr::V6(_) => IpAddr::V6(VRRP_GROUP_V6),
+        }]
+    }
+
+    /// Sends `payload` to one of [`VrrpTransport::destinations`].
+    fn send_to(
+        &self,
+        payload: &[u8],
+        destination: IpAddr,
+    ) -> impl Future<Output = Result<(), NetError>> + Send {
+        let _ = destination;
+        self.send(payload)
+    }
 }
