@@ -426,6 +426,7 @@ impl Proxy {
                 max_connections: frontend.max_connections.load(Relaxed),
                 bytes_in: frontend.bytes_in.load(Relaxed),
                 bytes_out: frontend.bytes_out.load(Relaxed),
+                bytes_spliced: frontend.bytes_spliced.load(Relaxed),
                 proxy_header_errors: frontend.proxy_header_errors.load(Relaxed),
                 accept_errors: frontend.accept_errors.load(Relaxed),
             })

@@ -1,9 +1,10 @@
 //! Moving bytes between a client and a server socket, both ways, with half-close and timeouts.
 //!
-//! Each direction splices socket → pipe → socket (`splice(2)`, zero copy: the payload never enters
-//! user space). The pipe is created when the direction first has data, so an idle session holds no
-//! pipe. If a pipe cannot be made (fd limit) or the kernel refuses to splice these sockets, that
-//! direction falls back to a buffered copy through a 16 KiB buffer, also allocated on first use.
+//! Bulk traffic splices socket → pipe → socket (`splice(2)`, zero copy: the payload never enters
+//! user space). Each direction starts with a buffered copy through a 16 KiB buffer allocated on
+//! first data, and switches to its own pipe once a read fills the buffer (see [`pump`]). If a pipe
+//! cannot be made (fd limit) or the kernel refuses to splice these sockets, the direction stays
+//! with the buffered copy. An idle session holds neither buffer nor pipe.
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -85,7 +86,8 @@ impl Activity {
 }
 
 /// Forwards both directions until both are finished, a timeout fires, `cancel` is cancelled or a
-/// socket fails. `client_to_server` and `server_to_client` receive byte counts.
+/// socket fails. `client_to_server` and `server_to_client` receive byte counts, `spliced` the
+/// bytes moved by splice.
 pub async fn forward(
     client: &TcpStream,
     server: &TcpStream,
@@ -93,6 +95,7 @@ pub async fn forward(
     cancel: &CancellationToken,
     client_to_server: ByteCounters<'_>,
     server_to_client: ByteCounters<'_>,
+    spliced: &AtomicU64,
 ) -> SessionEnd {
     let activity = Activity::new();
     let upstream = pump(
@@ -101,6 +104,7 @@ pub async fn forward(
         &activity,
         &activity.client_spoke,
         client_to_server,
+        spliced,
     );
     let downstream = pump(
         server,
@@ -108,6 +112,7 @@ pub async fn forward(
         &activity,
         &activity.server_spoke,
         server_to_client,
+        spliced,
     );
     let both = async {
         // try_join: the first error ends the session; otherwise wait for both FINs.
@@ -144,33 +149,31 @@ async fn watchdog(activity: &Activity, timeouts: &Timeouts) -> &'static str {
 }
 
 /// One direction: `from` → `to` until `from` sends FIN, which is then passed on to `to`.
+///
+/// Small exchanges (requests, responses) go through the buffer: a pipe costs three system calls to
+/// make and close, more than it saves on a few hundred bytes. A read that fills the whole buffer
+/// means bulk traffic: the direction then switches to splice for good (HAProxy's `splice-auto`).
 async fn pump(
     from: &TcpStream,
     to: &TcpStream,
     activity: &Activity,
     spoke: &AtomicBool,
     counters: ByteCounters<'_>,
+    spliced: &AtomicU64,
 ) -> io::Result<()> {
     let mut pipe: Option<(OwnedFd, OwnedFd)> = None;
-    let mut splice_works = true;
+    let mut may_splice = true;
     let mut buffer: Vec<u8> = Vec::new();
     loop {
         from.readable().await?;
-        if splice_works && pipe.is_none() {
-            match nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC) {
-                Ok(pair) => pipe = Some(pair),
-                Err(error) => {
-                    tracing::debug!(%error, "no pipe for splice, copying through a buffer");
-                    splice_works = false;
-                }
-            }
-        }
-        let splice_pipe = pipe.as_ref().filter(|_| splice_works);
-        let moved = if let Some((pipe_out, pipe_in)) = splice_pipe {
+        let via_pipe = pipe.is_some();
+        let moved = if let Some((pipe_out, pipe_in)) = &pipe {
             match splice_through(from, to, pipe_out, pipe_in).await {
                 Err(error) if error.raw_os_error() == Some(nix::libc::EINVAL) => {
-                    // The kernel will not splice these sockets: fall back for good.
-                    splice_works = false;
+                    // The kernel will not splice these sockets: copy for good.
+                    tracing::debug!(%error, "splice refused, copying through a buffer");
+                    pipe = None;
+                    may_splice = false;
                     continue;
                 }
                 other => other?,
@@ -179,7 +182,20 @@ async fn pump(
             if buffer.is_empty() {
                 buffer = vec![0; COPY_BUFFER];
             }
-            copy_through(from, to, &mut buffer).await?
+            let moved = copy_through(from, to, &mut buffer).await?;
+            if may_splice && moved == Some(COPY_BUFFER) {
+                match nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC) {
+                    Ok(pair) => {
+                        pipe = Some(pair);
+                        buffer = Vec::new();
+                    }
+                    Err(error) => {
+                        tracing::debug!(%error, "no pipe for splice, copying through a buffer");
+                        may_splice = false;
+                    }
+                }
+            }
+            moved
         };
         match moved {
             None => {}
@@ -188,6 +204,9 @@ async fn pump(
                 activity.touch(spoke);
                 for counter in counters {
                     counter.fetch_add(bytes as u64, Ordering::Relaxed);
+                }
+                if via_pipe {
+                    spliced.fetch_add(bytes as u64, Ordering::Relaxed);
                 }
             }
         }

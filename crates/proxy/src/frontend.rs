@@ -39,6 +39,7 @@ pub struct FrontendShared {
     pub sessions_total: AtomicU64,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
+    pub bytes_spliced: AtomicU64,
     pub proxy_header_errors: AtomicU64,
     pub accept_errors: AtomicU64,
 }
@@ -54,6 +55,7 @@ impl FrontendShared {
             sessions_total: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
+            bytes_spliced: AtomicU64::new(0),
             proxy_header_errors: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
         }

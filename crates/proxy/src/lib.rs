@@ -21,11 +21,12 @@
 //!
 //! # Memory per session
 //!
-//! Bounded and independent of traffic: the session task and two sockets, plus per direction, created
-//! on first data only, either one pipe (2 fds; its kernel buffer holds at most 64 KiB, the default
-//! pipe capacity, and only while bytes are in flight) or, in the buffered fallback, one 16 KiB
-//! buffer. An idle session holds no pipe and no buffer. A client's PROXY header is read through a
-//! 512-byte chunk into at most [`proxy_protocol::MAX_HEADER_LEN`] bytes.
+//! Bounded and independent of traffic: the session task (its future is a few KiB) and two sockets,
+//! plus per direction, created on first data only, one 16 KiB copy buffer, which a bulk direction
+//! trades for a pipe (2 fds; the kernel pipe holds at most 64 KiB, the default capacity, and only
+//! while bytes are in flight). So at most 32 KiB of user memory per session, none while idle. A
+//! client's PROXY header is read through a 512-byte chunk into at most
+//! [`proxy_protocol::MAX_HEADER_LEN`] bytes.
 //!
 //! # Timeouts
 //!

@@ -180,6 +180,7 @@ async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
             &accepted.stop,
             [&frontend.bytes_in, &shared.bytes_in, &server.counters.bytes_in],
             [&frontend.bytes_out, &shared.bytes_out, &server.counters.bytes_out],
+            &frontend.bytes_spliced,
         ) => end,
         () = cut.cancelled() => SessionEnd::Cancelled,
     };

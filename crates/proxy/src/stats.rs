@@ -40,6 +40,8 @@ pub struct FrontendStats {
     pub max_connections: usize,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// Of `bytes_in + bytes_out`, what moved by `splice(2)` without entering user space.
+    pub bytes_spliced: u64,
     /// Connections closed for a missing, malformed or late PROXY header (`accept_proxy`).
     pub proxy_header_errors: u64,
     /// accept(2) failures (EMFILE, ...), each followed by a back-off.

@@ -34,6 +34,10 @@ async fn bulk_echo_is_byte_exact_and_counted() {
     })
     .await;
     assert_eq!(stats.frontends[0].sessions_total, 1);
+    assert!(
+        stats.frontends[0].bytes_spliced > 0,
+        "bulk traffic goes through splice(2)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
