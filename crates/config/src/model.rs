@@ -18,6 +18,8 @@ pub struct Config {
     pub control: Control,
     /// How long SIGTERM waits for proxy sessions to drain (default 5s).
     pub shutdown_grace: Duration,
+    /// Concurrent proxy sessions over all frontends (default 100000).
+    pub max_connections: u32,
     pub vrrp: Vec<VrrpInstance>,
     /// Health-check scripts by name; `track: [{ script: NAME }]` refers to them.
     pub scripts: BTreeMap<String, Script>,
@@ -115,6 +117,23 @@ impl VrrpInstance {
         self.vips
             .first()
             .is_some_and(|vip| vip.address.addr().is_ipv6())
+    }
+
+    /// The VIPs carried in adverts: those of the first VIP's family (an advert holds one family).
+    pub fn advertised_vips(&self) -> impl Iterator<Item = &Vip> {
+        let ipv6 = self.is_ipv6();
+        self.vips
+            .iter()
+            .filter(move |vip| vip.address.addr().is_ipv6() == ipv6)
+    }
+
+    /// VIPs of the other family (v3 only): added and removed with the instance's state but not
+    /// advertised, like keepalived's `virtual_ipaddress_excluded`.
+    pub fn unadvertised_vips(&self) -> impl Iterator<Item = &Vip> {
+        let ipv6 = self.is_ipv6();
+        self.vips
+            .iter()
+            .filter(move |vip| vip.address.addr().is_ipv6() != ipv6)
     }
 
     /// Whether this node owns the addresses (priority 255): it takes only weight-0 trackers.
@@ -256,7 +275,7 @@ pub struct Frontend {
     pub backend: String,
     /// Expect a PROXY v1/v2 header from clients (default false).
     pub accept_proxy: bool,
-    /// `None`: no per-frontend limit.
+    /// Concurrent sessions of this frontend; `None`: the proxy's default (20000).
     pub max_connections: Option<u32>,
 }
 
@@ -270,6 +289,8 @@ pub struct Backend {
     pub on_server_down: OnServerDown,
     pub timeout: Timeouts,
     pub health: HealthCheck,
+    /// Sessions that may wait when every usable server is at its `max_connections` (default 1024).
+    pub max_queue: u32,
     /// Never empty.
     pub servers: Vec<Server>,
 }
@@ -303,7 +324,7 @@ pub enum OnServerDown {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Timeouts {
-    /// Default 5s.
+    /// Default 3s.
     pub connect: Duration,
     /// Default 5m.
     pub idle: Duration,
@@ -316,7 +337,7 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
-            connect: Duration::from_secs(5),
+            connect: Duration::from_secs(3),
             idle: Duration::from_secs(300),
             tunnel: Duration::from_secs(3600),
             fin: Duration::from_secs(5),
@@ -335,6 +356,8 @@ pub struct HealthCheck {
     pub rise: u32,
     /// Default 3.
     pub fall: u32,
+    /// Servers start up rather than down until `rise` checks pass (default false).
+    pub initially_up: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -18,6 +18,8 @@ pub struct Document {
     pub control: Option<Control>,
     /// Added to the contract (issue 5): how long SIGTERM waits for proxy sessions to drain.
     pub shutdown_grace: Option<String>,
+    /// Added to the contract (proxy.md): the global limit of concurrent proxy sessions.
+    pub max_connections: Option<i64>,
     #[serde(default)]
     pub vrrp: Vec<Vrrp>,
     #[serde(default)]
@@ -178,6 +180,8 @@ pub struct Backend {
     pub on_server_down: Option<OnServerDown>,
     pub timeout: Option<Timeouts>,
     pub health: Option<Health>,
+    /// Added to the contract (proxy.md): sessions that may wait when every server is full.
+    pub max_queue: Option<i64>,
     #[serde(default)]
     pub servers: Vec<Server>,
 }
@@ -227,6 +231,8 @@ pub struct Health {
     pub timeout: Option<String>,
     pub rise: Option<i64>,
     pub fall: Option<i64>,
+    /// Added to the contract (proxy.md): servers start up instead of down.
+    pub initially_up: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -20,6 +20,8 @@ use crate::raw;
 /// The longest name accepted for instances, frontends, backends, servers, scripts and the node;
 /// names end up in metric labels, log fields and API paths.
 const MAX_NAME_LEN: usize = 64;
+/// A generous ceiling for connection limits that still catches a typo of three extra zeros.
+const MAX_CONNECTIONS: i64 = 10_000_000;
 
 /// Validates the raw document; `index` gives the positions for the messages.
 pub fn validate(
@@ -34,6 +36,12 @@ pub fn validate(
         "shutdown_grace",
         Duration::from_secs(5),
         Duration::ZERO..=Duration::from_secs(3600),
+    );
+    let max_connections = checker.integer(
+        document.max_connections,
+        "max_connections",
+        1..=MAX_CONNECTIONS,
+        100_000u32,
     );
     let scripts = document
         .scripts
@@ -51,6 +59,7 @@ pub fn validate(
         node,
         control,
         shutdown_grace,
+        max_connections,
         vrrp: Vec::new(),
         scripts,
         frontends,

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::Checker;
+use super::{Checker, MAX_CONNECTIONS};
 use crate::model::{
     Backend, Balance, Control, Frontend, HealthCheck, HealthKind, HttpCheck, OnServerDown,
     ProxyProtocol, Server, Timeouts, TlsVerify,
@@ -12,8 +12,6 @@ use crate::raw;
 
 /// The Kubernetes apiserver port: a backend on it deserves an HTTPS `/readyz` check.
 const APISERVER_PORT: u16 = 6443;
-/// A generous ceiling that still catches a typo of three extra zeros.
-const MAX_CONNECTIONS: i64 = 10_000_000;
 
 impl Checker<'_> {
     pub(super) fn frontends(
@@ -183,6 +181,12 @@ impl Checker<'_> {
             },
             timeout: self.timeouts(&raw.timeout.unwrap_or_default(), &format!("{path}.timeout")),
             health,
+            max_queue: self.integer(
+                raw.max_queue,
+                &format!("{path}.max_queue"),
+                0..=1_000_000,
+                1024u32,
+            ),
             servers,
         }
     }
@@ -279,6 +283,7 @@ impl Checker<'_> {
             timeout,
             rise: self.integer(raw.rise, &format!("{path}.rise"), 1..=100, 2),
             fall: self.integer(raw.fall, &format!("{path}.fall"), 1..=100, 3),
+            initially_up: raw.initially_up.unwrap_or(false),
         }
     }
 

@@ -685,3 +685,55 @@ vrrp:
     assert_eq!(lines, sorted);
     assert!(found.len() >= 4, "{found:?}");
 }
+
+#[test]
+fn proxy_limits_have_defaults_and_ranges() {
+    let (config, _) = valid(BASE);
+    assert_eq!(config.max_connections, 100_000);
+    assert_eq!(config.frontends[0].max_connections, None);
+    assert_eq!(config.backends[0].max_queue, 1024);
+    assert!(!config.backends[0].health.initially_up);
+    assert_eq!(config.backends[0].timeout.connect, Duration::from_secs(3));
+    assert_error(
+        &format!("max_connections: 0\n{BASE}"),
+        "max_connections",
+        1,
+        "1..=",
+    );
+}
+
+#[test]
+fn an_instance_splits_its_vips_by_advertised_family() {
+    let text = BASE.replace(
+        "vips: [198.51.100.50/24]",
+        "vips: [\"2001:db8::50/64\", 198.51.100.50/24, \"2001:db8::51/64\"]",
+    );
+    let (config, _) = valid(&text);
+    let instance = &config.vrrp[0];
+    assert!(instance.is_ipv6());
+    assert_eq!(instance.advertised_vips().count(), 2);
+    let other: Vec<String> = instance
+        .unadvertised_vips()
+        .map(|vip| vip.address.to_string())
+        .collect();
+    assert_eq!(other, ["198.51.100.50/24"]);
+}
+
+#[test]
+fn anchors_and_aliases_reuse_whole_values() {
+    let text = BASE.replace(
+        "    health: { kind: https, path: /readyz }\n",
+        "    health: &readyz { kind: https, path: /readyz }\n",
+    ) + "  - name: apiservers-b\n    health: *readyz\n    servers: [{ name: m9, address: \"198.51.100.29:6443\" }]\n";
+    let (config, _) = valid(&text);
+    assert_eq!(config.backends[0].health, config.backends[1].health);
+}
+
+#[test]
+fn the_model_compares_instance_by_instance_for_reloads() {
+    let (before, _) = valid(BASE);
+    let (after, _) = valid(&BASE.replace("priority: 150", "priority: 140"));
+    assert_ne!(before.vrrp[0], after.vrrp[0]);
+    assert_eq!(before.frontends, after.frontends);
+    assert_eq!(before.backends, after.backends);
+}

@@ -19,6 +19,8 @@ const V3_INTERVAL: std::ops::RangeInclusive<Duration> =
 const V2_INTERVAL_SECONDS: std::ops::RangeInclusive<u64> = 1..=255;
 /// VRRPv2's authentication data field is 8 bytes (RFC 3768 section 5.3.10).
 const V2_PASSWORD_MAX: usize = 8;
+/// An advert counts its addresses in one byte.
+const MAX_VIPS: usize = 255;
 /// An IPv4 address label is an interface name: at most 15 bytes (IFNAMSIZ - 1).
 const LABEL_MAX: usize = 15;
 
@@ -229,6 +231,16 @@ impl Checker<'_> {
     ) -> Vec<Vip> {
         if raw.is_empty() {
             self.error(path, "an instance needs at least one VIP");
+        }
+        if raw.len() > MAX_VIPS {
+            // The advert's Count IPvX Addr field is one byte (RFC 5798 section 5.2.5).
+            self.error(
+                path,
+                format!(
+                    "an instance holds at most {MAX_VIPS} VIPs, this one {}",
+                    raw.len()
+                ),
+            );
         }
         let vips: Vec<Vip> = raw
             .into_iter()
