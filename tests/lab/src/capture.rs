@@ -13,6 +13,9 @@ use crate::process::{self, LabProcess};
 
 /// How long tcpdump may take to start listening.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(5);
+/// A sender's `send` returns before the frame crossed the veth pair and the bridge (softirq
+/// work, later on a busy machine): stopping tcpdump at once loses it.
+pub const SETTLE: Duration = Duration::from_millis(300);
 
 /// A running tcpdump; [`Capture::finish`] stops it and hands over the file.
 #[derive(Debug)]
@@ -53,8 +56,10 @@ impl Capture {
         }
     }
 
-    /// Stops tcpdump (SIGINT, so it flushes) and returns the capture file.
+    /// Waits [`SETTLE`] for frames still in flight, stops tcpdump (SIGINT, so it flushes) and
+    /// returns the capture file.
     pub fn finish(mut self) -> CaptureFile {
+        std::thread::sleep(SETTLE);
         self.process.stop_with(Signal::SIGINT);
         std::mem::replace(
             &mut self.file,
