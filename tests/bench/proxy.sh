@@ -1,0 +1,310 @@
+#!/usr/bin/env bash
+# Side-by-side benchmark of vipd's L4 proxy and HAProxy (Debian package), with a direct run as the
+# physical limit. Loopback only (127.0.0.1); every run is bounded in time. Not a test: it prints
+# ratios vipd/HAProxy and vipd/direct and writes them into docs/benchmarks.md (proxy section).
+#
+#   tests/bench/proxy.sh                  5 runs of 5 s per workload and target, median reported
+#   RUNS=3 DURATION=3 tests/bench/proxy.sh
+#   VIPD_BIN=target/debug/examples/bench_proxy WRITE_DOC=0 RUNS=1 DURATION=1 IDLE_CONNECTIONS=100 \
+#       tests/bench/proxy.sh          smoke test of the script itself (numbers mean nothing)
+#
+# Workloads: bulk throughput (iperf3 through the proxy), HTTP requests per second with keep-alive
+# and with `Connection: close` (wrk against two nginx backends), p50/p99 latency, proxy RSS idle
+# and with 10 000 open idle connections. Runs are interleaved (direct, HAProxy, vipd, direct, ...)
+# so that load from elsewhere on the machine spreads over all three.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+RUNS=${RUNS:-5}
+DURATION=${DURATION:-5}
+CONNECTIONS=${CONNECTIONS:-50}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
+THREADS=2
+
+# Ports, all on 127.0.0.1.
+NGINX_A=18081 NGINX_B=18082 IPERF=15201
+HAPROXY_HTTP=18443 HAPROXY_BULK=15202
+VIPD_HTTP=18444 VIPD_BULK=15203
+
+need_packages() {
+    local missing=()
+    for tool in haproxy:haproxy nginx:nginx-light wrk:wrk iperf3:iperf3 python3:python3; do
+        command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${tool%%:*}" ] || missing+=("${tool##*:}")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "proxy.sh: missing ${missing[*]}; run as root to install them" >&2
+        exit 1
+    fi
+    echo "proxy.sh: installing ${missing[*]}"
+    # Keep package scripts from starting services on the ports we use.
+    local policy=/usr/sbin/policy-rc.d created=0
+    if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created=1; fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    [ $created -eq 1 ] && rm -f "$policy"
+    return 0
+}
+need_packages
+export PATH="$PATH:/usr/sbin:/sbin"
+
+# A proxied connection holds two fds in the proxy: 10 000 idle connections need 20 000 and a few.
+# Raise the limit if we may; where the hard limit is lower (containers without CAP_SYS_RESOURCE),
+# hold as many idle connections as it allows, and say so.
+ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+fd_limit=$(ulimit -n)
+if [ "$IDLE_CONNECTIONS" -gt $(((fd_limit - 400) / 2)) ]; then
+    IDLE_CONNECTIONS=$(((fd_limit - 400) / 2))
+    echo "proxy.sh: fd limit $fd_limit: holding $IDLE_CONNECTIONS idle connections instead of 10000"
+fi
+
+if [ -z "${VIPD_BIN:-}" ]; then
+    echo "proxy.sh: building the proxy (release)"
+    cargo build --release -q -p vipd-proxy --example bench_proxy
+    VIPD_BIN=target/release/examples/bench_proxy
+fi
+
+work=$(mktemp -d /tmp/vipd-proxy-bench.XXXXXX)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+start() { # start NAME COMMAND...: run in the background, remember the pid
+    local name=$1
+    shift
+    "$@" >"$work/$name.log" 2>&1 &
+    pids+=($!)
+    eval "${name}_pid=$!"
+}
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "proxy.sh: nothing listens on port $1; logs in $work" >&2
+    cat "$work"/*.log >&2 || true
+    exit 1
+}
+
+mkdir -p "$work/nginx/logs"
+cat >"$work/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+worker_rlimit_nofile 100000;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 50000; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $work/nginx/body;
+    proxy_temp_path $work/nginx/proxy;
+    fastcgi_temp_path $work/nginx/fastcgi;
+    uwsgi_temp_path $work/nginx/uwsgi;
+    scgi_temp_path $work/nginx/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_A;
+        listen 127.0.0.1:$NGINX_B;
+        location / { return 200 "ok\n"; }
+    }
+}
+EOF
+cat >"$work/haproxy.cfg" <<EOF
+global
+    nbthread $THREADS
+    # Fits the fd limit: two fds per connection plus a small pipe pool for splicing.
+    maxconn $((IDLE_CONNECTIONS + 50))
+    maxpipes 64
+defaults
+    mode tcp
+    option splice-auto
+    timeout connect 3s
+    timeout client 5m
+    timeout server 5m
+    timeout tunnel 1h
+    timeout client-fin 5s
+    retries 3
+    option redispatch
+frontend http
+    bind 127.0.0.1:$HAPROXY_HTTP
+    default_backend nginx
+backend nginx
+    balance roundrobin
+    server a 127.0.0.1:$NGINX_A
+    server b 127.0.0.1:$NGINX_B
+frontend bulk
+    bind 127.0.0.1:$HAPROXY_BULK
+    default_backend iperf
+backend iperf
+    server i 127.0.0.1:$IPERF
+EOF
+
+start nginx nginx -p "$work/nginx" -c "$work/nginx.conf"
+start iperf timeout 3600 iperf3 -s -B 127.0.0.1 -p $IPERF
+wait_port $NGINX_A
+wait_port $IPERF
+
+rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# Idle RSS: measured right after start, before any traffic.
+start haproxy haproxy -f "$work/haproxy.cfg" -db
+start vipd "$VIPD_BIN" --frontend "http=127.0.0.1:$VIPD_HTTP" --server "a=127.0.0.1:$NGINX_A" --server "b=127.0.0.1:$NGINX_B" \
+    --frontend "bulk=127.0.0.1:$VIPD_BULK" --server "i=127.0.0.1:$IPERF"
+wait_port $HAPROXY_HTTP
+wait_port $VIPD_HTTP
+sleep 1
+haproxy_rss_idle=$(rss_kib "$haproxy_pid")
+vipd_rss_idle=$(rss_kib "$vipd_pid")
+
+results=$work/results
+: >"$results"
+
+bulk() { # bulk TARGET PORT: Gbit/s received through one TCP stream
+    local gbps
+    gbps=$(timeout $((DURATION + 20)) iperf3 -c 127.0.0.1 -p "$2" -t "$DURATION" -J |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)')
+    echo "$1 bulk_gbps $gbps" >>"$results"
+}
+
+http() { # http TARGET PORT MODE: req/s, p50 and p99 in ms, with keep-alive or Connection: close
+    local out header=()
+    [ "$3" = close ] && header=(-H "Connection: close")
+    out=$(timeout $((DURATION + 20)) wrk -t$THREADS -c"$CONNECTIONS" -d"${DURATION}s" --latency "${header[@]}" "http://127.0.0.1:$2/")
+    echo "$out" | python3 -c '
+import re, sys
+text = sys.stdin.read()
+def ms(label):
+    m = re.search(r"^\s*" + label + r"\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    value, unit = float(m.group(1)), m.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", text)
+target, mode = sys.argv[1], sys.argv[2]
+print(f"{target} {mode}_rps {rps}")
+p50, p99 = ms("50%"), ms("99%")
+print(f"{target} {mode}_p50_ms {p50}")
+print(f"{target} {mode}_p99_ms {p99}")
+if errors:
+    print(f"{target} {mode}_errors_seen 1")
+' "$1" "$3" >>"$results"
+}
+
+for run in $(seq 1 "$RUNS"); do
+    echo "proxy.sh: run $run/$RUNS"
+    for target in direct haproxy vipd; do
+        case $target in
+            direct) http_port=$NGINX_A bulk_port=$IPERF ;;
+            haproxy) http_port=$HAPROXY_HTTP bulk_port=$HAPROXY_BULK ;;
+            vipd) http_port=$VIPD_HTTP bulk_port=$VIPD_BULK ;;
+        esac
+        bulk $target $bulk_port
+        http $target $http_port keepalive
+        http $target $http_port close
+    done
+done
+
+# RSS with idle connections: open them through the proxy, wait, read RSS, close them.
+hold_idle() { # hold_idle PORT PID: prints the proxy's RSS in KiB while IDLE_CONNECTIONS are open
+    python3 - "$1" "$2" "$IDLE_CONNECTIONS" <<'EOF'
+import socket, sys, time
+port, pid, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+sockets = []
+deadline = time.time() + 60
+for _ in range(count):
+    if time.time() > deadline:
+        break
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sockets.append(s)
+time.sleep(3)  # let the proxy accept and connect everything
+with open(f"/proc/{pid}/status") as status:
+    rss = next(line.split()[1] for line in status if line.startswith("VmRSS:"))
+print(rss if len(sockets) == count else f"{rss} (only {len(sockets)} connections)")
+for s in sockets:
+    s.close()
+EOF
+}
+haproxy_rss_conns=$(hold_idle $HAPROXY_HTTP "$haproxy_pid")
+sleep 2
+vipd_rss_conns=$(hold_idle $VIPD_HTTP "$vipd_pid")
+
+report=$(python3 - "$results" "$RUNS" "$DURATION" "$CONNECTIONS" "$IDLE_CONNECTIONS" \
+    "$haproxy_rss_idle" "$vipd_rss_idle" "$haproxy_rss_conns" "$vipd_rss_conns" <<'EOF'
+import statistics, sys
+from collections import defaultdict
+path, runs, duration, connections, idle = sys.argv[1:6]
+haproxy_idle, vipd_idle, haproxy_conns, vipd_conns = sys.argv[6:10]
+values = defaultdict(list)
+for line in open(path):
+    target, metric, value = line.split()
+    values[(target, metric)].append(float(value))
+median = lambda target, metric: statistics.median(values[(target, metric)]) if values[(target, metric)] else float("nan")
+rows = [
+    ("bulk throughput (Gbit/s)", "bulk_gbps", True),
+    ("keep-alive (req/s)", "keepalive_rps", True),
+    ("keep-alive p50 (ms)", "keepalive_p50_ms", False),
+    ("keep-alive p99 (ms)", "keepalive_p99_ms", False),
+    ("Connection: close (req/s)", "close_rps", True),
+    ("close p50 (ms)", "close_p50_ms", False),
+    ("close p99 (ms)", "close_p99_ms", False),
+]
+print(f"Median of {runs} runs of {duration} s; wrk with {connections} connections, 2 threads; iperf3 one stream.")
+print()
+print("| workload | direct | HAProxy | vipd | vipd/HAProxy | vipd/direct |")
+print("|---|---:|---:|---:|---:|---:|")
+def fmt(value):
+    return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}" if value < 10 else f"{value:.1f}"
+for label, metric, _ in rows:
+    d, h, v = (median(t, metric) for t in ("direct", "haproxy", "vipd"))
+    print(f"| {label} | {fmt(d)} | {fmt(h)} | {fmt(v)} | {v / h:.2f} | {v / d:.2f} |")
+mib = lambda kib: f"{int(kib.split()[0]) / 1024:.1f} MiB" + (f" {' '.join(kib.split()[1:])}" if len(kib.split()) > 1 else "")
+print(f"| RSS idle | | {mib(haproxy_idle)} | {mib(vipd_idle)} | {int(vipd_idle) / int(haproxy_idle):.2f} | |")
+print(f"| RSS, {int(idle):,} idle connections | | {mib(haproxy_conns)} | {mib(vipd_conns)} | {int(vipd_conns.split()[0]) / int(haproxy_conns.split()[0]):.2f} | |")
+errors = [key for key in values if key[1].endswith("_errors_seen")]
+if errors:
+    print()
+    print("wrk reported errors or non-2xx responses for: " + ", ".join(f"{t} {m[:-12]}" for t, m in errors))
+EOF
+)
+
+machine="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, Linux $(uname -r)"
+versions="$(haproxy -v | head -1 | cut -d' ' -f1-3), $(nginx -v 2>&1 | cut -d' ' -f3), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $(iperf3 --version | head -1 | cut -d' ' -f1-2)"
+section=$(
+    cat <<EOF
+<!-- proxy-bench:start -->
+## L4 proxy: vipd vs HAProxy
+
+Written by \`tests/bench/proxy.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'). Machine: $machine.
+References: $versions. Loopback only; client, proxy and backends share the cores.
+Both proxies: 2 threads, TCP mode, round robin over two nginx backends, splice for bulk transfers
+(\`option splice-auto\` for HAProxy), no health checks.
+
+$report
+<!-- proxy-bench:end -->
+EOF
+)
+echo
+echo "$section"
+
+[ "${WRITE_DOC:-1}" = 0 ] && exit 0
+doc=docs/benchmarks.md
+mkdir -p docs
+if [ ! -f "$doc" ]; then
+    printf '# Benchmarks\n\nMeasured on the machine named in each section, by the script named there.\n\n' >"$doc"
+fi
+python3 - "$doc" "$section" <<'EOF'
+import sys
+path, section = sys.argv[1], sys.argv[2]
+text = open(path).read()
+start, end = "<!-- proxy-bench:start -->", "<!-- proxy-bench:end -->"
+if start in text and end in text:
+    text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
+else:
+    text = text.rstrip("\n") + "\n\n" + section + "\n"
+open(path, "w").write(text)
+EOF
+echo "proxy.sh: wrote $doc"
