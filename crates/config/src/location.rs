@@ -1,9 +1,10 @@
 //! Where each field of the document sits in the file: a path → line/column index built from the
 //! parser's event stream, so validation can name positions without carrying spans in the model.
+//!
+//! This module knows nothing of the YAML library: `yaml::index` feeds an [`IndexBuilder`] one
+//! node at a time.
 
 use std::collections::HashMap;
-
-use serde_saphyr::granit_parser::{Event, Parser, Span};
 
 /// A position in the configuration file; both numbers start at 1.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -15,20 +16,10 @@ pub struct Position {
 impl Position {
     /// The first character of the file: where errors about the whole document point.
     pub const START: Self = Self { line: 1, column: 1 };
-
-    fn from_marker(marker: serde_saphyr::granit_parser::Marker) -> Self {
-        // The parser counts lines from 1 and columns from 0; users count both from 1.
-        Self {
-            line: u64::try_from(marker.line()).unwrap_or(u64::MAX),
-            column: u64::try_from(marker.col())
-                .unwrap_or(u64::MAX)
-                .saturating_add(1),
-        }
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum EntryKind {
+pub enum EntryKind {
     /// A mapping key; its path is the path of the value it introduces.
     Key,
     Mapping,
@@ -68,60 +59,29 @@ enum Frame {
     ComplexKey { entry: usize, depth: usize },
 }
 
-impl LocationIndex {
-    /// Indexes `text`. A syntax error ends the index early: the deserializer reports that error,
-    /// and everything before it is still indexed.
-    pub fn build(text: &str) -> Self {
-        let mut index = Self::default();
-        let mut stack: Vec<Frame> = Vec::new();
-        let mut root_seen = false;
-        for event in Parser::new_from_str(text) {
-            let Ok((event, span)) = event else { break };
-            match event {
-                Event::DocumentEnd => break,
-                Event::Scalar(value, ..) => {
-                    index.node(
-                        &mut stack,
-                        &mut root_seen,
-                        EntryKind::Scalar,
-                        span,
-                        Some(&value),
-                    );
-                }
-                Event::Alias(_) => {
-                    index.node(&mut stack, &mut root_seen, EntryKind::Scalar, span, None);
-                }
-                Event::MappingStart(..) => {
-                    index.node(&mut stack, &mut root_seen, EntryKind::Mapping, span, None);
-                }
-                Event::SequenceStart(..) => {
-                    index.node(&mut stack, &mut root_seen, EntryKind::Sequence, span, None);
-                }
-                Event::MappingEnd | Event::SequenceEnd => index.close(&mut stack, span),
-                _ => {}
-            }
-        }
-        index
+/// Builds a [`LocationIndex`] from the nodes of one document, in document order.
+#[derive(Default)]
+pub struct IndexBuilder {
+    index: LocationIndex,
+    stack: Vec<Frame>,
+    root_seen: bool,
+}
+
+impl IndexBuilder {
+    pub fn finish(self) -> LocationIndex {
+        self.index
     }
 
-    /// Records one node event at its place in the open collections.
-    fn node(
-        &mut self,
-        stack: &mut Vec<Frame>,
-        root_seen: &mut bool,
-        kind: EntryKind,
-        span: Span,
-        scalar: Option<&str>,
-    ) {
-        let start = Position::from_marker(span.start);
-        let end = Position::from_marker(span.end);
+    /// Records one node (a scalar, an alias, or the start of a collection) at its place in the
+    /// open collections; `scalar` is a scalar's text, which names the field when it is a key.
+    pub fn node(&mut self, kind: EntryKind, start: Position, end: Position, scalar: Option<&str>) {
         let is_collection = matches!(kind, EntryKind::Mapping | EntryKind::Sequence);
-        let path = match stack.last_mut() {
+        let path = match self.stack.last_mut() {
             None => {
-                if *root_seen {
+                if self.root_seen {
                     return;
                 }
-                *root_seen = true;
+                self.root_seen = true;
                 String::new()
             }
             Some(Frame::ComplexKey { depth, .. }) => {
@@ -146,23 +106,23 @@ impl LocationIndex {
                     let key = scalar.unwrap_or("?").to_owned();
                     let key_path = join(path, &key);
                     *pending_key = Some(key);
-                    let entry = self.push(key_path, EntryKind::Key, start, end);
+                    let entry = self.index.push(key_path, EntryKind::Key, start, end);
                     if is_collection {
-                        stack.push(Frame::ComplexKey { entry, depth: 1 });
+                        self.stack.push(Frame::ComplexKey { entry, depth: 1 });
                     }
                     return;
                 }
             }
         };
-        let entry = self.push(path.clone(), kind, start, end);
-        self.values.entry(path.clone()).or_insert(entry);
+        let entry = self.index.push(path.clone(), kind, start, end);
+        self.index.values.entry(path.clone()).or_insert(entry);
         match kind {
-            EntryKind::Mapping => stack.push(Frame::Mapping {
+            EntryKind::Mapping => self.stack.push(Frame::Mapping {
                 path,
                 entry,
                 pending_key: None,
             }),
-            EntryKind::Sequence => stack.push(Frame::Sequence {
+            EntryKind::Sequence => self.stack.push(Frame::Sequence {
                 path,
                 entry,
                 next_item: 0,
@@ -171,24 +131,26 @@ impl LocationIndex {
         }
     }
 
-    fn close(&mut self, stack: &mut Vec<Frame>, span: Span) {
-        let end = Position::from_marker(span.end);
-        match stack.last_mut() {
+    /// Records the end of the innermost open collection.
+    pub fn close(&mut self, end: Position) {
+        match self.stack.last_mut() {
             Some(Frame::ComplexKey { entry, depth }) => {
                 *depth -= 1;
                 if *depth == 0 {
-                    self.entries[*entry].end = end;
-                    stack.pop();
+                    self.index.entries[*entry].end = end;
+                    self.stack.pop();
                 }
             }
             Some(Frame::Sequence { entry, .. } | Frame::Mapping { entry, .. }) => {
-                self.entries[*entry].end = end;
-                stack.pop();
+                self.index.entries[*entry].end = end;
+                self.stack.pop();
             }
             None => {}
         }
     }
+}
 
+impl LocationIndex {
     fn push(&mut self, path: String, kind: EntryKind, start: Position, end: Position) -> usize {
         self.entries.push(Entry {
             path,
@@ -292,7 +254,7 @@ scripts:
 
     #[test]
     fn values_are_indexed_by_path() {
-        let index = LocationIndex::build(TEXT);
+        let index = crate::yaml::index(TEXT);
         assert_eq!(index.position("node"), at(1, 7));
         assert_eq!(index.position("vrrp[0].name"), at(3, 11));
         assert_eq!(index.position("vrrp[0].vips[0]"), at(5, 9));
@@ -302,14 +264,14 @@ scripts:
 
     #[test]
     fn missing_paths_fall_back_to_the_nearest_ancestor() {
-        let index = LocationIndex::build(TEXT);
+        let index = crate::yaml::index(TEXT);
         assert_eq!(index.position("vrrp[0].vrid"), index.position("vrrp[0]"));
         assert_eq!(index.position("nothing.here"), Position::START);
     }
 
     #[test]
     fn keys_and_containers_are_found_by_position() {
-        let index = LocationIndex::build(TEXT);
+        let index = crate::yaml::index(TEXT);
         assert_eq!(index.key_at(at(3, 5)), Some("vrrp[0].name"));
         assert_eq!(index.key_position("vrrp[0].name"), at(3, 5));
         assert_eq!(index.mapping_at(at(3, 5)), Some("vrrp[0]"));

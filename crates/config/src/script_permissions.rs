@@ -10,7 +10,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::diagnostic::{Diagnostic, Warning};
-use crate::location::LocationIndex;
 use crate::model::{Command, Config};
 
 const WORLD_WRITABLE: u32 = 0o002;
@@ -23,7 +22,7 @@ const STICKY: u32 = 0o1000;
 /// `text` is the configuration file the `config` came from; it is used only to give each
 /// warning its line and column.
 pub fn script_permission_warnings(config: &Config, text: &str) -> Vec<Warning> {
-    let index = LocationIndex::build(text);
+    let index = crate::yaml::index(text);
     let mut commands: Vec<(String, &Command)> = config
         .scripts
         .iter()

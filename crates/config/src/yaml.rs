@@ -1,12 +1,13 @@
-//! The one place that knows the YAML library (serde-saphyr): text in, raw document and location
-//! index out, or one error with its path and position.
+//! The one place that knows the YAML library (serde-saphyr and its parser): text in, raw
+//! document and location index out, or one error with its path and position.
 
 use std::borrow::Cow;
 
+use serde_saphyr::granit_parser::{Event, Marker, Parser};
 use serde_saphyr::{DuplicateKeyPolicy, MergeKeyPolicy, MessageFormatter};
 
 use crate::diagnostic::Diagnostic;
-use crate::location::{LocationIndex, Position, join};
+use crate::location::{EntryKind, IndexBuilder, LocationIndex, Position, join};
 use crate::raw::Document;
 
 /// Parses `text` as one YAML document into the raw model.
@@ -32,10 +33,40 @@ pub fn parse(text: &str) -> Result<(Document, LocationIndex), Diagnostic> {
     } else {
         serde_saphyr::from_str_with_options::<Document>(text, options)
     };
-    let index = LocationIndex::build(text);
+    let index = index(text);
     match parsed {
         Ok(document) => Ok((document, index)),
         Err(error) => Err(diagnose(&error, &index)),
+    }
+}
+
+/// Indexes where every field of `text`'s first document sits. A syntax error ends the index
+/// early: the deserializer reports that error, and everything before it is still indexed.
+pub fn index(text: &str) -> LocationIndex {
+    let mut builder = IndexBuilder::default();
+    for event in Parser::new_from_str(text) {
+        let Ok((event, span)) = event else { break };
+        let (start, end) = (position(span.start), position(span.end));
+        match event {
+            Event::DocumentEnd => break,
+            Event::Scalar(value, ..) => builder.node(EntryKind::Scalar, start, end, Some(&value)),
+            Event::Alias(_) => builder.node(EntryKind::Scalar, start, end, None),
+            Event::MappingStart(..) => builder.node(EntryKind::Mapping, start, end, None),
+            Event::SequenceStart(..) => builder.node(EntryKind::Sequence, start, end, None),
+            Event::MappingEnd | Event::SequenceEnd => builder.close(end),
+            _ => {}
+        }
+    }
+    builder.finish()
+}
+
+fn position(marker: Marker) -> Position {
+    // The parser counts lines from 1 and columns from 0; users count both from 1.
+    Position {
+        line: u64::try_from(marker.line()).unwrap_or(u64::MAX),
+        column: u64::try_from(marker.col())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1),
     }
 }
 
@@ -77,6 +108,18 @@ fn plain_message(error: &serde_saphyr::Error) -> String {
                 other => other,
             }
         )),
+        serde_saphyr::Error::Unexpected { expected, .. } => Cow::Owned(format!(
+            "expected {}",
+            match *expected {
+                "mapping start" => "a map (`key: value` lines or `{ key: value }`)",
+                "sequence start" => "a list (`- item` lines or `[item, item]`)",
+                "string scalar" => "a string",
+                other => other,
+            }
+        )),
+        serde_saphyr::Error::MultipleDocuments { .. } => {
+            Cow::Borrowed("a second YAML document (`---`): vipd.yaml is a single document")
+        }
         _ => serde_saphyr::DefaultMessageFormatter.format_message(error),
     };
     message
@@ -167,6 +210,20 @@ mod tests {
     fn syntax_errors_have_a_position() {
         let found = error("vrrp: [\n");
         assert_eq!(found.line, 1);
+    }
+
+    #[test]
+    fn shape_errors_say_what_the_field_wants() {
+        let found = error("vrrp:\n  - vips: 198.51.100.50/24\n");
+        assert_eq!(found.path, "vrrp[0].vips");
+        assert!(found.message.starts_with("expected a list"), "{found}");
+        let found = error("scripts: []\n");
+        assert!(found.message.starts_with("expected a map"), "{found}");
+        let found = error("node: [a]\n");
+        assert_eq!(found.message, "expected a string");
+        let found = error("node: a\n---\nnode: b\n");
+        assert_eq!(found.line, 3);
+        assert!(found.message.contains("single document"), "{found}");
     }
 
     #[test]

@@ -138,6 +138,7 @@ impl Checker<'_> {
             .enumerate()
             .map(|(position, server)| self.server(server, &format!("{path}.servers[{position}]")))
             .collect();
+        self.repeated_server_addresses(&servers, path);
         self.unique_names(
             "server",
             servers.iter().enumerate().map(|(position, server)| {
@@ -188,6 +189,24 @@ impl Checker<'_> {
                 1024u32,
             ),
             servers,
+        }
+    }
+
+    /// One address under two names is usually a copy-paste slip; it doubles that server's share.
+    fn repeated_server_addresses(&mut self, servers: &[Server], path: &str) {
+        for (position, server) in servers.iter().enumerate() {
+            let earlier = servers[..position]
+                .iter()
+                .find(|other| other.address == server.address && server.address.port() != 0);
+            if let Some(other) = earlier {
+                self.warn(
+                    &format!("{path}.servers[{position}].address"),
+                    format!(
+                        "{} is also server `{}`: it gets both servers' share",
+                        server.address, other.name
+                    ),
+                );
+            }
         }
     }
 

@@ -417,6 +417,10 @@ fn tracker_kinds_are_typed() {
             "    track:\n      - { frontend: apiserver, min_up: 2, weight: -60 }\n      - { script: chk, weight: -20 }\n      - { file: /run/vipd/maintenance, weight: -100 }\n      - { interface: eth1 }\n"
         )
     );
+    let text = text.replace(
+        "      - { name: m1, address: \"198.51.100.21:6443\" }\n",
+        "      - { name: m1, address: \"198.51.100.21:6443\" }\n      - { name: m2, address: \"198.51.100.22:6443\" }\n",
+    );
     let (config, _) = valid(&text);
     let targets: Vec<&TrackTarget> = config.vrrp[0]
         .track
@@ -436,6 +440,31 @@ fn tracker_kinds_are_typed() {
     assert_eq!(script.command.program.to_str(), Some("/usr/local/bin/chk"));
     assert_eq!(script.command.args, ["--quick"]);
     assert_eq!((script.rise, script.fall), (2, 3));
+}
+
+#[test]
+fn min_up_must_be_reachable() {
+    let text =
+        with_instance_fields("    track: [{ frontend: apiserver, min_up: 2, weight: -60 }]\n");
+    assert_error(
+        &text,
+        "vrrp[0].track[0].min_up",
+        8,
+        "min_up 2 can never be met: backend `apiservers` has 1 server(s)",
+    );
+}
+
+#[test]
+fn warns_about_one_address_under_two_server_names() {
+    let text = BASE.replace(
+        "      - { name: m1, address: \"198.51.100.21:6443\" }\n",
+        "      - { name: m1, address: \"198.51.100.21:6443\" }\n      - { name: m2, address: \"198.51.100.21:6443\" }\n",
+    );
+    assert_warning(
+        &text,
+        "backends[0].servers[1].address",
+        "is also server `m1`",
+    );
 }
 
 #[test]

@@ -435,6 +435,7 @@ impl Checker<'_> {
                 );
             }
             let min_up = self.integer(raw.min_up, &format!("{path}.min_up"), 1..=100_000, 1u32);
+            self.reachable_min_up(config, &name, min_up, &format!("{path}.min_up"));
             TrackTarget::Frontend { name, min_up }
         } else if let Some(name) = raw.script {
             if !config.scripts.contains_key(&name) {
@@ -459,6 +460,26 @@ impl Checker<'_> {
             }
         };
         Some(Tracker { target, weight })
+    }
+
+    /// A `min_up` above the backend's server count would keep the tracker failed for ever.
+    fn reachable_min_up(&mut self, config: &Config, frontend: &str, min_up: u32, path: &str) {
+        let Some(backend) = config
+            .frontend(frontend)
+            .and_then(|frontend| config.backend(&frontend.backend))
+        else {
+            return;
+        };
+        let servers = backend.servers.len();
+        if usize::try_from(min_up).is_ok_and(|min_up| min_up > servers) {
+            self.error(
+                path,
+                format!(
+                    "min_up {min_up} can never be met: backend `{}` has {servers} server(s)",
+                    backend.name
+                ),
+            );
+        }
     }
 
     fn notify(&mut self, raw: raw::Notify, path: &str) -> Notify {
