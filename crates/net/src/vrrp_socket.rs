@@ -187,6 +187,11 @@ impl VrrpSocket {
                 socket
                     .set_multicast_loop_v4(false)
                     .map_err(fail("disable multicast loop"))?;
+                // Only the groups this socket joined: with the default (IP_MULTICAST_ALL on) a
+                // raw socket also gets every group any other socket joined on the interface.
+                socket
+                    .set_multicast_all_v4(false)
+                    .map_err(fail("disable IP_MULTICAST_ALL"))?;
                 setsockopt(&socket, sockopt::Ipv4PacketInfo, &true)
                     .map_err(|errno| fail("enable IP_PKTINFO")(errno.into()))?;
             }
@@ -203,6 +208,9 @@ impl VrrpSocket {
                 socket
                     .set_multicast_if_v6(interface.index)
                     .map_err(fail("set multicast interface"))?;
+                socket
+                    .set_multicast_all_v6(false)
+                    .map_err(fail("disable IPV6_MULTICAST_ALL"))?;
                 setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true)
                     .map_err(|errno| fail("enable IPV6_RECVPKTINFO")(errno.into()))?;
                 setsockopt(&socket, sockopt::Ipv6RecvHopLimit, &true)
@@ -336,6 +344,11 @@ impl VrrpSocket {
             self.counters
                 .dropped_malformed
                 .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                interface = %self.config.interface,
+                length,
+                "dropped VRRP datagram: unusable IP framing"
+            );
             return Ok(None);
         };
         match &self.config.mode {
@@ -343,6 +356,12 @@ impl VrrpSocket {
             // crossed a router and MUST be discarded.
             Mode::Multicast if ttl != VRRP_TTL => {
                 self.counters.dropped_ttl.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    interface = %self.config.interface,
+                    %source,
+                    ttl,
+                    "dropped VRRP advert: TTL / hop limit is not 255"
+                );
                 return Ok(None);
             }
             // keepalived's unicast mode: only configured peers count; TTL is not checked.
@@ -350,6 +369,11 @@ impl VrrpSocket {
                 self.counters
                     .dropped_unknown_peer
                     .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(
+                    interface = %self.config.interface,
+                    %source,
+                    "dropped VRRP advert: sender is not a configured unicast peer"
+                );
                 return Ok(None);
             }
             _ => {}

@@ -10,7 +10,8 @@
 //! into the bridge. Host `i` has `198.51.100.{10+i}/24` and `2001:db8::{10+i}/64` (documentation
 //! ranges only; nothing here ever routes elsewhere). Namespace names carry the process id and a
 //! counter, so tests in one process or in several run in parallel. Dropping the lab kills the
-//! processes it started (by PID) and deletes its namespaces, also when a test panics.
+//! processes it started (by PID) and deletes its namespaces, also when a test panics; namespaces
+//! of a test process that was killed outright are removed by the next process that builds a lab.
 //!
 //! The lab shells out to iproute2 (`ip`), nftables (`nft`), `tcpdump` and `tshark`: the same tools
 //! an operator would use to check what vipd did, so a test's expectations are checked by code that
@@ -54,6 +55,9 @@ pub enum LabError {
     /// The lab did not reach the expected state in time.
     #[error("timed out waiting for {what}")]
     Timeout { what: String },
+    /// More hosts than the lab's address plan holds.
+    #[error("a lab holds at most {max} hosts, {requested} were requested")]
+    TooManyHosts { requested: usize, max: usize },
     /// A host index outside the lab.
     #[error("host {index} does not exist (the lab has {hosts} hosts)")]
     NoSuchHost { index: usize, hosts: usize },

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns};
@@ -15,6 +15,10 @@ use crate::process::{self, LabProcess, PidRegistry};
 
 /// Makes namespace names unique within this process; the PID makes them unique across processes.
 static NEXT_LAB: AtomicUsize = AtomicUsize::new(0);
+
+/// Every lab namespace is named `{NAME_PREFIX}{pid}x{counter}-...`.
+const NAME_PREFIX: &str = "vipdlab";
+static STALE_CLEANUP: Once = Once::new();
 
 /// The host-side interface name, the same in every host (namespaces keep names apart).
 pub const HOST_INTERFACE: &str = "eth0";
@@ -56,8 +60,9 @@ pub struct Lab {
 impl Lab {
     /// Builds a lab with `hosts` hosts, each up, addressed and past IPv6 duplicate detection.
     pub fn new(hosts: usize) -> Result<Self, LabError> {
+        STALE_CLEANUP.call_once(remove_stale_namespaces);
         let name = format!(
-            "vl{}x{}",
+            "{NAME_PREFIX}{}x{}",
             std::process::id(),
             NEXT_LAB.fetch_add(1, Ordering::Relaxed)
         );
@@ -134,8 +139,10 @@ impl Lab {
     }
 
     fn build_host(&mut self, index: usize) -> Result<Host, LabError> {
-        let number =
-            u8::try_from(index + 10).map_err(|_| LabError::NoSuchHost { index, hosts: 245 })?;
+        let number = u8::try_from(index + 10).map_err(|_| LabError::TooManyHosts {
+            requested: index + 1,
+            max: 245,
+        })?;
         let ns = format!("{}-h{index}", self.name);
         ip(&["netns", "add", &ns])?;
         self.namespaces.push(ns.clone());
@@ -434,6 +441,27 @@ impl Drop for Lab {
             // Deleting a namespace deletes its interfaces; the veth pairs go with the hosts.
             if let Err(error) = ip(&["netns", "del", ns]) {
                 eprintln!("vipd-lab: cannot delete namespace {ns}: {error}");
+            }
+        }
+    }
+}
+
+/// Deletes namespaces of labs whose process died without dropping them (a test binary killed
+/// by SIGKILL or a CI timeout): the PID in the name no longer exists.
+fn remove_stale_namespaces() {
+    let Ok(entries) = std::fs::read_dir("/var/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let pid = name
+            .strip_prefix(NAME_PREFIX)
+            .and_then(|rest| rest.split_once('x'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            if let Err(error) = ip(&["netns", "del", &name]) {
+                eprintln!("vipd-lab: cannot delete stale namespace {name}: {error}");
             }
         }
     }
