@@ -666,6 +666,11 @@ fn warns_when_a_negative_weight_cannot_beat_the_peer() {
         "vrrp[0].track[1].weight",
         "lowers priority 170 to 110",
     );
+    assert_warning(
+        &with_instance_fields("    peer_priority: 150\n"),
+        "vrrp[0].peer_priority",
+        "equal to this node's priority 150",
+    );
     // Without a known peer priority there is nothing to compare with.
     let (_, warnings) = valid(&with_instance_fields(
         "    track: [{ interface: eth1, weight: -1 }]\n",

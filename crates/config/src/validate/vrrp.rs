@@ -579,6 +579,15 @@ impl Checker<'_> {
         let Some(peer) = instance.peer_priority else {
             return;
         };
+        if peer == instance.priority {
+            self.warn(
+                &format!("{path}.peer_priority"),
+                format!(
+                    "equal to this node's priority {peer}: the node with the higher primary address \
+                     wins, which no field of this file shows; give the preferred master a higher priority"
+                ),
+            );
+        }
         if instance.is_address_owner() || instance.priority <= peer {
             return;
         }
