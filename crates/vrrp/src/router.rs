@@ -294,7 +294,8 @@ pub struct RouterStats {
     pub adverts_received: u64,
     /// Advertisements dropped, per reason.
     pub dropped: DropCounts,
-    /// Accepted adverts whose address list differs from ours (RFC 9568 7.1: log, still accept).
+    /// Accepted adverts whose address list differs from ours. RFC 9568 7.1 makes that check
+    /// optional; we count it for diagnosis and accept the advert (see `receive`).
     pub address_list_mismatch: u64,
     /// Transitions into Master.
     pub became_master: u64,
@@ -782,7 +783,9 @@ impl VirtualRouter {
             self.stats.priority_zero_received += 1;
         }
         if !same_addresses(&advert.addresses, &self.config.vips) {
-            // RFC 9568 7.1: MAY drop; keepalived logs and keeps going, and so do we.
+            // RFC 9568 7.1 makes verifying the address list optional (and drops on mismatch only
+            // if one verifies). keepalived drops, which turns a VIP-list typo into two masters
+            // fighting over the shared VIPs; we count it so `vipd status` can say so, and accept.
             self.stats.address_list_mismatch += 1;
         }
         self.last_master = Some(MasterInfo {

@@ -11,7 +11,7 @@ use std::num::NonZeroU8;
 
 use crate::fields::{Centis, Priority, Version, Vrid};
 
-/// IP protocol number of VRRP (RFC 9568 section 5.2.4 of the IP header).
+/// IP protocol number of VRRP (assigned by IANA).
 pub const IP_PROTOCOL: u8 = 112;
 /// IPv4 multicast group adverts are sent to.
 pub const MULTICAST_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);

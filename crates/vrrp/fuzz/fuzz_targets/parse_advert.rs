@@ -6,7 +6,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use libfuzzer_sys::fuzz_target;
-use vipd_vrrp::{Advertisement, ChecksumForm};
+use vipd_vrrp::Advertisement;
 
 const SOURCE_V4: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 11));
 const GROUP_V4: IpAddr = IpAddr::V4(Ipv4Addr::new(224, 0, 0, 18));

@@ -733,7 +733,7 @@ fn receive_v2_drops_and_counts_a_wrong_auth_type_or_password_rfc3768_7_1() {
 }
 
 #[test]
-fn receive_counts_an_address_list_mismatch_but_accepts_the_advert_rfc9568_7_1() {
+fn receive_counts_an_address_list_mismatch_but_accepts_the_advert_check_optional_rfc9568_7_1() {
     let clock = Clock::new();
     let mut router = started(config(100), &clock);
     let mut other = advert(200, 100);
