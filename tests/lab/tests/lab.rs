@@ -111,3 +111,49 @@ fn capture_sees_frames_between_hosts() {
     assert_eq!(out.lines().count(), 1, "{out}");
     assert_eq!(out.trim(), lab.host(0).ipv4.to_string());
 }
+
+#[test]
+fn partial_loss_drops_some_but_not_all_frames() {
+    if !e2e_enabled("partial_loss_drops_some_but_not_all_frames") {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    lab.set_loss(1, 50).unwrap();
+    let rules = lab.run(1, &["nft", "list", "ruleset"]).unwrap();
+    assert!(rules.contains("numgen random mod 100 < 50"), "{rules}");
+
+    const SENT: usize = 200;
+    let target = SocketAddr::new(lab.host(1).ipv4.into(), 5000);
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let receiver = lab
+        .spawn_in_host(1, move || {
+            let socket = std::net::UdpSocket::bind("0.0.0.0:5000").unwrap();
+            socket
+                .set_read_timeout(Some(Duration::from_millis(500)))
+                .unwrap();
+            ready_tx.send(()).unwrap();
+            let mut received = 0;
+            let mut buffer = [0u8; 16];
+            while socket.recv(&mut buffer).is_ok() {
+                received += 1;
+            }
+            received
+        })
+        .unwrap();
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    lab.in_host(0, move || {
+        let socket = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        for _ in 0..SENT {
+            socket.send_to(b"x", target).unwrap();
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    })
+    .unwrap();
+    let received = receiver.join().unwrap().unwrap();
+    // Binomial(200, 0.5): mean 100, sd 7; these bounds are 8 sd away.
+    assert!(
+        (40..=160).contains(&received),
+        "{received} of {SENT} arrived"
+    );
+    lab.clear_loss(1).unwrap();
+}
