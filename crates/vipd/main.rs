@@ -1,6 +1,8 @@
 //! vipd: VRRP failover and an L4 proxy in one daemon, one per load-balancer node.
 
 mod check;
+mod control;
+mod status_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -20,6 +22,8 @@ struct Cli {
 enum Command {
     /// Validate a configuration file: a summary and warnings (exit 0), or every error (exit 1).
     Check(check::CheckArgs),
+    /// Print a running daemon's status: instances, trackers, frontends, servers.
+    Status(status_cmd::StatusArgs),
 }
 
 /// The `-c FILE` option shared by the subcommands that read the configuration.
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Check(args) => check::run(&args),
+        Command::Status(args) => status_cmd::run(&args),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("vipd: {error:#}");

@@ -112,6 +112,9 @@ fn capture_sees_frames_between_hosts() {
     assert_eq!(out.trim(), lab.host(0).ipv4.to_string());
 }
 
+/// Datagrams the partial-loss test sends.
+const SENT: usize = 200;
+
 #[test]
 fn partial_loss_drops_some_but_not_all_frames() {
     if !e2e_enabled("partial_loss_drops_some_but_not_all_frames") {
@@ -122,7 +125,6 @@ fn partial_loss_drops_some_but_not_all_frames() {
     let rules = lab.run(1, &["nft", "list", "ruleset"]).unwrap();
     assert!(rules.contains("numgen random mod 100 < 50"), "{rules}");
 
-    const SENT: usize = 200;
     let target = SocketAddr::new(lab.host(1).ipv4.into(), 5000);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let receiver = lab

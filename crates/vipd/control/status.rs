@@ -1,0 +1,547 @@
+//! The status model: what `GET /status` returns, what `/metrics` and the dashboard are computed
+//! from, and what `vipd status` parses back.
+//!
+//! Field names and the lowercase state strings are an interface users script against: change them
+//! only together with docs/metrics.md and the dashboard.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+use vipd_proxy::{AdminState, BackendStats, Balance, FrontendStats, ProxyStats, ServerStats};
+
+/// Everything this node knows about itself at one instant.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node: String,
+    pub version: String,
+    pub uptime_seconds: u64,
+    pub instances: Vec<InstanceStatus>,
+    pub frontends: Vec<FrontendStatus>,
+    pub backends: Vec<BackendStatus>,
+}
+
+impl NodeStatus {
+    /// A node with no instances and no proxy yet; the supervisor fills in the rest.
+    pub fn new(node: impl Into<String>, uptime_seconds: u64) -> Self {
+        Self {
+            node: node.into(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            uptime_seconds,
+            instances: Vec::new(),
+            frontends: Vec::new(),
+            backends: Vec::new(),
+        }
+    }
+
+    /// Replaces the frontends and backends with a snapshot of the proxy.
+    pub fn set_proxy_stats(&mut self, stats: &ProxyStats) {
+        self.frontends = stats.frontends.iter().map(FrontendStatus::from).collect();
+        self.backends = stats.backends.iter().map(BackendStatus::from).collect();
+    }
+}
+
+/// One VRRP virtual router as its router task sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    /// VRRP version on the wire: 2 or 3.
+    pub version: u8,
+    pub state: VrrpState,
+    /// Released by an operator (priority-0 advertisement, stays backup) until taken out again.
+    pub maintenance: bool,
+    pub configured_priority: u8,
+    /// The priority advertised now: configured priority adjusted by the trackers' weights.
+    pub effective_priority: u8,
+    /// Virtual addresses with their prefix length, e.g. `198.51.100.50/24`.
+    pub vips: Vec<String>,
+    /// The last master heard from (none while we are master or have heard nobody).
+    pub master: Option<MasterSeen>,
+    pub trackers: Vec<TrackerStatus>,
+    pub counters: InstanceCounters,
+}
+
+/// The state of a virtual router (RFC 9568 section 6.4), plus `fault` for a tracker with weight 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VrrpState {
+    Initialize,
+    Backup,
+    Master,
+    Fault,
+}
+
+impl VrrpState {
+    pub const ALL: [Self; 4] = [Self::Initialize, Self::Backup, Self::Master, Self::Fault];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Initialize => "initialize",
+            Self::Backup => "backup",
+            Self::Master => "master",
+            Self::Fault => "fault",
+        }
+    }
+}
+
+impl fmt::Display for VrrpState {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// The master whose advertisements this node last accepted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MasterSeen {
+    pub address: IpAddr,
+    pub priority: u8,
+    pub advert_interval_ms: u32,
+    pub seen_seconds_ago: f64,
+}
+
+/// One `track:` entry of an instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackerStatus {
+    pub kind: TrackerKind,
+    /// Script name, interface name, file path or frontend name.
+    pub target: String,
+    pub weight: i32,
+    pub state: TrackerState,
+    /// Why it is in that state, when there is something to say (script exit code, `2 of 3 up`).
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TrackerKind {
+    Script,
+    Interface,
+    File,
+    Frontend,
+}
+
+impl TrackerKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Script => "script",
+            Self::Interface => "interface",
+            Self::File => "file",
+            Self::Frontend => "frontend",
+        }
+    }
+}
+
+/// A tracker's state on the wire: `"up"`, `"down"`, or `"value N"` for a file tracker, whose
+/// integer content is multiplied by the weight (keepalived's `track_file`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum TrackerState {
+    Up,
+    Down,
+    Value(i64),
+}
+
+impl fmt::Display for TrackerState {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Up => formatter.write_str("up"),
+            Self::Down => formatter.write_str("down"),
+            Self::Value(value) => write!(formatter, "value {value}"),
+        }
+    }
+}
+
+impl From<TrackerState> for String {
+    fn from(state: TrackerState) -> Self {
+        state.to_string()
+    }
+}
+
+impl TryFrom<String> for TrackerState {
+    type Error = String;
+
+    fn try_from(text: String) -> Result<Self, Self::Error> {
+        match text.as_str() {
+            "up" => Ok(Self::Up),
+            "down" => Ok(Self::Down),
+            other => other
+                .strip_prefix("value ")
+                .and_then(|number| number.parse().ok())
+                .map(Self::Value)
+                .ok_or_else(|| format!("tracker state {other:?} is not up, down or `value N`")),
+        }
+    }
+}
+
+/// Per-instance event counters, all monotonic since the instance started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceCounters {
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    /// Advertisements dropped as invalid (TTL, checksum, VRID/address mismatch, auth, ...).
+    pub adverts_dropped: u64,
+    pub became_master: u64,
+    /// A master that heard another master's advertisement (split brain seen, RFC 9568 6.4.3).
+    pub two_masters_seen: u64,
+    pub priority_zero_sent: u64,
+    pub priority_zero_received: u64,
+    /// VIPs someone else removed while we were master, put back.
+    pub vips_restored: u64,
+}
+
+/// A proxy frontend (listener).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrontendStatus {
+    pub name: String,
+    pub backend: String,
+    pub bind: Vec<String>,
+    pub sessions_current: u64,
+    pub sessions_total: u64,
+    pub max_connections: u64,
+    /// Client → server bytes (HAProxy's `bin`).
+    pub bytes_in: u64,
+    /// Server → client bytes (HAProxy's `bout`).
+    pub bytes_out: u64,
+    /// Of `bytes_in + bytes_out`, what moved by `splice(2)` without entering user space.
+    pub bytes_spliced: u64,
+    pub proxy_header_errors: u64,
+    pub accept_errors: u64,
+}
+
+impl From<&FrontendStats> for FrontendStatus {
+    fn from(stats: &FrontendStats) -> Self {
+        Self {
+            name: stats.name.clone(),
+            backend: stats.backend.clone(),
+            bind: stats.bind.iter().map(ToString::to_string).collect(),
+            sessions_current: stats.sessions_current,
+            sessions_total: stats.sessions_total,
+            max_connections: saturating_u64(stats.max_connections),
+            bytes_in: stats.bytes_in,
+            bytes_out: stats.bytes_out,
+            bytes_spliced: stats.bytes_spliced,
+            proxy_header_errors: stats.proxy_header_errors,
+            accept_errors: stats.accept_errors,
+        }
+    }
+}
+
+/// A proxy backend with its servers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackendStatus {
+    pub name: String,
+    /// `round_robin`, `least_conn`, `source` or `random` (the config's spelling).
+    pub balance: String,
+    pub sessions_current: u64,
+    pub sessions_total: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub connect_errors: u64,
+    pub retries: u64,
+    pub redispatches: u64,
+    /// Sessions closed without a server: none usable, queue full or queue wait timed out.
+    pub refused: u64,
+    pub queue_current: u64,
+    /// Servers whose health check passes.
+    pub servers_up: u64,
+    /// Servers that take new sessions now.
+    pub servers_usable: u64,
+    pub servers: Vec<ServerStatus>,
+}
+
+impl From<&BackendStats> for BackendStatus {
+    fn from(stats: &BackendStats) -> Self {
+        Self {
+            name: stats.name.clone(),
+            balance: balance_name(stats.balance).to_owned(),
+            sessions_current: stats.sessions_current,
+            sessions_total: stats.sessions_total,
+            bytes_in: stats.bytes_in,
+            bytes_out: stats.bytes_out,
+            connect_errors: stats.connect_errors,
+            retries: stats.retries,
+            redispatches: stats.redispatches,
+            refused: stats.refused,
+            queue_current: saturating_u64(stats.queue_current),
+            servers_up: saturating_u64(stats.servers_up),
+            servers_usable: saturating_u64(stats.servers_usable),
+            servers: stats.servers.iter().map(ServerStatus::from).collect(),
+        }
+    }
+}
+
+/// The spelling of config.md's `balance:` field.
+fn balance_name(balance: Balance) -> &'static str {
+    match balance {
+        Balance::RoundRobin => "round_robin",
+        Balance::LeastConn => "least_conn",
+        Balance::Source => "source",
+        Balance::Random => "random",
+    }
+}
+
+/// A server's health-check verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Health {
+    Up,
+    Down,
+}
+
+impl Health {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+        }
+    }
+}
+
+/// A server's administrative state, as set by the admin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerAdmin {
+    Ready,
+    Drain,
+    Maintenance,
+}
+
+impl ServerAdmin {
+    pub const ALL: [Self; 3] = [Self::Ready, Self::Drain, Self::Maintenance];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ready => "ready",
+            Self::Drain => "drain",
+            Self::Maintenance => "maintenance",
+        }
+    }
+}
+
+impl From<AdminState> for ServerAdmin {
+    fn from(state: AdminState) -> Self {
+        match state {
+            AdminState::Ready => Self::Ready,
+            AdminState::Drain => Self::Drain,
+            AdminState::Maintenance => Self::Maintenance,
+        }
+    }
+}
+
+/// One server of a backend.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServerStatus {
+    pub name: String,
+    pub address: String,
+    pub backup: bool,
+    pub health: Health,
+    pub admin: ServerAdmin,
+    /// Effective weight: 0 while draining or in maintenance.
+    pub weight: u32,
+    pub sessions_current: u64,
+    pub sessions_total: u64,
+    pub max_connections: Option<u64>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub connect_errors: u64,
+    pub retries: u64,
+    pub check_successes: u64,
+    pub check_failures: u64,
+    /// `ok`, or why the last check failed.
+    pub last_check: Option<String>,
+    /// Up/down flips so far.
+    pub transitions: u64,
+    pub time_in_state_seconds: f64,
+    pub downtime_seconds: f64,
+}
+
+impl From<&ServerStats> for ServerStatus {
+    fn from(stats: &ServerStats) -> Self {
+        Self {
+            name: stats.name.clone(),
+            address: stats.address.to_string(),
+            backup: stats.backup,
+            health: if stats.up { Health::Up } else { Health::Down },
+            admin: stats.admin.into(),
+            weight: stats.weight,
+            sessions_current: stats.sessions_current,
+            sessions_total: stats.sessions_total,
+            max_connections: stats.max_connections.map(saturating_u64),
+            bytes_in: stats.bytes_in,
+            bytes_out: stats.bytes_out,
+            connect_errors: stats.connect_errors,
+            retries: stats.retries,
+            check_successes: stats.check_successes,
+            check_failures: stats.check_failures,
+            last_check: stats.last_check.clone(),
+            transitions: stats.transitions,
+            time_in_state_seconds: stats.time_in_state.as_secs_f64(),
+            downtime_seconds: stats.downtime.as_secs_f64(),
+        }
+    }
+}
+
+fn saturating_u64(count: usize) -> u64 {
+    u64::try_from(count).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A node as the tests of the server, the metrics and the table printer see it.
+    pub fn sample_status() -> NodeStatus {
+        let mut status = NodeStatus::new("lb1", 3723);
+        status.instances.push(InstanceStatus {
+            name: "api".to_owned(),
+            interface: "eth0".to_owned(),
+            vrid: 51,
+            version: 3,
+            state: VrrpState::Backup,
+            maintenance: false,
+            configured_priority: 150,
+            effective_priority: 90,
+            vips: vec!["198.51.100.50/24".to_owned()],
+            master: Some(MasterSeen {
+                address: "198.51.100.12".parse().unwrap(),
+                priority: 100,
+                advert_interval_ms: 1000,
+                seen_seconds_ago: 0.4,
+            }),
+            trackers: vec![
+                TrackerStatus {
+                    kind: TrackerKind::Frontend,
+                    target: "apiserver".to_owned(),
+                    weight: -60,
+                    state: TrackerState::Down,
+                    detail: Some("1 of 3 usable, min_up 2".to_owned()),
+                },
+                TrackerStatus {
+                    kind: TrackerKind::File,
+                    target: "/run/vipd/maintenance".to_owned(),
+                    weight: -100,
+                    state: TrackerState::Value(0),
+                    detail: None,
+                },
+            ],
+            counters: InstanceCounters {
+                adverts_received: 3600,
+                two_masters_seen: 1,
+                ..InstanceCounters::default()
+            },
+        });
+        status.set_proxy_stats(&sample_proxy_stats());
+        status
+    }
+
+    fn sample_proxy_stats() -> ProxyStats {
+        let server = |name: &str, port: u16, up: bool, admin: AdminState| ServerStats {
+            name: name.to_owned(),
+            address: SocketAddr::from(([198, 51, 100, 21], port)),
+            backup: false,
+            weight: if admin == AdminState::Ready { 100 } else { 0 },
+            admin,
+            up,
+            sessions_current: 2,
+            sessions_total: 40,
+            max_connections: Some(500),
+            bytes_in: 1000,
+            bytes_out: 64_000,
+            connect_errors: 1,
+            retries: 1,
+            check_successes: 120,
+            check_failures: u64::from(!up) * 3,
+            last_check: Some(if up { "ok" } else { "connection refused" }.to_owned()),
+            transitions: 1,
+            time_in_state: Duration::from_millis(12_500),
+            downtime: Duration::from_secs(5),
+        };
+        ProxyStats {
+            sessions_current: 4,
+            max_connections: 10_000,
+            frontends: vec![FrontendStats {
+                name: "apiserver".to_owned(),
+                backend: "apiservers".to_owned(),
+                bind: vec![SocketAddr::from(([198, 51, 100, 50], 6443))],
+                sessions_current: 4,
+                sessions_total: 80,
+                max_connections: 10_000,
+                bytes_in: 2000,
+                bytes_out: 128_000,
+                bytes_spliced: 100_000,
+                proxy_header_errors: 0,
+                accept_errors: 0,
+            }],
+            backends: vec![BackendStats {
+                name: "apiservers".to_owned(),
+                balance: Balance::LeastConn,
+                sessions_current: 4,
+                sessions_total: 80,
+                bytes_in: 2000,
+                bytes_out: 128_000,
+                connect_errors: 2,
+                retries: 2,
+                redispatches: 0,
+                refused: 0,
+                queue_current: 0,
+                servers_up: 2,
+                servers_usable: 1,
+                servers: vec![
+                    server("cp1", 6443, true, AdminState::Ready),
+                    server("cp2", 6443, true, AdminState::Drain),
+                    server("cp3", 6443, false, AdminState::Ready),
+                ],
+            }],
+        }
+    }
+
+    #[test]
+    fn status_round_trips_through_json() {
+        let status = sample_status();
+        let text = serde_json::to_string(&status).unwrap();
+        let parsed: NodeStatus = serde_json::from_str(&text).unwrap();
+        assert_eq!(parsed, status);
+    }
+
+    #[test]
+    fn states_use_the_documented_strings() {
+        let value = serde_json::to_value(sample_status()).unwrap();
+        let instance = &value["instances"][0];
+        assert_eq!(instance["state"], "backup");
+        assert_eq!(instance["trackers"][0]["kind"], "frontend");
+        assert_eq!(instance["trackers"][0]["state"], "down");
+        assert_eq!(instance["trackers"][1]["state"], "value 0");
+        assert_eq!(instance["master"]["address"], "198.51.100.12");
+        let server = &value["backends"][0]["servers"][1];
+        assert_eq!(server["health"], "up");
+        assert_eq!(server["admin"], "drain");
+        assert_eq!(server["address"], "198.51.100.21:6443");
+        assert_eq!(value["backends"][0]["balance"], "least_conn");
+        assert_eq!(server["time_in_state_seconds"], 12.5);
+    }
+
+    #[test]
+    fn tracker_state_rejects_unknown_strings() {
+        for bad in [
+            "\"sideways\"",
+            "\"value\"",
+            "\"value x\"",
+            "\"value 1 2\"",
+            "3",
+        ] {
+            assert!(
+                serde_json::from_str::<TrackerState>(bad).is_err(),
+                "{bad} should not parse"
+            );
+        }
+        assert_eq!(
+            serde_json::from_str::<TrackerState>("\"value -3\"").unwrap(),
+            TrackerState::Value(-3)
+        );
+    }
+}

@@ -1,0 +1,671 @@
+//! The control server over real sockets on 127.0.0.1, with a fake node behind [`Control`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+
+use super::status::tests::sample_status;
+use super::{ActionError, Control, ControlError, NodeStatus, ServerAction, bind};
+
+/// A node with backend `apiservers` (servers cp1..cp3) and instances `api` and `stopping` (whose
+/// task is gone); it records every action it accepts.
+#[derive(Default)]
+pub struct FakeNode {
+    pub actions: Mutex<Vec<String>>,
+}
+
+impl Control for FakeNode {
+    fn status(&self) -> NodeStatus {
+        sample_status()
+    }
+
+    async fn server_action(
+        &self,
+        backend: &str,
+        server: &str,
+        action: ServerAction,
+    ) -> Result<(), ActionError> {
+        if backend != "apiservers" {
+            return Err(ActionError::UnknownBackend {
+                backend: backend.to_owned(),
+            });
+        }
+        if !["cp1", "cp2", "cp3"].contains(&server) {
+            return Err(ActionError::UnknownServer {
+                backend: backend.to_owned(),
+                server: server.to_owned(),
+            });
+        }
+        self.actions
+            .lock()
+            .unwrap()
+            .push(format!("{backend}/{server} {action:?}"));
+        Ok(())
+    }
+
+    async fn maintenance(&self, instance: &str, enabled: bool) -> Result<(), ActionError> {
+        match instance {
+            "api" => {
+                self.actions
+                    .lock()
+                    .unwrap()
+                    .push(format!("{instance} maintenance {enabled}"));
+                Ok(())
+            }
+            "stopping" => Err(ActionError::Unavailable(
+                "instance stopping is shutting down".to_owned(),
+            )),
+            _ => Err(ActionError::UnknownInstance {
+                instance: instance.to_owned(),
+            }),
+        }
+    }
+}
+
+/// A running server on an ephemeral loopback port; stops when dropped.
+pub struct TestServer {
+    pub address: SocketAddr,
+    pub node: Arc<FakeNode>,
+    _stop: oneshot::Sender<()>,
+}
+
+pub async fn start(token: Option<&str>) -> TestServer {
+    let node = Arc::new(FakeNode::default());
+    let server = bind(
+        "127.0.0.1:0".parse().unwrap(),
+        token.map(str::to_owned),
+        Arc::clone(&node),
+    )
+    .await
+    .unwrap();
+    let address = server.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    TestServer {
+        address,
+        node,
+        _stop: stop,
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: BTreeMap<String, String>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|error| panic!("body is not JSON ({error}): {}", self.text()))
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection; the server answers with a fixed-length body.
+pub async fn request(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Reply {
+    let mut stream = TcpStream::connect(address).await.unwrap();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The server may answer (413, 401) before reading the whole body and close; that is fine.
+    let _ = stream.write_all(body).await;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let end = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response to {method} {path}"));
+    let head = String::from_utf8_lossy(&response[..end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    assert!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "this test client reads fixed-length bodies only"
+    );
+    Reply {
+        status,
+        headers,
+        body: response[end + 4..].to_vec(),
+    }
+}
+
+/// method, path, headers, body, expected status
+type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, &'a [u8], u16);
+
+const TOKEN: &str = "s3cret-token";
+const AUTH: (&str, &str) = ("Authorization", "Bearer s3cret-token");
+
+#[tokio::test]
+async fn reads_need_no_token() {
+    let server = start(Some(TOKEN)).await;
+
+    let status = request(server.address, "GET", "/status", &[], b"").await;
+    assert_eq!(status.status, 200, "{}", status.text());
+    assert!(status.headers["content-type"].starts_with("application/json"));
+    let parsed: NodeStatus = serde_json::from_slice(&status.body).unwrap();
+    assert_eq!(parsed, sample_status());
+
+    let metrics = request(server.address, "GET", "/metrics", &[], b"").await;
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.headers["content-type"].starts_with("application/openmetrics-text"));
+
+    let page = request(server.address, "GET", "/", &[], b"").await;
+    assert_eq!(page.status, 200);
+    assert!(page.headers["content-type"].starts_with("text/html"));
+    let html = page.text();
+    assert!(
+        html.contains("fetch(\"status\""),
+        "the dashboard polls /status"
+    );
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http"),
+        "the dashboard loads no external assets"
+    );
+}
+
+#[tokio::test]
+async fn actions_need_the_bearer_token() {
+    let server = start(Some(TOKEN)).await;
+    let drain = "/api/v1/servers/apiservers/cp1/drain";
+
+    let missing = request(server.address, "POST", drain, &[], b"").await;
+    assert_eq!(missing.status, 401);
+    assert_eq!(missing.headers["www-authenticate"], "Bearer");
+    assert!(missing.json()["error"].is_string());
+
+    for wrong in [
+        "Bearer s3cret-tokeN",
+        "Bearer s3cret-token2",
+        "Bearer ",
+        "Basic czNjcmV0LXRva2Vu",
+        "s3cret-token",
+    ] {
+        let reply = request(
+            server.address,
+            "POST",
+            drain,
+            &[("Authorization", wrong)],
+            b"",
+        )
+        .await;
+        assert_eq!(reply.status, 401, "{wrong}");
+    }
+    assert!(server.node.actions.lock().unwrap().is_empty());
+
+    let accepted = request(server.address, "POST", drain, &[AUTH], b"").await;
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
+    assert_eq!(accepted.json()["action"], "drain");
+    let lowercase_scheme = request(
+        server.address,
+        "POST",
+        "/api/v1/servers/apiservers/cp1/enable",
+        &[("authorization", "bearer s3cret-token")],
+        b"",
+    )
+    .await;
+    assert_eq!(lowercase_scheme.status, 200);
+    assert_eq!(
+        *server.node.actions.lock().unwrap(),
+        ["apiservers/cp1 Drain", "apiservers/cp1 Enable"]
+    );
+}
+
+#[tokio::test]
+async fn without_a_token_actions_are_open_to_local_tools() {
+    let server = start(None).await;
+    let reply = request(
+        server.address,
+        "PUT",
+        "/api/v1/servers/apiservers/cp2/weight",
+        &[("Content-Type", "application/json")],
+        br#"{"weight": 256}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["weight"], 256);
+    let reply = request(
+        server.address,
+        "POST",
+        "/api/v1/instances/api/maintenance",
+        &[],
+        br#"{"enabled": true}"#,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["maintenance"], true);
+    let reply = request(
+        server.address,
+        "POST",
+        "/api/v1/servers/apiservers/cp3/disable",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(
+        *server.node.actions.lock().unwrap(),
+        [
+            "apiservers/cp2 SetWeight(256)",
+            "api maintenance true",
+            "apiservers/cp3 Disable"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
+    let server = start(Some(TOKEN)).await;
+    let huge = vec![b' '; 64 * 1024];
+    let weight = "/api/v1/servers/apiservers/cp1/weight";
+    let maintenance = "/api/v1/instances/api/maintenance";
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            "/api/v1/servers/nope/cp1/drain",
+            vec![AUTH],
+            b"",
+            404,
+        ),
+        (
+            "POST",
+            "/api/v1/servers/apiservers/cp9/drain",
+            vec![AUTH],
+            b"",
+            404,
+        ),
+        (
+            "POST",
+            "/api/v1/servers/apiservers/cp1/explode",
+            vec![AUTH],
+            b"",
+            404,
+        ),
+        (
+            "POST",
+            "/api/v1/instances/nope/maintenance",
+            vec![AUTH],
+            br#"{"enabled":true}"#,
+            404,
+        ),
+        (
+            "POST",
+            "/api/v1/instances/stopping/maintenance",
+            vec![AUTH],
+            br#"{"enabled":true}"#,
+            503,
+        ),
+        ("GET", "/nowhere", vec![], b"", 404),
+        ("POST", weight, vec![AUTH], b"{\"weight\": ", 400),
+        ("POST", weight, vec![AUTH], b"", 400),
+        ("POST", weight, vec![AUTH], br#"{"weight": "heavy"}"#, 400),
+        ("POST", weight, vec![AUTH], br#"{"weight": -1}"#, 400),
+        ("POST", weight, vec![AUTH], br#"{"weight": 300}"#, 400),
+        (
+            "POST",
+            weight,
+            vec![AUTH],
+            br#"{"weight": 99999999999999999999}"#,
+            400,
+        ),
+        (
+            "POST",
+            weight,
+            vec![AUTH],
+            br#"{"weight": 1, "extra": 2}"#,
+            400,
+        ),
+        ("POST", weight, vec![AUTH], b"\xff\xfe", 400),
+        (
+            "POST",
+            maintenance,
+            vec![AUTH],
+            br#"{"enabled": "yes"}"#,
+            400,
+        ),
+        ("POST", maintenance, vec![AUTH], b"[]", 400),
+        ("POST", weight, vec![AUTH], &huge, 413),
+        (
+            "GET",
+            "/api/v1/servers/apiservers/cp1/drain",
+            vec![AUTH],
+            b"",
+            405,
+        ),
+        ("DELETE", weight, vec![AUTH], b"", 405),
+        ("POST", "/status", vec![], b"", 405),
+        ("PUT", "/metrics", vec![], b"", 405),
+        (
+            "POST",
+            "/api/v1/servers/apiservers/cp1/drain",
+            vec![AUTH, ("Origin", "http://evil.example")],
+            b"",
+            403,
+        ),
+        (
+            "POST",
+            "/api/v1/servers/apiservers/cp1/drain",
+            vec![AUTH, ("Sec-Fetch-Site", "cross-site")],
+            b"",
+            403,
+        ),
+        (
+            "POST",
+            "/api/v1/servers/apiservers/cp1/drain",
+            vec![("Authorization", "Bearer \u{e9}")],
+            b"",
+            401,
+        ),
+    ];
+    for (method, path, headers, body, expected) in &cases {
+        let reply = request(server.address, method, path, headers, body).await;
+        assert_eq!(
+            reply.status,
+            *expected,
+            "{method} {path} {}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(40)]),
+            reply.text()
+        );
+        assert!(
+            reply.json()["error"].is_string(),
+            "{method} {path}: error body {}",
+            reply.text()
+        );
+    }
+    assert!(
+        server.node.actions.lock().unwrap().is_empty(),
+        "no bad request reached the node"
+    );
+    let after = request(server.address, "GET", "/status", &[], b"").await;
+    assert_eq!(
+        after.status,
+        200,
+        "the server still serves after {} bad requests",
+        cases.len()
+    );
+    let accepted = request(server.address, "POST", weight, &[AUTH], br#"{"weight": 0}"#).await;
+    assert_eq!(accepted.status, 200, "{}", accepted.text());
+}
+
+#[tokio::test]
+async fn garbage_on_the_socket_does_not_stop_the_server() {
+    let server = start(None).await;
+    for garbage in [
+        &b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"[..],
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"\r\n\r\n",
+        b"GET /status",
+    ] {
+        let mut stream = TcpStream::connect(server.address).await.unwrap();
+        stream.write_all(garbage).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink).await;
+    }
+    let after = request(server.address, "GET", "/status", &[], b"").await;
+    assert_eq!(after.status, 200);
+}
+
+#[tokio::test]
+async fn an_empty_token_is_refused_at_start() {
+    let result = bind(
+        "127.0.0.1:0".parse().unwrap(),
+        Some(String::new()),
+        Arc::new(FakeNode::default()),
+    )
+    .await;
+    assert!(matches!(result, Err(ControlError::EmptyToken)));
+}
+
+#[tokio::test]
+async fn a_taken_port_is_a_bind_error_naming_the_address() {
+    let first = start(None).await;
+    let Err(error) = bind(first.address, None, Arc::new(FakeNode::default())).await else {
+        panic!("binding a taken port succeeded");
+    };
+    assert!(
+        error.to_string().contains(&first.address.to_string()),
+        "{error}"
+    );
+}
+
+/// One sample line of the text exposition: name, labels, value.
+#[derive(Debug)]
+struct Sample {
+    name: String,
+    labels: BTreeMap<String, String>,
+    value: f64,
+}
+
+/// A strict reader of the OpenMetrics text format as far as vipd uses it: `# HELP`, `# TYPE`,
+/// samples with quoted label values, and `# EOF` as the last line.
+fn parse_exposition(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
+    let valid_name = |name: &str| {
+        !name.is_empty()
+            && name.chars().enumerate().all(|(index, c)| {
+                c.is_ascii_alphabetic() || c == '_' || c == ':' || (index > 0 && c.is_ascii_digit())
+            })
+    };
+    let mut types = BTreeMap::new();
+    let mut samples = Vec::new();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.last(),
+        Some(&"# EOF"),
+        "the exposition ends with # EOF"
+    );
+    for line in &lines[..lines.len() - 1] {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(valid_name(name), "{line}");
+            assert!(["counter", "gauge", "info"].contains(&kind), "{line}");
+            types.insert(name.to_owned(), kind.to_owned());
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            assert!(valid_name(rest.split(' ').next().unwrap()), "{line}");
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unexpected comment {line}");
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line}"));
+        let (name, labels) = match series.split_once('{') {
+            Some((name, labels)) => (name, labels.strip_suffix('}').unwrap()),
+            None => (series, ""),
+        };
+        assert!(valid_name(name), "{line}");
+        let mut parsed = BTreeMap::new();
+        let mut rest = labels;
+        while !rest.is_empty() {
+            let (key, after) = rest.split_once("=\"").unwrap();
+            let end = after.find('"').unwrap();
+            parsed.insert(key.to_owned(), after[..end].to_owned());
+            rest = after[end + 1..]
+                .strip_prefix(',')
+                .unwrap_or(&after[end + 1..]);
+        }
+        samples.push(Sample {
+            name: name.to_owned(),
+            labels: parsed,
+            value,
+        });
+    }
+    (types, samples)
+}
+
+/// Every `vipd_...` name in backticks in docs/metrics.md.
+fn documented_names() -> Vec<String> {
+    let doc = include_str!("../../../docs/metrics.md");
+    doc.split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|quoted| quoted.starts_with("vipd_"))
+        .map(|quoted| {
+            quoted
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+#[expect(
+    clippy::float_cmp,
+    reason = "the values are small integers and halves, exact in f64"
+)]
+fn metrics_parse_and_match_the_documentation() {
+    let text = super::metrics::render(&sample_status());
+    let (types, samples) = parse_exposition(&text);
+    let sample_names: std::collections::BTreeSet<&str> =
+        samples.iter().map(|sample| sample.name.as_str()).collect();
+    let documented = documented_names();
+    for name in &documented {
+        assert!(
+            sample_names.contains(name.as_str()),
+            "docs/metrics.md names {name}, /metrics does not have it"
+        );
+    }
+    for name in &sample_names {
+        assert!(
+            documented.iter().any(|documented| documented == name),
+            "/metrics has {name}, docs/metrics.md does not document it"
+        );
+    }
+    for (family, kind) in &types {
+        if kind == "counter" {
+            assert!(
+                sample_names.contains(format!("{family}_total").as_str()),
+                "counter {family} is exposed as {family}_total"
+            );
+        }
+    }
+
+    let find = |name: &str, labels: &[(&str, &str)]| {
+        samples
+            .iter()
+            .find(|sample| {
+                sample.name == name
+                    && labels.iter().all(|(key, value)| {
+                        sample.labels.get(*key).map(String::as_str) == Some(*value)
+                    })
+            })
+            .unwrap_or_else(|| panic!("no {name} {labels:?}"))
+            .value
+    };
+    assert_eq!(
+        find(
+            "vipd_server_up",
+            &[("backend", "apiservers"), ("server", "cp3")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        find(
+            "vipd_server_up",
+            &[("backend", "apiservers"), ("server", "cp1")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        find(
+            "vipd_server_admin_state",
+            &[("server", "cp2"), ("state", "drain")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        find(
+            "vipd_vrrp_state",
+            &[("instance", "api"), ("state", "backup")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        find(
+            "vipd_vrrp_state",
+            &[("instance", "api"), ("state", "master")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        find("vipd_vrrp_effective_priority", &[("instance", "api")]),
+        90.0
+    );
+    assert_eq!(
+        find("vipd_vrrp_two_masters_seen_total", &[("instance", "api")]),
+        1.0
+    );
+    assert_eq!(
+        find("vipd_frontend_bytes_in_total", &[("frontend", "apiserver")]),
+        2000.0
+    );
+    assert_eq!(
+        find(
+            "vipd_server_check_last_change_seconds",
+            &[("server", "cp1")]
+        ),
+        12.5
+    );
+    assert_eq!(
+        find("vipd_server_downtime_seconds_total", &[("server", "cp1")]),
+        5.0
+    );
+    assert_eq!(find("vipd_build_info", &[("node", "lb1")]), 1.0);
+}
+
+#[test]
+fn metrics_of_an_empty_node_still_parse() {
+    let text = super::metrics::render(&NodeStatus::new("lb1", 0));
+    let (_, samples) = parse_exposition(&text);
+    assert!(
+        samples
+            .iter()
+            .any(|sample| sample.name == "vipd_uptime_seconds")
+    );
+}
+
+#[test]
+fn label_values_are_escaped() {
+    let mut status = sample_status();
+    status.backends[0].name = "we\"ird\\name\nx".to_owned();
+    let text = super::metrics::render(&status);
+    assert!(text.contains(r#"backend="we\"ird\\name\nx""#), "{text}");
+}

@@ -1,0 +1,487 @@
+//! `vipd status [--control ADDR] [--json] [-c FILE]`: reads `GET /status` from a running daemon
+//! and prints it as tables (or the raw JSON).
+//!
+//! The control address is `--control`, else `control.listen` of the configuration file (`-c`, or
+//! the default path when it exists), else 127.0.0.1:9650. A wildcard listen address is reached on
+//! loopback. One plain HTTP/1.1 GET is all this needs, so there is no HTTP client dependency.
+
+use std::fmt::Write as _;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::control::{InstanceStatus, NodeStatus};
+
+/// Where the daemon listens when nothing says otherwise (config.md's default `control.listen`).
+const DEFAULT_CONTROL: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9650);
+/// Connect, send and receive must all finish within this.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// A status of a few hundred servers is well under a megabyte; refuse to buffer without bound.
+const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// The control server's address, `HOST:PORT` (default: control.listen of the configuration).
+    #[arg(long, value_name = "ADDR")]
+    control: Option<String>,
+    /// Print the raw JSON of `GET /status` instead of tables.
+    #[arg(long)]
+    json: bool,
+    /// The configuration file to read control.listen from.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
+    let address = match &args.control {
+        Some(address) => address
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned(),
+        None => control_address_from_config(args.config.as_deref()).to_string(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("vipd status: cannot start the async runtime")?;
+    let body = runtime
+        .block_on(async {
+            tokio::time::timeout(REQUEST_TIMEOUT, http_get(&address, "/status"))
+                .await
+                .unwrap_or_else(|_| bail!("no answer within {REQUEST_TIMEOUT:?}"))
+        })
+        .with_context(|| format!("vipd status: GET http://{address}/status"))?;
+    if args.json {
+        println!("{}", String::from_utf8_lossy(&body));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let status: NodeStatus = serde_json::from_slice(&body).with_context(|| {
+        format!("vipd status: http://{address}/status is not vipd's status JSON")
+    })?;
+    print!("{}", render_tables(&status));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `control.listen` of the given file (or of the default file when it exists), reached on
+/// loopback when it is a wildcard; the built-in default when there is no usable file.
+fn control_address_from_config(path: Option<&Path>) -> SocketAddr {
+    let default_path = Path::new(vipd_config::DEFAULT_PATH);
+    let path = match path {
+        Some(path) => path,
+        None if default_path.exists() => default_path,
+        None => return DEFAULT_CONTROL,
+    };
+    match vipd_config::load(path) {
+        Ok((config, _warnings)) => reachable(config.control.listen),
+        Err(error) => {
+            eprintln!("vipd status: {error:#}; using {DEFAULT_CONTROL}");
+            DEFAULT_CONTROL
+        }
+    }
+}
+
+/// A listen address one can connect to: the unspecified address becomes loopback.
+fn reachable(listen: SocketAddr) -> SocketAddr {
+    match listen.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv4Addr::LOCALHOST.into(), listen.port())
+        }
+        IpAddr::V6(ip) if ip.is_unspecified() => {
+            SocketAddr::new(Ipv6Addr::LOCALHOST.into(), listen.port())
+        }
+        _ => listen,
+    }
+}
+
+/// One `GET` over a fresh connection; the body of a 200 answer, an error with the body otherwise.
+async fn http_get(address: &str, path: &str) -> anyhow::Result<Vec<u8>> {
+    let mut stream = TcpStream::connect(address)
+        .await
+        .with_context(|| format!("cannot connect to {address} (is vipd running?)"))?;
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    (&mut stream)
+        .take(MAX_RESPONSE_BYTES + 1)
+        .read_to_end(&mut response)
+        .await?;
+    if u64::try_from(response.len()).unwrap_or(u64::MAX) > MAX_RESPONSE_BYTES {
+        bail!("response larger than {MAX_RESPONSE_BYTES} bytes");
+    }
+    parse_response(&response)
+}
+
+/// Splits an HTTP/1.1 response read to EOF: checks for `200`, undoes chunked encoding.
+fn parse_response(response: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let header_end = response
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .context("truncated HTTP response (no end of headers)")?;
+    let head = String::from_utf8_lossy(&response[..header_end]);
+    let body = &response[header_end + 4..];
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or_default();
+    let code = status_line.split(' ').nth(1).unwrap_or_default();
+    let chunked = lines.any(|line| {
+        line.split_once(':').is_some_and(|(name, value)| {
+            name.trim().eq_ignore_ascii_case("transfer-encoding")
+                && value.to_ascii_lowercase().contains("chunked")
+        })
+    });
+    let body = if chunked {
+        decode_chunked(body)?
+    } else {
+        body.to_vec()
+    };
+    if code != "200" {
+        bail!("{status_line}: {}", String::from_utf8_lossy(&body).trim());
+    }
+    Ok(body)
+}
+
+/// RFC 9112 section 7.1: `size-in-hex [;ext] CRLF data CRLF`, ending with a zero-size chunk.
+fn decode_chunked(mut body: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut decoded = Vec::new();
+    loop {
+        let line_end = body
+            .windows(2)
+            .position(|window| window == b"\r\n")
+            .context("truncated chunked body")?;
+        let size_text = String::from_utf8_lossy(&body[..line_end]);
+        let size_text = size_text.split(';').next().unwrap_or_default().trim();
+        let size = usize::from_str_radix(size_text, 16)
+            .with_context(|| format!("bad chunk size {size_text:?}"))?;
+        if size == 0 {
+            return Ok(decoded);
+        }
+        let data_start = line_end + 2;
+        let data = body
+            .get(data_start..data_start.saturating_add(size))
+            .context("truncated chunk")?;
+        decoded.extend_from_slice(data);
+        body = body
+            .get(data_start + size + 2..)
+            .context("truncated chunk end")?;
+    }
+}
+
+/// Columns padded to their widest cell, two spaces apart.
+struct TextTable {
+    rows: Vec<Vec<String>>,
+}
+
+impl TextTable {
+    fn new(header: &[&str]) -> Self {
+        Self {
+            rows: vec![header.iter().map(|title| (*title).to_owned()).collect()],
+        }
+    }
+
+    fn push(&mut self, row: Vec<String>) {
+        self.rows.push(row);
+    }
+
+    fn render(&self, out: &mut String) {
+        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let widths: Vec<usize> = (0..columns)
+            .map(|column| {
+                self.rows
+                    .iter()
+                    .filter_map(|row| row.get(column))
+                    .map(|cell| cell.chars().count())
+                    .max()
+                    .unwrap_or(0)
+            })
+            .collect();
+        for row in &self.rows {
+            let mut line = String::new();
+            for (cell, width) in row.iter().zip(&widths) {
+                let _ = write!(line, "{cell:<width$}  ");
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+    }
+}
+
+/// The tables `vipd status` prints: instances, trackers, frontends, servers.
+pub fn render_tables(status: &NodeStatus) -> String {
+    let mut out = format!(
+        "node {}, vipd {}, up {}\n",
+        status.node,
+        status.version,
+        duration_text(u64_seconds(status.uptime_seconds))
+    );
+    out.push('\n');
+    if status.instances.is_empty() {
+        out.push_str("no vrrp instances\n");
+    } else {
+        instance_table(&status.instances).render(&mut out);
+        let trackers = tracker_table(&status.instances);
+        if trackers.rows.len() > 1 {
+            out.push('\n');
+            trackers.render(&mut out);
+        }
+    }
+    if !status.frontends.is_empty() {
+        out.push('\n');
+        let mut frontends = TextTable::new(&[
+            "FRONTEND",
+            "BIND",
+            "BACKEND",
+            "SESSIONS",
+            "TOTAL",
+            "BYTES IN",
+            "BYTES OUT",
+        ]);
+        for frontend in &status.frontends {
+            frontends.push(vec![
+                frontend.name.clone(),
+                frontend.bind.join(","),
+                frontend.backend.clone(),
+                frontend.sessions_current.to_string(),
+                frontend.sessions_total.to_string(),
+                frontend.bytes_in.to_string(),
+                frontend.bytes_out.to_string(),
+            ]);
+        }
+        frontends.render(&mut out);
+    }
+    if !status.backends.is_empty() {
+        out.push('\n');
+        let mut servers = TextTable::new(&[
+            "BACKEND",
+            "SERVER",
+            "ADDRESS",
+            "HEALTH",
+            "ADMIN",
+            "WEIGHT",
+            "SESSIONS",
+            "TOTAL",
+            "IN STATE",
+            "LAST CHECK",
+        ]);
+        for backend in &status.backends {
+            for server in &backend.servers {
+                let name = if server.backup {
+                    format!("{} (backup)", server.name)
+                } else {
+                    server.name.clone()
+                };
+                servers.push(vec![
+                    backend.name.clone(),
+                    name,
+                    server.address.clone(),
+                    server.health.as_str().to_owned(),
+                    server.admin.as_str().to_owned(),
+                    server.weight.to_string(),
+                    server.sessions_current.to_string(),
+                    server.sessions_total.to_string(),
+                    duration_text(server.time_in_state_seconds),
+                    server.last_check.clone().unwrap_or_else(|| "-".to_owned()),
+                ]);
+            }
+            if backend.servers.is_empty() {
+                servers.push(vec![backend.name.clone(), "(no servers)".to_owned()]);
+            }
+        }
+        servers.render(&mut out);
+    }
+    out
+}
+
+fn instance_table(instances: &[InstanceStatus]) -> TextTable {
+    let mut table = TextTable::new(&[
+        "INSTANCE",
+        "INTERFACE",
+        "VRID",
+        "STATE",
+        "PRIO CONF/EFF",
+        "VIPS",
+        "MASTER SEEN",
+    ]);
+    for instance in instances {
+        let state = if instance.maintenance {
+            format!("{} (maintenance)", instance.state)
+        } else {
+            instance.state.to_string()
+        };
+        let master = instance.master.as_ref().map_or_else(
+            || "-".to_owned(),
+            |master| {
+                format!(
+                    "{} prio {}, {} ago",
+                    master.address,
+                    master.priority,
+                    duration_text(master.seen_seconds_ago)
+                )
+            },
+        );
+        table.push(vec![
+            instance.name.clone(),
+            instance.interface.clone(),
+            format!("{} v{}", instance.vrid, instance.version),
+            state,
+            format!(
+                "{}/{}",
+                instance.configured_priority, instance.effective_priority
+            ),
+            instance.vips.join(","),
+            master,
+        ]);
+    }
+    table
+}
+
+fn tracker_table(instances: &[InstanceStatus]) -> TextTable {
+    let mut table = TextTable::new(&["INSTANCE", "TRACKER", "TARGET", "WEIGHT", "STATE", "DETAIL"]);
+    for instance in instances {
+        for tracker in &instance.trackers {
+            table.push(vec![
+                instance.name.clone(),
+                tracker.kind.as_str().to_owned(),
+                tracker.target.clone(),
+                tracker.weight.to_string(),
+                tracker.state.to_string(),
+                tracker.detail.clone().unwrap_or_default(),
+            ]);
+        }
+    }
+    table
+}
+
+#[expect(clippy::cast_precision_loss, reason = "uptime far below 2^52 seconds")]
+fn u64_seconds(seconds: u64) -> f64 {
+    seconds as f64
+}
+
+/// `0.4s`, `12s`, `3m05s`, `2h03m`, `4d02h`: short and exact enough for a glance.
+fn duration_text(seconds: f64) -> String {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return "-".to_owned();
+    }
+    if seconds < 10.0 {
+        return format!("{seconds:.1}s");
+    }
+    #[expect(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        reason = "finite, non-negative, rounded"
+    )]
+    let whole = seconds.round() as u64;
+    match whole {
+        0..60 => format!("{whole}s"),
+        60..3600 => format!("{}m{:02}s", whole / 60, whole % 60),
+        3600..86_400 => format!("{}h{:02}m", whole / 3600, whole % 3600 / 60),
+        _ => format!("{}d{:02}h", whole / 86_400, whole % 86_400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::status::tests::sample_status;
+
+    #[test]
+    fn tables_for_a_sample_status() {
+        let text = render_tables(&sample_status());
+        let expected = format!(
+            "node lb1, vipd {}, up 1h02m\n{}",
+            env!("CARGO_PKG_VERSION"),
+            "
+INSTANCE  INTERFACE  VRID   STATE   PRIO CONF/EFF  VIPS              MASTER SEEN
+api       eth0       51 v3  backup  150/90         198.51.100.50/24  198.51.100.12 prio 100, 0.4s ago
+
+INSTANCE  TRACKER   TARGET                 WEIGHT  STATE    DETAIL
+api       frontend  apiserver              -60     down     1 of 3 usable, min_up 2
+api       file      /run/vipd/maintenance  -100    value 0
+
+FRONTEND   BIND                BACKEND     SESSIONS  TOTAL  BYTES IN  BYTES OUT
+apiserver  198.51.100.50:6443  apiservers  4         80     2000      128000
+
+BACKEND     SERVER  ADDRESS             HEALTH  ADMIN  WEIGHT  SESSIONS  TOTAL  IN STATE  LAST CHECK
+apiservers  cp1     198.51.100.21:6443  up      ready  100     2         40     13s       ok
+apiservers  cp2     198.51.100.21:6443  up      drain  0       2         40     13s       ok
+apiservers  cp3     198.51.100.21:6443  down    ready  100     2         40     13s       connection refused
+"
+        );
+        assert_eq!(text, expected, "got:\n{text}");
+    }
+
+    #[tokio::test]
+    async fn reads_a_running_control_server() {
+        let server = crate::control::tests::start(Some("token")).await;
+        let address = server.address.to_string();
+        let body = http_get(&address, "/status").await.unwrap();
+        let status: NodeStatus = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, sample_status());
+        let missing = http_get(&address, "/nowhere")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("404"), "{missing}");
+        drop(server);
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_says_so() {
+        let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = unused.local_addr().unwrap().to_string();
+        drop(unused);
+        let error = http_get(&address, "/status").await.unwrap_err();
+        assert!(
+            format!("{error:#}").contains("is vipd running?"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!(duration_text(0.44), "0.4s");
+        assert_eq!(duration_text(12.5), "13s");
+        assert_eq!(duration_text(185.0), "3m05s");
+        assert_eq!(duration_text(7380.0), "2h03m");
+        assert_eq!(duration_text(360_000.0), "4d04h");
+        assert_eq!(duration_text(f64::NAN), "-");
+    }
+
+    #[test]
+    fn wildcard_listen_is_reached_on_loopback() {
+        assert_eq!(reachable("0.0.0.0:9650".parse().unwrap()), DEFAULT_CONTROL);
+        assert_eq!(
+            reachable("[::]:9650".parse().unwrap()),
+            "[::1]:9650".parse().unwrap()
+        );
+        let specific: SocketAddr = "198.51.100.11:9650".parse().unwrap();
+        assert_eq!(reachable(specific), specific);
+    }
+
+    #[test]
+    fn responses_plain_chunked_and_errors() {
+        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
+        assert_eq!(parse_response(plain).unwrap(), b"{}");
+        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4;x=y\r\n\":1}\r\n0\r\n\r\n";
+        assert_eq!(parse_response(chunked).unwrap(), b"{\"a\":1}");
+        let error = b"HTTP/1.1 404 Not Found\r\n\r\n{\"error\":\"no such path\"}";
+        let message = parse_response(error).unwrap_err().to_string();
+        assert!(
+            message.contains("404") && message.contains("no such path"),
+            "{message}"
+        );
+        for broken in [
+            &b"HTTP/1.1 200 OK\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\nab",
+        ] {
+            assert!(parse_response(broken).is_err());
+        }
+    }
+}
