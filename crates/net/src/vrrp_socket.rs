@@ -263,7 +263,7 @@ impl VrrpSocket {
         self.interface_index
     }
 
-    fn destinations(&self) -> Vec<SocketAddr> {
+    fn socket_destinations(&self) -> Vec<SocketAddr> {
         let targets: Vec<IpAddr> = match (&self.config.mode, self.config.family) {
             (Mode::Multicast, Family::Ipv4) => vec![IpAddr::V4(VRRP_GROUP_V4)],
             (Mode::Multicast, Family::Ipv6) => vec![IpAddr::V6(VRRP_GROUP_V6)],
@@ -271,16 +271,24 @@ impl VrrpSocket {
         };
         targets
             .into_iter()
-            .map(|target| match target {
-                IpAddr::V4(v4) => SocketAddr::V4(SocketAddrV4::new(v4, 0)),
-                // Link-local and multicast IPv6 destinations need the interface as scope.
-                IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, 0, 0, self.interface_index)),
-            })
+            .map(|target| self.socket_address(target))
             .collect()
     }
 
+    fn socket_address(&self, target: IpAddr) -> SocketAddr {
+        match target {
+            IpAddr::V4(v4) => SocketAddr::V4(SocketAddrV4::new(v4, 0)),
+            // Link-local and multicast IPv6 destinations need the interface as scope.
+            IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, 0, 0, self.interface_index)),
+        }
+    }
+
     /// Sends `payload` to one destination (a group or a peer).
-    pub async fn send_to(&self, payload: &[u8], destination: SocketAddr) -> Result<(), NetError> {
+    pub async fn send_to_address(
+        &self,
+        payload: &[u8],
+        destination: SocketAddr,
+    ) -> Result<(), NetError> {
         let sent = self.socket.send_to(payload, destination).await;
         sent.map_err(|source| NetError::Send {
             destination: destination.ip(),
@@ -439,12 +447,24 @@ impl VrrpTransport for VrrpSocket {
     /// error is returned after the others were attempted.
     async fn send(&self, payload: &[u8]) -> Result<(), NetError> {
         let mut first_error = None;
-        for destination in self.destinations() {
-            if let Err(error) = self.send_to(payload, destination).await {
+        for destination in self.socket_destinations() {
+            if let Err(error) = self.send_to_address(payload, destination).await {
                 first_error.get_or_insert(error);
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    fn destinations(&self) -> Vec<IpAddr> {
+        self.socket_destinations()
+            .into_iter()
+            .map(|destination| destination.ip())
+            .collect()
+    }
+
+    async fn send_to(&self, payload: &[u8], destination: IpAddr) -> Result<(), NetError> {
+        self.send_to_address(payload, self.socket_address(destination))
+            .await
     }
 
     async fn recv(&self) -> Result<ReceivedAdvert, NetError> {
