@@ -165,7 +165,13 @@ async fn pump(
     let mut may_splice = true;
     let mut buffer: Vec<u8> = Vec::new();
     loop {
-        from.readable().await?;
+        if buffer.is_empty() && pipe.is_none() {
+            // Allocate nothing until there is data: readiness alone can be spurious, and an idle
+            // session must hold no buffer. A one-byte peek waits for a byte (or EOF).
+            from.peek(&mut [0u8; 1]).await?;
+        } else {
+            from.readable().await?;
+        }
         let via_pipe = pipe.is_some();
         let moved = if let Some((pipe_out, pipe_in)) = &pipe {
             match splice_through(from, to, pipe_out, pipe_in).await {
