@@ -12,6 +12,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod api;
+mod connections;
 mod dashboard;
 pub mod metrics;
 pub mod status;
@@ -23,6 +24,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
+
+pub use connections::ConnectionLimits;
 
 pub use status::{
     BackendStatus, FrontendStatus, Health, InstanceCounters, InstanceStatus, MasterSeen,
@@ -122,6 +125,7 @@ pub struct ControlServer {
     listener: TcpListener,
     address: SocketAddr,
     router: axum::Router,
+    limits: ConnectionLimits,
 }
 
 /// Binds `listen` and builds the routes. `token`: when set, `/api/v1` needs
@@ -144,6 +148,7 @@ pub async fn bind<C: Control>(
         listener,
         address,
         router: api::router(token, control),
+        limits: ConnectionLimits::default(),
     })
 }
 
@@ -153,6 +158,12 @@ impl ControlServer {
         self.address
     }
 
+    /// Replaces the default connection cap and idle timeout.
+    pub fn with_limits(mut self, limits: ConnectionLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
     /// Serves until `shutdown` completes, then lets in-flight requests finish.
     pub async fn run(
         self,
@@ -160,7 +171,8 @@ impl ControlServer {
     ) -> Result<(), ControlError> {
         tracing::info!(address = %self.address, "control server listening");
         let address = self.address;
-        axum::serve(self.listener, self.router)
+        let listener = connections::BoundedListener::new(self.listener, self.limits);
+        axum::serve(listener, self.router)
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(|source| ControlError::Serve { address, source })

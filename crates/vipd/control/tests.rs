@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use super::status::tests::sample_status;
-use super::{ActionError, Control, ControlError, NodeStatus, ServerAction, bind};
+use super::{ActionError, ConnectionLimits, Control, ControlError, NodeStatus, ServerAction, bind};
 
 /// A node with backend `apiservers` (servers cp1..cp3) and instances `api` and `stopping` (whose
 /// task is gone); it records every action it accepts.
@@ -75,6 +76,10 @@ pub struct TestServer {
 }
 
 pub async fn start(token: Option<&str>) -> TestServer {
+    start_with_limits(token, ConnectionLimits::default()).await
+}
+
+pub async fn start_with_limits(token: Option<&str>, limits: ConnectionLimits) -> TestServer {
     let node = Arc::new(FakeNode::default());
     let server = bind(
         "127.0.0.1:0".parse().unwrap(),
@@ -82,7 +87,8 @@ pub async fn start(token: Option<&str>) -> TestServer {
         Arc::clone(&node),
     )
     .await
-    .unwrap();
+    .unwrap()
+    .with_limits(limits);
     let address = server.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(server.run(async {
@@ -439,6 +445,107 @@ async fn garbage_on_the_socket_does_not_stop_the_server() {
     }
     let after = request(server.address, "GET", "/status", &[], b"").await;
     assert_eq!(after.status, 200);
+}
+
+/// Small limits so the tests see them act quickly.
+const TIGHT: ConnectionLimits = ConnectionLimits {
+    max_connections: 2,
+    idle_timeout: Duration::from_millis(300),
+};
+
+/// Upper bound for anything these tests wait on; far above the 300 ms idle timeout.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_when_idle() {
+    let server = start_with_limits(None, TIGHT).await;
+    let mut silent = TcpStream::connect(server.address).await.unwrap();
+    let mut slow = TcpStream::connect(server.address).await.unwrap();
+    slow.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    for stream in [&mut silent, &mut slow] {
+        let mut sink = Vec::new();
+        let closed = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut sink)).await;
+        assert!(closed.is_ok(), "the server closes an idle connection");
+    }
+}
+
+#[tokio::test]
+async fn held_slots_free_up_and_the_next_client_is_served() {
+    let server = start_with_limits(None, TIGHT).await;
+    // Two slow clients take both slots; a third waits in the backlog until they time out.
+    let mut holders = Vec::new();
+    for _ in 0..2 {
+        let mut stream = TcpStream::connect(server.address).await.unwrap();
+        stream.write_all(b"GET /st").await.unwrap();
+        holders.push(stream);
+    }
+    let reply = tokio::time::timeout(
+        PATIENCE,
+        request(server.address, "GET", "/status", &[], b""),
+    )
+    .await
+    .expect("served once the idle slots are reclaimed");
+    assert_eq!(reply.status, 200);
+    drop(holders);
+}
+
+#[tokio::test]
+async fn at_the_cap_a_client_waits_until_a_slot_is_released() {
+    let limits = ConnectionLimits {
+        max_connections: 1,
+        idle_timeout: Duration::from_secs(60),
+    };
+    let server = start_with_limits(None, limits).await;
+    // A keep-alive client that got an answer holds the only slot (it was accepted).
+    let mut holder = TcpStream::connect(server.address).await.unwrap();
+    holder
+        .write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut first_bytes = [0_u8; 12];
+    holder.read_exact(&mut first_bytes).await.unwrap();
+    assert_eq!(&first_bytes, b"HTTP/1.1 200");
+    let waiting = tokio::spawn(request(server.address, "GET", "/status", &[], b""));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "the only slot is taken for 60 s");
+    drop(holder);
+    let reply = tokio::time::timeout(PATIENCE, waiting)
+        .await
+        .expect("served once the holder leaves")
+        .unwrap();
+    assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn keep_alive_serves_several_requests_on_one_connection() {
+    let server = start(None).await;
+    let mut stream = TcpStream::connect(server.address).await.unwrap();
+    for _ in 0..3 {
+        stream
+            .write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0_u8; 1];
+            stream.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        let length: usize = head
+            .lines()
+            .find_map(|line| line.strip_prefix("content-length:"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let mut body = vec![0_u8; length];
+        stream.read_exact(&mut body).await.unwrap();
+        let _: NodeStatus = serde_json::from_slice(&body).unwrap();
+    }
 }
 
 #[tokio::test]
