@@ -197,6 +197,7 @@ impl Lab {
             HOST_INTERFACE,
             "nodad",
         ])?;
+        wait_for_link(&br, &ns, index)?;
         let link_local = wait_for_link_local(&ns)?;
         let mac = read_mac(&ns)?;
         Ok(Host {
@@ -298,9 +299,9 @@ impl Lab {
         .map(drop)
     }
 
-    /// Plugs the cable of [`Lab::cut_link`] back in.
+    /// Plugs the cable of [`Lab::cut_link`] back in; returns once frames flow again.
     pub fn restore_link(&self, host: usize) -> Result<(), LabError> {
-        self.checked_host(host)?;
+        let netns = self.checked_host(host)?.netns.clone();
         ip(&[
             "-n",
             &self.bridge_netns,
@@ -308,8 +309,8 @@ impl Lab {
             "set",
             &bridge_port(host),
             "up",
-        ])
-        .map(drop)
+        ])?;
+        wait_for_link(&self.bridge_netns, &netns, host)
     }
 
     /// Drops `percent` % of the frames arriving at host `host` (nftables `numgen`; this kernel
@@ -485,6 +486,35 @@ fn exec_in(netns: &str, args: &[&str]) -> Result<String, LabError> {
     let mut command = Command::new("ip");
     command.args(["netns", "exec", netns]).args(args);
     process::run(command)
+}
+
+/// Waits until host `index`'s link carries frames: its `eth0` is operationally up and its bridge
+/// port forwards. Carrier changes reach both through the kernel's linkwatch, which may batch
+/// them for up to a second after `ip link set up` has returned.
+fn wait_for_link(bridge_netns: &str, host_netns: &str, index: usize) -> Result<(), LabError> {
+    let port = bridge_port(index);
+    let deadline = Instant::now() + SETTLE_TIMEOUT;
+    loop {
+        let host = ip(&[
+            "-n",
+            host_netns,
+            "-o",
+            "link",
+            "show",
+            "dev",
+            HOST_INTERFACE,
+        ])?;
+        let bridge = ip(&["-n", bridge_netns, "-d", "-o", "link", "show", "dev", &port])?;
+        if host.contains("state UP") && bridge.contains("bridge_slave state forwarding") {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(LabError::Timeout {
+                what: format!("the link of {host_netns} to carry frames"),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Waits until `eth0` has a link-local address that is no longer tentative.
