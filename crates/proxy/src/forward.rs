@@ -255,15 +255,32 @@ async fn splice_through(
     Ok(Some(filled))
 }
 
-/// The buffered fallback of [`splice_through`].
+/// The buffered path of a direction: one read, then write it all.
+///
+/// A read shorter than the buffer drained the socket's receive queue (TCP copies until the queue
+/// is empty or the buffer full), so readiness is cleared right away instead of by a second read
+/// that would only return EAGAIN: one system call less per message. tokio clears readiness only if
+/// no new event arrived since the read, so data arriving meanwhile still wakes us.
 async fn copy_through(
     from: &TcpStream,
     to: &TcpStream,
     buffer: &mut [u8],
 ) -> io::Result<Option<usize>> {
-    let read = match from.try_read(buffer) {
+    let capacity = buffer.len();
+    let mut drained = None;
+    let read = match from.try_io(Interest::READABLE, || {
+        let read = nix::unistd::read(from, buffer).map_err(io::Error::from)?;
+        if read > 0 && read < capacity {
+            drained = Some(read);
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        Ok(read)
+    }) {
         Ok(read) => read,
-        Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => match drained {
+            Some(read) => read,
+            None => return Ok(None),
+        },
         Err(error) => return Err(error),
     };
     write_all(to, &buffer[..read]).await?;
