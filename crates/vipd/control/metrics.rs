@@ -90,10 +90,13 @@ fn node_metrics(exposition: &mut Exposition, status: &NodeStatus) {
             ("version", status.version.clone()),
         ])
         .set(1);
-    exposition
-        .gauge("vipd_uptime_seconds", "Seconds since the daemon started.")
-        .get_or_create(&Labels::new())
-        .set(status.uptime_seconds);
+    let uptime = Gauge::<u64, AtomicU64>::default();
+    uptime.set(status.uptime_seconds);
+    exposition.registry.register(
+        "vipd_uptime_seconds",
+        "Seconds since the daemon started.",
+        uptime,
+    );
 }
 
 fn vrrp_metrics(exposition: &mut Exposition, instances: &[InstanceStatus]) {
