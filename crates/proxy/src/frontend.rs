@@ -126,7 +126,7 @@ pub async fn accept_loop(
                 if is_resource_exhaustion(&error) {
                     // EMFILE and friends: the pending connection stays pending, so accepting again
                     // at once would spin a core. Wait, doubling up to a second.
-                    backoff = (backoff * 2).clamp(MIN_BACKOFF, MAX_BACKOFF);
+                    backoff = next_backoff(backoff);
                     tracing::warn!(frontend = %frontend.name, %error, ?backoff, "accept failed, backing off");
                     tokio::select! {
                         () = stop.cancelled() => return,
@@ -157,10 +157,54 @@ pub async fn accept_loop(
     }
 }
 
+/// Accept back-off after a resource error: 10 ms, doubling, at most 1 s.
+fn next_backoff(previous: Duration) -> Duration {
+    (previous * 2).clamp(MIN_BACKOFF, MAX_BACKOFF)
+}
+
 fn is_resource_exhaustion(error: &io::Error) -> bool {
     use nix::libc::{EMFILE, ENFILE, ENOBUFS, ENOMEM};
     matches!(
         error.raw_os_error(),
         Some(EMFILE | ENFILE | ENOBUFS | ENOMEM)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_starts_small_doubles_and_caps() {
+        let mut backoff = Duration::ZERO;
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            backoff = next_backoff(backoff);
+            seen.push(backoff.as_millis());
+        }
+        assert_eq!(seen, vec![10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+    }
+
+    #[test]
+    fn only_resource_errors_back_off() {
+        assert!(is_resource_exhaustion(&io::Error::from_raw_os_error(
+            nix::libc::EMFILE
+        )));
+        assert!(is_resource_exhaustion(&io::Error::from_raw_os_error(
+            nix::libc::ENFILE
+        )));
+        assert!(!is_resource_exhaustion(&io::Error::from_raw_os_error(
+            nix::libc::ECONNABORTED
+        )));
+    }
+
+    #[test]
+    fn binds_with_freebind_an_address_not_on_this_host() {
+        // 203.0.113.0/24 (TEST-NET-3) is on no interface here: IP_FREEBIND lets us listen anyway,
+        // as a backup node listens on its VIP. Nothing is sent.
+        let listener = bind("203.0.113.77:0".parse().unwrap()).unwrap();
+        let socket = socket2::SockRef::from(&listener);
+        assert!(socket.freebind_v4().unwrap());
+        assert!(socket.reuse_address().unwrap());
+    }
 }

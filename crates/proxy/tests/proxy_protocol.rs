@@ -154,3 +154,36 @@ async fn a_garbage_header_closes_only_its_own_connection() {
         "garbage never reached a server"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_proxy_v1_over_ipv6_is_byte_correct() {
+    let listener = TcpListener::bind("[::1]:0").await.unwrap();
+    let server = listener.local_addr().unwrap();
+    let (sender, received) = oneshot::channel();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut bytes = Vec::new();
+        stream.read_to_end(&mut bytes).await.unwrap();
+        let _ = sender.send(bytes);
+    });
+    let mut config = single(&[("s", server)]);
+    config.frontends[0].bind = vec![addr("[::1]:0")];
+    config.backends[0].send_proxy = ProxyProtocol::V1;
+    let proxy = Proxy::start(config).await.unwrap();
+    let front = frontend_address(&proxy, "front");
+    assert!(front.is_ipv6());
+    let mut client = TcpStream::connect(front).await.unwrap();
+    let client_address = client.local_addr().unwrap();
+    client.write_all(b"six").await.unwrap();
+    client.shutdown().await.unwrap();
+    let bytes = tokio::time::timeout(PATIENCE, received)
+        .await
+        .unwrap()
+        .unwrap();
+    let expected = format!(
+        "PROXY TCP6 ::1 ::1 {} {}\r\nsix",
+        client_address.port(),
+        front.port()
+    );
+    assert_eq!(String::from_utf8(bytes).unwrap(), expected);
+}
