@@ -16,6 +16,11 @@ pub struct Position {
 impl Position {
     /// The first character of the file: where errors about the whole document point.
     pub const START: Self = Self { line: 1, column: 1 };
+    /// Past any position in any file.
+    const END: Self = Self {
+        line: u64::MAX,
+        column: u64::MAX,
+    };
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,6 +119,9 @@ impl IndexBuilder {
                 }
             }
         };
+        // A collection reaches to its end event; until then (and for ever, when a syntax error
+        // cuts the document short) it contains everything after its start.
+        let end = if is_collection { Position::END } else { end };
         let entry = self.index.push(path.clone(), kind, start, end);
         self.index.values.entry(path.clone()).or_insert(entry);
         match kind {
