@@ -114,6 +114,8 @@ impl Server {
             AdminState::Maintenance => ADMIN_MAINTENANCE,
         };
         self.admin.store(value, Ordering::Relaxed);
+        // Queued sessions may now have a server.
+        self.slot_freed.notify_waiters();
     }
 
     pub fn set_weight_override(&self, weight: u32) {
@@ -176,7 +178,7 @@ impl Server {
             .clone()
     }
 
-    fn cut_sessions(&self) {
+    pub fn cut_sessions(&self) {
         let mut token = self
             .sessions_cut
             .lock()
@@ -207,6 +209,7 @@ impl Server {
             }
             record.since = now;
             self.up.store(record.state.is_up(), Ordering::Relaxed);
+            self.slot_freed.notify_waiters();
             self.counters.transitions.fetch_add(1, Ordering::Relaxed);
         }
         flipped

@@ -20,6 +20,9 @@ pub struct ProxyConfig {
     /// Global limit on concurrent client sessions over all frontends (HAProxy's global `maxconn`).
     /// When reached, listeners stop accepting; clients wait in the kernel's accept backlog.
     pub max_connections: usize,
+    /// After a reload, sessions on servers the new configuration no longer has (removed, or
+    /// their address changed) are cut after this long; `None` lets them run to their end.
+    pub hard_stop_after: Option<Duration>,
 }
 
 impl Default for ProxyConfig {
@@ -28,6 +31,7 @@ impl Default for ProxyConfig {
             frontends: Vec::new(),
             backends: Vec::new(),
             max_connections: 100_000,
+            hard_stop_after: None,
         }
     }
 }

@@ -93,6 +93,41 @@ impl Engine {
         });
     }
 
+    /// `hard_stop_after`: sessions on servers of `old` that `new` does not have are cut after `after`.
+    fn cut_removed_servers_later(
+        &self,
+        old: &BTreeMap<String, Arc<Backend>>,
+        new: &BTreeMap<String, Arc<Backend>>,
+        after: Duration,
+    ) {
+        let kept: Vec<&Arc<crate::backend::Server>> = new
+            .values()
+            .flat_map(|backend| backend.servers.iter())
+            .collect();
+        let removed: Vec<Arc<crate::backend::Server>> = old
+            .values()
+            .flat_map(|backend| backend.servers.iter())
+            .filter(|server| !kept.iter().any(|kept| Arc::ptr_eq(kept, server)))
+            .filter(|server| server.active_sessions() > 0)
+            .cloned()
+            .collect();
+        if removed.is_empty() {
+            return;
+        }
+        let stop = self.hard_stop.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = stop.cancelled() => {}
+                () = tokio::time::sleep(after) => {
+                    for server in removed {
+                        tracing::info!(server = %server.name, sessions = server.active_sessions(), "hard_stop_after: cutting sessions of a removed server");
+                        server.cut_sessions();
+                    }
+                }
+            }
+        });
+    }
+
     async fn apply(self: &Arc<Self>, config: ProxyConfig) -> Result<(), Error> {
         config.validate()?;
         let mut control = self.control.lock().await;
@@ -130,7 +165,11 @@ impl Engine {
         }
 
         // 2. Commit. New sessions see the new backends from here on; established ones keep theirs.
-        self.backends.store(Arc::new(backends));
+        let new_backends = Arc::new(backends);
+        self.backends.store(Arc::clone(&new_backends));
+        if let Some(after) = config.hard_stop_after {
+            self.cut_removed_servers_later(&old_backends, &new_backends, after);
+        }
         let wanted: BTreeSet<(&str, SocketAddr)> = config
             .frontends
             .iter()

@@ -398,3 +398,34 @@ async fn frontend_max_connections_holds_clients_in_the_backlog() {
         .unwrap();
     assert_eq!(&echoed, b"wait");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_stop_after_cuts_sessions_of_removed_servers_only() {
+    let a = EchoServer::start(addr("127.0.0.2:0")).await;
+    let b = EchoServer::start(addr("127.0.0.3:0")).await;
+    let config = single(&[("a", a.address), ("b", b.address)]);
+    let proxy = Proxy::start(config.clone()).await.unwrap();
+    let front = frontend_address(&proxy, "front");
+    let mut on_a = TcpStream::connect(front).await.unwrap();
+    ping(&mut on_a, b"a").await.unwrap();
+    let mut on_b = TcpStream::connect(front).await.unwrap();
+    ping(&mut on_b, b"b").await.unwrap();
+    assert_eq!(
+        server_stats(&proxy.stats(), "back", "a").sessions_current,
+        1
+    );
+    let mut without_a = config;
+    without_a.backends[0].servers.remove(0);
+    without_a.hard_stop_after = Some(Duration::from_millis(300));
+    proxy.apply(without_a).await.unwrap();
+    let mut rest = Vec::new();
+    let cut = tokio::time::timeout(PATIENCE, on_a.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(
+        cut.is_err() || rest.is_empty(),
+        "the removed server's session is cut"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ping(&mut on_b, b"b lives").await.unwrap();
+}
