@@ -53,9 +53,11 @@ export PATH="$PATH:/usr/sbin:/sbin"
 # hold as many idle connections as it allows, and say so.
 ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 fd_limit=$(ulimit -n)
+idle_note=""
 if [ "$IDLE_CONNECTIONS" -gt $(((fd_limit - 400) / 2)) ]; then
     IDLE_CONNECTIONS=$(((fd_limit - 400) / 2))
-    echo "proxy.sh: fd limit $fd_limit: holding $IDLE_CONNECTIONS idle connections instead of 10000"
+    idle_note="The fd limit here ($fd_limit, hard) allows $IDLE_CONNECTIONS proxied idle connections, not 10 000."
+    echo "proxy.sh: $idle_note"
 fi
 
 if [ -z "${VIPD_BIN:-}" ]; then
@@ -281,7 +283,8 @@ section=$(
 Written by \`tests/bench/proxy.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'). Machine: $machine.
 References: $versions. Loopback only; client, proxy and backends share the cores.
 Both proxies: 2 threads, TCP mode, round robin over two nginx backends, splice for bulk transfers
-(\`option splice-auto\` for HAProxy), no health checks.
+(\`option splice-auto\` for HAProxy), no health checks. vipd runs \`crates/proxy/examples/bench_proxy.rs\`
+(release build). Rerun with \`tests/bench/proxy.sh\` (root installs missing packages). $idle_note
 
 $report
 <!-- proxy-bench:end -->
