@@ -208,7 +208,7 @@ async fn status<C: Control>(State(state): State<AppState<C>>) -> Response {
 }
 
 async fn metrics_text<C: Control>(State(state): State<AppState<C>>) -> Response {
-    let text = metrics::render(&state.control.status());
+    let text = metrics::render(state.control.status());
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text).into_response()
 }
 

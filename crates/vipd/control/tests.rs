@@ -659,7 +659,7 @@ fn documented_names() -> Vec<String> {
     reason = "the values are small integers and halves, exact in f64"
 )]
 fn metrics_parse_and_match_the_documentation() {
-    let text = super::metrics::render(&sample_status());
+    let text = super::metrics::render(sample_status());
     let (types, samples) = parse_exposition(&text);
     let sample_names: std::collections::BTreeSet<&str> =
         samples.iter().map(|sample| sample.name.as_str()).collect();
@@ -760,7 +760,7 @@ fn metrics_parse_and_match_the_documentation() {
 
 #[test]
 fn metrics_of_an_empty_node_still_parse() {
-    let text = super::metrics::render(&NodeStatus::new("lb1", 0));
+    let text = super::metrics::render(NodeStatus::new("lb1", 0));
     let (_, samples) = parse_exposition(&text);
     assert!(
         samples
@@ -773,6 +773,25 @@ fn metrics_of_an_empty_node_still_parse() {
 fn label_values_are_escaped() {
     let mut status = sample_status();
     status.backends[0].name = "we\"ird\\name\nx".to_owned();
-    let text = super::metrics::render(&status);
+    let text = super::metrics::render(status);
     assert!(text.contains(r#"backend="we\"ird\\name\nx""#), "{text}");
+}
+
+#[test]
+fn metrics_list_series_in_configuration_order() {
+    let text = super::metrics::render(sample_status());
+    assert_eq!(text, super::metrics::render(sample_status()));
+    let up_lines: Vec<&str> = text
+        .lines()
+        .filter(|line| line.starts_with("vipd_server_up{"))
+        .collect();
+    assert_eq!(
+        up_lines,
+        [
+            r#"vipd_server_up{backend="apiservers",server="cp1"} 1"#,
+            r#"vipd_server_up{backend="apiservers",server="cp2"} 1"#,
+            r#"vipd_server_up{backend="apiservers",server="cp3"} 0"#,
+        ]
+    );
+    assert!(text.contains("\nvipd_uptime_seconds 3723\n"), "{text}");
 }
