@@ -1,0 +1,69 @@
+//! Accept under fd exhaustion (EMFILE): the listener backs off instead of spinning, and recovers.
+//! Alone in its test binary because it lowers the process's fd limit.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod test_servers;
+
+use std::time::Duration;
+
+use nix::sys::resource::{Resource, getrlimit, setrlimit};
+use test_servers::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use vipd_proxy::Proxy;
+
+/// Restores the fd limit when the test ends, also on failure.
+struct FdLimitGuard {
+    soft: u64,
+    hard: u64,
+}
+
+impl Drop for FdLimitGuard {
+    fn drop(&mut self) {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, self.soft, self.hard);
+    }
+}
+
+fn open_fds() -> u64 {
+    std::fs::read_dir("/proc/self/fd").unwrap().count() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emfile_on_accept_backs_off_and_recovers() {
+    let echo = EchoServer::start(addr("127.0.0.2:0")).await;
+    let proxy = Proxy::start(single(&[("e", echo.address)])).await.unwrap();
+    let front = frontend_address(&proxy, "front");
+    assert_eq!(echo_once(front, b"warm").await.unwrap(), b"warm");
+
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let _restore = FdLimitGuard { soft, hard };
+    setrlimit(Resource::RLIMIT_NOFILE, open_fds() + 64, hard).unwrap();
+    // Fill every free fd, then free exactly one for the client's socket.
+    let mut filler = Vec::new();
+    while let Ok(file) = std::fs::File::open("/dev/null") {
+        filler.push(file);
+        assert!(filler.len() < 10_000, "fd limit not effective");
+    }
+    filler.pop();
+    let mut client = TcpStream::connect(front).await.unwrap();
+    client.write_all(b"after the drought").await.unwrap();
+
+    eventually("accept failed with EMFILE", || {
+        proxy.stats().frontends[0].accept_errors >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let errors = proxy.stats().frontends[0].accept_errors;
+    // Back-off is 10 ms doubling to 1 s: a handful of retries, where a spinning loop makes
+    // hundreds of thousands.
+    assert!(errors <= 20, "{errors} accept errors: the loop spins");
+
+    drop(filler);
+    client.shutdown().await.unwrap();
+    let mut echoed = Vec::new();
+    tokio::time::timeout(PATIENCE, client.read_to_end(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(echoed, b"after the drought");
+}
