@@ -123,51 +123,46 @@ impl VrrpSocket {
                 source,
             }
         };
-        let (domain, source) = match (&config.family, &config.mode) {
+        let domain = match config.family {
+            Family::Ipv4 => Domain::IPV4,
+            Family::Ipv6 => Domain::IPV6,
+        };
+        if let Mode::Unicast { peers, source } = &config.mode {
+            if let Some(wrong) = peers
+                .iter()
+                .chain(source)
+                .find(|a| domain_of(**a) != domain)
+            {
+                return Err(NetError::Invalid {
+                    what: "unicast peer or source",
+                    detail: format!("{wrong} is not of the socket's family {:?}", config.family),
+                });
+            }
+        }
+        let source = match (&config.family, &config.mode) {
             (
                 _,
                 Mode::Unicast {
                     source: Some(source),
                     ..
                 },
-            ) => (domain_of(*source), *source),
+            ) => *source,
             // Without a pinned source the kernel picks one per destination (for IPv6 a global
             // address for a global peer, not the link-local): ask it, so source_address() tells
             // what the wire will say.
             (
-                family,
+                _,
                 Mode::Unicast {
                     peers,
                     source: None,
                 },
             ) if !peers.is_empty() => {
-                let source = kernel_source(&config.interface, interface.index, peers[0])
-                    .map_err(fail("find the source address for the first peer"))?;
-                let domain = match family {
-                    Family::Ipv4 => Domain::IPV4,
-                    Family::Ipv6 => Domain::IPV6,
-                };
-                (domain, source)
+                kernel_source(&config.interface, interface.index, peers[0])
+                    .map_err(fail("find the source address for the first peer"))?
             }
-            (Family::Ipv4, _) => (Domain::IPV4, IpAddr::V4(interface.require_ipv4()?)),
-            (Family::Ipv6, _) => (Domain::IPV6, IpAddr::V6(interface.require_link_local()?)),
+            (Family::Ipv4, _) => IpAddr::V4(interface.require_ipv4()?),
+            (Family::Ipv6, _) => IpAddr::V6(interface.require_link_local()?),
         };
-        if domain != domain_of(source)
-            || (domain == Domain::IPV4) != (config.family == Family::Ipv4)
-        {
-            return Err(NetError::Invalid {
-                what: "unicast source",
-                detail: format!("{source} is not of the socket's family {:?}", config.family),
-            });
-        }
-        if let Mode::Unicast { peers, .. } = &config.mode {
-            if let Some(peer) = peers.iter().find(|peer| domain_of(**peer) != domain) {
-                return Err(NetError::Invalid {
-                    what: "unicast peer",
-                    detail: format!("{peer} is not of the socket's family {:?}", config.family),
-                });
-            }
-        }
         let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(VRRP_PROTOCOL)))
             .map_err(fail("open raw socket"))?;
         socket
@@ -518,6 +513,22 @@ mod tests {
         assert_eq!(destination, IpAddr::V4(VRRP_GROUP_V4));
         assert_eq!(ttl, 255);
         assert_eq!(payload, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn peers_and_sources_of_the_other_family_are_refused_before_any_socket() {
+        for (peers, source) in [
+            (vec!["2001:db8::1".parse().unwrap()], None),
+            (vec![], Some("2001:db8::1".parse().unwrap())),
+        ] {
+            let error = VrrpSocket::open(VrrpSocketConfig {
+                interface: "lo".into(),
+                family: Family::Ipv4,
+                mode: Mode::Unicast { peers, source },
+            })
+            .unwrap_err();
+            assert!(matches!(error, NetError::Invalid { .. }), "{error}");
+        }
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!
 //! A [`Lab`] is one LAN: a bridge namespace and N host namespaces, each host with `eth0` on a veth
 //! into the bridge. Host `i` has `198.51.100.{10+i}/24` and `2001:db8::{10+i}/64` (documentation
-//! ranges only; nothing here ever routes elsewhere). Namespace names carry the process id and a
+//! ranges only; nothing here ever routes elsewhere); [`Lab::vip_v4`] and [`Lab::vip_v6`] name
+//! virtual IPs on the same subnets that no host owns. Namespace names carry the process id and a
 //! counter, so tests in one process or in several run in parallel. Dropping the lab kills the
 //! processes it started (by PID) and deletes its namespaces, also when a test panics; namespaces
 //! of a test process that was killed outright are removed by the next process that builds a lab.
@@ -23,7 +24,7 @@ mod topology;
 
 pub use capture::{Capture, CaptureFile};
 pub use process::LabProcess;
-pub use topology::{Host, Lab};
+pub use topology::{HOST_INTERFACE, Host, Lab, MAX_HOSTS};
 
 use std::io::Write;
 use std::path::Path;

@@ -20,6 +20,9 @@ static NEXT_LAB: AtomicUsize = AtomicUsize::new(0);
 const NAME_PREFIX: &str = "vipdlab";
 static STALE_CLEANUP: Once = Once::new();
 
+/// Hosts take `.10` to `.99` (and `::a` to `::63`); `.100` up belongs to [`Lab::vip_v4`].
+pub const MAX_HOSTS: usize = 90;
+
 /// The host-side interface name, the same in every host (namespaces keep names apart).
 pub const HOST_INTERFACE: &str = "eth0";
 const BRIDGE: &str = "br0";
@@ -60,6 +63,12 @@ pub struct Lab {
 impl Lab {
     /// Builds a lab with `hosts` hosts, each up, addressed and past IPv6 duplicate detection.
     pub fn new(hosts: usize) -> Result<Self, LabError> {
+        if hosts > MAX_HOSTS {
+            return Err(LabError::TooManyHosts {
+                requested: hosts,
+                max: MAX_HOSTS,
+            });
+        }
         STALE_CLEANUP.call_once(remove_stale_namespaces);
         let name = format!(
             "{NAME_PREFIX}{}x{}",
@@ -80,6 +89,17 @@ impl Lab {
             lab.hosts.push(host);
         }
         Ok(lab)
+    }
+
+    /// Virtual IP number `n` of the lab's address plan: `198.51.100.{100+n}`, on the hosts' /24
+    /// and never a host's own address.
+    pub fn vip_v4(n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(198, 51, 100, 100_u8.saturating_add(n))
+    }
+
+    /// Virtual IPv6 number `n`: `2001:db8::1:{n}`, on the hosts' /64 and never a host's own.
+    pub fn vip_v6(n: u8) -> Ipv6Addr {
+        Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 1, u16::from(n))
     }
 
     /// The lab's unique name (prefix of its namespace names).
@@ -139,10 +159,13 @@ impl Lab {
     }
 
     fn build_host(&mut self, index: usize) -> Result<Host, LabError> {
-        let number = u8::try_from(index + 10).map_err(|_| LabError::TooManyHosts {
-            requested: index + 1,
-            max: 245,
-        })?;
+        let number = u8::try_from(index + 10)
+            .ok()
+            .filter(|_| index < MAX_HOSTS)
+            .ok_or(LabError::TooManyHosts {
+                requested: index + 1,
+                max: MAX_HOSTS,
+            })?;
         let ns = format!("{}-h{index}", self.name);
         ip(&["netns", "add", &ns])?;
         self.namespaces.push(ns.clone());
@@ -571,4 +594,29 @@ fn read_mac(netns: &str) -> Result<[u8; 6], LabError> {
             })?;
     }
     Ok(mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vips_stay_clear_of_host_addresses() {
+        assert_eq!(Lab::vip_v4(0), Ipv4Addr::new(198, 51, 100, 100));
+        assert_eq!(Lab::vip_v6(2).to_string(), "2001:db8::1:2");
+        let last_host = u8::try_from(MAX_HOSTS + 9).unwrap();
+        assert!(last_host < Lab::vip_v4(0).octets()[3]);
+    }
+
+    #[test]
+    fn too_many_hosts_is_refused_before_anything_is_built() {
+        let error = Lab::new(MAX_HOSTS + 1).unwrap_err();
+        assert!(matches!(
+            error,
+            LabError::TooManyHosts {
+                requested: 91,
+                max: 90
+            }
+        ));
+    }
 }
