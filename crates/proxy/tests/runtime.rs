@@ -429,3 +429,30 @@ async fn hard_stop_after_cuts_sessions_of_removed_servers_only() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     ping(&mut on_b, b"b lives").await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_keeps_health_and_admin_state_of_servers_that_stay() {
+    let a = EchoServer::start(addr("127.0.0.2:0")).await;
+    let b = EchoServer::start(addr("127.0.0.3:0")).await;
+    let mut config = single(&[("a", a.address), ("b", b.address)]);
+    let mut health = vipd_proxy::HealthCheckConfig::new(vipd_proxy::HealthCheckKind::Tcp);
+    // Slow checks: after the reload, "up" can only come from the kept state, not from new checks.
+    health.interval = Duration::from_secs(60);
+    health.rise = 1;
+    config.backends[0].health = Some(health);
+    let proxy = Proxy::start(config.clone()).await.unwrap();
+    eventually("both up", || proxy.stats().backends[0].servers_up == 2).await;
+    proxy.drain_server("back", "b").unwrap();
+    let mut reloaded = config;
+    reloaded.backends[0].retries = 5;
+    reloaded.backends[0].health.as_mut().unwrap().rise = 3;
+    proxy.apply(reloaded).await.unwrap();
+    let stats = proxy.stats();
+    assert!(server_stats(&stats, "back", "a").up, "health kept");
+    assert_eq!(
+        server_stats(&stats, "back", "b").admin,
+        AdminState::Drain,
+        "admin state kept"
+    );
+    assert_eq!(proxy.health().borrow().frontends["front"].servers_usable, 1);
+}
