@@ -72,15 +72,18 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 /// loopback when it is a wildcard; the built-in default when there is no usable file.
 fn control_address_from_config(path: Option<&Path>) -> SocketAddr {
     let default_path = Path::new(vipd_config::DEFAULT_PATH);
-    let path = match path {
-        Some(path) => path,
-        None if default_path.exists() => default_path,
+    let (path, explicit) = match path {
+        Some(path) => (path, true),
+        None if default_path.exists() => (default_path, false),
         None => return DEFAULT_CONTROL,
     };
     match vipd_config::load(path) {
         Ok((config, _warnings)) => reachable(config.control.listen),
         Err(error) => {
-            eprintln!("vipd status: {error:#}; using {DEFAULT_CONTROL}");
+            // The default file is often readable by root only: say nothing unless asked for it.
+            if explicit {
+                eprintln!("vipd status: {error:#}; using {DEFAULT_CONTROL}");
+            }
             DEFAULT_CONTROL
         }
     }
