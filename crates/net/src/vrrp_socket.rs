@@ -306,6 +306,8 @@ impl VrrpSocket {
             MsgFlags::MSG_DONTWAIT,
         )?;
         let length = message.bytes;
+        // Larger than any VRRP message can be: what was cut off cannot be checked, drop it.
+        let truncated = message.flags.contains(MsgFlags::MSG_TRUNC);
         let from = message.address;
         let mut interface = self.interface_index;
         let mut destination = None;
@@ -329,6 +331,7 @@ impl VrrpSocket {
         }
         let data = buffer.get(..length).unwrap_or_default();
         let parsed = match self.config.family {
+            _ if truncated => None,
             Family::Ipv4 => parse_ipv4(data),
             Family::Ipv6 => {
                 let source = from.as_ref().and_then(SockaddrStorage::as_sockaddr_in6);

@@ -307,3 +307,54 @@ fn a_unicast_source_that_is_not_ours_is_refused() {
         .unwrap();
     assert!(error.contains("bind"), "{error}");
 }
+
+#[test]
+fn an_open_socket_keeps_receiving_after_its_link_flaps() {
+    if !e2e_enabled("an_open_socket_keeps_receiving_after_its_link_flaps") {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    for family in [Family::Ipv4, Family::Ipv6] {
+        for admin in [false, true] {
+            let receiver = receive_one(&lab, 1, config(family, Mode::Multicast));
+            if admin {
+                lab.run(1, &["ip", "link", "set", "eth0", "down"]).unwrap();
+                lab.run(1, &["ip", "link", "set", "eth0", "up"]).unwrap();
+                // Back up administratively; wait for the cable side as restore_link does.
+                lab.cut_link(1).unwrap();
+            } else {
+                lab.cut_link(1).unwrap();
+            }
+            lab.restore_link(1).unwrap();
+            send_from(&lab, 0, config(family, Mode::Multicast));
+            let received = receiver.join().unwrap().unwrap();
+            assert!(
+                received.advert.is_some(),
+                "{family:?}, admin flap {admin}: nothing received after the link came back"
+            );
+        }
+    }
+}
+
+#[test]
+fn an_oversized_datagram_is_dropped_as_malformed() {
+    if !e2e_enabled("an_oversized_datagram_is_dropped_as_malformed") {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let receiver = receive_one(&lab, 1, config(Family::Ipv4, Mode::Multicast));
+    // 10 000 bytes: fragmented on the wire, reassembled by the receiver's kernel, larger than
+    // the socket's receive buffer, so it arrives truncated.
+    lab.in_host(0, || {
+        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
+        socket.bind_device(Some(b"eth0")).unwrap();
+        socket.set_multicast_ttl_v4(255).unwrap();
+        let target = SockAddr::from(SocketAddr::new(IpAddr::V4(VRRP_GROUP_V4), 0));
+        socket.send_to(&[0x31; 10_000], &target).unwrap();
+    })
+    .unwrap();
+    send_from(&lab, 0, config(Family::Ipv4, Mode::Multicast));
+    let received = receiver.join().unwrap().unwrap();
+    assert_eq!(received.advert.unwrap().payload, PAYLOAD.to_vec());
+    assert_eq!(received.stats.dropped_malformed, 1, "{:?}", received.stats);
+}
