@@ -138,7 +138,6 @@ pub async fn accept_loop(
                 continue;
             }
         };
-        let local = client.local_addr().unwrap_or(peer);
         let settings = frontend.settings.load_full();
         let Some(backend) = engine.backend(&settings.backend) else {
             tracing::warn!(frontend = %frontend.name, backend = %settings.backend, "backend missing, closing");
@@ -147,7 +146,6 @@ pub async fn accept_loop(
         engine.sessions.spawn(session::run(Accepted {
             client,
             peer,
-            local,
             accept_proxy: settings.accept_proxy,
             frontend: Arc::clone(&frontend),
             backend,
