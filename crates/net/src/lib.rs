@@ -28,6 +28,37 @@
 //!
 //! The traits [`VrrpTransport`], [`AddressManager`] and [`Announce`] are the seams for tests:
 //! [`MemoryLan`], [`MemoryAddresses`] and [`MemoryAnnouncer`] implement them without a kernel.
+//!
+//! # Wiring one virtual router
+//!
+//! ```no_run
+//! use vipd_net::{
+//!     Announce, AddressManager, Family, Mode, NetlinkAddresses, PacketAnnouncer, Vip, VrrpSocket,
+//!     VrrpSocketConfig, VrrpTransport,
+//! };
+//!
+//! # async fn run() -> Result<(), vipd_net::NetError> {
+//! let socket = VrrpSocket::open(VrrpSocketConfig {
+//!     interface: "eth0".into(),
+//!     family: Family::Ipv4,
+//!     mode: Mode::Multicast,
+//! })?;
+//! let addresses = NetlinkAddresses::new()?;
+//! let announcer = PacketAnnouncer::open("eth0")?;
+//! let vip = Vip::new("eth0", "198.51.100.100".parse().unwrap(), 24);
+//!
+//! // Receive: the payload goes to the vrrp codec with the addresses the socket reports.
+//! let advert = socket.recv().await?;
+//! let _ = (advert.payload, advert.source, advert.destination);
+//!
+//! // Become master: emit with the codec (source_address() for the v3 checksum), then the VIP.
+//! let bytes: Vec<u8> = Vec::new(); // Advertisement::to_bytes(socket.source_address(), group, ..)
+//! socket.send(&bytes).await?;
+//! addresses.add(&vip).await?;
+//! announcer.announce(vip.address)?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod addresses;
 mod announce;

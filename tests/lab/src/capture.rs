@@ -56,7 +56,7 @@ impl Capture {
         }
     }
 
-    /// Waits [`SETTLE`] for frames still in flight, stops tcpdump (SIGINT, so it flushes) and
+    /// Waits 300 ms for frames still in flight, stops tcpdump (SIGINT, so it flushes) and
     /// returns the capture file.
     pub fn finish(mut self) -> CaptureFile {
         std::thread::sleep(SETTLE);
