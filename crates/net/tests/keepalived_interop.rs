@@ -1,0 +1,246 @@
+//! Interoperation with keepalived on the same LAN, at the socket layer: keepalived's v2 and v3
+//! adverts reach our socket and parse with the vrrp codec, and keepalived accepts ours (a
+//! keepalived backup stays backup while we advertise a higher priority).
+
+// Test helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::net::IpAddr;
+use std::num::NonZeroU8;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use vipd_lab::{Lab, LabProcess, e2e_enabled};
+use vipd_net::{Family, Mode, VRRP_GROUP_V4, VrrpSocket, VrrpSocketConfig, VrrpTransport};
+use vipd_vrrp::{Advertisement, Auth, Centis, ChecksumForm, Priority, VersionFields, Vrid};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a current-thread runtime")
+}
+
+fn multicast_v4() -> VrrpSocketConfig {
+    VrrpSocketConfig {
+        interface: "eth0".into(),
+        family: Family::Ipv4,
+        mode: Mode::Multicast,
+    }
+}
+
+/// keepalived with two instances on eth0: VRID 51 speaking v2 and VRID 52 speaking v3.
+struct Keepalived {
+    process: LabProcess,
+    log: PathBuf,
+    files: Vec<PathBuf>,
+}
+
+impl Keepalived {
+    fn start(lab: &Lab, host: usize, priority: u8) -> Self {
+        let base = std::env::temp_dir().join(format!("{}-keepalived", lab.name()));
+        let config = base.with_extension("conf");
+        let log = base.with_extension("log");
+        let instance = |name: &str, vrid: u8, version: u8, vip: &str| {
+            format!(
+                "vrrp_instance {name} {{\n  state BACKUP\n  interface eth0\n  \
+                 virtual_router_id {vrid}\n  version {version}\n  priority {priority}\n  \
+                 advert_int 1\n  virtual_ipaddress {{\n    {vip}/24\n  }}\n}}\n"
+            )
+        };
+        let text = format!(
+            "global_defs {{\n  router_id vipd_lab\n}}\n{}{}",
+            instance("V2", 51, 2, "198.51.100.151"),
+            instance("V3", 52, 3, "198.51.100.152"),
+        );
+        std::fs::write(&config, text).unwrap();
+        let pid = base.with_extension("pid");
+        let vrrp_pid = base.with_extension("vrrp.pid");
+        let mut command = lab
+            .command_in(
+                host,
+                &[
+                    "keepalived",
+                    "--dont-fork",
+                    "--log-console",
+                    "--log-detail",
+                    "--vrrp",
+                    "--use-file",
+                    config.to_str().unwrap(),
+                    "--pid",
+                    pid.to_str().unwrap(),
+                    "--vrrp_pid",
+                    vrrp_pid.to_str().unwrap(),
+                ],
+            )
+            .unwrap();
+        let output = File::create(&log).unwrap();
+        command
+            .stdin(Stdio::null())
+            .stdout(output.try_clone().unwrap())
+            .stderr(output);
+        let process = lab.spawn_command(command).unwrap();
+        Self {
+            process,
+            log: log.clone(),
+            files: vec![config, log, pid, vrrp_pid],
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        self.process.stop();
+        for file in &self.files {
+            let _ = std::fs::remove_file(file);
+        }
+    }
+}
+
+#[test]
+fn keepalived_adverts_arrive_and_parse_with_the_codec() {
+    if !e2e_enabled("keepalived_adverts_arrive_and_parse_with_the_codec") {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let receiver = lab
+        .spawn_in_host(1, move || {
+            runtime().block_on(async move {
+                let socket = VrrpSocket::open(multicast_v4()).unwrap();
+                ready_tx.send(()).unwrap();
+                // keepalived becomes master after its own master-down interval (~3.4 s) and then
+                // advertises every second; collect the first parsed advert of each VRID.
+                let mut seen = BTreeMap::new();
+                let _ = tokio::time::timeout(Duration::from_secs(10), async {
+                    while seen.len() < 2 {
+                        let received = socket.recv().await.unwrap();
+                        let parsed = Advertisement::from_bytes(
+                            &received.payload,
+                            received.source,
+                            received.destination,
+                        )
+                        .unwrap();
+                        seen.entry(parsed.advertisement.vrid.get()).or_insert((
+                            parsed,
+                            received.source,
+                            received.ttl,
+                        ));
+                    }
+                })
+                .await;
+                seen
+            })
+        })
+        .unwrap();
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let keepalived = Keepalived::start(&lab, 0, 150);
+    let seen = receiver.join().unwrap().unwrap();
+    let log = keepalived.log();
+    let source = IpAddr::V4(lab.host(0).ipv4);
+
+    let (v2, v2_source, v2_ttl) = seen
+        .get(&51)
+        .unwrap_or_else(|| panic!("no v2 advert:\n{log}"));
+    assert_eq!(v2.advertisement.priority, Priority::new(150));
+    assert_eq!(
+        v2.advertisement.fields,
+        VersionFields::V2 {
+            advert_interval_secs: NonZeroU8::new(1).unwrap(),
+            auth: Auth::None,
+        }
+    );
+    assert_eq!(
+        v2.advertisement.addresses,
+        vec!["198.51.100.151".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!((*v2_source, *v2_ttl), (source, 255));
+
+    let (v3, v3_source, _) = seen
+        .get(&52)
+        .unwrap_or_else(|| panic!("no v3 advert:\n{log}"));
+    assert_eq!(
+        v3.advertisement.fields,
+        VersionFields::V3 {
+            max_advert_interval: Centis::try_from(100).unwrap(),
+        }
+    );
+    // keepalived's v3-over-IPv4 checksum includes the pseudo-header.
+    assert_eq!(v3.checksum, ChecksumForm::WithPseudoHeader);
+    assert_eq!(*v3_source, source);
+}
+
+#[test]
+fn keepalived_stays_backup_while_we_advertise_a_higher_priority() {
+    if !e2e_enabled("keepalived_stays_backup_while_we_advertise_a_higher_priority") {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let sender = lab
+        .spawn_in_host(1, move || {
+            runtime().block_on(async move {
+                let socket = VrrpSocket::open(multicast_v4()).unwrap();
+                let source = socket.source_address();
+                let group = IpAddr::V4(VRRP_GROUP_V4);
+                let advert = |vrid: u8, fields: VersionFields, vip: &str| {
+                    Advertisement {
+                        vrid: Vrid::try_from(vrid).unwrap(),
+                        priority: Priority::new(200),
+                        fields,
+                        addresses: vec![vip.parse().unwrap()],
+                    }
+                    .to_bytes(source, group, ChecksumForm::WithPseudoHeader)
+                    .unwrap()
+                };
+                let v2 = advert(
+                    51,
+                    VersionFields::V2 {
+                        advert_interval_secs: NonZeroU8::new(1).unwrap(),
+                        auth: Auth::None,
+                    },
+                    "198.51.100.151",
+                );
+                let v3 = advert(
+                    52,
+                    VersionFields::V3 {
+                        max_advert_interval: Centis::try_from(100).unwrap(),
+                    },
+                    "198.51.100.152",
+                );
+                ready_tx.send(()).unwrap();
+                // Bounded: 7 s of adverts, two per interval, well past keepalived's 3.4 s
+                // master-down interval.
+                for _ in 0..14 {
+                    socket.send(&v2).await.unwrap();
+                    socket.send(&v3).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            });
+        })
+        .unwrap();
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let keepalived = Keepalived::start(&lab, 0, 150);
+    sender.join().unwrap().unwrap();
+    let log = keepalived.log();
+    let addresses = lab
+        .run(0, &["ip", "-o", "addr", "show", "dev", "eth0"])
+        .unwrap();
+    drop(keepalived);
+
+    assert!(log.contains("(V2) Entering BACKUP STATE"), "{log}");
+    assert!(log.contains("(V3) Entering BACKUP STATE"), "{log}");
+    assert!(
+        !log.contains("Entering MASTER STATE"),
+        "keepalived rejected our adverts and took over:\n{log}"
+    );
+    assert!(!log.to_lowercase().contains("checksum"), "{log}");
+    assert!(!addresses.contains("198.51.100.15"), "{addresses}");
+}
