@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -128,77 +129,38 @@ impl Engine {
         });
     }
 
+    /// Reload by difference; see [`Proxy::apply`].
     async fn apply(self: &Arc<Self>, config: ProxyConfig) -> Result<(), Error> {
         config.validate()?;
         let mut control = self.control.lock().await;
         if control.shut_down {
             return Err(Error::ShutDown);
         }
-
-        // 1. Everything that can fail before anything changes: backends, then fresh listeners.
+        // Everything that can fail comes before anything changes.
         let old_backends = self.backends.load_full();
-        let mut backends = BTreeMap::new();
-        for backend in &config.backends {
-            let previous = old_backends.get(&backend.name).map(AsRef::as_ref);
-            backends.insert(
-                backend.name.clone(),
-                Arc::new(Backend::build(backend, previous)?),
-            );
-        }
-        let bound: BTreeSet<SocketAddr> = control
-            .listeners
-            .values()
-            .flat_map(|listeners| listeners.keys().copied())
-            .collect();
-        let mut fresh = Vec::new();
-        for frontend in &config.frontends {
-            for &address in &frontend.bind {
-                if !bound.contains(&address) {
-                    let socket = frontend::bind(address).map_err(|source| Error::Bind {
-                        frontend: frontend.name.clone(),
-                        address,
-                        source,
-                    })?;
-                    fresh.push((frontend.name.clone(), address, socket));
-                }
-            }
-        }
+        let backends = Arc::new(build_backends(&config, &old_backends)?);
+        let fresh = bind_fresh(&config, &control)?;
 
-        // 2. Commit. New sessions see the new backends from here on; established ones keep theirs.
-        let new_backends = Arc::new(backends);
-        self.backends.store(Arc::clone(&new_backends));
+        // Commit. New sessions see the new backends from here on; established ones keep theirs.
+        self.backends.store(Arc::clone(&backends));
         if let Some(after) = config.hard_stop_after {
-            self.cut_removed_servers_later(&old_backends, &new_backends, after);
+            self.cut_removed_servers_later(&old_backends, &backends, after);
         }
-        let wanted: BTreeSet<(&str, SocketAddr)> = config
-            .frontends
-            .iter()
-            .flat_map(|frontend| {
-                frontend
-                    .bind
-                    .iter()
-                    .map(|address| (frontend.name.as_str(), *address))
-            })
-            .collect();
-        let mut closing = Vec::new();
-        for (name, listeners) in &mut control.listeners {
-            let gone: Vec<SocketAddr> = listeners
-                .keys()
-                .copied()
-                .filter(|address| !wanted.contains(&(name.as_str(), *address)))
-                .collect();
-            for address in gone {
-                closing.extend(listeners.remove(&address));
-            }
-        }
-        control
-            .listeners
-            .retain(|_, listeners| !listeners.is_empty());
-        for listener in closing {
-            listener.close().await;
-        }
+        let wanted = wanted_listeners(&config);
+        close_unwanted(&mut control, &wanted).await;
+        let frontends = self.update_frontends(&config, &mut control);
+        let first_error = self.start_listeners(&mut control, &frontends, &wanted, fresh);
+        self.restart_checks(&mut control);
+        self.publish_health();
+        first_error.map_or(Ok(()), Err)
+    }
 
-        // 3. Frontend state: reuse by name, update settings and limits.
+    /// Frontend state is kept by name; settings and limits change in place.
+    fn update_frontends(
+        &self,
+        config: &ProxyConfig,
+        control: &mut Control,
+    ) -> BTreeMap<String, Arc<FrontendShared>> {
         let old_frontends = self.frontends.load_full();
         let mut frontends = BTreeMap::new();
         for frontend in &config.frontends {
@@ -214,10 +176,9 @@ impl Engine {
                     .copied()
                     .unwrap_or(frontend.max_connections);
                 resize(&shared.limit, old_max, frontend.max_connections);
-                shared.max_connections.store(
-                    frontend.max_connections,
-                    std::sync::atomic::Ordering::Relaxed,
-                );
+                shared
+                    .max_connections
+                    .store(frontend.max_connections, Ordering::Relaxed);
                 Arc::clone(shared)
             } else {
                 Arc::new(FrontendShared::new(
@@ -241,29 +202,40 @@ impl Engine {
         );
         control.global_max = config.max_connections;
         self.global_max
-            .store(config.max_connections, std::sync::atomic::Ordering::Relaxed);
+            .store(config.max_connections, Ordering::Relaxed);
+        frontends
+    }
 
-        // 4. Listeners: the fresh ones, then addresses that moved between frontends (free now).
+    /// Starts the fresh listeners and binds addresses that moved between frontends (free now
+    /// that their old listener is closed). Returns the first bind error, if any.
+    fn start_listeners(
+        self: &Arc<Self>,
+        control: &mut Control,
+        frontends: &BTreeMap<String, Arc<FrontendShared>>,
+        wanted: &BTreeSet<(String, SocketAddr)>,
+        fresh: Vec<(String, SocketAddr, std::net::TcpListener)>,
+    ) -> Option<Error> {
         let mut first_error = None;
         let mut to_start = fresh;
-        for &(name, address) in &wanted {
-            let has = control
+        for (name, address) in wanted {
+            let listening = control
                 .listeners
                 .get(name)
-                .is_some_and(|listeners| listeners.contains_key(&address))
+                .is_some_and(|listeners| listeners.contains_key(address))
                 || to_start.iter().any(|(fresh_name, fresh_address, _)| {
-                    fresh_name == name && *fresh_address == address
+                    fresh_name == name && fresh_address == address
                 });
-            if !has {
-                match frontend::bind(address) {
-                    Ok(socket) => to_start.push((name.to_owned(), address, socket)),
-                    Err(source) => {
-                        first_error.get_or_insert(Error::Bind {
-                            frontend: name.to_owned(),
-                            address,
-                            source,
-                        });
-                    }
+            if listening {
+                continue;
+            }
+            match frontend::bind(*address) {
+                Ok(socket) => to_start.push((name.clone(), *address, socket)),
+                Err(source) => {
+                    first_error.get_or_insert(Error::Bind {
+                        frontend: name.clone(),
+                        address: *address,
+                        source,
+                    });
                 }
             }
         }
@@ -291,15 +263,16 @@ impl Engine {
                 .listeners
                 .iter()
                 .map(|(name, listeners)| {
-                    (
-                        name.clone(),
-                        listeners.values().map(|listener| listener.actual).collect(),
-                    )
+                    let actual = listeners.values().map(|listener| listener.actual);
+                    (name.clone(), actual.collect())
                 })
                 .collect(),
         ));
+        first_error
+    }
 
-        // 5. Health checks restart on the new snapshot; the state lives in the servers.
+    /// Health checks restart on the new snapshot; the state lives in the servers.
+    fn restart_checks(self: &Arc<Self>, control: &mut Control) {
         control.checks.cancel();
         control.checks = self.hard_stop.child_token();
         let weak: Weak<Engine> = Arc::downgrade(self);
@@ -311,8 +284,85 @@ impl Engine {
         for backend in self.backends.load().values() {
             backend.spawn_checks(&control.checks, &on_flip);
         }
-        self.publish_health();
-        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Backends of `config`, reusing the live state of servers that keep name and address.
+fn build_backends(
+    config: &ProxyConfig,
+    old: &BTreeMap<String, Arc<Backend>>,
+) -> Result<BTreeMap<String, Arc<Backend>>, Error> {
+    let mut backends = BTreeMap::new();
+    for backend in &config.backends {
+        let previous = old.get(&backend.name).map(AsRef::as_ref);
+        backends.insert(
+            backend.name.clone(),
+            Arc::new(Backend::build(backend, previous)?),
+        );
+    }
+    Ok(backends)
+}
+
+/// Binds the addresses no current listener holds, so a bind error leaves everything as it was.
+fn bind_fresh(
+    config: &ProxyConfig,
+    control: &Control,
+) -> Result<Vec<(String, SocketAddr, std::net::TcpListener)>, Error> {
+    let bound: BTreeSet<SocketAddr> = control
+        .listeners
+        .values()
+        .flat_map(|listeners| listeners.keys().copied())
+        .collect();
+    let mut fresh = Vec::new();
+    for frontend in &config.frontends {
+        for &address in frontend
+            .bind
+            .iter()
+            .filter(|address| !bound.contains(address))
+        {
+            let socket = frontend::bind(address).map_err(|source| Error::Bind {
+                frontend: frontend.name.clone(),
+                address,
+                source,
+            })?;
+            fresh.push((frontend.name.clone(), address, socket));
+        }
+    }
+    Ok(fresh)
+}
+
+/// (frontend, configured address) of every listener `config` wants.
+fn wanted_listeners(config: &ProxyConfig) -> BTreeSet<(String, SocketAddr)> {
+    config
+        .frontends
+        .iter()
+        .flat_map(|frontend| {
+            frontend
+                .bind
+                .iter()
+                .map(|address| (frontend.name.clone(), *address))
+        })
+        .collect()
+}
+
+/// Closes the listeners `wanted` no longer has and waits until their sockets are gone.
+async fn close_unwanted(control: &mut Control, wanted: &BTreeSet<(String, SocketAddr)>) {
+    let mut closing = Vec::new();
+    for (name, listeners) in &mut control.listeners {
+        let gone: Vec<SocketAddr> = listeners
+            .keys()
+            .copied()
+            .filter(|address| !wanted.contains(&(name.clone(), *address)))
+            .collect();
+        for address in gone {
+            closing.extend(listeners.remove(&address));
+        }
+    }
+    control
+        .listeners
+        .retain(|_, listeners| !listeners.is_empty());
+    for listener in closing {
+        listener.close().await;
     }
 }
 
@@ -451,7 +501,7 @@ impl Proxy {
 
     /// Every counter and gauge, per frontend, backend and server.
     pub fn stats(&self) -> ProxyStats {
-        use std::sync::atomic::Ordering::Relaxed;
+        use Ordering::Relaxed;
         let listening = self.engine.listening.load();
         let frontends = self.engine.frontends.load();
         let frontend_stats = frontends

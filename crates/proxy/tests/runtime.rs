@@ -456,3 +456,37 @@ async fn reload_keeps_health_and_admin_state_of_servers_that_stay() {
     );
     assert_eq!(proxy.health().borrow().frontends["front"].servers_usable, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_address_can_move_to_another_frontend_in_one_reload() {
+    let echo = EchoServer::start(addr("127.0.0.2:0")).await;
+    let mut config = single(&[("e", echo.address)]);
+    // A fixed port, so that the move is visible as the same address.
+    let port = std::net::TcpListener::bind("127.0.0.6:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let moving = std::net::SocketAddr::new("127.0.0.6".parse().unwrap(), port);
+    config
+        .frontends
+        .push(FrontendConfig::new("x", vec![moving], "back"));
+    let proxy = Proxy::start(config.clone()).await.unwrap();
+    assert_eq!(echo_once(moving, b"via x").await.unwrap(), b"via x");
+    config.frontends[1].name = "y".into();
+    proxy.apply(config).await.unwrap();
+    let listening = proxy.listening_addresses();
+    assert_eq!(listening.get("y"), Some(&vec![moving]));
+    assert!(!listening.contains_key("x"));
+    assert_eq!(echo_once(moving, b"via y").await.unwrap(), b"via y");
+    assert_eq!(
+        proxy
+            .stats()
+            .frontends
+            .iter()
+            .find(|f| f.name == "y")
+            .unwrap()
+            .sessions_total,
+        1
+    );
+}
