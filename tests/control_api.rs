@@ -92,7 +92,7 @@ fn status_prints_tables_from_the_control_server() {
     assert!(output.status.success(), "{output:?}");
     let stdout = text(&output.stdout);
     for expected in [
-        "node lb1, vipd 0.1.0, up 1h02m",
+        "node lb1, vipd 0.1.0, up 1h02m, proxy sessions 4 of 10000\n",
         "INSTANCE  INTERFACE  VRID   STATE   PRIO CONF/EFF  VIPS              MASTER SEEN",
         "api       eth0       51 v3  backup  150/90         198.51.100.50/24  198.51.100.12 prio 100, 0.4s ago",
         "api       frontend  apiserver  -60     down   1 of 3 usable, min_up 2",

@@ -218,12 +218,20 @@ impl TextTable {
 /// The tables `vipd status` prints: instances, trackers, frontends, servers.
 pub fn render_tables(status: &NodeStatus) -> String {
     let mut out = format!(
-        "node {}, vipd {}, up {}\n",
+        "node {}, vipd {}, up {}",
         status.node,
         status.version,
         duration_text(u64_seconds(status.uptime_seconds))
     );
-    out.push('\n');
+    // A daemon that predates the proxy totals sends none (zero limit): leave them out.
+    if status.proxy.max_connections > 0 {
+        let _ = write!(
+            out,
+            ", proxy sessions {} of {}",
+            status.proxy.sessions_current, status.proxy.max_connections
+        );
+    }
+    out.push_str("\n\n");
     if status.instances.is_empty() {
         out.push_str("no vrrp instances\n");
     } else {
@@ -397,7 +405,7 @@ mod tests {
     fn tables_for_a_sample_status() {
         let text = render_tables(&sample_status());
         let expected = format!(
-            "node lb1, vipd {}, up 1h02m\n{}",
+            "node lb1, vipd {}, up 1h02m, proxy sessions 4 of 10000\n{}",
             env!("CARGO_PKG_VERSION"),
             "
 INSTANCE  INTERFACE  VRID   STATE   PRIO CONF/EFF  VIPS              MASTER SEEN

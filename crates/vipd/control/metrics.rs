@@ -53,6 +53,7 @@ impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let status = &self.0;
         node_metrics(&mut encoder, status)?;
+        proxy_metrics(&mut encoder, status)?;
         vrrp_metrics(&mut encoder, &status.instances)?;
         frontend_metrics(&mut encoder, &status.frontends)?;
         backend_metrics(&mut encoder, &status.backends)?;
@@ -135,6 +136,23 @@ fn node_metrics(encoder: &mut DescriptorEncoder, status: &NodeStatus) -> fmt::Re
         "Seconds since the daemon started.",
         MetricType::Gauge,
         [(Labels::new(), Value::Count(status.uptime_seconds))],
+    )
+}
+
+fn proxy_metrics(encoder: &mut DescriptorEncoder, status: &NodeStatus) -> fmt::Result {
+    family(
+        encoder,
+        "vipd_proxy_sessions_current",
+        "Proxy sessions open now, all frontends together.",
+        MetricType::Gauge,
+        [(Labels::new(), Value::Count(status.proxy.sessions_current))],
+    )?;
+    family(
+        encoder,
+        "vipd_proxy_sessions_limit",
+        "The proxy's global maximum of concurrent sessions.",
+        MetricType::Gauge,
+        [(Labels::new(), Value::Count(status.proxy.max_connections))],
     )
 }
 

@@ -29,7 +29,8 @@ pub use connections::ConnectionLimits;
 
 pub use status::{
     BackendStatus, FrontendStatus, Health, InstanceCounters, InstanceStatus, MasterSeen,
-    NodeStatus, ServerAdmin, ServerStatus, TrackerKind, TrackerState, TrackerStatus, VrrpState,
+    NodeStatus, ProxySummary, ServerAdmin, ServerStatus, TrackerKind, TrackerState, TrackerStatus,
+    VrrpState,
 };
 
 /// Largest request body accepted; the admin bodies are a few dozen bytes.

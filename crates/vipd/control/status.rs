@@ -17,8 +17,19 @@ pub struct NodeStatus {
     pub version: String,
     pub uptime_seconds: u64,
     pub instances: Vec<InstanceStatus>,
+    /// Process-wide proxy totals (absent from a daemon that predates them).
+    #[serde(default)]
+    pub proxy: ProxySummary,
     pub frontends: Vec<FrontendStatus>,
     pub backends: Vec<BackendStatus>,
+}
+
+/// The proxy as a whole: HAProxy's process-level `CurrConns` / `Maxconn`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProxySummary {
+    pub sessions_current: u64,
+    /// The global `max_connections` of the proxy.
+    pub max_connections: u64,
 }
 
 impl NodeStatus {
@@ -29,6 +40,7 @@ impl NodeStatus {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_seconds,
             instances: Vec::new(),
+            proxy: ProxySummary::default(),
             frontends: Vec::new(),
             backends: Vec::new(),
         }
@@ -36,6 +48,10 @@ impl NodeStatus {
 
     /// Replaces the frontends and backends with a snapshot of the proxy.
     pub fn set_proxy_stats(&mut self, stats: &ProxyStats) {
+        self.proxy = ProxySummary {
+            sessions_current: stats.sessions_current,
+            max_connections: saturating_u64(stats.max_connections),
+        };
         self.frontends = stats.frontends.iter().map(FrontendStatus::from).collect();
         self.backends = stats.backends.iter().map(BackendStatus::from).collect();
     }
@@ -523,6 +539,15 @@ pub(crate) mod tests {
         assert_eq!(server["address"], "198.51.100.21:6443");
         assert_eq!(value["backends"][0]["balance"], "least_conn");
         assert_eq!(server["time_in_state_seconds"], 12.5);
+    }
+
+    #[test]
+    fn status_without_proxy_totals_still_parses() {
+        let mut value = serde_json::to_value(sample_status()).unwrap();
+        value.as_object_mut().unwrap().remove("proxy");
+        let parsed: NodeStatus = serde_json::from_value(value).unwrap();
+        assert_eq!(parsed.proxy, ProxySummary::default());
+        assert_eq!(sample_status().proxy.max_connections, 10_000);
     }
 
     #[test]
