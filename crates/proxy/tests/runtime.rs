@@ -152,6 +152,17 @@ async fn reload_under_load_keeps_listeners_sessions_and_server_state() {
         "new sessions use the new backend"
     );
 
+    // Drain a under load: new sessions avoid it, its established ones continue.
+    proxy.drain_server("back", "a").unwrap();
+    // A pick that read the weight just before the drain may still count.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let a_total = server_stats(&proxy.stats(), "back", "a").sessions_total;
+    load.progress(200).await;
+    assert_eq!(
+        server_stats(&proxy.stats(), "back", "a").sessions_total,
+        a_total
+    );
+
     // Remove a: its established sessions continue, new ones go to b.
     let mut third = second.clone();
     third.backends[0].servers.remove(0);
