@@ -14,7 +14,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use vipd_lab::{Lab, LabProcess, e2e_enabled};
-use vipd_net::{Family, Mode, VRRP_GROUP_V4, VrrpSocket, VrrpSocketConfig, VrrpTransport};
+use vipd_net::{
+    Family, Mode, VRRP_GROUP_V4, VRRP_GROUP_V6, VrrpSocket, VrrpSocketConfig, VrrpTransport,
+};
 use vipd_vrrp::{Advertisement, Auth, Centis, ChecksumForm, Priority, VersionFields, Vrid};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -24,15 +26,16 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("a current-thread runtime")
 }
 
-fn multicast_v4() -> VrrpSocketConfig {
+fn multicast(family: Family) -> VrrpSocketConfig {
     VrrpSocketConfig {
         interface: "eth0".into(),
-        family: Family::Ipv4,
+        family,
         mode: Mode::Multicast,
     }
 }
 
-/// keepalived with two instances on eth0: VRID 51 speaking v2 and VRID 52 speaking v3.
+/// keepalived with three instances on eth0: VRID 51 speaking v2, VRID 52 speaking v3 (both
+/// IPv4) and VRID 53 speaking v3 over IPv6.
 struct Keepalived {
     process: LabProcess,
     log: PathBuf,
@@ -55,7 +58,7 @@ impl Keepalived {
             "global_defs {{\n  router_id vipd_lab\n}}\n{}{}",
             instance("V2", 51, 2, "198.51.100.151"),
             instance("V3", 52, 3, "198.51.100.152"),
-        );
+        ) + &instance("V6", 53, 3, "2001:db8::1:53").replace("/24", "/64");
         std::fs::write(&config, text).unwrap();
         let pid = base.with_extension("pid");
         let vrrp_pid = base.with_extension("vrrp.pid");
@@ -114,14 +117,18 @@ fn keepalived_adverts_arrive_and_parse_with_the_codec() {
     let receiver = lab
         .spawn_in_host(1, move || {
             runtime().block_on(async move {
-                let socket = VrrpSocket::open(multicast_v4()).unwrap();
+                let v4 = VrrpSocket::open(multicast(Family::Ipv4)).unwrap();
+                let v6 = VrrpSocket::open(multicast(Family::Ipv6)).unwrap();
                 ready_tx.send(()).unwrap();
                 // keepalived becomes master after its own master-down interval (~3.4 s) and then
                 // advertises every second; collect the first parsed advert of each VRID.
                 let mut seen = BTreeMap::new();
                 let _ = tokio::time::timeout(Duration::from_secs(10), async {
-                    while seen.len() < 2 {
-                        let received = socket.recv().await.unwrap();
+                    while seen.len() < 3 {
+                        let received = tokio::select! {
+                            received = v4.recv() => received.unwrap(),
+                            received = v6.recv() => received.unwrap(),
+                        };
                         let parsed = Advertisement::from_bytes(
                             &received.payload,
                             received.source,
@@ -175,6 +182,18 @@ fn keepalived_adverts_arrive_and_parse_with_the_codec() {
     // keepalived's v3-over-IPv4 checksum includes the pseudo-header.
     assert_eq!(v3.checksum, ChecksumForm::WithPseudoHeader);
     assert_eq!(*v3_source, source);
+
+    let (v6, v6_source, v6_ttl) = seen
+        .get(&53)
+        .unwrap_or_else(|| panic!("no IPv6 advert:\n{log}"));
+    assert_eq!(
+        v6.advertisement.addresses,
+        vec!["2001:db8::1:53".parse::<IpAddr>().unwrap()]
+    );
+    assert_eq!(
+        (*v6_source, *v6_ttl),
+        (IpAddr::V6(lab.host(0).link_local), 255)
+    );
 }
 
 #[test]
@@ -187,20 +206,29 @@ fn keepalived_stays_backup_while_we_advertise_a_higher_priority() {
     let sender = lab
         .spawn_in_host(1, move || {
             runtime().block_on(async move {
-                let socket = VrrpSocket::open(multicast_v4()).unwrap();
-                let source = socket.source_address();
-                let group = IpAddr::V4(VRRP_GROUP_V4);
-                let advert = |vrid: u8, fields: VersionFields, vip: &str| {
+                let socket = VrrpSocket::open(multicast(Family::Ipv4)).unwrap();
+                let socket6 = VrrpSocket::open(multicast(Family::Ipv6)).unwrap();
+                let advert = |socket: &VrrpSocket, vrid: u8, fields: VersionFields, vip: &str| {
+                    let group = if socket.config().family == Family::Ipv4 {
+                        IpAddr::V4(VRRP_GROUP_V4)
+                    } else {
+                        IpAddr::V6(VRRP_GROUP_V6)
+                    };
                     Advertisement {
                         vrid: Vrid::try_from(vrid).unwrap(),
                         priority: Priority::new(200),
                         fields,
                         addresses: vec![vip.parse().unwrap()],
                     }
-                    .to_bytes(source, group, ChecksumForm::WithPseudoHeader)
+                    .to_bytes(
+                        socket.source_address(),
+                        group,
+                        ChecksumForm::WithPseudoHeader,
+                    )
                     .unwrap()
                 };
                 let v2 = advert(
+                    &socket,
                     51,
                     VersionFields::V2 {
                         advert_interval_secs: NonZeroU8::new(1).unwrap(),
@@ -209,11 +237,20 @@ fn keepalived_stays_backup_while_we_advertise_a_higher_priority() {
                     "198.51.100.151",
                 );
                 let v3 = advert(
+                    &socket,
                     52,
                     VersionFields::V3 {
                         max_advert_interval: Centis::try_from(100).unwrap(),
                     },
                     "198.51.100.152",
+                );
+                let v6 = advert(
+                    &socket6,
+                    53,
+                    VersionFields::V3 {
+                        max_advert_interval: Centis::try_from(100).unwrap(),
+                    },
+                    "2001:db8::1:53",
                 );
                 ready_tx.send(()).unwrap();
                 // Bounded: 7 s of adverts, two per interval, well past keepalived's 3.4 s
@@ -221,6 +258,7 @@ fn keepalived_stays_backup_while_we_advertise_a_higher_priority() {
                 for _ in 0..14 {
                     socket.send(&v2).await.unwrap();
                     socket.send(&v3).await.unwrap();
+                    socket6.send(&v6).await.unwrap();
                     tokio::time::sleep(Duration::from_millis(500)).await;
                 }
             });
@@ -237,10 +275,12 @@ fn keepalived_stays_backup_while_we_advertise_a_higher_priority() {
 
     assert!(log.contains("(V2) Entering BACKUP STATE"), "{log}");
     assert!(log.contains("(V3) Entering BACKUP STATE"), "{log}");
+    assert!(log.contains("(V6) Entering BACKUP STATE"), "{log}");
     assert!(
         !log.contains("Entering MASTER STATE"),
         "keepalived rejected our adverts and took over:\n{log}"
     );
     assert!(!log.to_lowercase().contains("checksum"), "{log}");
     assert!(!addresses.contains("198.51.100.15"), "{addresses}");
+    assert!(!addresses.contains("2001:db8::1:53"), "{addresses}");
 }
