@@ -358,3 +358,41 @@ fn an_oversized_datagram_is_dropped_as_malformed() {
     assert_eq!(received.advert.unwrap().payload, PAYLOAD.to_vec());
     assert_eq!(received.stats.dropped_malformed, 1, "{:?}", received.stats);
 }
+
+#[test]
+fn a_pinned_unicast_source_is_what_the_peer_sees() {
+    if !e2e_enabled("a_pinned_unicast_source_is_what_the_peer_sees") {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    // keepalived's unicast_src_ip: a second address of the host, not the kernel's first choice.
+    lab.run(0, &["ip", "addr", "add", "198.51.100.60/24", "dev", "eth0"])
+        .unwrap();
+    let pinned: IpAddr = "198.51.100.60".parse().unwrap();
+    let b: IpAddr = lab.host(1).ipv4.into();
+    let receiver = receive_one(
+        &lab,
+        1,
+        config(
+            Family::Ipv4,
+            Mode::Unicast {
+                peers: vec![pinned],
+                source: None,
+            },
+        ),
+    );
+    let source = send_from(
+        &lab,
+        0,
+        config(
+            Family::Ipv4,
+            Mode::Unicast {
+                peers: vec![b],
+                source: Some(pinned),
+            },
+        ),
+    );
+    assert_eq!(source, pinned);
+    let advert = receiver.join().unwrap().unwrap().advert.expect("an advert");
+    assert_eq!(advert.source, pinned);
+}
