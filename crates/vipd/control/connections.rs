@@ -27,6 +27,11 @@ pub struct ConnectionLimits {
     /// A connection with no byte read or written for this long is closed (also between
     /// keep-alive requests; the dashboard polls every 2 s).
     pub idle_timeout: Duration,
+    /// A connection is closed this long after it was accepted, whatever it does, so a client
+    /// trickling one byte per idle timeout cannot keep a slot forever. Browsers reconnect.
+    pub max_lifetime: Duration,
+    /// After the shutdown signal, how long requests in flight may take before the server stops.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -34,6 +39,8 @@ impl Default for ConnectionLimits {
         Self {
             max_connections: 64,
             idle_timeout: Duration::from_secs(30),
+            max_lifetime: Duration::from_secs(300),
+            shutdown_grace: Duration::from_secs(2),
         }
     }
 }
@@ -44,6 +51,7 @@ pub struct BoundedListener {
     listener: TcpListener,
     slots: Arc<Semaphore>,
     idle_timeout: Duration,
+    max_lifetime: Duration,
 }
 
 impl BoundedListener {
@@ -52,6 +60,7 @@ impl BoundedListener {
             listener,
             slots: Arc::new(Semaphore::new(limits.max_connections.max(1))),
             idle_timeout: limits.idle_timeout,
+            max_lifetime: limits.max_lifetime,
         }
     }
 }
@@ -72,6 +81,7 @@ impl axum::serve::Listener for BoundedListener {
                         stream,
                         idle: Box::pin(tokio::time::sleep(self.idle_timeout)),
                         idle_timeout: self.idle_timeout,
+                        end_of_life: Box::pin(tokio::time::sleep(self.max_lifetime)),
                         _slot: permit,
                     };
                     return (guarded, peer);
@@ -90,11 +100,13 @@ impl axum::serve::Listener for BoundedListener {
     }
 }
 
-/// A connection that holds its slot until dropped and fails with `TimedOut` once idle too long.
+/// A connection that holds its slot until dropped and fails with `TimedOut` once idle too long
+/// or too old.
 pub struct GuardedStream {
     stream: TcpStream,
     idle: Pin<Box<Sleep>>,
     idle_timeout: Duration,
+    end_of_life: Pin<Box<Sleep>>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -103,9 +115,15 @@ impl GuardedStream {
         self.idle.as_mut().reset(Instant::now() + self.idle_timeout);
     }
 
-    /// Called when the stream would block: an error once the idle deadline has passed (the
-    /// sleep registers the waker, so a silent peer is noticed without any traffic).
+    /// Called when the stream would block: an error once the idle or the lifetime deadline has
+    /// passed (the sleeps register the waker, so a silent peer is noticed without traffic).
     fn poll_idle(&mut self, context: &mut Context<'_>) -> Poll<io::Error> {
+        if self.end_of_life.as_mut().poll(context).is_ready() {
+            return Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "control connection open for too long",
+            ));
+        }
         ready!(self.idle.as_mut().poll(context));
         Poll::Ready(io::Error::new(
             io::ErrorKind::TimedOut,

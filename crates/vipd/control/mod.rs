@@ -19,7 +19,7 @@ pub mod status;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -165,18 +165,37 @@ impl ControlServer {
         self
     }
 
-    /// Serves until `shutdown` completes, then lets in-flight requests finish.
+    /// Serves until `shutdown` completes, then lets in-flight requests finish for at most
+    /// [`ConnectionLimits::shutdown_grace`]: a client trickling bytes must not hold up the
+    /// daemon's exit.
     pub async fn run(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ControlError> {
         tracing::info!(address = %self.address, "control server listening");
         let address = self.address;
+        let grace = self.limits.shutdown_grace;
         let listener = connections::BoundedListener::new(self.listener, self.limits);
-        axum::serve(listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(|source| ControlError::Serve { address, source })
+        let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            let _ = stopping_tx.send(true);
+        };
+        let serving = axum::serve(listener, self.router).with_graceful_shutdown(signal);
+        let grace_over = async move {
+            // An error means the sender is gone, which only happens once the signal fired.
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            result = serving.into_future() => {
+                result.map_err(|source| ControlError::Serve { address, source })
+            }
+            () = grace_over => {
+                tracing::warn!(%address, ?grace, "control server: connections still open after the grace period; closing");
+                Ok(())
+            }
+        }
     }
 }
 

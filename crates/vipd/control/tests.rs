@@ -451,6 +451,8 @@ async fn garbage_on_the_socket_does_not_stop_the_server() {
 const TIGHT: ConnectionLimits = ConnectionLimits {
     max_connections: 2,
     idle_timeout: Duration::from_millis(300),
+    max_lifetime: Duration::from_secs(60),
+    shutdown_grace: Duration::from_millis(200),
 };
 
 /// Upper bound for anything these tests wait on; far above the 300 ms idle timeout.
@@ -496,6 +498,7 @@ async fn at_the_cap_a_client_waits_until_a_slot_is_released() {
     let limits = ConnectionLimits {
         max_connections: 1,
         idle_timeout: Duration::from_secs(60),
+        ..ConnectionLimits::default()
     };
     let server = start_with_limits(None, limits).await;
     // A keep-alive client that got an answer holds the only slot (it was accepted).
@@ -516,6 +519,65 @@ async fn at_the_cap_a_client_waits_until_a_slot_is_released() {
         .expect("served once the holder leaves")
         .unwrap();
     assert_eq!(reply.status, 200);
+}
+
+#[tokio::test]
+async fn a_trickling_client_is_closed_at_the_end_of_its_lifetime() {
+    let limits = ConnectionLimits {
+        idle_timeout: Duration::from_millis(400),
+        max_lifetime: Duration::from_millis(600),
+        ..TIGHT
+    };
+    let server = start_with_limits(None, limits).await;
+    let mut trickle = TcpStream::connect(server.address).await.unwrap();
+    let header =
+        b"GET /status HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    // One byte per 100 ms never trips the idle timeout; the lifetime cuts it off.
+    // (A write after the server closed fails once its RST is back: the next byte at the latest.)
+    let mut closed = false;
+    for byte in header {
+        if trickle.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        closed,
+        "the server closed the trickling connection while it was still sending"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_stuck_client() {
+    let node = Arc::new(FakeNode::default());
+    let server = bind("127.0.0.1:0".parse().unwrap(), None, node)
+        .await
+        .unwrap()
+        .with_limits(ConnectionLimits {
+            idle_timeout: Duration::from_secs(60),
+            max_lifetime: Duration::from_secs(60),
+            ..TIGHT
+        });
+    let address = server.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let running = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    // Half a request: hyper waits for the rest, which never comes.
+    let mut stuck = TcpStream::connect(address).await.unwrap();
+    stuck.write_all(b"GET /status HTTP/1.1\r\n").await.unwrap();
+    let reply = request(address, "GET", "/status", &[], b"").await;
+    assert_eq!(
+        reply.status, 200,
+        "the server is up and has accepted the stuck client"
+    );
+    stop.send(()).unwrap();
+    let result = tokio::time::timeout(PATIENCE, running)
+        .await
+        .expect("run() returns after the grace period despite the stuck client");
+    assert!(result.unwrap().is_ok());
+    drop(stuck);
 }
 
 #[tokio::test]
