@@ -80,6 +80,8 @@ pub struct ServerStats {
     /// Health-check state (always up without checks).
     pub up: bool,
     pub sessions_current: u64,
+    /// Sessions assigned to this server, counting each connection attempt (a retry elsewhere
+    /// counts on both servers).
     pub sessions_total: u64,
     pub max_connections: Option<usize>,
     pub bytes_in: u64,
