@@ -89,7 +89,13 @@ pub async fn run(mut accepted: Accepted) {
     let frontend = Arc::clone(&accepted.frontend);
     let _current = Gauge::enter(&frontend.sessions_current);
     frontend.sessions_total.fetch_add(1, Ordering::Relaxed);
-    match serve(&mut accepted).await {
+    // A hard stop also ends sessions still reading a PROXY header, queued or connecting.
+    let stop = accepted.stop.clone();
+    let outcome = tokio::select! {
+        outcome = serve(&mut accepted) => outcome,
+        () = stop.cancelled() => Ok(SessionEnd::Cancelled),
+    };
+    match outcome {
         Ok(SessionEnd::Closed) => {}
         Ok(SessionEnd::TimedOut { timeout }) => {
             tracing::debug!(frontend = %frontend.name, client = %accepted.peer, timeout, "session timed out");
