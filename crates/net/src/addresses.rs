@@ -235,3 +235,36 @@ impl AddressManager for NetlinkAddresses {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_catches_what_the_kernel_would_refuse() {
+        let mut vip = Vip::new("eth0", "198.51.100.100".parse().unwrap(), 24);
+        assert!(vip.validate().is_ok());
+        vip.prefix_len = 33;
+        assert!(vip.validate().is_err());
+        vip.prefix_len = 24;
+        vip.label = Some("eth0:vip".into());
+        assert!(vip.validate().is_ok());
+        vip.label = Some("vip".into());
+        assert!(
+            vip.validate().is_err(),
+            "label must start with the interface name"
+        );
+        vip.label = Some("eth0:a-very-long-label".into());
+        assert!(vip.validate().is_err(), "labels are at most 15 bytes");
+        let v6 = Vip::new("eth0", "2001:db8::1".parse().unwrap(), 128);
+        assert!(v6.validate().is_ok());
+        assert!(
+            Vip {
+                prefix_len: 129,
+                ..v6
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}

@@ -44,6 +44,16 @@ fn apply(lab: &Lab, host: usize, vip: &Vip, add: bool) -> Change {
     .unwrap()
 }
 
+/// Asks the manager in `host` whether `vip` is present.
+fn contains(lab: &Lab, host: usize, vip: &Vip) -> bool {
+    let vip = vip.clone();
+    lab.in_host(host, move || {
+        runtime().block_on(async move { NetlinkAddresses::new().unwrap().contains(&vip).await })
+    })
+    .unwrap()
+    .unwrap()
+}
+
 /// The `ip -o addr` lines of eth0 that carry `vip`.
 fn ip_addr_lines(lab: &Lab, host: usize, vip: &Vip) -> Vec<String> {
     let needle = format!(" {}/{} ", vip.address, vip.prefix_len);
@@ -75,11 +85,13 @@ fn vips_are_added_and_removed_idempotently() {
             assert!(!lines[0].contains("tentative"), "{lines:?}");
         }
 
+        assert!(contains(&lab, 0, &vip), "{vip}");
         assert_eq!(apply(&lab, 0, &vip, true), Change::AlreadyInPlace, "{vip}");
         assert_eq!(ip_addr_lines(&lab, 0, &vip).len(), 1, "{vip}: added twice");
 
         assert_eq!(apply(&lab, 0, &vip, false), Change::Applied, "{vip}");
         assert!(ip_addr_lines(&lab, 0, &vip).is_empty(), "{vip}");
+        assert!(!contains(&lab, 0, &vip), "{vip}");
         assert_eq!(apply(&lab, 0, &vip, false), Change::AlreadyInPlace, "{vip}");
         assert!(
             ip_addr_lines(&lab, 0, &vip).is_empty(),
