@@ -1,14 +1,15 @@
 //! The control server on `control.listen`: `GET /status` (JSON), `GET /metrics` (OpenMetrics
 //! text), `GET /` (dashboard) and the admin actions under `/api/v1/`.
 //!
-//! The supervisor implements [`Control`] and calls [`bind`] then [`ControlServer::run`] (or
-//! [`serve`] for both). Everything here sees the daemon only through that trait, so the tests drive
-//! the real router with a fake node and no root.
+//! The supervisor implements [`Control`] and calls [`bind`] (so a taken port fails start-up),
+//! then [`ControlServer::run`]. Everything here sees the daemon only through that trait, so the
+//! tests drive the real router with a fake node and no root.
 //!
 //! Every request is outside input: bad paths, methods, bodies and tokens get a 4xx with a JSON
 //! `{"error": "..."}` body and the server keeps serving.
 
-// The supervisor that calls `serve` lands separately; until then only the tests reach most of this.
+// The supervisor that calls `bind` and `run` lands separately; until then only the tests reach
+// most of this. Drop this line once it is in (nothing else is unused then).
 #![allow(dead_code, unused_imports)]
 
 mod api;
@@ -28,9 +29,8 @@ use tokio::net::TcpListener;
 pub use connections::ConnectionLimits;
 
 pub use status::{
-    BackendStatus, FrontendStatus, Health, InstanceCounters, InstanceStatus, MasterSeen,
-    NodeStatus, ProxySummary, ServerAdmin, ServerStatus, TrackerKind, TrackerState, TrackerStatus,
-    VrrpState,
+    InstanceCounters, InstanceStatus, MasterSeen, NodeStatus, TrackerKind, TrackerState,
+    TrackerStatus, VrrpState,
 };
 
 /// Largest request body accepted; the admin bodies are a few dozen bytes.
@@ -159,7 +159,8 @@ impl ControlServer {
         self.address
     }
 
-    /// Replaces the default connection cap and idle timeout.
+    /// Replaces the default connection limits (tests use small ones to see them act).
+    #[cfg(test)]
     pub fn with_limits(mut self, limits: ConnectionLimits) -> Self {
         self.limits = limits;
         self
@@ -197,14 +198,4 @@ impl ControlServer {
             }
         }
     }
-}
-
-/// [`bind`] then [`ControlServer::run`].
-pub async fn serve<C: Control>(
-    listen: SocketAddr,
-    token: Option<String>,
-    control: Arc<C>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ControlError> {
-    bind(listen, token, control).await?.run(shutdown).await
 }
