@@ -137,7 +137,8 @@ fn with_timeouts(server: std::net::SocketAddr, timeouts: Timeouts) -> vipd_proxy
 async fn idle_timeout_closes_a_silent_session_and_spares_a_tunnel() {
     let echo = EchoServer::start(addr("127.0.0.2:0")).await;
     let timeouts = Timeouts {
-        idle: Duration::from_secs(1),
+        // Long enough for the tunnel's first echo on a loaded machine.
+        idle: Duration::from_secs(3),
         tunnel: Duration::from_secs(120),
         ..Timeouts::default()
     };
@@ -153,7 +154,7 @@ async fn idle_timeout_closes_a_silent_session_and_spares_a_tunnel() {
         "the silent session hits the idle timeout"
     );
     // Well past `idle`: the tunnel, which carried data both ways, is still served.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
     ping(&mut tunnel).await;
 }
 
