@@ -115,7 +115,9 @@ pub struct TransportStats {
 
 /// Sends and receives VRRP messages for one virtual router (or several on one interface).
 pub trait VrrpTransport: Send + Sync {
-    /// Sends `payload` to the group, or to every unicast peer.
+    /// Sends the same `payload` to the group, or to every unicast peer. Right for v2 and for
+    /// IPv6 (kernel checksum); for VRRPv3 over IPv4 to more than one peer the checksum differs
+    /// per destination: use [`VrrpTransport::destinations`] and [`VrrpTransport::send_to`].
     fn send(&self, payload: &[u8]) -> impl Future<Output = Result<(), NetError>> + Send;
     /// The next accepted advert; dropped ones are counted in [`VrrpTransport::stats`].
     fn recv(&self) -> impl Future<Output = Result<ReceivedAdvert, NetError>> + Send;

@@ -156,3 +156,84 @@ fn received_adverts_parse_with_the_codec_using_the_reported_addresses() {
         );
     }
 }
+
+#[test]
+fn unicast_v3_adverts_built_per_destination_verify_at_every_peer() {
+    if !e2e_enabled("unicast_v3_adverts_built_per_destination_verify_at_every_peer") {
+        return;
+    }
+    // The v3 IPv4 checksum covers the IP destination: each peer needs its own bytes.
+    let lab = Lab::new(3).unwrap();
+    let sender: IpAddr = lab.host(0).ipv4.into();
+    let peers: Vec<IpAddr> = vec![lab.host(1).ipv4.into(), lab.host(2).ipv4.into()];
+    let receivers: Vec<_> = (1..=2)
+        .map(|host| {
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let handle = lab
+                .spawn_in_host(host, move || {
+                    runtime().block_on(async move {
+                        let socket = VrrpSocket::open(VrrpSocketConfig {
+                            interface: "eth0".into(),
+                            family: Family::Ipv4,
+                            mode: Mode::Unicast {
+                                peers: vec![sender],
+                                source: None,
+                            },
+                        })
+                        .unwrap();
+                        ready_tx.send(()).unwrap();
+                        tokio::time::timeout(std::time::Duration::from_secs(3), socket.recv())
+                            .await
+                            .unwrap()
+                            .unwrap()
+                    })
+                })
+                .unwrap();
+            ready_rx
+                .recv_timeout(std::time::Duration::from_secs(5))
+                .unwrap();
+            handle
+        })
+        .collect();
+    let sent = advert(
+        VersionFields::V3 {
+            max_advert_interval: Centis::try_from(100).unwrap(),
+        },
+        "198.51.100.100".parse().unwrap(),
+    );
+    lab.in_host(0, {
+        let sent = sent.clone();
+        move || {
+            runtime().block_on(async move {
+                let socket = VrrpSocket::open(VrrpSocketConfig {
+                    interface: "eth0".into(),
+                    family: Family::Ipv4,
+                    mode: Mode::Unicast {
+                        peers,
+                        source: None,
+                    },
+                })
+                .unwrap();
+                for destination in socket.destinations() {
+                    let bytes = sent
+                        .to_bytes(
+                            socket.source_address(),
+                            destination,
+                            ChecksumForm::WithPseudoHeader,
+                        )
+                        .unwrap();
+                    socket.send_to(&bytes, destination).await.unwrap();
+                }
+            });
+        }
+    })
+    .unwrap();
+    for receiver in receivers {
+        let received = receiver.join().unwrap().unwrap();
+        let parsed =
+            Advertisement::from_bytes(&received.payload, received.source, received.destination)
+                .unwrap();
+        assert_eq!(parsed.advertisement, sent);
+        assert_eq!(parsed.checksum, ChecksumForm::WithPseudoHeader);
+    }
+}
