@@ -2,7 +2,16 @@
 
 mod check;
 mod control;
+mod exec;
+mod host;
+mod instance;
+mod mapping;
+mod notify;
+mod priority;
+mod run;
 mod status_cmd;
+mod supervisor;
+mod tracker;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +31,8 @@ struct Cli {
 enum Command {
     /// Validate a configuration file: a summary and warnings (exit 0), or every error (exit 1).
     Check(check::CheckArgs),
+    /// Run the daemon: VRRP instances, the proxy, trackers and the control server.
+    Run(run::RunArgs),
     /// Print a running daemon's status: instances, trackers, frontends, servers.
     Status(status_cmd::StatusArgs),
 }
@@ -38,6 +49,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Check(args) => check::run(&args),
+        Command::Run(args) => run::run(&args),
         Command::Status(args) => status_cmd::run(&args),
     };
     outcome.unwrap_or_else(|error| {

@@ -1,0 +1,247 @@
+//! The host the supervisor acts on, behind one trait: the real Linux host (raw sockets, rtnetlink,
+//! AF_PACKET, netlink monitors) or an in-memory one for tests that need no root.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use tokio::sync::{broadcast, watch};
+use tracing::warn;
+use vipd_config::VrrpInstance;
+use vipd_net::{
+    AddressEvent, AddressManager, AddressMonitor, Announce, Family, Interface, LinkMonitor,
+    LinkState, Mode, NetlinkAddresses, PacketAnnouncer, VrrpSocket, VrrpSocketConfig,
+    VrrpTransport,
+};
+
+/// Link state of interfaces by name: `true` when up.
+pub type Links = BTreeMap<String, bool>;
+
+/// What the supervisor needs from a host.
+pub trait Host: Send + Sync + 'static {
+    type Transport: VrrpTransport + 'static;
+    type Addresses: AddressManager + 'static;
+    type Announcer: Announce + 'static;
+
+    /// The VRRP transport of one instance (its interface, family, multicast or unicast).
+    fn transport(&self, instance: &VrrpInstance) -> Result<Self::Transport>;
+    /// An announcer (GARP / unsolicited NA) on `interface`.
+    fn announcer(&self, interface: &str) -> Result<Self::Announcer>;
+    /// The address manager shared by every instance.
+    fn addresses(&self) -> Arc<Self::Addresses>;
+    /// The kernel index of `interface`, to match address events.
+    fn interface_index(&self, interface: &str) -> Result<u32>;
+    /// Starts following the link state of `interfaces` (those already followed are kept).
+    fn follow_links(&self, interfaces: &[String]);
+    /// Link state of every followed interface.
+    fn links(&self) -> watch::Receiver<Links>;
+    /// Address additions and removals on the host.
+    fn address_events(&self) -> broadcast::Receiver<AddressEvent>;
+}
+
+/// The real host: everything through the kernel.
+pub struct LinuxHost {
+    addresses: Arc<NetlinkAddresses>,
+    links: watch::Sender<Links>,
+    indexes: Arc<Mutex<BTreeMap<u32, String>>>,
+    address_events: broadcast::Sender<AddressEvent>,
+}
+
+impl LinuxHost {
+    /// Opens the netlink connections and starts the link and address monitors. Needs a tokio
+    /// runtime, CAP_NET_ADMIN.
+    pub fn start() -> Result<Self> {
+        let addresses = Arc::new(NetlinkAddresses::new().context("opening rtnetlink")?);
+        let (links, _) = watch::channel(Links::new());
+        let indexes: Arc<Mutex<BTreeMap<u32, String>>> = Arc::default();
+        let (address_events, _) = broadcast::channel(256);
+
+        let mut link_monitor = LinkMonitor::start().context("starting the link monitor")?;
+        let link_tx = links.clone();
+        let link_indexes = Arc::clone(&indexes);
+        tokio::spawn(async move {
+            while let Some(event) = link_monitor.next().await {
+                let name = event.name.clone().or_else(|| {
+                    link_indexes
+                        .lock()
+                        .ok()
+                        .and_then(|indexes| indexes.get(&event.interface_index).cloned())
+                });
+                let Some(name) = name else { continue };
+                let up = event.state == LinkState::Up;
+                link_tx.send_if_modified(|links| match links.get_mut(&name) {
+                    // Only followed interfaces are published.
+                    Some(state) if *state != up => {
+                        *state = up;
+                        true
+                    }
+                    _ => false,
+                });
+            }
+            warn!("link monitor ended; link changes are no longer seen");
+        });
+
+        let mut address_monitor =
+            AddressMonitor::start().context("starting the address monitor")?;
+        let events = address_events.clone();
+        tokio::spawn(async move {
+            while let Some(event) = address_monitor.next().await {
+                // No receiver is fine: no instance cares right now.
+                let _ = events.send(event);
+            }
+            warn!("address monitor ended; instances fall back to periodic reconciliation");
+        });
+
+        Ok(Self {
+            addresses,
+            links,
+            indexes,
+            address_events,
+        })
+    }
+}
+
+impl Host for LinuxHost {
+    type Transport = VrrpSocket;
+    type Addresses = NetlinkAddresses;
+    type Announcer = PacketAnnouncer;
+
+    fn transport(&self, instance: &VrrpInstance) -> Result<VrrpSocket> {
+        let family = if instance.is_ipv6() {
+            Family::Ipv6
+        } else {
+            Family::Ipv4
+        };
+        let mode = match &instance.unicast {
+            None => Mode::Multicast,
+            Some(unicast) => Mode::Unicast {
+                peers: unicast.peers.clone(),
+                source: unicast.source,
+            },
+        };
+        VrrpSocket::open(VrrpSocketConfig {
+            interface: instance.interface.clone(),
+            family,
+            mode,
+        })
+        .with_context(|| {
+            format!(
+                "vrrp {}: opening the VRRP socket on {}",
+                instance.name, instance.interface
+            )
+        })
+    }
+
+    fn announcer(&self, interface: &str) -> Result<PacketAnnouncer> {
+        PacketAnnouncer::open(interface)
+            .with_context(|| format!("opening a packet socket on {interface}"))
+    }
+
+    fn addresses(&self) -> Arc<NetlinkAddresses> {
+        Arc::clone(&self.addresses)
+    }
+
+    fn interface_index(&self, interface: &str) -> Result<u32> {
+        Ok(Interface::lookup(interface)
+            .with_context(|| format!("interface {interface}"))?
+            .index)
+    }
+
+    fn follow_links(&self, interfaces: &[String]) {
+        for name in interfaces {
+            if self.links.borrow().contains_key(name) {
+                continue;
+            }
+            // An interface that does not exist yet is down until the monitor says otherwise.
+            let (up, index) = match Interface::lookup(name) {
+                Ok(interface) => (interface.is_up, Some(interface.index)),
+                Err(_) => (false, None),
+            };
+            if let (Some(index), Ok(mut indexes)) = (index, self.indexes.lock()) {
+                indexes.insert(index, name.clone());
+            }
+            self.links.send_modify(|links| {
+                links.insert(name.clone(), up);
+            });
+        }
+    }
+
+    fn links(&self) -> watch::Receiver<Links> {
+        self.links.subscribe()
+    }
+
+    fn address_events(&self) -> broadcast::Receiver<AddressEvent> {
+        self.address_events.subscribe()
+    }
+}
+
+/// An in-memory host for supervisor tests: adverts on a [`vipd_net::MemoryLan`], addresses in a
+/// table, announcements recorded, link state and address events driven by the test.
+#[cfg(test)]
+pub struct MemoryHost {
+    pub lan: vipd_net::MemoryLan,
+    /// The node's primary address on the LAN.
+    pub address: std::net::IpAddr,
+    pub addresses: Arc<vipd_net::MemoryAddresses>,
+    pub announcer: vipd_net::MemoryAnnouncer,
+    pub links: watch::Sender<Links>,
+    pub address_events: broadcast::Sender<AddressEvent>,
+}
+
+#[cfg(test)]
+impl MemoryHost {
+    pub fn new(lan: &vipd_net::MemoryLan, address: std::net::IpAddr) -> Self {
+        Self {
+            lan: lan.clone(),
+            address,
+            addresses: Arc::default(),
+            announcer: vipd_net::MemoryAnnouncer::new(),
+            links: watch::channel(Links::new()).0,
+            address_events: broadcast::channel(16).0,
+        }
+    }
+}
+
+#[cfg(test)]
+impl Host for MemoryHost {
+    type Transport = vipd_net::MemoryTransport;
+    type Addresses = vipd_net::MemoryAddresses;
+    type Announcer = vipd_net::MemoryAnnouncer;
+
+    fn transport(&self, _instance: &VrrpInstance) -> Result<Self::Transport> {
+        Ok(self.lan.join(self.address))
+    }
+
+    fn announcer(&self, _interface: &str) -> Result<Self::Announcer> {
+        Ok(self.announcer.clone())
+    }
+
+    fn addresses(&self) -> Arc<Self::Addresses> {
+        Arc::clone(&self.addresses)
+    }
+
+    fn interface_index(&self, _interface: &str) -> Result<u32> {
+        Ok(1)
+    }
+
+    fn follow_links(&self, interfaces: &[String]) {
+        self.links.send_if_modified(|links| {
+            let mut added = false;
+            for name in interfaces {
+                if !links.contains_key(name) {
+                    links.insert(name.clone(), true);
+                    added = true;
+                }
+            }
+            added
+        });
+    }
+
+    fn links(&self) -> watch::Receiver<Links> {
+        self.links.subscribe()
+    }
+
+    fn address_events(&self) -> broadcast::Receiver<AddressEvent> {
+        self.address_events.subscribe()
+    }
+}

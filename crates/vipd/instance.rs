@@ -1,0 +1,450 @@
+//! One task per VRRP instance: it drives `vipd_vrrp::VirtualRouter` with real time and carries
+//! out what the router asks for through the host's seams (transport, addresses, announcer).
+//!
+//! The task `select!`s on: received adverts, the router's next deadline, tracker verdicts, its
+//! interface's link state, VIPs removed behind our back, and commands (maintenance, shutdown).
+//! Every input is fed with the current time; then every output is drained before the next wait.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::select_all;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tracing::{debug, error, info, warn};
+use vipd_net::{AddressEvent, AddressManager, Announce, VrrpTransport};
+use vipd_vrrp::{Advertisement, ChecksumForm, Input, Output, Priority, State, VirtualRouter};
+
+use crate::control::{
+    InstanceCounters, InstanceStatus, MasterSeen, TrackerState, TrackerStatus, VrrpState,
+};
+use crate::notify::{HookState, Notifier};
+use crate::priority::{self, Contribution, Effective, Verdict};
+use crate::tracker::{Reading, TrackerInfo};
+
+/// How often a master checks that its VIPs are still on the host, in case a netlink
+/// notification of their removal was lost (the monitor catches the common case at once).
+const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+
+/// What the supervisor can ask of a running instance.
+#[derive(Debug)]
+pub enum Command {
+    /// Operator maintenance: release mastership (priority 0) and stay backup, or resume.
+    Maintenance(bool),
+    /// Shut down: a master sends priority 0 and removes its VIPs; the reply comes after that.
+    Shutdown(oneshot::Sender<()>),
+    /// A reload restarted some of this instance's trackers: follow the new ones.
+    ReplaceTrackers(Vec<(TrackerInfo, watch::Receiver<Reading>)>),
+}
+
+/// Everything one instance task needs from the outside, built by the supervisor.
+pub struct Parts<T, A, N> {
+    pub name: String,
+    pub interface: String,
+    pub router: VirtualRouter,
+    /// v3 over IPv4: which checksum form to send.
+    pub checksum: ChecksumForm,
+    pub transport: T,
+    pub addresses: Arc<A>,
+    pub announcer: N,
+    pub vips: Vec<vipd_net::Vip>,
+    /// Other VRIDs this node runs on the same interface: their adverts reach our socket too and
+    /// are not "wrong VRID" drops.
+    pub sibling_vrids: Vec<u8>,
+    pub trackers: Vec<(TrackerInfo, watch::Receiver<Reading>)>,
+    /// Whether the instance's interface is up (and its index, to match address events).
+    pub link: watch::Receiver<bool>,
+    pub interface_index: u32,
+    pub address_events: broadcast::Receiver<AddressEvent>,
+    pub notifier: Notifier,
+    /// For status: the VIPs as configured (with prefix), the VRID and the version number.
+    pub vip_strings: Vec<String>,
+    pub vrid: u8,
+    pub version: u8,
+}
+
+/// A running instance, as the supervisor holds it.
+pub struct Handle {
+    pub commands: mpsc::Sender<Command>,
+    pub status: watch::Receiver<InstanceStatus>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Handle {
+    /// Shuts the instance down and waits for its VIPs to be released.
+    pub async fn shutdown(self) {
+        let (done, released) = oneshot::channel();
+        if self.commands.send(Command::Shutdown(done)).await.is_ok() {
+            let _ = released.await;
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// Starts the instance task.
+pub fn spawn<T, A, N>(parts: Parts<T, A, N>) -> Handle
+where
+    T: VrrpTransport + 'static,
+    A: AddressManager + 'static,
+    N: Announce + 'static,
+{
+    let (commands, command_rx) = mpsc::channel(16);
+    let initial = InstanceStatus {
+        name: parts.name.clone(),
+        interface: parts.interface.clone(),
+        vrid: parts.vrid,
+        version: parts.version,
+        state: VrrpState::Initialize,
+        maintenance: false,
+        configured_priority: parts.router.configured_priority().get(),
+        effective_priority: parts.router.effective_priority().get(),
+        vips: parts.vip_strings.clone(),
+        master: None,
+        trackers: Vec::new(),
+        counters: InstanceCounters::default(),
+    };
+    let (status_tx, status) = watch::channel(initial);
+    let task = tokio::spawn(Instance::new(parts, status_tx).run(command_rx));
+    Handle {
+        commands,
+        status,
+        task,
+    }
+}
+
+struct Instance<T, A, N> {
+    parts: Parts<T, A, N>,
+    status: watch::Sender<InstanceStatus>,
+    vips_restored: u64,
+    malformed_adverts: u64,
+}
+
+impl<T, A, N> Instance<T, A, N>
+where
+    T: VrrpTransport,
+    A: AddressManager,
+    N: Announce,
+{
+    fn new(parts: Parts<T, A, N>, status: watch::Sender<InstanceStatus>) -> Self {
+        Self {
+            parts,
+            status,
+            vips_restored: 0,
+            malformed_adverts: 0,
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        self.apply_trackers_and_link(now());
+        self.parts
+            .router
+            .handle_input(now().into_std(), Input::Startup);
+        self.drain_outputs().await;
+        let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
+        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = self
+                .parts
+                .router
+                .poll_timeout()
+                .map_or_else(far_future, Instant::from_std);
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::ReplaceTrackers(trackers)) => {
+                        self.parts.trackers = trackers;
+                        self.apply_trackers_and_link(now());
+                    }
+                    Some(Command::Maintenance(on)) => {
+                        info!(instance = %self.parts.name, on, "maintenance");
+                        self.parts.router.handle_input(now().into_std(), Input::Maintenance(on));
+                    }
+                    Some(Command::Shutdown(done)) => {
+                        self.parts.router.handle_input(now().into_std(), Input::Shutdown);
+                        self.drain_outputs().await;
+                        self.publish();
+                        let _ = done.send(());
+                        return;
+                    }
+                    // The supervisor is gone: release like a shutdown rather than hold VIPs
+                    // nobody manages.
+                    None => {
+                        self.parts.router.handle_input(now().into_std(), Input::Shutdown);
+                        self.drain_outputs().await;
+                        return;
+                    }
+                },
+                received = self.parts.transport.recv() => match received {
+                    Ok(received) => self.receive(&received),
+                    Err(error) => {
+                        warn!(instance = %self.parts.name, %error, "receiving VRRP failed");
+                        // A persistent socket error must not spin a core.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                () = tokio::time::sleep_until(deadline) => {
+                    self.parts.router.handle_timeout(now().into_std());
+                }
+                () = any_changed(&mut self.parts.trackers) => self.apply_trackers_and_link(now()),
+                Ok(()) = self.parts.link.changed() => self.apply_trackers_and_link(now()),
+                event = self.parts.address_events.recv() => self.address_event(event).await,
+                _ = reconcile.tick() => self.reconcile().await,
+            }
+            self.drain_outputs().await;
+            self.publish();
+        }
+    }
+
+    fn receive(&mut self, received: &vipd_net::ReceivedAdvert) {
+        // Adverts of our other instances on this interface arrive on every socket; they are
+        // not addressed to this router and are not errors.
+        if received
+            .payload
+            .get(1)
+            .is_some_and(|vrid| self.parts.sibling_vrids.contains(vrid))
+        {
+            return;
+        }
+        match Advertisement::from_bytes(&received.payload, received.source, received.destination) {
+            Ok(parsed) => {
+                let input = Input::Advertisement {
+                    source: received.source,
+                    advert: parsed.advertisement,
+                };
+                self.parts.router.handle_input(now().into_std(), input);
+            }
+            Err(error) => {
+                self.malformed_adverts += 1;
+                debug!(instance = %self.parts.name, source = %received.source, %error, "dropped malformed advertisement");
+            }
+        }
+    }
+
+    /// Recomputes Fault and the effective priority from the trackers and the link.
+    fn apply_trackers_and_link(&mut self, at: Instant) {
+        let link_up = *self.parts.link.borrow_and_update();
+        let contributions: Vec<Contribution> = self
+            .parts
+            .trackers
+            .iter_mut()
+            .map(|(info, reading)| {
+                Contribution::of(info.weight, reading.borrow_and_update().verdict)
+            })
+            .collect();
+        let configured = self.parts.router.configured_priority().get();
+        let effective = if link_up {
+            priority::effective(configured, contributions)
+        } else {
+            // vrrp.md: the interface down is a Fault, whatever the trackers say.
+            Effective::Fault
+        };
+        let now = at.into_std();
+        match effective {
+            Effective::Fault => self.parts.router.handle_input(now, Input::Fault(true)),
+            Effective::Priority(value) => {
+                // The router advertises a changed priority at once (vrrp.md Tracking).
+                self.parts
+                    .router
+                    .handle_input(now, Input::EffectivePriority(Priority::new(value)));
+                self.parts.router.handle_input(now, Input::Fault(false));
+            }
+        }
+    }
+
+    async fn address_event(&mut self, event: Result<AddressEvent, broadcast::error::RecvError>) {
+        match event {
+            Ok(AddressEvent::Removed {
+                interface_index,
+                address,
+                ..
+            }) if interface_index == self.parts.interface_index
+                && self.parts.router.state() == State::Master
+                && self.parts.vips.iter().any(|vip| vip.address == address) =>
+            {
+                warn!(instance = %self.parts.name, %address, "VIP removed by someone else while master; putting it back");
+                self.reconcile().await;
+            }
+            Ok(_) => {}
+            // Missed events: check the host instead of guessing.
+            Err(broadcast::error::RecvError::Lagged(_)) => self.reconcile().await,
+            Err(broadcast::error::RecvError::Closed) => {
+                // No monitor (in-memory hosts): wait on the periodic reconcile only.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Puts the VIPs back if we are master and someone removed them.
+    async fn reconcile(&mut self) {
+        if self.parts.router.state() != State::Master {
+            return;
+        }
+        match self.parts.addresses.reconcile(&self.parts.vips, &[]).await {
+            Ok(fixed) if !fixed.added.is_empty() => {
+                self.vips_restored += fixed.added.len() as u64;
+                warn!(instance = %self.parts.name, restored = fixed.added.len(), total = self.vips_restored, "VIPs restored");
+                self.announce(1);
+            }
+            Ok(_) => {}
+            Err(error) => error!(instance = %self.parts.name, %error, "reconciling VIPs failed"),
+        }
+    }
+
+    async fn drain_outputs(&mut self) {
+        while let Some(output) = self.parts.router.poll_output() {
+            match output {
+                Output::SendAdvertisement(advert) => self.send(&advert).await,
+                Output::AddVips => {
+                    for vip in &self.parts.vips {
+                        if let Err(error) = self.parts.addresses.add(vip).await {
+                            error!(instance = %self.parts.name, vip = %vip.address, %error, "adding VIP failed");
+                        }
+                    }
+                }
+                Output::RemoveVips => {
+                    for vip in &self.parts.vips {
+                        if let Err(error) = self.parts.addresses.remove(vip).await {
+                            error!(instance = %self.parts.name, vip = %vip.address, %error, "removing VIP failed");
+                        }
+                    }
+                }
+                Output::Announce { count } => self.announce(count),
+                Output::StateChanged { from, to, reason } => {
+                    let priority = self.parts.router.effective_priority().get();
+                    info!(instance = %self.parts.name, from = ?from, to = ?to, reason = ?reason, priority, "state changed");
+                    let hook = match to {
+                        State::Master => Some(HookState::Master),
+                        State::Backup => Some(HookState::Backup),
+                        State::Fault => Some(HookState::Fault),
+                        State::Initialize => None,
+                    };
+                    if let Some(hook) = hook {
+                        self.parts.notifier.state_changed(hook, priority);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, advert: &Advertisement) {
+        let source = self.parts.transport.source_address();
+        for destination in self.parts.transport.destinations() {
+            // The v3 IPv4 pseudo-header checksum covers the destination, so unicast adverts are
+            // built per peer, as keepalived does.
+            let bytes = match advert.to_bytes(source, destination, self.parts.checksum) {
+                Ok(bytes) => bytes,
+                Err(error) => {
+                    error!(instance = %self.parts.name, %error, "cannot build advertisement");
+                    return;
+                }
+            };
+            if let Err(error) = self.parts.transport.send_to(&bytes, destination).await {
+                warn!(instance = %self.parts.name, %destination, %error, "sending advertisement failed");
+            }
+        }
+    }
+
+    fn announce(&self, count: u32) {
+        for vip in &self.parts.vips {
+            for _ in 0..count {
+                if let Err(error) = self.parts.announcer.announce(vip.address) {
+                    warn!(instance = %self.parts.name, vip = %vip.address, %error, "announcement failed");
+                    break;
+                }
+            }
+        }
+    }
+
+    fn publish(&self) {
+        let router = &self.parts.router;
+        let trackers = self
+            .parts
+            .trackers
+            .iter()
+            .map(|(info, reading)| {
+                let reading = reading.borrow();
+                TrackerStatus {
+                    kind: info.kind,
+                    target: info.target.clone(),
+                    weight: i32::from(info.weight),
+                    state: match reading.verdict {
+                        Verdict::Up => TrackerState::Up,
+                        Verdict::Down => TrackerState::Down,
+                        Verdict::Value(value) => TrackerState::Value(value),
+                    },
+                    detail: reading.detail.clone(),
+                }
+            })
+            .collect();
+        let stats = router.stats();
+        let transport = self.parts.transport.stats();
+        let dropped = stats.dropped;
+        let counters = InstanceCounters {
+            adverts_sent: stats.adverts_sent,
+            adverts_received: stats.adverts_received,
+            adverts_dropped: dropped.wrong_vrid
+                + dropped.wrong_version
+                + dropped.wrong_family
+                + dropped.interval_mismatch
+                + dropped.auth_mismatch
+                + self.malformed_adverts
+                + transport.dropped_ttl
+                + transport.dropped_unknown_peer
+                + transport.dropped_malformed,
+            became_master: stats.became_master,
+            two_masters_seen: stats.two_masters_seen,
+            priority_zero_sent: stats.priority_zero_sent,
+            priority_zero_received: stats.priority_zero_received,
+            vips_restored: self.vips_restored,
+        };
+        let master = router.last_master().map(|master| MasterSeen {
+            address: master.address,
+            priority: master.priority.get(),
+            advert_interval_ms: u32::try_from(master.advert_interval.as_millis())
+                .unwrap_or(u32::MAX),
+            seen_seconds_ago: now()
+                .into_std()
+                .saturating_duration_since(master.seen_at)
+                .as_secs_f64(),
+        });
+        self.status.send_modify(|status| {
+            status.state = vrrp_state(router.state());
+            status.maintenance = router.in_maintenance();
+            status.effective_priority = router.effective_priority().get();
+            status.master = master;
+            status.trackers = trackers;
+            status.counters = counters;
+        });
+    }
+}
+
+fn vrrp_state(state: State) -> VrrpState {
+    match state {
+        State::Initialize => VrrpState::Initialize,
+        State::Backup => VrrpState::Backup,
+        State::Master => VrrpState::Master,
+        State::Fault => VrrpState::Fault,
+    }
+}
+
+fn now() -> Instant {
+    Instant::now()
+}
+
+fn far_future() -> Instant {
+    // tokio's own "far future": about 30 years, which never overflows an Instant.
+    Instant::now() + Duration::from_secs(86400 * 365 * 30)
+}
+
+/// Resolves when any tracker's reading changes; never when there are none. A tracker whose task
+/// ended (stopped by a reload) keeps its last reading and is not waited on.
+async fn any_changed(trackers: &mut [(TrackerInfo, watch::Receiver<Reading>)]) {
+    let changes: Vec<_> = trackers
+        .iter_mut()
+        .filter(|(_, reading)| reading.has_changed().is_ok())
+        .map(|(_, reading)| Box::pin(reading.changed()))
+        .collect();
+    if changes.is_empty() {
+        return std::future::pending().await;
+    }
+    let _ = select_all(changes).await;
+}

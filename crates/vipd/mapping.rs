@@ -1,0 +1,170 @@
+//! From the YAML model (vipd-config) to the engines' own types: the VRRP router's configuration
+//! and the proxy's. Field for field; every value was validated by vipd-config already, so the
+//! only errors here are what validation cannot know (the interface's address at run time).
+
+use std::net::IpAddr;
+
+use anyhow::{Context, Result};
+use vipd_config::{Config, VrrpInstance};
+use vipd_vrrp::{Auth, ChecksumForm, GarpSchedule, Priority, RouterConfig, Version, Vrid};
+
+/// The router configuration of `instance`, whose adverts leave from `primary_address`.
+pub fn router_config(instance: &VrrpInstance, primary_address: IpAddr) -> Result<RouterConfig> {
+    let vrid =
+        Vrid::try_from(instance.vrid).with_context(|| format!("vrrp {}: vrid", instance.name))?;
+    let auth = match &instance.auth_password {
+        Some(password) => Auth::simple_password(password.as_bytes())
+            .with_context(|| format!("vrrp {}: auth_password", instance.name))?,
+        None => Auth::None,
+    };
+    Ok(RouterConfig {
+        vrid,
+        version: match instance.version {
+            vipd_config::VrrpVersion::V2 => Version::V2,
+            vipd_config::VrrpVersion::V3 => Version::V3,
+        },
+        priority: Priority::new(instance.priority),
+        advert_interval: instance.advert_interval,
+        preempt: instance.preempt,
+        preempt_delay: instance.preempt_delay,
+        primary_address,
+        // Adverts carry the VIPs of the advertised family only (config.md allows a v3 instance
+        // to hold both families; the router's address list is one family by RFC 9568 5.2.9).
+        vips: instance
+            .advertised_vips()
+            .map(|vip| vip.address.addr())
+            .collect(),
+        auth,
+        garp: GarpSchedule {
+            repeat: instance.garp.repeat,
+            delay: Some(instance.garp.delay),
+            refresh: instance.garp.refresh,
+        },
+    })
+}
+
+/// The checksum form of v3 adverts over IPv4.
+pub fn checksum_form(instance: &VrrpInstance) -> ChecksumForm {
+    match instance.checksum {
+        vipd_config::V3Checksum::WithPseudoHeader => ChecksumForm::WithPseudoHeader,
+        vipd_config::V3Checksum::MessageOnly => ChecksumForm::MessageOnly,
+    }
+}
+
+/// The VIPs of `instance` as the address manager takes them.
+pub fn vips(instance: &VrrpInstance) -> Vec<vipd_net::Vip> {
+    instance
+        .vips
+        .iter()
+        .map(|vip| vipd_net::Vip {
+            interface: vip.interface.clone(),
+            address: vip.address.addr(),
+            prefix_len: vip.address.prefix_len(),
+            label: vip.label.clone(),
+        })
+        .collect()
+}
+
+/// The proxy's configuration: every frontend and backend of the file.
+// Starting from the proxy's defaults keeps its settings that vipd.yaml does not expose yet.
+#[allow(clippy::field_reassign_with_default)]
+pub fn proxy_config(config: &Config) -> vipd_proxy::ProxyConfig {
+    use vipd_proxy as proxy;
+    let frontends = config
+        .frontends
+        .iter()
+        .map(|frontend| proxy::FrontendConfig {
+            name: frontend.name.clone(),
+            bind: frontend.bind.clone(),
+            backend: frontend.backend.clone(),
+            accept_proxy: frontend.accept_proxy,
+            max_connections: frontend.max_connections.map_or(
+                proxy::FrontendConfig::new("", Vec::new(), "").max_connections,
+                widen,
+            ),
+        })
+        .collect();
+    let backends = config
+        .backends
+        .iter()
+        .map(|backend| {
+            let health = &backend.health;
+            let (kind, http) = match &health.kind {
+                vipd_config::HealthKind::Tcp => (proxy::HealthCheckKind::Tcp, None),
+                vipd_config::HealthKind::Http(http) => (proxy::HealthCheckKind::Http, Some(http)),
+                vipd_config::HealthKind::Https { http, tls_verify } => (
+                    proxy::HealthCheckKind::Https {
+                        tls_verify: match tls_verify {
+                            vipd_config::TlsVerify::None => proxy::TlsVerify::None,
+                            vipd_config::TlsVerify::CaFile(path) => {
+                                proxy::TlsVerify::CaFile(path.clone())
+                            }
+                        },
+                    },
+                    Some(http),
+                ),
+            };
+            let mut check = proxy::HealthCheckConfig::new(kind);
+            if let Some(http) = http {
+                check.path.clone_from(&http.path);
+                check.expect_status.clone_from(&http.expect_status);
+                check.host.clone_from(&http.host);
+            }
+            check.interval = health.interval;
+            check.timeout = health.timeout;
+            check.rise = health.rise;
+            check.fall = health.fall;
+            check.initially_up = health.initially_up;
+            let mut mapped = proxy::BackendConfig::new(
+                backend.name.clone(),
+                backend
+                    .servers
+                    .iter()
+                    .map(|server| proxy::ServerConfig {
+                        name: server.name.clone(),
+                        address: server.address,
+                        weight: server.weight,
+                        backup: server.backup,
+                        max_connections: server.max_connections.map(widen),
+                    })
+                    .collect(),
+            );
+            mapped.balance = match backend.balance {
+                vipd_config::Balance::RoundRobin => proxy::Balance::RoundRobin,
+                vipd_config::Balance::LeastConn => proxy::Balance::LeastConn,
+                vipd_config::Balance::Source => proxy::Balance::Source,
+                vipd_config::Balance::Random => proxy::Balance::Random,
+            };
+            mapped.send_proxy = match backend.send_proxy {
+                vipd_config::ProxyProtocol::None => proxy::ProxyProtocol::None,
+                vipd_config::ProxyProtocol::V1 => proxy::ProxyProtocol::V1,
+                vipd_config::ProxyProtocol::V2 => proxy::ProxyProtocol::V2,
+            };
+            mapped.retries = backend.retries;
+            mapped.on_server_down = match backend.on_server_down {
+                vipd_config::OnServerDown::KeepSessions => proxy::OnServerDown::KeepSessions,
+                vipd_config::OnServerDown::ShutdownSessions => {
+                    proxy::OnServerDown::ShutdownSessions
+                }
+            };
+            mapped.timeout = proxy::Timeouts {
+                connect: backend.timeout.connect,
+                idle: backend.timeout.idle,
+                tunnel: backend.timeout.tunnel,
+                fin: backend.timeout.fin,
+            };
+            mapped.health = Some(check);
+            mapped.max_queue = widen(backend.max_queue);
+            mapped
+        })
+        .collect();
+    let mut mapped = proxy::ProxyConfig::default();
+    mapped.frontends = frontends;
+    mapped.backends = backends;
+    mapped.max_connections = widen(config.max_connections);
+    mapped
+}
+
+fn widen(limit: u32) -> usize {
+    usize::try_from(limit).unwrap_or(usize::MAX)
+}

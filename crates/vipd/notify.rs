@@ -1,0 +1,94 @@
+//! Notify hooks: programs an operator runs on state changes (`notify.master`, `backup`, `fault`,
+//! `state`). The router task only queues them; one task per instance runs them in order, each
+//! killed at `notify.timeout`, so a slow hook never delays an advertisement and two hooks of one
+//! instance never race.
+
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::exec;
+
+/// Hooks queued beyond this many (a flapping instance with slow hooks) are dropped and logged:
+/// only the latest state matters, and memory stays bounded.
+const QUEUE_DEPTH: usize = 32;
+
+/// The state names hooks see, as keepalived passes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookState {
+    Master,
+    Backup,
+    Fault,
+}
+
+impl HookState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Master => "MASTER",
+            Self::Backup => "BACKUP",
+            Self::Fault => "FAULT",
+        }
+    }
+}
+
+/// The queue of one instance's hooks.
+#[derive(Clone, Debug)]
+pub struct Notifier {
+    instance: String,
+    hooks: vipd_config::Notify,
+    queue: mpsc::Sender<(vipd_config::Command, Vec<String>)>,
+}
+
+impl Notifier {
+    /// Starts the instance's hook runner; it ends when every `Notifier` clone is dropped.
+    pub fn spawn(instance: String, hooks: vipd_config::Notify) -> Self {
+        let (queue, mut jobs) = mpsc::channel::<(vipd_config::Command, Vec<String>)>(QUEUE_DEPTH);
+        let timeout = hooks.timeout;
+        let task_instance = instance.clone();
+        tokio::spawn(async move {
+            while let Some((command, extra)) = jobs.recv().await {
+                let mut args = command.args.clone();
+                args.extend(extra);
+                // Hooks run as vipd's own user: they typically act on the host (restart a
+                // service, update a route) with the privileges the operator gave vipd.
+                let outcome = exec::run(&command.program, &args, None, timeout).await;
+                if outcome.succeeded() {
+                    debug!(instance = %task_instance, program = %command.program.display(), "notify hook done");
+                } else {
+                    warn!(instance = %task_instance, program = %command.program.display(), ?outcome, "notify hook failed");
+                }
+            }
+        });
+        Self {
+            instance,
+            hooks,
+            queue,
+        }
+    }
+
+    /// Queues the hooks for entering `state` with `priority`: the state's own hook, then `state`
+    /// with instance, state and priority appended.
+    pub fn state_changed(&self, state: HookState, priority: u8) {
+        let own = match state {
+            HookState::Master => &self.hooks.master,
+            HookState::Backup => &self.hooks.backup,
+            HookState::Fault => &self.hooks.fault,
+        };
+        if let Some(command) = own {
+            self.enqueue(command.clone(), Vec::new());
+        }
+        if let Some(command) = &self.hooks.state {
+            let extra = vec![
+                self.instance.clone(),
+                state.as_str().to_owned(),
+                priority.to_string(),
+            ];
+            self.enqueue(command.clone(), extra);
+        }
+    }
+
+    fn enqueue(&self, command: vipd_config::Command, extra: Vec<String>) {
+        if let Err(error) = self.queue.try_send((command, extra)) {
+            warn!(instance = %self.instance, %error, "notify hook dropped: queue full or runner gone");
+        }
+    }
+}

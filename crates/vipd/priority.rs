@@ -1,0 +1,146 @@
+//! Effective priority from tracker results, with keepalived's weight semantics (vrrp.md, Tracking).
+//!
+//! | weight | tracker OK                 | tracker failed            |
+//! |--------|----------------------------|---------------------------|
+//! | 0      | may leave Fault            | Fault                     |
+//! | > 0    | priority + weight          | nothing added             |
+//! | < 0    | nothing subtracted         | priority − abs(weight)    |
+//!
+//! File trackers contribute `value × weight` (weight 0: a non-zero value is a fault). The sum is
+//! clamped to 1..=254 for non-owners; an address owner (255) keeps 255 and only weight-0 trackers
+//! (validation refuses others) can put it in Fault.
+
+/// A tracker's verdict after its own rise/fall hysteresis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The tracked thing works.
+    Up,
+    /// The tracked thing fails.
+    Down,
+    /// A file tracker's integer.
+    Value(i64),
+}
+
+/// What one tracker does to its instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Contribution {
+    /// Hold the instance in Fault.
+    Fault,
+    /// Add this much to the configured priority (may be negative).
+    Delta(i64),
+}
+
+impl Contribution {
+    /// The contribution of a tracker with `weight` whose verdict is `verdict`.
+    pub fn of(weight: i16, verdict: Verdict) -> Self {
+        let weight = i64::from(weight);
+        match verdict {
+            Verdict::Down if weight == 0 => Self::Fault,
+            Verdict::Up if weight > 0 => Self::Delta(weight),
+            Verdict::Down if weight < 0 => Self::Delta(weight),
+            Verdict::Up | Verdict::Down => Self::Delta(0),
+            // keepalived track_file: with weight 0 any non-zero value is a failure.
+            Verdict::Value(value) if weight == 0 => {
+                if value == 0 {
+                    Self::Delta(0)
+                } else {
+                    Self::Fault
+                }
+            }
+            Verdict::Value(value) => Self::Delta(value.saturating_mul(weight)),
+        }
+    }
+}
+
+/// The priority an instance should advertise, or Fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effective {
+    /// At least one weight-0 tracker fails.
+    Fault,
+    /// Advertise this priority.
+    Priority(u8),
+}
+
+/// Combines the configured priority with every tracker's contribution.
+pub fn effective(
+    configured: u8,
+    contributions: impl IntoIterator<Item = Contribution>,
+) -> Effective {
+    let mut delta: i64 = 0;
+    for contribution in contributions {
+        match contribution {
+            Contribution::Fault => return Effective::Fault,
+            Contribution::Delta(change) => delta = delta.saturating_add(change),
+        }
+    }
+    if configured == 255 {
+        // RFC 9568 section 6.1: the address owner always advertises 255.
+        return Effective::Priority(255);
+    }
+    let clamped = (i64::from(configured) + delta).clamp(1, 254);
+    Effective::Priority(u8::try_from(clamped).unwrap_or(254))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weight_zero_failure_is_fault_and_success_changes_nothing() {
+        assert_eq!(Contribution::of(0, Verdict::Down), Contribution::Fault);
+        assert_eq!(Contribution::of(0, Verdict::Up), Contribution::Delta(0));
+    }
+
+    #[test]
+    fn positive_weight_adds_only_while_ok() {
+        assert_eq!(Contribution::of(20, Verdict::Up), Contribution::Delta(20));
+        assert_eq!(Contribution::of(20, Verdict::Down), Contribution::Delta(0));
+    }
+
+    #[test]
+    fn negative_weight_subtracts_only_while_failed() {
+        assert_eq!(Contribution::of(-60, Verdict::Up), Contribution::Delta(0));
+        assert_eq!(
+            Contribution::of(-60, Verdict::Down),
+            Contribution::Delta(-60)
+        );
+    }
+
+    #[test]
+    fn file_value_is_multiplied_by_weight_and_nonzero_is_fault_at_weight_zero() {
+        assert_eq!(
+            Contribution::of(-10, Verdict::Value(3)),
+            Contribution::Delta(-30)
+        );
+        assert_eq!(
+            Contribution::of(0, Verdict::Value(0)),
+            Contribution::Delta(0)
+        );
+        assert_eq!(Contribution::of(0, Verdict::Value(-1)), Contribution::Fault);
+    }
+
+    #[test]
+    fn effective_priority_sums_and_clamps_to_1_through_254() {
+        use Contribution::Delta;
+        assert_eq!(
+            effective(150, [Delta(-60), Delta(20)]),
+            Effective::Priority(110)
+        );
+        assert_eq!(effective(100, [Delta(-200)]), Effective::Priority(1));
+        assert_eq!(effective(200, [Delta(100)]), Effective::Priority(254));
+        assert_eq!(effective(100, []), Effective::Priority(100));
+    }
+
+    #[test]
+    fn any_fault_wins_over_deltas() {
+        use Contribution::{Delta, Fault};
+        assert_eq!(effective(150, [Delta(50), Fault]), Effective::Fault);
+    }
+
+    #[test]
+    fn address_owner_keeps_255_unless_faulted() {
+        use Contribution::{Delta, Fault};
+        assert_eq!(effective(255, [Delta(-50)]), Effective::Priority(255));
+        assert_eq!(effective(255, [Fault]), Effective::Fault);
+    }
+}

@@ -1,0 +1,406 @@
+//! The supervisor wires the engines together: one router task per VRRP instance, the proxy, and
+//! the trackers that turn health into priority. It owns reload by difference and shutdown.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use vipd_config::{Config, TrackTarget, VrrpInstance};
+use vipd_vrrp::VirtualRouter;
+
+use crate::control::{ActionError, Control, InstanceStatus, NodeStatus, ServerAction, TrackerKind};
+use crate::host::Host;
+use crate::instance::{self, Command};
+use crate::mapping;
+use crate::notify::Notifier;
+use crate::tracker::{self, Reading, TrackerInfo};
+
+#[cfg(test)]
+mod tests;
+
+/// A tracker task and what it was started from (so a reload can tell whether to restart it).
+struct RunningTracker {
+    /// For scripts, the definition; a changed definition restarts the tracker.
+    script: Option<vipd_config::Script>,
+    reading: watch::Receiver<Reading>,
+    cancel: CancellationToken,
+}
+
+struct RunningInstance {
+    config: VrrpInstance,
+    handle: instance::Handle,
+}
+
+/// What the control server needs of one instance.
+#[derive(Clone)]
+struct InstanceEntry {
+    name: String,
+    status: watch::Receiver<InstanceStatus>,
+    commands: mpsc::Sender<Command>,
+}
+
+/// The running daemon.
+pub struct Supervisor<H: Host> {
+    host: H,
+    config: Config,
+    proxy: Arc<vipd_proxy::Proxy>,
+    trackers: HashMap<TrackTarget, RunningTracker>,
+    instances: BTreeMap<String, RunningInstance>,
+    /// The instances in configuration order, republished after every start and reload.
+    registry: watch::Sender<Vec<InstanceEntry>>,
+}
+
+impl<H: Host> Supervisor<H> {
+    /// Starts the proxy, the trackers and every instance of `config`.
+    pub async fn start(host: H, config: Config) -> Result<Self> {
+        let proxy = vipd_proxy::Proxy::start(mapping::proxy_config(&config))
+            .await
+            .context("starting the proxy")?;
+        let mut supervisor = Self {
+            host,
+            config: Config {
+                vrrp: Vec::new(),
+                ..config.clone()
+            },
+            proxy: Arc::new(proxy),
+            trackers: HashMap::new(),
+            instances: BTreeMap::new(),
+            registry: watch::channel(Vec::new()).0,
+        };
+        supervisor.sync_trackers(&config);
+        for instance in &config.vrrp {
+            supervisor.start_instance(instance, &config)?;
+        }
+        supervisor.config = config;
+        supervisor.publish_registry();
+        Ok(supervisor)
+    }
+
+    /// The control server's view of this node; it follows reloads.
+    pub fn control_handle(&self, node: String, started: Instant) -> NodeControl {
+        NodeControl {
+            node,
+            started,
+            proxy: Arc::clone(&self.proxy),
+            instances: self.registry.subscribe(),
+        }
+    }
+
+    fn publish_registry(&self) {
+        let entries = self
+            .config
+            .vrrp
+            .iter()
+            .filter_map(|instance| {
+                let running = self.instances.get(&instance.name)?;
+                Some(InstanceEntry {
+                    name: instance.name.clone(),
+                    status: running.handle.status.clone(),
+                    commands: running.handle.commands.clone(),
+                })
+            })
+            .collect();
+        self.registry.send_replace(entries);
+    }
+
+    /// Applies a new configuration by difference: unchanged instances keep running with their
+    /// state and VIPs, unchanged listeners keep their sockets, established sessions continue.
+    pub async fn reload(&mut self, new: Config) -> Result<()> {
+        self.proxy
+            .apply(mapping::proxy_config(&new))
+            .await
+            .context("applying the proxy configuration")?;
+        let restarted_trackers = self.sync_trackers(&new);
+
+        let mut old_instances = std::mem::take(&mut self.instances);
+        for instance in &new.vrrp {
+            match old_instances.remove(&instance.name) {
+                Some(running) if running.config == *instance => {
+                    if instance
+                        .track
+                        .iter()
+                        .any(|tracker| restarted_trackers.contains(&tracker.target))
+                    {
+                        let readings = self.tracker_readings(instance);
+                        let _ = running
+                            .handle
+                            .commands
+                            .send(Command::ReplaceTrackers(readings))
+                            .await;
+                    }
+                    self.instances.insert(instance.name.clone(), running);
+                }
+                Some(running) => {
+                    info!(instance = %instance.name, "instance changed; restarting it");
+                    running.handle.shutdown().await;
+                    self.start_instance(instance, &new)?;
+                }
+                None => {
+                    info!(instance = %instance.name, "new instance");
+                    self.start_instance(instance, &new)?;
+                }
+            }
+        }
+        for (name, running) in old_instances {
+            info!(instance = %name, "instance removed; releasing it");
+            running.handle.shutdown().await;
+        }
+        self.config = new;
+        self.publish_registry();
+        Ok(())
+    }
+
+    /// SIGTERM: every instance releases (priority 0, VIPs removed) first, so the peer takes over
+    /// at once; then the proxy drains for up to `shutdown_grace`.
+    pub async fn shutdown(self) {
+        let releases = self
+            .instances
+            .into_values()
+            .map(|running| running.handle.shutdown());
+        futures::future::join_all(releases).await;
+        for tracker in self.trackers.values() {
+            tracker.cancel.cancel();
+        }
+        self.proxy.shutdown(self.config.shutdown_grace).await;
+    }
+
+    fn start_instance(&mut self, instance: &VrrpInstance, config: &Config) -> Result<()> {
+        let transport = self.host.transport(instance)?;
+        let primary = vipd_net::VrrpTransport::source_address(&transport);
+        let router = VirtualRouter::new(mapping::router_config(instance, primary)?)
+            .with_context(|| format!("vrrp {}", instance.name))?;
+        self.host
+            .follow_links(std::slice::from_ref(&instance.interface));
+        let sibling_vrids = config
+            .vrrp
+            .iter()
+            .filter(|other| other.name != instance.name && other.interface == instance.interface)
+            .map(|other| other.vrid)
+            .collect();
+        let link_name = instance.interface.clone();
+        let parts = instance::Parts {
+            name: instance.name.clone(),
+            interface: instance.interface.clone(),
+            router,
+            checksum: mapping::checksum_form(instance),
+            transport,
+            addresses: self.host.addresses(),
+            announcer: self.host.announcer(&instance.interface)?,
+            vips: mapping::vips(instance),
+            sibling_vrids,
+            trackers: self.tracker_readings(instance),
+            link: link_watch(self.host.links(), link_name),
+            interface_index: self.host.interface_index(&instance.interface)?,
+            address_events: self.host.address_events(),
+            notifier: Notifier::spawn(instance.name.clone(), instance.notify.clone()),
+            vip_strings: instance
+                .vips
+                .iter()
+                .map(|vip| vip.address.to_string())
+                .collect(),
+            vrid: instance.vrid,
+            version: match instance.version {
+                vipd_config::VrrpVersion::V2 => 2,
+                vipd_config::VrrpVersion::V3 => 3,
+            },
+        };
+        let handle = instance::spawn(parts);
+        self.instances.insert(
+            instance.name.clone(),
+            RunningInstance {
+                config: instance.clone(),
+                handle,
+            },
+        );
+        Ok(())
+    }
+
+    fn tracker_readings(
+        &self,
+        instance: &VrrpInstance,
+    ) -> Vec<(TrackerInfo, watch::Receiver<Reading>)> {
+        instance
+            .track
+            .iter()
+            .filter_map(|tracker| {
+                let running = self.trackers.get(&tracker.target)?;
+                let (kind, target) = match &tracker.target {
+                    TrackTarget::Frontend { name, .. } => (TrackerKind::Frontend, name.clone()),
+                    TrackTarget::Script { name } => (TrackerKind::Script, name.clone()),
+                    TrackTarget::Interface { name } => (TrackerKind::Interface, name.clone()),
+                    TrackTarget::File { path } => (TrackerKind::File, path.display().to_string()),
+                };
+                let info = TrackerInfo {
+                    kind,
+                    target,
+                    weight: tracker.weight,
+                };
+                Some((info, running.reading.clone()))
+            })
+            .collect()
+    }
+
+    /// Starts the trackers `config` needs that are not running (or whose script changed), stops
+    /// those it no longer needs, and returns the targets that got a new tracker task.
+    fn sync_trackers(&mut self, config: &Config) -> Vec<TrackTarget> {
+        let mut wanted: HashMap<TrackTarget, Option<vipd_config::Script>> = HashMap::new();
+        for instance in &config.vrrp {
+            for tracker in &instance.track {
+                let script = match &tracker.target {
+                    TrackTarget::Script { name } => config.scripts.get(name).cloned(),
+                    _ => None,
+                };
+                wanted.insert(tracker.target.clone(), script);
+            }
+        }
+        self.trackers.retain(|target, running| {
+            let keep = wanted
+                .get(target)
+                .is_some_and(|script| *script == running.script);
+            if !keep {
+                running.cancel.cancel();
+            }
+            keep
+        });
+        let interfaces: Vec<String> = wanted
+            .keys()
+            .filter_map(|target| match target {
+                TrackTarget::Interface { name } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        self.host.follow_links(&interfaces);
+        let mut started = Vec::new();
+        for (target, script) in wanted {
+            if self.trackers.contains_key(&target) {
+                continue;
+            }
+            let cancel = CancellationToken::new();
+            let reading = match (&target, &script) {
+                (TrackTarget::Script { name }, Some(definition)) => {
+                    tracker::spawn_script(name.clone(), definition.clone(), cancel.clone())
+                }
+                (TrackTarget::Script { name }, None) => {
+                    // Validation refuses dangling references; stay safe if one slips through.
+                    warn!(script = %name, "tracked script is not defined; it counts as failed");
+                    watch::channel(Reading {
+                        verdict: crate::priority::Verdict::Down,
+                        detail: Some("not defined".into()),
+                    })
+                    .1
+                }
+                (TrackTarget::File { path }, _) => {
+                    tracker::spawn_file(path.clone(), cancel.clone())
+                }
+                (TrackTarget::Interface { name }, _) => {
+                    tracker::spawn_interface(name.clone(), self.host.links(), cancel.clone())
+                }
+                (TrackTarget::Frontend { name, min_up }, _) => tracker::spawn_frontend(
+                    name.clone(),
+                    *min_up,
+                    self.proxy.health(),
+                    cancel.clone(),
+                ),
+            };
+            started.push(target.clone());
+            self.trackers.insert(
+                target,
+                RunningTracker {
+                    script,
+                    reading,
+                    cancel,
+                },
+            );
+        }
+        started
+    }
+}
+
+/// A watch of one interface's link state, derived from the host's map of all of them.
+fn link_watch(
+    mut links: watch::Receiver<crate::host::Links>,
+    interface: String,
+) -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(
+        links
+            .borrow_and_update()
+            .get(&interface)
+            .copied()
+            .unwrap_or(false),
+    );
+    tokio::spawn(async move {
+        while links.changed().await.is_ok() {
+            let up = links
+                .borrow_and_update()
+                .get(&interface)
+                .copied()
+                .unwrap_or(false);
+            tx.send_if_modified(|current| std::mem::replace(current, up) != up);
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The node as the control server sees it: published instance status, the proxy's stats and
+/// admin actions, and maintenance commands to the router tasks.
+pub struct NodeControl {
+    node: String,
+    started: Instant,
+    proxy: Arc<vipd_proxy::Proxy>,
+    instances: watch::Receiver<Vec<InstanceEntry>>,
+}
+
+impl Control for NodeControl {
+    fn status(&self) -> NodeStatus {
+        let mut status = NodeStatus::new(self.node.clone(), self.started.elapsed().as_secs());
+        status.instances = self
+            .instances
+            .borrow()
+            .iter()
+            .map(|entry| entry.status.borrow().clone())
+            .collect();
+        status.set_proxy_stats(&self.proxy.stats());
+        status
+    }
+
+    async fn server_action(
+        &self,
+        backend: &str,
+        server: &str,
+        action: ServerAction,
+    ) -> Result<(), ActionError> {
+        match action {
+            ServerAction::Drain => self.proxy.drain_server(backend, server)?,
+            ServerAction::Enable => self.proxy.enable_server(backend, server)?,
+            ServerAction::Disable => self.proxy.disable_server(backend, server)?,
+            ServerAction::SetWeight(weight) => {
+                self.proxy.set_server_weight(backend, server, weight)?;
+            }
+        }
+        info!(backend, server, ?action, "server admin action");
+        Ok(())
+    }
+
+    async fn maintenance(&self, instance: &str, enabled: bool) -> Result<(), ActionError> {
+        let commands = self
+            .instances
+            .borrow()
+            .iter()
+            .find(|entry| entry.name == instance)
+            .map(|entry| entry.commands.clone())
+            .ok_or_else(|| ActionError::UnknownInstance {
+                instance: instance.to_owned(),
+            })?;
+        commands
+            .send(Command::Maintenance(enabled))
+            .await
+            .map_err(|_| ActionError::Unavailable(format!("instance {instance} is shutting down")))
+    }
+}

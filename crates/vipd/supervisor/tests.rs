@@ -1,0 +1,358 @@
+//! The supervisor on in-memory hosts (no root): trackers move priority, Fault releases, reload
+//! keeps what did not change, VIPs removed behind our back come back. Time is tokio's paused
+//! clock, so timer-driven behaviour is exact and the tests take no wall-clock time to speak of.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use vipd_net::{AddressEvent, MemoryLan, MemoryTransport, VrrpTransport};
+use vipd_vrrp::Advertisement;
+
+use super::*;
+use crate::control::VrrpState;
+use crate::host::MemoryHost;
+
+const LB1: &str = "198.51.100.11";
+const LB2: &str = "198.51.100.12";
+const OBSERVER: &str = "198.51.100.99";
+const VIP: &str = "198.51.100.50";
+
+fn ip(text: &str) -> IpAddr {
+    text.parse().expect("test address")
+}
+
+fn config(yaml: &str) -> Config {
+    match Config::from_yaml_str(yaml) {
+        Ok((config, _warnings)) => config,
+        Err(errors) => panic!("test config is invalid:\n{errors}\n{yaml}"),
+    }
+}
+
+/// One instance `api` (VRID 51) with `track` entries and `extra` YAML appended.
+fn one_instance(priority: u8, interval: &str, track: &str, extra: &str) -> Config {
+    config(&format!(
+        "vrrp:
+  - name: api
+    interface: eth0
+    vrid: 51
+    priority: {priority}
+    advert_interval: {interval}
+    vips: [{VIP}/24]
+    track: [{track}]
+{extra}"
+    ))
+}
+
+/// A scratch file path unique to this test process and name.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vipd-supervisor-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    path
+}
+
+/// The next advert the observer hears, with the (paused-clock) time it arrived.
+async fn next_advert(observer: &MemoryTransport) -> (IpAddr, Advertisement, Instant) {
+    let received = tokio::time::timeout(Duration::from_secs(120), observer.recv())
+        .await
+        .expect("an advert within 120 s of virtual time")
+        .expect("the LAN is open");
+    let parsed =
+        Advertisement::from_bytes(&received.payload, received.source, received.destination)
+            .expect("the supervisor sends valid adverts");
+    (received.source, parsed.advertisement, Instant::now())
+}
+
+/// Waits until the observer hears an advert from `from` with `priority`.
+async fn advert_with_priority(observer: &MemoryTransport, from: &str, priority: u8) -> Instant {
+    loop {
+        let (source, advert, at) = next_advert(observer).await;
+        if source == ip(from) && advert.priority.get() == priority {
+            return at;
+        }
+    }
+}
+
+async fn wait_for_state<H: Host>(supervisor: &Supervisor<H>, instance: &str, state: VrrpState) {
+    let mut status = supervisor
+        .instances
+        .get(instance)
+        .expect("instance exists")
+        .handle
+        .status
+        .clone();
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        status.wait_for(|status| status.state == state),
+    )
+    .await
+    .expect("state reached within 120 s of virtual time")
+    .expect("instance task alive");
+}
+
+fn status<H: Host>(supervisor: &Supervisor<H>, instance: &str) -> InstanceStatus {
+    supervisor.instances[instance]
+        .handle
+        .status
+        .borrow()
+        .clone()
+}
+
+fn has_vip(host_addresses: &vipd_net::MemoryAddresses) -> bool {
+    host_addresses
+        .snapshot()
+        .iter()
+        .any(|(_, address, _)| *address == ip(VIP))
+}
+
+fn file_tracker(path: &Path, weight: i16) -> String {
+    format!("{{ file: {}, weight: {weight} }}", path.display())
+}
+
+/// vrrp.md Tracking: "A changed effective priority is advertised at once (keepalived waits for
+/// the next advert; we don't)". With a 10 s interval, the lowered priority must go out within the
+/// file tracker's 1 s poll, not at the next regular advert.
+#[tokio::test(start_paused = true)]
+async fn a_failing_tracker_lowers_the_advertised_priority_at_once() {
+    let file = scratch("lowers-priority");
+    let lan = MemoryLan::new();
+    let observer = lan.join(ip(OBSERVER));
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let supervisor = Supervisor::start(
+        host,
+        one_instance(150, "10s", &file_tracker(&file, -60), ""),
+    )
+    .await
+    .expect("starts");
+    let became_master = advert_with_priority(&observer, LB1, 150).await;
+
+    std::fs::write(&file, "1").expect("write tracked file");
+    let lowered = advert_with_priority(&observer, LB1, 90).await;
+    assert!(
+        lowered - became_master < Duration::from_secs(2),
+        "the new priority waited {:?} for a regular advert",
+        lowered - became_master
+    );
+    assert_eq!(status(&supervisor, "api").effective_priority, 90);
+    assert_eq!(
+        status(&supervisor, "api").state,
+        VrrpState::Master,
+        "no peer: still master"
+    );
+    supervisor.shutdown().await;
+}
+
+/// vrrp.md: weight 0 and tracker failed → Fault; entering Fault while master sends one advert
+/// with priority 0 and releases the VIPs.
+#[tokio::test(start_paused = true)]
+async fn a_weight_zero_failure_is_fault_with_a_priority_zero_advert_and_no_vip() {
+    let file = scratch("weight-zero");
+    let lan = MemoryLan::new();
+    let observer = lan.join(ip(OBSERVER));
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let addresses = Arc::clone(&host.addresses);
+    let supervisor = Supervisor::start(host, one_instance(150, "1s", &file_tracker(&file, 0), ""))
+        .await
+        .expect("starts");
+    advert_with_priority(&observer, LB1, 150).await;
+    assert!(has_vip(&addresses), "master holds the VIP");
+
+    std::fs::write(&file, "1").expect("write tracked file");
+    advert_with_priority(&observer, LB1, 0).await;
+    wait_for_state(&supervisor, "api", VrrpState::Fault).await;
+    assert!(!has_vip(&addresses), "Fault holds no VIP");
+
+    std::fs::remove_file(&file).expect("clear tracked file");
+    wait_for_state(&supervisor, "api", VrrpState::Backup).await;
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+    assert!(
+        has_vip(&addresses),
+        "back to master after the fault cleared"
+    );
+    supervisor.shutdown().await;
+}
+
+/// vrrp.md: the interface going down is a Fault, whatever the trackers say.
+#[tokio::test(start_paused = true)]
+async fn the_interface_going_down_is_fault_and_coming_back_resumes() {
+    let lan = MemoryLan::new();
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let addresses = Arc::clone(&host.addresses);
+    let links = host.links.clone();
+    let supervisor = Supervisor::start(host, one_instance(150, "1s", "", ""))
+        .await
+        .expect("starts");
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+
+    links.send_modify(|links| {
+        links.insert("eth0".into(), false);
+    });
+    wait_for_state(&supervisor, "api", VrrpState::Fault).await;
+    assert!(!has_vip(&addresses));
+
+    links.send_modify(|links| {
+        links.insert("eth0".into(), true);
+    });
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+    assert!(has_vip(&addresses));
+    supervisor.shutdown().await;
+}
+
+/// architecture.md: a VIP that someone else deletes while we are master is put back, counted.
+#[tokio::test(start_paused = true)]
+async fn a_vip_removed_behind_our_back_is_put_back_and_counted() {
+    let lan = MemoryLan::new();
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let addresses = Arc::clone(&host.addresses);
+    let events = host.address_events.clone();
+    let supervisor = Supervisor::start(host, one_instance(150, "1s", "", ""))
+        .await
+        .expect("starts");
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+
+    let vip = vipd_net::Vip::new("eth0", ip(VIP), 24);
+    addresses.remove_externally(&vip);
+    events
+        .send(AddressEvent::Removed {
+            interface_index: 1,
+            address: ip(VIP),
+            prefix_len: 24,
+        })
+        .expect("the instance listens");
+    let mut status = supervisor.instances["api"].handle.status.clone();
+    tokio::time::timeout(
+        Duration::from_millis(100),
+        status.wait_for(|status| status.counters.vips_restored == 1),
+    )
+    .await
+    .expect("restored within 100 ms")
+    .expect("instance alive");
+    assert!(has_vip(&addresses));
+    supervisor.shutdown().await;
+}
+
+/// issue 5: SIGHUP reload by difference keeps an unchanged instance's state and VIPs (no flap);
+/// a changed instance restarts.
+#[tokio::test(start_paused = true)]
+async fn reload_keeps_an_unchanged_instance_running_and_restarts_a_changed_one() {
+    let two = |ingress_priority: u8| {
+        config(&format!(
+            "vrrp:
+  - name: api
+    interface: eth0
+    vrid: 51
+    priority: 150
+    vips: [{VIP}/24]
+  - name: ingress
+    interface: eth0
+    vrid: 52
+    priority: {ingress_priority}
+    vips: [198.51.100.60/24]
+"
+        ))
+    };
+    let lan = MemoryLan::new();
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let mut supervisor = Supervisor::start(host, two(100)).await.expect("starts");
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+    wait_for_state(&supervisor, "ingress", VrrpState::Master).await;
+    let mut api_status = supervisor.instances["api"].handle.status.clone();
+    api_status.mark_unchanged();
+
+    supervisor.reload(two(120)).await.expect("reloads");
+    assert_eq!(status(&supervisor, "ingress").configured_priority, 120);
+    wait_for_state(&supervisor, "ingress", VrrpState::Master).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    let api = status(&supervisor, "api");
+    assert_eq!(api.state, VrrpState::Master);
+    assert_eq!(
+        api.counters.became_master, 1,
+        "the unchanged instance never left master"
+    );
+    assert_eq!(
+        api.counters.priority_zero_sent, 0,
+        "the unchanged instance never released"
+    );
+    supervisor.shutdown().await;
+}
+
+/// Two nodes on one LAN: the higher priority becomes master; when it shuts down (priority 0),
+/// the other takes over after Skew_Time (RFC 9568 6.4.2), not after a full Master_Down_Interval.
+#[tokio::test(start_paused = true)]
+async fn a_pair_elects_the_higher_priority_and_hands_over_on_shutdown_within_skew_time() {
+    let lan = MemoryLan::new();
+    let observer = lan.join(ip(OBSERVER));
+    let lb1 = Supervisor::start(
+        MemoryHost::new(&lan, ip(LB1)),
+        one_instance(150, "1s", "", ""),
+    )
+    .await
+    .expect("lb1 starts");
+    let lb2_host = MemoryHost::new(&lan, ip(LB2));
+    let lb2_addresses = Arc::clone(&lb2_host.addresses);
+    let lb2 = Supervisor::start(lb2_host, one_instance(100, "1s", "", ""))
+        .await
+        .expect("lb2 starts");
+    wait_for_state(&lb1, "api", VrrpState::Master).await;
+    wait_for_state(&lb2, "api", VrrpState::Backup).await;
+    assert!(!has_vip(&lb2_addresses));
+
+    lb1.shutdown().await;
+    let released = advert_with_priority(&observer, LB1, 0).await;
+    let taken_over = advert_with_priority(&observer, LB2, 100).await;
+    // v3, 1 s, priority 100: Skew_Time = 156 × 1 s / 256 = 609.375 ms.
+    let skew = Duration::from_micros(609_375);
+    assert!(
+        taken_over - released <= skew + Duration::from_millis(1),
+        "takeover after {:?}, skew time is {skew:?}",
+        taken_over - released
+    );
+    wait_for_state(&lb2, "api", VrrpState::Master).await;
+    assert!(has_vip(&lb2_addresses));
+    lb2.shutdown().await;
+}
+
+/// issue 5: maintenance releases mastership with priority 0 and stays backup until lifted.
+#[tokio::test(start_paused = true)]
+async fn maintenance_releases_with_priority_zero_and_stays_backup() {
+    let lan = MemoryLan::new();
+    let observer = lan.join(ip(OBSERVER));
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let addresses = Arc::clone(&host.addresses);
+    let supervisor = Supervisor::start(host, one_instance(150, "1s", "", ""))
+        .await
+        .expect("starts");
+    advert_with_priority(&observer, LB1, 150).await;
+    let control = supervisor.control_handle("lb1".into(), std::time::Instant::now());
+
+    control
+        .maintenance("api", true)
+        .await
+        .expect("known instance");
+    advert_with_priority(&observer, LB1, 0).await;
+    wait_for_state(&supervisor, "api", VrrpState::Backup).await;
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let api = status(&supervisor, "api");
+    assert_eq!(
+        api.state,
+        VrrpState::Backup,
+        "never takes over while in maintenance"
+    );
+    assert!(api.maintenance);
+    assert!(!has_vip(&addresses));
+    assert!(matches!(
+        control.maintenance("nope", true).await,
+        Err(ActionError::UnknownInstance { .. })
+    ));
+
+    control
+        .maintenance("api", false)
+        .await
+        .expect("known instance");
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+    supervisor.shutdown().await;
+}

@@ -1,0 +1,254 @@
+//! Trackers: tasks that watch something an instance depends on and publish a [`Verdict`] on a
+//! watch channel. One task per tracked thing, however many instances track it; the instance's
+//! router task combines the verdicts with [`crate::priority::effective`].
+//!
+//! Kinds (vrrp.md, Tracking): scripts (interval, timeout, rise, fall; a hung script is killed and
+//! counts as a failure), files (an integer × weight), interfaces (link down), and proxy frontends
+//! (fewer than `min_up` usable servers).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use vipd_proxy::HealthState;
+
+use crate::control::TrackerKind;
+use crate::exec::{self, RunAs};
+use crate::priority::Verdict;
+
+/// What an instance knows about one of its trackers besides its reading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackerInfo {
+    pub kind: TrackerKind,
+    /// The script name, interface name, file path or frontend name.
+    pub target: String,
+    pub weight: i16,
+}
+
+/// A tracker's latest verdict, with a human-readable detail for status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reading {
+    pub verdict: Verdict,
+    /// Why it fails, or what it read.
+    pub detail: Option<String>,
+}
+
+impl Reading {
+    fn new(verdict: Verdict) -> Self {
+        Self {
+            verdict,
+            detail: None,
+        }
+    }
+}
+
+/// Runs `script` every `interval` and publishes its verdict after rise/fall hysteresis.
+///
+/// The first result decides at once (as keepalived does), so a node that starts with a failing
+/// check does not hold a priority it should not have for `fall` intervals. A program that a
+/// non-root user could replace is never run: the tracker then stays down, because a node whose
+/// health cannot be checked must not be preferred.
+pub fn spawn_script(
+    name: String,
+    script: vipd_config::Script,
+    cancel: CancellationToken,
+) -> watch::Receiver<Reading> {
+    let (tx, rx) = watch::channel(Reading::new(Verdict::Up));
+    tokio::spawn(async move {
+        let refuse = |reason: String| {
+            warn!(script = %name, %reason, "refusing to run check script; its tracker stays down");
+            tx.send_replace(Reading {
+                verdict: Verdict::Down,
+                detail: Some(reason),
+            });
+        };
+        if let Some(reason) = vipd_config::non_root_writer(&script.command.program) {
+            refuse(reason);
+            return;
+        }
+        let user = match RunAs::script_user(script.user.as_deref()) {
+            Ok(user) => user,
+            Err(reason) => {
+                refuse(reason);
+                return;
+            }
+        };
+        let mut state: Option<HealthState> = None;
+        let mut ticker = tokio::time::interval(script.interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = ticker.tick() => {}
+            }
+            let outcome = exec::run(
+                &script.command.program,
+                &script.command.args,
+                user.as_ref(),
+                script.timeout,
+            )
+            .await;
+            let success = outcome.succeeded();
+            let flipped = match state.as_mut() {
+                None => {
+                    state = Some(HealthState::new(success));
+                    true
+                }
+                Some(state) if success => state.record_success(script.rise),
+                Some(state) => state.record_failure(script.fall),
+            };
+            let up = state.is_some_and(|state| state.is_up());
+            let last_failure = (!success).then(|| format!("{outcome:?}"));
+            if flipped {
+                info!(script = %name, up, "check script changed state");
+            }
+            tx.send_if_modified(|status| {
+                let next = Reading {
+                    verdict: if up { Verdict::Up } else { Verdict::Down },
+                    detail: last_failure,
+                };
+                let changed = *status != next;
+                *status = next;
+                changed
+            });
+        }
+    });
+    rx
+}
+
+/// How often a tracked file is read. keepalived uses inotify; a one-second poll is simpler, needs
+/// no extra descriptor per file, and is well inside any advert interval that matters here.
+const FILE_POLL: Duration = Duration::from_secs(1);
+
+/// Reads the integer in `path` every second.
+///
+/// An absent file is 0 (nothing to say); a file that exists but holds no integer counts as 1, so
+/// `touch /run/vipd/maintenance` does what an operator expects.
+pub fn spawn_file(path: PathBuf, cancel: CancellationToken) -> watch::Receiver<Reading> {
+    let (tx, rx) = watch::channel(Reading::new(read_tracked_file(&path)));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                () = tokio::time::sleep(FILE_POLL) => {}
+            }
+            let value = read_tracked_file(&path);
+            tx.send_if_modified(|current| {
+                let changed = current.verdict != value;
+                if changed {
+                    info!(file = %path.display(), ?value, "tracked file changed");
+                    current.verdict = value;
+                }
+                changed
+            });
+        }
+    });
+    rx
+}
+
+fn read_tracked_file(path: &Path) -> Verdict {
+    match std::fs::read_to_string(path) {
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Verdict::Value(0),
+        Err(_) => Verdict::Value(1),
+        Ok(text) => Verdict::Value(text.trim().parse::<i64>().unwrap_or(1)),
+    }
+}
+
+/// Follows the usable-server count of a proxy frontend: down while fewer than `min_up` of its
+/// backend's servers take sessions. The proxy's own checks supply the rise/fall hysteresis.
+pub fn spawn_frontend(
+    frontend: String,
+    min_up: u32,
+    mut health: watch::Receiver<vipd_proxy::HealthReport>,
+    cancel: CancellationToken,
+) -> watch::Receiver<Reading> {
+    let reading_of = move |report: &vipd_proxy::HealthReport, frontend: &str| {
+        let usable = report
+            .frontends
+            .get(frontend)
+            .map_or(0, |health| health.servers_usable);
+        let up = u32::try_from(usable).unwrap_or(u32::MAX) >= min_up;
+        Reading {
+            verdict: if up { Verdict::Up } else { Verdict::Down },
+            detail: Some(format!("{usable} usable servers, min_up {min_up}")),
+        }
+    };
+    let initial = reading_of(&health.borrow_and_update(), &frontend);
+    let (tx, rx) = watch::channel(initial);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = health.changed() => if changed.is_err() { return },
+            }
+            let next = reading_of(&health.borrow_and_update(), &frontend);
+            tx.send_if_modified(|current| {
+                let changed = *current != next;
+                if current.verdict != next.verdict {
+                    info!(%frontend, up = next.verdict == Verdict::Up, detail = ?next.detail, "frontend tracker changed state");
+                }
+                *current = next;
+                changed
+            });
+        }
+    });
+    rx
+}
+
+/// Follows one interface's link state.
+pub fn spawn_interface(
+    interface: String,
+    mut links: watch::Receiver<std::collections::BTreeMap<String, bool>>,
+    cancel: CancellationToken,
+) -> watch::Receiver<Reading> {
+    let reading_of =
+        |links: &std::collections::BTreeMap<String, bool>, name: &str| match links.get(name) {
+            Some(true) => Reading::new(Verdict::Up),
+            Some(false) => Reading {
+                verdict: Verdict::Down,
+                detail: Some("link down".into()),
+            },
+            None => Reading {
+                verdict: Verdict::Down,
+                detail: Some("no such interface".into()),
+            },
+        };
+    let (tx, rx) = watch::channel(reading_of(&links.borrow_and_update(), &interface));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                changed = links.changed() => if changed.is_err() { return },
+            }
+            let next = reading_of(&links.borrow_and_update(), &interface);
+            tx.send_if_modified(|current| {
+                let changed = *current != next;
+                *current = next;
+                changed
+            });
+        }
+    });
+    rx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracked_file_absent_is_zero_integer_is_read_and_anything_else_is_one() {
+        let dir = std::env::temp_dir().join(format!("vipd-track-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("maintenance");
+        assert_eq!(read_tracked_file(&file), Verdict::Value(0));
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(read_tracked_file(&file), Verdict::Value(1));
+        std::fs::write(&file, " -3\n").unwrap();
+        assert_eq!(read_tracked_file(&file), Verdict::Value(-3));
+        std::fs::write(&file, "garbage").unwrap();
+        assert_eq!(read_tracked_file(&file), Verdict::Value(1));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
