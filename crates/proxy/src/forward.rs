@@ -168,7 +168,9 @@ async fn pump(
         if buffer.is_empty() && pipe.is_none() {
             // Allocate nothing until there is data: readiness alone can be spurious, and an idle
             // session must hold no buffer. A one-byte peek waits for a byte (or EOF).
-            from.peek(&mut [0u8; 1]).await?;
+            if from.peek(&mut [0u8; 1]).await? == 0 {
+                break;
+            }
         } else {
             from.readable().await?;
         }
