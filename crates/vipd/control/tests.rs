@@ -857,3 +857,127 @@ fn metrics_list_series_in_configuration_order() {
     );
     assert!(text.contains("\nvipd_uptime_seconds 3723\n"), "{text}");
 }
+
+/// xorshift64*: a fixed-seed generator, so a failure names a reproducible case.
+struct Shuffle(u64);
+
+impl Shuffle {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn pick<'a, T: ?Sized>(&mut self, items: &[&'a T]) -> &'a T {
+        let index = usize::try_from(self.next() % items.len() as u64).unwrap();
+        items[index]
+    }
+}
+
+#[tokio::test]
+async fn random_requests_never_get_a_server_error() {
+    let server = start(Some(TOKEN)).await;
+    let methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+    let segments = [
+        "api",
+        "v1",
+        "servers",
+        "instances",
+        "apiservers",
+        "cp1",
+        "api",
+        "drain",
+        "enable",
+        "disable",
+        "weight",
+        "maintenance",
+        "status",
+        "metrics",
+        "",
+        "..",
+        "%00",
+        "%ff",
+        "%2F",
+        "caf%C3%A9",
+        "x%20y",
+        "-",
+        "~",
+    ];
+    let long_name = "n".repeat(3000);
+    let deep_json = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let huge = vec![b'7'; 5000];
+    let bodies: [&[u8]; 10] = [
+        b"",
+        b"{}",
+        br#"{"weight": 12}"#,
+        br#"{"enabled": false}"#,
+        br#"{"weight": 1e3}"#,
+        br#"{"weight": null, "enabled": null}"#,
+        b"\x00\x01\x02\xff",
+        deep_json.as_bytes(),
+        b"{\"weight\": 1",
+        &huge,
+    ];
+    let auths = [
+        "Bearer s3cret-token",
+        "Bearer s3cret-token",
+        "Bearer s3cret-token ",
+        "Bearer nope",
+        "",
+    ];
+    let admin_paths = [
+        "/api/v1/servers/apiservers/cp1/drain",
+        "/api/v1/servers/apiservers/cp2/enable",
+        "/api/v1/servers/apiservers/cp3/disable",
+        "/api/v1/servers/apiservers/cp1/weight",
+        "/api/v1/servers/apiservers/cp1/weight",
+        "/api/v1/servers/nope/cp1/weight",
+        "/api/v1/servers/apiservers/nope/drain",
+        "/api/v1/instances/api/maintenance",
+        "/api/v1/instances/api/maintenance",
+        "/api/v1/instances/nope/maintenance",
+    ];
+    let mut shuffle = Shuffle(0x5eed_1234_abcd_0001);
+    for case in 0..300 {
+        let method = shuffle.pick(&methods);
+        let depth = 1 + shuffle.next() % 6;
+        let mut path = String::new();
+        for _ in 0..depth {
+            path.push('/');
+            if shuffle.next() % 40 == 0 {
+                path.push_str(&long_name);
+            } else {
+                path.push_str(shuffle.pick(&segments));
+            }
+        }
+        if shuffle.next() % 2 == 0 {
+            // Steer half of the cases into the admin routes, with known and unknown names.
+            path = shuffle.pick(&admin_paths).to_owned();
+        }
+        let body = bodies[usize::try_from(shuffle.next() % bodies.len() as u64).unwrap()];
+        let auth = shuffle.pick(&auths);
+        let headers: Vec<(&str, &str)> = if auth.is_empty() {
+            Vec::new()
+        } else {
+            vec![("Authorization", auth)]
+        };
+        let reply = request(server.address, method, &path, &headers, body).await;
+        assert!(
+            (200..500).contains(&reply.status),
+            "case {case}: {method} {path} -> {}: {}",
+            reply.status,
+            reply.text()
+        );
+        if reply.status >= 400 {
+            assert!(
+                reply.json()["error"].is_string(),
+                "case {case}: {method} {path} -> {}: {}",
+                reply.status,
+                reply.text()
+            );
+        }
+    }
+    let after = request(server.address, "GET", "/status", &[], b"").await;
+    assert_eq!(after.status, 200);
+}
