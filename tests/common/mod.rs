@@ -1,0 +1,182 @@
+//! Shared pieces of the end-to-end tests of the `vipd` binary: a lab of load-balancer nodes, a
+//! backend and a client; configuration files; waiting for VIPs; talking to the control server.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use vipd_lab::{Lab, LabProcess};
+
+/// The vipd binary cargo built for these tests.
+pub const VIPD: &str = env!("CARGO_BIN_EXE_vipd");
+
+/// A scratch directory for one test's files, removed on drop.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("vipd-e2e-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Self(dir)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::write(&path, text).expect("write scratch file");
+        path
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts `vipd run -c config` in `host` as root, logging to `log`.
+pub fn start_vipd(lab: &Lab, host: usize, config: &Path, log: &Path) -> LabProcess {
+    start_vipd_with(lab, host, &[], config, log)
+}
+
+/// The capabilities deploy/systemd/vipd.service grants, and nothing else.
+pub const SERVICE_CAPS: &str = "-all,+net_admin,+net_raw,+net_bind_service";
+
+/// Starts vipd as the unprivileged user `nobody` with exactly the systemd unit's ambient
+/// capabilities (setpriv from util-linux does what systemd's AmbientCapabilities= does).
+pub fn start_vipd_unprivileged(lab: &Lab, host: usize, config: &Path, log: &Path) -> LabProcess {
+    let prefix = [
+        "setpriv",
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps",
+        SERVICE_CAPS,
+        "--ambient-caps",
+        SERVICE_CAPS,
+        "--bounding-set",
+        SERVICE_CAPS,
+        "--",
+    ];
+    start_vipd_with(lab, host, &prefix, config, log)
+}
+
+fn start_vipd_with(
+    lab: &Lab,
+    host: usize,
+    prefix: &[&str],
+    config: &Path,
+    log: &Path,
+) -> LabProcess {
+    let log_file = std::fs::File::create(log).expect("log file");
+    let config = config.display().to_string();
+    let mut args: Vec<&str> = prefix.to_vec();
+    args.extend([VIPD, "run", "-c", &config]);
+    let mut command = lab.command_in(host, &args).expect("host exists");
+    command
+        .env("VIPD_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(log_file.try_clone().expect("log file"))
+        .stderr(log_file);
+    lab.spawn_command(command).expect("vipd starts")
+}
+
+/// A TCP server in `host` on `port` that answers every connection with `reply` and closes.
+pub fn start_backend(lab: &Lab, host: usize, port: u16, reply: &str) -> LabProcess {
+    let listen = format!("TCP-LISTEN:{port},reuseaddr,fork");
+    let answer = format!("SYSTEM:echo {reply}");
+    lab.spawn(host, &["socat", &listen, &answer])
+        .expect("socat starts")
+}
+
+/// Whether `address` is configured on `host`'s interfaces.
+pub fn holds(lab: &Lab, host: usize, address: IpAddr) -> bool {
+    let family = if address.is_ipv4() { "-4" } else { "-6" };
+    let address = address.to_string();
+    lab.run(host, &["ip", "-o", family, "addr", "show"])
+        .is_ok_and(|out| {
+            out.split_whitespace()
+                .any(|word| word.split('/').next() == Some(address.as_str()))
+        })
+}
+
+/// Polls until `condition` holds or `timeout` passes; returns how long it took.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if condition() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    None
+}
+
+/// Connects from `host` to `target`, reads until the server closes, returns the text.
+pub fn fetch(lab: &Lab, host: usize, target: SocketAddr) -> Result<String, String> {
+    lab.in_host(host, move || {
+        let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2))
+            .map_err(|error| error.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .map_err(|error| error.to_string())?;
+        let mut text = String::new();
+        stream
+            .read_to_string(&mut text)
+            .map_err(|error| error.to_string())?;
+        Ok(text)
+    })
+    .map_err(|error| error.to_string())?
+}
+
+/// `GET path` on the control server of the vipd in `host` (127.0.0.1:9650 in its namespace).
+pub fn control_get(lab: &Lab, host: usize, path: &str) -> Result<String, String> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    lab.in_host(host, move || {
+        let mut stream = TcpStream::connect_timeout(
+            &"127.0.0.1:9650".parse().expect("address"),
+            Duration::from_secs(2),
+        )
+        .map_err(|error| error.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .map_err(|error| error.to_string())?;
+        stream
+            .write_all(request.as_bytes())
+            .map_err(|error| error.to_string())?;
+        let mut text = String::new();
+        stream
+            .read_to_string(&mut text)
+            .map_err(|error| error.to_string())?;
+        text.split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_owned())
+            .ok_or_else(|| "no HTTP body".to_owned())
+    })
+    .map_err(|error| error.to_string())?
+}
+
+/// The `/status` JSON of the vipd in `host`.
+pub fn status(lab: &Lab, host: usize) -> Result<serde_json::Value, String> {
+    let body = control_get(lab, host, "/status")?;
+    serde_json::from_str(&body).map_err(|error| format!("{error}: {body}"))
+}
+
+/// The state of instance `instance` on `host` ("master", "backup", ...), if the daemon answers.
+pub fn instance_state(lab: &Lab, host: usize, instance: &str) -> Option<String> {
+    let status = status(lab, host).ok()?;
+    status["instances"]
+        .as_array()?
+        .iter()
+        .find(|entry| entry["name"] == instance)
+        .and_then(|entry| entry["state"].as_str().map(str::to_owned))
+}
+
+/// Waits for the control server of `host` to answer.
+pub fn wait_for_control(lab: &Lab, host: usize) {
+    assert!(
+        wait_until(Duration::from_secs(20), || status(lab, host).is_ok()).is_some(),
+        "vipd in host {host} never answered on its control port"
+    );
+}
