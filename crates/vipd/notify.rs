@@ -92,3 +92,53 @@ impl Notifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// issue 5: hooks run in order per instance; `state` gets instance, state, priority appended.
+    #[tokio::test]
+    async fn hooks_run_in_order_with_instance_state_and_priority_appended() {
+        let log = std::env::temp_dir().join(format!("vipd-notify-{}", std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        let append = |tag: &str| vipd_config::Command {
+            program: PathBuf::from("/bin/sh"),
+            // `sh -c SCRIPT NAME ARGS...`: the appended arguments become $1, $2, ...
+            args: vec![
+                "-c".into(),
+                format!("sleep 0.05; echo {tag} \"$@\" >> {}", log.display()),
+                "hook".into(),
+            ],
+        };
+        let hooks = vipd_config::Notify {
+            master: Some(append("master")),
+            backup: Some(append("backup")),
+            fault: None,
+            state: Some(append("state")),
+            timeout: Duration::from_secs(5),
+        };
+        let notifier = Notifier::spawn("api".into(), hooks);
+        notifier.state_changed(HookState::Master, 150);
+        notifier.state_changed(HookState::Backup, 90);
+        notifier.state_changed(HookState::Fault, 90);
+        let expected =
+            "master\nstate api MASTER 150\nbackup\nstate api BACKUP 90\nstate api FAULT 90\n";
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text == expected {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "hooks ran as {text:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        std::fs::remove_file(&log).unwrap();
+    }
+}

@@ -237,6 +237,108 @@ pub fn spawn_interface(
 mod tests {
     use super::*;
 
+    fn script(
+        program: &str,
+        args: &[&str],
+        interval_ms: u64,
+        timeout_ms: u64,
+    ) -> vipd_config::Script {
+        vipd_config::Script {
+            command: vipd_config::Command {
+                program: PathBuf::from(program),
+                args: args.iter().map(|arg| (*arg).to_owned()).collect(),
+            },
+            interval: Duration::from_millis(interval_ms),
+            timeout: Duration::from_millis(timeout_ms),
+            rise: 2,
+            fall: 2,
+            user: Some("root".into()),
+        }
+    }
+
+    async fn wait_for_verdict(reading: &mut watch::Receiver<Reading>, verdict: Verdict) -> Reading {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            reading.wait_for(|reading| reading.verdict == verdict),
+        )
+        .await
+        .expect("verdict within 10 s")
+        .expect("tracker alive")
+        .clone()
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("vipd-tracker-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// vrrp.md Tracking: scripts with rise/fall; the first result decides at once.
+    #[tokio::test]
+    async fn a_script_tracker_follows_its_exit_status_with_rise_and_fall() {
+        let dir = scratch("rise-fall");
+        let marker = dir.join("failing");
+        let check = format!("test ! -e {}", marker.display());
+        let cancel = CancellationToken::new();
+        let mut reading = spawn_script(
+            "chk".into(),
+            script("/bin/sh", &["-c", &check], 50, 1000),
+            cancel.clone(),
+        );
+        wait_for_verdict(&mut reading, Verdict::Up).await;
+        std::fs::write(&marker, "").unwrap();
+        let down = wait_for_verdict(&mut reading, Verdict::Down).await;
+        assert!(down.detail.is_some(), "a failure says why");
+        std::fs::remove_file(&marker).unwrap();
+        wait_for_verdict(&mut reading, Verdict::Up).await;
+        cancel.cancel();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// vrrp.md: "a hung script is killed at timeout and counts as a failure".
+    #[tokio::test]
+    async fn a_hung_script_counts_as_a_failure_at_its_timeout() {
+        let cancel = CancellationToken::new();
+        let mut hung = script("/bin/sleep", &["30"], 300, 100);
+        hung.fall = 1;
+        let mut reading = spawn_script("hung".into(), hung, cancel.clone());
+        let down = wait_for_verdict(&mut reading, Verdict::Down).await;
+        assert!(
+            down.detail
+                .as_deref()
+                .is_some_and(|detail| detail.contains("TimedOut")),
+            "{down:?}"
+        );
+        cancel.cancel();
+    }
+
+    /// vrrp.md pitfalls: a script writable by non-root is refused; its tracker stays down.
+    #[tokio::test]
+    async fn a_script_anyone_can_write_is_refused_and_stays_down() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = scratch("writable");
+        let program = dir.join("check");
+        std::fs::write(&program, "#!/bin/sh\nexit 0\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let cancel = CancellationToken::new();
+        let mut reading = spawn_script(
+            "writable".into(),
+            script(&program.display().to_string(), &[], 50, 1000),
+            cancel.clone(),
+        );
+        let down = wait_for_verdict(&mut reading, Verdict::Down).await;
+        assert!(down.detail.is_some(), "{down:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(
+            reading.borrow().verdict,
+            Verdict::Down,
+            "a refused script never runs"
+        );
+        cancel.cancel();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn tracked_file_absent_is_zero_integer_is_read_and_anything_else_is_one() {
         let dir = std::env::temp_dir().join(format!("vipd-track-{}", std::process::id()));
