@@ -8,10 +8,6 @@
 //! Every request is outside input: bad paths, methods, bodies and tokens get a 4xx with a JSON
 //! `{"error": "..."}` body and the server keeps serving.
 
-// The supervisor that calls `bind` and `run` lands separately; until then only the tests reach
-// most of this. Drop this line once it is in (nothing else is unused then).
-#![allow(dead_code, unused_imports)]
-
 mod api;
 mod connections;
 mod dashboard;
