@@ -12,7 +12,7 @@ use futures::future::select_all;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
-use vipd_net::{AddressEvent, AddressManager, Announce, VrrpTransport};
+use vipd_net::{AddressEvent, AddressManager, Announce, Change, VrrpTransport};
 use vipd_vrrp::{Advertisement, ChecksumForm, Input, Output, Priority, State, VirtualRouter};
 
 use crate::control::{
@@ -140,6 +140,9 @@ where
             .router
             .handle_input(now().into_std(), Input::Startup);
         self.drain_outputs().await;
+        if self.parts.router.state() != State::Master {
+            self.remove_leftover_vips().await;
+        }
         let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
         reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -269,6 +272,23 @@ where
             Err(broadcast::error::RecvError::Closed) => {
                 // No monitor (in-memory hosts): wait on the periodic reconcile only.
                 std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// A vipd that was killed (SIGKILL, OOM, crash) never released its VIPs; started again as
+    /// backup (or in Fault) it must not keep them, or the peer's master and this node both answer
+    /// for them. So remove them at start unless we start as master.
+    async fn remove_leftover_vips(&mut self) {
+        for vip in &self.parts.vips {
+            match self.parts.addresses.remove(vip).await {
+                Ok(Change::Applied) => {
+                    warn!(instance = %self.parts.name, vip = %vip.address, "removed a VIP left over from an earlier run");
+                }
+                Ok(Change::AlreadyInPlace) => {}
+                Err(error) => {
+                    error!(instance = %self.parts.name, vip = %vip.address, %error, "removing a left-over VIP failed");
+                }
             }
         }
     }
