@@ -1,0 +1,156 @@
+//! Timing a failover from outside the daemons: when the backup's kernel gains the VIP (a netlink
+//! address monitor in its namespace), when a client's TCP connect through the VIP first succeeds
+//! (a fresh connect every 2 ms from the client's namespace), and a trigger that fires right after
+//! the master's advert reaches the backup, so every run fails the master at the same phase of its
+//! advert cycle and implementations are compared at equal footing.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use vipd_lab::{Lab, LabError};
+use vipd_net::{
+    AddressEvent, AddressMonitor, Family, Mode, VrrpSocket, VrrpSocketConfig, VrrpTransport,
+};
+
+/// A thread's result: `None` when what it waited for did not happen in time.
+pub type Watch = JoinHandle<Result<Option<Instant>, LabError>>;
+
+/// How often the client starts a new connect, and how long one may take.
+const CONNECT_EVERY: Duration = Duration::from_millis(2);
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// Reports when `vip` is added to (or, with `added: false`, removed from) `host`; sends on
+/// `then` at that moment if given. Returns once the monitor is subscribed.
+pub fn watch_vip(
+    lab: &Lab,
+    host: usize,
+    vip: IpAddr,
+    added: bool,
+    timeout: Duration,
+    then: Option<mpsc::Sender<()>>,
+) -> Watch {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let handle = lab
+        .spawn_in_host(host, move || {
+            runtime().block_on(async move {
+                let mut monitor = AddressMonitor::start().expect("address monitor");
+                let _ = ready_tx.send(());
+                let seen = async {
+                    while let Some(event) = monitor.next().await {
+                        let matched = match event {
+                            AddressEvent::Added { address, .. } => added && address == vip,
+                            AddressEvent::Removed { address, .. } => !added && address == vip,
+                        };
+                        if matched {
+                            let at = Instant::now();
+                            if let Some(then) = &then {
+                                let _ = then.send(());
+                            }
+                            return at;
+                        }
+                    }
+                    std::future::pending().await
+                };
+                tokio::time::timeout(timeout, seen).await.ok()
+            })
+        })
+        .expect("monitor thread");
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("monitor subscribed");
+    handle
+}
+
+/// From `host`, once `go` fires: a new TCP connect to `target` every 2 ms (each bounded by
+/// 200 ms) until one succeeds; reports when. Short attempts matter: a SYN lost to a dead master
+/// would otherwise wait out TCP's 1 s retransmission timer.
+pub fn connect_when_told(
+    lab: &Lab,
+    host: usize,
+    target: SocketAddr,
+    go: mpsc::Receiver<()>,
+    timeout: Duration,
+) -> Watch {
+    lab.spawn_in_host(host, move || {
+        go.recv_timeout(Duration::from_secs(30)).ok()?;
+        runtime().block_on(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut attempts = tokio::task::JoinSet::new();
+            let mut tick = tokio::time::interval(CONNECT_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if tokio::time::Instant::now() > deadline {
+                            return None;
+                        }
+                        attempts.spawn(tokio::time::timeout(
+                            CONNECT_TIMEOUT,
+                            tokio::net::TcpStream::connect(target),
+                        ));
+                    }
+                    Some(attempt) = attempts.join_next() => {
+                        if matches!(attempt, Ok(Ok(Ok(_)))) {
+                            return Some(Instant::now());
+                        }
+                    }
+                }
+            }
+        })
+    })
+    .expect("client thread")
+}
+
+/// Fires `then` right after an IPv4 multicast advert from `source` reaches `host`.
+pub fn after_advert_from(
+    lab: &Lab,
+    host: usize,
+    source: IpAddr,
+    timeout: Duration,
+    then: mpsc::Sender<()>,
+) -> Watch {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let handle = lab
+        .spawn_in_host(host, move || {
+            runtime().block_on(async move {
+                let socket = VrrpSocket::open(VrrpSocketConfig {
+                    interface: vipd_lab::HOST_INTERFACE.into(),
+                    family: Family::Ipv4,
+                    mode: Mode::Multicast,
+                })
+                .expect("VRRP socket");
+                let _ = ready_tx.send(());
+                let seen = async {
+                    loop {
+                        if let Ok(advert) = socket.recv().await {
+                            if advert.source == source {
+                                let at = Instant::now();
+                                let _ = then.send(());
+                                return at;
+                            }
+                        }
+                    }
+                };
+                tokio::time::timeout(timeout, seen).await.ok()
+            })
+        })
+        .expect("advert thread");
+    ready_rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("VRRP socket open");
+    handle
+}
+
+/// Joins a watch thread: the instant it saw its event, if any.
+pub fn seen(watch: Watch) -> Option<Instant> {
+    watch.join().ok()?.ok()?
+}

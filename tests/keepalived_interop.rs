@@ -1,0 +1,593 @@
+//! Issue 6, interop: vipd and keepalived 2.2.7 as the two members of one virtual router, in both
+//! roles, VRRPv2 and v3, multicast and unicast. Each test: the master holds the VIP while the
+//! backup stays backup; the master goes away (SIGKILL for multicast, SIGTERM — a priority-0
+//! advert — for unicast) and the other member takes the VIP; the old master comes back with its
+//! higher priority and preempts. By then each implementation has received the other's adverts in
+//! both states, and neither may have rejected one: keepalived's log has none of its receive-check
+//! messages, and vipd's `adverts_dropped` counter is 0.
+//!
+//! Also the failover benchmark's measuring run (`#[ignore]`, driven by tests/bench/failover.sh).
+
+mod common;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::failover_timing::{after_advert_from, connect_when_told, seen, watch_vip};
+use common::keepalived::{Keepalived, RouterSettings};
+use common::{Scratch, fetch, holds, instance_state, start_backend, status, wait_until};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use vipd_lab::{Lab, LabProcess};
+
+const MASTER: usize = 0;
+const BACKUP: usize = 1;
+const MASTER_PRIORITY: u8 = 150;
+const BACKUP_PRIORITY: u8 = 100;
+/// Room on top of protocol times for a loaded CI machine (process start, netlink, scheduling).
+const SLACK: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Implementation {
+    Vipd,
+    Keepalived,
+}
+
+impl Implementation {
+    fn other(self) -> Self {
+        match self {
+            Self::Vipd => Self::Keepalived,
+            Self::Keepalived => Self::Vipd,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Vipd => "vipd",
+            Self::Keepalived => "keepalived",
+        }
+    }
+}
+
+/// One member of the virtual router.
+enum Member {
+    Vipd {
+        process: LabProcess,
+        host: usize,
+        log: std::path::PathBuf,
+    },
+    Keepalived(Keepalived),
+}
+
+impl Member {
+    /// Starts `implementation` in `host` (peer: the other host) with `extra` appended to a vipd
+    /// file; returns once it is up enough to be signalled meaningfully.
+    #[allow(clippy::too_many_arguments)]
+    fn start(
+        implementation: Implementation,
+        lab: &Lab,
+        scratch: &Scratch,
+        name: &str,
+        settings: &RouterSettings,
+        host: usize,
+        priority: u8,
+        extra: &str,
+    ) -> Self {
+        let peer = if host == MASTER { BACKUP } else { MASTER };
+        match implementation {
+            Implementation::Vipd => {
+                let config = scratch.write(
+                    &format!("{name}.yaml"),
+                    &settings.vipd_config(lab, host, peer, priority, extra),
+                );
+                let log = scratch.0.join(format!("{name}.log"));
+                let process = common::start_vipd(lab, host, &config, &log);
+                common::wait_for_control(lab, host);
+                Self::Vipd { process, host, log }
+            }
+            Implementation::Keepalived => {
+                let config = settings.keepalived_config(lab, host, peer, priority);
+                let keepalived = Keepalived::start(lab, host, scratch, name, &config);
+                keepalived.wait_for_vrrp_child();
+                Self::Keepalived(keepalived)
+            }
+        }
+    }
+
+    /// The VRRP state the member reports: vipd's status, keepalived's last `Entering` line.
+    fn state(&self, lab: &Lab) -> Option<String> {
+        match self {
+            Self::Vipd { host, .. } => instance_state(lab, *host, "vi_1"),
+            Self::Keepalived(keepalived) => {
+                let log = keepalived.log();
+                log.lines()
+                    .rev()
+                    .find_map(|line| {
+                        let (_, rest) = line.split_once("(VI_1) Entering ")?;
+                        rest.split_whitespace().next().map(str::to_lowercase)
+                    })
+                    .or_else(|| Some("initialize".to_owned()))
+            }
+        }
+    }
+
+    fn log(&self) -> String {
+        match self {
+            Self::Vipd { log, .. } => std::fs::read_to_string(log).unwrap_or_default(),
+            Self::Keepalived(keepalived) => keepalived.log(),
+        }
+    }
+
+    /// Stops the member: SIGKILL is a crash (keepalived's VRRP child first), SIGTERM a planned
+    /// stop that sends priority 0.
+    fn stop(&mut self, signal: Signal) {
+        match (self, signal) {
+            (Self::Vipd { process, .. }, signal) => {
+                process.stop_with(signal);
+            }
+            (Self::Keepalived(keepalived), Signal::SIGKILL) => keepalived.kill_hard(),
+            (Self::Keepalived(keepalived), _) => keepalived.stop(),
+        }
+    }
+
+    /// Asserts that the member never rejected a packet of its peer, and says what it received.
+    fn assert_nothing_rejected(&self, lab: &Lab, role: &str) -> String {
+        match self {
+            Self::Vipd { host, .. } => {
+                let status = status(lab, *host).expect("vipd answers");
+                let counters = &status["instances"][0]["counters"];
+                assert_eq!(
+                    counters["adverts_dropped"],
+                    0,
+                    "{role} vipd dropped adverts: {counters}\n{}",
+                    self.log()
+                );
+                let log = self.log();
+                assert!(
+                    !log.contains("malformed") && !log.contains("sending advertisement failed"),
+                    "{role} vipd log:\n{log}"
+                );
+                format!(
+                    "{role} vipd: {} adverts received, {} dropped",
+                    counters["adverts_received"], counters["adverts_dropped"]
+                )
+            }
+            Self::Keepalived(keepalived) => {
+                let rejections = keepalived.rejections();
+                assert!(
+                    rejections.is_empty(),
+                    "{role} keepalived rejected packets: {rejections:#?}\n{}",
+                    keepalived.log()
+                );
+                format!("{role} keepalived: no rejections")
+            }
+        }
+    }
+}
+
+fn wait_for_state(lab: &Lab, member: &Member, state: &str, within: Duration, what: &str) {
+    assert!(
+        wait_until(within, || member.state(lab).as_deref() == Some(state)).is_some(),
+        "{what}: state {:?}, not {state} after {within:?}; log:\n{}",
+        member.state(lab),
+        member.log()
+    );
+}
+
+/// The scenario of the file doc, with `first` as the master.
+fn master_fails_over_and_returns(
+    test: &str,
+    first: Implementation,
+    settings: RouterSettings,
+    stop: Signal,
+) {
+    if !vipd_lab::e2e_enabled(test) {
+        return;
+    }
+    let lab = Lab::new(2).expect("lab");
+    let scratch = Scratch::new(test);
+    let vip = IpAddr::V4(settings.vip);
+    let second = first.other();
+    let master_down = settings.master_down_interval(BACKUP_PRIORITY);
+    let preempt = settings.master_down_interval(MASTER_PRIORITY);
+
+    // The master alone first, so the election result does not depend on start-up order.
+    let mut master = Member::start(
+        first,
+        &lab,
+        &scratch,
+        "master",
+        &settings,
+        MASTER,
+        MASTER_PRIORITY,
+        "",
+    );
+    wait_for_state(&lab, &master, "master", preempt + SLACK, "first master");
+    assert!(holds(&lab, MASTER, vip), "the master does not hold the VIP");
+    let backup = Member::start(
+        second,
+        &lab,
+        &scratch,
+        "backup",
+        &settings,
+        BACKUP,
+        BACKUP_PRIORITY,
+        "",
+    );
+    wait_for_state(&lab, &backup, "backup", SLACK, "backup");
+    // Longer than the backup's master-down interval: a backup that did not accept the master's
+    // adverts would take over meanwhile.
+    std::thread::sleep(master_down + settings.advert_interval);
+    assert_eq!(
+        backup.state(&lab).as_deref(),
+        Some("backup"),
+        "{}",
+        backup.log()
+    );
+    assert_eq!(
+        master.state(&lab).as_deref(),
+        Some("master"),
+        "{}",
+        master.log()
+    );
+    assert!(holds(&lab, MASTER, vip) && !holds(&lab, BACKUP, vip));
+    let master_report = master.assert_nothing_rejected(&lab, "first master");
+
+    // The master goes away: the backup takes over (after Master_Down_Interval on a crash, after
+    // Skew_Time on priority 0).
+    let stopped = Instant::now();
+    master.stop(stop);
+    let taken = wait_until(master_down + SLACK, || holds(&lab, BACKUP, vip));
+    assert!(
+        taken.is_some(),
+        "the backup never took the VIP after {stop}; log:\n{}",
+        backup.log()
+    );
+    wait_for_state(&lab, &backup, "master", SLACK, "backup after takeover");
+    let takeover = stopped.elapsed();
+    if stop == Signal::SIGTERM {
+        assert!(
+            !holds(&lab, MASTER, vip),
+            "the old master kept the VIP after SIGTERM"
+        );
+    }
+    drop(master);
+
+    // The old master returns with its higher priority and preempts (both preempt by default).
+    let returned = Member::start(
+        first,
+        &lab,
+        &scratch,
+        "returned",
+        &settings,
+        MASTER,
+        MASTER_PRIORITY,
+        "",
+    );
+    wait_for_state(
+        &lab,
+        &returned,
+        "master",
+        preempt + SLACK,
+        "returned master",
+    );
+    wait_for_state(&lab, &backup, "backup", SLACK, "backup after preemption");
+    assert!(
+        wait_until(SLACK, || holds(&lab, MASTER, vip)
+            && !holds(&lab, BACKUP, vip))
+        .is_some(),
+        "the VIP did not go home"
+    );
+    // A few more adverts of the returned master, then the verdict of both.
+    std::thread::sleep(settings.advert_interval * 3);
+    let backup_report = backup.assert_nothing_rejected(&lab, "backup");
+    let returned_report = returned.assert_nothing_rejected(&lab, "returned master");
+    eprintln!(
+        "{test}: {} master, {} backup; takeover after {stop} in {takeover:?}; {master_report}; \
+         {backup_report}; {returned_report}",
+        first.name(),
+        second.name()
+    );
+}
+
+fn settings(version: u8, unicast: bool) -> RouterSettings {
+    RouterSettings {
+        vrid: 51,
+        version,
+        // v2 counts whole seconds; v3 runs at 100 ms to keep the suite short.
+        advert_interval: Duration::from_millis(if version == 2 { 1000 } else { 100 }),
+        vip: Lab::vip_v4(0),
+        unicast,
+    }
+}
+
+#[test]
+fn keepalived_master_vipd_backup_v2_multicast() {
+    master_fails_over_and_returns(
+        "keepalived_master_vipd_backup_v2_multicast",
+        Implementation::Keepalived,
+        settings(2, false),
+        Signal::SIGKILL,
+    );
+}
+
+#[test]
+fn keepalived_master_vipd_backup_v2_unicast() {
+    master_fails_over_and_returns(
+        "keepalived_master_vipd_backup_v2_unicast",
+        Implementation::Keepalived,
+        settings(2, true),
+        Signal::SIGTERM,
+    );
+}
+
+#[test]
+fn keepalived_master_vipd_backup_v3_multicast() {
+    master_fails_over_and_returns(
+        "keepalived_master_vipd_backup_v3_multicast",
+        Implementation::Keepalived,
+        settings(3, false),
+        Signal::SIGKILL,
+    );
+}
+
+#[test]
+fn keepalived_master_vipd_backup_v3_unicast() {
+    master_fails_over_and_returns(
+        "keepalived_master_vipd_backup_v3_unicast",
+        Implementation::Keepalived,
+        settings(3, true),
+        Signal::SIGTERM,
+    );
+}
+
+#[test]
+fn vipd_master_keepalived_backup_v2_multicast() {
+    master_fails_over_and_returns(
+        "vipd_master_keepalived_backup_v2_multicast",
+        Implementation::Vipd,
+        settings(2, false),
+        Signal::SIGKILL,
+    );
+}
+
+#[test]
+fn vipd_master_keepalived_backup_v2_unicast() {
+    master_fails_over_and_returns(
+        "vipd_master_keepalived_backup_v2_unicast",
+        Implementation::Vipd,
+        settings(2, true),
+        Signal::SIGTERM,
+    );
+}
+
+#[test]
+fn vipd_master_keepalived_backup_v3_multicast() {
+    master_fails_over_and_returns(
+        "vipd_master_keepalived_backup_v3_multicast",
+        Implementation::Vipd,
+        settings(3, false),
+        Signal::SIGKILL,
+    );
+}
+
+#[test]
+fn vipd_master_keepalived_backup_v3_unicast() {
+    master_fails_over_and_returns(
+        "vipd_master_keepalived_backup_v3_unicast",
+        Implementation::Vipd,
+        settings(3, true),
+        Signal::SIGTERM,
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The failover benchmark's measuring run (tests/bench/failover.sh). Not a timed test: it prints
+// one `RESULT` line per run and asserts nothing about the numbers.
+
+const BENCH_BACKEND: usize = 2;
+const BENCH_CLIENT: usize = 3;
+const SERVICE_PORT: u16 = 80;
+const BACKEND_PORT: u16 = 8080;
+
+/// One failover, seen from outside: from the failure to the VIP on the backup, and to the first
+/// client connect through it.
+struct Takeover {
+    vip: Duration,
+    client: Duration,
+}
+
+/// What stands behind the VIP on a node: vipd's own proxy, or for keepalived a TCP forwarder
+/// (socat, on every address) to the same backend, where haproxy would be in production.
+fn bench_member(
+    implementation: Implementation,
+    lab: &Lab,
+    scratch: &Scratch,
+    settings: &RouterSettings,
+    host: usize,
+    priority: u8,
+) -> (Member, Option<LabProcess>) {
+    let backend = lab.host(BENCH_BACKEND).ipv4;
+    let name = format!("{}-{host}", implementation.name());
+    match implementation {
+        Implementation::Vipd => {
+            let proxy = format!(
+                "frontends:\n  - name: web\n    bind: [\"{vip}:{SERVICE_PORT}\"]\n    backend: web\n\
+                 backends:\n  - name: web\n    servers:\n      - {{ name: b1, address: \"{backend}:{BACKEND_PORT}\" }}\n",
+                vip = settings.vip
+            );
+            let member = Member::start(
+                implementation,
+                lab,
+                scratch,
+                &name,
+                settings,
+                host,
+                priority,
+                &proxy,
+            );
+            (member, None)
+        }
+        Implementation::Keepalived => {
+            let member = Member::start(
+                implementation,
+                lab,
+                scratch,
+                &name,
+                settings,
+                host,
+                priority,
+                "",
+            );
+            let listen = format!("TCP-LISTEN:{SERVICE_PORT},reuseaddr,fork");
+            let forward = format!("TCP:{backend}:{BACKEND_PORT}");
+            let forwarder = lab
+                .spawn(host, &["socat", &listen, &forward])
+                .expect("socat starts");
+            (member, Some(forwarder))
+        }
+    }
+}
+
+/// Builds a fresh lab, elects a master, warms the client's ARP cache through the VIP, then fails
+/// the master right after one of its adverts reached the backup, and times the takeover.
+fn measure_failover(
+    implementation: Implementation,
+    settings: &RouterSettings,
+    planned: bool,
+) -> Result<Takeover, String> {
+    let lab = Lab::new(4).map_err(|error| error.to_string())?;
+    let scratch = Scratch::new(&format!("bench-{}", lab.name()));
+    let vip = IpAddr::V4(settings.vip);
+    let target = SocketAddr::new(vip, SERVICE_PORT);
+    let _backend = start_backend(&lab, BENCH_BACKEND, BACKEND_PORT, "bench-backend");
+    let (mut master, _master_forwarder) = bench_member(
+        implementation,
+        &lab,
+        &scratch,
+        settings,
+        MASTER,
+        MASTER_PRIORITY,
+    );
+    let preempt = settings.master_down_interval(MASTER_PRIORITY);
+    if wait_until(preempt + SLACK, || {
+        master.state(&lab).as_deref() == Some("master")
+    })
+    .is_none()
+    {
+        return Err(format!("no master:\n{}", master.log()));
+    }
+    let (backup, _backup_forwarder) = bench_member(
+        implementation,
+        &lab,
+        &scratch,
+        settings,
+        BACKUP,
+        BACKUP_PRIORITY,
+    );
+    if wait_until(SLACK, || backup.state(&lab).as_deref() == Some("backup")).is_none() {
+        return Err(format!("no backup:\n{}", backup.log()));
+    }
+    // The client talks to the master first, so its ARP cache points at the master as it would.
+    let served = wait_until(SLACK, || {
+        fetch(&lab, BENCH_CLIENT, target).is_ok_and(|text| text.contains("bench-backend"))
+    });
+    if served.is_none() {
+        return Err(format!(
+            "the client cannot reach the backend: {:?}",
+            fetch(&lab, BENCH_CLIENT, target)
+        ));
+    }
+    // Let the backup learn the master (v3 learns the interval from adverts).
+    std::thread::sleep(settings.advert_interval * 2);
+
+    let bound = settings.master_down_interval(BACKUP_PRIORITY) + SLACK;
+    let takeover = watch_vip(&lab, BACKUP, vip, true, bound, None);
+    let (go_tx, go_rx) = mpsc::channel();
+    let client = connect_when_told(&lab, BENCH_CLIENT, target, go_rx, bound);
+    // Planned: the client starts once the old master released the VIP (before that it would
+    // still be served by the old master); unplanned: once the link is cut.
+    let release = planned.then(|| watch_vip(&lab, MASTER, vip, false, bound, Some(go_tx.clone())));
+    let (advert_tx, advert_rx) = mpsc::channel();
+    let trigger = after_advert_from(
+        &lab,
+        BACKUP,
+        IpAddr::V4(lab.host(MASTER).ipv4),
+        SLACK,
+        advert_tx,
+    );
+    advert_rx
+        .recv_timeout(SLACK)
+        .map_err(|_| "no advert from the master reached the backup".to_owned())?;
+    let failed_at = Instant::now();
+    if planned {
+        match &master {
+            Member::Vipd { process, .. } => {
+                let pid = Pid::from_raw(i32::try_from(process.pid()).expect("pid fits"));
+                kill(pid, Signal::SIGTERM).map_err(|error| error.to_string())?;
+            }
+            Member::Keepalived(keepalived) => {
+                kill(keepalived.pid(), Signal::SIGTERM).map_err(|error| error.to_string())?;
+            }
+        }
+    } else {
+        master.stop(Signal::SIGKILL);
+        lab.cut_link(MASTER).map_err(|error| error.to_string())?;
+        let _ = go_tx.send(());
+    }
+    let vip_at = seen(takeover);
+    let client_at = seen(client);
+    let _ = seen(trigger);
+    if let Some(release) = release {
+        let _ = seen(release);
+    }
+    master.stop(Signal::SIGTERM);
+    let since = |at: Option<Instant>, what: &str| {
+        at.map(|at| at.saturating_duration_since(failed_at))
+            .ok_or_else(|| format!("{what} did not happen within {bound:?}"))
+    };
+    Ok(Takeover {
+        vip: since(vip_at, "the VIP on the backup")?,
+        client: since(client_at, "a client connect")?,
+    })
+}
+
+/// Runs tests/bench/failover.sh's measurements: `BENCH_REPEATS` (default 5) runs of each case,
+/// implementations interleaved so that load from elsewhere spreads over both.
+#[test]
+#[ignore = "a benchmark, run by tests/bench/failover.sh"]
+fn failover_benchmark() {
+    if !vipd_lab::e2e_enabled("failover_benchmark") {
+        return;
+    }
+    let repeats: usize = std::env::var("BENCH_REPEATS")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(5);
+    let cases = [
+        ("v2-1s", settings(2, false), false),
+        ("v2-1s", settings(2, false), true),
+        ("v3-100ms", settings(3, false), false),
+        ("v3-100ms", settings(3, false), true),
+    ];
+    for (case, router, planned) in cases {
+        let kind = if planned { "planned" } else { "unplanned" };
+        for repeat in 1..=repeats {
+            for implementation in [Implementation::Keepalived, Implementation::Vipd] {
+                match measure_failover(implementation, &router, planned) {
+                    Ok(takeover) => println!(
+                        "RESULT {} {case} {kind} {repeat} {:.1} {:.1}",
+                        implementation.name(),
+                        takeover.vip.as_secs_f64() * 1000.0,
+                        takeover.client.as_secs_f64() * 1000.0,
+                    ),
+                    Err(error) => println!(
+                        "FAILED {} {case} {kind} {repeat}: {error}",
+                        implementation.name()
+                    ),
+                }
+            }
+        }
+    }
+}
