@@ -5,6 +5,7 @@ mod control;
 mod exec;
 mod host;
 mod instance;
+mod lab;
 mod mapping;
 mod notify;
 mod priority;
@@ -35,6 +36,8 @@ enum Command {
     Run(run::RunArgs),
     /// Print a running daemon's status: instances, trackers, frontends, servers.
     Status(status_cmd::StatusArgs),
+    /// Run a vipd pair, backends and a client in network namespaces and demonstrate failover (root).
+    Lab(lab::LabArgs),
 }
 
 /// The `-c FILE` option shared by the subcommands that read the configuration.
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Status(args) => status_cmd::run(&args),
+        Command::Lab(args) => lab::run(&args),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("vipd: {error:#}");
