@@ -365,19 +365,35 @@ fn scenario_3_planned_failover_takes_over_within_skew_time_and_the_client_sees_n
 }
 
 /// Scenario 4's first half: lb1 crashes, lb2 takes over, lb1's cable is back and lb1 starts
-/// again with `lb1_config`. Returns lb1's new process and when it was started.
-fn crash_and_return(site: &Site, lb1: &mut LabProcess, lb1_config: &str) -> (LabProcess, Instant) {
+/// again with `lb1_config`. Returns lb1's new process, when it was started, and how long it took
+/// until its control server answered (start-up: process, config, sockets; outside the protocol).
+fn crash_and_return(
+    site: &Site,
+    lb1: &mut LabProcess,
+    lb1_config: &str,
+) -> (LabProcess, Instant, Duration) {
     site.crash(lb1, LB1);
     lb1.stop_with(Signal::SIGKILL);
-    // lb1's kernel keeps the VIP: nothing removed it, only the cable is out.
     assert!(
         wait_until(Duration::from_secs(3), || holds(&site.lab, LB2, vip())).is_some(),
         "lb2 never took the VIP{}",
         site.logs()
     );
+    // lb1's kernel still has the VIP: a killed vipd releases nothing. Started again as backup,
+    // vipd must remove it, or both nodes answer for the VIP.
+    assert!(holds(&site.lab, LB1, vip()), "the killed lb1 lost the VIP");
     site.lab.restore_link(LB1).expect("restore link");
+    let removal = AddressWatch::start(&site.lab, LB1, vip(), false, Duration::from_secs(5));
     let restarted = Instant::now();
-    (site.start(LB1, 1, lb1_config), restarted)
+    let process = site.start(LB1, 1, lb1_config);
+    common::wait_for_control(&site.lab, LB1);
+    let startup = restarted.elapsed();
+    assert!(
+        removal.wait().is_some(),
+        "the restarted lb1 kept the VIP left over from its killed run{}",
+        site.logs()
+    );
+    (process, restarted, startup)
 }
 
 #[test]
@@ -399,11 +415,7 @@ fn scenario_4_the_old_master_returns_and_preempts_after_preempt_delay() {
     );
 
     let watch = AddressWatch::start(&site.lab, LB1, vip(), true, Duration::from_secs(10));
-    let (_lb1, restarted) = crash_and_return(&site, &mut lb1, &lb1_config);
-    // Start-up (process spawn, config, sockets) is outside the protocol: it counts as the time
-    // until the control server answers.
-    common::wait_for_control(&site.lab, LB1);
-    let startup = restarted.elapsed();
+    let (_lb1, restarted, startup) = crash_and_return(&site, &mut lb1, &lb1_config);
     let taken = watch.wait().expect("lb1 took the VIP back within 10 s") - restarted;
     // lb1 sees lb2's lower priority at its first advert after start, holds off preempt_delay,
     // then its down timer (last reset by lb2's advert at the end of the hold-off) runs out.
@@ -449,8 +461,7 @@ fn scenario_4_the_old_master_returns_and_stays_backup_without_preempt() {
         true,
     );
 
-    let (_lb1, _) = crash_and_return(&site, &mut lb1, &lb1_config);
-    common::wait_for_control(&site.lab, LB1);
+    let (_lb1, _, _) = crash_and_return(&site, &mut lb1, &lb1_config);
     site.wait_state(LB1, "api", "backup", Duration::from_secs(5));
     // Well past lb1's Master_Down_Interval (341 ms) several times over: nothing moves.
     let steady = Duration::from_secs(2);
