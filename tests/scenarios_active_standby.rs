@@ -520,6 +520,32 @@ fn script_failure(test: &str, weight: i16) -> (Site, [LabProcess; 2], Duration) 
     (site, nodes, taken)
 }
 
+/// Scenario 5's end: lb1's script passes again, lb1 preempts back. Returns how long it took.
+fn script_recovery(site: &Site) {
+    let watch = AddressWatch::start(&site.lab, LB1, vip(), true, Duration::from_secs(10));
+    let passing = Instant::now();
+    std::fs::remove_file(site.scratch.0.join("lb1.fail")).expect("remove marker");
+    let back = watch
+        .wait()
+        .unwrap_or_else(|| panic!("lb1 never took the VIP back{}", site.logs()))
+        - passing;
+    // rise (2) runs 100 ms apart, the last one may take its timeout; then lb1 (150 again)
+    // ignores lb2's adverts and its down timer runs out: at most the Master_Down_Interval of
+    // the lowest priority it had (90).
+    let bound = Duration::from_millis(2 * 100 + 100)
+        + master_down_interval(LB1_PRIORITY - 60, INTERVAL)
+        + SLACK;
+    eprintln!("scenario 5: lb1 master again {back:?} after its script passed (bound {bound:?})");
+    assert!(
+        back <= bound,
+        "lb1 took the VIP back after {back:?}, more than {bound:?}{}",
+        site.logs()
+    );
+    site.wait_sole_holder(LB1, vip(), Duration::from_secs(1));
+    site.wait_state(LB1, "api", "master", Duration::from_secs(1));
+    site.wait_state(LB2, "api", "backup", Duration::from_secs(1));
+}
+
 #[test]
 fn scenario_5_a_failing_tracked_script_moves_the_vip() {
     if !vipd_lab::e2e_enabled("scenario_5_a_failing_tracked_script_moves_the_vip") {
@@ -547,6 +573,8 @@ fn scenario_5_a_failing_tracked_script_moves_the_vip() {
         "lb1's priority should be 150 − 60: {lb1}"
     );
     site.wait_serves(vip());
+    script_recovery(&site);
+    site.wait_serves(vip());
 }
 
 #[test]
@@ -569,6 +597,8 @@ fn scenario_5_a_failing_tracked_script_of_weight_0_puts_the_master_in_fault() {
     );
     site.wait_state(LB1, "api", "fault", Duration::from_secs(1));
     site.wait_sole_holder(LB2, vip(), Duration::from_secs(1));
+    site.wait_serves(vip());
+    script_recovery(&site);
     site.wait_serves(vip());
 }
 
@@ -617,8 +647,26 @@ fn active_active_each_node_masters_one_vip_and_the_survivor_holds_both() {
 
     // lb1 returns: vip_a goes home (preempt, no delay), vip_b stays.
     site.lab.restore_link(LB1).expect("restore link");
+    // The restarted lb1 first drops the vip_a its killed run left, then preempts it back.
+    let removal = AddressWatch::start(&site.lab, LB1, vip_a, false, Duration::from_secs(5));
+    let home = AddressWatch::start(&site.lab, LB1, vip_a, true, Duration::from_secs(10));
+    let restarted = Instant::now();
     let _lb1 = site.start(LB1, 1, &lb1_config);
-    site.wait_sole_holder(LB1, vip_a, Duration::from_secs(10));
+    // Start-up (process, config, sockets; the routers start before the control server).
+    common::wait_for_control(&site.lab, LB1);
+    let startup = restarted.elapsed();
+    assert!(removal.wait().is_some(), "lb1 kept the left-over vip_a");
+    let home = home.wait().expect("vip_a went home within 10 s") - restarted;
+    // lb1 ignores lb2's lower-priority adverts for vip_a and its first down timer runs out.
+    let bound = startup + master_down_interval(LB1_PRIORITY, INTERVAL) + SLACK;
+    eprintln!("active-active: vip_a home {home:?} after lb1's restart (bound {bound:?})");
+    assert!(
+        home <= bound,
+        "vip_a went home after {home:?}, more than start-up + Master_Down_Interval + 100 ms = \
+         {bound:?}{}",
+        site.logs()
+    );
+    site.wait_sole_holder(LB1, vip_a, Duration::from_secs(1));
     site.wait_sole_holder(LB2, vip_b, Duration::from_secs(1));
     site.wait_state(LB1, "b", "backup", Duration::from_secs(1));
     site.wait_state(LB2, "a", "backup", Duration::from_secs(1));
