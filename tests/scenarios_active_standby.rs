@@ -259,6 +259,20 @@ fn scenario_1_start_elects_the_higher_priority_which_serves_through_the_vip() {
         0,
         "lb2 must never have been master"
     );
+    // Round robin over the three backends once their health checks have passed.
+    let target = SocketAddr::new(vip(), 80);
+    let mut seen = std::collections::BTreeSet::new();
+    let every_backend = wait_until(Duration::from_secs(10), || {
+        if let Ok(text) = fetch(&site.lab, CLIENT, target) {
+            seen.insert(text.trim().to_owned());
+        }
+        seen.len() == BACKENDS.len()
+    });
+    assert!(
+        every_backend.is_some(),
+        "the client reached only {seen:?} through the VIP{}",
+        site.logs()
+    );
 }
 
 #[test]
