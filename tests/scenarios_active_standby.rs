@@ -316,6 +316,11 @@ fn scenario_2_unplanned_failure_backup_takes_over_within_master_down_interval() 
         site.logs()
     );
     site.wait_state(LB2, "api", "master", Duration::from_secs(1));
+    let lb2 = status(&site.lab, LB2).expect("lb2 status");
+    assert_eq!(
+        lb2["instances"][0]["counters"]["priority_zero_received"], 0,
+        "a killed master sends no priority-0 advert; lb2's down timer ran out: {lb2}"
+    );
 }
 
 #[test]
@@ -376,6 +381,11 @@ fn scenario_3_planned_failover_takes_over_within_skew_time_and_the_client_sees_n
         "lb1 did not exit 0 on SIGTERM: {exit:?}"
     );
     site.wait_state(LB2, "api", "master", Duration::from_secs(1));
+    let lb2 = status(&site.lab, LB2).expect("lb2 status");
+    assert_eq!(
+        lb2["instances"][0]["counters"]["priority_zero_received"], 1,
+        "lb2 should have taken over on lb1's priority-0 advert: {lb2}"
+    );
 }
 
 /// Scenario 4's first half: lb1 crashes, lb2 takes over, lb1's cable is back and lb1 starts
