@@ -78,6 +78,7 @@ enum LabMode {
 }
 
 /// One virtual router of the lab, as both nodes configure it.
+#[derive(Clone)]
 struct InstanceSpec {
     name: &'static str,
     vrid: u8,
@@ -358,15 +359,7 @@ impl RunningLab {
             workers: Vec::new(),
             nodes: [None, None],
             client: Arc::new(ClientLog::default()),
-            specs: specs
-                .iter()
-                .map(|spec| InstanceSpec {
-                    name: spec.name,
-                    vrid: spec.vrid,
-                    vip: spec.vip,
-                    priorities: spec.priorities,
-                })
-                .collect(),
+            specs: specs.to_vec(),
             interval,
             scratch,
             lab,
@@ -658,12 +651,14 @@ impl RunningLab {
                 row.node, row.instance, row.state, row.priority, row.vips, row.backends_up
             );
         }
-        let _ = writeln!(
-            text,
-            "  client: {} requests succeeded, {} failed",
-            self.client.succeeded.load(Ordering::Relaxed),
-            self.client.failed.load(Ordering::Relaxed)
-        );
+        let succeeded = self.client.succeeded.load(Ordering::Relaxed);
+        let failed = self.client.failed.load(Ordering::Relaxed);
+        if succeeded + failed > 0 {
+            let _ = writeln!(
+                text,
+                "  client: {succeeded} requests succeeded, {failed} failed"
+            );
+        }
         text
     }
 
@@ -716,7 +711,7 @@ impl RunningLab {
         );
         print!("{}", self.render_view());
         self.start_client()?;
-        let observe = (self.interval * 10).max(Duration::from_secs(2));
+        let observe = (self.interval * 3).max(Duration::from_secs(2));
         self.pause(observe)?;
         println!(
             "\n[2/4] client traffic through the VIP(s) for {} ms",
