@@ -681,10 +681,18 @@ impl VirtualRouter {
     fn transition(&mut self, now: Instant, to: Entering, reason: Reason) {
         let from = self.state();
         if from == State::Master {
-            // RFC 9568 6.4.3: a master that stops (shutdown, and for us fault and maintenance)
-            // sends priority 0 so backups take over after Skew_Time instead of Master_Down_Interval.
-            // Losing to a better master needs no release: that master already advertises.
-            if reason != Reason::HigherPriorityMaster {
+            if reason == Reason::HigherPriorityMaster {
+                // Losing to a better master needs no release: that master already advertises.
+                // But when a split brain heals, its advert may reach us before ours reaches it:
+                // it never learns that clients followed our announcements, and they stay
+                // pointed at us until their neighbour entries expire. One last advert at our
+                // priority tells it; hearing a lower-priority master it re-announces (RFC 9568
+                // 6.4.3, keepalived). After a plain preemption that repeats its fresh burst.
+                self.send_advert(self.effective_priority);
+            } else {
+                // RFC 9568 6.4.3: a master that stops (shutdown, and for us fault and
+                // maintenance) sends priority 0 so backups take over after Skew_Time instead
+                // of Master_Down_Interval.
                 self.send_advert(Priority::RELEASE);
             }
             self.outputs.push_back(Output::RemoveVips);
