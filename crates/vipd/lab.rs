@@ -488,16 +488,19 @@ impl RunningLab {
         Ok(())
     }
 
-    fn wait_for_control(&self, node: usize) -> anyhow::Result<()> {
+    fn wait_for_control(&mut self, node: usize) -> anyhow::Result<()> {
         let deadline = Instant::now() + CONTROL_TIMEOUT;
         loop {
             self.check_stop()?;
             if self.node_status(node).is_ok() {
                 return Ok(());
             }
-            if self.nodes[node].as_ref().is_none() || Instant::now() > deadline {
+            // A daemon that exited (a bad file, a taken port) will never answer: say so at once.
+            let exited = self.nodes[node].as_mut().is_none_or(LabProcess::has_exited);
+            if exited || Instant::now() > deadline {
+                let what = if exited { "exited" } else { "did not answer" };
                 bail!(
-                    "vipd on {} did not answer on {CONTROL}; its log:\n{}",
+                    "vipd on {} {what} (control server {CONTROL}); its log:\n{}",
                     NODES[node].0,
                     self.log_tail(node)
                 );
