@@ -262,6 +262,20 @@ impl Pair {
         instance_state(&self.lab, node, INSTANCE)
     }
 
+    /// Fails the test unless the instance on `node` reports `state` within 2 s: the daemon
+    /// changes the VIPs first and publishes the new state right after.
+    pub fn assert_state(&self, node: usize, state: &str) {
+        assert!(
+            wait_until(Duration::from_secs(2), || self.state(node).as_deref()
+                == Some(state))
+            .is_some(),
+            "lb{} is {:?}, not {state}\n{}",
+            node + 1,
+            self.state(node),
+            self.logs()
+        );
+    }
+
     /// Counter `name` of the instance on `node`, e.g. `became_master`.
     pub fn counter(&self, node: usize, name: &str) -> Option<u64> {
         let status = status(&self.lab, node).ok()?;
