@@ -239,22 +239,24 @@ fn host_ipv4(index: usize) -> Ipv4Addr {
     Ipv4Addr::new(198, 51, 100, u8::try_from(10 + index).unwrap_or(u8::MAX))
 }
 
-/// SIGINT and SIGTERM set `stop`; every loop of the lab checks it.
+/// SIGINT, SIGTERM and SIGHUP (the terminal went away) set `stop`; every loop of the lab checks it.
 fn watch_signals(runtime: &tokio::runtime::Runtime, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
-    let (mut interrupt, mut terminate) = runtime
+    let (mut interrupt, mut terminate, mut hangup) = runtime
         .block_on(async {
             Ok::<_, std::io::Error>((
                 signal(SignalKind::interrupt())?,
                 signal(SignalKind::terminate())?,
+                signal(SignalKind::hangup())?,
             ))
         })
-        .context("installing the SIGINT / SIGTERM handlers")?;
+        .context("installing the SIGINT / SIGTERM / SIGHUP handlers")?;
     let stop = Arc::clone(stop);
     runtime.spawn(async move {
         tokio::select! {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
+            _ = hangup.recv() => {}
         }
         stop.store(true, Ordering::SeqCst);
     });
