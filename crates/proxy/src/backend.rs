@@ -32,6 +32,8 @@ pub struct Server {
     active: AtomicU64,
     /// Cancelled (and replaced) to cut this server's sessions when it goes down.
     sessions_cut: Mutex<CancellationToken>,
+    /// Parent of `sessions_cut` (the engine's hard stop), so one token per session says both.
+    hard_stop: CancellationToken,
     /// The backend's "a slot was freed" signal for queued sessions.
     slot_freed: Arc<Notify>,
     pub counters: ServerCounters,
@@ -65,7 +67,12 @@ const ADMIN_DRAIN: u8 = 1;
 const ADMIN_MAINTENANCE: u8 = 2;
 
 impl Server {
-    fn new(config: &ServerConfig, initially_up: bool, slot_freed: Arc<Notify>) -> Self {
+    fn new(
+        config: &ServerConfig,
+        initially_up: bool,
+        slot_freed: Arc<Notify>,
+        hard_stop: &CancellationToken,
+    ) -> Self {
         Self {
             name: config.name.clone(),
             address: config.address,
@@ -82,7 +89,8 @@ impl Server {
                 last_check: None,
             }),
             active: AtomicU64::new(0),
-            sessions_cut: Mutex::new(CancellationToken::new()),
+            sessions_cut: Mutex::new(hard_stop.child_token()),
+            hard_stop: hard_stop.clone(),
             slot_freed,
             counters: ServerCounters::default(),
         }
@@ -170,12 +178,14 @@ impl Server {
         self.slot_freed.notify_waiters();
     }
 
-    /// A token cancelled when this server goes down under `shutdown_sessions`.
-    pub fn sessions_cut_token(&self) -> CancellationToken {
+    /// A token for one new session: cancelled when this server's sessions are cut (down under
+    /// `shutdown_sessions`, `hard_stop_after`) or at hard stop. Each session gets its own child so
+    /// that polling it contends with no other session.
+    pub fn session_token(&self) -> CancellationToken {
         self.sessions_cut
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+            .child_token()
     }
 
     pub fn cut_sessions(&self) {
@@ -184,7 +194,7 @@ impl Server {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         token.cancel();
-        *token = CancellationToken::new();
+        *token = self.hard_stop.child_token();
     }
 
     /// Records one check result; returns whether the server flipped state.
@@ -316,7 +326,11 @@ pub enum Pick {
 impl Backend {
     /// Builds a snapshot from `config`, reusing the live state of servers of `previous` with the
     /// same name and address. Fails only on TLS setup of the health check.
-    pub fn build(config: &BackendConfig, previous: Option<&Backend>) -> Result<Self, crate::Error> {
+    pub fn build(
+        config: &BackendConfig,
+        previous: Option<&Backend>,
+        hard_stop: &CancellationToken,
+    ) -> Result<Self, crate::Error> {
         let checker = config
             .health
             .as_ref()
@@ -353,6 +367,7 @@ impl Backend {
                         server_config,
                         initially_up,
                         Arc::clone(&shared.slot_freed),
+                        hard_stop,
                     )),
                 }
             })

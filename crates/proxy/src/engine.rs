@@ -138,7 +138,7 @@ impl Engine {
         }
         // Everything that can fail comes before anything changes.
         let old_backends = self.backends.load_full();
-        let backends = Arc::new(build_backends(&config, &old_backends)?);
+        let backends = Arc::new(build_backends(&config, &old_backends, &self.hard_stop)?);
         let fresh = bind_fresh(&config, &control)?;
 
         // Commit. New sessions see the new backends from here on; established ones keep theirs.
@@ -291,13 +291,14 @@ impl Engine {
 fn build_backends(
     config: &ProxyConfig,
     old: &BTreeMap<String, Arc<Backend>>,
+    hard_stop: &CancellationToken,
 ) -> Result<BTreeMap<String, Arc<Backend>>, Error> {
     let mut backends = BTreeMap::new();
     for backend in &config.backends {
         let previous = old.get(&backend.name).map(AsRef::as_ref);
         backends.insert(
             backend.name.clone(),
-            Arc::new(Backend::build(backend, previous)?),
+            Arc::new(Backend::build(backend, previous, hard_stop)?),
         );
     }
     Ok(backends)

@@ -89,12 +89,7 @@ pub async fn run(mut accepted: Accepted) {
     let frontend = Arc::clone(&accepted.frontend);
     let _current = Gauge::enter(&frontend.sessions_current);
     frontend.sessions_total.fetch_add(1, Ordering::Relaxed);
-    // A hard stop also ends sessions still reading a PROXY header, queued or connecting.
-    let stop = accepted.stop.clone();
-    let outcome = tokio::select! {
-        outcome = serve(&mut accepted) => outcome,
-        () = stop.cancelled() => Ok(SessionEnd::Cancelled),
-    };
+    let outcome = serve(&mut accepted).await;
     match outcome {
         Ok(SessionEnd::Closed) => {}
         Ok(SessionEnd::TimedOut { timeout }) => {
@@ -113,40 +108,59 @@ pub async fn run(mut accepted: Accepted) {
     drop(accepted.permits);
 }
 
+/// The client's address and the one it connected to (if a PROXY header said so), and payload
+/// bytes that came with the header.
+type Origin = (SocketAddr, Option<SocketAddr>, Vec<u8>);
+
+async fn client_origin(accepted: &mut Accepted) -> Result<Origin, SessionError> {
+    if !accepted.accept_proxy {
+        return Ok((accepted.peer, None, Vec::new()));
+    }
+    let header = tokio::time::timeout(PROXY_HEADER_TIMEOUT, read_proxy_header(accepted))
+        .await
+        .unwrap_or_else(|_| {
+            Err(SessionError::ProxyHeaderIo {
+                client: accepted.peer,
+                reason: "timed out".into(),
+            })
+        });
+    match header {
+        Ok((
+            ProxyHeader::Proxied {
+                source,
+                destination,
+            },
+            early,
+        )) => Ok((source, Some(destination), early)),
+        Ok((ProxyHeader::Local, early)) => Ok((accepted.peer, None, early)),
+        Err(error) => {
+            accepted
+                .frontend
+                .proxy_header_errors
+                .fetch_add(1, Ordering::Relaxed);
+            Err(error)
+        }
+    }
+}
+
 async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
     let frontend = Arc::clone(&accepted.frontend);
     let backend = Arc::clone(&accepted.backend);
-    let (source, destination, early) = if accepted.accept_proxy {
-        let header = tokio::time::timeout(PROXY_HEADER_TIMEOUT, read_proxy_header(accepted))
-            .await
-            .unwrap_or_else(|_| {
-                Err(SessionError::ProxyHeaderIo {
-                    client: accepted.peer,
-                    reason: "timed out".into(),
-                })
-            });
-        match header {
-            Ok((
-                ProxyHeader::Proxied {
-                    source,
-                    destination,
-                },
-                early,
-            )) => (source, Some(destination), early),
-            Ok((ProxyHeader::Local, early)) => (accepted.peer, None, early),
-            Err(error) => {
-                frontend.proxy_header_errors.fetch_add(1, Ordering::Relaxed);
-                return Err(error);
-            }
-        }
-    } else {
-        (accepted.peer, None, Vec::new())
+    // Until forwarding starts, the shared hard-stop token ends the session; it is polled only a
+    // few times per session here, never per forwarded message.
+    let stop = accepted.stop.clone();
+    let (source, destination, early) = tokio::select! {
+        () = stop.cancelled() => return Ok(SessionEnd::Cancelled),
+        origin = client_origin(accepted) => origin?,
     };
 
     let shared = Arc::clone(&backend.shared);
     let _backend_current = Gauge::enter(&shared.sessions_current);
     shared.sessions_total.fetch_add(1, Ordering::Relaxed);
-    let (server_stream, slot) = connect(&backend, source.ip()).await?;
+    let (server_stream, slot) = tokio::select! {
+        () = stop.cancelled() => return Ok(SessionEnd::Cancelled),
+        connected = connect(&backend, source.ip()) => connected?,
+    };
     let server = Arc::clone(&slot.server);
     // Forwarding small writes at once matters more than packet count for request/response traffic.
     let _ = accepted.client.set_nodelay(true);
@@ -180,19 +194,25 @@ async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
         }
     }
 
-    let cut = server.sessions_cut_token();
-    let end = tokio::select! {
-        end = forward(
-            &accepted.client,
-            &server_stream,
-            &backend.config.timeout,
-            &accepted.stop,
-            [&frontend.bytes_in, &shared.bytes_in, &server.counters.bytes_in],
-            [&frontend.bytes_out, &shared.bytes_out, &server.counters.bytes_out],
-            &frontend.bytes_spliced,
-        ) => end,
-        () = cut.cancelled() => SessionEnd::Cancelled,
-    };
+    let cancel = server.session_token();
+    let end = forward(
+        &accepted.client,
+        &server_stream,
+        &backend.config.timeout,
+        &cancel,
+        [
+            &frontend.bytes_in,
+            &shared.bytes_in,
+            &server.counters.bytes_in,
+        ],
+        [
+            &frontend.bytes_out,
+            &shared.bytes_out,
+            &server.counters.bytes_out,
+        ],
+        &frontend.bytes_spliced,
+    )
+    .await;
     drop(slot);
     Ok(end)
 }
