@@ -47,6 +47,9 @@ struct Activity {
     client_spoke: AtomicBool,
     server_spoke: AtomicBool,
     half_closed: AtomicBool,
+    /// Bytes moved but not yet added to the shared counters (client → server, server → client,
+    /// spliced): the shared counters are hit by every session, so each session batches.
+    unflushed: [AtomicU64; 3],
 }
 
 impl Activity {
@@ -57,6 +60,7 @@ impl Activity {
             client_spoke: AtomicBool::new(false),
             server_spoke: AtomicBool::new(false),
             half_closed: AtomicBool::new(false),
+            unflushed: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
 
@@ -64,6 +68,28 @@ impl Activity {
         let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_millis.fetch_max(elapsed, Ordering::Relaxed);
         spoke.store(true, Ordering::Relaxed);
+    }
+
+    /// Adds the batched byte counts to the shared counters.
+    fn flush(
+        &self,
+        client_to_server: ByteCounters<'_>,
+        server_to_client: ByteCounters<'_>,
+        spliced: &AtomicU64,
+    ) {
+        let [up, down, zero_copy] = &self.unflushed;
+        for (batch, counters) in [(up, client_to_server), (down, server_to_client)] {
+            let bytes = batch.swap(0, Ordering::Relaxed);
+            if bytes > 0 {
+                for counter in counters {
+                    counter.fetch_add(bytes, Ordering::Relaxed);
+                }
+            }
+        }
+        let bytes = zero_copy.swap(0, Ordering::Relaxed);
+        if bytes > 0 {
+            spliced.fetch_add(bytes, Ordering::Relaxed);
+        }
     }
 
     fn last(&self) -> Instant {
@@ -87,7 +113,8 @@ impl Activity {
 
 /// Forwards both directions until both are finished, a timeout fires, `cancel` is cancelled or a
 /// socket fails. `client_to_server` and `server_to_client` receive byte counts, `spliced` the
-/// bytes moved by splice.
+/// bytes moved by splice; they are updated in batches, at least every `min(idle, tunnel, fin)`
+/// and when the session ends.
 pub async fn forward(
     client: &TcpStream,
     server: &TcpStream,
@@ -98,37 +125,41 @@ pub async fn forward(
     spliced: &AtomicU64,
 ) -> SessionEnd {
     let activity = Activity::new();
+    let [up, down, zero_copy] = &activity.unflushed;
     let upstream = pump(
         client,
         server,
         &activity,
         &activity.client_spoke,
-        client_to_server,
-        spliced,
+        up,
+        zero_copy,
     );
     let downstream = pump(
         server,
         client,
         &activity,
         &activity.server_spoke,
-        server_to_client,
-        spliced,
+        down,
+        zero_copy,
     );
     let both = async {
         // try_join: the first error ends the session; otherwise wait for both FINs.
         tokio::try_join!(upstream, downstream)
     };
-    tokio::select! {
+    let flush = || activity.flush(client_to_server, server_to_client, spliced);
+    let end = tokio::select! {
         result = both => match result {
             Ok(_) => SessionEnd::Closed,
             Err(error) => SessionEnd::Failed(error),
         },
-        timeout = watchdog(&activity, timeouts) => SessionEnd::TimedOut { timeout },
+        timeout = watchdog(&activity, timeouts, &flush) => SessionEnd::TimedOut { timeout },
         () = cancel.cancelled() => SessionEnd::Cancelled,
-    }
+    };
+    flush();
+    end
 }
 
-async fn watchdog(activity: &Activity, timeouts: &Timeouts) -> &'static str {
+async fn watchdog(activity: &Activity, timeouts: &Timeouts, flush: &impl Fn()) -> &'static str {
     // The timeout in force can change while we sleep (a half-close switches to `fin`); waking at
     // least every `shortest` bounds how late a switch to a shorter timeout is noticed.
     let shortest = timeouts
@@ -137,6 +168,7 @@ async fn watchdog(activity: &Activity, timeouts: &Timeouts) -> &'static str {
         .min(timeouts.fin)
         .max(Duration::from_millis(10));
     loop {
+        flush();
         let (timeout, name) = activity.timeout(timeouts);
         let last = activity.last();
         let deadline = last + timeout;
@@ -158,7 +190,7 @@ async fn pump(
     to: &TcpStream,
     activity: &Activity,
     spoke: &AtomicBool,
-    counters: ByteCounters<'_>,
+    unflushed: &AtomicU64,
     spliced: &AtomicU64,
 ) -> io::Result<()> {
     let mut pipe: Option<(OwnedFd, OwnedFd)> = None;
@@ -210,9 +242,7 @@ async fn pump(
             Some(0) => break,
             Some(bytes) => {
                 activity.touch(spoke);
-                for counter in counters {
-                    counter.fetch_add(bytes as u64, Ordering::Relaxed);
-                }
+                unflushed.fetch_add(bytes as u64, Ordering::Relaxed);
                 if via_pipe {
                     spliced.fetch_add(bytes as u64, Ordering::Relaxed);
                 }

@@ -1,7 +1,9 @@
 //! Plain-data views of the proxy for the metrics layer and the health trackers.
 //!
 //! Direction convention everywhere: `bytes_in` flows client → server, `bytes_out` server → client
-//! (HAProxy's `bin`/`bout`).
+//! (HAProxy's `bin`/`bout`). A running session adds its byte counts in batches, at least every
+//! `min(idle, tunnel, fin)` and when it ends, so the hot path never writes a counter that other
+//! sessions write too.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

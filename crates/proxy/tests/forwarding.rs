@@ -26,14 +26,18 @@ async fn bulk_echo_is_byte_exact_and_counted() {
         .unwrap()
         .unwrap();
     assert!(echoed == payload, "echo differs");
-    let stats = proxy.stats();
-    let server = server_stats(&stats, "back", "e1");
-    assert_eq!(server.bytes_in, payload.len() as u64);
-    eventually("bytes_out counted", || {
-        server_stats(&proxy.stats(), "back", "e1").bytes_out == payload.len() as u64
+    // Counters are flushed when the session ends, just after the client saw the last byte.
+    let total = payload.len() as u64;
+    eventually("bytes counted both ways", || {
+        let stats = proxy.stats();
+        let server = server_stats(&stats, "back", "e1");
+        server.bytes_in == total && server.bytes_out == total
     })
     .await;
+    let stats = proxy.stats();
     assert_eq!(stats.frontends[0].sessions_total, 1);
+    assert_eq!(stats.frontends[0].bytes_in, total);
+    assert_eq!(stats.backends[0].bytes_out, total);
     assert!(
         stats.frontends[0].bytes_spliced > 0,
         "bulk traffic goes through splice(2)"
