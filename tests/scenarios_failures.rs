@@ -12,8 +12,8 @@ mod common;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use common::failover::{
-    CLIENT, Delivery, LB1, LB1_PRIORITY, LB2, LB2_PRIORITY, Pair, PairSettings, VipChange,
-    VipWatch, since,
+    CLIENT, DeliveredAdverts, Delivery, LB1, LB1_PRIORITY, LB2, LB2_PRIORITY, Pair, PairSettings,
+    VipChange, VipWatch, since,
 };
 use common::wait_until;
 use vipd_net::{AddressManager, NetlinkAddresses, Vip};
@@ -35,29 +35,6 @@ fn transitions(pair: &Pair) -> [Option<u64>; 4] {
         pair.counter(LB1, "two_masters_seen"),
         pair.counter(LB2, "two_masters_seen"),
     ]
-}
-
-/// Watches both nodes for `HOLD`: lb1 stays master with the VIP, lb2 stays backup without it,
-/// and no state change happens at all.
-fn assert_nothing_moves_for_the_hold(pair: &Pair, what: &str) {
-    let before = transitions(pair);
-    let lb1 = VipWatch::start(&pair.lab, LB1, pair.vip, 1, HOLD);
-    let lb2 = VipWatch::start(&pair.lab, LB2, pair.vip, 1, HOLD);
-    let (lb1, lb2) = (lb1.events(), lb2.events());
-    assert!(
-        lb1.is_empty() && lb2.is_empty(),
-        "{what}: the VIP moved within {HOLD:?}: lb1 {lb1:?}, lb2 {lb2:?}\n{}",
-        pair.logs()
-    );
-    assert_eq!(
-        transitions(pair),
-        before,
-        "{what}: a state changed (became_master lb1, lb2; two_masters_seen lb1, lb2)\n{}",
-        pair.logs()
-    );
-    assert_eq!(pair.state(LB1).as_deref(), Some("master"), "{what}");
-    assert_eq!(pair.state(LB2).as_deref(), Some("backup"), "{what}");
-    assert!(pair.holds(LB1) && !pair.holds(LB2), "{what}: VIP misplaced");
 }
 
 /// Scenario 6, first half: lb1 alone loses every backend; its frontend tracker lowers it to
@@ -417,9 +394,14 @@ fn split_brain_heals_to_one_master_which_reannounces() {
     );
 }
 
-/// Scenario 10: 5 % of frames lost at every host for 30 s, adverts every 100 ms: the backup
-/// takes over only if three adverts in a row are lost (0.05³ per advert, about 4 % over 300
-/// adverts), which the RFC's timers accept; anything else changing is a bug.
+/// Scenario 10: 5 % of frames lost at every host for 30 s, adverts every 100 ms: nothing may
+/// change.
+///
+/// Except what RFC 9568 demands: lb2 must take over once three adverts in a row are lost
+/// (Master_Down_Interval 360.9 ms < 4 intervals). At 5 % i.i.d. loss that happens in about
+/// 1 − (1 − 0.95 × 0.05³)^300 ≈ 3.5 % of runs, for any conforming implementation. So the test
+/// records which adverts lb2 really received, and a state change passes only if lb2 went a whole
+/// Master_Down_Interval without one; any other change is a bug.
 #[test]
 fn five_percent_loss_for_30s_changes_no_state() {
     if !vipd_lab::e2e_enabled("five_percent_loss_for_30s_changes_no_state") {
@@ -427,17 +409,44 @@ fn five_percent_loss_for_30s_changes_no_state() {
     }
     let pair = Pair::start("scn-10-loss", PairSettings::default());
     let received = pair.counter(LB2, "adverts_received").expect("counters");
+    let before = transitions(&pair);
+    let delivered = DeliveredAdverts::start(&pair, LB2);
     for host in 0..pair.lab.hosts().len() {
         pair.lab.set_loss(host, 5).expect("set loss");
     }
-    assert_nothing_moves_for_the_hold(&pair, "5 % loss");
+    let lb1 = VipWatch::start(&pair.lab, LB1, pair.vip, 1, HOLD);
+    let lb2 = VipWatch::start(&pair.lab, LB2, pair.vip, 1, HOLD);
+    let (lb1, lb2) = (lb1.events(), lb2.events());
+    // A VIP change ends the watches early; the gap that caused it is recorded by then.
+    let longest_gap = delivered.longest_gap();
     for host in 0..pair.lab.hosts().len() {
         pair.lab.clear_loss(host).expect("clear loss");
     }
+    let changed = !lb1.is_empty() || !lb2.is_empty() || transitions(&pair) != before;
+    let master_down = pair.settings.master_down(LB2_PRIORITY);
+    if changed {
+        assert!(
+            longest_gap >= master_down,
+            "a state changed under 5 % loss although lb2 never went {master_down:?} without an \
+             advert (longest gap {longest_gap:?}): lb1 {lb1:?}, lb2 {lb2:?}\n{}",
+            pair.logs()
+        );
+        eprintln!(
+            "scenario 10: lb2 took over as RFC 9568 demands after {longest_gap:?} without an \
+             advert (three in a row lost); not a vipd fault"
+        );
+        return;
+    }
+    pair.assert_state(LB1, "master");
+    pair.assert_state(LB2, "backup");
+    assert!(pair.holds(LB1) && !pair.holds(LB2), "VIP misplaced");
     let heard = pair.counter(LB2, "adverts_received").expect("counters") - received;
     // 30 s at 100 ms is 300 adverts; a lossy LAN drops some, a stalled sender sends fewer.
     assert!(heard >= 200, "lb2 heard only {heard} adverts in {HOLD:?}");
-    eprintln!("scenario 10: no state change in {HOLD:?} at 5 % loss; lb2 heard {heard} adverts");
+    eprintln!(
+        "scenario 10: no state change in {HOLD:?} at 5 % loss; lb2 heard {heard} adverts, \
+         longest gap {longest_gap:?} (takeover at {master_down:?})"
+    );
 }
 
 fn mac_text(mac: [u8; 6]) -> String {

@@ -429,3 +429,95 @@ impl VipWatch {
 pub fn since(earlier: Instant, later: Instant) -> Duration {
     later.saturating_duration_since(earlier)
 }
+
+const DELIVERED_TABLE: &str = "vipd_scenario_delivered";
+/// The netfilter log group that copies delivered adverts to tcpdump.
+const DELIVERED_GROUP: u16 = 7;
+
+/// Records when the VRRP adverts that survived every drop on the way in (the lab's loss is an
+/// ingress rule) reached a host's IP layer: an nftables input rule copies them to an NFLOG
+/// group that tcpdump reads. A capture on `eth0` cannot tell this, since it sees frames before
+/// the ingress hook drops them. `queue-threshold 1` hands each packet over at once: the
+/// packets carry no kernel timestamp here, so tcpdump stamps them when it reads them, and the
+/// kernel's default batching would bunch them a second at a time.
+pub struct DeliveredAdverts {
+    tcpdump: LabProcess,
+    path: std::path::PathBuf,
+}
+
+impl DeliveredAdverts {
+    pub fn start(pair: &Pair, host: usize) -> Self {
+        for command in [
+            format!("add table inet {DELIVERED_TABLE}"),
+            format!(
+                "add chain inet {DELIVERED_TABLE} input {{ type filter hook input priority 0 ; }}"
+            ),
+            format!(
+                "add rule inet {DELIVERED_TABLE} input meta l4proto 112 log group {DELIVERED_GROUP} queue-threshold 1"
+            ),
+        ] {
+            pair.lab.run(host, &["nft", &command]).expect("nft rule");
+        }
+        let path = pair
+            .scratch
+            .0
+            .join(format!("delivered-lb{}.pcap", host + 1));
+        let path_text = path.display().to_string();
+        let interface = format!("nflog:{DELIVERED_GROUP}");
+        let mut command = pair
+            .lab
+            .command_in(
+                host,
+                &["tcpdump", "-i", &interface, "-n", "-U", "-w", &path_text],
+            )
+            .expect("host exists");
+        command
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        let mut tcpdump = pair.lab.spawn_command(command).expect("tcpdump starts");
+        let stderr = tcpdump
+            .child_mut()
+            .and_then(|child| child.stderr.take())
+            .expect("piped stderr");
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead as _;
+            let mut ready = Some(ready_tx);
+            // Keep draining after "listening on" so tcpdump never blocks on a full pipe.
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("listening on") {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(5))
+            .expect("tcpdump listens on the NFLOG group");
+        Self { tcpdump, path }
+    }
+
+    /// Stops recording and returns the longest gap between two delivered adverts.
+    pub fn longest_gap(mut self) -> Duration {
+        std::thread::sleep(Duration::from_millis(300));
+        self.tcpdump.stop_with(nix::sys::signal::Signal::SIGINT);
+        let output = std::process::Command::new("tshark")
+            .arg("-r")
+            .arg(&self.path)
+            .args(["-T", "fields", "-e", "frame.time_epoch"])
+            .output()
+            .expect("tshark runs");
+        let times: Vec<f64> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .filter_map(|line| line.split_whitespace().next()?.parse().ok())
+            .collect();
+        let longest = times
+            .windows(2)
+            .map(|pair| pair[1] - pair[0])
+            .fold(0.0_f64, f64::max);
+        Duration::from_secs_f64(longest.max(0.0))
+    }
+}
