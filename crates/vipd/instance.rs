@@ -143,14 +143,12 @@ where
         if self.parts.router.state() != State::Master {
             self.remove_leftover_vips().await;
         }
+        let mut precise_timer = PreciseTimer::start(&self.parts.name);
         let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
         reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let deadline = self
-                .parts
-                .router
-                .poll_timeout()
-                .map_or_else(far_future, Instant::from_std);
+            let next_timeout = self.parts.router.poll_timeout().map(Instant::from_std);
+            let deadline = next_timeout.unwrap_or_else(far_future);
             tokio::select! {
                 command = commands.recv() => match command {
                     Some(Command::ReplaceTrackers(trackers)) => {
@@ -185,6 +183,9 @@ where
                     }
                 },
                 () = tokio::time::sleep_until(deadline) => {
+                    self.parts.router.handle_timeout(now().into_std());
+                }
+                () = precise_timer.sleep_until(next_timeout) => {
                     self.parts.router.handle_timeout(now().into_std());
                 }
                 () = any_changed(&mut self.parts.trackers) => self.apply_trackers_and_link(now()),
@@ -443,6 +444,74 @@ fn vrrp_state(state: State) -> VrrpState {
         State::Backup => VrrpState::Backup,
         State::Master => VrrpState::Master,
         State::Fault => VrrpState::Fault,
+    }
+}
+
+/// Wakes at an instant to within microseconds, from a thread that waits on a futex with a
+/// timeout (`recv_timeout`). tokio's timers round a deadline up to their next millisecond tick
+/// and the runtime parks in whole milliseconds, so on their own the RFC timers
+/// (Master_Down_Timer, Adver_Timer) fire up to ~2 ms late: measurable against keepalived at
+/// 100 ms adverts, where a planned failover takes only Skew_Time (~61 ms), and a master's
+/// adverts drift by as much every interval. The tokio sleep beside it still serves paused-clock
+/// tests; a wake-up that is early for the router's clock is harmless (`handle_timeout` acts only
+/// on deadlines that have passed).
+struct PreciseTimer {
+    deadlines: Option<std::sync::mpsc::Sender<std::time::Instant>>,
+    fired: Arc<tokio::sync::Notify>,
+    armed: Option<std::time::Instant>,
+}
+
+impl PreciseTimer {
+    fn start(instance: &str) -> Self {
+        let (deadlines, receiver) = std::sync::mpsc::channel::<std::time::Instant>();
+        let fired = Arc::new(tokio::sync::Notify::new());
+        let notify = Arc::clone(&fired);
+        let spawned = std::thread::Builder::new()
+            .name(format!("vrrp-timer-{instance}"))
+            .spawn(move || {
+                use std::sync::mpsc::RecvTimeoutError;
+                let mut deadline: Option<std::time::Instant> = None;
+                loop {
+                    let next = match deadline {
+                        None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                        Some(at) => receiver
+                            .recv_timeout(at.saturating_duration_since(std::time::Instant::now())),
+                    };
+                    match next {
+                        Ok(at) => deadline = Some(at),
+                        Err(RecvTimeoutError::Timeout) => {
+                            deadline = None;
+                            notify.notify_one();
+                        }
+                        // The instance is gone.
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                }
+            });
+        if let Err(error) = &spawned {
+            warn!(instance, %error, "no timer thread: VRRP timers keep tokio's millisecond granularity");
+        }
+        Self {
+            deadlines: spawned.ok().map(|_| deadlines),
+            fired,
+            armed: None,
+        }
+    }
+
+    /// Returns at `deadline` (or a little early, see the type doc); pending without a thread.
+    async fn sleep_until(&mut self, deadline: Option<Instant>) {
+        let (Some(deadlines), Some(deadline)) = (&self.deadlines, deadline) else {
+            return std::future::pending().await;
+        };
+        let deadline = deadline.into_std();
+        if self.armed != Some(deadline) {
+            if deadlines.send(deadline).is_err() {
+                return std::future::pending().await;
+            }
+            self.armed = Some(deadline);
+        }
+        self.fired.notified().await;
+        self.armed = None;
     }
 }
 
