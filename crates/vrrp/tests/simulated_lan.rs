@@ -95,6 +95,8 @@ struct Lan {
     steps: u64,
     deliveries: Vec<Delivery>,
     transitions: Vec<Transition>,
+    /// When each node announced its VIPs (GARP / unsolicited NA bursts).
+    announcements: Vec<(Instant, usize)>,
 }
 
 impl Lan {
@@ -133,6 +135,7 @@ impl Lan {
             steps: 0,
             deliveries: Vec::new(),
             transitions: Vec::new(),
+            announcements: Vec::new(),
         };
         for node in 0..n {
             lan.schedule(
@@ -270,7 +273,7 @@ impl Lan {
                 }
                 Output::AddVips => self.nodes[index].holds_vips = true,
                 Output::RemoveVips => self.nodes[index].holds_vips = false,
-                Output::Announce { .. } => {}
+                Output::Announce { .. } => self.announcements.push((self.now, index)),
                 Output::StateChanged { from, to, reason } => {
                     self.transitions.push(Transition {
                         at: self.now,
@@ -468,6 +471,32 @@ fn partition_heal_leaves_one_master_within_one_master_down_interval() {
     assert!(stepped_down.at <= within);
     lan.run_until(within + Duration::from_secs(30));
     assert_eq!(lan.masters(), [0], "and it stays that way");
+}
+
+#[test]
+fn partition_heal_makes_the_surviving_master_re_announce_whoever_hears_whom_first() {
+    // Clients followed the other side's GARPs during the split. Whatever the phase of the two
+    // masters' adverts at the heal, the survivor must announce again (vrrp.md: no GARP after a
+    // split-brain heal is a field pitfall): when its advert crosses first, only the loser's last
+    // advert on yielding tells it there was another master.
+    for seed in 0..20 {
+        let mut lan = Lan::new(seed, &v3(100), &[200, 100]);
+        lan.run_until(lan.at(10_000_000));
+        lan.partition(&[0], true);
+        // Heal at a seed-dependent phase of the two advert cycles.
+        lan.run_until(lan.at(20_000_000 + seed * 37_000));
+        assert_eq!(lan.masters(), [0, 1], "seed {seed}: split");
+        let healed_at = lan.now;
+        lan.partition(&[0], false);
+        lan.run_until(healed_at + lan.master_down(1));
+        assert_eq!(lan.masters(), [0], "seed {seed}: one master");
+        assert!(
+            lan.announcements
+                .iter()
+                .any(|&(at, node)| node == 0 && at >= healed_at),
+            "seed {seed}: the surviving master did not re-announce after the heal"
+        );
+    }
 }
 
 #[test]
