@@ -54,8 +54,7 @@ fn backends_unreachable_from_the_master_only_move_the_vip() {
 
     let takeover = VipWatch::start(&pair.lab, LB2, pair.vip, 1, Duration::from_secs(10));
     let release = VipWatch::start(&pair.lab, LB1, pair.vip, 1, Duration::from_secs(10));
-    let blocked = Instant::now();
-    pair.cut_off_backends(LB1);
+    let blocked = pair.cut_off_backends(LB1);
     let taken = takeover.first(VipChange::Added);
     let released = release.first(VipChange::Removed);
     let taken = since(
@@ -141,23 +140,28 @@ fn master_link_down_is_fault_and_the_backup_takes_over_until_it_returns() {
 
     let takeover = VipWatch::start(&pair.lab, LB2, pair.vip, 1, Duration::from_secs(5));
     let release = VipWatch::start(&pair.lab, LB1, pair.vip, 1, Duration::from_secs(5));
-    let cut = Instant::now();
+    // The carrier goes away somewhere inside the command: time from its end, which the
+    // takeover can only follow by Master_Down_Interval at most.
+    let cutting = Instant::now();
     pair.lab.cut_link(LB1).expect("cut link");
+    let cut = Instant::now();
     let taken = takeover.first(VipChange::Added).map(|at| since(cut, at));
-    let released = release.first(VipChange::Removed).map(|at| since(cut, at));
+    let released = release
+        .first(VipChange::Removed)
+        .map(|at| since(cutting, at));
     // lb2 hears nothing more from the moment of the cut.
     let takeover_bound = settings.master_down(LB2_PRIORITY) + MARGIN;
     let taken = taken.unwrap_or_else(|| panic!("lb2 never took the VIP\n{}", pair.logs()));
     assert!(
         taken <= takeover_bound,
-        "lb2 took over {taken:?} after the cut, bound {takeover_bound:?}"
+        "lb2 took over {taken:?} after the cut command returned, bound {takeover_bound:?}"
     );
     let release_bound = LINKWATCH + MARGIN;
     let released =
         released.unwrap_or_else(|| panic!("lb1 kept the VIP with its link down\n{}", pair.logs()));
     assert!(
         released <= release_bound,
-        "lb1 released the VIP {released:?} after the cut, bound {release_bound:?}"
+        "lb1 released the VIP {released:?} after the cut command started, bound {release_bound:?}"
     );
     assert!(
         wait_until(Duration::from_secs(2), || pair.state(LB1).as_deref()
@@ -308,9 +312,11 @@ fn split_brain_heals_to_one_master_which_reannounces() {
     let lab = &pair.lab;
 
     let split = VipWatch::start(lab, LB2, pair.vip, 1, Duration::from_secs(5));
+    // lb2's down timer runs from the last advert before its own block, in force once that
+    // command has returned: time from there.
+    lab.block(LB2, LB1, VRRP_PROTOCOL).expect("block");
     let blocked = Instant::now();
     lab.block(LB1, LB2, VRRP_PROTOCOL).expect("block");
-    lab.block(LB2, LB1, VRRP_PROTOCOL).expect("block");
     let split = split.first(VipChange::Added).map_or_else(
         || panic!("lb2 never became master\n{}", pair.logs()),
         |at| since(blocked, at),
@@ -401,7 +407,10 @@ fn split_brain_heals_to_one_master_which_reannounces() {
 /// (Master_Down_Interval 360.9 ms < 4 intervals). At 5 % i.i.d. loss that happens in about
 /// 1 − (1 − 0.95 × 0.05³)^300 ≈ 3.5 % of runs, for any conforming implementation. So the test
 /// records which adverts lb2 really received, and a state change passes only if lb2 went a whole
-/// Master_Down_Interval without one; any other change is a bug.
+/// Master_Down_Interval without one; any other change is a bug. The record's times are when
+/// tcpdump read each advert, so a stalled machine can stretch a gap (one loaded run showed
+/// 526 ms without a takeover, the daemon stalled alike); a takeover amid regular adverts
+/// still fails.
 #[test]
 fn five_percent_loss_for_30s_changes_no_state() {
     if !vipd_lab::e2e_enabled("five_percent_loss_for_30s_changes_no_state") {
@@ -457,8 +466,13 @@ fn mac_text(mac: [u8; 6]) -> String {
 }
 
 /// SIGTERM on lb1: it sends priority 0, so lb2 takes over after its Skew_Time. Returns the
-/// measured takeover.
-fn sigterm_failover(pair: &mut Pair) -> Duration {
+/// measured takeover and its bound.
+///
+/// These tests are about the variant's packets, not about speed (scenario 3 holds the planned
+/// failover to Skew_Time + 100 ms): the bound, Skew_Time + one interval + margin, stays below
+/// Master_Down_Interval, so meeting it proves that lb2 received and honoured the release rather
+/// than waiting for its down timer. (One loaded run here took 162 ms at 100 ms adverts.)
+fn sigterm_failover(pair: &mut Pair) -> (Duration, Duration) {
     let takeover = VipWatch::start(&pair.lab, LB2, pair.vip, 1, Duration::from_secs(5));
     let signalled = Instant::now();
     let exit = pair.nodes[LB1].take().expect("lb1 running").stop();
@@ -466,10 +480,11 @@ fn sigterm_failover(pair: &mut Pair) -> Duration {
         || panic!("lb2 never took the VIP\n{}", pair.logs()),
         |at| since(signalled, at),
     );
-    let bound = pair.settings.skew(LB2_PRIORITY) + MARGIN;
+    let bound = pair.settings.skew(LB2_PRIORITY) + pair.settings.advert_interval + MARGIN;
+    assert!(bound < pair.settings.master_down(LB2_PRIORITY));
     assert!(
         taken <= bound,
-        "lb2 took over {taken:?} after SIGTERM, bound Skew_Time + {MARGIN:?} = {bound:?}"
+        "lb2 took over {taken:?} after SIGTERM, bound Skew_Time + interval + {MARGIN:?} = {bound:?}"
     );
     assert!(
         exit.is_some_and(|status| status.success()),
@@ -478,7 +493,7 @@ fn sigterm_failover(pair: &mut Pair) -> Duration {
     assert!(!pair.holds(LB1), "lb1 kept the VIP");
     pair.assert_state(LB2, "master");
     pair.assert_serves("after the SIGTERM failover");
-    taken
+    (taken, bound)
 }
 
 /// Adverts sent to the peer's address only: the pair elects and hands over on SIGTERM, and the
@@ -499,7 +514,7 @@ fn unicast_pair_hands_over_on_sigterm() {
         .lab
         .capture(CLIENT, &["ip", "proto", "112"])
         .expect("capture");
-    let taken = sigterm_failover(&mut pair);
+    let (taken, bound) = sigterm_failover(&mut pair);
     let seen = adverts
         .finish()
         .tshark(&["-Y", "vrrp", "-T", "fields", "-e", "ip.dst"])
@@ -509,7 +524,7 @@ fn unicast_pair_hands_over_on_sigterm() {
         "the client saw adverts of a unicast pair: {seen}"
     );
     assert_eq!(pair.counter(LB2, "adverts_dropped"), Some(0));
-    eprintln!("unicast: lb2 took over {taken:?} after SIGTERM");
+    eprintln!("unicast: lb2 took over {taken:?} after SIGTERM (bound {bound:?})");
 }
 
 /// VRRPv2 with a simple password, at its smallest interval (1 s): lb2 accepts lb1's adverts
@@ -534,8 +549,8 @@ fn vrrpv2_with_auth_password_hands_over_on_sigterm() {
         "lb2 accepted no adverts"
     );
     assert_eq!(pair.counter(LB2, "adverts_dropped"), Some(0));
-    let taken = sigterm_failover(&mut pair);
-    eprintln!("v2 + auth_password: lb2 took over {taken:?} after SIGTERM");
+    let (taken, bound) = sigterm_failover(&mut pair);
+    eprintln!("v2 + auth_password: lb2 took over {taken:?} after SIGTERM (bound {bound:?})");
 }
 
 /// An IPv6 VIP with VRRPv3: lb2 takes over on SIGTERM and tells the LAN with unsolicited
@@ -554,7 +569,7 @@ fn ipv6_vip_with_v3_hands_over_and_sends_unsolicited_na() {
         },
     );
     let frames = pair.lab.capture(CLIENT, &["icmp6"]).expect("capture");
-    let taken = sigterm_failover(&mut pair);
+    let (taken, bound) = sigterm_failover(&mut pair);
     let lb2_mac = mac_text(pair.lab.host(LB2).mac);
     let announcements = frames
         .finish()
@@ -577,5 +592,7 @@ fn ipv6_vip_with_v3_hands_over_and_sends_unsolicited_na() {
         "the client saw no unsolicited NA from lb2 for {}",
         pair.vip
     );
-    eprintln!("IPv6 v3: lb2 took over {taken:?} after SIGTERM; {count} unsolicited NAs seen");
+    eprintln!(
+        "IPv6 v3: lb2 took over {taken:?} after SIGTERM (bound {bound:?}); {count} unsolicited NAs seen"
+    );
 }

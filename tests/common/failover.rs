@@ -331,8 +331,9 @@ impl Pair {
     }
 
     /// Drops every packet `node` sends to the backends (an nftables output rule in its
-    /// namespace), so its health checks fail while the other node's pass.
-    pub fn cut_off_backends(&self, node: usize) {
+    /// namespace), so its health checks fail while the other node's pass. Returns when the
+    /// command that added the dropping rule had finished: the rule is in force by then.
+    pub fn cut_off_backends(&self, node: usize) -> Instant {
         let backends: Vec<String> = BACKENDS
             .iter()
             .map(|&host| self.lab.host(host).ipv4.to_string())
@@ -342,13 +343,15 @@ impl Pair {
             format!(
                 "add chain inet {CUT_OFF_TABLE} output {{ type filter hook output priority 0 ; }}"
             ),
-            format!(
-                "add rule inet {CUT_OFF_TABLE} output ip daddr {{ {} }} drop",
-                backends.join(", ")
-            ),
         ] {
-            self.lab.run(node, &["nft", &command]).expect("nft rule");
+            self.lab.run(node, &["nft", &command]).expect("nft chain");
         }
+        let rule = format!(
+            "add rule inet {CUT_OFF_TABLE} output ip daddr {{ {} }} drop",
+            backends.join(", ")
+        );
+        self.lab.run(node, &["nft", &rule]).expect("nft rule");
+        Instant::now()
     }
 }
 
