@@ -255,17 +255,21 @@ rows = [
     ("close p99 (ms)", "close_p99_ms", False),
 ]
 print(f"Median of {runs} runs of {duration} s; wrk with {connections} connections, 2 threads; iperf3 one stream.")
+print("The per-run column shows how much the shared machine moves the ratio from run to run.")
 print()
-print("| workload | direct | HAProxy | vipd | vipd/HAProxy | vipd/direct |")
-print("|---|---:|---:|---:|---:|---:|")
+print("| workload | direct | HAProxy | vipd | vipd/HAProxy | vipd/direct | vipd/HAProxy per run (min–max) |")
+print("|---|---:|---:|---:|---:|---:|---:|")
 def fmt(value):
     return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}" if value < 10 else f"{value:.1f}"
 for label, metric, _ in rows:
     d, h, v = (median(t, metric) for t in ("direct", "haproxy", "vipd"))
-    print(f"| {label} | {fmt(d)} | {fmt(h)} | {fmt(v)} | {v / h:.2f} | {v / d:.2f} |")
+    # Runs are interleaved, so run i of vipd and of HAProxy saw similar load from elsewhere.
+    per_run = [x / y for x, y in zip(values[("vipd", metric)], values[("haproxy", metric)]) if y]
+    spread = f"{min(per_run):.2f}–{max(per_run):.2f}" if per_run else ""
+    print(f"| {label} | {fmt(d)} | {fmt(h)} | {fmt(v)} | {v / h:.2f} | {v / d:.2f} | {spread} |")
 mib = lambda kib: f"{int(kib.split()[0]) / 1024:.1f} MiB" + (f" {' '.join(kib.split()[1:])}" if len(kib.split()) > 1 else "")
-print(f"| RSS idle | | {mib(haproxy_idle)} | {mib(vipd_idle)} | {int(vipd_idle) / int(haproxy_idle):.2f} | |")
-print(f"| RSS, {int(idle):,} idle connections | | {mib(haproxy_conns)} | {mib(vipd_conns)} | {int(vipd_conns.split()[0]) / int(haproxy_conns.split()[0]):.2f} | |")
+print(f"| RSS idle | | {mib(haproxy_idle)} | {mib(vipd_idle)} | {int(vipd_idle) / int(haproxy_idle):.2f} | | |")
+print(f"| RSS, {int(idle):,} idle connections | | {mib(haproxy_conns)} | {mib(vipd_conns)} | {int(vipd_conns.split()[0]) / int(haproxy_conns.split()[0]):.2f} | | |")
 errors = [key for key in values if key[1].endswith("_errors_seen")]
 if errors:
     print()
