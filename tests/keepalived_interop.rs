@@ -143,6 +143,11 @@ impl Member {
                     "{role} vipd dropped adverts: {counters}\n{}",
                     self.log()
                 );
+                // Only a first master never hears its peer (a keepalived backup is silent).
+                assert!(
+                    role == "first master" || counters["adverts_received"].as_u64() > Some(0),
+                    "{role} vipd never received keepalived's adverts: {counters}"
+                );
                 let log = self.log();
                 assert!(
                     !log.contains("malformed") && !log.contains("sending advertisement failed"),
