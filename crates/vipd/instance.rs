@@ -150,6 +150,11 @@ where
             let next_timeout = self.parts.router.poll_timeout().map(Instant::from_std);
             let deadline = next_timeout.unwrap_or_else(far_future);
             tokio::select! {
+                // Biased: after a stall, an advert that is already waiting is handled before an
+                // expired down timer, so a live master is not taken over from because the task
+                // polled its branches in the wrong order. Timers cannot starve: every pass ends
+                // with `fire_due_timers`.
+                biased;
                 command = commands.recv() => match command {
                     Some(Command::ReplaceTrackers(trackers)) => {
                         self.parts.trackers = trackers;
@@ -193,8 +198,18 @@ where
                 event = self.parts.address_events.recv() => self.address_event(event).await,
                 _ = reconcile.tick() => self.reconcile().await,
             }
+            self.fire_due_timers();
             self.drain_outputs().await;
             self.publish();
+        }
+    }
+
+    /// Fires the router's timers that are due, whichever branch woke the task: under a flood of
+    /// packets the timer branches might otherwise never be polled.
+    fn fire_due_timers(&mut self) {
+        let now = now().into_std();
+        if self.parts.router.poll_timeout().is_some_and(|at| at <= now) {
+            self.parts.router.handle_timeout(now);
         }
     }
 
