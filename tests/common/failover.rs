@@ -105,12 +105,12 @@ impl PairSettings {
     /// RFC 9568 6.1: Skew_Time = ((256 − Priority) × Master_Adver_Interval) / 256; RFC 3768
     /// (v2) is the same in whole seconds.
     pub fn skew(&self, priority: u8) -> Duration {
-        self.advert_interval * (256 - u32::from(priority)) / 256
+        super::takeover_probe::skew_time(priority, self.advert_interval)
     }
 
     /// RFC 9568 6.1: Master_Down_Interval = 3 × Master_Adver_Interval + Skew_Time.
     pub fn master_down(&self, priority: u8) -> Duration {
-        self.advert_interval * 3 + self.skew(priority)
+        super::takeover_probe::master_down_interval(priority, self.advert_interval)
     }
 
     fn config(&self, lab: &Lab, node: usize, priority: u8) -> String {

@@ -31,12 +31,12 @@ impl RouterSettings {
     /// Skew_Time = (256 − priority) × interval / 256 (RFC 5798 section 6.1; RFC 3768 is the same
     /// with a 1 s interval).
     pub fn skew(&self, priority: u8) -> Duration {
-        self.advert_interval * (256 - u32::from(priority)) / 256
+        super::takeover_probe::skew_time(priority, self.advert_interval)
     }
 
     /// Master_Down_Interval = 3 × interval + Skew_Time.
     pub fn master_down_interval(&self, priority: u8) -> Duration {
-        self.advert_interval * 3 + self.skew(priority)
+        super::takeover_probe::master_down_interval(priority, self.advert_interval)
     }
 
     fn unicast_pair(&self, lab: &Lab, host: usize, peer: usize) -> Option<(IpAddr, IpAddr)> {
