@@ -10,9 +10,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use vipd_lab::{Lab, LabError};
-use vipd_net::{
-    AddressEvent, AddressMonitor, Family, Mode, VrrpSocket, VrrpSocketConfig, VrrpTransport,
-};
+
+use super::takeover_probe::AddressWatch;
+use vipd_net::{Family, Mode, VrrpSocket, VrrpSocketConfig, VrrpTransport};
 
 /// A thread's result: `None` when what it waited for did not happen in time.
 pub type Watch = JoinHandle<Result<Option<Instant>, LabError>>;
@@ -38,36 +38,7 @@ pub fn watch_vip(
     timeout: Duration,
     then: Option<mpsc::Sender<()>>,
 ) -> Watch {
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let handle = lab
-        .spawn_in_host(host, move || {
-            runtime().block_on(async move {
-                let mut monitor = AddressMonitor::start().expect("address monitor");
-                let _ = ready_tx.send(());
-                let seen = async {
-                    while let Some(event) = monitor.next().await {
-                        let matched = match event {
-                            AddressEvent::Added { address, .. } => added && address == vip,
-                            AddressEvent::Removed { address, .. } => !added && address == vip,
-                        };
-                        if matched {
-                            let at = Instant::now();
-                            if let Some(then) = &then {
-                                let _ = then.send(());
-                            }
-                            return at;
-                        }
-                    }
-                    std::future::pending().await
-                };
-                tokio::time::timeout(timeout, seen).await.ok()
-            })
-        })
-        .expect("monitor thread");
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("monitor subscribed");
-    handle
+    AddressWatch::start_notifying(lab, host, vip, added, timeout, then).into_thread()
 }
 
 /// From `host`, once `go` fires: a new TCP connect to `target` every 2 ms (each bounded by

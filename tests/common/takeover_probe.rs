@@ -29,6 +29,19 @@ impl AddressWatch {
     /// Starts watching `host` for `address` being added (`added`) or removed; returns once the
     /// monitor is subscribed, so nothing that happens after this call is missed.
     pub fn start(lab: &Lab, host: usize, address: IpAddr, added: bool, timeout: Duration) -> Self {
+        Self::start_notifying(lab, host, address, added, timeout, None)
+    }
+
+    /// Like [`AddressWatch::start`], and also sends on `then` the moment the event is seen, for
+    /// a step that must follow it at once (the failover benchmark's trigger).
+    pub fn start_notifying(
+        lab: &Lab,
+        host: usize,
+        address: IpAddr,
+        added: bool,
+        timeout: Duration,
+        then: Option<mpsc::Sender<()>>,
+    ) -> Self {
         let (ready_tx, ready_rx) = mpsc::channel();
         let handle = lab
             .spawn_in_host(host, move || {
@@ -50,7 +63,11 @@ impl AddressWatch {
                                 }
                             };
                             if hit {
-                                return Instant::now();
+                                let at = Instant::now();
+                                if let Some(then) = &then {
+                                    let _ = then.send(());
+                                }
+                                return at;
                             }
                         }
                         std::future::pending().await
@@ -63,6 +80,11 @@ impl AddressWatch {
             .recv_timeout(Duration::from_secs(5))
             .expect("monitor subscribed");
         Self { handle }
+    }
+
+    /// The watching thread, for callers that join several watches alike.
+    pub fn into_thread(self) -> JoinHandle<Result<Option<Instant>, LabError>> {
+        self.handle
     }
 
     /// When the event was seen, or `None` if the timeout passed first.
