@@ -142,20 +142,4 @@ echo
 echo "$section"
 
 [ "${WRITE_DOC:-1}" = 0 ] && exit 0
-doc=docs/benchmarks.md
-mkdir -p docs
-if [ ! -f "$doc" ]; then
-    printf '# Benchmarks\n\nMeasured on the machine named in each section, by the script named there.\n\n' >"$doc"
-fi
-python3 - "$doc" "$section" <<'EOF'
-import sys
-path, section = sys.argv[1], sys.argv[2]
-text = open(path).read()
-start, end = "<!-- failover-bench:start -->", "<!-- failover-bench:end -->"
-if start in text and end in text:
-    text = text[: text.index(start)] + section + text[text.index(end) + len(end):]
-else:
-    text = text.rstrip("\n") + "\n\n" + section + "\n"
-open(path, "w").write(text)
-EOF
-echo "failover.sh: wrote $doc"
+tests/bench/write-section failover-bench "$section"
