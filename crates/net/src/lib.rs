@@ -98,6 +98,10 @@ pub struct ReceivedAdvert {
     pub ttl: u8,
     /// The interface index it arrived on (0 for in-memory transports).
     pub interface: u32,
+    /// When the kernel received it (`SO_TIMESTAMPNS`), on the monotonic clock; `None` when the
+    /// transport cannot tell (in-memory transports). The RFC timers run from an advert's arrival,
+    /// and this is that instant, not the later one at which a task got round to reading it.
+    pub received_at: Option<std::time::Instant>,
 }
 
 /// Counters of a transport, for metrics.

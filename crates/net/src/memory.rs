@@ -88,6 +88,7 @@ impl MemoryLan {
                 destination: group,
                 ttl: VRRP_TTL,
                 interface: 0,
+                received_at: None,
             });
         }
         true

@@ -10,6 +10,7 @@ use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::socket::{
     ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
@@ -214,6 +215,9 @@ impl VrrpSocket {
                     .map_err(|errno| fail("enable IPV6_CHECKSUM")(errno.into()))?;
             }
         }
+        // The arrival time of each advert: the RFC timers run from it (see `monotonic_arrival`).
+        setsockopt(&socket, sockopt::ReceiveTimestampns, &true)
+            .map_err(|errno| fail("enable SO_TIMESTAMPNS")(errno.into()))?;
         match &config.mode {
             Mode::Multicast => match config.family {
                 Family::Ipv4 => socket
@@ -297,7 +301,12 @@ impl VrrpSocket {
     /// Reads one datagram; `Ok(None)` when it was dropped (and counted).
     fn read_one(&self) -> io::Result<Option<ReceivedAdvert>> {
         let mut buffer = vec![0u8; RECEIVE_BUFFER];
-        let mut control = nix::cmsg_space!(libc::in6_pktinfo, libc::c_int, libc::in_pktinfo);
+        let mut control = nix::cmsg_space!(
+            libc::in6_pktinfo,
+            libc::c_int,
+            libc::in_pktinfo,
+            libc::timespec
+        );
         let mut iov = [IoSliceMut::new(&mut buffer)];
         let message = recvmsg::<SockaddrStorage>(
             self.socket.as_raw_fd(),
@@ -312,9 +321,13 @@ impl VrrpSocket {
         let mut interface = self.interface_index;
         let mut destination = None;
         let mut hop_limit = None;
+        let mut received_at = None;
         if let Ok(messages) = message.cmsgs() {
             for control in messages {
                 match control {
+                    ControlMessageOwned::ScmTimestampns(stamp) => {
+                        received_at = monotonic_arrival(stamp);
+                    }
                     ControlMessageOwned::Ipv4PacketInfo(info) => {
                         interface = u32::try_from(info.ipi_ifindex).unwrap_or(interface);
                     }
@@ -391,8 +404,30 @@ impl VrrpSocket {
             destination,
             ttl,
             interface,
+            received_at,
         }))
     }
+}
+
+/// Arrival stamps older than this are not trusted: the wall clock may have been stepped between
+/// the kernel's stamp and our reading of it. An honest one is never this old, since the socket is
+/// read as soon as it is readable.
+const MAX_ARRIVAL_AGE: Duration = Duration::from_secs(1);
+
+/// Maps the kernel's arrival stamp (`CLOCK_REALTIME`, the only clock `SO_TIMESTAMPNS` offers) onto
+/// the monotonic clock the router runs on, by its age. `None` when the age makes no sense (a
+/// stamp from the future or older than [`MAX_ARRIVAL_AGE`]: the wall clock moved), and the reader
+/// falls back to the time of reading.
+fn monotonic_arrival(stamp: nix::sys::time::TimeSpec) -> Option<Instant> {
+    let seconds = u64::try_from(stamp.tv_sec()).ok()?;
+    let nanos = u32::try_from(stamp.tv_nsec()).ok()?;
+    let stamped = SystemTime::UNIX_EPOCH.checked_add(Duration::new(seconds, nanos))?;
+    let (now, wall_now) = (Instant::now(), SystemTime::now());
+    let age = wall_now.duration_since(stamped).ok()?;
+    if age > MAX_ARRIVAL_AGE {
+        return None;
+    }
+    now.checked_sub(age)
 }
 
 /// Splits a raw IPv4 datagram (the kernel hands IPv4 raw sockets the header too) into source,

@@ -7,7 +7,7 @@
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use vipd_lab::{Lab, LabError, e2e_enabled};
@@ -96,9 +96,19 @@ fn multicast_adverts_arrive_with_ttl_255_and_the_right_source() {
     let lab = Lab::new(2).unwrap();
     for family in [Family::Ipv4, Family::Ipv6] {
         let receiver = receive_one(&lab, 1, config(family, Mode::Multicast));
+        let before_sending = Instant::now();
         let source = send_from(&lab, 0, config(family, Mode::Multicast));
         let received = receiver.join().unwrap().unwrap();
+        let after_receiving = Instant::now();
         let advert = received.advert.expect("an advert arrived");
+        // The kernel's arrival stamp, mapped onto the monotonic clock through the wall clock:
+        // allow for the rounding of that mapping, nothing more.
+        let arrived = advert.received_at.expect("an arrival stamp");
+        let rounding = Duration::from_millis(2);
+        assert!(
+            arrived + rounding >= before_sending && arrived <= after_receiving,
+            "{family:?}: arrival {arrived:?} outside [{before_sending:?}, {after_receiving:?}]"
+        );
         let (expected_source, group) = match family {
             Family::Ipv4 => (IpAddr::V4(lab.host(0).ipv4), IpAddr::V4(VRRP_GROUP_V4)),
             Family::Ipv6 => (
