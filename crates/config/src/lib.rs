@@ -24,7 +24,7 @@ pub use diagnostic::{Diagnostic, Errors, LoadError, Warning};
 pub use model::{
     Backend, Balance, Command, Config, Control, Frontend, Garp, HealthCheck, HealthKind, HttpCheck,
     Notify, OnServerDown, ProxyProtocol, Script, Server, Timeouts, TlsVerify, TrackTarget, Tracker,
-    Unicast, V3Checksum, Vip, VrrpInstance, VrrpVersion,
+    Unicast, V3Checksum, Vip, VirtualMac, VrrpInstance, VrrpVersion,
 };
 pub use script_permissions::{non_root_writer, script_permission_warnings};
 

@@ -98,6 +98,9 @@ pub struct VrrpInstance {
     /// The priority a peer is configured with, when the file says (`peer_priority`): only used
     /// by `vipd check` to warn about tracker weights that cannot move the VIP.
     pub peer_priority: Option<u8>,
+    /// `virtual_mac: true`: the VIPs live on a macvlan carrying the VRRP virtual MAC. `None` (the
+    /// default): the NIC's own MAC, and failover relies on gratuitous ARP.
+    pub virtual_mac: Option<VirtualMac>,
     /// Never empty. The first VIP's family is the family the instance advertises.
     pub vips: Vec<Vip>,
     pub track: Vec<Tracker>,
@@ -139,6 +142,22 @@ impl VrrpInstance {
     /// Whether this node owns the addresses (priority 255): it takes only weight-0 trackers.
     pub fn is_address_owner(&self) -> bool {
         self.priority == 255
+    }
+}
+
+/// The macvlan of an instance with `virtual_mac: true` (IPv4 instances only).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct VirtualMac {
+    /// The macvlan's name (`virtual_mac_interface`, default `vrrp.{vrid}`); a valid interface
+    /// name of at most 15 characters, used by no other instance.
+    pub interface: String,
+}
+
+impl VirtualMac {
+    /// The name a macvlan gets when `virtual_mac_interface` is not written: keepalived's
+    /// `vrrp.{VRID}`, so an operator finds it where keepalived would have put it.
+    pub fn default_interface(vrid: u8) -> String {
+        format!("vrrp.{vrid}")
     }
 }
 

@@ -54,6 +54,11 @@ pub struct Vrrp {
     /// Added to the contract: the priority a peer of this VRID is configured with, so that
     /// `vipd check` can tell whether a negative tracker weight can ever move the VIP.
     pub peer_priority: Option<i64>,
+    /// Added to the contract (issue 3): carry the VIPs on a macvlan with the VRRP virtual MAC
+    /// (RFC 5798 section 7.3), like keepalived's `use_vmac`.
+    pub virtual_mac: Option<bool>,
+    /// The macvlan's name; default `vrrp.{vrid}`.
+    pub virtual_mac_interface: Option<String>,
     #[serde(default)]
     pub vips: Vec<Vip>,
     #[serde(default)]

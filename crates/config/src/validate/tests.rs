@@ -771,3 +771,99 @@ fn the_model_compares_instance_by_instance_for_reloads() {
     assert_eq!(before.frontends, after.frontends);
     assert_eq!(before.backends, after.backends);
 }
+
+#[test]
+fn the_virtual_mac_is_off_by_default_and_named_like_keepalived() {
+    let (config, _) = valid(BASE);
+    assert_eq!(config.vrrp[0].virtual_mac, None);
+    let (config, warnings) = valid(&with_instance_fields("    virtual_mac: true\n"));
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        config.vrrp[0]
+            .virtual_mac
+            .as_ref()
+            .map(|vmac| vmac.interface.as_str()),
+        Some("vrrp.51")
+    );
+    let (config, _) = valid(&with_instance_fields(
+        "    virtual_mac: true\n    virtual_mac_interface: vmac-api\n",
+    ));
+    assert_eq!(
+        config.vrrp[0]
+            .virtual_mac
+            .as_ref()
+            .map(|vmac| vmac.interface.as_str()),
+        Some("vmac-api")
+    );
+    let (config, _) = valid(&with_instance_fields("    virtual_mac: false\n"));
+    assert_eq!(config.vrrp[0].virtual_mac, None);
+}
+
+#[test]
+fn a_virtual_mac_interface_name_is_checked() {
+    assert_error(
+        &with_instance_fields(
+            "    virtual_mac: true\n    virtual_mac_interface: vrrp-api-frontend\n",
+        ),
+        "vrrp[0].virtual_mac_interface",
+        9,
+        "1 to 15 characters",
+    );
+    assert_error(
+        &with_instance_fields("    virtual_mac: true\n    virtual_mac_interface: eth0\n"),
+        "vrrp[0].virtual_mac_interface",
+        9,
+        "the instance's own interface",
+    );
+    assert_error(
+        &with_instance_fields("    virtual_mac_interface: vrrp.51\n"),
+        "vrrp[0].virtual_mac_interface",
+        8,
+        "only with `virtual_mac: true`",
+    );
+}
+
+#[test]
+fn two_instances_never_share_a_virtual_mac_interface() {
+    // Same VRID on two parents: both default to vrrp.51.
+    let text = with_instance_fields("    virtual_mac: true\n").replace(
+        "frontends:",
+        "  - name: other\n    interface: eth1\n    vrid: 51\n    virtual_mac: true\n    vips: [198.51.100.60/24]\nfrontends:",
+    );
+    assert_error(
+        &text,
+        "vrrp[1].virtual_mac",
+        12,
+        "already the virtual MAC interface of instance `api` (line 8)",
+    );
+    // A macvlan named like another instance's interface.
+    let text = with_instance_fields("    virtual_mac: true\n    virtual_mac_interface: eth1\n")
+        .replace(
+            "frontends:",
+            "  - name: other\n    interface: eth1\n    vrid: 52\n    vips: [198.51.100.60/24]\nfrontends:",
+        );
+    assert_error(
+        &text,
+        "vrrp[0].virtual_mac_interface",
+        9,
+        "the interface of instance `other` (line 11)",
+    );
+}
+
+#[test]
+fn the_virtual_mac_is_for_ipv4() {
+    let text = with_instance_fields("    virtual_mac: true\n")
+        .replace("vips: [198.51.100.50/24]", "vips: [\"2001:db8::50/64\"]");
+    assert_error(&text, "vrrp[0].virtual_mac", 8, "IPv4 instances only");
+    // An unadvertised IPv6 VIP of a v3 instance may stay on another interface only.
+    let text = with_instance_fields("    virtual_mac: true\n").replace(
+        "vips: [198.51.100.50/24]",
+        "vips: [198.51.100.50/24, \"2001:db8::50/64\"]",
+    );
+    assert_error(&text, "vrrp[0].vips[1]", 7, "carries IPv4 only");
+    let text = with_instance_fields("    virtual_mac: true\n").replace(
+        "vips: [198.51.100.50/24]",
+        "vips: [198.51.100.50/24, { address: \"2001:db8::50/64\", interface: eth1 }]",
+    );
+    valid(&text);
+}

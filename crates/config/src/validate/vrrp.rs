@@ -8,7 +8,8 @@ use ipnet::IpNet;
 
 use super::{Checker, is_interface_name};
 use crate::model::{
-    Config, Garp, Notify, TrackTarget, Tracker, Unicast, V3Checksum, Vip, VrrpInstance, VrrpVersion,
+    Config, Garp, Notify, TrackTarget, Tracker, Unicast, V3Checksum, Vip, VirtualMac, VrrpInstance,
+    VrrpVersion,
 };
 use crate::raw;
 
@@ -45,6 +46,7 @@ impl Checker<'_> {
         );
         self.repeated_vrids(&typed);
         self.repeated_vips(&typed);
+        self.shared_virtual_mac_interfaces(&typed);
         for (position, instance) in typed.iter().enumerate() {
             self.weights_below_peer(instance, &format!("vrrp[{position}]"));
         }
@@ -87,6 +89,14 @@ impl Checker<'_> {
             .map(|peer| self.integer(Some(peer), &format!("{path}.peer_priority"), 1..=255, 100u8));
         let vips = self.vips(raw.vips, &interface, version, &format!("{path}.vips"));
         let family_is_v6 = vips.first().map(|vip: &Vip| vip.address.addr().is_ipv6());
+        let virtual_mac = self.virtual_mac(
+            raw.virtual_mac,
+            raw.virtual_mac_interface,
+            vrid,
+            &interface,
+            &vips,
+            path,
+        );
         let unicast = raw
             .unicast
             .map(|unicast| self.unicast(unicast, family_is_v6, &format!("{path}.unicast")));
@@ -124,6 +134,7 @@ impl Checker<'_> {
             auth_password,
             unicast,
             peer_priority,
+            virtual_mac,
             vips,
             track,
             notify,
@@ -145,6 +156,72 @@ impl Checker<'_> {
             );
         }
         name
+    }
+
+    /// `virtual_mac` and `virtual_mac_interface`: the macvlan name, when the switch is on.
+    fn virtual_mac(
+        &mut self,
+        switch: Option<bool>,
+        name: Option<String>,
+        vrid: u8,
+        interface: &str,
+        vips: &[Vip],
+        path: &str,
+    ) -> Option<VirtualMac> {
+        let name_path = format!("{path}.virtual_mac_interface");
+        if switch != Some(true) {
+            if name.is_some() {
+                self.error(&name_path, "takes effect only with `virtual_mac: true`");
+            }
+            return None;
+        }
+        let switch_path = format!("{path}.virtual_mac");
+        let name = match name {
+            Some(name) => {
+                if !is_interface_name(&name) {
+                    self.error(
+                        &name_path,
+                        format!(
+                            "`{}` is not an interface name (1 to 15 characters, no `/`, `:` or spaces)",
+                            name.escape_debug()
+                        ),
+                    );
+                } else if name == interface {
+                    self.error(
+                        &name_path,
+                        format!("`{name}` is the instance's own interface; the macvlan needs a name of its own"),
+                    );
+                }
+                name
+            }
+            None => VirtualMac::default_interface(vrid),
+        };
+        if vips.first().is_some_and(|vip| vip.address.addr().is_ipv6()) {
+            // RFC 5798 section 7.3 gives IPv6 its own 00-00-5E-00-02-{VRID}, but an IPv6 macvlan
+            // needs a link-local address and MLD of its own, which a backup would send from the
+            // shared MAC: not supported yet.
+            self.error(
+                &switch_path,
+                "the virtual MAC is supported for IPv4 instances only; an IPv6 instance keeps the \
+                 NIC's MAC and moves with unsolicited neighbour advertisements",
+            );
+        }
+        let vips_path = format!("{path}.vips");
+        for (position, vip) in vips.iter().enumerate() {
+            if vip.address.addr().is_ipv6() && vip.interface == interface {
+                // IPv6 is disabled on the macvlan so that a backup never sends DAD, router
+                // solicitations or MLD reports from the shared MAC.
+                self.error(
+                    &self.vip_address_path(&vips_path, position),
+                    format!(
+                        "{} is IPv6, but the virtual MAC interface carries IPv4 only; give this VIP \
+                         `interface:` to keep it on another interface",
+                        vip.address
+                    ),
+                );
+            }
+        }
+        Some(VirtualMac { interface: name })
     }
 
     fn version(&mut self, value: Option<i64>, path: &str) -> VrrpVersion {
@@ -549,6 +626,51 @@ impl Checker<'_> {
                 );
             } else {
                 seen.insert(key, position);
+            }
+        }
+    }
+
+    /// Two instances on one macvlan would create, fill and delete it under each other; a macvlan
+    /// named like another instance's interface would be that interface.
+    fn shared_virtual_mac_interfaces(&mut self, instances: &[VrrpInstance]) {
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (position, instance) in instances.iter().enumerate() {
+            let Some(virtual_mac) = &instance.virtual_mac else {
+                continue;
+            };
+            let name = virtual_mac.interface.as_str();
+            let path = if name == VirtualMac::default_interface(instance.vrid) {
+                format!("vrrp[{position}].virtual_mac")
+            } else {
+                format!("vrrp[{position}].virtual_mac_interface")
+            };
+            if let Some(&first) = seen.get(name) {
+                let line = self.line_of(&format!("vrrp[{first}].virtual_mac"));
+                self.error(
+                    &path,
+                    format!(
+                        "`{name}` is already the virtual MAC interface of instance `{}` (line {line}); \
+                         set `virtual_mac_interface` to a name of its own",
+                        instances[first].name
+                    ),
+                );
+            } else {
+                seen.insert(name, position);
+            }
+            if let Some((other, owner)) = instances
+                .iter()
+                .enumerate()
+                .find(|(_, other)| other.interface == name)
+            {
+                let line = self.line_of(&format!("vrrp[{other}].interface"));
+                self.error(
+                    &path,
+                    format!(
+                        "`{name}` is the interface of instance `{}` (line {line}); the virtual MAC \
+                         interface needs a name of its own",
+                        owner.name
+                    ),
+                );
             }
         }
     }
