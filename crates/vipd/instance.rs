@@ -229,7 +229,11 @@ where
                     source: received.source,
                     advert: parsed.advertisement,
                 };
-                self.parts.router.handle_input(now().into_std(), input);
+                // RFC 9568 6.4.2: the Master_Down_Timer restarts when the advert is received,
+                // which is when the kernel stamped it, not when this task got to read it.
+                let now = now().into_std();
+                let arrived = received.received_at.map_or(now, |at| at.min(now));
+                self.parts.router.handle_input(arrived, input);
             }
             Err(error) => {
                 self.malformed_adverts += 1;
@@ -485,6 +489,11 @@ impl PreciseTimer {
             .name(format!("vrrp-timer-{instance}"))
             .spawn(move || {
                 use std::sync::mpsc::RecvTimeoutError;
+                // The kernel may defer a sleeping thread's wake-up by its timer slack (50 µs by
+                // default) to batch wake-ups; this thread exists to wake on time.
+                if let Err(error) = nix::sys::prctl::set_timerslack(1) {
+                    debug!(%error, "cannot lower the timer thread's timer slack");
+                }
                 let mut deadline: Option<std::time::Instant> = None;
                 loop {
                     let next = match deadline {
