@@ -867,3 +867,24 @@ fn the_virtual_mac_is_for_ipv4() {
     );
     valid(&text);
 }
+
+#[test]
+fn with_a_virtual_mac_vips_live_on_the_macvlan_unless_they_name_an_interface() {
+    let text = with_instance_fields("    virtual_mac: true\n").replace(
+        "vips: [198.51.100.50/24]",
+        "vips: [198.51.100.50/24, { address: 198.51.100.51/24, interface: eth0 }, { address: 198.51.100.52/24, label: \"vrrp.51:api\" }]",
+    );
+    let (config, _) = valid(&text);
+    let interfaces: Vec<&str> = config.vrrp[0]
+        .vips
+        .iter()
+        .map(|vip| vip.interface.as_str())
+        .collect();
+    assert_eq!(interfaces, ["vrrp.51", "eth0", "vrrp.51"]);
+    // The kernel wants a label to start with the name of the interface that holds the address.
+    let text = with_instance_fields("    virtual_mac: true\n").replace(
+        "vips: [198.51.100.50/24]",
+        "vips: [{ address: 198.51.100.50/24, label: \"eth0:api\" }]",
+    );
+    assert_error(&text, "vrrp[0].vips[0].label", 7, "`vrrp.51`");
+}

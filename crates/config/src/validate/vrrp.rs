@@ -87,16 +87,24 @@ impl Checker<'_> {
         let peer_priority = raw
             .peer_priority
             .map(|peer| self.integer(Some(peer), &format!("{path}.peer_priority"), 1..=255, 100u8));
-        let vips = self.vips(raw.vips, &interface, version, &format!("{path}.vips"));
-        let family_is_v6 = vips.first().map(|vip: &Vip| vip.address.addr().is_ipv6());
         let virtual_mac = self.virtual_mac(
             raw.virtual_mac,
             raw.virtual_mac_interface,
             vrid,
             &interface,
-            &vips,
             path,
         );
+        // With a virtual MAC, VIPs live on the macvlan unless they name another interface.
+        let vip_interface = virtual_mac
+            .as_ref()
+            .map_or(interface.as_str(), |virtual_mac| {
+                virtual_mac.interface.as_str()
+            });
+        let vips = self.vips(raw.vips, vip_interface, version, &format!("{path}.vips"));
+        let family_is_v6 = vips.first().map(|vip: &Vip| vip.address.addr().is_ipv6());
+        if let Some(virtual_mac) = &virtual_mac {
+            self.virtual_mac_family(virtual_mac, &vips, path);
+        }
         let unicast = raw
             .unicast
             .map(|unicast| self.unicast(unicast, family_is_v6, &format!("{path}.unicast")));
@@ -165,7 +173,6 @@ impl Checker<'_> {
         name: Option<String>,
         vrid: u8,
         interface: &str,
-        vips: &[Vip],
         path: &str,
     ) -> Option<VirtualMac> {
         let name_path = format!("{path}.virtual_mac_interface");
@@ -175,7 +182,6 @@ impl Checker<'_> {
             }
             return None;
         }
-        let switch_path = format!("{path}.virtual_mac");
         let name = match name {
             Some(name) => {
                 if !is_interface_name(&name) {
@@ -196,6 +202,12 @@ impl Checker<'_> {
             }
             None => VirtualMac::default_interface(vrid),
         };
+        Some(VirtualMac { interface: name })
+    }
+
+    /// The macvlan carries IPv4 only (see the errors for why).
+    fn virtual_mac_family(&mut self, virtual_mac: &VirtualMac, vips: &[Vip], path: &str) {
+        let switch_path = format!("{path}.virtual_mac");
         if vips.first().is_some_and(|vip| vip.address.addr().is_ipv6()) {
             // RFC 5798 section 7.3 gives IPv6 its own 00-00-5E-00-02-{VRID}, but an IPv6 macvlan
             // needs a link-local address and MLD of its own, which a backup would send from the
@@ -208,7 +220,7 @@ impl Checker<'_> {
         }
         let vips_path = format!("{path}.vips");
         for (position, vip) in vips.iter().enumerate() {
-            if vip.address.addr().is_ipv6() && vip.interface == interface {
+            if vip.address.addr().is_ipv6() && vip.interface == virtual_mac.interface {
                 // IPv6 is disabled on the macvlan so that a backup never sends DAD, router
                 // solicitations or MLD reports from the shared MAC.
                 self.error(
@@ -221,7 +233,6 @@ impl Checker<'_> {
                 );
             }
         }
-        Some(VirtualMac { interface: name })
     }
 
     fn version(&mut self, value: Option<i64>, path: &str) -> VrrpVersion {
