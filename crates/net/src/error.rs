@@ -45,6 +45,18 @@ pub enum NetError {
         #[source]
         source: std::io::Error,
     },
+    /// A `/proc/sys/net` setting could not be read or written. Writing needs CAP_NET_ADMIN in
+    /// the network namespace and `/proc/sys` mounted read-write.
+    #[error(
+        "{action} {path}: {source} (vipd needs CAP_NET_ADMIN and a writable /proc/sys to change \
+         interface settings)"
+    )]
+    Sysctl {
+        action: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// A configuration value the kernel would reject or misread.
     #[error("invalid {what}: {detail}")]
     Invalid { what: &'static str, detail: String },

@@ -10,7 +10,8 @@
 //!   thread or multi-thread); netlink connections run as tasks on it and stop when the owning
 //!   value is dropped. [`PacketAnnouncer`] is synchronous (a non-blocking send).
 //! - **Privileges.** Raw and packet sockets need `CAP_NET_RAW`; address and link changes need
-//!   `CAP_NET_ADMIN`.
+//!   `CAP_NET_ADMIN`. [`VirtualMac`] also writes per-interface settings under `/proc/sys/net`
+//!   ([`InterfaceSetting`]), which `CAP_NET_ADMIN` allows when `/proc/sys` is mounted read-write.
 //! - **VRRP bytes.** [`VrrpTransport`] moves VRRP *payloads*: the kernel writes and strips the IP
 //!   header. Adverts leave with TTL / hop limit 255. The caller computes the IPv4 checksum with
 //!   the vrrp codec, using [`VrrpTransport::source_address`] for the v3 pseudo-header; for IPv6 the
@@ -67,6 +68,7 @@ mod interface;
 mod memory;
 mod monitor;
 mod netlink;
+mod sysctl;
 mod virtual_mac;
 mod vrrp_socket;
 
@@ -79,7 +81,8 @@ pub use error::NetError;
 pub use interface::Interface;
 pub use memory::{MemoryAddresses, MemoryAnnouncer, MemoryLan, MemoryTransport};
 pub use monitor::{AddressEvent, AddressMonitor, LinkEvent, LinkMonitor, LinkState};
-pub use virtual_mac::{VirtualMac, virtual_mac_address};
+pub use sysctl::InterfaceSetting;
+pub use virtual_mac::{VirtualMac, VirtualMacTransport, virtual_mac_address};
 pub use vrrp_socket::{
     Family, Mode, VRRP_GROUP_V4, VRRP_GROUP_V6, VRRP_PROTOCOL, VRRP_TTL, VrrpSocket,
     VrrpSocketConfig,

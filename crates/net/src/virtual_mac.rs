@@ -1,14 +1,33 @@
 //! The optional VRRP virtual MAC (RFC 5798 §7.3): a macvlan interface on the parent NIC with
 //! 00-00-5E-00-01-{VRID} (IPv4) or 00-00-5E-00-02-{VRID} (IPv6). Off by default: vipd uses the
 //! NIC's own MAC and relies on gratuitous ARP, like keepalived without `use_vmac`.
+//!
+//! Every router of the VRID has the same macvlan with the same MAC, so the one rule that matters
+//! is that only the master ever sends from it: two ports of a switch claiming one MAC move the
+//! switch's forwarding entry back and forth. Hence, as keepalived does for IPv4:
+//! - IPv6 is disabled on the macvlan before it comes up (no DAD, router solicitation or MLD
+//!   report from the shared MAC); IPv6 virtual MACs are not supported;
+//! - the macvlan answers ARP only for its own addresses (the VIPs, which only the master holds),
+//!   and the parent does not answer for them (`arp_ignore`, `arp_filter`);
+//! - adverts are received on the parent (joining the group on the macvlan would send IGMP from
+//!   the shared MAC) and sent from the macvlan, see [`VirtualMacTransport`].
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::TryStreamExt;
-use rtnetlink::packet_route::link::{LinkAttribute, MacVlanMode};
+use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode};
 use rtnetlink::{LinkMacVlan, LinkUnspec};
+use socket2::{Domain, Protocol, SockAddr, SockFilter, Socket, Type};
+use tokio::net::UdpSocket;
+use tracing::{info, warn};
 
-use crate::NetError;
 use crate::netlink::{NetlinkConnection, interface_index};
-use crate::vrrp_socket::Family;
+use crate::sysctl::InterfaceSetting;
+use crate::vrrp_socket::{Family, VRRP_PROTOCOL, VRRP_TTL, VrrpSocket, VrrpSocketConfig};
+use crate::{NetError, ReceivedAdvert, TransportStats, VrrpTransport};
 
 /// The virtual router MAC of `vrid` for `family` (RFC 5798 §7.3).
 pub fn virtual_mac_address(vrid: u8, family: Family) -> [u8; 6] {
@@ -19,52 +38,202 @@ pub fn virtual_mac_address(vrid: u8, family: Family) -> [u8; 6] {
     [0x00, 0x00, 0x5e, 0x00, family_byte, vrid]
 }
 
+/// Settings of the macvlan itself, written before it comes up (keepalived sets the same).
+const MACVLAN_SETTINGS: [(Family, &str, i64); 5] = [
+    // No IPv6 at all: a backup's macvlan would otherwise send DAD, RS and MLD from the shared MAC.
+    (Family::Ipv6, "disable_ipv6", 1),
+    // Answer ARP only for addresses on the macvlan (the VIPs, on the master), never for the
+    // parent's address, which would teach the LAN the shared MAC for it.
+    (Family::Ipv4, "arp_ignore", 1),
+    // Traffic for the VIP arrives on the macvlan while the route back to the sender leaves
+    // through the parent: strict reverse-path filtering would drop it.
+    (Family::Ipv4, "rp_filter", 0),
+    // Packets whose source is one of this host's addresses are still taken in on the macvlan.
+    (Family::Ipv4, "accept_local", 1),
+    // Removing one VIP must not take the other VIPs of its subnet with it.
+    (Family::Ipv4, "promote_secondaries", 1),
+];
+
+/// The parent must not answer ARP for the VIPs that live on the macvlan (`arp_ignore`), nor
+/// for its own address on behalf of another interface (`arp_filter`).
+const PARENT_SETTINGS: [&str; 2] = ["arp_ignore", "arp_filter"];
+
+/// Parents whose ARP settings a virtual MAC of this process changed, by network namespace and
+/// name: how many virtual MACs use each, and the values from before the first, which are put
+/// back when the last one is removed.
+static CHANGED_PARENTS: Mutex<BTreeMap<(u64, String), ParentSettings>> =
+    Mutex::new(BTreeMap::new());
+
+struct ParentSettings {
+    users: usize,
+    before: Vec<(InterfaceSetting, i64)>,
+}
+
+/// The network namespace of the calling thread, to keep parents of two namespaces apart.
+fn namespace_id() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/thread-self/ns/net").map_or(0, |meta| meta.ino())
+}
+
+fn hold_parent(parent: &str) -> Result<(), NetError> {
+    let key = (namespace_id(), parent.to_owned());
+    let mut parents = CHANGED_PARENTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(held) = parents.get_mut(&key) {
+        held.users += 1;
+        return Ok(());
+    }
+    let mut before = Vec::new();
+    for name in PARENT_SETTINGS {
+        let setting = InterfaceSetting::ipv4(parent, name);
+        let value = setting.read()?;
+        if value != 1 {
+            setting.write(1)?;
+            before.push((setting, value));
+        }
+    }
+    parents.insert(key, ParentSettings { users: 1, before });
+    Ok(())
+}
+
+fn release_parent(parent: &str) -> Result<(), NetError> {
+    let key = (namespace_id(), parent.to_owned());
+    let mut parents = CHANGED_PARENTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(held) = parents.get_mut(&key) else {
+        return Ok(());
+    };
+    held.users -= 1;
+    if held.users > 0 {
+        return Ok(());
+    }
+    let before = parents
+        .remove(&key)
+        .map(|held| held.before)
+        .unwrap_or_default();
+    for (setting, value) in before {
+        setting.write(value)?;
+    }
+    Ok(())
+}
+
 /// A macvlan interface carrying the virtual MAC; removed with [`VirtualMac::remove`].
 #[derive(Debug)]
 pub struct VirtualMac {
     connection: NetlinkConnection,
     name: String,
     index: u32,
+    parent: String,
+    holds_parent: bool,
 }
 
 impl VirtualMac {
-    /// Creates (or adopts, when it exists with this name) the macvlan `name` on `parent`, sets the
-    /// virtual MAC and brings it up. Put the VIPs and the VRRP socket on `name`.
+    /// Creates (or adopts, when a macvlan with this name exists on `parent`, e.g. left by a
+    /// killed run) the macvlan `name` on `parent` in private mode, configures it and its parent
+    /// as the module doc says, sets the virtual MAC and brings it up. Put the VIPs on `name`,
+    /// send adverts and announcements from it. Needs CAP_NET_ADMIN and a writable `/proc/sys`.
+    ///
+    /// IPv4 only; an interface `name` that is not a macvlan is never touched.
     pub async fn create(
         parent: &str,
         name: &str,
         vrid: u8,
         family: Family,
     ) -> Result<Self, NetError> {
+        if family == Family::Ipv6 {
+            return Err(NetError::Invalid {
+                what: "virtual MAC",
+                detail: format!(
+                    "{name}: IPv6 virtual MACs are not supported (the macvlan would need IPv6, \
+                     and a backup would send MLD and DAD from the shared MAC)"
+                ),
+            });
+        }
         let connection = NetlinkConnection::open()?;
         let parent_index = interface_index(parent)?;
         let mac = virtual_mac_address(vrid, family);
-        let subject = || format!("macvlan {name} on {parent}");
-        if interface_index(name).is_err() {
-            // Private mode: frames between macvlans of one parent stay apart, as between hosts.
-            let message = LinkMacVlan::new(name, parent_index, MacVlanMode::Private)
-                .address(mac.to_vec())
-                .up()
-                .build();
-            connection
-                .handle()
-                .link()
-                .add(message)
-                .execute()
-                .await
-                .map_err(|source| NetError::Netlink {
-                    action: "create link",
-                    subject: subject(),
-                    source,
-                })?;
+        let created = match interface_index(name) {
+            Err(_) => {
+                add_macvlan(&connection, parent, parent_index, name, mac).await?;
+                true
+            }
+            Ok(index) => match macvlan_parent(&connection, index, name).await? {
+                Some(found) if found == parent_index => {
+                    info!(
+                        interface = name,
+                        parent, "adopting an existing virtual MAC interface"
+                    );
+                    false
+                }
+                Some(_) => {
+                    // A macvlan of ours from an earlier configuration on another parent.
+                    warn!(
+                        interface = name,
+                        parent, "virtual MAC interface is on another parent; recreating it"
+                    );
+                    delete_link(&connection, index, name).await?;
+                    add_macvlan(&connection, parent, parent_index, name, mac).await?;
+                    true
+                }
+                None => {
+                    return Err(NetError::Invalid {
+                        what: "virtual MAC interface",
+                        detail: format!(
+                            "{name} exists and is not a macvlan; vipd does not take over an \
+                             interface it did not create"
+                        ),
+                    });
+                }
+            },
+        };
+        let mut virtual_mac = Self {
+            connection,
+            name: name.to_owned(),
+            index: interface_index(name)?,
+            parent: parent.to_owned(),
+            holds_parent: false,
+        };
+        match virtual_mac.configure(mac).await {
+            Ok(()) => Ok(virtual_mac),
+            Err(error) => {
+                if created {
+                    // Do not leave a half-configured interface with the shared MAC behind.
+                    let _ = virtual_mac.remove().await;
+                }
+                Err(error)
+            }
         }
-        let index = interface_index(name)?;
+    }
+
+    async fn configure(&mut self, mac: [u8; 6]) -> Result<(), NetError> {
+        for (family, name, value) in MACVLAN_SETTINGS {
+            let setting = match family {
+                Family::Ipv4 => InterfaceSetting::ipv4(&self.name, name),
+                Family::Ipv6 => InterfaceSetting::ipv6(&self.name, name),
+            };
+            setting.write(value)?;
+        }
+        hold_parent(&self.parent)?;
+        self.holds_parent = true;
+        // The kernel applies the larger of `all` and the interface's rp_filter.
+        if InterfaceSetting::ipv4("all", "rp_filter")
+            .read()
+            .is_ok_and(|value| value == 1)
+        {
+            warn!(
+                interface = %self.name,
+                "net.ipv4.conf.all.rp_filter is 1 (strict), which overrides the virtual MAC \
+                 interface's 0: traffic to its VIPs may be dropped; set it to 2 (loose) or 0"
+            );
+        }
         // An adopted interface may have another MAC or be down: set both.
-        let message = LinkUnspec::new_with_index(index)
+        let message = LinkUnspec::new_with_index(self.index)
             .address(mac.to_vec())
             .up()
             .build();
-        connection
+        self.connection
             .handle()
             .link()
             .set(message)
@@ -72,14 +241,9 @@ impl VirtualMac {
             .await
             .map_err(|source| NetError::Netlink {
                 action: "set link",
-                subject: subject(),
+                subject: format!("macvlan {} on {}", self.name, self.parent),
                 source,
-            })?;
-        Ok(Self {
-            connection,
-            name: name.to_owned(),
-            index,
-        })
+            })
     }
 
     /// The macvlan interface name.
@@ -94,18 +258,7 @@ impl VirtualMac {
 
     /// The MAC address the kernel reports for the interface now.
     pub async fn current_mac(&self) -> Result<Option<Vec<u8>>, NetError> {
-        let mut links = self
-            .connection
-            .handle()
-            .link()
-            .get()
-            .match_index(self.index)
-            .execute();
-        let link = links.try_next().await.map_err(|source| NetError::Netlink {
-            action: "get link",
-            subject: self.name.clone(),
-            source,
-        })?;
+        let link = get_link(&self.connection, self.index, &self.name).await?;
         Ok(link.and_then(|link| {
             link.attributes
                 .into_iter()
@@ -116,18 +269,225 @@ impl VirtualMac {
         }))
     }
 
-    /// Deletes the interface (and with it the VIPs on it).
+    /// Deletes the interface (and with it the VIPs on it), and puts the parent's ARP settings
+    /// back when no other virtual MAC of this process uses it.
     pub async fn remove(self) -> Result<(), NetError> {
-        self.connection
-            .handle()
-            .link()
-            .del(self.index)
-            .execute()
-            .await
-            .map_err(|source| NetError::Netlink {
-                action: "delete link",
-                subject: self.name.clone(),
+        let deleted = delete_link(&self.connection, self.index, &self.name).await;
+        if self.holds_parent {
+            release_parent(&self.parent)?;
+        }
+        deleted
+    }
+}
+
+/// Creates the macvlan DOWN: it comes up only after its settings are in place.
+async fn add_macvlan(
+    connection: &NetlinkConnection,
+    parent: &str,
+    parent_index: u32,
+    name: &str,
+    mac: [u8; 6],
+) -> Result<(), NetError> {
+    // Private mode: frames between macvlans of one parent stay apart, as between hosts.
+    let message = LinkMacVlan::new(name, parent_index, MacVlanMode::Private)
+        .address(mac.to_vec())
+        .build();
+    connection
+        .handle()
+        .link()
+        .add(message)
+        .execute()
+        .await
+        .map_err(|source| NetError::Netlink {
+            action: "create link",
+            subject: format!("macvlan {name} on {parent}"),
+            source,
+        })
+}
+
+async fn delete_link(
+    connection: &NetlinkConnection,
+    index: u32,
+    name: &str,
+) -> Result<(), NetError> {
+    connection
+        .handle()
+        .link()
+        .del(index)
+        .execute()
+        .await
+        .map_err(|source| NetError::Netlink {
+            action: "delete link",
+            subject: name.to_owned(),
+            source,
+        })
+}
+
+async fn get_link(
+    connection: &NetlinkConnection,
+    index: u32,
+    name: &str,
+) -> Result<Option<LinkMessage>, NetError> {
+    let mut links = connection
+        .handle()
+        .link()
+        .get()
+        .match_index(index)
+        .execute();
+    links.try_next().await.map_err(|source| NetError::Netlink {
+        action: "get link",
+        subject: name.to_owned(),
+        source,
+    })
+}
+
+/// The parent index of the macvlan at `index`, or `None` when it is not a macvlan.
+async fn macvlan_parent(
+    connection: &NetlinkConnection,
+    index: u32,
+    name: &str,
+) -> Result<Option<u32>, NetError> {
+    let Some(link) = get_link(connection, index, name).await? else {
+        return Ok(None);
+    };
+    let is_macvlan = link.attributes.iter().any(|attribute| {
+        matches!(attribute, LinkAttribute::LinkInfo(infos)
+            if infos.iter().any(|info| matches!(info, LinkInfo::Kind(InfoKind::MacVlan))))
+    });
+    if !is_macvlan {
+        return Ok(None);
+    }
+    Ok(link
+        .attributes
+        .iter()
+        .find_map(|attribute| match attribute {
+            LinkAttribute::Link(parent) => Some(*parent),
+            _ => None,
+        }))
+}
+
+/// BPF `ret #0`: accept no packet.
+const BPF_DROP_ALL: u16 = 0x06;
+
+/// The VRRP transport of an instance with a virtual MAC (IPv4). Adverts are received on the
+/// parent, as without a virtual MAC: a socket joined on the macvlan would send IGMP reports from
+/// the shared MAC, also on a backup. They are sent from the macvlan, so that their source MAC is
+/// the virtual MAC (RFC 5798 §7.3) and switches learn it on the master's port, with the parent's
+/// primary address as the IP source (RFC 5798 §5.1.1.1), the address peers compare on a tie.
+#[derive(Debug)]
+pub struct VirtualMacTransport {
+    receive: VrrpSocket,
+    /// Send-only: a filter drops everything that would be queued for it.
+    send: UdpSocket,
+    interface: String,
+    sent: AtomicU64,
+}
+
+impl VirtualMacTransport {
+    /// Opens the receive socket on `parent.interface` and the send socket on the macvlan
+    /// `virtual_mac_interface`. Needs CAP_NET_RAW and a tokio runtime.
+    pub fn open(parent: VrrpSocketConfig, virtual_mac_interface: &str) -> Result<Self, NetError> {
+        if parent.family != Family::Ipv4 {
+            return Err(NetError::Invalid {
+                what: "virtual MAC transport",
+                detail: format!("{virtual_mac_interface}: IPv6 virtual MACs are not supported"),
+            });
+        }
+        let receive = VrrpSocket::open(parent)?;
+        let fail = |action: &'static str| {
+            move |source: std::io::Error| NetError::Socket {
+                action,
+                interface: virtual_mac_interface.to_owned(),
                 source,
-            })
+            }
+        };
+        let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(VRRP_PROTOCOL)))
+            .map_err(fail("open raw socket"))?;
+        socket
+            .attach_filter(&[SockFilter::new(BPF_DROP_ALL, 0, 0, 0)])
+            .map_err(fail("attach a drop-all filter"))?;
+        socket
+            .set_nonblocking(true)
+            .map_err(fail("set non-blocking"))?;
+        // Bound to the macvlan, multicast included: the kernel takes the bound device as the
+        // output interface.
+        socket
+            .bind_device(Some(virtual_mac_interface.as_bytes()))
+            .map_err(fail("bind to device"))?;
+        socket
+            .set_ttl_v4(u32::from(VRRP_TTL))
+            .map_err(fail("set TTL"))?;
+        socket
+            .set_multicast_ttl_v4(u32::from(VRRP_TTL))
+            .map_err(fail("set multicast TTL"))?;
+        socket
+            .set_multicast_loop_v4(false)
+            .map_err(fail("disable multicast loop"))?;
+        // Without it the kernel would pick the macvlan's own address: a VIP on the master.
+        socket
+            .bind(&SockAddr::from(SocketAddr::new(
+                receive.source_address(),
+                0,
+            )))
+            .map_err(fail("bind to the parent's address"))?;
+        let send = UdpSocket::from_std(std::net::UdpSocket::from(socket))
+            .map_err(fail("register with tokio"))?;
+        Ok(Self {
+            receive,
+            send,
+            interface: virtual_mac_interface.to_owned(),
+            sent: AtomicU64::new(0),
+        })
+    }
+}
+
+impl VrrpTransport for VirtualMacTransport {
+    async fn send(&self, payload: &[u8]) -> Result<(), NetError> {
+        let mut first_error = None;
+        for destination in self.destinations() {
+            if let Err(error) = self.send_to(payload, destination).await {
+                first_error.get_or_insert(error);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    async fn recv(&self) -> Result<ReceivedAdvert, NetError> {
+        self.receive.recv().await
+    }
+
+    fn source_address(&self) -> IpAddr {
+        self.receive.source_address()
+    }
+
+    fn stats(&self) -> TransportStats {
+        TransportStats {
+            sent: self.sent.load(Ordering::Relaxed),
+            ..self.receive.stats()
+        }
+    }
+
+    fn destinations(&self) -> Vec<IpAddr> {
+        self.receive.destinations()
+    }
+
+    async fn send_to(&self, payload: &[u8], destination: IpAddr) -> Result<(), NetError> {
+        let IpAddr::V4(v4) = destination else {
+            return Err(NetError::Invalid {
+                what: "advert destination",
+                detail: format!("{destination} is not IPv4"),
+            });
+        };
+        let target = SocketAddr::V4(SocketAddrV4::new(v4, 0));
+        self.send
+            .send_to(payload, target)
+            .await
+            .map_err(|source| NetError::Send {
+                destination,
+                interface: self.interface.clone(),
+                source,
+            })?;
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 }
