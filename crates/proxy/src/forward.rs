@@ -1,13 +1,15 @@
 //! Moving bytes between a client and a server socket, both ways, with half-close and timeouts.
 //!
 //! Bulk traffic splices socket → pipe → socket (`splice(2)`, zero copy: the payload never enters
-//! user space). Each direction starts with a buffered copy through a 16 KiB buffer allocated on
-//! first data, and switches to its own pipe once a read fills the buffer (see [`pump`]). If a pipe
-//! cannot be made (fd limit) or the kernel refuses to splice these sockets, the direction stays
-//! with the buffered copy. An idle session holds neither buffer nor pipe.
+//! user space). Each direction starts with a buffered copy through a 16 KiB scratch buffer of the
+//! worker thread, and switches to its own pipe once a read fills that buffer (see [`pump`]). If a
+//! pipe cannot be made (fd limit) or the kernel refuses to splice these sockets, the direction stays
+//! with the buffered copy. A direction owns a buffer only while its destination is slower than its
+//! source; an idle session holds neither buffer nor pipe.
 
+use std::cell::RefCell;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -21,7 +23,7 @@ use crate::config::Timeouts;
 
 /// Bytes a direction moves per splice call: the default pipe capacity (16 pages).
 const PIPE_CHUNK: usize = 64 * 1024;
-/// Buffer of one direction of the buffered fallback.
+/// Scratch buffer of the buffered path, per worker thread.
 pub const COPY_BUFFER: usize = 16 * 1024;
 
 /// How a session ended.
@@ -182,9 +184,10 @@ async fn watchdog(activity: &Activity, timeouts: &Timeouts, flush: &impl Fn()) -
 
 /// One direction: `from` → `to` until `from` sends FIN, which is then passed on to `to`.
 ///
-/// Small exchanges (requests, responses) go through the buffer: a pipe costs three system calls to
-/// make and close, more than it saves on a few hundred bytes. A read that fills the whole buffer
-/// means bulk traffic: the direction then switches to splice for good (HAProxy's `splice-auto`).
+/// Small exchanges (requests, responses) go through the worker thread's scratch buffer: a pipe
+/// costs three system calls to make and close, more than it saves on a few hundred bytes. A read
+/// that fills the whole buffer means bulk traffic: the direction then switches to splice for good
+/// (HAProxy's `splice-auto`).
 async fn pump(
     from: &TcpStream,
     to: &TcpStream,
@@ -195,17 +198,8 @@ async fn pump(
 ) -> io::Result<()> {
     let mut pipe: Option<(OwnedFd, OwnedFd)> = None;
     let mut may_splice = true;
-    let mut buffer: Vec<u8> = Vec::new();
     loop {
-        if buffer.is_empty() && pipe.is_none() {
-            // Allocate nothing until there is data: readiness alone can be spurious, and an idle
-            // session must hold no buffer. A one-byte peek waits for a byte (or EOF).
-            if from.peek(&mut [0u8; 1]).await? == 0 {
-                break;
-            }
-        } else {
-            from.readable().await?;
-        }
+        from.readable().await?;
         let via_pipe = pipe.is_some();
         let moved = if let Some((pipe_out, pipe_in)) = &pipe {
             match splice_through(from, to, pipe_out, pipe_in).await {
@@ -219,16 +213,10 @@ async fn pump(
                 other => other?,
             }
         } else {
-            if buffer.is_empty() {
-                buffer = vec![0; COPY_BUFFER];
-            }
-            let moved = copy_through(from, to, &mut buffer).await?;
+            let moved = copy_through(from, to).await?;
             if may_splice && moved == Some(COPY_BUFFER) {
                 match nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC) {
-                    Ok(pair) => {
-                        pipe = Some(pair);
-                        buffer = Vec::new();
-                    }
+                    Ok(pair) => pipe = Some(pair),
                     Err(error) => {
                         tracing::debug!(%error, "no pipe for splice, copying through a buffer");
                         may_splice = false;
@@ -249,8 +237,13 @@ async fn pump(
             }
         }
     }
-    // FIN received: pass it on and keep the other direction open (half-close).
-    activity.half_closed.store(true, Ordering::Relaxed);
+    // FIN received. If the other direction has already passed on its FIN, both are finished and
+    // the session closes both sockets right away: close sends this FIN, and a shutdown would only
+    // be one more system call per connection.
+    if activity.half_closed.swap(true, Ordering::Relaxed) {
+        return Ok(());
+    }
+    // Pass the FIN on and keep the other direction open (half-close).
     match socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write) {
         Err(error) if error.kind() != io::ErrorKind::NotConnected => Err(error),
         _ => Ok(()),
@@ -287,20 +280,51 @@ async fn splice_through(
     Ok(Some(filled))
 }
 
+thread_local! {
+    /// The buffered path's buffer, one per worker thread: it is used only between a read and the
+    /// write that follows without waiting, so sessions need no buffer of their own for it.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
 /// The buffered path of a direction: one read, then write it all.
+///
+/// The read goes into the thread's scratch buffer and is written on at once; only bytes the
+/// destination does not take now are copied into a buffer of this direction, which waits until
+/// the destination is writable and is freed when they are written.
 ///
 /// A read shorter than the buffer drained the socket's receive queue (TCP copies until the queue
 /// is empty or the buffer full), so readiness is cleared right away instead of by a second read
 /// that would only return EAGAIN: one system call less per message. tokio clears readiness only if
 /// no new event arrived since the read, so data arriving meanwhile still wakes us.
-async fn copy_through(
-    from: &TcpStream,
-    to: &TcpStream,
-    buffer: &mut [u8],
-) -> io::Result<Option<usize>> {
+async fn copy_through(from: &TcpStream, to: &TcpStream) -> io::Result<Option<usize>> {
+    let relayed = SCRATCH.with_borrow_mut(|scratch| -> io::Result<_> {
+        if scratch.is_empty() {
+            scratch.resize(COPY_BUFFER, 0);
+        }
+        let Some(read) = read_draining(from, scratch)? else {
+            return Ok(None);
+        };
+        let written = if read > 0 {
+            send_now(to, &scratch[..read])?
+        } else {
+            0
+        };
+        Ok(Some((read, scratch[written..read].to_vec())))
+    })?;
+    let Some((read, unwritten)) = relayed else {
+        return Ok(None);
+    };
+    if !unwritten.is_empty() {
+        write_all(to, &unwritten).await?;
+    }
+    Ok(Some(read))
+}
+
+/// One read into `buffer`; `None` if nothing was readable after all, `Some(0)` at end of stream.
+fn read_draining(from: &TcpStream, buffer: &mut [u8]) -> io::Result<Option<usize>> {
     let capacity = buffer.len();
     let mut drained = None;
-    let read = match from.try_io(Interest::READABLE, || {
+    match from.try_io(Interest::READABLE, || {
         let read = nix::unistd::read(from, buffer).map_err(io::Error::from)?;
         if read > 0 && read < capacity {
             drained = Some(read);
@@ -308,15 +332,24 @@ async fn copy_through(
         }
         Ok(read)
     }) {
-        Ok(read) => read,
-        Err(error) if error.kind() == io::ErrorKind::WouldBlock => match drained {
-            Some(read) => read,
-            None => return Ok(None),
-        },
-        Err(error) => return Err(error),
-    };
-    write_all(to, &buffer[..read]).await?;
-    Ok(Some(read))
+        Ok(read) => Ok(Some(read)),
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(drained),
+        Err(error) => Err(error),
+    }
+}
+
+/// Writes what `to` takes now, without waiting; returns how much that was.
+///
+/// The send is tried even when tokio has not yet seen `to` writable (a fresh socket's first
+/// readiness event may still be on its way): a socket with room in its send buffer takes the bytes
+/// at once, and one that has none answers EAGAIN, after which [`write_all`] waits for readiness.
+fn send_now(to: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+    use nix::sys::socket::{MsgFlags, send};
+    match send(to.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
+        Ok(written) => Ok(written),
+        Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => Ok(0),
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// Writes all of `bytes` to a shared (`&`) stream.
