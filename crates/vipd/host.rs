@@ -2,6 +2,8 @@
 //! AF_PACKET, netlink monitors) or an in-memory one for tests that need no root.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
@@ -10,8 +12,8 @@ use tracing::warn;
 use vipd_config::VrrpInstance;
 use vipd_net::{
     AddressEvent, AddressManager, AddressMonitor, Announce, Family, Interface, LinkMonitor,
-    LinkState, Mode, NetlinkAddresses, PacketAnnouncer, VrrpSocket, VrrpSocketConfig,
-    VrrpTransport,
+    LinkState, Mode, NetError, NetlinkAddresses, PacketAnnouncer, ReceivedAdvert, TransportStats,
+    VirtualMac, VirtualMacTransport, VrrpSocket, VrrpSocketConfig, VrrpTransport,
 };
 
 /// Link state of interfaces by name: `true` when up.
@@ -22,9 +24,25 @@ pub trait Host: Send + Sync + 'static {
     type Transport: VrrpTransport + 'static;
     type Addresses: AddressManager + 'static;
     type Announcer: Announce + 'static;
+    /// A virtual MAC interface this host created for an instance.
+    type VirtualMac: Send + 'static;
 
-    /// The VRRP transport of one instance (its interface, family, multicast or unicast).
+    /// The VRRP transport of one instance (its interface, family, multicast or unicast). With a
+    /// virtual MAC it receives on the instance's interface and sends from the macvlan, which
+    /// [`Host::create_virtual_mac`] must have created first.
     fn transport(&self, instance: &VrrpInstance) -> Result<Self::Transport>;
+    /// Creates (or adopts) the macvlan of an instance with `virtual_mac`, set up so that only a
+    /// master ever sends from it.
+    fn create_virtual_mac(
+        &self,
+        instance: &VrrpInstance,
+        virtual_mac: &vipd_config::VirtualMac,
+    ) -> impl Future<Output = Result<Self::VirtualMac>> + Send;
+    /// Deletes a macvlan made by [`Host::create_virtual_mac`], after its instance released.
+    fn remove_virtual_mac(
+        &self,
+        virtual_mac: Self::VirtualMac,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// An announcer (GARP / unsolicited NA) on `interface`.
     fn announcer(&self, interface: &str) -> Result<Self::Announcer>;
     /// The address manager shared by every instance.
@@ -102,11 +120,12 @@ impl LinuxHost {
 }
 
 impl Host for LinuxHost {
-    type Transport = VrrpSocket;
+    type Transport = LinuxTransport;
     type Addresses = NetlinkAddresses;
     type Announcer = PacketAnnouncer;
+    type VirtualMac = VirtualMac;
 
-    fn transport(&self, instance: &VrrpInstance) -> Result<VrrpSocket> {
+    fn transport(&self, instance: &VrrpInstance) -> Result<LinuxTransport> {
         let family = if instance.is_ipv6() {
             Family::Ipv6
         } else {
@@ -119,17 +138,58 @@ impl Host for LinuxHost {
                 source: unicast.source,
             },
         };
-        VrrpSocket::open(VrrpSocketConfig {
+        let config = VrrpSocketConfig {
             interface: instance.interface.clone(),
             family,
             mode,
-        })
+        };
+        match &instance.virtual_mac {
+            None => VrrpSocket::open(config)
+                .map(LinuxTransport::Interface)
+                .with_context(|| {
+                    format!(
+                        "vrrp {}: opening the VRRP socket on {}",
+                        instance.name, instance.interface
+                    )
+                }),
+            Some(virtual_mac) => VirtualMacTransport::open(config, &virtual_mac.interface)
+                .map(LinuxTransport::VirtualMac)
+                .with_context(|| {
+                    format!(
+                        "vrrp {}: opening the VRRP sockets on {} (receive) and {} (send)",
+                        instance.name, instance.interface, virtual_mac.interface
+                    )
+                }),
+        }
+    }
+
+    async fn create_virtual_mac(
+        &self,
+        instance: &VrrpInstance,
+        virtual_mac: &vipd_config::VirtualMac,
+    ) -> Result<VirtualMac> {
+        // Validation allows IPv4 instances only (vipd_net::VirtualMac explains why).
+        VirtualMac::create(
+            &instance.interface,
+            &virtual_mac.interface,
+            instance.vrid,
+            Family::Ipv4,
+        )
+        .await
         .with_context(|| {
             format!(
-                "vrrp {}: opening the VRRP socket on {}",
-                instance.name, instance.interface
+                "vrrp {}: creating the virtual MAC interface {} on {}",
+                instance.name, virtual_mac.interface, instance.interface
             )
         })
+    }
+
+    async fn remove_virtual_mac(&self, virtual_mac: VirtualMac) -> Result<()> {
+        let name = virtual_mac.name().to_owned();
+        virtual_mac
+            .remove()
+            .await
+            .with_context(|| format!("removing the virtual MAC interface {name}"))
     }
 
     fn announcer(&self, interface: &str) -> Result<PacketAnnouncer> {
@@ -175,6 +235,57 @@ impl Host for LinuxHost {
     }
 }
 
+/// The real host's VRRP transport: a socket on the instance's interface, or, with a virtual MAC,
+/// one that sends from the macvlan.
+pub enum LinuxTransport {
+    Interface(VrrpSocket),
+    VirtualMac(VirtualMacTransport),
+}
+
+impl VrrpTransport for LinuxTransport {
+    async fn send(&self, payload: &[u8]) -> Result<(), NetError> {
+        match self {
+            Self::Interface(socket) => socket.send(payload).await,
+            Self::VirtualMac(transport) => transport.send(payload).await,
+        }
+    }
+
+    async fn recv(&self) -> Result<ReceivedAdvert, NetError> {
+        match self {
+            Self::Interface(socket) => socket.recv().await,
+            Self::VirtualMac(transport) => transport.recv().await,
+        }
+    }
+
+    fn source_address(&self) -> IpAddr {
+        match self {
+            Self::Interface(socket) => socket.source_address(),
+            Self::VirtualMac(transport) => transport.source_address(),
+        }
+    }
+
+    fn stats(&self) -> TransportStats {
+        match self {
+            Self::Interface(socket) => socket.stats(),
+            Self::VirtualMac(transport) => transport.stats(),
+        }
+    }
+
+    fn destinations(&self) -> Vec<IpAddr> {
+        match self {
+            Self::Interface(socket) => socket.destinations(),
+            Self::VirtualMac(transport) => transport.destinations(),
+        }
+    }
+
+    async fn send_to(&self, payload: &[u8], destination: IpAddr) -> Result<(), NetError> {
+        match self {
+            Self::Interface(socket) => socket.send_to(payload, destination).await,
+            Self::VirtualMac(transport) => transport.send_to(payload, destination).await,
+        }
+    }
+}
+
 /// An in-memory host for supervisor tests: adverts on a [`vipd_net::MemoryLan`], addresses in a
 /// table, announcements recorded, link state and address events driven by the test.
 #[cfg(test)]
@@ -186,6 +297,8 @@ pub struct MemoryHost {
     pub announcer: vipd_net::MemoryAnnouncer,
     pub links: watch::Sender<Links>,
     pub address_events: broadcast::Sender<AddressEvent>,
+    /// The virtual MAC interfaces that exist now, by name.
+    pub virtual_macs: Arc<Mutex<Vec<String>>>,
 }
 
 #[cfg(test)]
@@ -198,6 +311,7 @@ impl MemoryHost {
             announcer: vipd_net::MemoryAnnouncer::new(),
             links: watch::channel(Links::new()).0,
             address_events: broadcast::channel(16).0,
+            virtual_macs: Arc::default(),
         }
     }
 }
@@ -207,9 +321,30 @@ impl Host for MemoryHost {
     type Transport = vipd_net::MemoryTransport;
     type Addresses = vipd_net::MemoryAddresses;
     type Announcer = vipd_net::MemoryAnnouncer;
+    type VirtualMac = String;
 
     fn transport(&self, _instance: &VrrpInstance) -> Result<Self::Transport> {
         Ok(self.lan.join(self.address))
+    }
+
+    async fn create_virtual_mac(
+        &self,
+        _instance: &VrrpInstance,
+        virtual_mac: &vipd_config::VirtualMac,
+    ) -> Result<String> {
+        let mut existing = self.virtual_macs.lock().expect("not poisoned");
+        if !existing.contains(&virtual_mac.interface) {
+            existing.push(virtual_mac.interface.clone());
+        }
+        Ok(virtual_mac.interface.clone())
+    }
+
+    async fn remove_virtual_mac(&self, virtual_mac: String) -> Result<()> {
+        self.virtual_macs
+            .lock()
+            .expect("not poisoned")
+            .retain(|name| *name != virtual_mac);
+        Ok(())
     }
 
     fn announcer(&self, _interface: &str) -> Result<Self::Announcer> {

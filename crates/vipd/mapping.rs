@@ -51,6 +51,18 @@ pub fn checksum_form(instance: &VrrpInstance) -> ChecksumForm {
     }
 }
 
+/// The interface an instance's VIPs live on unless they name another, and its announcements
+/// (GARP / NA) leave from: the macvlan with a virtual MAC, so that the LAN learns the virtual MAC
+/// for them; else the instance's interface.
+pub fn vip_interface(instance: &VrrpInstance) -> &str {
+    instance
+        .virtual_mac
+        .as_ref()
+        .map_or(instance.interface.as_str(), |virtual_mac| {
+            virtual_mac.interface.as_str()
+        })
+}
+
 /// The VIPs of `instance` as the address manager takes them.
 pub fn vips(instance: &VrrpInstance) -> Vec<vipd_net::Vip> {
     instance

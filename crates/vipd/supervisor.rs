@@ -30,9 +30,23 @@ struct RunningTracker {
     cancel: CancellationToken,
 }
 
-struct RunningInstance {
+struct RunningInstance<V> {
     config: VrrpInstance,
     handle: instance::Handle,
+    /// The macvlan of an instance with `virtual_mac`, removed after the instance released.
+    virtual_mac: Option<V>,
+}
+
+impl<V> RunningInstance<V> {
+    /// Releases the instance (priority 0, VIPs removed), then deletes its macvlan.
+    async fn stop<H: Host<VirtualMac = V>>(self, host: &H) {
+        self.handle.shutdown().await;
+        if let Some(virtual_mac) = self.virtual_mac {
+            if let Err(error) = host.remove_virtual_mac(virtual_mac).await {
+                warn!(instance = %self.config.name, error = format!("{error:#}"), "removing the virtual MAC interface failed");
+            }
+        }
+    }
 }
 
 /// What the control server needs of one instance.
@@ -49,7 +63,7 @@ pub struct Supervisor<H: Host> {
     config: Config,
     proxy: Arc<vipd_proxy::Proxy>,
     trackers: HashMap<TrackTarget, RunningTracker>,
-    instances: BTreeMap<String, RunningInstance>,
+    instances: BTreeMap<String, RunningInstance<H::VirtualMac>>,
     /// The instances in configuration order, republished after every start and reload.
     registry: watch::Sender<Vec<InstanceEntry>>,
 }
@@ -73,7 +87,7 @@ impl<H: Host> Supervisor<H> {
         };
         supervisor.sync_trackers(&config);
         for instance in &config.vrrp {
-            supervisor.start_instance(instance, &config)?;
+            supervisor.start_instance(instance, &config).await?;
         }
         supervisor.config = config;
         supervisor.publish_registry();
@@ -117,6 +131,19 @@ impl<H: Host> Supervisor<H> {
         let restarted_trackers = self.sync_trackers(&new);
 
         let mut old_instances = std::mem::take(&mut self.instances);
+        // Removed instances release first: a new instance may take over their VIPs or their
+        // macvlan (a renamed instance adopts it), which a later release would delete.
+        let removed: Vec<String> = old_instances
+            .keys()
+            .filter(|name| new.instance(name).is_none())
+            .cloned()
+            .collect();
+        for name in removed {
+            if let Some(running) = old_instances.remove(&name) {
+                info!(instance = %name, "instance removed; releasing it");
+                running.stop(&self.host).await;
+            }
+        }
         for instance in &new.vrrp {
             match old_instances.remove(&instance.name) {
                 Some(running) if running.config == *instance => {
@@ -136,18 +163,14 @@ impl<H: Host> Supervisor<H> {
                 }
                 Some(running) => {
                     info!(instance = %instance.name, "instance changed; restarting it");
-                    running.handle.shutdown().await;
-                    self.start_instance(instance, &new)?;
+                    running.stop(&self.host).await;
+                    self.start_instance(instance, &new).await?;
                 }
                 None => {
                     info!(instance = %instance.name, "new instance");
-                    self.start_instance(instance, &new)?;
+                    self.start_instance(instance, &new).await?;
                 }
             }
-        }
-        for (name, running) in old_instances {
-            info!(instance = %name, "instance removed; releasing it");
-            running.handle.shutdown().await;
         }
         self.config = new;
         self.publish_registry();
@@ -157,31 +180,72 @@ impl<H: Host> Supervisor<H> {
     /// SIGTERM: every instance releases (priority 0, VIPs removed) first, so the peer takes over
     /// at once; then the proxy drains for up to `shutdown_grace`.
     pub async fn shutdown(self) {
-        let releases = self
-            .instances
-            .into_values()
-            .map(|running| running.handle.shutdown());
+        let Self {
+            host,
+            config,
+            proxy,
+            trackers,
+            instances,
+            ..
+        } = self;
+        let releases = instances.into_values().map(|running| running.stop(&host));
         futures::future::join_all(releases).await;
-        for tracker in self.trackers.values() {
+        for tracker in trackers.values() {
             tracker.cancel.cancel();
         }
-        self.proxy.shutdown(self.config.shutdown_grace).await;
+        proxy.shutdown(config.shutdown_grace).await;
     }
 
-    fn start_instance(&mut self, instance: &VrrpInstance, config: &Config) -> Result<()> {
+    async fn start_instance(&mut self, instance: &VrrpInstance, config: &Config) -> Result<()> {
+        let virtual_mac = match &instance.virtual_mac {
+            Some(virtual_mac) => Some(self.host.create_virtual_mac(instance, virtual_mac).await?),
+            None => None,
+        };
+        match self.spawn_instance(instance, config) {
+            Ok(handle) => {
+                self.instances.insert(
+                    instance.name.clone(),
+                    RunningInstance {
+                        config: instance.clone(),
+                        handle,
+                        virtual_mac,
+                    },
+                );
+                Ok(())
+            }
+            Err(error) => {
+                if let Some(virtual_mac) = virtual_mac {
+                    if let Err(cleanup) = self.host.remove_virtual_mac(virtual_mac).await {
+                        warn!(instance = %instance.name, error = format!("{cleanup:#}"), "removing the virtual MAC interface failed");
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    fn spawn_instance(
+        &mut self,
+        instance: &VrrpInstance,
+        config: &Config,
+    ) -> Result<instance::Handle> {
         let transport = self.host.transport(instance)?;
         let primary = vipd_net::VrrpTransport::source_address(&transport);
         let router = VirtualRouter::new(mapping::router_config(instance, primary)?)
             .with_context(|| format!("vrrp {}", instance.name))?;
-        self.host
-            .follow_links(std::slice::from_ref(&instance.interface));
+        let vip_interface = mapping::vip_interface(instance).to_owned();
+        // The instance is in Fault while its interface, or its macvlan, is down or gone.
+        let mut links = vec![instance.interface.clone()];
+        if vip_interface != instance.interface {
+            links.push(vip_interface.clone());
+        }
+        self.host.follow_links(&links);
         let sibling_vrids = config
             .vrrp
             .iter()
             .filter(|other| other.name != instance.name && other.interface == instance.interface)
             .map(|other| other.vrid)
             .collect();
-        let link_name = instance.interface.clone();
         let parts = instance::Parts {
             name: instance.name.clone(),
             interface: instance.interface.clone(),
@@ -189,12 +253,13 @@ impl<H: Host> Supervisor<H> {
             checksum: mapping::checksum_form(instance),
             transport,
             addresses: self.host.addresses(),
-            announcer: self.host.announcer(&instance.interface)?,
+            announcer: self.host.announcer(&vip_interface)?,
             vips: mapping::vips(instance),
             sibling_vrids,
             trackers: self.tracker_readings(instance),
-            link: link_watch(self.host.links(), link_name),
-            interface_index: self.host.interface_index(&instance.interface)?,
+            link: link_watch(self.host.links(), links),
+            // Address events are matched on the interface the VIPs live on.
+            interface_index: self.host.interface_index(&vip_interface)?,
             address_events: self.host.address_events(),
             notifier: Notifier::spawn(instance.name.clone(), instance.notify.clone()),
             vip_strings: instance
@@ -208,15 +273,7 @@ impl<H: Host> Supervisor<H> {
                 vipd_config::VrrpVersion::V3 => 3,
             },
         };
-        let handle = instance::spawn(parts);
-        self.instances.insert(
-            instance.name.clone(),
-            RunningInstance {
-                config: instance.clone(),
-                handle,
-            },
-        );
-        Ok(())
+        Ok(instance::spawn(parts))
     }
 
     fn tracker_readings(
@@ -320,25 +377,21 @@ impl<H: Host> Supervisor<H> {
     }
 }
 
-/// A watch of one interface's link state, derived from the host's map of all of them.
+/// A watch of whether all of `interfaces` are up (an unknown one counts as down), derived from
+/// the host's map of every followed interface.
 fn link_watch(
     mut links: watch::Receiver<crate::host::Links>,
-    interface: String,
+    interfaces: Vec<String>,
 ) -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(
-        links
-            .borrow_and_update()
-            .get(&interface)
-            .copied()
-            .unwrap_or(false),
-    );
+    let all_up = move |links: &crate::host::Links| {
+        interfaces
+            .iter()
+            .all(|name| links.get(name).copied().unwrap_or(false))
+    };
+    let (tx, rx) = watch::channel(all_up(&links.borrow_and_update()));
     tokio::spawn(async move {
         while links.changed().await.is_ok() {
-            let up = links
-                .borrow_and_update()
-                .get(&interface)
-                .copied()
-                .unwrap_or(false);
+            let up = all_up(&links.borrow_and_update());
             tx.send_if_modified(|current| std::mem::replace(current, up) != up);
             if tx.is_closed() {
                 return;

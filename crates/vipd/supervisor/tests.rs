@@ -356,3 +356,55 @@ async fn maintenance_releases_with_priority_zero_and_stays_backup() {
     wait_for_state(&supervisor, "api", VrrpState::Master).await;
     supervisor.shutdown().await;
 }
+
+/// `virtual_mac: true`: the macvlan exists while the instance runs, holds its VIPs, and goes
+/// when a reload drops the instance (and at shutdown).
+#[tokio::test(start_paused = true)]
+async fn a_virtual_mac_lives_as_long_as_its_instance() {
+    let with_virtual_mac = |name: &str| {
+        config(&format!(
+            "vrrp:
+  - name: {name}
+    interface: eth0
+    vrid: 51
+    priority: 150
+    virtual_mac: true
+    vips: [{VIP}/24]
+"
+        ))
+    };
+    let lan = MemoryLan::new();
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let virtual_macs = Arc::clone(&host.virtual_macs);
+    let addresses = Arc::clone(&host.addresses);
+    let mut supervisor = Supervisor::start(host, with_virtual_mac("api"))
+        .await
+        .expect("starts");
+    assert_eq!(*virtual_macs.lock().expect("lock"), ["vrrp.51"]);
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+    assert_eq!(
+        addresses.snapshot(),
+        [("vrrp.51".to_owned(), ip(VIP), 24)],
+        "the VIP lives on the macvlan"
+    );
+
+    // Renamed: the old instance releases and its macvlan goes, the new one makes its own.
+    supervisor
+        .reload(with_virtual_mac("api2"))
+        .await
+        .expect("reloads");
+    assert_eq!(*virtual_macs.lock().expect("lock"), ["vrrp.51"]);
+    supervisor
+        .reload(one_instance(150, "1s", "", ""))
+        .await
+        .expect("reloads");
+    assert!(virtual_macs.lock().expect("lock").is_empty());
+
+    supervisor
+        .reload(with_virtual_mac("api"))
+        .await
+        .expect("reloads");
+    assert_eq!(*virtual_macs.lock().expect("lock"), ["vrrp.51"]);
+    supervisor.shutdown().await;
+    assert!(virtual_macs.lock().expect("lock").is_empty());
+}
