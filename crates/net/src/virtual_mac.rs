@@ -8,7 +8,8 @@
 //! - IPv6 is disabled on the macvlan before it comes up (no DAD, router solicitation or MLD
 //!   report from the shared MAC); IPv6 virtual MACs are not supported;
 //! - the macvlan answers ARP only for its own addresses (the VIPs, which only the master holds),
-//!   and the parent does not answer for them (`arp_ignore`, `arp_filter`);
+//!   and the parent neither answers for them nor names them in its own ARP requests
+//!   (`arp_ignore`, `arp_filter`, `arp_announce`);
 //! - adverts are received on the parent (joining the group on the macvlan would send IGMP from
 //!   the shared MAC) and sent from the macvlan, see [`VirtualMacTransport`].
 
@@ -54,9 +55,18 @@ const MACVLAN_SETTINGS: [(Family, &str, i64); 5] = [
     (Family::Ipv4, "promote_secondaries", 1),
 ];
 
-/// The parent must not answer ARP for the VIPs that live on the macvlan (`arp_ignore`), nor
-/// for its own address on behalf of another interface (`arp_filter`).
-const PARENT_SETTINGS: [&str; 2] = ["arp_ignore", "arp_filter"];
+/// Settings of the parent while a virtual MAC uses it.
+const PARENT_SETTINGS: [(&str, i64); 3] = [
+    // Do not answer ARP for the VIPs, which live on the macvlan (keepalived sets it too).
+    ("arp_ignore", 1),
+    // Answer ARP for the parent's own address only where the reply would leave (keepalived).
+    ("arp_filter", 1),
+    // Replies from a VIP leave through the parent (its route to the subnet comes first), and
+    // the ARP request for their next hop would name the VIP as sender with the parent's MAC:
+    // every host that hears it would bind the VIP to the parent's MAC. Name the parent's own
+    // address instead.
+    ("arp_announce", 2),
+];
 
 /// Parents whose ARP settings a virtual MAC of this process changed, by network namespace and
 /// name: how many virtual MACs use each, and the values from before the first, which are put
@@ -85,11 +95,11 @@ fn hold_parent(parent: &str) -> Result<(), NetError> {
         return Ok(());
     }
     let mut before = Vec::new();
-    for name in PARENT_SETTINGS {
+    for (name, wanted) in PARENT_SETTINGS {
         let setting = InterfaceSetting::ipv4(parent, name);
         let value = setting.read()?;
-        if value != 1 {
-            setting.write(1)?;
+        if value != wanted {
+            setting.write(wanted)?;
             before.push((setting, value));
         }
     }
@@ -131,7 +141,7 @@ pub struct VirtualMac {
 
 impl VirtualMac {
     /// Creates (or adopts, when a macvlan with this name exists on `parent`, e.g. left by a
-    /// killed run) the macvlan `name` on `parent` in private mode, configures it and its parent
+    /// killed run) the macvlan `name` on `parent` in VEPA mode, configures it and its parent
     /// as the module doc says, sets the virtual MAC and brings it up. Put the VIPs on `name`,
     /// send adverts and announcements from it. Needs CAP_NET_ADMIN and a writable `/proc/sys`.
     ///
@@ -288,8 +298,13 @@ async fn add_macvlan(
     name: &str,
     mac: [u8; 6],
 ) -> Result<(), NetError> {
-    // Private mode: frames between macvlans of one parent stay apart, as between hosts.
-    let message = LinkMacVlan::new(name, parent_index, MacVlanMode::Private)
+    // VEPA, not private mode: in private mode the kernel hands a multicast frame whose source
+    // MAC is the macvlan's own to that macvlan alone (a "reflected" frame), so the parent would
+    // never see the peers' adverts, which all come from the shared MAC; receiving them on the
+    // macvlan instead would mean joining the group there, and a backup sending IGMP reports
+    // from the shared MAC. VEPA passes such frames on to the parent and, like private mode,
+    // sends everything to the wire, never straight to another macvlan of the parent.
+    let message = LinkMacVlan::new(name, parent_index, MacVlanMode::Vepa)
         .address(mac.to_vec())
         .build();
     connection

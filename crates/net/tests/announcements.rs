@@ -139,7 +139,7 @@ fn the_virtual_mac_interface_carries_the_vrrp_mac() {
     assert_eq!(after_adopt.as_deref(), Some(&expected[..]));
     let link = lab.run(0, &["ip", "-d", "link", "show", "vrrp.7"]).unwrap();
     assert!(link.contains("00:00:5e:00:01:07"), "{link}");
-    assert!(link.contains("macvlan mode private"), "{link}");
+    assert!(link.contains("macvlan mode vepa"), "{link}");
     assert!(link.contains("state UP") || link.contains(",UP"), "{link}");
 
     lab.in_host(0, || {
