@@ -1,0 +1,372 @@
+//! Issue 3, item 4 end to end: two `vipd run` nodes with `virtual_mac: true`. The client learns
+//! the VRRP virtual MAC 00:00:5e:00:01:{VRID} for the VIP, only the master ever sends from it (a
+//! capture of everything the backup's eth0 transmits holds no frame from that MAC), and when the
+//! master dies the client keeps the same neighbour entry and connects through the backup. A
+//! restarted node adopts the macvlan its killed run left; a shutdown removes it. The backup runs
+//! as `nobody` with the systemd unit's capabilities, which proves them enough for the macvlan
+//! and its /proc/sys settings.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::{
+    Scratch, fetch, holds, instance_state, start_backend, start_vipd, start_vipd_unprivileged,
+    status, wait_for_control, wait_until,
+};
+use nix::sys::signal::Signal;
+use vipd_lab::{Lab, LabProcess};
+
+const LB1: usize = 0;
+const LB2: usize = 1;
+const BACKEND: usize = 2;
+const CLIENT: usize = 3;
+const VRID: u8 = 51;
+/// RFC 5798 §7.3: 00-00-5E-00-01-{VRID}, VRID 51 = 0x33.
+const VIRTUAL_MAC: &str = "00:00:5e:00:01:33";
+const MACVLAN: &str = "vrrp.51";
+const ANSWER: &str = "hello-through-the-virtual-mac";
+
+fn node_config(node: &str, priority: u8, backend: IpAddr, vip: IpAddr) -> String {
+    format!(
+        "node: {node}
+shutdown_grace: 1s
+vrrp:
+  - name: api
+    interface: eth0
+    vrid: {VRID}
+    priority: {priority}
+    advert_interval: 100ms
+    virtual_mac: true
+    vips: [{vip}/24]
+frontends:
+  - name: web
+    bind: [\"{vip}:80\"]
+    backend: web
+backends:
+  - name: web
+    health: {{ kind: tcp, interval: 200ms, timeout: 100ms, rise: 1, fall: 2 }}
+    servers:
+      - {{ name: b1, address: \"{backend}:8080\" }}
+"
+    )
+}
+
+fn mac_text(mac: [u8; 6]) -> String {
+    mac.iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+/// The link-layer address `host` has in its neighbour table for `address`, if any.
+fn neighbour_mac(lab: &Lab, host: usize, address: IpAddr) -> Option<String> {
+    let table = lab
+        .run(host, &["ip", "neigh", "show", &address.to_string()])
+        .ok()?;
+    let mut words = table.split_whitespace();
+    words.find(|word| *word == "lladdr")?;
+    words.next().map(str::to_owned)
+}
+
+fn log(scratch: &Scratch, name: &str) -> String {
+    std::fs::read_to_string(scratch.0.join(name)).unwrap_or_default()
+}
+
+/// tcpdump on a host's eth0 for frames from the virtual MAC, optionally only those it sends.
+struct VirtualMacCapture {
+    process: LabProcess,
+    path: PathBuf,
+}
+
+impl VirtualMacCapture {
+    fn start(lab: &Lab, host: usize, outbound_only: bool, scratch: &Scratch) -> Self {
+        let path = scratch
+            .0
+            .join(format!("h{host}-{}.pcap", std::process::id()));
+        let path_text = path.display().to_string();
+        let mut args = vec!["tcpdump", "-i", "eth0", "-n", "-U", "--immediate-mode"];
+        if outbound_only {
+            // Frames the host transmits, whichever of its interfaces (eth0, the macvlan on it)
+            // they were sent from.
+            args.extend(["-Q", "out"]);
+        }
+        args.extend(["-Z", "root", "-w", &path_text, "ether", "src", VIRTUAL_MAC]);
+        let mut command = lab.command_in(host, &args).expect("host exists");
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut process = lab.spawn_command(command).expect("tcpdump starts");
+        let stderr = process
+            .child_mut()
+            .and_then(|child| child.stderr.take())
+            .expect("piped stderr");
+        let (ready, listening) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut ready = Some(ready);
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if line.contains("listening on") {
+                    if let Some(ready) = ready.take() {
+                        let _ = ready.send(());
+                    }
+                }
+            }
+        });
+        listening
+            .recv_timeout(Duration::from_secs(5))
+            .expect("tcpdump listens within 5 s");
+        Self { process, path }
+    }
+
+    /// Stops tcpdump (after frames in flight arrived) and lists each frame as
+    /// `eth.src|ip.src|vrrp.virt_rtr_id|arp.src.proto_ipv4|frame.protocols`.
+    fn finish(mut self) -> Vec<String> {
+        std::thread::sleep(Duration::from_millis(300));
+        self.process.stop_with(Signal::SIGINT);
+        let output = Command::new("tshark")
+            .arg("-r")
+            .arg(&self.path)
+            .args([
+                "-T",
+                "fields",
+                "-E",
+                "separator=|",
+                "-e",
+                "eth.src",
+                "-e",
+                "ip.src",
+                "-e",
+                "vrrp.virt_rtr_id",
+                "-e",
+                "arp.src.proto_ipv4",
+                "-e",
+                "frame.protocols",
+            ])
+            .output()
+            .expect("tshark runs");
+        assert!(
+            output.status.success(),
+            "tshark failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let _ = std::fs::remove_file(&self.path);
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn has_macvlan(lab: &Lab, host: usize) -> bool {
+    lab.run(host, &["ip", "link", "show", MACVLAN]).is_ok()
+}
+
+/// An IPv4 setting of `interface` in `host` (read from /proc: `sysctl` takes the dot in
+/// `vrrp.51` for a separator).
+fn ipv4_setting(lab: &Lab, host: usize, interface: &str, name: &str) -> String {
+    let path = format!("/proc/sys/net/ipv4/conf/{interface}/{name}");
+    lab.run(host, &["cat", &path])
+        .unwrap_or_else(|error| panic!("cannot read {path} in host {host}: {error}"))
+        .trim()
+        .to_owned()
+}
+
+fn connects(lab: &Lab, target: SocketAddr) -> bool {
+    fetch(lab, CLIENT, target).is_ok_and(|text| text.contains(ANSWER))
+}
+
+#[test]
+fn only_the_master_sends_from_the_virtual_mac_and_clients_keep_it_across_a_failover() {
+    if !vipd_lab::e2e_enabled(
+        "only_the_master_sends_from_the_virtual_mac_and_clients_keep_it_across_a_failover",
+    ) {
+        return;
+    }
+    let lab = Lab::new(4).expect("lab");
+    let scratch = Scratch::new("virtual-mac");
+    let vip = IpAddr::V4(Lab::vip_v4(0));
+    let backend = IpAddr::V4(lab.host(BACKEND).ipv4);
+    let lb1_address = IpAddr::V4(lab.host(LB1).ipv4);
+    let _backend = start_backend(&lab, BACKEND, 8080, ANSWER);
+    let lb1_config = scratch.write("lb1.yaml", &node_config("lb1", 150, backend, vip));
+    let lb2_config = scratch.write("lb2.yaml", &node_config("lb2", 100, backend, vip));
+    let mut lb1 = start_vipd(&lab, LB1, &lb1_config, &scratch.0.join("lb1.log"));
+    let mut lb2 = start_vipd_unprivileged(&lab, LB2, &lb2_config, &scratch.0.join("lb2.log"));
+    wait_for_control(&lab, LB1);
+    wait_for_control(&lab, LB2);
+
+    // Election: lb1 holds the VIP on its macvlan; lb2 has a macvlan too, idle.
+    assert!(
+        wait_until(Duration::from_secs(10), || holds(&lab, LB1, vip)).is_some(),
+        "lb1 never took the VIP; log:\n{}",
+        log(&scratch, "lb1.log")
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || instance_state(&lab, LB2, "api")
+            .as_deref()
+            == Some("backup"))
+        .is_some(),
+        "lb2 is not backup: {:?}\nlog:\n{}",
+        status(&lab, LB2),
+        log(&scratch, "lb2.log")
+    );
+    let on_macvlan = lab
+        .run(LB1, &["ip", "-o", "-4", "addr", "show", "dev", MACVLAN])
+        .expect("lb1 has the macvlan");
+    assert!(
+        on_macvlan.contains(&format!("{vip}/24")),
+        "the VIP is not on {MACVLAN}: {on_macvlan}"
+    );
+    for host in [LB1, LB2] {
+        let link = lab
+            .run(host, &["ip", "-d", "link", "show", MACVLAN])
+            .unwrap_or_else(|error| panic!("host {host} has no {MACVLAN}: {error}"));
+        assert!(link.contains(VIRTUAL_MAC), "{link}");
+        assert!(link.contains("macvlan mode vepa"), "{link}");
+        let ipv6 = lab
+            .run(host, &["ip", "-6", "addr", "show", "dev", MACVLAN])
+            .expect("ip runs");
+        assert!(ipv6.trim().is_empty(), "IPv6 on the macvlan: {ipv6}");
+        assert_eq!(ipv4_setting(&lab, host, MACVLAN, "arp_ignore"), "1");
+        assert_eq!(ipv4_setting(&lab, host, MACVLAN, "rp_filter"), "0");
+        assert_eq!(ipv4_setting(&lab, host, "eth0", "arp_ignore"), "1");
+        assert_eq!(ipv4_setting(&lab, host, "eth0", "arp_announce"), "2");
+    }
+    assert!(!holds(&lab, LB2, vip), "the backup must not hold the VIP");
+
+    // A few adverts' worth of traffic: the client connects through the VIP and to both
+    // nodes' own addresses (ARP), while everything lb2 transmits from the virtual MAC is captured.
+    let backup_sends = VirtualMacCapture::start(&lab, LB2, true, &scratch);
+    let client_hears = VirtualMacCapture::start(&lab, CLIENT, false, &scratch);
+    let target = SocketAddr::new(vip, 80);
+    assert!(
+        wait_until(Duration::from_secs(10), || connects(&lab, target)).is_some(),
+        "the client never reached the backend through the VIP: {:?}",
+        fetch(&lab, CLIENT, target)
+    );
+    for host in [LB1, LB2] {
+        // Refused, but the client resolved the node's address first.
+        let _ = fetch(
+            &lab,
+            CLIENT,
+            SocketAddr::new(IpAddr::V4(lab.host(host).ipv4), 9),
+        );
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let from_backup = backup_sends.finish();
+    let heard = client_hears.finish();
+    assert!(
+        from_backup.is_empty(),
+        "the backup sent frames from the virtual MAC:\n{}",
+        from_backup.join("\n")
+    );
+    let adverts = heard
+        .iter()
+        .filter(|frame| frame.starts_with(&format!("{VIRTUAL_MAC}|{lb1_address}|{VRID}|")))
+        .count();
+    assert!(
+        adverts >= 5,
+        "the client heard {adverts} adverts from the virtual MAC in 1 s:\n{}",
+        heard.join("\n")
+    );
+    for frame in &heard {
+        // Only the master's adverts and its ARP for the VIP (GARP, replies to the client).
+        let advert = frame.starts_with(&format!("{VIRTUAL_MAC}|{lb1_address}|{VRID}|"));
+        let arp_for_vip = frame.starts_with(&format!("{VIRTUAL_MAC}|||{vip}|"));
+        let to_client = frame.contains(":ip:tcp") && frame.contains(&format!("|{vip}|"));
+        assert!(
+            advert || arp_for_vip || to_client,
+            "unexpected frame from the virtual MAC: {frame}\nall:\n{}",
+            heard.join("\n")
+        );
+    }
+    assert_eq!(
+        neighbour_mac(&lab, CLIENT, vip).as_deref(),
+        Some(VIRTUAL_MAC),
+        "the client's neighbour entry for the VIP"
+    );
+    for host in [LB1, LB2] {
+        assert_eq!(
+            neighbour_mac(&lab, CLIENT, IpAddr::V4(lab.host(host).ipv4)),
+            Some(mac_text(lab.host(host).mac)),
+            "host {host}'s own address must resolve to its own MAC, not the virtual MAC"
+        );
+    }
+
+    // lb1 dies (killed, then its cable pulled): lb2 takes over with the same MAC.
+    lb1.stop_with(Signal::SIGKILL);
+    lab.cut_link(LB1).expect("cut lb1");
+    assert!(
+        wait_until(Duration::from_secs(5), || holds(&lab, LB2, vip)).is_some(),
+        "lb2 never took the VIP; log:\n{}",
+        log(&scratch, "lb2.log")
+    );
+    let backup_became_master = VirtualMacCapture::start(&lab, LB2, true, &scratch);
+    assert!(
+        wait_until(Duration::from_secs(5), || connects(&lab, target)).is_some(),
+        "the client cannot connect through lb2: {:?}",
+        fetch(&lab, CLIENT, target)
+    );
+    assert_eq!(
+        neighbour_mac(&lab, CLIENT, vip).as_deref(),
+        Some(VIRTUAL_MAC),
+        "the client's neighbour entry changed across the failover"
+    );
+    let lb2_address = lab.host(LB2).ipv4;
+    let sent = backup_became_master.finish();
+    assert!(
+        sent.iter()
+            .any(|frame| frame.starts_with(&format!("{VIRTUAL_MAC}|{lb2_address}|{VRID}|"))),
+        "lb2, now master, sends no adverts from the virtual MAC:\n{}",
+        sent.join("\n")
+    );
+
+    // lb1 comes back: its new run adopts the macvlan the killed one left, drops the left-over
+    // VIP and preempts (priority 150).
+    assert!(has_macvlan(&lab, LB1), "the killed run's macvlan is gone");
+    lab.restore_link(LB1).expect("restore lb1");
+    let mut lb1 = start_vipd(&lab, LB1, &lb1_config, &scratch.0.join("lb1-again.log"));
+    wait_for_control(&lab, LB1);
+    assert!(
+        wait_until(Duration::from_secs(10), || instance_state(&lab, LB1, "api")
+            .as_deref()
+            == Some("master")
+            && !holds(&lab, LB2, vip))
+        .is_some(),
+        "lb1 did not take the VIP back; log:\n{}",
+        log(&scratch, "lb1-again.log")
+    );
+    assert!(holds(&lab, LB1, vip));
+    assert!(
+        wait_until(Duration::from_secs(5), || connects(&lab, target)).is_some(),
+        "the client cannot connect through lb1 again"
+    );
+    assert_eq!(
+        neighbour_mac(&lab, CLIENT, vip).as_deref(),
+        Some(VIRTUAL_MAC)
+    );
+
+    // Shutdown removes the macvlan and, on lb2 (whose run changed them), puts eth0's ARP
+    // settings back.
+    for (name, process) in [("lb1", &mut lb1), ("lb2", &mut lb2)] {
+        let exit = process.stop();
+        assert!(
+            exit.is_some_and(|status| status.success()),
+            "{name} did not exit 0 on SIGTERM: {exit:?}"
+        );
+    }
+    for host in [LB1, LB2] {
+        assert!(!has_macvlan(&lab, host), "host {host} kept {MACVLAN}");
+        assert!(!holds(&lab, host, vip), "host {host} kept the VIP");
+    }
+    assert_eq!(ipv4_setting(&lab, LB2, "eth0", "arp_ignore"), "0");
+    assert_eq!(ipv4_setting(&lab, LB2, "eth0", "arp_filter"), "0");
+    assert_eq!(ipv4_setting(&lab, LB2, "eth0", "arp_announce"), "0");
+}
