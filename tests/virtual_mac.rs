@@ -2,7 +2,8 @@
 //! the VRRP virtual MAC 00:00:5e:00:01:{VRID} for the VIP, only the master ever sends from it (a
 //! capture of everything the backup's eth0 transmits holds no frame from that MAC), and when the
 //! master dies the client keeps the same neighbour entry and connects through the backup. A
-//! restarted node adopts the macvlan its killed run left; a shutdown removes it. The backup runs
+//! restarted node adopts the macvlan its killed run left; a VIP deleted from the macvlan comes
+//! back; a parent without carrier is a Fault; a shutdown removes the macvlan. The backup runs
 //! as `nobody` with the systemd unit's capabilities, which proves them enough for the macvlan
 //! and its /proc/sys settings.
 
@@ -352,6 +353,39 @@ fn only_the_master_sends_from_the_virtual_mac_and_clients_keep_it_across_a_failo
         neighbour_mac(&lab, CLIENT, vip).as_deref(),
         Some(VIRTUAL_MAC)
     );
+
+    // The address monitor follows the macvlan: a VIP deleted there by hand comes back.
+    let vip_with_prefix = format!("{vip}/24");
+    lab.run(
+        LB1,
+        &["ip", "addr", "del", &vip_with_prefix, "dev", MACVLAN],
+    )
+    .expect("delete the VIP by hand");
+    assert!(
+        wait_until(Duration::from_secs(2), || holds(&lab, LB1, vip)).is_some(),
+        "the VIP deleted from {MACVLAN} was not put back; log:\n{}",
+        log(&scratch, "lb1-again.log")
+    );
+    // The link watch follows the parent: lb2's cable pulled is a Fault, plugged back a backup.
+    lab.cut_link(LB2).expect("cut lb2");
+    assert!(
+        wait_until(Duration::from_secs(3), || instance_state(&lab, LB2, "api")
+            .as_deref()
+            == Some("fault"))
+        .is_some(),
+        "lb2 without carrier is not in Fault: {:?}",
+        instance_state(&lab, LB2, "api")
+    );
+    lab.restore_link(LB2).expect("restore lb2");
+    assert!(
+        wait_until(Duration::from_secs(5), || instance_state(&lab, LB2, "api")
+            .as_deref()
+            == Some("backup"))
+        .is_some(),
+        "lb2 did not come back as backup: {:?}",
+        instance_state(&lab, LB2, "api")
+    );
+    assert!(holds(&lab, LB1, vip) && !holds(&lab, LB2, vip));
 
     // Shutdown removes the macvlan and, on lb2 (whose run changed them), puts eth0's ARP
     // settings back.
