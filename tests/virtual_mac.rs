@@ -32,6 +32,10 @@ const VRID: u8 = 51;
 const VIRTUAL_MAC: &str = "00:00:5e:00:01:33";
 const MACVLAN: &str = "vrrp.51";
 const ANSWER: &str = "hello-through-the-virtual-mac";
+/// Not the 100 ms of the scenario tests: at 100 ms a backup starved of CPU for Master_Down_Interval
+/// (361 ms) on a busy machine takes over for a moment, and this test counts every frame sent
+/// from the shared MAC. 200 ms doubles that margin; the test checks behaviour, not timing.
+const ADVERT_INTERVAL: &str = "200ms";
 
 fn node_config(node: &str, priority: u8, backend: IpAddr, vip: IpAddr) -> String {
     format!(
@@ -42,7 +46,7 @@ vrrp:
     interface: eth0
     vrid: {VRID}
     priority: {priority}
-    advert_interval: 100ms
+    advert_interval: {ADVERT_INTERVAL}
     virtual_mac: true
     vips: [{vip}/24]
 frontends:
@@ -199,16 +203,19 @@ fn only_the_master_sends_from_the_virtual_mac_and_clients_keep_it_across_a_failo
     let lb1_config = scratch.write("lb1.yaml", &node_config("lb1", 150, backend, vip));
     let lb2_config = scratch.write("lb2.yaml", &node_config("lb2", 100, backend, vip));
     let mut lb1 = start_vipd(&lab, LB1, &lb1_config, &scratch.0.join("lb1.log"));
-    let mut lb2 = start_vipd_unprivileged(&lab, LB2, &lb2_config, &scratch.0.join("lb2.log"));
     wait_for_control(&lab, LB1);
-    wait_for_control(&lab, LB2);
-
-    // Election: lb1 holds the VIP on its macvlan; lb2 has a macvlan too, idle.
     assert!(
         wait_until(Duration::from_secs(10), || holds(&lab, LB1, vip)).is_some(),
         "lb1 never took the VIP; log:\n{}",
         log(&scratch, "lb1.log")
     );
+    // Everything lb2 transmits from the virtual MAC, from before its vipd creates the macvlan
+    // (bringing an interface up is when IPv6 would send DAD, router solicitations and MLD).
+    let backup_sends = VirtualMacCapture::start(&lab, LB2, true, &scratch);
+    let mut lb2 = start_vipd_unprivileged(&lab, LB2, &lb2_config, &scratch.0.join("lb2.log"));
+    wait_for_control(&lab, LB2);
+
+    // lb1 holds the VIP on its macvlan; lb2 has a macvlan too, idle.
     assert!(
         wait_until(Duration::from_secs(5), || instance_state(&lab, LB2, "api")
             .as_deref()
@@ -243,8 +250,7 @@ fn only_the_master_sends_from_the_virtual_mac_and_clients_keep_it_across_a_failo
     assert!(!holds(&lab, LB2, vip), "the backup must not hold the VIP");
 
     // A few adverts' worth of traffic: the client connects through the VIP and to both
-    // nodes' own addresses (ARP), while everything lb2 transmits from the virtual MAC is captured.
-    let backup_sends = VirtualMacCapture::start(&lab, LB2, true, &scratch);
+    // nodes' own addresses (ARP).
     let client_hears = VirtualMacCapture::start(&lab, CLIENT, false, &scratch);
     let target = SocketAddr::new(vip, 80);
     assert!(
@@ -265,15 +271,16 @@ fn only_the_master_sends_from_the_virtual_mac_and_clients_keep_it_across_a_failo
     let heard = client_hears.finish();
     assert!(
         from_backup.is_empty(),
-        "the backup sent frames from the virtual MAC:\n{}",
-        from_backup.join("\n")
+        "the backup sent frames from the virtual MAC:\n{}\nlb2 log:\n{}",
+        from_backup.join("\n"),
+        log(&scratch, "lb2.log")
     );
     let adverts = heard
         .iter()
         .filter(|frame| frame.starts_with(&format!("{VIRTUAL_MAC}|{lb1_address}|{VRID}|")))
         .count();
     assert!(
-        adverts >= 5,
+        adverts >= 3,
         "the client heard {adverts} adverts from the virtual MAC in 1 s:\n{}",
         heard.join("\n")
     );
@@ -284,8 +291,9 @@ fn only_the_master_sends_from_the_virtual_mac_and_clients_keep_it_across_a_failo
         let to_client = frame.contains(":ip:tcp") && frame.contains(&format!("|{vip}|"));
         assert!(
             advert || arp_for_vip || to_client,
-            "unexpected frame from the virtual MAC: {frame}\nall:\n{}",
-            heard.join("\n")
+            "unexpected frame from the virtual MAC: {frame}\nall:\n{}\nlb2 log:\n{}",
+            heard.join("\n"),
+            log(&scratch, "lb2.log")
         );
     }
     assert_eq!(
@@ -345,6 +353,9 @@ fn only_the_master_sends_from_the_virtual_mac_and_clients_keep_it_across_a_failo
         log(&scratch, "lb1-again.log")
     );
     assert!(holds(&lab, LB1, vip));
+    // Back to backup, lb2 must fall silent again (no late GARP burst of its time as master),
+    // through its Fault and recovery below too.
+    let demoted_sends = VirtualMacCapture::start(&lab, LB2, true, &scratch);
     assert!(
         wait_until(Duration::from_secs(5), || connects(&lab, target)).is_some(),
         "the client cannot connect through lb1 again"
@@ -386,6 +397,14 @@ fn only_the_master_sends_from_the_virtual_mac_and_clients_keep_it_across_a_failo
         instance_state(&lab, LB2, "api")
     );
     assert!(holds(&lab, LB1, vip) && !holds(&lab, LB2, vip));
+    // lb2 was master for a few seconds: its second GARP burst (garp.delay 5 s) falls in here.
+    std::thread::sleep(Duration::from_secs(5));
+    let from_demoted = demoted_sends.finish();
+    assert!(
+        from_demoted.is_empty(),
+        "lb2, backup again, sent frames from the virtual MAC:\n{}",
+        from_demoted.join("\n")
+    );
 
     // Shutdown removes the macvlan and, on lb2 (whose run changed them), puts eth0's ARP
     // settings back.
