@@ -506,3 +506,109 @@ impl VrrpTransport for VirtualMacTransport {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use vipd_lab::{Lab, e2e_enabled};
+
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a current-thread runtime")
+    }
+
+    fn parent_setting(name: &'static str) -> i64 {
+        InterfaceSetting::ipv4("eth0", name)
+            .read()
+            .expect("eth0 has the setting")
+    }
+
+    #[test]
+    fn the_parent_keeps_its_arp_settings_until_its_last_virtual_mac_goes() {
+        if !e2e_enabled("the_parent_keeps_its_arp_settings_until_its_last_virtual_mac_goes") {
+            return;
+        }
+        let lab = Lab::new(1).expect("lab");
+        // Whatever this machine's defaults, start from values the virtual MAC must change.
+        lab.run(
+            0,
+            &[
+                "sysctl",
+                "-qw",
+                "net.ipv4.conf.eth0.arp_ignore=0",
+                "net.ipv4.conf.eth0.arp_filter=0",
+                "net.ipv4.conf.eth0.arp_announce=0",
+            ],
+        )
+        .expect("sysctl");
+        let readings = lab
+            .in_host(0, || {
+                runtime().block_on(async {
+                    let read = || PARENT_SETTINGS.map(|(name, _)| parent_setting(name));
+                    let before = read();
+                    let first = VirtualMac::create("eth0", "vrrp.7", 7, Family::Ipv4)
+                        .await
+                        .expect("first");
+                    let second = VirtualMac::create("eth0", "vrrp.8", 8, Family::Ipv4)
+                        .await
+                        .expect("second");
+                    let with_both = read();
+                    first.remove().await.expect("remove first");
+                    let with_one = read();
+                    second.remove().await.expect("remove second");
+                    (before, with_both, with_one, read())
+                })
+            })
+            .expect("runs in the host");
+        let (before, with_both, with_one, after) = readings;
+        let wanted = PARENT_SETTINGS.map(|(_, value)| value);
+        assert_eq!(before, [0, 0, 0]);
+        assert_eq!(with_both, wanted);
+        assert_eq!(with_one, wanted, "vrrp.8 still needs them");
+        assert_eq!(after, before, "put back with the last one");
+    }
+
+    #[test]
+    fn an_interface_that_is_not_a_macvlan_is_never_taken_over() {
+        if !e2e_enabled("an_interface_that_is_not_a_macvlan_is_never_taken_over") {
+            return;
+        }
+        let lab = Lab::new(1).expect("lab");
+        lab.run(
+            0,
+            &[
+                "ip", "link", "add", "vrrp.9", "type", "veth", "peer", "name", "other9",
+            ],
+        )
+        .expect("a veth named like a virtual MAC interface");
+        let refused = lab
+            .in_host(0, || {
+                runtime().block_on(async {
+                    VirtualMac::create("eth0", "vrrp.9", 9, Family::Ipv4)
+                        .await
+                        .map(|_| ())
+                })
+            })
+            .expect("runs in the host");
+        assert!(
+            matches!(&refused, Err(NetError::Invalid { detail, .. }) if detail.contains("not a macvlan")),
+            "{refused:?}"
+        );
+        let link = lab
+            .run(0, &["ip", "-d", "link", "show", "vrrp.9"])
+            .expect("still there");
+        assert!(link.contains("veth"), "{link}");
+    }
+
+    #[test]
+    fn ipv6_virtual_macs_are_refused() {
+        let refused = runtime().block_on(VirtualMac::create("lo", "vrrp.6", 6, Family::Ipv6));
+        assert!(
+            matches!(refused, Err(NetError::Invalid { .. })),
+            "{refused:?}"
+        );
+    }
+}
