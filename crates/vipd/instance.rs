@@ -12,7 +12,7 @@ use futures::future::select_all;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
-use vipd_net::{AddressEvent, AddressManager, Announce, Change, VrrpTransport};
+use vipd_net::{AddressEvent, AddressManager, Announce, Change, DeadlineTimer, VrrpTransport};
 use vipd_vrrp::{Advertisement, ChecksumForm, Input, Output, Priority, State, VirtualRouter};
 
 use crate::control::{
@@ -466,76 +466,33 @@ fn vrrp_state(state: State) -> VrrpState {
     }
 }
 
-/// Wakes at an instant to within microseconds, from a thread that waits on a futex with a
-/// timeout (`recv_timeout`). tokio's timers round a deadline up to their next millisecond tick
-/// and the runtime parks in whole milliseconds, so on their own the RFC timers
-/// (Master_Down_Timer, Adver_Timer) fire up to ~2 ms late: measurable against keepalived at
-/// 100 ms adverts, where a planned failover takes only Skew_Time (~61 ms), and a master's
-/// adverts drift by as much every interval. The tokio sleep beside it still serves paused-clock
-/// tests; a wake-up that is early for the router's clock is harmless (`handle_timeout` acts only
-/// on deadlines that have passed).
+/// The router's next deadline to within microseconds (see `vipd_net::DeadlineTimer` for why
+/// tokio's millisecond timers are not enough). The tokio sleep beside it still serves
+/// paused-clock tests; a wake-up that is early for the router's clock is harmless
+/// (`handle_timeout` acts only on deadlines that have passed).
 struct PreciseTimer {
-    deadlines: Option<std::sync::mpsc::Sender<std::time::Instant>>,
-    fired: Arc<tokio::sync::Notify>,
-    armed: Option<std::time::Instant>,
+    timer: Option<DeadlineTimer>,
 }
 
 impl PreciseTimer {
     fn start(instance: &str) -> Self {
-        let (deadlines, receiver) = std::sync::mpsc::channel::<std::time::Instant>();
-        let fired = Arc::new(tokio::sync::Notify::new());
-        let notify = Arc::clone(&fired);
-        let spawned = std::thread::Builder::new()
-            .name(format!("vrrp-timer-{instance}"))
-            .spawn(move || {
-                use std::sync::mpsc::RecvTimeoutError;
-                // The kernel may defer a sleeping thread's wake-up by its timer slack (50 µs by
-                // default) to batch wake-ups; this thread exists to wake on time.
-                if let Err(error) = nix::sys::prctl::set_timerslack(1) {
-                    debug!(%error, "cannot lower the timer thread's timer slack");
-                }
-                let mut deadline: Option<std::time::Instant> = None;
-                loop {
-                    let next = match deadline {
-                        None => receiver.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                        Some(at) => receiver
-                            .recv_timeout(at.saturating_duration_since(std::time::Instant::now())),
-                    };
-                    match next {
-                        Ok(at) => deadline = Some(at),
-                        Err(RecvTimeoutError::Timeout) => {
-                            deadline = None;
-                            notify.notify_one();
-                        }
-                        // The instance is gone.
-                        Err(RecvTimeoutError::Disconnected) => return,
-                    }
-                }
-            });
-        if let Err(error) = &spawned {
-            warn!(instance, %error, "no timer thread: VRRP timers keep tokio's millisecond granularity");
-        }
-        Self {
-            deadlines: spawned.ok().map(|_| deadlines),
-            fired,
-            armed: None,
-        }
+        let timer = DeadlineTimer::new()
+            .inspect_err(|error| {
+                warn!(instance, %error, "no timerfd: VRRP timers keep tokio's millisecond granularity");
+            })
+            .ok();
+        Self { timer }
     }
 
-    /// Returns at `deadline` (or a little early, see the type doc); pending without a thread.
+    /// Returns at `deadline`; pending when there is none or no timer.
     async fn sleep_until(&mut self, deadline: Option<Instant>) {
-        let (Some(deadlines), Some(deadline)) = (&self.deadlines, deadline) else {
+        let (Some(timer), Some(deadline)) = (&mut self.timer, deadline) else {
             return std::future::pending().await;
         };
-        let deadline = deadline.into_std();
-        if self.armed != Some(deadline) {
-            if deadlines.send(deadline).is_err() {
-                return std::future::pending().await;
-            }
-            self.armed = Some(deadline);
+        if let Err(error) = timer.sleep_until(deadline.into_std()).await {
+            warn!(%error, "timerfd failed: VRRP timers keep tokio's millisecond granularity");
+            self.timer = None;
         }
-        self.fired.notified().await;
-        self.armed = None;
     }
 }
 

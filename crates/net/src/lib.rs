@@ -63,6 +63,7 @@
 
 mod addresses;
 mod announce;
+mod deadline_timer;
 mod error;
 mod interface;
 mod memory;
@@ -77,6 +78,7 @@ use std::net::IpAddr;
 
 pub use addresses::{AddressManager, Change, NetlinkAddresses, Reconciled, Vip};
 pub use announce::{Announce, PacketAnnouncer, gratuitous_arp, unsolicited_neighbor_advertisement};
+pub use deadline_timer::DeadlineTimer;
 pub use error::NetError;
 pub use interface::Interface;
 pub use memory::{MemoryAddresses, MemoryAnnouncer, MemoryLan, MemoryTransport};
