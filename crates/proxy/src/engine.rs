@@ -16,6 +16,7 @@ use crate::Error;
 use crate::backend::Backend;
 use crate::config::ProxyConfig;
 use crate::frontend::{self, FrontendSettings, FrontendShared};
+use crate::session_threads::SessionThreads;
 use crate::stats::{AdminState, FrontendHealth, FrontendStats, HealthReport, ProxyStats};
 
 /// Shared by the listener, session and check tasks.
@@ -30,6 +31,8 @@ pub struct Engine {
     listening: ArcSwap<BTreeMap<String, Vec<SocketAddr>>>,
     health: watch::Sender<HealthReport>,
     control: tokio::sync::Mutex<Control>,
+    /// Where the accept loops and the sessions run.
+    threads: SessionThreads,
 }
 
 /// What only `apply` and `shutdown` touch, one at a time.
@@ -45,14 +48,17 @@ struct Control {
 struct Listener {
     actual: SocketAddr,
     stop: CancellationToken,
-    task: JoinHandle<()>,
+    /// One accept loop per session thread.
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Listener {
     async fn close(self) {
         self.stop.cancel();
-        // The task owns the socket: once it returns, the port is free again.
-        let _ = self.task.await;
+        // Each task owns a duplicate of the socket: once all have returned, the port is free again.
+        for task in self.tasks {
+            let _ = task.await;
+        }
     }
 }
 
@@ -245,18 +251,28 @@ impl Engine {
             };
             let actual = socket.local_addr().unwrap_or(address);
             let stop = self.hard_stop.child_token();
-            let task = tokio::spawn(frontend::accept_loop(
-                socket,
-                Arc::clone(shared),
-                Arc::clone(self),
-                stop.clone(),
-            ));
+            let tasks = self
+                .listener_duplicates(socket, &name, actual)
+                .into_iter()
+                .zip(self.threads.handles())
+                .map(|(socket, thread)| {
+                    thread.spawn(frontend::accept_loop(
+                        socket,
+                        Arc::clone(shared),
+                        Arc::clone(self),
+                        stop.clone(),
+                    ))
+                })
+                .collect();
             tracing::info!(frontend = %name, address = %actual, "listening");
-            control
-                .listeners
-                .entry(name)
-                .or_default()
-                .insert(address, Listener { actual, stop, task });
+            control.listeners.entry(name).or_default().insert(
+                address,
+                Listener {
+                    actual,
+                    stop,
+                    tasks,
+                },
+            );
         }
         self.listening.store(Arc::new(
             control
@@ -269,6 +285,29 @@ impl Engine {
                 .collect(),
         ));
         first_error
+    }
+
+    /// The listening socket and one duplicate of it for every further session thread. If the fd
+    /// limit refuses a duplicate, fewer threads accept on this listener.
+    fn listener_duplicates(
+        &self,
+        socket: std::net::TcpListener,
+        frontend: &str,
+        address: SocketAddr,
+    ) -> Vec<std::net::TcpListener> {
+        let wanted = self.threads.handles().len();
+        let mut duplicates = Vec::with_capacity(wanted);
+        while duplicates.len() + 1 < wanted {
+            match socket.try_clone() {
+                Ok(duplicate) => duplicates.push(duplicate),
+                Err(error) => {
+                    tracing::warn!(frontend, %address, %error, "listener not duplicated for every session thread");
+                    break;
+                }
+            }
+        }
+        duplicates.push(socket);
+        duplicates
     }
 
     /// Health checks restart on the new snapshot; the state lives in the servers.
@@ -389,6 +428,8 @@ impl Proxy {
     pub async fn start(config: ProxyConfig) -> Result<Self, Error> {
         let (health, _) = watch::channel(HealthReport::default());
         let hard_stop = CancellationToken::new();
+        let threads =
+            SessionThreads::start(&hard_stop).map_err(|source| Error::Threads { source })?;
         let engine = Arc::new(Engine {
             global_limit: Arc::new(Semaphore::new(0)),
             global_max: std::sync::atomic::AtomicUsize::new(0),
@@ -405,8 +446,12 @@ impl Proxy {
                 shut_down: false,
             }),
             hard_stop,
+            threads,
         });
+        // A refused configuration ends the session threads with the engine.
+        let stop_on_error = engine.hard_stop.clone().drop_guard();
         engine.apply(config).await?;
+        stop_on_error.disarm();
         Ok(Self { engine })
     }
 

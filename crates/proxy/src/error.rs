@@ -21,4 +21,6 @@ pub enum Error {
     UnknownServer { backend: String, server: String },
     #[error("the proxy is shut down")]
     ShutDown,
+    #[error("cannot start the session threads: {source}")]
+    Threads { source: std::io::Error },
 }

@@ -11,20 +11,26 @@
 //!
 //! # Inside
 //!
-//! - One task per listener (`frontend.rs`): connection limits are taken *before* `accept`, so at
-//!   the limit clients wait in the backlog; `EMFILE` and friends back off (10 ms doubling to 1 s).
-//! - One task per session (`session.rs`): optional PROXY header from the client, server choice on
+//! - One thread per core (`session_threads.rs`), each with its own single-threaded runtime: a
+//!   session stays on the thread that accepted it (HAProxy's `nbthread`).
+//! - One task per listener and thread (`frontend.rs`): connection limits are taken *before*
+//!   `accept`, so at the limit clients wait in the backlog; `EMFILE` and friends back off (10 ms
+//!   doubling to 1 s).
+//! - One task per session (`session.rs`), on the thread that accepted it: optional PROXY header from the client, server choice on
 //!   an immutable backend snapshot (`arc-swap`, no lock on the hot path except smooth round robin's
 //!   short mutex), bounded queue when servers are full, connect with retries and redispatch,
 //!   optional PROXY header to the server, then `forward.rs`.
-//! - One task per server health check (`backend.rs`) feeding the pure [`HealthState`].
+//! - One task per server health check (`backend.rs`), on the caller's runtime, feeding the pure
+//!   [`HealthState`].
 //!
 //! # Memory per session
 //!
 //! Bounded and independent of traffic: the session task (its future is a few KiB) and two sockets,
-//! plus per direction, created on first data only, one 16 KiB copy buffer, which a bulk direction
-//! trades for a pipe (2 fds; the kernel pipe holds at most 64 KiB, the default capacity, and only
-//! while bytes are in flight). So at most 32 KiB of user memory per session, none while idle. A
+//! plus per direction, only while its destination lags, a copy of the bytes it has not taken yet
+//! (at most 16 KiB; small messages pass through the thread's 16 KiB scratch buffer), which a bulk
+//! direction trades for a pipe (2 fds; the kernel pipe holds at most 64 KiB, the default capacity,
+//! and only while bytes are in flight). So at most 32 KiB of user memory per session, none while
+//! idle. A
 //! client's PROXY header is read through a 512-byte chunk into at most
 //! [`proxy_protocol::MAX_HEADER_LEN`] bytes.
 //!
@@ -43,6 +49,7 @@ mod frontend;
 mod health;
 pub mod proxy_protocol;
 mod session;
+mod session_threads;
 mod stats;
 
 pub use balance::{Balancer, Candidate};
