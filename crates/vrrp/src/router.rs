@@ -710,10 +710,12 @@ impl VirtualRouter {
                 takeover: Reason::MasterDown,
             }),
             Entering::Master => {
-                // RFC 9568 6.4.2: send an ADVERTISEMENT, then announce every address (after adding
-                // it, since an announcement for an address we lack would point traffic nowhere).
-                self.send_advert(self.effective_priority);
+                // The addresses first: adding them is local and unordered by the RFC, takes the
+                // longest (rtnetlink), and nothing on the wire may point traffic here before they
+                // exist. keepalived adds them first too. Then, in RFC 9568 6.4.2's order: send an
+                // ADVERTISEMENT, then announce every address.
                 self.outputs.push_back(Output::AddVips);
+                self.send_advert(self.effective_priority);
                 self.announce(self.config.garp.repeat);
                 self.stats.became_master += 1;
                 RouterState::Master(Master {
