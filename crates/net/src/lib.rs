@@ -84,7 +84,7 @@ pub use interface::Interface;
 pub use memory::{MemoryAddresses, MemoryAnnouncer, MemoryLan, MemoryTransport};
 pub use monitor::{AddressEvent, AddressMonitor, LinkEvent, LinkMonitor, LinkState};
 pub use sysctl::InterfaceSetting;
-pub use virtual_mac::{VirtualMac, VirtualMacTransport, virtual_mac_address};
+pub use virtual_mac::{LinkAdmin, VirtualMac, VirtualMacTransport, virtual_mac_address};
 pub use vrrp_socket::{
     Family, Mode, VRRP_GROUP_V4, VRRP_GROUP_V6, VRRP_PROTOCOL, VRRP_TTL, VrrpSocket,
     VrrpSocketConfig,
