@@ -1,7 +1,7 @@
 //! The host the supervisor acts on, behind one trait: the real Linux host (raw sockets, rtnetlink,
 //! AF_PACKET, netlink monitors) or an in-memory one for tests that need no root.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -11,9 +11,10 @@ use tokio::sync::{broadcast, watch};
 use tracing::warn;
 use vipd_config::VrrpInstance;
 use vipd_net::{
-    AddressEvent, AddressManager, AddressMonitor, Announce, Family, Interface, LinkMonitor,
-    LinkState, Mode, NetError, NetlinkAddresses, PacketAnnouncer, ReceivedAdvert, TransportStats,
-    VirtualMac, VirtualMacTransport, VrrpSocket, VrrpSocketConfig, VrrpTransport,
+    AddressEvent, AddressManager, AddressMonitor, Announce, Change, Family, Interface, LinkAdmin,
+    LinkMonitor, LinkState, Mode, NetError, NetlinkAddresses, PacketAnnouncer, ReceivedAdvert,
+    TransportStats, Vip, VirtualMac, VirtualMacTransport, VrrpSocket, VrrpSocketConfig,
+    VrrpTransport,
 };
 
 /// Link state of interfaces by name: `true` when up.
@@ -59,7 +60,7 @@ pub trait Host: Send + Sync + 'static {
 
 /// The real host: everything through the kernel.
 pub struct LinuxHost {
-    addresses: Arc<NetlinkAddresses>,
+    addresses: Arc<LinuxAddresses>,
     links: watch::Sender<Links>,
     indexes: Arc<Mutex<BTreeMap<u32, String>>>,
     address_events: broadcast::Sender<AddressEvent>,
@@ -69,7 +70,11 @@ impl LinuxHost {
     /// Opens the netlink connections and starts the link and address monitors. Needs a tokio
     /// runtime, CAP_NET_ADMIN.
     pub fn start() -> Result<Self> {
-        let addresses = Arc::new(NetlinkAddresses::new().context("opening rtnetlink")?);
+        let addresses = Arc::new(LinuxAddresses {
+            netlink: NetlinkAddresses::new().context("opening rtnetlink")?,
+            links: LinkAdmin::open().context("opening rtnetlink")?,
+            up_while_holding: Mutex::default(),
+        });
         let (links, _) = watch::channel(Links::new());
         let indexes: Arc<Mutex<BTreeMap<u32, String>>> = Arc::default();
         let (address_events, _) = broadcast::channel(256);
@@ -121,7 +126,7 @@ impl LinuxHost {
 
 impl Host for LinuxHost {
     type Transport = LinuxTransport;
-    type Addresses = NetlinkAddresses;
+    type Addresses = LinuxAddresses;
     type Announcer = PacketAnnouncer;
     type VirtualMac = VirtualMac;
 
@@ -168,12 +173,16 @@ impl Host for LinuxHost {
         instance: &VrrpInstance,
         virtual_mac: &vipd_config::VirtualMac,
     ) -> Result<VirtualMac> {
-        // Validation allows IPv4 instances only (vipd_net::VirtualMac explains why).
-        VirtualMac::create(
+        let family = if instance.is_ipv6() {
+            Family::Ipv6
+        } else {
+            Family::Ipv4
+        };
+        let created = VirtualMac::create(
             &instance.interface,
             &virtual_mac.interface,
             instance.vrid,
-            Family::Ipv4,
+            family,
         )
         .await
         .with_context(|| {
@@ -181,11 +190,17 @@ impl Host for LinuxHost {
                 "vrrp {}: creating the virtual MAC interface {} on {}",
                 instance.name, virtual_mac.interface, instance.interface
             )
-        })
+        })?;
+        if family == Family::Ipv6 {
+            self.addresses
+                .up_while_holding(&virtual_mac.interface, true);
+        }
+        Ok(created)
     }
 
     async fn remove_virtual_mac(&self, virtual_mac: VirtualMac) -> Result<()> {
         let name = virtual_mac.name().to_owned();
+        self.addresses.up_while_holding(&name, false);
         virtual_mac
             .remove()
             .await
@@ -197,7 +212,7 @@ impl Host for LinuxHost {
             .with_context(|| format!("opening a packet socket on {interface}"))
     }
 
-    fn addresses(&self) -> Arc<NetlinkAddresses> {
+    fn addresses(&self) -> Arc<LinuxAddresses> {
         Arc::clone(&self.addresses)
     }
 
@@ -232,6 +247,56 @@ impl Host for LinuxHost {
 
     fn address_events(&self) -> broadcast::Receiver<AddressEvent> {
         self.address_events.subscribe()
+    }
+}
+
+/// The real host's VIPs, through rtnetlink. An IPv6 virtual MAC interface is up only while it
+/// holds VIPs, that is while its router is master (vipd_net::LinkAdmin says why): it comes up
+/// before a VIP is added and goes down before one is removed.
+pub struct LinuxAddresses {
+    netlink: NetlinkAddresses,
+    links: LinkAdmin,
+    /// The interfaces that are up only while they hold VIPs.
+    up_while_holding: Mutex<BTreeSet<String>>,
+}
+
+impl LinuxAddresses {
+    fn up_while_holding(&self, interface: &str, on: bool) {
+        if let Ok(mut interfaces) = self.up_while_holding.lock() {
+            if on {
+                interfaces.insert(interface.to_owned());
+            } else {
+                interfaces.remove(interface);
+            }
+        }
+    }
+
+    fn is_up_while_holding(&self, interface: &str) -> bool {
+        self.up_while_holding
+            .lock()
+            .is_ok_and(|interfaces| interfaces.contains(interface))
+    }
+}
+
+impl AddressManager for LinuxAddresses {
+    async fn add(&self, vip: &Vip) -> Result<Change, NetError> {
+        if self.is_up_while_holding(&vip.interface) {
+            self.links.set_up(&vip.interface, true).await?;
+        }
+        self.netlink.add(vip).await
+    }
+
+    async fn remove(&self, vip: &Vip) -> Result<Change, NetError> {
+        if self.is_up_while_holding(&vip.interface) {
+            // Down first: the kernel then drops the IPv6 VIPs without reporting (MLD) the
+            // groups it leaves from the shared MAC.
+            self.links.set_up(&vip.interface, false).await?;
+        }
+        self.netlink.remove(vip).await
+    }
+
+    async fn contains(&self, vip: &Vip) -> Result<bool, NetError> {
+        self.netlink.contains(vip).await
     }
 }
 

@@ -234,9 +234,10 @@ impl<H: Host> Supervisor<H> {
         let router = VirtualRouter::new(mapping::router_config(instance, primary)?)
             .with_context(|| format!("vrrp {}", instance.name))?;
         let vip_interface = mapping::vip_interface(instance).to_owned();
-        // The instance is in Fault while its interface, or its macvlan, is down or gone.
+        // The instance is in Fault while its interface, or its IPv4 macvlan, is down or gone (an
+        // IPv6 macvlan is down whenever the instance is not master).
         let mut links = vec![instance.interface.clone()];
-        if vip_interface != instance.interface {
+        if vip_interface != instance.interface && !instance.is_ipv6() {
             links.push(vip_interface.clone());
         }
         self.host.follow_links(&links);
