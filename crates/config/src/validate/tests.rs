@@ -851,10 +851,14 @@ fn two_instances_never_share_a_virtual_mac_interface() {
 }
 
 #[test]
-fn the_virtual_mac_is_for_ipv4() {
-    let text = with_instance_fields("    virtual_mac: true\n")
-        .replace("vips: [198.51.100.50/24]", "vips: [\"2001:db8::50/64\"]");
-    assert_error(&text, "vrrp[0].virtual_mac", 8, "IPv4 instances only");
+fn an_ipv4_virtual_mac_carries_ipv4_only() {
+    // An IPv6 instance's macvlan has the 00-00-5E-00-02-{VRID} MAC and carries both families.
+    let text = with_instance_fields("    virtual_mac: true\n").replace(
+        "vips: [198.51.100.50/24]",
+        "vips: [\"2001:db8::50/64\", 198.51.100.50/24]",
+    );
+    let (config, _) = valid(&text);
+    assert!(config.vrrp[0].vips.iter().all(|vip| vip.interface == "vrrp.51"));
     // An unadvertised IPv6 VIP of a v3 instance may stay on another interface only.
     let text = with_instance_fields("    virtual_mac: true\n").replace(
         "vips: [198.51.100.50/24]",

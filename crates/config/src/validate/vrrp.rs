@@ -207,27 +207,20 @@ impl Checker<'_> {
 
     /// The macvlan carries IPv4 only (see the errors for why).
     fn virtual_mac_family(&mut self, virtual_mac: &VirtualMac, vips: &[Vip], path: &str) {
-        let switch_path = format!("{path}.virtual_mac");
         if vips.first().is_some_and(|vip| vip.address.addr().is_ipv6()) {
-            // RFC 5798 section 7.3 gives IPv6 its own 00-00-5E-00-02-{VRID}, but an IPv6 macvlan
-            // needs a link-local address and MLD of its own, which a backup would send from the
-            // shared MAC: not supported yet.
-            self.error(
-                &switch_path,
-                "the virtual MAC is supported for IPv4 instances only; an IPv6 instance keeps the \
-                 NIC's MAC and moves with unsolicited neighbour advertisements",
-            );
+            // An IPv6 instance's macvlan (00-00-5E-00-02-{VRID}) carries both families.
+            return;
         }
         let vips_path = format!("{path}.vips");
         for (position, vip) in vips.iter().enumerate() {
             if vip.address.addr().is_ipv6() && vip.interface == virtual_mac.interface {
-                // IPv6 is disabled on the macvlan so that a backup never sends DAD, router
-                // solicitations or MLD reports from the shared MAC.
+                // IPv6 is disabled on an IPv4 instance's macvlan so that a backup never sends
+                // DAD, router solicitations or MLD reports from the shared MAC.
                 self.error(
                     &self.vip_address_path(&vips_path, position),
                     format!(
-                        "{} is IPv6, but the virtual MAC interface carries IPv4 only; give this VIP \
-                         `interface:` to keep it on another interface",
+                        "{} is IPv6, but the virtual MAC interface of an IPv4 instance carries \
+                         IPv4 only; give this VIP `interface:` to keep it on another interface",
                         vip.address
                     ),
                 );
