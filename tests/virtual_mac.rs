@@ -10,7 +10,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -37,21 +37,23 @@ const ANSWER: &str = "hello-through-the-virtual-mac";
 /// from the shared MAC. 200 ms doubles that margin; the test checks behaviour, not timing.
 const ADVERT_INTERVAL: &str = "200ms";
 
-fn node_config(node: &str, priority: u8, backend: IpAddr, vip: IpAddr) -> String {
+fn node_config(node: &str, priority: u8, backend: IpAddr, vip: IpAddr, vrid: u8) -> String {
+    let prefix = if vip.is_ipv4() { 24 } else { 64 };
+    let bind = SocketAddr::new(vip, 80);
     format!(
         "node: {node}
 shutdown_grace: 1s
 vrrp:
   - name: api
     interface: eth0
-    vrid: {VRID}
+    vrid: {vrid}
     priority: {priority}
     advert_interval: {ADVERT_INTERVAL}
     virtual_mac: true
-    vips: [{vip}/24]
+    vips: [\"{vip}/{prefix}\"]
 frontends:
   - name: web
-    bind: [\"{vip}:80\"]
+    bind: [\"{bind}\"]
     backend: web
 backends:
   - name: web
@@ -83,14 +85,14 @@ fn log(scratch: &Scratch, name: &str) -> String {
     std::fs::read_to_string(scratch.0.join(name)).unwrap_or_default()
 }
 
-/// tcpdump on a host's eth0 for frames from the virtual MAC, optionally only those it sends.
+/// tcpdump on a host's eth0 for frames from a virtual MAC, optionally only those it sends.
 struct VirtualMacCapture {
     process: LabProcess,
     path: PathBuf,
 }
 
 impl VirtualMacCapture {
-    fn start(lab: &Lab, host: usize, outbound_only: bool, scratch: &Scratch) -> Self {
+    fn start(lab: &Lab, host: usize, mac: &str, outbound_only: bool, scratch: &Scratch) -> Self {
         let path = scratch
             .0
             .join(format!("h{host}-{}.pcap", std::process::id()));
@@ -101,7 +103,7 @@ impl VirtualMacCapture {
             // they were sent from.
             args.extend(["-Q", "out"]);
         }
-        args.extend(["-Z", "root", "-w", &path_text, "ether", "src", VIRTUAL_MAC]);
+        args.extend(["-Z", "root", "-w", &path_text, "ether", "src", mac]);
         let mut command = lab.command_in(host, &args).expect("host exists");
         command
             .stdin(Stdio::null())
@@ -131,7 +133,7 @@ impl VirtualMacCapture {
     }
 
     /// Stops tcpdump (after frames in flight arrived) and lists each frame as
-    /// `eth.src|ip.src|vrrp.virt_rtr_id|arp.src.proto_ipv4|frame.protocols`.
+    /// `eth.src|ip.src|vrrp.virt_rtr_id|arp.src.proto_ipv4|frame.protocols|ipv6.src|icmpv6.type`.
     fn finish(mut self) -> Vec<String> {
         std::thread::sleep(Duration::from_millis(300));
         self.process.stop_with(Signal::SIGINT);
@@ -153,6 +155,10 @@ impl VirtualMacCapture {
                 "arp.src.proto_ipv4",
                 "-e",
                 "frame.protocols",
+                "-e",
+                "ipv6.src",
+                "-e",
+                "icmpv6.type",
             ])
             .output()
             .expect("tshark runs");
@@ -171,6 +177,10 @@ impl VirtualMacCapture {
 
 fn has_macvlan(lab: &Lab, host: usize) -> bool {
     lab.run(host, &["ip", "link", "show", MACVLAN]).is_ok()
+}
+
+fn has_link(lab: &Lab, host: usize, name: &str) -> bool {
+    lab.run(host, &["ip", "link", "show", name]).is_ok()
 }
 
 /// An IPv4 setting of `interface` in `host` (read from /proc: `sysctl` takes the dot in
@@ -200,8 +210,8 @@ fn only_the_master_sends_from_the_virtual_mac_and_clients_keep_it_across_a_failo
     let backend = IpAddr::V4(lab.host(BACKEND).ipv4);
     let lb1_address = IpAddr::V4(lab.host(LB1).ipv4);
     let _backend = start_backend(&lab, BACKEND, 8080, ANSWER);
-    let lb1_config = scratch.write("lb1.yaml", &node_config("lb1", 150, backend, vip));
-    let lb2_config = scratch.write("lb2.yaml", &node_config("lb2", 100, backend, vip));
+    let lb1_config = scratch.write("lb1.yaml", &node_config("lb1", 150, backend, vip, VRID));
+    let lb2_config = scratch.write("lb2.yaml", &node_config("lb2", 100, backend, vip, VRID));
     let mut lb1 = start_vipd(&lab, LB1, &lb1_config, &scratch.0.join("lb1.log"));
     wait_for_control(&lab, LB1);
     assert!(
@@ -211,7 +221,7 @@ fn only_the_master_sends_from_the_virtual_mac_and_clients_keep_it_across_a_failo
     );
     // Everything lb2 transmits from the virtual MAC, from before its vipd creates the macvlan
     // (bringing an interface up is when IPv6 would send DAD, router solicitations and MLD).
-    let backup_sends = VirtualMacCapture::start(&lab, LB2, true, &scratch);
+    let backup_sends = VirtualMacCapture::start(&lab, LB2, VIRTUAL_MAC, true, &scratch);
     let mut lb2 = start_vipd_unprivileged(&lab, LB2, &lb2_config, &scratch.0.join("lb2.log"));
     wait_for_control(&lab, LB2);
 
@@ -251,7 +261,7 @@ fn only_the_master_sends_from_the_virtual_mac_and_clients_keep_it_across_a_failo
 
     // A few adverts' worth of traffic: the client connects through the VIP and to both
     // nodes' own addresses (ARP).
-    let client_hears = VirtualMacCapture::start(&lab, CLIENT, false, &scratch);
+    let client_hears = VirtualMacCapture::start(&lab, CLIENT, VIRTUAL_MAC, false, &scratch);
     let target = SocketAddr::new(vip, 80);
     assert!(
         wait_until(Duration::from_secs(10), || connects(&lab, target)).is_some(),
@@ -317,7 +327,7 @@ fn only_the_master_sends_from_the_virtual_mac_and_clients_keep_it_across_a_failo
         "lb2 never took the VIP; log:\n{}",
         log(&scratch, "lb2.log")
     );
-    let backup_became_master = VirtualMacCapture::start(&lab, LB2, true, &scratch);
+    let backup_became_master = VirtualMacCapture::start(&lab, LB2, VIRTUAL_MAC, true, &scratch);
     assert!(
         wait_until(Duration::from_secs(5), || connects(&lab, target)).is_some(),
         "the client cannot connect through lb2: {:?}",
@@ -355,7 +365,7 @@ fn only_the_master_sends_from_the_virtual_mac_and_clients_keep_it_across_a_failo
     assert!(holds(&lab, LB1, vip));
     // Back to backup, lb2 must fall silent again (no late GARP burst of its time as master),
     // through its Fault and recovery below too.
-    let demoted_sends = VirtualMacCapture::start(&lab, LB2, true, &scratch);
+    let demoted_sends = VirtualMacCapture::start(&lab, LB2, VIRTUAL_MAC, true, &scratch);
     assert!(
         wait_until(Duration::from_secs(5), || connects(&lab, target)).is_some(),
         "the client cannot connect through lb1 again"
@@ -422,4 +432,239 @@ fn only_the_master_sends_from_the_virtual_mac_and_clients_keep_it_across_a_failo
     assert_eq!(ipv4_setting(&lab, LB2, "eth0", "arp_ignore"), "0");
     assert_eq!(ipv4_setting(&lab, LB2, "eth0", "arp_filter"), "0");
     assert_eq!(ipv4_setting(&lab, LB2, "eth0", "arp_announce"), "0");
+}
+
+/// One frame of a capture, split from [`VirtualMacCapture::finish`]'s fields.
+struct Frame<'a> {
+    vrid: &'a str,
+    protocols: &'a str,
+    ipv6_source: &'a str,
+    icmpv6_type: &'a str,
+}
+
+impl<'a> Frame<'a> {
+    fn parse(line: &'a str) -> Self {
+        let fields: Vec<&str> = line.split('|').collect();
+        let field = |index: usize| fields.get(index).copied().unwrap_or_default();
+        Self {
+            vrid: field(2),
+            protocols: field(4),
+            ipv6_source: field(5),
+            icmpv6_type: field(6),
+        }
+    }
+
+    fn is_advert_from(&self, source: Ipv6Addr, vrid: u8) -> bool {
+        self.protocols.ends_with(":vrrp")
+            && self.vrid == vrid.to_string()
+            && self.ipv6_source.parse() == Ok(source)
+    }
+}
+
+/// RFC 5798 §7.3 for IPv6: 00-00-5E-00-02-{VRID}, VRID 52 = 0x34.
+const VIRTUAL_MAC_V6: &str = "00:00:5e:00:02:34";
+const VRID_V6: u8 = 52;
+const MACVLAN_V6: &str = "vrrp.52";
+/// ICMPv6 types (RFC 4861, RFC 3810).
+const NEIGHBOR_ADVERTISEMENT: &str = "136";
+const MLD_V2_REPORT: &str = "143";
+
+fn is_up(lab: &Lab, host: usize, name: &str) -> bool {
+    // `5: vrrp.52@eth0: <BROADCAST,MULTICAST,UP,LOWER_UP> mtu ...`
+    lab.run(host, &["ip", "-o", "link", "show", name])
+        .is_ok_and(|link| {
+            link.split(['<', '>'])
+                .nth(1)
+                .is_some_and(|flags| flags.split(',').any(|flag| flag == "UP"))
+        })
+}
+
+/// The IPv6 virtual MAC: the macvlan is up only on the master (a backup's is down, so it sends
+/// nothing at all, and a master stepping down takes it down before its VIPs go, so the kernel
+/// sends no MLD report for the groups it leaves); adverts leave it with the parent's link-local
+/// source; the client's neighbour entry for the VIP is the virtual MAC before and after a
+/// failover and a preemption.
+#[test]
+fn an_ipv6_virtual_mac_is_up_only_on_the_master() {
+    if !vipd_lab::e2e_enabled("an_ipv6_virtual_mac_is_up_only_on_the_master") {
+        return;
+    }
+    let lab = Lab::new(4).expect("lab");
+    let scratch = Scratch::new("virtual-mac-v6");
+    let vip = IpAddr::V6(Lab::vip_v6(0));
+    let backend = IpAddr::V4(lab.host(BACKEND).ipv4);
+    let lb1_link_local = lab.host(LB1).link_local;
+    let lb2_link_local = lab.host(LB2).link_local;
+    let _backend = start_backend(&lab, BACKEND, 8080, ANSWER);
+    let lb1_config = scratch.write("lb1.yaml", &node_config("lb1", 150, backend, vip, VRID_V6));
+    let lb2_config = scratch.write("lb2.yaml", &node_config("lb2", 100, backend, vip, VRID_V6));
+    let mut lb1 = start_vipd(&lab, LB1, &lb1_config, &scratch.0.join("lb1.log"));
+    wait_for_control(&lab, LB1);
+    assert!(
+        wait_until(Duration::from_secs(10), || holds(&lab, LB1, vip)).is_some(),
+        "lb1 never took the VIP; log:\n{}",
+        log(&scratch, "lb1.log")
+    );
+    let backup_sends = VirtualMacCapture::start(&lab, LB2, VIRTUAL_MAC_V6, true, &scratch);
+    let mut lb2 = start_vipd_unprivileged(&lab, LB2, &lb2_config, &scratch.0.join("lb2.log"));
+    wait_for_control(&lab, LB2);
+    assert!(
+        wait_until(Duration::from_secs(5), || instance_state(&lab, LB2, "api")
+            .as_deref()
+            == Some("backup"))
+        .is_some(),
+        "lb2 is not backup: {:?}\nlog:\n{}",
+        status(&lab, LB2),
+        log(&scratch, "lb2.log")
+    );
+    assert!(is_up(&lab, LB1, MACVLAN_V6), "the master's macvlan is down");
+    assert!(
+        has_link(&lab, LB2, MACVLAN_V6) && !is_up(&lab, LB2, MACVLAN_V6),
+        "the backup's macvlan must exist and be down"
+    );
+    let master_addresses = lab
+        .run(LB1, &["ip", "-6", "-o", "addr", "show", "dev", MACVLAN_V6])
+        .expect("ip runs");
+    assert!(
+        master_addresses.contains(&format!("{vip}/64")),
+        "{master_addresses}"
+    );
+    assert!(
+        !master_addresses.contains("fe80"),
+        "a link-local address of its own on the macvlan: {master_addresses}"
+    );
+
+    let client_hears = VirtualMacCapture::start(&lab, CLIENT, VIRTUAL_MAC_V6, false, &scratch);
+    let target = SocketAddr::new(vip, 80);
+    assert!(
+        wait_until(Duration::from_secs(10), || connects(&lab, target)).is_some(),
+        "the client never reached the backend through the VIP: {:?}",
+        fetch(&lab, CLIENT, target)
+    );
+    for host in [LB1, LB2] {
+        let _ = fetch(
+            &lab,
+            CLIENT,
+            SocketAddr::new(IpAddr::V6(lab.host(host).ipv6), 9),
+        );
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let from_backup = backup_sends.finish();
+    let heard = client_hears.finish();
+    assert!(
+        from_backup.is_empty(),
+        "the backup sent frames from the virtual MAC:\n{}\nlb2 log:\n{}",
+        from_backup.join("\n"),
+        log(&scratch, "lb2.log")
+    );
+    let adverts = heard
+        .iter()
+        .filter(|line| Frame::parse(line).is_advert_from(lb1_link_local, VRID_V6))
+        .count();
+    assert!(
+        adverts >= 3,
+        "the client heard {adverts} adverts from the virtual MAC with lb1's link-local source:\n{}",
+        heard.join("\n")
+    );
+    assert_eq!(
+        neighbour_mac(&lab, CLIENT, vip).as_deref(),
+        Some(VIRTUAL_MAC_V6),
+        "the client's neighbour entry for the VIP"
+    );
+    for host in [LB1, LB2] {
+        assert_eq!(
+            neighbour_mac(&lab, CLIENT, IpAddr::V6(lab.host(host).ipv6)),
+            Some(mac_text(lab.host(host).mac)),
+            "host {host}'s own address must resolve to its own MAC"
+        );
+    }
+
+    // lb1 dies: lb2 brings its macvlan up and takes over with the same MAC.
+    lb1.stop_with(Signal::SIGKILL);
+    lab.cut_link(LB1).expect("cut lb1");
+    assert!(
+        wait_until(Duration::from_secs(5), || holds(&lab, LB2, vip)).is_some(),
+        "lb2 never took the VIP; log:\n{}",
+        log(&scratch, "lb2.log")
+    );
+    assert!(is_up(&lab, LB2, MACVLAN_V6));
+    assert!(
+        wait_until(Duration::from_secs(5), || connects(&lab, target)).is_some(),
+        "the client cannot connect through lb2: {:?}",
+        fetch(&lab, CLIENT, target)
+    );
+    assert_eq!(
+        neighbour_mac(&lab, CLIENT, vip).as_deref(),
+        Some(VIRTUAL_MAC_V6)
+    );
+
+    // lb1 comes back and preempts: lb2 steps down. After its last advert lb2 sends nothing from
+    // the virtual MAC, in particular not the MLD report that removing the VIPs from an interface
+    // that is up would send.
+    let stepping_down = VirtualMacCapture::start(&lab, LB2, VIRTUAL_MAC_V6, true, &scratch);
+    lab.restore_link(LB1).expect("restore lb1");
+    let mut lb1 = start_vipd(&lab, LB1, &lb1_config, &scratch.0.join("lb1-again.log"));
+    wait_for_control(&lab, LB1);
+    assert!(
+        wait_until(Duration::from_secs(10), || instance_state(&lab, LB1, "api")
+            .as_deref()
+            == Some("master")
+            && !holds(&lab, LB2, vip))
+        .is_some(),
+        "lb1 did not take the VIP back; log:\n{}",
+        log(&scratch, "lb1-again.log")
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let sent = stepping_down.finish();
+    let last_advert = sent
+        .iter()
+        .rposition(|line| Frame::parse(line).is_advert_from(lb2_link_local, VRID_V6))
+        .unwrap_or_else(|| {
+            panic!(
+                "no advert of lb2's time as master in the capture:\n{}",
+                sent.join("\n")
+            )
+        });
+    assert!(
+        sent[last_advert + 1..].is_empty(),
+        "lb2 sent from the virtual MAC after its last advert (stepping down):\n{}",
+        sent.join("\n")
+    );
+    for line in &sent {
+        // While master: adverts, its NAs, and the MLD reports of the groups it joined.
+        let frame = Frame::parse(line);
+        assert!(
+            frame.is_advert_from(lb2_link_local, VRID_V6)
+                || frame.icmpv6_type == NEIGHBOR_ADVERTISEMENT
+                || frame.icmpv6_type == MLD_V2_REPORT,
+            "lb2 sent this from the virtual MAC: {line}\nall:\n{}",
+            sent.join("\n")
+        );
+    }
+    assert!(
+        !is_up(&lab, LB2, MACVLAN_V6),
+        "the backup's macvlan is up again"
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || connects(&lab, target)).is_some(),
+        "the client cannot connect through lb1 again"
+    );
+    assert_eq!(
+        neighbour_mac(&lab, CLIENT, vip).as_deref(),
+        Some(VIRTUAL_MAC_V6)
+    );
+
+    for (name, process) in [("lb1", &mut lb1), ("lb2", &mut lb2)] {
+        let exit = process.stop();
+        assert!(
+            exit.is_some_and(|status| status.success()),
+            "{name} did not exit 0 on SIGTERM: {exit:?}"
+        );
+    }
+    for host in [LB1, LB2] {
+        assert!(
+            !has_link(&lab, host, MACVLAN_V6),
+            "host {host} kept {MACVLAN_V6}"
+        );
+    }
 }
