@@ -858,7 +858,12 @@ fn an_ipv4_virtual_mac_carries_ipv4_only() {
         "vips: [\"2001:db8::50/64\", 198.51.100.50/24]",
     );
     let (config, _) = valid(&text);
-    assert!(config.vrrp[0].vips.iter().all(|vip| vip.interface == "vrrp.51"));
+    assert!(
+        config.vrrp[0]
+            .vips
+            .iter()
+            .all(|vip| vip.interface == "vrrp.51")
+    );
     // An unadvertised IPv6 VIP of a v3 instance may stay on another interface only.
     let text = with_instance_fields("    virtual_mac: true\n").replace(
         "vips: [198.51.100.50/24]",
