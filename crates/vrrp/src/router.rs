@@ -710,13 +710,16 @@ impl VirtualRouter {
                 takeover: Reason::MasterDown,
             }),
             Entering::Master => {
-                // The addresses first: adding them is local and unordered by the RFC, takes the
-                // longest (rtnetlink), and nothing on the wire may point traffic here before they
-                // exist. keepalived adds them first too. Then, in RFC 9568 6.4.2's order: send an
-                // ADVERTISEMENT, then announce every address.
+                // RFC 9568 6.4.2 lists: send an ADVERTISEMENT, announce every address, become
+                // Master. We add the addresses first (local, unordered by the RFC, and no
+                // announcement may point traffic here before they exist), then announce, then
+                // advertise, as keepalived does: clients are what a failover waits for, and the
+                // advert's multicast send (0.1 ms here) would delay them. Sending it second
+                // cannot let another backup take over meanwhile: its Master_Down_Timer runs at
+                // least a Skew_Time difference behind ours, or fires with ours at equal priority.
                 self.outputs.push_back(Output::AddVips);
-                self.send_advert(self.effective_priority);
                 self.announce(self.config.garp.repeat);
+                self.send_advert(self.effective_priority);
                 self.stats.became_master += 1;
                 RouterState::Master(Master {
                     advert_at: now + Duration::from_micros(self.advert_interval_micros),
