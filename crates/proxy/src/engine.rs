@@ -32,7 +32,7 @@ pub struct Engine {
     health: watch::Sender<HealthReport>,
     control: tokio::sync::Mutex<Control>,
     /// Where the accept loops and the sessions run.
-    threads: SessionThreads,
+    pub threads: SessionThreads,
 }
 
 /// What only `apply` and `shutdown` touch, one at a time.
@@ -254,10 +254,11 @@ impl Engine {
             let tasks = self
                 .listener_duplicates(socket, &name, actual)
                 .into_iter()
-                .zip(self.threads.handles())
-                .map(|(socket, thread)| {
+                .zip(self.threads.handles().iter().enumerate())
+                .map(|(socket, (index, thread))| {
                     thread.spawn(frontend::accept_loop(
                         socket,
+                        index,
                         Arc::clone(shared),
                         Arc::clone(self),
                         stop.clone(),

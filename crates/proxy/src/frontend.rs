@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
@@ -84,10 +84,11 @@ pub fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
-/// Accepts until `stop` is cancelled. Limits are taken before accepting: at the limit, clients
-/// wait in the backlog instead of being accepted and dropped.
+/// Accepts on session thread `thread` until `stop` is cancelled. Limits are taken before
+/// accepting: at the limit, clients wait in the backlog instead of being accepted and dropped.
 pub async fn accept_loop(
     listener: std::net::TcpListener,
+    thread: usize,
     frontend: Arc<FrontendShared>,
     engine: Arc<Engine>,
     stop: CancellationToken,
@@ -143,15 +144,43 @@ pub async fn accept_loop(
             tracing::warn!(frontend = %frontend.name, backend = %settings.backend, "backend missing, closing");
             continue;
         };
-        engine.sessions.spawn(session::run(Accepted {
+        let (target, load) = engine.threads.pick(thread);
+        let (accept_proxy, session_frontend, hard_stop) = (
+            settings.accept_proxy,
+            Arc::clone(&frontend),
+            engine.hard_stop.clone(),
+        );
+        let accepted = move |client| Accepted {
             client,
             peer,
-            accept_proxy: settings.accept_proxy,
-            frontend: Arc::clone(&frontend),
+            accept_proxy,
+            frontend: session_frontend,
             backend,
-            stop: engine.hard_stop.clone(),
+            stop: hard_stop,
             permits,
-        }));
+            load,
+        };
+        if target == thread {
+            engine.sessions.spawn(session::run(accepted(client)));
+            continue;
+        }
+        // Handed over: the socket leaves this thread's I/O driver for the target's.
+        match client.into_std() {
+            Ok(client) => {
+                let session = async move {
+                    match TcpStream::from_std(client) {
+                        Ok(client) => session::run(accepted(client)).await,
+                        Err(error) => {
+                            tracing::debug!(%error, "cannot register a handed-over session");
+                        }
+                    }
+                };
+                engine
+                    .sessions
+                    .spawn_on(session, &engine.threads.handles()[target]);
+            }
+            Err(error) => tracing::debug!(%error, "cannot hand a session over"),
+        }
     }
 }
 

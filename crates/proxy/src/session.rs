@@ -18,6 +18,7 @@ use crate::config::ProxyProtocol;
 use crate::forward::{SessionEnd, forward, write_all};
 use crate::frontend::FrontendShared;
 use crate::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader, ProxyHeaderError};
+use crate::session_threads::LoadShare;
 
 /// How long a client may take to send its PROXY header (`accept_proxy`).
 pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,6 +60,8 @@ pub struct Accepted {
     pub stop: CancellationToken,
     /// Frontend and global connection-limit permits, released when the session ends.
     pub permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    /// The session counted on its thread, for the choice of thread for the next ones.
+    pub load: LoadShare,
 }
 
 /// Increments a gauge now, decrements it on drop.
@@ -106,6 +109,7 @@ pub async fn run(mut accepted: Accepted) {
     // The connection-limit permits go back only now, with the sockets closed.
     drop(accepted.client);
     drop(accepted.permits);
+    drop(accepted.load);
 }
 
 /// The client's address and the one it connected to (if a PROXY header said so), and payload

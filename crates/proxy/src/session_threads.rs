@@ -9,7 +9,10 @@
 //! Every thread watches every listener through its own duplicate of the socket: whichever thread
 //! wakes first accepts, as HAProxy's threads do on a shared listener. The listening socket stays
 //! one socket (one backlog, bind errors as before) rather than one SO_REUSEPORT socket per thread,
-//! whose backlog would be lost when one of them closes.
+//! whose backlog would be lost when one of them closes. The thread that wakes first may take a
+//! whole burst of connections (a client opening 50 at once), so, like HAProxy, a thread that holds
+//! clearly more sessions than the least loaded one hands a fresh connection over to it
+//! ([`SessionThreads::pick`]).
 //!
 //! The threads end when the engine's hard stop is cancelled (end of shutdown, or the [`Proxy`]
 //! dropped); dropping a runtime drops the sessions still on it.
@@ -17,7 +20,8 @@
 //! [`Proxy`]: crate::Proxy
 
 use std::io;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 
 use tokio::runtime::Handle;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +29,24 @@ use tokio_util::sync::CancellationToken;
 /// Handles of the running session threads.
 pub struct SessionThreads {
     handles: Vec<Handle>,
+    loads: Arc<[ThreadLoad]>,
+}
+
+/// Sessions on one thread; on its own cache line, as each thread updates its own all the time.
+#[derive(Default)]
+#[repr(align(64))]
+struct ThreadLoad(AtomicUsize);
+
+/// One session counted on its thread until dropped.
+pub struct LoadShare {
+    loads: Arc<[ThreadLoad]>,
+    thread: usize,
+}
+
+impl Drop for LoadShare {
+    fn drop(&mut self) {
+        self.loads[self.thread].0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl SessionThreads {
@@ -42,7 +64,8 @@ impl SessionThreads {
                 }
             }
         }
-        Ok(Self { handles })
+        let loads = (0..count).map(|_| ThreadLoad::default()).collect();
+        Ok(Self { handles, loads })
     }
 
     fn start_one(index: usize, stop: &CancellationToken) -> io::Result<Handle> {
@@ -72,5 +95,79 @@ impl SessionThreads {
     /// The runtimes of the threads, one per thread.
     pub fn handles(&self) -> &[Handle] {
         &self.handles
+    }
+
+    /// The thread a connection accepted on thread `accepting` should run on, counted there from
+    /// now on: `accepting` itself unless it holds clearly more sessions than the least loaded
+    /// thread. The slack keeps short connections, whose counts come and go, from being handed
+    /// over (which costs a re-registration and a cross-thread wake-up) on every small difference.
+    pub fn pick(&self, accepting: usize) -> (usize, LoadShare) {
+        let thread = thread_for(accepting, &self.loads);
+        self.loads[thread].0.fetch_add(1, Ordering::Relaxed);
+        let share = LoadShare {
+            loads: Arc::clone(&self.loads),
+            thread,
+        };
+        (thread, share)
+    }
+}
+
+/// See [`SessionThreads::pick`]: hand over when the accepting thread holds at least two sessions
+/// and a quarter more than the least loaded one.
+fn thread_for(accepting: usize, loads: &[ThreadLoad]) -> usize {
+    let load = |thread: usize| loads[thread].0.load(Ordering::Relaxed);
+    let mine = load(accepting);
+    let Some((least, least_load)) = (0..loads.len())
+        .map(|thread| (thread, load(thread)))
+        .min_by_key(|&(_, load)| load)
+    else {
+        return accepting;
+    };
+    if mine >= least_load + 2 + least_load / 4 {
+        least
+    } else {
+        accepting
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loads(counts: &[usize]) -> Vec<ThreadLoad> {
+        counts
+            .iter()
+            .map(|&count| ThreadLoad(AtomicUsize::new(count)))
+            .collect()
+    }
+
+    #[test]
+    fn a_thread_keeps_its_connections_while_loads_are_close() {
+        assert_eq!(thread_for(0, &loads(&[0, 0])), 0);
+        assert_eq!(thread_for(0, &loads(&[1, 0])), 0);
+        assert_eq!(thread_for(1, &loads(&[20, 24])), 1);
+        assert_eq!(thread_for(0, &loads(&[5])), 0);
+    }
+
+    #[test]
+    fn a_busier_thread_hands_over_to_the_least_loaded() {
+        assert_eq!(thread_for(0, &loads(&[2, 0])), 1);
+        assert_eq!(thread_for(1, &loads(&[20, 27])), 0);
+        assert_eq!(thread_for(0, &loads(&[9, 4, 1, 3])), 2);
+    }
+
+    #[test]
+    fn a_burst_on_one_thread_ends_balanced() {
+        // 50 connections all accepted by thread 0, as when a client opens them at once.
+        let loads = loads(&[0, 0]);
+        for _ in 0..50 {
+            let thread = thread_for(0, &loads);
+            loads[thread].0.fetch_add(1, Ordering::Relaxed);
+        }
+        let (first, second) = (
+            loads[0].0.load(Ordering::Relaxed),
+            loads[1].0.load(Ordering::Relaxed),
+        );
+        assert!(first.abs_diff(second) <= 8, "{first} / {second}");
     }
 }
