@@ -10,6 +10,7 @@
 //! operator's reference.
 
 mod diagnostic;
+pub mod import;
 mod location;
 mod model;
 mod raw;
