@@ -4,6 +4,7 @@ mod check;
 mod control;
 mod exec;
 mod host;
+mod import_cmd;
 mod instance;
 mod lab;
 mod mapping;
@@ -36,6 +37,8 @@ enum Command {
     Run(run::RunArgs),
     /// Print a running daemon's status: instances, trackers, frontends, servers.
     Status(status_cmd::StatusArgs),
+    /// Translate keepalived.conf (and haproxy.cfg) to vipd.yaml; lists what it could not translate.
+    Import(import_cmd::ImportArgs),
     /// Run a vipd pair, backends and a client in network namespaces and demonstrate failover (root).
     Lab(lab::LabArgs),
 }
@@ -54,6 +57,7 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Run(args) => run::run(&args),
         Command::Status(args) => status_cmd::run(&args),
+        Command::Import(args) => import_cmd::run(&args),
         Command::Lab(args) => lab::run(&args),
     };
     outcome.unwrap_or_else(|error| {
