@@ -1,6 +1,6 @@
 //! Timing a failover from outside the daemons: when the backup's kernel gains the VIP (a netlink
 //! address monitor in its namespace), when a client's TCP connect through the VIP first succeeds
-//! (a fresh connect every 2 ms from the client's namespace), and a trigger that fires right after
+//! (a fresh connect every 0.5 ms from the client's namespace), and a trigger that fires right after
 //! the master's advert reaches the backup, so every run fails the master at the same phase of its
 //! advert cycle and implementations are compared at equal footing.
 
@@ -12,13 +12,15 @@ use std::time::{Duration, Instant};
 use vipd_lab::{Lab, LabError};
 
 use super::takeover_probe::AddressWatch;
-use vipd_net::{Family, Mode, VrrpSocket, VrrpSocketConfig, VrrpTransport};
+use vipd_net::{DeadlineTimer, Family, Mode, VrrpSocket, VrrpSocketConfig, VrrpTransport};
 
 /// A thread's result: `None` when what it waited for did not happen in time.
 pub type Watch = JoinHandle<Result<Option<Instant>, LabError>>;
 
-/// How often the client starts a new connect, and how long one may take.
-const CONNECT_EVERY: Duration = Duration::from_millis(2);
+/// How often the client starts a new connect, and how long one may take. The grid is the
+/// resolution of the client-side measurement: at 2 ms it hid sub-millisecond differences
+/// between implementations and tied the result to the phase of the first attempt.
+const CONNECT_EVERY: Duration = Duration::from_micros(500);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(200);
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -41,7 +43,7 @@ pub fn watch_vip(
     AddressWatch::start_notifying(lab, host, vip, added, timeout, then).into_thread()
 }
 
-/// From `host`, once `go` fires: a new TCP connect to `target` every 2 ms (each bounded by
+/// From `host`, once `go` fires: a new TCP connect to `target` every 0.5 ms (each bounded by
 /// 200 ms) until one succeeds; reports when. Short attempts matter: a SYN lost to a dead master
 /// would otherwise wait out TCP's 1 s retransmission timer.
 pub fn connect_when_told(
@@ -56,11 +58,15 @@ pub fn connect_when_told(
         runtime().block_on(async move {
             let deadline = tokio::time::Instant::now() + timeout;
             let mut attempts = tokio::task::JoinSet::new();
-            let mut tick = tokio::time::interval(CONNECT_EVERY);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // tokio's interval ticks in whole milliseconds; a timerfd keeps the 0.5 ms grid.
+            let mut tick = DeadlineTimer::new().expect("timerfd");
+            let mut next_attempt = Instant::now();
             loop {
                 tokio::select! {
-                    _ = tick.tick() => {
+                    ticked = tick.sleep_until(next_attempt) => {
+                        ticked.expect("timerfd");
+                        // Behind after a stall: no burst of catch-up attempts.
+                        next_attempt = (next_attempt + CONNECT_EVERY).max(Instant::now());
                         if tokio::time::Instant::now() > deadline {
                             return None;
                         }
