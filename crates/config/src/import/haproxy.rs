@@ -819,7 +819,7 @@ fn server_options(
             "backup" => options.backup = true,
             "send-proxy" => options.send_proxy = Some("v1"),
             "send-proxy-v2" | "send-proxy-v2-ssl" | "send-proxy-v2-ssl-cn" => {
-                options.send_proxy = Some("v2")
+                options.send_proxy = Some("v2");
             }
             "no-send-proxy" | "no-send-proxy-v2" => options.send_proxy = Some("none"),
             "disabled" => options.disabled = true,
@@ -859,7 +859,7 @@ fn server_options(
                 }
             }
             "maxconn" => {
-                options.maxconn = value().and_then(|value| connections(value, at, warnings))
+                options.maxconn = value().and_then(|value| connections(value, at, warnings));
             }
             "maxqueue" => options.maxqueue = value().and_then(|value| value.parse().ok()),
             "verify" => match value() {

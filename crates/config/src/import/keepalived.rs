@@ -1216,7 +1216,7 @@ fn authentication(directive: &Statement, warnings: &mut Vec<ImportWarning>) -> O
     for child in directive.children() {
         match (child.keyword(), child.args().first()) {
             ("auth_type", Some(value)) => {
-                kind = Some((value.to_ascii_uppercase(), child.at.clone()))
+                kind = Some((value.to_ascii_uppercase(), child.at.clone()));
             }
             ("auth_pass", Some(value)) => password = Some(value.clone()),
             (keyword, _) => warn(
