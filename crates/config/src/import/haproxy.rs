@@ -509,7 +509,7 @@ fn httpchk(args: &[String], at: &Location, warnings: &mut Vec<ImportWarning>) ->
         );
     }
     if let Some(uri) = uri {
-        if uri.starts_with('/') && !uri.chars().any(char::is_whitespace) {
+        if is_request_path(uri) {
             check.path = Some(uri.clone());
         } else {
             warn(
@@ -524,7 +524,7 @@ fn httpchk(args: &[String], at: &Location, warnings: &mut Vec<ImportWarning>) ->
             if let Some((name, value)) = header.split_once(':')
                 && name.trim().eq_ignore_ascii_case("host")
             {
-                check.host = Some(value.trim().to_owned());
+                check.host = host_name(value.trim(), at, warnings);
             } else if !header.trim().is_empty() {
                 warn(
                     warnings,
@@ -540,6 +540,28 @@ fn httpchk(args: &[String], at: &Location, warnings: &mut Vec<ImportWarning>) ->
     check
 }
 
+/// What vipd accepts as a check's path: it goes into the request line as it is.
+fn is_request_path(uri: &str) -> bool {
+    uri.starts_with('/') && !uri.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// A Host header / SNI value vipd accepts, else a warning.
+fn host_name(host: &str, at: &Location, warnings: &mut Vec<ImportWarning>) -> Option<String> {
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+    {
+        warn(
+            warnings,
+            at,
+            format!("Host `{}` is not a host name: skipped", host.escape_debug()),
+        );
+        return None;
+    }
+    Some(host.to_owned())
+}
+
 /// `http-check send [meth M] [uri U] [ver V] [hdr NAME VALUE]...` (HAProxy 2.2+).
 fn http_check_send(
     section: &mut Section,
@@ -551,9 +573,9 @@ fn http_check_send(
     let mut words = args.iter();
     while let Some(word) = words.next() {
         match (word.as_str(), words.next()) {
-            ("uri", Some(uri)) if uri.starts_with('/') => check.path = Some(uri.clone()),
+            ("uri", Some(uri)) if is_request_path(uri) => check.path = Some(uri.clone()),
             ("hdr", Some(name)) if name.eq_ignore_ascii_case("host") => {
-                check.host = words.next().cloned();
+                check.host = words.next().and_then(|host| host_name(host, at, warnings));
             }
             ("meth", Some(method)) if method == "GET" || method == "HEAD" => {}
             ("ver", Some(_)) => {}
@@ -910,7 +932,8 @@ fn server_options(
 fn build(sections: &[Section], draft: &mut Draft, warnings: &mut Vec<ImportWarning>) {
     // Backends first: a frontend pointing at a backend that could not be imported is dropped.
     for section in sections.iter().filter(|section| section.is_backend()) {
-        if let Some(backend) = backend(section, sections, warnings) {
+        let taken: Vec<&str> = draft.backends.iter().map(|b| b.name.as_str()).collect();
+        if let Some(backend) = backend(section, sections, &taken, warnings) {
             draft.backends.push(backend);
         }
     }
@@ -968,7 +991,17 @@ fn build(sections: &[Section], draft: &mut Draft, warnings: &mut Vec<ImportWarni
                             || other.ip().is_unspecified()
                             || address.ip().is_unspecified())
                 });
-            if clashes {
+            // The control server's default address (control.listen) is vipd's own.
+            let control = SocketAddr::from(([127, 0, 0, 1], 9650));
+            if address.port() == control.port()
+                && (address.ip() == control.ip() || address.ip().is_unspecified())
+            {
+                warn(
+                    warnings,
+                    at,
+                    format!("bind {address}: vipd's control server listens on {control}: skipped"),
+                );
+            } else if clashes {
                 warn(
                     warnings,
                     at,
@@ -1041,8 +1074,11 @@ fn kind_word(kind: Kind) -> &'static str {
 fn backend(
     section: &Section,
     sections: &[Section],
+    taken: &[&str],
     warnings: &mut Vec<ImportWarning>,
 ) -> Option<Backend> {
+    let name = vipd_name(&section.name, &section.at, "backend", warnings);
+    let name = unique_name(name, taken);
     let mut notes = Vec::new();
     let frontends: Vec<&Section> = sections
         .iter()
@@ -1083,6 +1119,7 @@ fn backend(
     };
     let mut servers: Vec<Server> = Vec::new();
     let mut checked: Vec<&ServerLine> = Vec::new();
+    let mut queues: Vec<Option<u32>> = Vec::new();
     for line in &section.servers {
         let address = match socket_address(&line.address, default_port) {
             Ok(address) => address,
@@ -1098,11 +1135,14 @@ fn backend(
                 continue;
             }
         };
-        if address.port() == 0 {
+        if address.port() == 0 || address.ip().is_unspecified() {
             warn(
                 warnings,
                 &line.at,
-                format!("server {}: port 0: skipped", line.name),
+                format!(
+                    "server {}: {address} cannot be connected to: skipped",
+                    line.name
+                ),
             );
             continue;
         }
@@ -1136,6 +1176,7 @@ fn backend(
         if line.options.check {
             checked.push(line);
         }
+        queues.push(line.options.maxqueue.filter(|queue| *queue > 0));
         servers.push(Server {
             name,
             address,
@@ -1182,10 +1223,8 @@ fn backend(
         .servers
         .iter()
         .any(|line| line.options.shutdown_sessions);
-    let max_queue = section
-        .servers
-        .iter()
-        .map(|line| line.options.maxqueue.filter(|queue| *queue > 0))
+    let max_queue = queues
+        .into_iter()
         .collect::<Option<Vec<u32>>>()
         .map(|queues| queues.iter().sum::<u32>().min(1_000_000));
     if max_queue.is_some() {
@@ -1199,7 +1238,7 @@ fn backend(
     Some(Backend {
         from: section.at.clone(),
         notes,
-        name: vipd_name(&section.name, &section.at, "backend", warnings),
+        name,
         balance: section.balance,
         send_proxy,
         retries: section.retries,

@@ -412,7 +412,13 @@ pub fn translate(statements: &[Statement], draft: &mut Draft, warnings: &mut Vec
         match statement.keyword() {
             "global_defs" | "vrrp_instance" | "vrrp_sync_group" => {}
             "vrrp_script" => {
-                if let Some((name, source)) = vrrp_script(statement, &globals, warnings) {
+                if let Some((name, mut source)) = vrrp_script(statement, &globals, warnings) {
+                    let taken: Vec<&str> = scripts
+                        .iter()
+                        .filter(|(other, _)| **other != name)
+                        .map(|(_, other)| other.script.name.as_str())
+                        .collect();
+                    source.script.name = unique_name(source.script.name, &taken);
                     scripts.insert(name, source);
                 }
             }
@@ -443,8 +449,9 @@ pub fn translate(statements: &[Statement], draft: &mut Draft, warnings: &mut Vec
     for statement in statements {
         match statement.keyword() {
             "vrrp_instance" => {
-                if let Some(instance) =
+                if let Some(mut instance) =
                     vrrp_instance(statement, &context, &mut scripts, draft, warnings)
+                    && fits_beside(&mut instance, &draft.instances, warnings)
                 {
                     draft.instances.push(instance);
                 }
@@ -509,7 +516,7 @@ fn global_defs(
                 globals.version = Some((if version == "2" { 2 } else { 3 }, directive.at.clone()));
             }
             ("script_user", Some(user)) => {
-                globals.script_user = Some(user.to_owned());
+                globals.script_user = user_name(user, &directive.at, warnings);
                 if args.len() > 1 {
                     warn(
                         warnings,
@@ -644,7 +651,7 @@ fn vrrp_script(
                 }
             }
             ("user", Some(user)) => {
-                script.user = Some(user.clone());
+                script.user = user_name(user, at, warnings).or(script.user.take());
                 if directive.args().len() > 1 {
                     warn(
                         warnings,
@@ -702,6 +709,11 @@ fn vrrp_script(
     if script.interval.is_some_and(|interval| interval.is_zero()) {
         script.interval = None;
     }
+    // vipd's smallest interval; a zero timeout means nothing in either program.
+    script.interval = script
+        .interval
+        .map(|interval| interval.max(Duration::from_millis(10)));
+    script.timeout = script.timeout.filter(|timeout| !timeout.is_zero());
     Some((
         source_name.clone(),
         ScriptSource {
@@ -851,6 +863,7 @@ fn vrrp_instance(
     let mut notify = Notify::default();
     let mut garp = context.globals.garp.clone();
     let mut native_ipv6 = false;
+    let mut track_scripts = Vec::new();
     for directive in statement.children() {
         let at = &directive.at;
         let args = directive.args();
@@ -940,9 +953,8 @@ fn vrrp_instance(
                     }
                 }
             }
-            ("track_script", _) => {
-                track_script(directive, scripts, &mut track, draft, &vips, warnings);
-            }
+            // Resolved once the VIPs are known: a HAProxy check maps to the frontends on them.
+            ("track_script", _) => track_scripts.push((directive, track.len())),
             ("track_interface", _) => {
                 for child in directive.children() {
                     let (name, weight) = name_and_weight(child, 0, warnings);
@@ -1032,6 +1044,12 @@ fn vrrp_instance(
         );
         return None;
     };
+    // Back to front, so that each lands where it was written among the other trackers.
+    for (directive, position) in track_scripts.into_iter().rev() {
+        let mut resolved = Vec::new();
+        track_script(directive, scripts, &mut resolved, draft, &vips, warnings);
+        track.splice(position..position, resolved);
+    }
     if native_ipv6 {
         // The family vipd advertises is the first VIP's: put the IPv6 ones first.
         vips.sort_by_key(|vip| !vip.address.addr().is_ipv6());
@@ -1073,6 +1091,14 @@ fn vrrp_instance(
             2
         }
     };
+    if version == 2 && vips.iter().any(|vip| vip.address.addr().is_ipv6()) {
+        warn(
+            warnings,
+            &statement.at,
+            "IPv6 virtual_ipaddress in a VRRP v2 instance: vipd's v2 carries IPv4 only (use version 3 on both nodes, or another instance): the IPv6 addresses are skipped",
+        );
+        vips.retain(|vip| vip.address.addr().is_ipv4());
+    }
     for (vip, at) in excluded {
         if version == 2 && vip.address.addr().is_ipv6() {
             warn(
@@ -1099,6 +1125,46 @@ fn vrrp_instance(
     }
     dedup_vips(&mut vips);
     vips.truncate(255);
+    let macvlan = virtual_mac.then(|| {
+        virtual_mac_interface
+            .clone()
+            .unwrap_or_else(|| format!("vrrp.{vrid}"))
+    });
+    for vip in &mut vips {
+        let ipv4 = vip.address.addr().is_ipv4();
+        if let (Some(macvlan), false, None) = (&macvlan, ipv4, &vip.interface)
+            && !ipv6
+        {
+            // vipd's IPv4 macvlan carries IPv4 only.
+            warn(
+                warnings,
+                &statement.at,
+                format!(
+                    "{} would land on the IPv4 macvlan {macvlan}, which carries IPv4 only: written with `interface: {interface}`",
+                    vip.address
+                ),
+            );
+            vip.interface = Some(interface.clone());
+        }
+        let on = vip
+            .interface
+            .as_ref()
+            .or(macvlan.as_ref())
+            .unwrap_or(&interface);
+        if let Some(label) = &vip.label
+            && (!label.starts_with(on.as_str()) || label.len() > 15)
+        {
+            warn(
+                warnings,
+                &statement.at,
+                format!(
+                    "label `{label}` of {} does not start with `{on}` or is over 15 bytes (the kernel refuses it): skipped",
+                    vip.address
+                ),
+            );
+            vip.label = None;
+        }
+    }
     if let Some(interval) = advert_interval {
         let interval = if version == 2 {
             let whole = interval.as_secs().clamp(1, 255);
@@ -1198,6 +1264,81 @@ fn vrrp_instance(
     })
 }
 
+/// Whether `instance` can join `others` in one vipd.yaml: a VRID once per interface and family
+/// (RFC 5798 section 5.2.3 gives each family its own VRID space), a VIP in one instance only,
+/// one macvlan per instance. VIPs held elsewhere are dropped; a repeated VRID drops the instance.
+fn fits_beside(
+    instance: &mut Instance,
+    others: &[Instance],
+    warnings: &mut Vec<ImportWarning>,
+) -> bool {
+    let at = instance.from.clone();
+    let family = |i: &Instance| {
+        i.vips
+            .first()
+            .is_some_and(|vip| vip.address.addr().is_ipv6())
+    };
+    if let Some(other) = others.iter().find(|other| {
+        other.vrid == instance.vrid
+            && other.interface == instance.interface
+            && family(other) == family(instance)
+    }) {
+        warn(
+            warnings,
+            &at,
+            format!(
+                "vrrp_instance {}: virtual_router_id {} on {} is already instance {}'s: skipped",
+                instance.name, instance.vrid, instance.interface, other.name
+            ),
+        );
+        return false;
+    }
+    let macvlan = |i: &Instance| {
+        i.virtual_mac.then(|| {
+            i.virtual_mac_interface
+                .clone()
+                .unwrap_or_else(|| format!("vrrp.{}", i.vrid))
+        })
+    };
+    if let Some(name) = macvlan(instance)
+        && others
+            .iter()
+            .any(|other| macvlan(other).as_ref() == Some(&name) || other.interface == name)
+    {
+        warn(
+            warnings,
+            &at,
+            format!(
+                "vrrp_instance {}: use_vmac's interface {name} is already used by another instance: the virtual MAC is skipped",
+                instance.name
+            ),
+        );
+        instance.virtual_mac = false;
+        instance.virtual_mac_interface = None;
+    }
+    instance.vips.retain(|vip| {
+        let held = others
+            .iter()
+            .any(|other| other.vips.iter().any(|o| o.address.addr() == vip.address.addr()));
+        if held {
+            warn(warnings, &at, format!("{} is already a VIP of another instance (vipd moves an address with one instance): skipped here", vip.address));
+        }
+        !held
+    });
+    if instance.vips.is_empty() {
+        warn(
+            warnings,
+            &at,
+            format!(
+                "vrrp_instance {} has no VIP of its own left: skipped",
+                instance.name
+            ),
+        );
+        return false;
+    }
+    true
+}
+
 /// The same address twice would be an error in vipd; keepalived just adds it once.
 fn dedup_vips(vips: &mut Vec<Vip>) {
     let mut seen = Vec::new();
@@ -1270,7 +1411,15 @@ fn unicast_peer(directive: &Statement, peers: &mut Vec<IpAddr>, warnings: &mut V
     let mut words = directive.block_words().peekable();
     while let Some((at, word)) = words.next() {
         if let Ok(address) = word.parse::<IpAddr>() {
-            peers.push(address);
+            if address.is_unspecified() || address.is_multicast() {
+                warn(
+                    warnings,
+                    at,
+                    format!("unicast_peer {address} cannot be a peer: skipped"),
+                );
+            } else {
+                peers.push(address);
+            }
         } else if matches!(word.as_str(), "min_ttl" | "max_ttl") {
             words.next();
             warn(
@@ -1307,6 +1456,15 @@ fn vip(line: &Statement, warnings: &mut Vec<ImportWarning>) -> Option<Vip> {
         );
         return None;
     };
+    let ip = address.addr();
+    if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
+        warn(
+            warnings,
+            at,
+            format!("virtual_ipaddress {ip} cannot be a virtual IP in vipd: skipped"),
+        );
+        return None;
+    }
     let mut vip = Vip {
         address,
         interface: None,
@@ -1328,19 +1486,6 @@ fn vip(line: &Statement, warnings: &mut Vec<ImportWarning>) -> Option<Vip> {
                 );
             }
         }
-    }
-    if let (Some(label), interface) = (&vip.label, &vip.interface)
-        && let Some(interface) = interface
-        && (!label.starts_with(interface.as_str()) || label.len() > 15)
-    {
-        warn(
-            warnings,
-            at,
-            format!(
-                "label `{label}` does not start with `{interface}` or is over 15 bytes: skipped"
-            ),
-        );
-        vip.label = None;
     }
     Some(vip)
 }
@@ -1438,6 +1583,19 @@ fn track_script(
             });
         }
     }
+}
+
+/// A user name vipd accepts (it checks no more than this; the node's passwd decides).
+fn user_name(user: &str, at: &Location, warnings: &mut Vec<ImportWarning>) -> Option<String> {
+    if user.is_empty() || user.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        warn(
+            warnings,
+            at,
+            format!("user `{}` is not a user name: skipped", user.escape_debug()),
+        );
+        return None;
+    }
+    Some(user.to_owned())
 }
 
 /// keepalived's weights are -253..=253; vipd takes -254..=254.

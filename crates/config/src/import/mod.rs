@@ -113,6 +113,8 @@ pub fn import_texts(
     }
     let keepalived = keepalived::parse(keepalived_conf, keepalived_text)?;
     keepalived::translate(&keepalived, &mut draft, &mut warnings);
+    // In file order, whatever order the translation met them in.
+    warnings.sort_by(|a, b| (&a.at.file, a.at.line).cmp(&(&b.at.file, b.at.line)));
     let yaml = emit::render(&draft);
     match Config::from_yaml_str(&yaml) {
         Ok((config, _)) => Ok(Imported {
