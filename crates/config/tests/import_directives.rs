@@ -604,3 +604,36 @@ fn instances_that_cannot_share_one_file_are_named() {
         "keepalived.conf:16: 198.51.100.50/24 is already a VIP of another instance",
     );
 }
+
+#[test]
+fn a_file_of_the_wrong_kind_is_refused() {
+    let error = import_texts(Path::new(KEEPALIVED), "frontend api\n  bind :6443\n", None)
+        .expect_err("haproxy.cfg as keepalived.conf");
+    assert!(
+        error
+            .to_string()
+            .starts_with("keepalived.conf:1: `frontend`: no global_defs"),
+        "{error}"
+    );
+    let error = import_texts(
+        Path::new(KEEPALIVED),
+        &in_instance(""),
+        Some((Path::new(HAPROXY), "# haproxy\nvrrp_instance VI_1 {\n}\n")),
+    )
+    .expect_err("keepalived.conf as haproxy.cfg");
+    assert!(
+        error
+            .to_string()
+            .starts_with("haproxy.cfg:2: no global, defaults"),
+        "{error}"
+    );
+    // Empty files are empty configurations, not errors.
+    assert!(
+        import_texts(
+            Path::new(KEEPALIVED),
+            "# nothing yet\n",
+            Some((Path::new(HAPROXY), ""))
+        )
+        .is_ok()
+    );
+}

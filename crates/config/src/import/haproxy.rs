@@ -202,6 +202,8 @@ pub fn translate(
     let mut current: Option<Section> = None;
     let mut in_global = false;
     let mut skipping = false;
+    let mut first_line: Option<Location> = None;
+    let mut sections_seen = 0usize;
     for (index, line) in text.lines().enumerate() {
         let at = Location {
             file: Arc::clone(&file),
@@ -214,6 +216,7 @@ pub fn translate(
         let Some(keyword) = words.first() else {
             continue;
         };
+        first_line.get_or_insert_with(|| at.clone());
         let section_kind = match keyword.as_str() {
             "global" => Some(None),
             "defaults" => Some(Some(Kind::Defaults)),
@@ -223,6 +226,7 @@ pub fn translate(
             "userlist" | "peers" | "resolvers" | "mailers" | "program" | "http-errors"
             | "cache" | "ring" | "log-forward" | "traces" | "crt-store" => {
                 finish(&mut current, &mut defaults, &mut sections);
+                sections_seen += 1;
                 in_global = false;
                 skipping = true;
                 warn(
@@ -235,6 +239,7 @@ pub fn translate(
             _ => None,
         };
         if let Some(kind) = section_kind {
+            sections_seen += 1;
             finish(&mut current, &mut defaults, &mut sections);
             skipping = false;
             in_global = kind.is_none();
@@ -287,6 +292,17 @@ pub fn translate(
         directive(section, &words, &at, warnings);
     }
     finish(&mut current, &mut defaults, &mut sections);
+    // A keepalived.conf (or anything else) passed as haproxy.cfg is refused, not read as nothing.
+    if let Some(at) = first_line
+        && sections_seen == 0
+    {
+        return Err(ImportError::Syntax {
+            at,
+            message: "no global, defaults, frontend, backend or listen section: is this a \
+                      haproxy.cfg?"
+                .to_owned(),
+        });
+    }
     build(&sections, draft, warnings);
     Ok(())
 }

@@ -79,7 +79,36 @@ pub fn parse(path: &Path, text: &str) -> Result<Vec<Statement>, ImportError> {
         file: path.display().to_string().into(),
         line: text.lines().count().max(1),
     };
-    statements(&tokens, &mut position, 0, &end)
+    let statements = statements(&tokens, &mut position, 0, &end)?;
+    // Another file passed by mistake (haproxy.cfg first, a YAML file) parses as keepalived's
+    // loose grammar; without one keepalived keyword it is refused rather than read as nothing.
+    let is_keepalived = |statement: &Statement| {
+        statement.keyword().starts_with("vrrp_")
+            || matches!(
+                statement.keyword(),
+                "global_defs"
+                    | "virtual_server"
+                    | "virtual_server_group"
+                    | "static_ipaddress"
+                    | "static_routes"
+                    | "static_rules"
+                    | "track_file"
+                    | "linkbeat_interfaces"
+            )
+    };
+    if let Some(first) = statements.first()
+        && !statements.iter().any(is_keepalived)
+    {
+        return Err(ImportError::Syntax {
+            at: first.at.clone(),
+            message: format!(
+                "`{}`: no global_defs, vrrp_instance or other keepalived block in the file: is \
+                 this a keepalived.conf?",
+                first.keyword().escape_debug()
+            ),
+        });
+    }
+    Ok(statements)
 }
 
 fn tokenize(
