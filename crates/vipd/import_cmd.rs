@@ -47,15 +47,15 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<ExitCode> {
             }
             write_output(args.output.as_deref(), &imported.yaml)?;
             if let Some(output) = &args.output {
+                let config = &imported.config;
                 eprintln!(
-                    "wrote {}: {} vrrp instances, {} frontends, {} backends, {} scripts; {} \
-                     directives not translated (above)",
+                    "wrote {}: {}, {}, {}, {}; {} not translated (above)",
                     output.display(),
-                    imported.config.vrrp.len(),
-                    imported.config.frontends.len(),
-                    imported.config.backends.len(),
-                    imported.config.scripts.len(),
-                    imported.warnings.len()
+                    count(config.vrrp.len(), "vrrp instance", "vrrp instances"),
+                    count(config.frontends.len(), "frontend", "frontends"),
+                    count(config.backends.len(), "backend", "backends"),
+                    count(config.scripts.len(), "script", "scripts"),
+                    count(imported.warnings.len(), "directive", "directives"),
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -85,4 +85,9 @@ fn write_output(output: Option<&Path>, yaml: &str) -> anyhow::Result<()> {
             .write_all(yaml.as_bytes())
             .context("vipd import: write to stdout"),
     }
+}
+
+/// `1 frontend`, `2 frontends`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
