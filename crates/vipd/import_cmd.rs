@@ -49,13 +49,13 @@ pub fn run(args: &ImportArgs) -> anyhow::Result<ExitCode> {
             if let Some(output) = &args.output {
                 let config = &imported.config;
                 eprintln!(
-                    "wrote {}: {}, {}, {}, {}; {} not translated (above)",
+                    "wrote {}: {}, {}, {}, {}; {} (above)",
                     output.display(),
                     count(config.vrrp.len(), "vrrp instance", "vrrp instances"),
                     count(config.frontends.len(), "frontend", "frontends"),
                     count(config.backends.len(), "backend", "backends"),
                     count(config.scripts.len(), "script", "scripts"),
-                    count(imported.warnings.len(), "directive", "directives"),
+                    count(imported.warnings.len(), "warning", "warnings"),
                 );
             }
             Ok(ExitCode::SUCCESS)

@@ -637,3 +637,16 @@ fn a_file_of_the_wrong_kind_is_refused() {
         .is_ok()
     );
 }
+
+#[test]
+fn an_untracked_haproxy_check_is_named_too() {
+    let text = format!(
+        "vrrp_script chk_haproxy {{\n  script \"pidof haproxy\"\n}}\n{}",
+        in_instance("")
+    );
+    let imported = translate(&text, None);
+    assert_warned(
+        &imported,
+        "keepalived.conf:1: vrrp_script chk_haproxy follows HAProxy, which vipd replaces, and no instance tracks it: skipped",
+    );
+}

@@ -496,6 +496,17 @@ pub fn translate(statements: &[Statement], draft: &mut Draft, warnings: &mut Vec
     }
     for (_, source) in scripts {
         if source.checks_haproxy {
+            if !source.tracked {
+                warn(
+                    warnings,
+                    &source.script.from,
+                    format!(
+                        "vrrp_script {} follows HAProxy, which vipd replaces, and no instance \
+                         tracks it: skipped",
+                        source.script.name
+                    ),
+                );
+            }
             continue;
         }
         if !source.tracked {
