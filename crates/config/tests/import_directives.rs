@@ -650,3 +650,33 @@ fn an_untracked_haproxy_check_is_named_too() {
         "keepalived.conf:1: vrrp_script chk_haproxy follows HAProxy, which vipd replaces, and no instance tracks it: skipped",
     );
 }
+
+#[test]
+fn kubeadm_style_checks_over_http_check_connect_ssl() {
+    // The kubeadm HA guide's haproxy.cfg: mode http in defaults, tcp in the sections, and TLS
+    // checks from `http-check connect ssl` rather than `check-ssl`.
+    let imported = proxy(
+        "defaults\n  mode http\n  timeout check 10s\nfrontend apiserver\n  bind *:6443\n  mode tcp\n  \
+         default_backend apiserverbackend\nbackend apiserverbackend\n  option httpchk\n  \
+         http-check connect ssl\n  http-check send meth GET uri /healthz\n  http-check expect status 200\n  \
+         mode tcp\n  balance roundrobin\n  server cp1 198.51.100.21:6443 check verify none\n",
+    );
+    let backend = &imported.config.backends[0];
+    let HealthKind::Https { http, tls_verify } = &backend.health.kind else {
+        panic!("{:?}", backend.health.kind)
+    };
+    assert_eq!(http.path, "/healthz");
+    assert_eq!(*tls_verify, TlsVerify::None);
+    assert_eq!(
+        backend.health.timeout,
+        Duration::from_secs(2),
+        "no longer than the interval"
+    );
+    assert!(
+        !warnings(&imported)
+            .iter()
+            .any(|warning| warning.contains("mode http")),
+        "the sections are tcp: {:#?}",
+        imported.warnings
+    );
+}

@@ -123,6 +123,8 @@ struct Section {
     timeout_check: Option<Duration>,
     retries: Option<u32>,
     http_check: Option<HttpCheck>,
+    /// `http-check connect ssl`: the checks use TLS whatever the server lines say.
+    check_connect_ssl: bool,
     expect_status: Option<Vec<u16>>,
     default_server: ServerOptions,
     servers: Vec<ServerLine>,
@@ -155,6 +157,7 @@ impl Section {
             timeout_check: None,
             retries: None,
             http_check: None,
+            check_connect_ssl: false,
             expect_status: None,
             default_server: ServerOptions::default(),
             servers: Vec::new(),
@@ -408,6 +411,20 @@ fn directive(
             ),
         ),
         ("http-check", Some("expect")) => http_check_expect(section, &words[2..], at, warnings),
+        ("http-check", Some("connect")) => {
+            for option in &words[2..] {
+                match option.as_str() {
+                    "ssl" => section.check_connect_ssl = true,
+                    other => warn(
+                        warnings,
+                        at,
+                        format!(
+                            "http-check connect {other}: vipd checks the server's own address and port: skipped"
+                        ),
+                    ),
+                }
+            }
+        }
         ("http-check", Some("send")) => http_check_send(section, &words[2..], at, warnings),
         ("server", Some(name)) if section.is_backend() => {
             let Some(address) = arg(2) else {
@@ -1319,7 +1336,7 @@ fn health(
         fall: options.fall,
         ..Health::default()
     };
-    let tls = is_tls_check(options);
+    let tls = is_tls_check(options) || section.check_connect_ssl;
     match (&section.http_check, tls) {
         (None, false) => {}
         (None, true) => {
