@@ -680,3 +680,27 @@ fn kubeadm_style_checks_over_http_check_connect_ssl() {
         imported.warnings
     );
 }
+
+#[test]
+fn a_relative_program_is_skipped_with_what_to_write() {
+    let text = format!(
+        "vrrp_script chk {{\n  script \"check.sh --fast\"\n}}\n{}",
+        in_instance("    notify_master \"vip-up\"\n    track_script {\n        chk\n    }")
+    );
+    let imported = translate(&text, None);
+    assert!(imported.config.scripts.is_empty());
+    let instance = only_instance(&imported);
+    assert!(instance.track.is_empty() && instance.notify.master.is_none());
+    assert_warned(
+        &imported,
+        "keepalived.conf:2: `check.sh` is not an absolute path (keepalived searched PATH; vipd runs exactly the path written): skipped; write it as `[/full/path/to/check.sh, ...]`",
+    );
+    assert_warned(
+        &imported,
+        "keepalived.conf:7: track_script chk: no usable vrrp_script of that name: skipped",
+    );
+    assert_warned_starting(
+        &imported,
+        "keepalived.conf:5: `vip-up` is not an absolute path",
+    );
+}

@@ -816,9 +816,11 @@ fn is_haproxy_liveness(words: &[String]) -> bool {
 }
 
 /// vipd runs commands without a shell and needs an absolute program path; keepalived searches
-/// PATH. A relative program is looked up where keepalived would find it on this host.
+/// PATH. The importer does not guess where a relative program lives on the node (it may run
+/// elsewhere, and vipd-config reads nothing but the files it is given): such a command is skipped
+/// with a warning that says what to write.
 fn absolute_command(
-    mut words: Vec<String>,
+    words: Vec<String>,
     at: &Location,
     warnings: &mut Vec<ImportWarning>,
 ) -> Option<Vec<String>> {
@@ -826,39 +828,15 @@ fn absolute_command(
     if program.starts_with('/') {
         return Some(words);
     }
-    let found = [
-        "/usr/local/sbin",
-        "/usr/local/bin",
-        "/usr/sbin",
-        "/usr/bin",
-        "/sbin",
-        "/bin",
-    ]
-    .iter()
-    .map(|directory| Path::new(directory).join(program))
-    .find(|candidate| !program.contains('/') && candidate.is_file());
-    let Some(found) = found else {
-        warn(
-            warnings,
-            at,
-            format!(
-                "`{program}` is not an absolute path and was not found in PATH on this host; \
-                 vipd needs an absolute program path: skipped"
-            ),
-        );
-        return None;
-    };
-    let found = found.display().to_string();
     warn(
         warnings,
         at,
         format!(
-            "`{program}` resolved to {found} on this host (vipd needs an absolute path): check \
-             it on the node"
+            "`{program}` is not an absolute path (keepalived searched PATH; vipd runs exactly \
+             the path written): skipped; write it as `[/full/path/to/{program}, ...]`"
         ),
     );
-    words[0] = found;
-    Some(words)
+    None
 }
 
 fn vrrp_instance(
