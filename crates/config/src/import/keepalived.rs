@@ -409,6 +409,61 @@ fn statements(
     }
 }
 
+/// The keywords each block translates; any other one has no vipd equivalent.
+const GLOBAL_DEFS: &[&str] = &[
+    "router_id",
+    "vrrp_mcast_group4",
+    "vrrp_mcast_group6",
+    "vrrp_version",
+    "script_user",
+    "enable_script_security",
+    "vrrp_garp_master_repeat",
+    "vrrp_garp_master_delay",
+    "vrrp_garp_master_refresh",
+];
+const VRRP_SCRIPT: &[&str] = &[
+    "script", "interval", "timeout", "rise", "fall", "weight", "user",
+];
+const VRRP_INSTANCE: &[&str] = &[
+    "interface",
+    "virtual_router_id",
+    "priority",
+    "version",
+    "advert_int",
+    "state",
+    "preempt_delay",
+    "unicast_src_ip",
+    "notify_master",
+    "notify_backup",
+    "notify_fault",
+    "notify",
+    "garp_master_repeat",
+    "garp_master_delay",
+    "garp_master_refresh",
+];
+
+/// The warning for a directive not translated: a keyword vipd has no equivalent for, or a
+/// known keyword whose value is missing or not one vipd accepts.
+fn unsupported(
+    directive: &Statement,
+    block: &str,
+    translated: &[&str],
+    warnings: &mut Vec<ImportWarning>,
+) {
+    let keyword = directive.keyword();
+    let message = if !translated.contains(&keyword) {
+        format!("{block} {keyword} has no vipd equivalent: skipped")
+    } else if directive.args().is_empty() {
+        format!("{block} {keyword} without a value: skipped")
+    } else {
+        format!(
+            "{block} {keyword} `{}`: not a value vipd accepts: skipped",
+            directive.args().join(" ").escape_debug()
+        )
+    };
+    warn(warnings, &directive.at, message);
+}
+
 /// keepalived's defaults that global_defs can change for every instance.
 struct Globals {
     version: Option<(u8, Location)>,
@@ -585,11 +640,7 @@ fn global_defs(
             ("vrrp_garp_master_refresh", Some(value)) => {
                 globals.garp.refresh = seconds(value, &directive.at, warnings);
             }
-            (keyword, _) => warn(
-                warnings,
-                &directive.at,
-                format!("global_defs {keyword} has no vipd equivalent: skipped"),
-            ),
+            _ => unsupported(directive, "global_defs", GLOBAL_DEFS, warnings),
         }
     }
 }
@@ -621,11 +672,7 @@ fn vrrp_track_file(
                     );
                 }
             }
-            (keyword, _) => warn(
-                warnings,
-                &directive.at,
-                format!("vrrp_track_file {keyword} is not supported by vipd: skipped"),
-            ),
+            _ => unsupported(directive, "vrrp_track_file", &["file", "weight"], warnings),
         }
     }
     let Some(file) = file else {
@@ -700,11 +747,7 @@ fn vrrp_script(
                     );
                 }
             }
-            (keyword, _) => warn(
-                warnings,
-                at,
-                format!("vrrp_script {keyword} is not supported by vipd: skipped"),
-            ),
+            _ => unsupported(directive, "vrrp_script", VRRP_SCRIPT, warnings),
         }
     }
     let Some(command_at) = command_at else {
@@ -1039,11 +1082,7 @@ fn vrrp_instance(
             ("garp_master_repeat", Some(value)) => garp.repeat = count(value, at, warnings),
             ("garp_master_delay", Some(value)) => garp.delay = seconds(value, at, warnings),
             ("garp_master_refresh", Some(value)) => garp.refresh = seconds(value, at, warnings),
-            (keyword, _) => warn(
-                warnings,
-                at,
-                format!("vrrp_instance {keyword} has no vipd equivalent: skipped"),
-            ),
+            _ => unsupported(directive, "vrrp_instance", VRRP_INSTANCE, warnings),
         }
     }
     let Some(interface) = interface else {
