@@ -4,11 +4,14 @@ use std::future::Future;
 use std::net::IpAddr;
 
 use futures::TryStreamExt;
+use rtnetlink::packet_core::{NLM_F_CREATE, NLM_F_EXCL};
+use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressFlags, AddressMessage};
 use rtnetlink::{AddressMessageBuilder, Handle};
 
 use crate::NetError;
 use crate::netlink::NetlinkConnection;
+use crate::netlink_request::SyncRequests;
 
 /// `EEXIST`: adding an address that is there already.
 const EEXIST: i32 = 17;
@@ -128,10 +131,12 @@ pub trait AddressManager: Send + Sync {
     }
 }
 
-/// The kernel's address table through rtnetlink.
+/// The kernel's address table through rtnetlink: additions and removals answered in the
+/// caller's thread (see `netlink_request` for why), lookups through the rtnetlink connection.
 #[derive(Debug)]
 pub struct NetlinkAddresses {
     connection: NetlinkConnection,
+    requests: SyncRequests,
 }
 
 impl NetlinkAddresses {
@@ -140,6 +145,7 @@ impl NetlinkAddresses {
     pub fn new() -> Result<Self, NetError> {
         Ok(Self {
             connection: NetlinkConnection::open()?,
+            requests: SyncRequests::open()?,
         })
     }
 
@@ -188,30 +194,32 @@ fn errno_of(error: &rtnetlink::Error) -> Option<i32> {
 
 impl AddressManager for NetlinkAddresses {
     async fn add(&self, vip: &Vip) -> Result<Change, NetError> {
-        let message = Self::message(vip)?;
-        let mut request = self.handle().address().add(0, vip.address, vip.prefix_len);
-        *request.message_mut() = message;
-        match request.execute().await {
+        let message = RouteNetlinkMessage::NewAddress(Self::message(vip)?);
+        let subject = || vip.to_string();
+        match self
+            .requests
+            .request(message, NLM_F_CREATE | NLM_F_EXCL, "add address", &subject)
+        {
             Ok(()) => Ok(Change::Applied),
-            Err(error) if errno_of(&error) == Some(EEXIST) => Ok(Change::AlreadyInPlace),
-            Err(source) => Err(NetError::Netlink {
-                action: "add address",
-                subject: vip.to_string(),
-                source,
-            }),
+            Err(NetError::Netlink { source, .. }) if errno_of(&source) == Some(EEXIST) => {
+                Ok(Change::AlreadyInPlace)
+            }
+            Err(error) => Err(error),
         }
     }
 
     async fn remove(&self, vip: &Vip) -> Result<Change, NetError> {
-        let message = Self::message(vip)?;
-        match self.handle().address().del(message).execute().await {
+        let message = RouteNetlinkMessage::DelAddress(Self::message(vip)?);
+        let subject = || vip.to_string();
+        match self
+            .requests
+            .request(message, 0, "remove address", &subject)
+        {
             Ok(()) => Ok(Change::Applied),
-            Err(error) if errno_of(&error) == Some(EADDRNOTAVAIL) => Ok(Change::AlreadyInPlace),
-            Err(source) => Err(NetError::Netlink {
-                action: "remove address",
-                subject: vip.to_string(),
-                source,
-            }),
+            Err(NetError::Netlink { source, .. }) if errno_of(&source) == Some(EADDRNOTAVAIL) => {
+                Ok(Change::AlreadyInPlace)
+            }
+            Err(error) => Err(error),
         }
     }
 

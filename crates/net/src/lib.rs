@@ -69,6 +69,7 @@ mod interface;
 mod memory;
 mod monitor;
 mod netlink;
+mod netlink_request;
 mod sysctl;
 mod virtual_mac;
 mod vrrp_socket;
