@@ -4,12 +4,11 @@
 
 mod common;
 
-use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Scratch, start_vipd, wait_until};
+use common::{Scratch, http_exchange, start_vipd, wait_until};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use vipd_lab::{Lab, LabProcess};
@@ -43,26 +42,12 @@ fn action_status(lab: &Lab, listen: &str, token: &str) -> Result<u16, String> {
         "POST /api/v1/servers/none/none/drain HTTP/1.1\r\nHost: {listen}\r\n\
          Authorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     );
-    lab.in_host(NODE, move || {
-        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))
-            .map_err(|error| error.to_string())?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .map_err(|error| error.to_string())?;
-        stream
-            .write_all(request.as_bytes())
-            .map_err(|error| error.to_string())?;
-        let mut reply = String::new();
-        stream
-            .read_to_string(&mut reply)
-            .map_err(|error| error.to_string())?;
-        reply
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .ok_or_else(|| format!("not an HTTP reply: {reply:?}"))
-    })
-    .map_err(|error| error.to_string())?
+    let reply = http_exchange(lab, NODE, address, request)?;
+    reply
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("not an HTTP reply: {reply:?}"))
 }
 
 fn hang_up(vipd: &LabProcess) {

@@ -139,12 +139,28 @@ pub fn fetch(lab: &Lab, host: usize, target: SocketAddr) -> Result<String, Strin
 /// `GET path` on the control server of the vipd in `host` (127.0.0.1:9650 in its namespace).
 pub fn control_get(lab: &Lab, host: usize, path: &str) -> Result<String, String> {
     let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    let reply = http_exchange(
+        lab,
+        host,
+        "127.0.0.1:9650".parse().expect("address"),
+        request,
+    )?;
+    reply
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .ok_or_else(|| "no HTTP body".to_owned())
+}
+
+/// Sends `request` to `target` from `host` and returns the whole reply (the server closes).
+pub fn http_exchange(
+    lab: &Lab,
+    host: usize,
+    target: SocketAddr,
+    request: String,
+) -> Result<String, String> {
     lab.in_host(host, move || {
-        let mut stream = TcpStream::connect_timeout(
-            &"127.0.0.1:9650".parse().expect("address"),
-            Duration::from_secs(2),
-        )
-        .map_err(|error| error.to_string())?;
+        let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2))
+            .map_err(|error| error.to_string())?;
         stream
             .set_read_timeout(Some(Duration::from_secs(2)))
             .map_err(|error| error.to_string())?;
@@ -155,9 +171,7 @@ pub fn control_get(lab: &Lab, host: usize, path: &str) -> Result<String, String>
         stream
             .read_to_string(&mut text)
             .map_err(|error| error.to_string())?;
-        text.split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_owned())
-            .ok_or_else(|| "no HTTP body".to_owned())
+        Ok(text)
     })
     .map_err(|error| error.to_string())?
 }
