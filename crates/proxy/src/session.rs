@@ -167,7 +167,7 @@ async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
     };
     let server = Arc::clone(&slot.server);
     // Forwarding small writes at once matters more than packet count for request/response traffic.
-    let _ = accepted.client.set_nodelay(true);
+    // The client's socket has TCP_NODELAY from the listener (`frontend::bind`).
     let _ = server_stream.set_nodelay(true);
 
     // The address the client connected to: from its PROXY header, else asked of the socket only
