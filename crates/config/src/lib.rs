@@ -60,24 +60,47 @@ pub fn load(path: impl AsRef<Path>) -> Result<(Config, Vec<Warning>), LoadError>
 /// Reads the configuration file at `path` as text, refusing files over [`MAX_FILE_SIZE`].
 pub fn read_text(path: impl AsRef<Path>) -> Result<String, LoadError> {
     let path = path.as_ref();
-    let read_error = |source| LoadError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read_error)?;
+    read_bounded_text(path).map_err(|failure| match failure {
+        ReadFailure::Io(source) => LoadError::Read {
+            path: path.to_owned(),
+            source,
+        },
+        ReadFailure::TooLarge => LoadError::TooLarge {
+            path: path.to_owned(),
+            limit: MAX_FILE_SIZE,
+        },
+        ReadFailure::NotUtf8 { .. } => LoadError::NotUtf8 {
+            path: path.to_owned(),
+        },
+    })
+}
+
+/// Why a file could not be read as text; each reader (configuration, importer) words it.
+pub(crate) enum ReadFailure {
+    Io(std::io::Error),
+    TooLarge,
+    /// Not UTF-8; `line` is where the first invalid byte is (1-based).
+    NotUtf8 {
+        line: usize,
+    },
+}
+
+/// Reads `path` as UTF-8 text of at most [`MAX_FILE_SIZE`] bytes.
+pub(crate) fn read_bounded_text(path: &Path) -> Result<String, ReadFailure> {
+    let file = std::fs::File::open(path).map_err(ReadFailure::Io)?;
     let mut bytes = Vec::new();
     // Read one byte past the limit to tell "at the limit" from "over it" without trusting the
     // file's reported size (it could be a pipe or grow while we read).
     file.take(MAX_FILE_SIZE + 1)
         .read_to_end(&mut bytes)
-        .map_err(read_error)?;
+        .map_err(ReadFailure::Io)?;
     if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_FILE_SIZE {
-        return Err(LoadError::TooLarge {
-            path: path.to_owned(),
-            limit: MAX_FILE_SIZE,
-        });
+        return Err(ReadFailure::TooLarge);
     }
-    String::from_utf8(bytes).map_err(|_| LoadError::NotUtf8 {
-        path: path.to_owned(),
+    String::from_utf8(bytes).map_err(|error| {
+        let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
+        ReadFailure::NotUtf8 {
+            line: valid.split(|&byte| byte == b'\n').count(),
+        }
     })
 }

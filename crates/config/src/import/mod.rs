@@ -15,11 +15,10 @@ mod haproxy;
 mod keepalived;
 
 use std::fmt;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::{Config, Errors, MAX_FILE_SIZE};
+use crate::{Config, Errors, MAX_FILE_SIZE, ReadFailure};
 
 /// A line of a source file: `keepalived.conf:42`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -128,32 +127,23 @@ pub fn import_texts(
 
 /// Reads a source file as UTF-8 text of at most [`MAX_FILE_SIZE`] bytes.
 fn read_source(path: &Path) -> Result<String, ImportError> {
-    let read_error = |source| ImportError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_SIZE + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_error)?;
     let at = |line| Location {
         file: path.display().to_string().into(),
         line,
     };
-    if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_FILE_SIZE {
-        return Err(ImportError::Syntax {
+    crate::read_bounded_text(path).map_err(|failure| match failure {
+        ReadFailure::Io(source) => ImportError::Read {
+            path: path.to_owned(),
+            source,
+        },
+        ReadFailure::TooLarge => ImportError::Syntax {
             at: at(1),
             message: format!("larger than {MAX_FILE_SIZE} bytes: not a configuration file"),
-        });
-    }
-    String::from_utf8(bytes).map_err(|error| {
-        let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
-        let line = valid.split(|&byte| byte == b'\n').count();
-        ImportError::Syntax {
+        },
+        ReadFailure::NotUtf8 { line } => ImportError::Syntax {
             at: at(line),
             message: "not UTF-8 text (a binary file?)".to_owned(),
-        }
+        },
     })
 }
 
