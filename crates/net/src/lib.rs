@@ -6,7 +6,7 @@
 //! - **Namespace.** Every socket and netlink connection is opened in the network namespace of
 //!   the thread that calls the constructor, and stays there.
 //! - **Runtime.** Constructors of async types ([`VrrpSocket`], [`NetlinkAddresses`],
-//!   [`AddressMonitor`], [`LinkMonitor`], [`VirtualMac`]) must run inside a tokio runtime (current-
+//!   [`AddressMonitor`], [`LinkMonitor`], [`VirtualMac`], [`DeadlineTimer`]) must run inside a tokio runtime (current-
 //!   thread or multi-thread); netlink connections run as tasks on it and stop when the owning
 //!   value is dropped. [`PacketAnnouncer`] is synchronous (a non-blocking send).
 //! - **Privileges.** Raw and packet sockets need `CAP_NET_RAW`; address and link changes need
@@ -21,6 +21,15 @@
 //!   does not check the TTL (keepalived). Datagrams whose IP framing does not hold together are
 //!   dropped and counted. Nothing from the wire can panic this crate. Everything about the VRRP
 //!   message itself (version, checksum, VRID, auth...) is the caller's to validate.
+//! - **Arrival time.** [`ReceivedAdvert::received_at`] is the kernel's receive stamp
+//!   (`SO_TIMESTAMPNS`) on the monotonic clock: the RFC timers run from it, not from when a task
+//!   got to the socket.
+//! - **Blocking.** [`NetlinkAddresses::add`] and [`NetlinkAddresses::remove`] send their netlink
+//!   request and read the kernel's acknowledgement in the calling thread (tens of microseconds;
+//!   at most one second if the kernel never answers): no task hop on a takeover's critical path.
+//! - **Timers.** [`DeadlineTimer`] wakes a task at an instant to within microseconds (a
+//!   `timerfd` in tokio's reactor); its module is the crate's one `unsafe` block (registering the
+//!   descriptor with tokio).
 //! - **Idempotence.** Adding a present VIP or removing an absent one is success
 //!   ([`Change::AlreadyInPlace`]); [`AddressManager::reconcile`] reports what it had to fix.
 //! - **Monitors** report events after they start; netlink may drop notifications under
@@ -52,11 +61,12 @@
 //! let advert = socket.recv().await?;
 //! let _ = (advert.payload, advert.source, advert.destination);
 //!
-//! // Become master: emit with the codec (source_address() for the v3 checksum), then the VIP.
-//! let bytes: Vec<u8> = Vec::new(); // Advertisement::to_bytes(socket.source_address(), group, ..)
-//! socket.send(&bytes).await?;
+//! // Become master: the VIP, its announcement, then the advert from the codec
+//! // (source_address() for the v3 checksum).
 //! addresses.add(&vip).await?;
 //! announcer.announce(vip.address)?;
+//! let bytes: Vec<u8> = Vec::new(); // Advertisement::to_bytes(socket.source_address(), group, ..)
+//! socket.send(&bytes).await?;
 //! # Ok(())
 //! # }
 //! ```
