@@ -29,13 +29,11 @@ use socket2::{Domain, Protocol, SockAddr, SockFilter, Socket, Type};
 use tokio::net::UdpSocket;
 use tracing::{info, warn};
 
-use nix::sys::socket::setsockopt;
-
 use crate::interface::Interface;
 use crate::netlink::{NetlinkConnection, interface_index};
 use crate::sysctl::InterfaceSetting;
 use crate::vrrp_socket::{
-    Family, Ipv6Checksum, VRRP_PROTOCOL, VRRP_TTL, VrrpSocket, VrrpSocketConfig,
+    Family, VRRP_PROTOCOL, VrrpSocket, VrrpSocketConfig, set_advert_send_options,
 };
 use crate::{NetError, ReceivedAdvert, TransportStats, VrrpTransport};
 
@@ -498,18 +496,11 @@ impl VirtualMacTransport {
         socket
             .bind_device(Some(virtual_mac_interface.as_bytes()))
             .map_err(fail("bind to device"))?;
+        set_advert_send_options(&socket, family, index)
+            .map_err(|(action, source)| fail(action)(source))?;
         let source = receive.source_address();
         let link = match (family, source) {
             (Family::Ipv4, _) => {
-                socket
-                    .set_ttl_v4(u32::from(VRRP_TTL))
-                    .map_err(fail("set TTL"))?;
-                socket
-                    .set_multicast_ttl_v4(u32::from(VRRP_TTL))
-                    .map_err(fail("set multicast TTL"))?;
-                socket
-                    .set_multicast_loop_v4(false)
-                    .map_err(fail("disable multicast loop"))?;
                 // Without it the kernel would pick the macvlan's own address: a VIP on the
                 // master.
                 socket
@@ -518,21 +509,6 @@ impl VirtualMacTransport {
                 None
             }
             (Family::Ipv6, IpAddr::V6(link_local)) => {
-                socket
-                    .set_unicast_hops_v6(u32::from(VRRP_TTL))
-                    .map_err(fail("set hop limit"))?;
-                socket
-                    .set_multicast_hops_v6(u32::from(VRRP_TTL))
-                    .map_err(fail("set multicast hop limit"))?;
-                socket
-                    .set_multicast_loop_v6(false)
-                    .map_err(fail("disable multicast loop"))?;
-                socket
-                    .set_multicast_if_v6(index)
-                    .map_err(fail("set multicast interface"))?;
-                // RFC 5798 §5.2.8: the kernel computes the checksum over the pseudo-header.
-                setsockopt(&socket, Ipv6Checksum, &IPV6_CHECKSUM_OFFSET)
-                    .map_err(|errno| fail("enable IPV6_CHECKSUM")(errno.into()))?;
                 // The parent's link-local address is not on the macvlan (which has none, see
                 // IPV6_MACVLAN_SETTINGS): binding to it needs freebind.
                 socket
@@ -618,9 +594,6 @@ impl VrrpTransport for VirtualMacTransport {
         Ok(())
     }
 }
-
-/// Offset of the checksum in a VRRP message, for `IPV6_CHECKSUM`.
-const IPV6_CHECKSUM_OFFSET: i32 = 6;
 
 #[cfg(test)]
 mod tests {

@@ -48,6 +48,49 @@ sockopt_impl!(
     libc::c_int
 );
 
+/// The options of every raw socket that sends adverts, on `interface_index`: TTL / hop limit 255
+/// (RFC 5798 §5.1.1.3, §5.1.2.3; receivers drop anything else, §7.1), no loopback of our own
+/// adverts (they would come back as a peer's), and for IPv6 the output interface of multicast
+/// and the kernel-computed checksum over the pseudo-header (§5.2.8). On failure, the option
+/// that failed.
+pub(crate) fn set_advert_send_options(
+    socket: &Socket,
+    family: Family,
+    interface_index: u32,
+) -> Result<(), (&'static str, io::Error)> {
+    let named = |action: &'static str| move |source: io::Error| (action, source);
+    match family {
+        Family::Ipv4 => {
+            socket
+                .set_ttl_v4(u32::from(VRRP_TTL))
+                .map_err(named("set TTL"))?;
+            socket
+                .set_multicast_ttl_v4(u32::from(VRRP_TTL))
+                .map_err(named("set multicast TTL"))?;
+            socket
+                .set_multicast_loop_v4(false)
+                .map_err(named("disable multicast loop"))?;
+        }
+        Family::Ipv6 => {
+            socket
+                .set_unicast_hops_v6(u32::from(VRRP_TTL))
+                .map_err(named("set hop limit"))?;
+            socket
+                .set_multicast_hops_v6(u32::from(VRRP_TTL))
+                .map_err(named("set multicast hop limit"))?;
+            socket
+                .set_multicast_loop_v6(false)
+                .map_err(named("disable multicast loop"))?;
+            socket
+                .set_multicast_if_v6(interface_index)
+                .map_err(named("set multicast interface"))?;
+            setsockopt(socket, Ipv6Checksum, &CHECKSUM_OFFSET)
+                .map_err(|errno| ("enable IPV6_CHECKSUM", errno.into()))?;
+        }
+    }
+    Ok(())
+}
+
 /// The address family of a VRRP socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -174,15 +217,6 @@ impl VrrpSocket {
             .map_err(fail("bind to device"))?;
         match config.family {
             Family::Ipv4 => {
-                socket
-                    .set_ttl_v4(u32::from(VRRP_TTL))
-                    .map_err(fail("set TTL"))?;
-                socket
-                    .set_multicast_ttl_v4(u32::from(VRRP_TTL))
-                    .map_err(fail("set multicast TTL"))?;
-                socket
-                    .set_multicast_loop_v4(false)
-                    .map_err(fail("disable multicast loop"))?;
                 // Only the groups this socket joined: with the default (IP_MULTICAST_ALL on) a
                 // raw socket also gets every group any other socket joined on the interface.
                 socket
@@ -193,28 +227,16 @@ impl VrrpSocket {
             }
             Family::Ipv6 => {
                 socket
-                    .set_unicast_hops_v6(u32::from(VRRP_TTL))
-                    .map_err(fail("set hop limit"))?;
-                socket
-                    .set_multicast_hops_v6(u32::from(VRRP_TTL))
-                    .map_err(fail("set multicast hop limit"))?;
-                socket
-                    .set_multicast_loop_v6(false)
-                    .map_err(fail("disable multicast loop"))?;
-                socket
-                    .set_multicast_if_v6(interface.index)
-                    .map_err(fail("set multicast interface"))?;
-                socket
                     .set_multicast_all_v6(false)
                     .map_err(fail("disable IPV6_MULTICAST_ALL"))?;
                 setsockopt(&socket, sockopt::Ipv6RecvPacketInfo, &true)
                     .map_err(|errno| fail("enable IPV6_RECVPKTINFO")(errno.into()))?;
                 setsockopt(&socket, sockopt::Ipv6RecvHopLimit, &true)
                     .map_err(|errno| fail("enable IPV6_RECVHOPLIMIT")(errno.into()))?;
-                setsockopt(&socket, Ipv6Checksum, &CHECKSUM_OFFSET)
-                    .map_err(|errno| fail("enable IPV6_CHECKSUM")(errno.into()))?;
             }
         }
+        set_advert_send_options(&socket, config.family, interface.index)
+            .map_err(|(action, source)| fail(action)(source))?;
         // The arrival time of each advert: the RFC timers run from it (see `monotonic_arrival`).
         setsockopt(&socket, sockopt::ReceiveTimestampns, &true)
             .map_err(|errno| fail("enable SO_TIMESTAMPNS")(errno.into()))?;
