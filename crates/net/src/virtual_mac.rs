@@ -19,8 +19,8 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
 use rtnetlink::packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode};
@@ -161,7 +161,11 @@ pub struct VirtualMac {
     name: String,
     index: u32,
     parent: String,
+    mac: [u8; 6],
+    family: Family,
     holds_parent: bool,
+    /// How many times [`VirtualMac::recreate`] put the interface back.
+    recreated: u64,
 }
 
 impl VirtualMac {
@@ -221,9 +225,20 @@ impl VirtualMac {
             name: name.to_owned(),
             index: interface_index(name)?,
             parent: parent.to_owned(),
+            mac,
+            family,
             holds_parent: false,
+            recreated: 0,
         };
-        match virtual_mac.configure(mac, family).await {
+        // The parent's settings first, before the macvlan comes up with the VIPs' MAC.
+        let configured = match hold_parent(parent) {
+            Ok(()) => {
+                virtual_mac.holds_parent = true;
+                virtual_mac.configure().await
+            }
+            Err(error) => Err(error),
+        };
+        match configured {
             Ok(()) => Ok(virtual_mac),
             Err(error) => {
                 if created {
@@ -235,7 +250,43 @@ impl VirtualMac {
         }
     }
 
-    async fn configure(&mut self, mac: [u8; 6], family: Family) -> Result<(), NetError> {
+    /// Puts the interface back after someone deleted it (`ip link del`), with the same parent,
+    /// MAC, mode and settings; adopts it instead when it is back already. The parent's ARP
+    /// settings are still held. Up (IPv4) or down (IPv6) as after [`VirtualMac::create`]: the
+    /// instance's link watch and VIP reconciliation do the rest.
+    pub async fn recreate(&mut self) -> Result<(), NetError> {
+        let parent_index = interface_index(&self.parent)?;
+        let adoptable = match interface_index(&self.name) {
+            Ok(index) => {
+                macvlan_parent(&self.connection, index, &self.name).await? == Some(parent_index)
+            }
+            Err(_) => false,
+        };
+        if !adoptable {
+            add_macvlan(
+                &self.connection,
+                &self.parent,
+                parent_index,
+                &self.name,
+                self.mac,
+            )
+            .await?;
+        }
+        self.index = interface_index(&self.name)?;
+        self.configure().await?;
+        self.recreated += 1;
+        Ok(())
+    }
+
+    /// How many times [`VirtualMac::recreate`] put the interface back.
+    pub fn recreated(&self) -> u64 {
+        self.recreated
+    }
+
+    /// Writes the macvlan's settings, its MAC and its admin state (the parent's are
+    /// [`hold_parent`]'s).
+    async fn configure(&self) -> Result<(), NetError> {
+        let (mac, family) = (self.mac, self.family);
         let by_family: &[(Family, &str, i64)] = match family {
             Family::Ipv4 => &IPV4_MACVLAN_SETTINGS,
             Family::Ipv6 => &IPV6_MACVLAN_SETTINGS,
@@ -247,8 +298,6 @@ impl VirtualMac {
             };
             setting.write(value)?;
         }
-        hold_parent(&self.parent)?;
-        self.holds_parent = true;
         // The kernel applies the larger of `all` and the interface's rp_filter.
         if InterfaceSetting::ipv4("all", "rp_filter")
             .read()
@@ -455,13 +504,23 @@ const BPF_DROP_ALL: u16 = 0x06;
 #[derive(Debug)]
 pub struct VirtualMacTransport {
     receive: VrrpSocket,
-    /// Send-only: a filter drops everything that would be queued for it.
-    send: UdpSocket,
+    family: Family,
     interface: String,
-    index: u32,
+    /// Replaced when the macvlan has another index than the one it is bound to: a socket bound
+    /// to a deleted interface (`ip link del`, until [`VirtualMac::recreate`]) sends nowhere.
+    send: Mutex<Arc<SendSocket>>,
     /// IPv6 only: brings the macvlan up to send.
     link: Option<LinkAdmin>,
     sent: AtomicU64,
+}
+
+/// A send-only raw socket bound to one incarnation of the macvlan.
+#[derive(Debug)]
+struct SendSocket {
+    /// A filter drops everything that would be queued for it.
+    socket: UdpSocket,
+    /// The macvlan's index when the socket was opened.
+    index: u32,
 }
 
 impl VirtualMacTransport {
@@ -471,72 +530,103 @@ impl VirtualMacTransport {
     pub fn open(parent: VrrpSocketConfig, virtual_mac_interface: &str) -> Result<Self, NetError> {
         let family = parent.family;
         let receive = VrrpSocket::open(parent)?;
-        let index = interface_index(virtual_mac_interface)?;
-        let fail = |action: &'static str| {
-            move |source: std::io::Error| NetError::Socket {
-                action,
-                interface: virtual_mac_interface.to_owned(),
-                source,
-            }
+        let send = open_send_socket(family, virtual_mac_interface, receive.source_address())?;
+        let link = match family {
+            Family::Ipv4 => None,
+            Family::Ipv6 => Some(LinkAdmin::open()?),
         };
-        let domain = match family {
-            Family::Ipv4 => Domain::IPV4,
-            Family::Ipv6 => Domain::IPV6,
-        };
-        let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(VRRP_PROTOCOL)))
-            .map_err(fail("open raw socket"))?;
-        socket
-            .attach_filter(&[SockFilter::new(BPF_DROP_ALL, 0, 0, 0)])
-            .map_err(fail("attach a drop-all filter"))?;
-        socket
-            .set_nonblocking(true)
-            .map_err(fail("set non-blocking"))?;
-        // Bound to the macvlan, multicast included: the kernel takes the bound device as the
-        // output interface.
-        socket
-            .bind_device(Some(virtual_mac_interface.as_bytes()))
-            .map_err(fail("bind to device"))?;
-        set_advert_send_options(&socket, family, index)
-            .map_err(|(action, source)| fail(action)(source))?;
-        let source = receive.source_address();
-        let link = match (family, source) {
-            (Family::Ipv4, _) => {
-                // Without it the kernel would pick the macvlan's own address: a VIP on the
-                // master.
-                socket
-                    .bind(&SockAddr::from(SocketAddr::new(source, 0)))
-                    .map_err(fail("bind to the parent's address"))?;
-                None
-            }
-            (Family::Ipv6, IpAddr::V6(link_local)) => {
-                // The parent's link-local address is not on the macvlan (which has none, see
-                // IPV6_MACVLAN_SETTINGS): binding to it needs freebind.
-                socket
-                    .set_freebind_v6(true)
-                    .map_err(fail("enable IPV6_FREEBIND"))?;
-                socket
-                    .bind(&SockAddr::from(SocketAddrV6::new(link_local, 0, 0, index)))
-                    .map_err(fail("bind to the parent's link-local address"))?;
-                Some(LinkAdmin::open()?)
-            }
-            (Family::Ipv6, IpAddr::V4(_)) => {
-                return Err(NetError::Invalid {
-                    what: "virtual MAC transport",
-                    detail: format!("an IPv6 transport with the IPv4 source {source}"),
-                });
-            }
-        };
-        let send = UdpSocket::from_std(std::net::UdpSocket::from(socket))
-            .map_err(fail("register with tokio"))?;
         Ok(Self {
             receive,
-            send,
+            family,
             interface: virtual_mac_interface.to_owned(),
-            index,
+            send: Mutex::new(Arc::new(send)),
             link,
             sent: AtomicU64::new(0),
         })
     }
+
+    /// The send socket for the macvlan as it is now, reopened when it was deleted and created
+    /// again since the last send.
+    fn current_send_socket(&self) -> Result<Arc<SendSocket>, NetError> {
+        let index = interface_index(&self.interface)?;
+        let mut send = self
+            .send
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if send.index != index {
+            info!(interface = %self.interface, "the virtual MAC interface was recreated; reopening its send socket");
+            *send = Arc::new(open_send_socket(
+                self.family,
+                &self.interface,
+                self.receive.source_address(),
+            )?);
+        }
+        Ok(Arc::clone(&send))
+    }
+}
+
+/// Opens the send-only socket on the macvlan `interface`, with `source` (the parent's address)
+/// as the adverts' IP source.
+fn open_send_socket(
+    family: Family,
+    interface: &str,
+    source: IpAddr,
+) -> Result<SendSocket, NetError> {
+    let index = interface_index(interface)?;
+    let fail = |action: &'static str| {
+        move |source: std::io::Error| NetError::Socket {
+            action,
+            interface: interface.to_owned(),
+            source,
+        }
+    };
+    let domain = match family {
+        Family::Ipv4 => Domain::IPV4,
+        Family::Ipv6 => Domain::IPV6,
+    };
+    let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(VRRP_PROTOCOL)))
+        .map_err(fail("open raw socket"))?;
+    socket
+        .attach_filter(&[SockFilter::new(BPF_DROP_ALL, 0, 0, 0)])
+        .map_err(fail("attach a drop-all filter"))?;
+    socket
+        .set_nonblocking(true)
+        .map_err(fail("set non-blocking"))?;
+    // Bound to the macvlan, multicast included: the kernel takes the bound device as the
+    // output interface.
+    socket
+        .bind_device(Some(interface.as_bytes()))
+        .map_err(fail("bind to device"))?;
+    set_advert_send_options(&socket, family, index)
+        .map_err(|(action, source)| fail(action)(source))?;
+    match (family, source) {
+        (Family::Ipv4, _) => {
+            // Without it the kernel would pick the macvlan's own address: a VIP on the
+            // master.
+            socket
+                .bind(&SockAddr::from(SocketAddr::new(source, 0)))
+                .map_err(fail("bind to the parent's address"))?;
+        }
+        (Family::Ipv6, IpAddr::V6(link_local)) => {
+            // The parent's link-local address is not on the macvlan (which has none, see
+            // IPV6_MACVLAN_SETTINGS): binding to it needs freebind.
+            socket
+                .set_freebind_v6(true)
+                .map_err(fail("enable IPV6_FREEBIND"))?;
+            socket
+                .bind(&SockAddr::from(SocketAddrV6::new(link_local, 0, 0, index)))
+                .map_err(fail("bind to the parent's link-local address"))?;
+        }
+        (Family::Ipv6, IpAddr::V4(_)) => {
+            return Err(NetError::Invalid {
+                what: "virtual MAC transport",
+                detail: format!("an IPv6 transport with the IPv4 source {source}"),
+            });
+        }
+    }
+    let socket = UdpSocket::from_std(std::net::UdpSocket::from(socket))
+        .map_err(fail("register with tokio"))?;
+    Ok(SendSocket { socket, index })
 }
 
 impl VrrpTransport for VirtualMacTransport {
@@ -570,10 +660,11 @@ impl VrrpTransport for VirtualMacTransport {
     }
 
     async fn send_to(&self, payload: &[u8], destination: IpAddr) -> Result<(), NetError> {
+        let send = self.current_send_socket()?;
         let target = match destination {
             IpAddr::V4(v4) => SocketAddr::V4(SocketAddrV4::new(v4, 0)),
             // Link-local and multicast destinations need the interface as scope.
-            IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, 0, 0, self.index)),
+            IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, 0, 0, send.index)),
         };
         if let Some(link) = &self.link {
             // Only a master sends: the first advert of a new master finds the link down.
@@ -582,7 +673,7 @@ impl VrrpTransport for VirtualMacTransport {
                 link.set_up(&self.interface, true).await?;
             }
         }
-        self.send
+        send.socket
             .send_to(payload, target)
             .await
             .map_err(|source| NetError::Send {
