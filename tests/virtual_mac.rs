@@ -81,6 +81,21 @@ fn neighbour_mac(lab: &Lab, host: usize, address: IpAddr) -> Option<String> {
     words.next().map(str::to_owned)
 }
 
+/// `text` without the ANSI colour sequences (`ESC [ ... m`) of vipd's log.
+fn without_colours(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut in_sequence = false;
+    for character in text.chars() {
+        match (in_sequence, character) {
+            (false, '\u{1b}') => in_sequence = true,
+            (false, _) => plain.push(character),
+            (true, 'm') => in_sequence = false,
+            (true, _) => {}
+        }
+    }
+    plain
+}
+
 fn log(scratch: &Scratch, name: &str) -> String {
     std::fs::read_to_string(scratch.0.join(name)).unwrap_or_default()
 }
@@ -175,6 +190,48 @@ impl VirtualMacCapture {
     }
 }
 
+/// The stretches of time a node was master, from polls of its state.
+#[derive(Default)]
+struct MasterStretches {
+    since: Option<std::time::Instant>,
+    longest: Duration,
+}
+
+impl MasterStretches {
+    fn observe(&mut self, master: bool) {
+        match (master, self.since) {
+            (true, None) => self.since = Some(std::time::Instant::now()),
+            (false, Some(since)) => {
+                self.longest = self.longest.max(since.elapsed());
+                self.since = None;
+            }
+            _ => {}
+        }
+    }
+
+    fn is_master(&self) -> bool {
+        self.since.is_some()
+    }
+}
+
+/// `host`'s IPv4 macvlan as vipd makes it: the virtual MAC in VEPA mode, no IPv6, ARP answered
+/// only for its own addresses; and the parent's ARP settings.
+fn assert_macvlan_settings(lab: &Lab, host: usize) {
+    let link = lab
+        .run(host, &["ip", "-d", "link", "show", MACVLAN])
+        .unwrap_or_else(|error| panic!("host {host} has no {MACVLAN}: {error}"));
+    assert!(link.contains(VIRTUAL_MAC), "{link}");
+    assert!(link.contains("macvlan mode vepa"), "{link}");
+    let ipv6 = lab
+        .run(host, &["ip", "-6", "addr", "show", "dev", MACVLAN])
+        .expect("ip runs");
+    assert!(ipv6.trim().is_empty(), "IPv6 on the macvlan: {ipv6}");
+    assert_eq!(ipv4_setting(lab, host, MACVLAN, "arp_ignore"), "1");
+    assert_eq!(ipv4_setting(lab, host, MACVLAN, "rp_filter"), "0");
+    assert_eq!(ipv4_setting(lab, host, "eth0", "arp_ignore"), "1");
+    assert_eq!(ipv4_setting(lab, host, "eth0", "arp_announce"), "2");
+}
+
 fn has_macvlan(lab: &Lab, host: usize) -> bool {
     lab.run(host, &["ip", "link", "show", MACVLAN]).is_ok()
 }
@@ -243,19 +300,7 @@ fn only_the_master_sends_from_the_virtual_mac_and_clients_keep_it_across_a_failo
         "the VIP is not on {MACVLAN}: {on_macvlan}"
     );
     for host in [LB1, LB2] {
-        let link = lab
-            .run(host, &["ip", "-d", "link", "show", MACVLAN])
-            .unwrap_or_else(|error| panic!("host {host} has no {MACVLAN}: {error}"));
-        assert!(link.contains(VIRTUAL_MAC), "{link}");
-        assert!(link.contains("macvlan mode vepa"), "{link}");
-        let ipv6 = lab
-            .run(host, &["ip", "-6", "addr", "show", "dev", MACVLAN])
-            .expect("ip runs");
-        assert!(ipv6.trim().is_empty(), "IPv6 on the macvlan: {ipv6}");
-        assert_eq!(ipv4_setting(&lab, host, MACVLAN, "arp_ignore"), "1");
-        assert_eq!(ipv4_setting(&lab, host, MACVLAN, "rp_filter"), "0");
-        assert_eq!(ipv4_setting(&lab, host, "eth0", "arp_ignore"), "1");
-        assert_eq!(ipv4_setting(&lab, host, "eth0", "arp_announce"), "2");
+        assert_macvlan_settings(&lab, host);
     }
     assert!(!holds(&lab, LB2, vip), "the backup must not hold the VIP");
 
@@ -414,6 +459,53 @@ fn only_the_master_sends_from_the_virtual_mac_and_clients_keep_it_across_a_failo
         from_demoted.is_empty(),
         "lb2, backup again, sent frames from the virtual MAC:\n{}",
         from_demoted.join("\n")
+    );
+
+    // Someone deletes the master's macvlan by hand: vipd creates it again with the same
+    // settings; its link watch ends the Fault the deletion caused and lb1 preempts again.
+    lab.run(LB1, &["ip", "link", "del", MACVLAN])
+        .expect("delete lb1's macvlan by hand");
+    let mut lb2_took_over = MasterStretches::default();
+    let recovered = wait_until(Duration::from_secs(10), || {
+        lb2_took_over.observe(instance_state(&lab, LB2, "api").as_deref() == Some("master"));
+        instance_state(&lab, LB1, "api").as_deref() == Some("master")
+            && holds(&lab, LB1, vip)
+            && !lb2_took_over.is_master()
+    });
+    assert!(
+        recovered.is_some(),
+        "lb1 did not become master with the VIP after its macvlan was deleted; lb2: {:?}\nlog:\n{}",
+        instance_state(&lab, LB2, "api"),
+        log(&scratch, "lb1-again.log")
+    );
+    assert_macvlan_settings(&lab, LB1);
+    assert!(
+        wait_until(Duration::from_secs(5), || connects(&lab, target)).is_some(),
+        "the client cannot connect through the recreated macvlan"
+    );
+    assert_eq!(
+        neighbour_mac(&lab, CLIENT, vip).as_deref(),
+        Some(VIRTUAL_MAC)
+    );
+    // lb2 takes over when lb1 goes to Fault (or misses its adverts), and gives the VIP back
+    // when lb1, recreated and out of Fault as backup, lets its Master_Down_Interval pass with
+    // lb2's lower-priority adverts ignored (RFC 5798 §6.4.2, preempt) and sends its first
+    // advert. So lb2 is master for at most: recreation and the link notification (well under
+    // one advert interval), lb1's Master_Down_Interval (3 × 200 ms + (256 - 150) / 256 × 200 ms
+    // = 683 ms, §6.1), and one more interval for lb1's advert to arrive and for this poll.
+    let bound = Duration::from_millis(683 + 2 * 200);
+    assert!(
+        lb2_took_over.longest <= bound,
+        "lb2 was master for {:?} (bound {bound:?}) while lb1's macvlan came back",
+        lb2_took_over.longest
+    );
+    let lb1_log = without_colours(&log(&scratch, "lb1-again.log"));
+    assert!(
+        lb1_log.lines().any(
+            |line| line.contains("deleted by someone else; created it again")
+                && line.contains("recreated=1")
+        ),
+        "lb1 did not log the recreation with its count:\n{lb1_log}"
     );
 
     // Shutdown removes the macvlan and, on lb2 (whose run changed them), puts eth0's ARP

@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use tokio::sync::{broadcast, watch};
-use tracing::warn;
+use tracing::{error, warn};
 use vipd_config::VrrpInstance;
 use vipd_net::{
     AddressEvent, AddressManager, AddressMonitor, Announce, Change, Family, Interface, LinkAdmin,
@@ -64,6 +65,100 @@ pub struct LinuxHost {
     links: watch::Sender<Links>,
     indexes: Arc<Mutex<BTreeMap<u32, String>>>,
     address_events: broadcast::Sender<AddressEvent>,
+    virtual_macs: Arc<KeptVirtualMacs>,
+}
+
+/// The macvlans of this host's virtual MAC instances, by name. One deleted by someone else
+/// (`ip link del vrrp.51`) is created again, as keepalived does with its vmac: otherwise an IPv4
+/// instance would stay in Fault (its macvlan is gone) and an IPv6 one could not send, until vipd
+/// restarts. Removing one through [`Host::remove_virtual_mac`] takes it out of here first.
+#[derive(Default)]
+struct KeptVirtualMacs {
+    by_name: tokio::sync::Mutex<BTreeMap<String, KeptVirtualMac>>,
+    /// The index a recreated macvlan had when its instance started, by its index now. The
+    /// instance matches address events on the first one (a VIP deleted by hand is put back at
+    /// once), so the address monitor reports the new one as the old.
+    first_index: Mutex<BTreeMap<u32, u32>>,
+}
+
+struct KeptVirtualMac {
+    virtual_mac: VirtualMac,
+    first_index: u32,
+}
+
+impl KeptVirtualMacs {
+    /// Recreates `name` if it is one of ours and gone, retrying every second while it fails
+    /// (its parent may be gone too) and while it is still wanted.
+    async fn recreate(&self, name: &str, indexes: &Mutex<BTreeMap<u32, String>>) {
+        let mut failed_before = false;
+        loop {
+            {
+                let mut kept = self.by_name.lock().await;
+                // Removed on purpose (reload, shutdown): nothing to keep.
+                let Some(entry) = kept.get_mut(name) else {
+                    return;
+                };
+                let old_index = entry.virtual_mac.index();
+                // A late notification of a deletion already repaired, or of the macvlan an
+                // instance that replaced ours created again.
+                if Interface::lookup(name).is_ok_and(|interface| interface.index == old_index) {
+                    return;
+                }
+                match entry.virtual_mac.recreate().await {
+                    Ok(()) => {
+                        let index = entry.virtual_mac.index();
+                        if let Ok(mut first) = self.first_index.lock() {
+                            first.remove(&old_index);
+                            first.insert(index, entry.first_index);
+                        }
+                        if let Ok(mut indexes) = indexes.lock() {
+                            indexes.insert(index, name.to_owned());
+                        }
+                        warn!(
+                            interface = name,
+                            recreated = entry.virtual_mac.recreated(),
+                            "the virtual MAC interface was deleted by someone else; created it again"
+                        );
+                        return;
+                    }
+                    Err(error) if !failed_before => {
+                        failed_before = true;
+                        error!(interface = name, %error, "recreating the deleted virtual MAC interface failed; retrying every second");
+                    }
+                    Err(_) => {}
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+
+    /// `event` with the index the instances know for a recreated macvlan.
+    fn with_first_index(&self, event: AddressEvent) -> AddressEvent {
+        let Ok(first) = self.first_index.lock() else {
+            return event;
+        };
+        let known = |index: u32| first.get(&index).copied().unwrap_or(index);
+        match event {
+            AddressEvent::Added {
+                interface_index,
+                address,
+                prefix_len,
+            } => AddressEvent::Added {
+                interface_index: known(interface_index),
+                address,
+                prefix_len,
+            },
+            AddressEvent::Removed {
+                interface_index,
+                address,
+                prefix_len,
+            } => AddressEvent::Removed {
+                interface_index: known(interface_index),
+                address,
+                prefix_len,
+            },
+        }
+    }
 }
 
 impl LinuxHost {
@@ -79,9 +174,11 @@ impl LinuxHost {
         let indexes: Arc<Mutex<BTreeMap<u32, String>>> = Arc::default();
         let (address_events, _) = broadcast::channel(256);
 
+        let virtual_macs = Arc::new(KeptVirtualMacs::default());
         let mut link_monitor = LinkMonitor::start().context("starting the link monitor")?;
         let link_tx = links.clone();
         let link_indexes = Arc::clone(&indexes);
+        let kept = Arc::clone(&virtual_macs);
         tokio::spawn(async move {
             while let Some(event) = link_monitor.next().await {
                 let name = event.name.clone().or_else(|| {
@@ -91,6 +188,11 @@ impl LinuxHost {
                         .and_then(|indexes| indexes.get(&event.interface_index).cloned())
                 });
                 let Some(name) = name else { continue };
+                if event.state == LinkState::Removed {
+                    let (kept, indexes, name) =
+                        (Arc::clone(&kept), Arc::clone(&link_indexes), name.clone());
+                    tokio::spawn(async move { kept.recreate(&name, &indexes).await });
+                }
                 let up = event.state == LinkState::Up;
                 link_tx.send_if_modified(|links| match links.get_mut(&name) {
                     // Only followed interfaces are published.
@@ -107,10 +209,11 @@ impl LinuxHost {
         let mut address_monitor =
             AddressMonitor::start().context("starting the address monitor")?;
         let events = address_events.clone();
+        let kept = Arc::clone(&virtual_macs);
         tokio::spawn(async move {
             while let Some(event) = address_monitor.next().await {
                 // No receiver is fine: no instance cares right now.
-                let _ = events.send(event);
+                let _ = events.send(kept.with_first_index(event));
             }
             warn!("address monitor ended; instances fall back to periodic reconciliation");
         });
@@ -120,6 +223,7 @@ impl LinuxHost {
             links,
             indexes,
             address_events,
+            virtual_macs,
         })
     }
 }
@@ -127,8 +231,9 @@ impl LinuxHost {
 impl Host for LinuxHost {
     type Transport = LinuxTransport;
     type Addresses = LinuxAddresses;
-    type Announcer = PacketAnnouncer;
-    type VirtualMac = VirtualMac;
+    type Announcer = LinuxAnnouncer;
+    /// Its name: the macvlan itself is kept by the host, which recreates it when deleted.
+    type VirtualMac = String;
 
     fn transport(&self, instance: &VrrpInstance) -> Result<LinuxTransport> {
         let family = if instance.is_ipv6() {
@@ -172,7 +277,7 @@ impl Host for LinuxHost {
         &self,
         instance: &VrrpInstance,
         virtual_mac: &vipd_config::VirtualMac,
-    ) -> Result<VirtualMac> {
+    ) -> Result<String> {
         let family = if instance.is_ipv6() {
             Family::Ipv6
         } else {
@@ -195,21 +300,40 @@ impl Host for LinuxHost {
             self.addresses
                 .up_while_holding(&virtual_mac.interface, true);
         }
-        Ok(created)
+        let name = created.name().to_owned();
+        let first_index = created.index();
+        self.virtual_macs.by_name.lock().await.insert(
+            name.clone(),
+            KeptVirtualMac {
+                virtual_mac: created,
+                first_index,
+            },
+        );
+        Ok(name)
     }
 
-    async fn remove_virtual_mac(&self, virtual_mac: VirtualMac) -> Result<()> {
-        let name = virtual_mac.name().to_owned();
+    async fn remove_virtual_mac(&self, name: String) -> Result<()> {
         self.addresses.up_while_holding(&name, false);
-        virtual_mac
+        let Some(kept) = self.virtual_macs.by_name.lock().await.remove(&name) else {
+            return Ok(());
+        };
+        if let Ok(mut first) = self.virtual_macs.first_index.lock() {
+            first.remove(&kept.virtual_mac.index());
+        }
+        kept.virtual_mac
             .remove()
             .await
             .with_context(|| format!("removing the virtual MAC interface {name}"))
     }
 
-    fn announcer(&self, interface: &str) -> Result<PacketAnnouncer> {
-        PacketAnnouncer::open(interface)
-            .with_context(|| format!("opening a packet socket on {interface}"))
+    fn announcer(&self, interface: &str) -> Result<LinuxAnnouncer> {
+        let index = self.interface_index(interface)?;
+        let packets = PacketAnnouncer::open(interface)
+            .with_context(|| format!("opening a packet socket on {interface}"))?;
+        Ok(LinuxAnnouncer {
+            interface: interface.to_owned(),
+            packets: Mutex::new((packets, index)),
+        })
     }
 
     fn addresses(&self) -> Arc<LinuxAddresses> {
@@ -297,6 +421,33 @@ impl AddressManager for LinuxAddresses {
 
     async fn contains(&self, vip: &Vip) -> Result<bool, NetError> {
         self.netlink.contains(vip).await
+    }
+}
+
+/// The real host's announcer: a packet socket addressed to the interface's index, opened again
+/// when a send fails because the interface was deleted and created again since (a virtual MAC
+/// interface [`KeptVirtualMacs`] recreated has a new index).
+pub struct LinuxAnnouncer {
+    interface: String,
+    /// The socket, and the interface index it sends to.
+    packets: Mutex<(PacketAnnouncer, u32)>,
+}
+
+impl Announce for LinuxAnnouncer {
+    fn announce(&self, address: IpAddr) -> Result<(), NetError> {
+        let mut packets = self
+            .packets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Err(error) = packets.0.announce(address) else {
+            return Ok(());
+        };
+        let index = match Interface::lookup(&self.interface) {
+            Ok(interface) if interface.index != packets.1 => interface.index,
+            _ => return Err(error),
+        };
+        *packets = (PacketAnnouncer::open(&self.interface)?, index);
+        packets.0.announce(address)
     }
 }
 
