@@ -72,9 +72,12 @@ pub struct LinuxHost {
 /// (`ip link del vrrp.51`) is created again, as keepalived does with its vmac: otherwise an IPv4
 /// instance would stay in Fault (its macvlan is gone) and an IPv6 one could not send, until vipd
 /// restarts. Removing one through [`Host::remove_virtual_mac`] takes it out of here first.
-#[derive(Default)]
 struct KeptVirtualMacs {
     by_name: tokio::sync::Mutex<BTreeMap<String, KeptVirtualMac>>,
+    /// The host's interface names by index, for link events without a name.
+    indexes: Arc<Mutex<BTreeMap<u32, String>>>,
+    addresses: Arc<LinuxAddresses>,
+    address_events: broadcast::Sender<AddressEvent>,
     /// The index a recreated macvlan had when its instance started, by its index now. The
     /// instance matches address events on the first one (a VIP deleted by hand is put back at
     /// once), so the address monitor reports the new one as the old.
@@ -89,7 +92,7 @@ struct KeptVirtualMac {
 impl KeptVirtualMacs {
     /// Recreates `name` if it is one of ours and gone, retrying every second while it fails
     /// (its parent may be gone too) and while it is still wanted.
-    async fn recreate(&self, name: &str, indexes: &Mutex<BTreeMap<u32, String>>) {
+    async fn recreate(&self, name: &str) {
         let mut failed_before = false;
         loop {
             {
@@ -111,7 +114,7 @@ impl KeptVirtualMacs {
                             first.remove(&old_index);
                             first.insert(index, entry.first_index);
                         }
-                        if let Ok(mut indexes) = indexes.lock() {
+                        if let Ok(mut indexes) = self.indexes.lock() {
                             indexes.insert(index, name.to_owned());
                         }
                         warn!(
@@ -119,6 +122,16 @@ impl KeptVirtualMacs {
                             recreated = entry.virtual_mac.recreated(),
                             "the virtual MAC interface was deleted by someone else; created it again"
                         );
+                        // The VIPs went with the interface. The kernel said so while it was
+                        // gone, when a master putting them back could only fail: say it again
+                        // now that it can succeed (an IPv6 master stays master throughout).
+                        for (address, prefix_len) in self.addresses.held_on(name) {
+                            let _ = self.address_events.send(AddressEvent::Removed {
+                                interface_index: entry.first_index,
+                                address,
+                                prefix_len,
+                            });
+                        }
                         return;
                     }
                     Err(error) if !failed_before => {
@@ -169,12 +182,19 @@ impl LinuxHost {
             netlink: NetlinkAddresses::new().context("opening rtnetlink")?,
             links: LinkAdmin::open().context("opening rtnetlink")?,
             up_while_holding: Mutex::default(),
+            held: Mutex::default(),
         });
         let (links, _) = watch::channel(Links::new());
         let indexes: Arc<Mutex<BTreeMap<u32, String>>> = Arc::default();
         let (address_events, _) = broadcast::channel(256);
 
-        let virtual_macs = Arc::new(KeptVirtualMacs::default());
+        let virtual_macs = Arc::new(KeptVirtualMacs {
+            by_name: tokio::sync::Mutex::default(),
+            indexes: Arc::clone(&indexes),
+            addresses: Arc::clone(&addresses),
+            address_events: address_events.clone(),
+            first_index: Mutex::default(),
+        });
         let mut link_monitor = LinkMonitor::start().context("starting the link monitor")?;
         let link_tx = links.clone();
         let link_indexes = Arc::clone(&indexes);
@@ -189,9 +209,8 @@ impl LinuxHost {
                 });
                 let Some(name) = name else { continue };
                 if event.state == LinkState::Removed {
-                    let (kept, indexes, name) =
-                        (Arc::clone(&kept), Arc::clone(&link_indexes), name.clone());
-                    tokio::spawn(async move { kept.recreate(&name, &indexes).await });
+                    let (kept, name) = (Arc::clone(&kept), name.clone());
+                    tokio::spawn(async move { kept.recreate(&name).await });
                 }
                 let up = event.state == LinkState::Up;
                 link_tx.send_if_modified(|links| match links.get_mut(&name) {
@@ -382,6 +401,9 @@ pub struct LinuxAddresses {
     links: LinkAdmin,
     /// The interfaces that are up only while they hold VIPs.
     up_while_holding: Mutex<BTreeSet<String>>,
+    /// The VIPs added through here and not removed since (address, prefix length), by
+    /// interface: those a deleted interface took with it.
+    held: Mutex<BTreeMap<String, BTreeSet<(IpAddr, u8)>>>,
 }
 
 impl LinuxAddresses {
@@ -393,6 +415,17 @@ impl LinuxAddresses {
                 interfaces.remove(interface);
             }
         }
+    }
+
+    fn held_on(&self, interface: &str) -> Vec<(IpAddr, u8)> {
+        self.held.lock().map_or_else(
+            |_| Vec::new(),
+            |held| {
+                held.get(interface)
+                    .map(|vips| vips.iter().copied().collect())
+                    .unwrap_or_default()
+            },
+        )
     }
 
     fn is_up_while_holding(&self, interface: &str) -> bool {
@@ -407,10 +440,22 @@ impl AddressManager for LinuxAddresses {
         if self.is_up_while_holding(&vip.interface) {
             self.links.set_up(&vip.interface, true).await?;
         }
-        self.netlink.add(vip).await
+        let change = self.netlink.add(vip).await?;
+        if let Ok(mut held) = self.held.lock() {
+            held.entry(vip.interface.clone())
+                .or_default()
+                .insert((vip.address, vip.prefix_len));
+        }
+        Ok(change)
     }
 
     async fn remove(&self, vip: &Vip) -> Result<Change, NetError> {
+        // Not held any more even when this fails: an interface that is gone holds nothing.
+        if let Ok(mut held) = self.held.lock() {
+            if let Some(vips) = held.get_mut(&vip.interface) {
+                vips.remove(&(vip.address, vip.prefix_len));
+            }
+        }
         if self.is_up_while_holding(&vip.interface) {
             // Down first: the kernel then drops the IPv6 VIPs without reporting (MLD) the
             // groups it leaves from the shared MAC.
