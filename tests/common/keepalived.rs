@@ -98,6 +98,28 @@ vrrp:
             vip = self.vip,
         )
     }
+
+    /// [`RouterSettings::keepalived_config`] with `use_vmac`: the VIP on the macvlan
+    /// `vrrp.{vrid}` carrying 00-00-5E-00-01-{VRID}, adverts sent from it; keepalived's
+    /// counterpart of vipd's `virtual_mac: true`.
+    pub fn keepalived_vmac_config(
+        &self,
+        lab: &Lab,
+        host: usize,
+        peer: usize,
+        priority: u8,
+    ) -> String {
+        self.keepalived_config(lab, host, peer, priority).replacen(
+            "  interface eth0\n",
+            "  interface eth0\n  use_vmac\n",
+            1,
+        )
+    }
+}
+
+/// keepalived's name for the macvlan of `use_vmac` (vipd's `virtual_mac` default is the same).
+pub fn vmac_interface(vrid: u8) -> String {
+    format!("vrrp.{vrid}")
 }
 
 /// What keepalived logs (with `--log-detail`) when it drops a VRRP packet as malformed or not
