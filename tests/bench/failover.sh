@@ -112,7 +112,7 @@ for case in ("v2-1s", "v3-100ms"):
         for column, what in ((0, "VIP"), (1, "client")):
             k, v = median((case, kind, "keepalived"), column), median((case, kind, "vipd"), column)
             if k and v and v / k > 1.0:
-                above.append(f"{case} {kind} {what} {v / k:.3f}")
+                above.append(f"{case} {kind} {what} {v / k:.4f} (+{v - k:.1f} ms)")
 planned_client = median(("v3-100ms", "planned", "vipd"), 1)
 targets = "\nTargets of issue 6: ratios <= 1.0: " + ("all met" if not above else "above 1.0 in " + ", ".join(above))
 targets += f"; vipd planned client-visible failover at 100 ms: {fmt(planned_client)} ms (target <= 70 ms).\n"
