@@ -751,6 +751,62 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_virtual_mac_is_recreated_with_its_settings() {
+        if !e2e_enabled("a_deleted_virtual_mac_is_recreated_with_its_settings") {
+            return;
+        }
+        let lab = Lab::new(1).expect("lab");
+        let (index_before, index_after, mac, arp_ignore, recreated, parent_held, link, details) =
+            lab.in_host(0, || {
+                runtime().block_on(async {
+                    let mut virtual_mac = VirtualMac::create("eth0", "vrrp.7", 7, Family::Ipv4)
+                        .await
+                        .expect("create");
+                    let index_before = virtual_mac.index();
+                    let deleted = std::process::Command::new("ip")
+                        .args(["link", "del", "vrrp.7"])
+                        .status()
+                        .expect("ip runs");
+                    assert!(deleted.success());
+                    virtual_mac.recreate().await.expect("recreate");
+                    let state = (
+                        index_before,
+                        virtual_mac.index(),
+                        virtual_mac.current_mac().await.expect("mac"),
+                        InterfaceSetting::ipv4("vrrp.7", "arp_ignore")
+                            .read()
+                            .expect("setting"),
+                        virtual_mac.recreated(),
+                        parent_setting("arp_announce"),
+                        Interface::lookup("vrrp.7").expect("back"),
+                        std::process::Command::new("ip")
+                            .args(["-d", "link", "show", "vrrp.7"])
+                            .output()
+                            .expect("ip runs"),
+                    );
+                    virtual_mac.remove().await.expect("remove");
+                    state
+                })
+            })
+            .expect("runs in the host");
+        assert_ne!(
+            index_before, index_after,
+            "a new interface, with a new index"
+        );
+        assert_eq!(mac, Some(virtual_mac_address(7, Family::Ipv4).to_vec()));
+        assert_eq!(arp_ignore, 1);
+        assert_eq!(recreated, 1);
+        assert_eq!(parent_held, 2, "the parent's settings are still held");
+        assert!(link.is_up, "an IPv4 virtual MAC is up");
+        let details = String::from_utf8_lossy(&details.stdout);
+        assert!(details.contains("macvlan mode vepa"), "{details}");
+        assert!(
+            lab.run(0, &["ip", "link", "show", "vrrp.7"]).is_err(),
+            "removed"
+        );
+    }
+
+    #[test]
     fn an_interface_that_is_not_a_macvlan_is_never_taken_over() {
         if !e2e_enabled("an_interface_that_is_not_a_macvlan_is_never_taken_over") {
             return;
