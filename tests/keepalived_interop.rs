@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use common::failover_timing::{after_advert_from, connect_when_told, seen, watch_vip};
 use common::keepalived::{Keepalived, RouterSettings};
-use common::{Scratch, fetch, holds, instance_state, start_backend, status, wait_until};
+use common::{
+    Scratch, fetch, holds, instance_state, neighbour_mac, start_backend, status, wait_until,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use vipd_lab::{Lab, LabProcess};
@@ -391,16 +393,6 @@ fn vipd_master_keepalived_backup_v3_unicast() {
 // Issue 3's virtual MAC against keepalived's `use_vmac`.
 
 const VMAC_CLIENT: usize = 2;
-
-/// The link-layer address `host` has in its neighbour table for `address`, if any.
-fn neighbour_mac(lab: &Lab, host: usize, address: IpAddr) -> Option<String> {
-    let table = lab
-        .run(host, &["ip", "neigh", "show", &address.to_string()])
-        .ok()?;
-    let mut words = table.split_whitespace();
-    words.find(|word| *word == "lladdr")?;
-    words.next().map(str::to_owned)
-}
 
 /// Whether the client reaches `vip`: a TCP connection to a closed port is refused by whoever
 /// holds it (the lab has no ping), which takes resolving the VIP first.

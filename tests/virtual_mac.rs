@@ -17,8 +17,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{
-    Scratch, fetch, holds, instance_state, start_backend, start_vipd, start_vipd_unprivileged,
-    status, wait_for_control, wait_until,
+    Scratch, fetch, holds, instance_state, neighbour_mac, start_backend, start_vipd,
+    start_vipd_unprivileged, status, wait_for_control, wait_until,
 };
 use nix::sys::signal::Signal;
 use vipd_lab::{Lab, LabProcess};
@@ -71,16 +71,6 @@ fn mac_text(mac: [u8; 6]) -> String {
         .map(|byte| format!("{byte:02x}"))
         .collect::<Vec<_>>()
         .join(":")
-}
-
-/// The link-layer address `host` has in its neighbour table for `address`, if any.
-fn neighbour_mac(lab: &Lab, host: usize, address: IpAddr) -> Option<String> {
-    let table = lab
-        .run(host, &["ip", "neigh", "show", &address.to_string()])
-        .ok()?;
-    let mut words = table.split_whitespace();
-    words.find(|word| *word == "lladdr")?;
-    words.next().map(str::to_owned)
 }
 
 /// `text` without the ANSI colour sequences (`ESC [ ... m`) of vipd's log.

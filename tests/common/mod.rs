@@ -136,6 +136,16 @@ pub fn fetch(lab: &Lab, host: usize, target: SocketAddr) -> Result<String, Strin
     .map_err(|error| error.to_string())?
 }
 
+/// The link-layer address `host` has in its neighbour table for `address`, if any.
+pub fn neighbour_mac(lab: &Lab, host: usize, address: IpAddr) -> Option<String> {
+    let table = lab
+        .run(host, &["ip", "neigh", "show", &address.to_string()])
+        .ok()?;
+    let mut words = table.split_whitespace();
+    words.find(|word| *word == "lladdr")?;
+    words.next().map(str::to_owned)
+}
+
 /// `GET path` on the control server of the vipd in `host` (127.0.0.1:9650 in its namespace).
 pub fn control_get(lab: &Lab, host: usize, path: &str) -> Result<String, String> {
     let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
