@@ -182,6 +182,19 @@ fn wait_for_state(lab: &Lab, member: &Member, state: &str, within: Duration, wha
     );
 }
 
+/// `backup` becomes backup and is still backup after `longer_than_master_down`: a backup that
+/// did not accept the master's adverts would have taken over meanwhile.
+fn stays_backup(lab: &Lab, backup: &Member, what: &str, longer_than_master_down: Duration) {
+    wait_for_state(lab, backup, "backup", SLACK, what);
+    std::thread::sleep(longer_than_master_down);
+    assert_eq!(
+        backup.state(lab).as_deref(),
+        Some("backup"),
+        "{}",
+        backup.log()
+    );
+}
+
 /// The scenario of the file doc, with `first` as the master.
 fn master_fails_over_and_returns(
     test: &str,
@@ -222,15 +235,11 @@ fn master_fails_over_and_returns(
         BACKUP_PRIORITY,
         "",
     );
-    wait_for_state(&lab, &backup, "backup", SLACK, "backup");
-    // Longer than the backup's master-down interval: a backup that did not accept the master's
-    // adverts would take over meanwhile.
-    std::thread::sleep(master_down + settings.advert_interval);
-    assert_eq!(
-        backup.state(&lab).as_deref(),
-        Some("backup"),
-        "{}",
-        backup.log()
+    stays_backup(
+        &lab,
+        &backup,
+        "backup",
+        master_down + settings.advert_interval,
     );
     assert_eq!(
         master.state(&lab).as_deref(),
@@ -477,15 +486,11 @@ fn keepalived_use_vmac_master_vipd_virtual_mac_backup() {
         BACKUP_PRIORITY,
         "    virtual_mac: true\n",
     );
-    wait_for_state(&lab, &backup, "backup", SLACK, "vipd backup");
-    // Longer than the backup's Master_Down_Interval: a backup that did not take keepalived's
-    // adverts would take over meanwhile.
-    std::thread::sleep(master_down + settings.advert_interval);
-    assert_eq!(
-        backup.state(&lab).as_deref(),
-        Some("backup"),
-        "{}",
-        backup.log()
+    stays_backup(
+        &lab,
+        &backup,
+        "vipd backup",
+        master_down + settings.advert_interval,
     );
     for host in [MASTER, BACKUP] {
         let link = lab
