@@ -18,6 +18,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use crate::validate::is_interface_name;
 use crate::{Config, Errors, MAX_FILE_SIZE, ReadFailure};
 
 /// A line of a source file: `keepalived.conf:42`.
@@ -155,14 +156,9 @@ fn warn(warnings: &mut Vec<ImportWarning>, at: &Location, message: impl Into<Str
     });
 }
 
-/// Whether vipd accepts `name` for an instance, script, frontend, backend, server or node
-/// (letters, digits, `_`, `-`, `.`, at most 64 characters: names become metric labels).
+/// Whether vipd accepts `name` for an instance, script, frontend, backend, server or node.
 fn is_vipd_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    crate::validate::name_problem(name).is_none()
 }
 
 /// `name` made acceptable to vipd: other characters become `_`, and it is cut to 64 characters.
@@ -195,17 +191,6 @@ fn vipd_name(name: &str, at: &Location, what: &str, warnings: &mut Vec<ImportWar
         ),
     );
     renamed
-}
-
-/// Whether `name` can be a Linux interface name (the kernel's `dev_valid_name`, as vipd checks).
-fn is_interface_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() < 16
-        && name != "."
-        && name != ".."
-        && !name
-            .chars()
-            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
 }
 
 /// A name not yet in `taken`: `name`, else `name-2`, `name-3`, ... (vipd needs unique names).
