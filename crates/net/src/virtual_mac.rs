@@ -506,8 +506,9 @@ pub struct VirtualMacTransport {
     receive: VrrpSocket,
     family: Family,
     interface: String,
-    /// Replaced when the macvlan has another index than the one it is bound to: a socket bound
-    /// to a deleted interface (`ip link del`, until [`VirtualMac::recreate`]) sends nowhere.
+    /// Replaced when a send fails and the macvlan has another index than the one it is bound
+    /// to: the kernel refuses to send through a socket bound to a deleted interface (`ip link
+    /// del`, until [`VirtualMac::recreate`]).
     send: Mutex<Arc<SendSocket>>,
     /// IPv6 only: brings the macvlan up to send.
     link: Option<LinkAdmin>,
@@ -545,10 +546,27 @@ impl VirtualMacTransport {
         })
     }
 
-    /// The send socket for the macvlan as it is now, reopened when it was deleted and created
-    /// again since the last send.
-    fn current_send_socket(&self) -> Result<Arc<SendSocket>, NetError> {
+    /// The socket the last send used.
+    fn send_socket(&self) -> Arc<SendSocket> {
+        Arc::clone(
+            &self
+                .send
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        )
+    }
+
+    /// After a failed send: a new socket when the macvlan was deleted and created again since
+    /// `failed` was opened (the kernel then refuses to send through the old one), else `None`.
+    /// Looked up only on failure, so a healthy advert costs no interface lookup.
+    fn reopened_send_socket(
+        &self,
+        failed: &SendSocket,
+    ) -> Result<Option<Arc<SendSocket>>, NetError> {
         let index = interface_index(&self.interface)?;
+        if index == failed.index {
+            return Ok(None);
+        }
         let mut send = self
             .send
             .lock()
@@ -561,7 +579,21 @@ impl VirtualMacTransport {
                 self.receive.source_address(),
             )?);
         }
-        Ok(Arc::clone(&send))
+        Ok(Some(Arc::clone(&send)))
+    }
+
+    async fn send_through(
+        &self,
+        send: &SendSocket,
+        payload: &[u8],
+        destination: IpAddr,
+    ) -> std::io::Result<usize> {
+        let target = match destination {
+            IpAddr::V4(v4) => SocketAddr::V4(SocketAddrV4::new(v4, 0)),
+            // Link-local and multicast destinations need the interface as scope.
+            IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, 0, 0, send.index)),
+        };
+        send.socket.send_to(payload, target).await
     }
 }
 
@@ -660,12 +692,6 @@ impl VrrpTransport for VirtualMacTransport {
     }
 
     async fn send_to(&self, payload: &[u8], destination: IpAddr) -> Result<(), NetError> {
-        let send = self.current_send_socket()?;
-        let target = match destination {
-            IpAddr::V4(v4) => SocketAddr::V4(SocketAddrV4::new(v4, 0)),
-            // Link-local and multicast destinations need the interface as scope.
-            IpAddr::V6(v6) => SocketAddr::V6(SocketAddrV6::new(v6, 0, 0, send.index)),
-        };
         if let Some(link) = &self.link {
             // Only a master sends: the first advert of a new master finds the link down.
             let up = Interface::lookup(&self.interface).is_ok_and(|interface| interface.is_up);
@@ -673,14 +699,18 @@ impl VrrpTransport for VirtualMacTransport {
                 link.set_up(&self.interface, true).await?;
             }
         }
-        send.socket
-            .send_to(payload, target)
-            .await
-            .map_err(|source| NetError::Send {
-                destination,
-                interface: self.interface.clone(),
-                source,
-            })?;
+        let send = self.send_socket();
+        let mut sent = self.send_through(&send, payload, destination).await;
+        if sent.is_err() {
+            if let Some(reopened) = self.reopened_send_socket(&send)? {
+                sent = self.send_through(&reopened, payload, destination).await;
+            }
+        }
+        sent.map_err(|source| NetError::Send {
+            destination,
+            interface: self.interface.clone(),
+            source,
+        })?;
         self.sent.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
