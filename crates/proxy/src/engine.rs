@@ -252,7 +252,7 @@ impl Engine {
             let actual = socket.local_addr().unwrap_or(address);
             let stop = self.hard_stop.child_token();
             let tasks = self
-                .listener_duplicates(socket, &name, actual)
+                .listener_group(socket, &name, actual)
                 .into_iter()
                 .zip(self.threads.handles().iter().enumerate())
                 .map(|(socket, (index, thread))| {
@@ -288,27 +288,28 @@ impl Engine {
         first_error
     }
 
-    /// The listening socket and one duplicate of it for every further session thread. If the fd
-    /// limit refuses a duplicate, fewer threads accept on this listener.
-    fn listener_duplicates(
+    /// The listening socket and a sibling on the same address for every further session thread
+    /// ([`frontend::bind_sibling`]). If one cannot be made (fd limit), fewer threads accept on
+    /// this listener.
+    fn listener_group(
         &self,
         socket: std::net::TcpListener,
         frontend: &str,
         address: SocketAddr,
     ) -> Vec<std::net::TcpListener> {
         let wanted = self.threads.handles().len();
-        let mut duplicates = Vec::with_capacity(wanted);
-        while duplicates.len() + 1 < wanted {
-            match socket.try_clone() {
-                Ok(duplicate) => duplicates.push(duplicate),
+        let mut group = Vec::with_capacity(wanted);
+        while group.len() + 1 < wanted {
+            match frontend::bind_sibling(&socket) {
+                Ok(sibling) => group.push(sibling),
                 Err(error) => {
-                    tracing::warn!(frontend, %address, %error, "listener not duplicated for every session thread");
+                    tracing::warn!(frontend, %address, %error, "listener not bound for every session thread");
                     break;
                 }
             }
         }
-        duplicates.push(socket);
-        duplicates
+        group.push(socket);
+        group
     }
 
     /// Health checks restart on the new snapshot; the state lives in the servers.

@@ -199,7 +199,8 @@ async fn pump(
     let mut pipe: Option<(OwnedFd, OwnedFd)> = None;
     let mut may_splice = true;
     loop {
-        from.readable().await?;
+        // EPOLLRDHUP came with the data: the peer's FIN is queued behind what we read now.
+        let fin_queued = from.ready(Interest::READABLE).await?.is_read_closed();
         let via_pipe = pipe.is_some();
         let moved = if let Some((pipe_out, pipe_in)) = &pipe {
             match splice_through(from, to, pipe_out, pipe_in).await {
@@ -213,7 +214,7 @@ async fn pump(
                 other => other?,
             }
         } else {
-            let moved = copy_through(from, to).await?;
+            let moved = copy_through(from, to, fin_queued).await?;
             if may_splice && moved == Some(COPY_BUFFER) {
                 match nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC) {
                     Ok(pair) => pipe = Some(pair),
@@ -296,7 +297,17 @@ thread_local! {
 /// is empty or the buffer full), so readiness is cleared right away instead of by a second read
 /// that would only return EAGAIN: one system call less per message. tokio clears readiness only if
 /// no new event arrived since the read, so data arriving meanwhile still wakes us.
-async fn copy_through(from: &TcpStream, to: &TcpStream) -> io::Result<Option<usize>> {
+///
+/// `fin_queued` says the peer's FIN follows the data (a server answering and closing, as HTTP
+/// with `Connection: close` does). A read that drains the socket then is the last one before end
+/// of stream, and [`pump`] passes the FIN on right after it: the bytes are sent with MSG_MORE so
+/// that the kernel holds them for the FIN and both leave in one segment, as HAProxy does. That is
+/// one packet, one ACK and one wake-up of the receiver less per such message.
+async fn copy_through(
+    from: &TcpStream,
+    to: &TcpStream,
+    fin_queued: bool,
+) -> io::Result<Option<usize>> {
     let relayed = SCRATCH.with_borrow_mut(|scratch| -> io::Result<_> {
         if scratch.is_empty() {
             scratch.resize(COPY_BUFFER, 0);
@@ -304,8 +315,9 @@ async fn copy_through(from: &TcpStream, to: &TcpStream) -> io::Result<Option<usi
         let Some(read) = read_draining(from, scratch)? else {
             return Ok(None);
         };
+        let last_before_fin = fin_queued && read < scratch.len();
         let written = if read > 0 {
-            send_now(to, &scratch[..read])?
+            send_now(to, &scratch[..read], last_before_fin)?
         } else {
             0
         };
@@ -343,9 +355,17 @@ fn read_draining(from: &TcpStream, buffer: &mut [u8]) -> io::Result<Option<usize
 /// The send is tried even when tokio has not yet seen `to` writable (a fresh socket's first
 /// readiness event may still be on its way): a socket with room in its send buffer takes the bytes
 /// at once, and one that has none answers EAGAIN, after which [`write_all`] waits for readiness.
-fn send_now(to: &TcpStream, bytes: &[u8]) -> io::Result<usize> {
+///
+/// With `more`, the kernel holds the bytes until the next send without it or the FIN
+/// (MSG_MORE); the caller must follow with one of them without waiting.
+fn send_now(to: &TcpStream, bytes: &[u8], more: bool) -> io::Result<usize> {
     use nix::sys::socket::{MsgFlags, send};
-    match send(to.as_raw_fd(), bytes, MsgFlags::MSG_NOSIGNAL) {
+    let mut flags = MsgFlags::MSG_NOSIGNAL;
+    if more {
+        // nix has no name for MSG_MORE.
+        flags |= MsgFlags::from_bits_retain(nix::libc::MSG_MORE);
+    }
+    match send(to.as_raw_fd(), bytes, flags) {
         Ok(written) => Ok(written),
         Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => Ok(0),
         Err(error) => Err(error.into()),

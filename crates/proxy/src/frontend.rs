@@ -66,13 +66,39 @@ impl FrontendShared {
 /// SO_REUSEADDR lets a restarted daemon bind while old connections linger in TIME_WAIT.
 /// TCP_NODELAY (small writes forwarded at once) is set here because Linux copies it to every
 /// accepted connection: one system call per connection less than setting it on each.
+///
+/// SO_REUSEPORT lets each session thread accept on a socket of its own ([`bind_sibling`]), so the
+/// kernel hands every connection to one thread. Threads sharing one socket were all woken by each
+/// connection and all but one found nothing to accept. SO_REUSEPORT would also let another
+/// process of the same user bind the address silently and take a share of the connections, where
+/// the operator expects "address in use" (an old HAProxy still running, a second daemon). So the
+/// address is first bound once without it: that fails if anything listens there already.
 pub fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
+    if address.port() != 0 {
+        drop(listening_socket(address, false)?);
+    }
+    let socket = listening_socket(address, true)?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// One more socket on the address `first` (from [`bind`]) is listening on, for another session
+/// thread. The kernel spreads new connections over the sockets by a hash of their addresses.
+pub fn bind_sibling(first: &std::net::TcpListener) -> io::Result<std::net::TcpListener> {
+    let socket = listening_socket(first.local_addr()?, true)?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// A bound socket with the options of [`bind`], not yet listening.
+fn listening_socket(address: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(address),
         Type::STREAM,
         Some(Protocol::TCP),
     )?;
     socket.set_reuse_address(true)?;
+    socket.set_reuse_port(reuse_port)?;
     socket.set_tcp_nodelay(true)?;
     if address.is_ipv4() {
         socket.set_freebind_v4(true)?;
@@ -83,12 +109,17 @@ pub fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
     }
     socket.set_nonblocking(true)?;
     socket.bind(&address.into())?;
-    socket.listen(BACKLOG)?;
-    Ok(socket.into())
+    Ok(socket)
 }
 
-/// Accepts on session thread `thread` until `stop` is cancelled. Limits are taken before
-/// accepting: at the limit, clients wait in the backlog instead of being accepted and dropped.
+/// Accepts on session thread `thread` until `stop` is cancelled.
+///
+/// Connection limits are taken right after accepting, before the session starts: at the limit,
+/// the thread holds the one connection it has accepted, unserved, and the clients after it wait
+/// in the backlog instead of being accepted and dropped. Taking them before accepting would be
+/// wrong here: the socket is this thread's own (SO_REUSEPORT, see [`bind`]), so a thread waiting
+/// for a connection of its own could hold the last free permit while another thread's client
+/// waits for it.
 pub async fn accept_loop(
     listener: std::net::TcpListener,
     thread: usize,
@@ -105,17 +136,6 @@ pub async fn accept_loop(
     };
     let mut backoff = Duration::ZERO;
     loop {
-        let permits = tokio::select! {
-            () = stop.cancelled() => return,
-            permits = async {
-                let frontend_permit = Arc::clone(&frontend.limit).acquire_owned().await.ok()?;
-                let global_permit = Arc::clone(&engine.global_limit).acquire_owned().await.ok()?;
-                Some((frontend_permit, global_permit))
-            } => match permits {
-                Some(permits) => permits,
-                None => return,
-            },
-        };
         let accepted = tokio::select! {
             () = stop.cancelled() => return,
             accepted = listener.accept() => accepted,
@@ -141,6 +161,17 @@ pub async fn accept_loop(
                 }
                 continue;
             }
+        };
+        let permits = tokio::select! {
+            () = stop.cancelled() => return,
+            permits = async {
+                let frontend_permit = Arc::clone(&frontend.limit).acquire_owned().await.ok()?;
+                let global_permit = Arc::clone(&engine.global_limit).acquire_owned().await.ok()?;
+                Some((frontend_permit, global_permit))
+            } => match permits {
+                Some(permits) => permits,
+                None => return,
+            },
         };
         let settings = frontend.settings.load_full();
         let Some(backend) = engine.backend(&settings.backend) else {
@@ -236,6 +267,42 @@ mod tests {
         let socket = socket2::SockRef::from(&listener);
         assert!(socket.freebind_v4().unwrap());
         assert!(socket.reuse_address().unwrap());
+    }
+
+    #[test]
+    fn an_address_another_process_listens_on_is_refused_even_with_reuse_port() {
+        // Another HAProxy or vipd would bind with SO_REUSEPORT too; sharing its port silently
+        // would split the connections between the two.
+        let other = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        other.set_reuse_port(true).unwrap();
+        other
+            .bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+            .unwrap();
+        other.listen(16).unwrap();
+        let taken = other.local_addr().unwrap().as_socket().unwrap();
+        let error = bind(taken).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AddrInUse);
+    }
+
+    #[test]
+    fn siblings_share_the_address_and_every_connection_is_accepted_once() {
+        let first = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let sibling = bind_sibling(&first).unwrap();
+        let address = first.local_addr().unwrap();
+        assert_eq!(sibling.local_addr().unwrap(), address);
+        let clients: Vec<_> = (0..32)
+            .map(|_| std::net::TcpStream::connect(address).unwrap())
+            .collect();
+        let mut accepted = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while accepted < clients.len() && std::time::Instant::now() < deadline {
+            for listener in [&first, &sibling] {
+                if listener.accept().is_ok() {
+                    accepted += 1;
+                }
+            }
+        }
+        assert_eq!(accepted, clients.len());
     }
 
     #[test]

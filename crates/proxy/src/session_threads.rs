@@ -6,18 +6,19 @@
 //! I/O driver. Measured on `Connection: close` traffic (tests/bench/proxy.sh), the same sessions on
 //! a two-worker work-stealing runtime cost about a sixth more CPU per connection.
 //!
-//! Every thread watches every listener through its own duplicate of the socket: whichever thread
-//! wakes first accepts, as HAProxy's threads do on a shared listener. The listening socket stays
-//! one socket (one backlog, bind errors as before) rather than one SO_REUSEPORT socket per thread,
-//! whose backlog would be lost when one of them closes. The thread that wakes first may take a
-//! whole burst of connections (a client opening 50 at once), so, like HAProxy, a thread that holds
-//! clearly more sessions than the least loaded one hands a fresh connection over to it
-//! ([`SessionThreads::pick`]).
+//! Every thread accepts on its own socket of every listener, all bound to the same address with
+//! SO_REUSEPORT ([`frontend::bind`]): the kernel puts each new connection in the queue of one of
+//! them, by a hash of the connection's addresses, and wakes only that thread. (One socket watched
+//! by every thread woke them all for each connection; all but one then found nothing to accept.)
+//! A hash spreads many connections evenly but a few long-lived ones (API watch streams) may land
+//! unevenly, so, like HAProxy, a thread that holds clearly more sessions than the least loaded one
+//! hands a fresh connection over to it ([`SessionThreads::pick`]).
 //!
 //! The threads end when the engine's hard stop is cancelled (end of shutdown, or the [`Proxy`]
 //! dropped); dropping a runtime drops the sessions still on it.
 //!
 //! [`Proxy`]: crate::Proxy
+//! [`frontend::bind`]: crate::frontend::bind
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
