@@ -175,7 +175,11 @@ impl Server {
 
     fn release(&self) {
         self.active.fetch_sub(1, Ordering::AcqRel);
-        self.slot_freed.notify_waiters();
+        // Sessions wait for a slot only when every usable server is full, which a server without
+        // a limit never is: its sessions need not take the lock of the shared Notify.
+        if self.max_connections.is_some() {
+            self.slot_freed.notify_waiters();
+        }
     }
 
     /// A token for one new session: cancelled when this server's sessions are cut (down under

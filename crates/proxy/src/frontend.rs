@@ -135,9 +135,12 @@ pub async fn accept_loop(
         }
     };
     let mut backoff = Duration::ZERO;
+    // One wait for the stop for the whole loop: the token is shared with the other threads'
+    // loops, and a wait made afresh per connection would register with it (a lock) every time.
+    let mut stopped = std::pin::pin!(stop.cancelled());
     loop {
         let accepted = tokio::select! {
-            () = stop.cancelled() => return,
+            () = &mut stopped => return,
             accepted = listener.accept() => accepted,
         };
         let (client, peer) = match accepted {
@@ -153,7 +156,7 @@ pub async fn accept_loop(
                     backoff = next_backoff(backoff);
                     tracing::warn!(frontend = %frontend.name, %error, ?backoff, "accept failed, backing off");
                     tokio::select! {
-                        () = stop.cancelled() => return,
+                        () = &mut stopped => return,
                         () = tokio::time::sleep(backoff) => {}
                     }
                 } else {
@@ -163,7 +166,7 @@ pub async fn accept_loop(
             }
         };
         let permits = tokio::select! {
-            () = stop.cancelled() => return,
+            () = &mut stopped => return,
             permits = async {
                 let frontend_permit = Arc::clone(&frontend.limit).acquire_owned().await.ok()?;
                 let global_permit = Arc::clone(&engine.global_limit).acquire_owned().await.ok()?;
@@ -179,18 +182,13 @@ pub async fn accept_loop(
             continue;
         };
         let (target, load) = engine.threads.pick(thread);
-        let (accept_proxy, session_frontend, hard_stop) = (
-            settings.accept_proxy,
-            Arc::clone(&frontend),
-            engine.hard_stop.clone(),
-        );
+        let (accept_proxy, session_frontend) = (settings.accept_proxy, Arc::clone(&frontend));
         let accepted = move |client| Accepted {
             client,
             peer,
             accept_proxy,
             frontend: session_frontend,
             backend,
-            stop: hard_stop,
             permits,
             load,
         };

@@ -11,7 +11,6 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, Pick, ServerSlot};
 use crate::config::ProxyProtocol;
@@ -56,8 +55,6 @@ pub struct Accepted {
     pub accept_proxy: bool,
     pub frontend: Arc<FrontendShared>,
     pub backend: Arc<Backend>,
-    /// Cancelled at hard stop.
-    pub stop: CancellationToken,
     /// Frontend and global connection-limit permits, released when the session ends.
     pub permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
     /// The session counted on its thread, for the choice of thread for the next ones.
@@ -150,21 +147,14 @@ async fn client_origin(accepted: &mut Accepted) -> Result<Origin, SessionError> 
 async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
     let frontend = Arc::clone(&accepted.frontend);
     let backend = Arc::clone(&accepted.backend);
-    // Until forwarding starts, the shared hard-stop token ends the session; it is polled only a
-    // few times per session here, never per forwarded message.
-    let stop = accepted.stop.clone();
-    let (source, destination, early) = tokio::select! {
-        () = stop.cancelled() => return Ok(SessionEnd::Cancelled),
-        origin = client_origin(accepted) => origin?,
-    };
+    // Hard stop needs no watching here: it ends the session threads, and with their runtimes
+    // every session on them. Forwarding watches the server's token only.
+    let (source, destination, early) = client_origin(accepted).await?;
 
     let shared = Arc::clone(&backend.shared);
     let _backend_current = Gauge::enter(&shared.sessions_current);
     shared.sessions_total.fetch_add(1, Ordering::Relaxed);
-    let (server_stream, slot) = tokio::select! {
-        () = stop.cancelled() => return Ok(SessionEnd::Cancelled),
-        connected = connect(&backend, source.ip()) => connected?,
-    };
+    let (server_stream, slot) = connect(&backend, source.ip()).await?;
     let server = Arc::clone(&slot.server);
     // Forwarding small writes at once matters more than packet count for request/response traffic.
     // The client's socket has TCP_NODELAY from the listener (`frontend::bind`).
@@ -337,6 +327,11 @@ async fn wait_for_slot(
     excluded: &[usize],
 ) -> Result<(usize, ServerSlot), SessionError> {
     let shared = &backend.shared;
+    // The usual case, a server with a free slot, without registering for slot_freed: that is a
+    // lock on a Notify every session on every thread shares.
+    if let Pick::Server { index, slot } = backend.pick(client, excluded) {
+        return Ok((index, slot));
+    }
     let deadline = Instant::now() + backend.config.timeout.connect;
     let mut seat: Option<QueueSeat<'_>> = None;
     loop {
