@@ -10,8 +10,8 @@
 #
 # Workloads: bulk throughput (iperf3 through the proxy), HTTP requests per second with keep-alive
 # and with `Connection: close` (wrk against two nginx backends), p50/p99 latency, proxy RSS idle
-# and with 10 000 open idle connections. Runs are interleaved (direct, HAProxy, vipd, direct, ...)
-# so that load from elsewhere on the machine spreads over all three.
+# and with 10 000 open idle connections. Runs are interleaved (direct, HAProxy, vipd, then
+# HAProxy, vipd, direct, ...) so that load from elsewhere on the machine spreads over all three.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -196,9 +196,13 @@ if errors:
 ' "$1" "$3" >>"$results"
 }
 
+# The order of the targets rotates from run to run: each follows each of the others as often,
+# so that what one run leaves behind (TIME_WAIT sockets, a warm or cold cache) favours none.
+targets=(direct haproxy vipd)
 for run in $(seq 1 "$RUNS"); do
     echo "proxy.sh: run $run/$RUNS"
-    for target in direct haproxy vipd; do
+    shift_by=$(((run - 1) % 3))
+    for target in "${targets[@]:shift_by}" "${targets[@]:0:shift_by}"; do
         case $target in
             direct) http_port=$NGINX_A bulk_port=$IPERF ;;
             haproxy) http_port=$HAPROXY_HTTP bulk_port=$HAPROXY_BULK ;;
