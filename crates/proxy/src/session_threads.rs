@@ -100,8 +100,11 @@ impl SessionThreads {
 
     /// The thread a connection accepted on thread `accepting` should run on, counted there from
     /// now on: `accepting` itself unless it holds clearly more sessions than the least loaded
-    /// thread. The slack keeps short connections, whose counts come and go, from being handed
-    /// over (which costs a re-registration and a cross-thread wake-up) on every small difference.
+    /// thread. The kernel's hash already spreads many connections evenly; the slack keeps short
+    /// connections, whose counts come and go, from being handed over (a re-registration and a
+    /// cross-thread wake-up) on the ordinary ups and downs of that spread. With a quarter as
+    /// slack, 50 `Connection: close` clients saw enough hand-overs to cost 1.5 % of the requests
+    /// per second against none at all (tests/bench/proxy.sh workload, paired runs).
     pub fn pick(&self, accepting: usize) -> (usize, LoadShare) {
         let thread = thread_for(accepting, &self.loads);
         self.loads[thread].0.fetch_add(1, Ordering::Relaxed);
@@ -113,8 +116,8 @@ impl SessionThreads {
     }
 }
 
-/// See [`SessionThreads::pick`]: hand over when the accepting thread holds at least two sessions
-/// and a quarter more than the least loaded one.
+/// See [`SessionThreads::pick`]: hand over when the accepting thread holds at least four sessions
+/// and half as many again more than the least loaded one.
 fn thread_for(accepting: usize, loads: &[ThreadLoad]) -> usize {
     let load = |thread: usize| loads[thread].0.load(Ordering::Relaxed);
     let mine = load(accepting);
@@ -124,7 +127,7 @@ fn thread_for(accepting: usize, loads: &[ThreadLoad]) -> usize {
     else {
         return accepting;
     };
-    if mine >= least_load + 2 + least_load / 4 {
+    if mine >= least_load + 4 + least_load / 2 {
         least
     } else {
         accepting
@@ -145,21 +148,24 @@ mod tests {
     #[test]
     fn a_thread_keeps_its_connections_while_loads_are_close() {
         assert_eq!(thread_for(0, &loads(&[0, 0])), 0);
-        assert_eq!(thread_for(0, &loads(&[1, 0])), 0);
+        assert_eq!(thread_for(0, &loads(&[3, 0])), 0);
         assert_eq!(thread_for(1, &loads(&[20, 24])), 1);
+        // 50 short connections spread by the kernel's hash: a usual swing stays put.
+        assert_eq!(thread_for(0, &loads(&[31, 19])), 0);
         assert_eq!(thread_for(0, &loads(&[5])), 0);
     }
 
     #[test]
     fn a_busier_thread_hands_over_to_the_least_loaded() {
-        assert_eq!(thread_for(0, &loads(&[2, 0])), 1);
-        assert_eq!(thread_for(1, &loads(&[20, 27])), 0);
+        assert_eq!(thread_for(0, &loads(&[4, 0])), 1);
+        assert_eq!(thread_for(1, &loads(&[20, 34])), 0);
         assert_eq!(thread_for(0, &loads(&[9, 4, 1, 3])), 2);
     }
 
     #[test]
     fn a_burst_on_one_thread_ends_balanced() {
-        // 50 connections all accepted by thread 0, as when a client opens them at once.
+        // 50 long-lived connections all accepted by thread 0 (its socket got them all): the
+        // other thread ends up with about two fifths of them, not none.
         let loads = loads(&[0, 0]);
         for _ in 0..50 {
             let thread = thread_for(0, &loads);
@@ -169,6 +175,6 @@ mod tests {
             loads[0].0.load(Ordering::Relaxed),
             loads[1].0.load(Ordering::Relaxed),
         );
-        assert!(first.abs_diff(second) <= 8, "{first} / {second}");
+        assert!(first.abs_diff(second) <= 14, "{first} / {second}");
     }
 }
