@@ -55,7 +55,7 @@ struct Listener {
 impl Listener {
     async fn close(self) {
         self.stop.cancel();
-        // Each task owns a duplicate of the socket: once all have returned, the port is free again.
+        // Each task owns one socket of the group: once all have returned, the port is free again.
         for task in self.tasks {
             let _ = task.await;
         }

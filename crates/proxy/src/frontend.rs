@@ -1,5 +1,5 @@
-//! Listeners: binding (IP_FREEBIND, SO_REUSEADDR) and the accept loop with connection limits and
-//! accept-error back-off.
+//! Listeners: binding (IP_FREEBIND, SO_REUSEADDR, one SO_REUSEPORT socket per session thread) and
+//! the accept loop with connection limits and accept-error back-off.
 
 use std::io;
 use std::net::SocketAddr;
