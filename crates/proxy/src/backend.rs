@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::balance::{Balancer, Candidate};
 use crate::config::{BackendConfig, OnServerDown, ServerConfig};
 use crate::health::{Checker, HealthState};
+use crate::session::ConnectsAtOnce;
 use crate::stats::{AdminState, BackendStats, ServerStats};
 
 /// A server's live state. Kept across reloads while the server keeps its name and address.
@@ -37,6 +38,8 @@ pub struct Server {
     /// The backend's "a slot was freed" signal for queued sessions.
     slot_freed: Arc<Notify>,
     pub counters: ServerCounters,
+    /// Whether connects to this server finish inside connect(2), for sending the first bytes.
+    pub connects_at_once: ConnectsAtOnce,
 }
 
 #[derive(Debug)]
@@ -93,6 +96,7 @@ impl Server {
             hard_stop: hard_stop.clone(),
             slot_freed,
             counters: ServerCounters::default(),
+            connects_at_once: ConnectsAtOnce::default(),
         }
     }
 

@@ -42,6 +42,14 @@ pub enum SessionEnd {
 /// Where a direction's byte counts go (frontend, backend, server).
 pub type ByteCounters<'a> = [&'a AtomicU64; 3];
 
+/// Where a session's byte counts go.
+pub struct SessionCounters<'a> {
+    pub client_to_server: ByteCounters<'a>,
+    pub server_to_client: ByteCounters<'a>,
+    /// Bytes moved by splice, either way.
+    pub spliced: &'a AtomicU64,
+}
+
 /// Activity shared by the two directions and the timeout watchdog.
 struct Activity {
     start: Instant,
@@ -73,14 +81,12 @@ impl Activity {
     }
 
     /// Adds the batched byte counts to the shared counters.
-    fn flush(
-        &self,
-        client_to_server: ByteCounters<'_>,
-        server_to_client: ByteCounters<'_>,
-        spliced: &AtomicU64,
-    ) {
+    fn flush(&self, counters: &SessionCounters<'_>) {
         let [up, down, zero_copy] = &self.unflushed;
-        for (batch, counters) in [(up, client_to_server), (down, server_to_client)] {
+        for (batch, counters) in [
+            (up, counters.client_to_server),
+            (down, counters.server_to_client),
+        ] {
             let bytes = batch.swap(0, Ordering::Relaxed);
             if bytes > 0 {
                 for counter in counters {
@@ -90,7 +96,7 @@ impl Activity {
         }
         let bytes = zero_copy.swap(0, Ordering::Relaxed);
         if bytes > 0 {
-            spliced.fetch_add(bytes, Ordering::Relaxed);
+            counters.spliced.fetch_add(bytes, Ordering::Relaxed);
         }
     }
 
@@ -114,19 +120,19 @@ impl Activity {
 }
 
 /// Forwards both directions until both are finished, a timeout fires, `cancel` is cancelled or a
-/// socket fails. `client_to_server` and `server_to_client` receive byte counts, `spliced` the
-/// bytes moved by splice; they are updated in batches, at least every `min(idle, tunnel, fin)`
-/// and when the session ends.
+/// socket fails. `counters` are updated in batches, at least every `min(idle, tunnel, fin)` and
+/// when the session ends. `client_spoke` says the client's first bytes went to the server before
+/// forwarding (they count for the choice between `idle` and `tunnel`).
 pub async fn forward(
     client: &TcpStream,
     server: &TcpStream,
+    client_spoke: bool,
     timeouts: &Timeouts,
     cancel: &CancellationToken,
-    client_to_server: ByteCounters<'_>,
-    server_to_client: ByteCounters<'_>,
-    spliced: &AtomicU64,
+    counters: SessionCounters<'_>,
 ) -> SessionEnd {
     let activity = Activity::new();
+    activity.client_spoke.store(client_spoke, Ordering::Relaxed);
     let [up, down, zero_copy] = &activity.unflushed;
     let upstream = pump(
         client,
@@ -148,7 +154,7 @@ pub async fn forward(
         // try_join: the first error ends the session; otherwise wait for both FINs.
         tokio::try_join!(upstream, downstream)
     };
-    let flush = || activity.flush(client_to_server, server_to_client, spliced);
+    let flush = || activity.flush(&counters);
     let end = tokio::select! {
         result = both => match result {
             Ok(_) => SessionEnd::Closed,
@@ -334,20 +340,60 @@ async fn copy_through(
 
 /// One read into `buffer`; `None` if nothing was readable after all, `Some(0)` at end of stream.
 fn read_draining(from: &TcpStream, buffer: &mut [u8]) -> io::Result<Option<usize>> {
+    Ok(match read_if_ready(from, buffer)? {
+        ReadOutcome::Read(read) => Some(read),
+        ReadOutcome::NotReadable | ReadOutcome::NoEventYet => None,
+    })
+}
+
+enum ReadOutcome {
+    Read(usize),
+    /// Read, found nothing.
+    NotReadable,
+    /// Not read: tokio has seen no readiness event for the socket since it last found nothing.
+    NoEventYet,
+}
+
+fn read_if_ready(from: &TcpStream, buffer: &mut [u8]) -> io::Result<ReadOutcome> {
     let capacity = buffer.len();
-    let mut drained = None;
+    let mut outcome = ReadOutcome::NoEventYet;
     match from.try_io(Interest::READABLE, || {
+        outcome = ReadOutcome::NotReadable;
         let read = nix::unistd::read(from, buffer).map_err(io::Error::from)?;
+        outcome = ReadOutcome::Read(read);
         if read > 0 && read < capacity {
-            drained = Some(read);
             return Err(io::ErrorKind::WouldBlock.into());
         }
         Ok(read)
     }) {
-        Ok(read) => Ok(Some(read)),
-        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(drained),
+        Ok(read) => Ok(ReadOutcome::Read(read)),
+        Err(error) if error.kind() == io::ErrorKind::WouldBlock => Ok(outcome),
         Err(error) => Err(error),
     }
+}
+
+/// Reads what `from` has received already, without waiting for a readiness event: a fresh
+/// socket's first event comes only with the next turn of the thread's event loop, and a client
+/// usually sends its request (or TLS ClientHello) right after connecting. Empty if nothing is
+/// there yet or the peer has closed; [`forward`] reads the rest as usual.
+pub fn read_waiting(from: &TcpStream) -> io::Result<Vec<u8>> {
+    SCRATCH.with_borrow_mut(|scratch| {
+        if scratch.is_empty() {
+            scratch.resize(COPY_BUFFER, 0);
+        }
+        // Through tokio if its event came already: a read that drains the socket then clears the
+        // readiness, and forwarding does not read again only to find EAGAIN.
+        let read = match read_if_ready(from, scratch)? {
+            ReadOutcome::Read(read) => read,
+            ReadOutcome::NotReadable => 0,
+            ReadOutcome::NoEventYet => match nix::unistd::read(from, scratch) {
+                Ok(read) => read,
+                Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => 0,
+                Err(error) => return Err(error.into()),
+            },
+        };
+        Ok(scratch[..read].to_vec())
+    })
 }
 
 /// Writes what `to` takes now, without waiting; returns how much that was.
@@ -358,7 +404,7 @@ fn read_draining(from: &TcpStream, buffer: &mut [u8]) -> io::Result<Option<usize
 ///
 /// With `more`, the kernel holds the bytes until the next send without it or the FIN
 /// (MSG_MORE); the caller must follow with one of them without waiting.
-fn send_now(to: &TcpStream, bytes: &[u8], more: bool) -> io::Result<usize> {
+pub fn send_now(to: &TcpStream, bytes: &[u8], more: bool) -> io::Result<usize> {
     use nix::sys::socket::{MsgFlags, send};
     let mut flags = MsgFlags::MSG_NOSIGNAL;
     if more {

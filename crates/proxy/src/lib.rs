@@ -13,13 +13,15 @@
 //!
 //! - One thread per core (`session_threads.rs`), each with its own single-threaded runtime: a
 //!   session stays on the thread that accepted it (HAProxy's `nbthread`).
-//! - One task per listener and thread (`frontend.rs`): connection limits are taken *before*
-//!   `accept`, so at the limit clients wait in the backlog; `EMFILE` and friends back off (10 ms
+//! - One task per listener and thread (`frontend.rs`), on its own SO_REUSEPORT socket:
+//!   connection limits are taken right after `accept`, so at the limit each thread holds one
+//!   accepted client and the others wait in the backlog; `EMFILE` and friends back off (10 ms
 //!   doubling to 1 s).
-//! - One task per session (`session.rs`), on the thread that accepted it: optional PROXY header from the client, server choice on
-//!   an immutable backend snapshot (`arc-swap`, no lock on the hot path except smooth round robin's
-//!   short mutex), bounded queue when servers are full, connect with retries and redispatch,
-//!   optional PROXY header to the server, then `forward.rs`.
+//! - One task per session (`session.rs`), on the thread that accepted it: optional PROXY header
+//!   from the client, else what the client has sent already; server choice on an immutable
+//!   backend snapshot (`arc-swap`, no lock on the hot path except smooth round robin's short
+//!   mutex), bounded queue when servers are full, connect with retries and redispatch, the PROXY
+//!   header and the client's first bytes sent with the connection, then `forward.rs`.
 //! - One task per server health check (`backend.rs`), on the caller's runtime, feeding the pure
 //!   [`HealthState`].
 //!
@@ -30,9 +32,9 @@
 //! (at most 16 KiB; small messages pass through the thread's 16 KiB scratch buffer), which a bulk
 //! direction trades for a pipe (2 fds; the kernel pipe holds at most 64 KiB, the default capacity,
 //! and only while bytes are in flight). So at most 32 KiB of user memory per session, none while
-//! idle. A
-//! client's PROXY header is read through a 512-byte chunk into at most
-//! [`proxy_protocol::MAX_HEADER_LEN`] bytes.
+//! idle. Before forwarding, a session holds what the client sent before it connected to a
+//! server: at most 16 KiB read at once, or a PROXY header read through a 512-byte chunk into at
+//! most [`proxy_protocol::MAX_HEADER_LEN`] bytes with what came after it in the same reads.
 //!
 //! # Timeouts
 //!

@@ -4,7 +4,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use crate::backend::{Backend, Pick, ServerSlot};
 use crate::config::ProxyProtocol;
-use crate::forward::{SessionEnd, forward, write_all};
+use crate::forward::{SessionCounters, SessionEnd, forward, read_waiting, send_now, write_all};
 use crate::frontend::FrontendShared;
 use crate::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader, ProxyHeaderError};
 use crate::session_threads::LoadShare;
@@ -32,6 +32,11 @@ pub enum SessionError {
     },
     #[error("PROXY header from {client}: {reason}")]
     ProxyHeaderIo { client: SocketAddr, reason: String },
+    #[error("reading from client {client}: {source}")]
+    ClientRead {
+        client: SocketAddr,
+        source: io::Error,
+    },
     #[error("backend {backend}: no usable server")]
     NoServer { backend: String },
     #[error("backend {backend}: all servers full and the queue is full")]
@@ -115,7 +120,12 @@ type Origin = (SocketAddr, Option<SocketAddr>, Vec<u8>);
 
 async fn client_origin(accepted: &mut Accepted) -> Result<Origin, SessionError> {
     if !accepted.accept_proxy {
-        return Ok((accepted.peer, None, Vec::new()));
+        // What the client sent already goes to the server with the connection (connect_to).
+        let early = read_waiting(&accepted.client).map_err(|source| SessionError::ClientRead {
+            client: accepted.peer,
+            source,
+        })?;
+        return Ok((accepted.peer, None, early));
     }
     let header = tokio::time::timeout(PROXY_HEADER_TIMEOUT, read_proxy_header(accepted))
         .await
@@ -154,12 +164,6 @@ async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
     let shared = Arc::clone(&backend.shared);
     let _backend_current = Gauge::enter(&shared.sessions_current);
     shared.sessions_total.fetch_add(1, Ordering::Relaxed);
-    let (server_stream, slot) = connect(&backend, source.ip()).await?;
-    let server = Arc::clone(&slot.server);
-    // Forwarding small writes at once matters more than packet count for request/response traffic.
-    // The client's socket has TCP_NODELAY from the listener (`frontend::bind`).
-    let _ = server_stream.set_nodelay(true);
-
     // The address the client connected to: from its PROXY header, else asked of the socket only
     // when a header needs it (one syscall less per connection otherwise).
     let destination =
@@ -169,22 +173,40 @@ async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
         ProxyProtocol::V1 => proxy_protocol::encode_v1(source, destination()),
         ProxyProtocol::V2 => proxy_protocol::encode_v2(source, destination()),
     };
-    let mut first_bytes = header;
-    first_bytes.extend_from_slice(&early);
-    if !first_bytes.is_empty() {
-        write_all(&server_stream, &first_bytes)
+    let early_bytes = early.len() as u64;
+    let first_bytes = if header.is_empty() {
+        early
+    } else {
+        let mut first_bytes = header;
+        first_bytes.extend(early);
+        first_bytes
+    };
+
+    let (server_stream, slot, sent) = connect(&backend, source.ip(), &first_bytes).await?;
+    let server = Arc::clone(&slot.server);
+    if sent < first_bytes.len() {
+        write_all(&server_stream, &first_bytes[sent..])
             .await
             .map_err(|source| SessionError::ServerWrite {
                 server: server.name.clone(),
                 source,
             })?;
-        let early = early.len() as u64;
+    }
+    if !first_bytes.is_empty() {
+        // Back to acknowledging at once (connect_to delayed the handshake's ACK for the first
+        // bytes). Left delayed, a server that answers in two small writes without TCP_NODELAY
+        // would wait for our delayed ACK (40 ms) before its second write (Nagle's algorithm).
+        let _ = socket2::SockRef::from(&server_stream).set_tcp_quickack(true);
+    }
+    // Not held through the session: up to 16 KiB (`forward::read_waiting`).
+    drop(first_bytes);
+    if early_bytes > 0 {
         for counter in [
             &frontend.bytes_in,
             &shared.bytes_in,
             &server.counters.bytes_in,
         ] {
-            counter.fetch_add(early, Ordering::Relaxed);
+            counter.fetch_add(early_bytes, Ordering::Relaxed);
         }
     }
 
@@ -192,19 +214,22 @@ async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
     let end = forward(
         &accepted.client,
         &server_stream,
+        early_bytes > 0,
         &backend.config.timeout,
         &cancel,
-        [
-            &frontend.bytes_in,
-            &shared.bytes_in,
-            &server.counters.bytes_in,
-        ],
-        [
-            &frontend.bytes_out,
-            &shared.bytes_out,
-            &server.counters.bytes_out,
-        ],
-        &frontend.bytes_spliced,
+        SessionCounters {
+            client_to_server: [
+                &frontend.bytes_in,
+                &shared.bytes_in,
+                &server.counters.bytes_in,
+            ],
+            server_to_client: [
+                &frontend.bytes_out,
+                &shared.bytes_out,
+                &server.counters.bytes_out,
+            ],
+            spliced: &frontend.bytes_spliced,
+        },
     )
     .await;
     drop(slot);
@@ -248,13 +273,15 @@ async fn read_proxy_header(
     }
 }
 
-/// Connects to a server, retrying up to `retries` times. A refused connection (nothing listens)
-/// and the last retry go to another server (redispatch); a timed-out one is retried on the same
-/// server, which may only be busy.
+/// Connects to a server, retrying up to `retries` times, and sends it what it can take of
+/// `first_bytes` at once (see [`connect_to`]); returns how much that was. A refused connection
+/// (nothing listens) and the last retry go to another server (redispatch); a timed-out one is
+/// retried on the same server, which may only be busy.
 async fn connect(
     backend: &Backend,
     client: IpAddr,
-) -> Result<(TcpStream, ServerSlot), SessionError> {
+    first_bytes: &[u8],
+) -> Result<(TcpStream, ServerSlot, usize), SessionError> {
     let shared = &backend.shared;
     let retries = backend.config.retries;
     let mut excluded = Vec::new();
@@ -262,14 +289,12 @@ async fn connect(
     loop {
         let (index, slot) = wait_for_slot(backend, client, &excluded).await?;
         let server = &slot.server;
-        let failure =
-            match tokio::time::timeout(backend.config.timeout.connect, connect_to(server.address))
-                .await
-            {
-                Ok(Ok(stream)) => return Ok((stream, slot)),
-                Ok(Err(error)) => error,
-                Err(_) => io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
-            };
+        let connecting = connect_to(server.address, first_bytes, &server.connects_at_once);
+        let failure = match tokio::time::timeout(backend.config.timeout.connect, connecting).await {
+            Ok(Ok((stream, sent))) => return Ok((stream, slot, sent)),
+            Ok(Err(error)) => error,
+            Err(_) => io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+        };
         server
             .counters
             .connect_errors
@@ -293,30 +318,85 @@ async fn connect(
     }
 }
 
-/// Connects to `address` as tokio's `TcpStream::connect` does, less one system call per
-/// connection: whether the handshake failed is read from the readiness event (a failed connect
-/// reports EPOLLERR or EPOLLHUP, which tokio shows as write-closed) instead of asking the socket
-/// for SO_ERROR after every success too.
-async fn connect_to(address: SocketAddr) -> io::Result<TcpStream> {
+/// Whether connects to a server finish inside connect(2). To an address of this host they do:
+/// the kernel runs the whole handshake over loopback before the call returns, so the first bytes
+/// can be sent right away rather than after the socket's first readiness event, which comes only
+/// with the next turn of the thread's event loop. To a remote server they never do, and the send
+/// would only answer EAGAIN: after a few misses in a row only one connection in 64 tries, so that
+/// a server that becomes local is still noticed.
+#[derive(Debug, Default)]
+pub struct ConnectsAtOnce {
+    /// Connections since one last finished at once (wrapping).
+    misses: AtomicU32,
+}
+
+impl ConnectsAtOnce {
+    const TRIES: u32 = 4;
+    const PROBE_EVERY: u32 = 64;
+
+    fn worth_trying(&self) -> bool {
+        self.misses.load(Ordering::Relaxed) < Self::TRIES
+            || self.misses.fetch_add(1, Ordering::Relaxed) % Self::PROBE_EVERY == 0
+    }
+
+    fn record(&self, at_once: bool) {
+        if !at_once {
+            self.misses.fetch_add(1, Ordering::Relaxed);
+        } else if self.misses.load(Ordering::Relaxed) != 0 {
+            // Written only on a change: every session on every thread reads this cache line.
+            self.misses.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Connects to `address` and sends what it takes of `first_bytes` (a PROXY header, what the
+/// client sent already) without waiting, if connects to it finish at once ([`ConnectsAtOnce`]):
+/// a send in SYN-SENT answers EAGAIN on a non-blocking socket, in ESTABLISHED it means the
+/// handshake is done. Otherwise waits for the socket to become writable, as tokio's
+/// `TcpStream::connect` does, less one system call per connection: whether the handshake failed
+/// is read from the readiness event (a failed connect reports EPOLLERR or EPOLLHUP, which tokio
+/// shows as write-closed) instead of asking the socket for SO_ERROR after every success too.
+async fn connect_to(
+    address: SocketAddr,
+    first_bytes: &[u8],
+    at_once: &ConnectsAtOnce,
+) -> io::Result<(TcpStream, usize)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(
         Domain::for_address(address),
         Type::STREAM.nonblocking(),
         Some(Protocol::TCP),
     )?;
+    // Forwarding small writes at once matters more than packet count for request/response
+    // traffic; set before connecting, so that it holds for the first bytes too. The client's
+    // socket has TCP_NODELAY from the listener (`frontend::bind`).
+    let _ = socket.set_tcp_nodelay(true);
+    if !first_bytes.is_empty() {
+        // Bytes to send at once: let the handshake's last ACK wait for them and ride along, one
+        // segment less (HAProxy's `option tcp-smart-connect`). [`serve`] turns quick ACKs back on.
+        let _ = socket.set_tcp_quickack(false);
+    }
     match socket.connect(&address.into()) {
         Ok(()) => {}
         Err(error) if error.raw_os_error() == Some(nix::libc::EINPROGRESS) => {}
         Err(error) => return Err(error),
     }
     let stream = TcpStream::from_std(std::net::TcpStream::from(socket))?;
+    if !first_bytes.is_empty() && at_once.worth_trying() {
+        // A failed handshake shows here as the connect's error (ECONNREFUSED, ...).
+        let sent = send_now(&stream, first_bytes, false)?;
+        at_once.record(sent > 0);
+        if sent > 0 {
+            return Ok((stream, sent));
+        }
+    }
     let ready = stream.ready(tokio::io::Interest::WRITABLE).await?;
     if (ready.is_write_closed() || ready.is_error())
         && let Some(error) = stream.take_error()?
     {
         return Err(error);
     }
-    Ok(stream)
+    Ok((stream, 0))
 }
 
 /// Picks a server with a free slot, waiting in the backend's bounded queue (up to the connect
@@ -367,5 +447,39 @@ async fn wait_for_slot(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connects_that_never_finish_at_once_are_tried_one_in_64() {
+        let at_once = ConnectsAtOnce::default();
+        let tried = (0..640)
+            .filter(|_| {
+                let trying = at_once.worth_trying();
+                if trying {
+                    at_once.record(false);
+                }
+                trying
+            })
+            .count();
+        // The first four, then one in 64 of the rest.
+        assert!((12..=14).contains(&tried), "{tried}");
+    }
+
+    #[test]
+    fn one_connect_that_finishes_at_once_makes_every_connection_try_again() {
+        let at_once = ConnectsAtOnce::default();
+        for _ in 0..10 {
+            if at_once.worth_trying() {
+                at_once.record(false);
+            }
+        }
+        assert!(!at_once.worth_trying() || !at_once.worth_trying());
+        at_once.record(true);
+        assert!((0..10).all(|_| at_once.worth_trying()));
     }
 }

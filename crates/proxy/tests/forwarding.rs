@@ -44,6 +44,47 @@ async fn bulk_echo_is_byte_exact_and_counted() {
     );
 }
 
+/// The client's first bytes reach a server whose handshake does not finish within connect(2)
+/// (here its accept queue is full, so the first SYN is dropped and retransmitted a second later):
+/// the proxy cannot send them with the connection and sends them once connected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_bytes_wait_for_a_server_that_connects_late() {
+    use socket2::{Domain, Socket, Type};
+    let address = addr("127.0.0.2:0");
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.bind(&address.into()).unwrap();
+    // Backlog 0: the queue holds one connection, and the SYNs after it are dropped.
+    socket.listen(0).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let listener = TcpListener::from_std(socket.into()).unwrap();
+    let server_address = listener.local_addr().unwrap();
+    let _queued = TcpStream::connect(server_address).await.unwrap();
+
+    let proxy = Proxy::start(single(&[("late", server_address)]))
+        .await
+        .unwrap();
+    let mut client = TcpStream::connect(frontend_address(&proxy, "front"))
+        .await
+        .unwrap();
+    client.write_all(b"first bytes").await.unwrap();
+    client.shutdown().await.unwrap();
+    // Let the proxy try (its SYN is dropped), then make room in the queue.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_first, _) = listener.accept().await.unwrap();
+    let (mut from_proxy, _) = tokio::time::timeout(PATIENCE, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut received = Vec::new();
+    tokio::time::timeout(PATIENCE, from_proxy.read_to_end(&mut received))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(received, b"first bytes");
+    let stats = proxy.stats();
+    assert_eq!(server_stats(&stats, "back", "late").connect_errors, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_close_from_the_client_keeps_the_reply_path_open() {
     let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
