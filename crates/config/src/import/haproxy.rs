@@ -496,7 +496,10 @@ fn self_option(
     warnings: &mut Vec<ImportWarning>,
 ) {
     match option {
-        "redispatch" => {}
+        // What vipd always does: the last retry goes to another server; splice(2) once a
+        // direction carries bulk traffic; the first bytes ride on the handshake's last ACK.
+        "redispatch" | "splice-auto" | "splice-request" | "splice-response"
+        | "tcp-smart-connect" => {}
         "httpchk" => section.http_check = Some(httpchk(args, at, warnings)),
         "tcp-check" => section.http_check = None,
         "tcplog" | "dontlognull" | "tcpka" | "clitcpka" | "srvtcpka" => {
