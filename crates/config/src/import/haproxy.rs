@@ -535,7 +535,7 @@ fn httpchk(args: &[String], at: &Location, warnings: &mut Vec<ImportWarning>) ->
         [method, uri, version, ..] => (Some(method), Some(uri), Some(version)),
     };
     if let Some(method) = method
-        && !matches!(method.as_str(), "GET" | "HEAD" | "OPTIONS")
+        && method != "GET"
     {
         warn(
             warnings,
@@ -612,7 +612,7 @@ fn http_check_send(
             ("hdr", Some(name)) if name.eq_ignore_ascii_case("host") => {
                 check.host = words.next().and_then(|host| host_name(host, at, warnings));
             }
-            ("meth", Some(method)) if method == "GET" || method == "HEAD" => {}
+            ("meth", Some(method)) if method == "GET" => {}
             ("ver", Some(_)) => {}
             (word, value) => {
                 let value = value.map_or(String::new(), |value| format!(" {value}"));
@@ -1451,6 +1451,17 @@ mod tests {
             ]
         );
         assert!(super::words("bind \"198.51.100.50:80").is_err());
+    }
+
+    #[test]
+    fn a_check_method_other_than_get_is_named_in_a_warning() {
+        let mut warnings = Vec::new();
+        let check = httpchk(&["HEAD".into(), "/healthz".into()], &at(), &mut warnings);
+        assert_eq!(check.path.as_deref(), Some("/healthz"));
+        assert_eq!(warnings.len(), 1);
+        let mut warnings = Vec::new();
+        httpchk(&["GET".into(), "/healthz".into()], &at(), &mut warnings);
+        assert!(warnings.is_empty());
     }
 
     #[test]
