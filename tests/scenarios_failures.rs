@@ -202,6 +202,57 @@ fn master_link_down_is_fault_and_the_backup_takes_over_until_it_returns() {
     );
 }
 
+/// `eth0` deleted and created again (same name, MAC and addresses; a network manager or a VLAN
+/// reconfiguration does this): the node must listen and send on the new interface. A VRRP
+/// socket left bound to the old one hears nothing, so a backup would take the VIP as soon as
+/// its down timer ran out, and a master could send no advert.
+#[test]
+fn an_interface_deleted_and_created_again_is_listened_on_again() {
+    if !vipd_lab::e2e_enabled("an_interface_deleted_and_created_again_is_listened_on_again") {
+        return;
+    }
+    let settings = PairSettings::default();
+    let pair = Pair::start("scn-recreate", settings.clone());
+
+    // The backup's interface: Fault while it is gone, then backup again, hearing lb1.
+    let before = pair.counter(LB2, "became_master");
+    pair.lab
+        .recreate_interface(LB2)
+        .expect("recreate lb2's eth0");
+    // Deaf, lb2 would take over one Master_Down_Interval after leaving Fault: watch five.
+    std::thread::sleep(LINKWATCH + settings.master_down(LB2_PRIORITY) * 5 + MARGIN);
+    pair.assert_state(LB2, "backup");
+    pair.assert_state(LB1, "master");
+    assert_eq!(
+        pair.counter(LB2, "became_master"),
+        before,
+        "lb2 took over after its interface came back\n{}",
+        pair.logs()
+    );
+    assert!(!pair.holds(LB2), "lb2 holds the VIP\n{}", pair.logs());
+
+    // The master's interface: lb2 takes over while it is gone; lb1 comes back as backup,
+    // preempts (150 > 100) after its down timer, and lb2 must hear it and step back.
+    pair.lab
+        .recreate_interface(LB1)
+        .expect("recreate lb1's eth0");
+    let back = LINKWATCH + settings.master_down(LB1_PRIORITY) + MARGIN;
+    assert!(
+        wait_until(back * 3, || pair.state(LB1).as_deref() == Some("master")
+            && pair.state(LB2).as_deref() == Some("backup"))
+        .is_some(),
+        "lb1 {:?}, lb2 {:?} after lb1's interface came back\n{}",
+        pair.state(LB1),
+        pair.state(LB2),
+        pair.logs()
+    );
+    assert!(
+        pair.holds(LB1) && !pair.holds(LB2),
+        "the VIP is not on lb1 alone"
+    );
+    pair.assert_serves("after lb1's interface was created again");
+}
+
 /// Scenario 8: someone deletes the VIP on the master: the address monitor tells the instance,
 /// which puts it back at once and counts it (`vips_restored`).
 ///

@@ -525,6 +525,13 @@ impl VrrpTransport for LinuxTransport {
         }
     }
 
+    fn reopen_if_moved(&mut self) -> Result<Option<(u32, u32)>, NetError> {
+        match self {
+            Self::Interface(socket) => socket.reopen_if_moved(),
+            Self::VirtualMac(transport) => transport.reopen_if_moved(),
+        }
+    }
+
     fn stats(&self) -> TransportStats {
         match self {
             Self::Interface(socket) => socket.stats(),

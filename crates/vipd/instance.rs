@@ -117,6 +117,9 @@ struct Instance<T, A, N> {
     status: watch::Sender<InstanceStatus>,
     vips_restored: u64,
     malformed_adverts: u64,
+    /// Why the VRRP socket could not yet be opened on a recreated interface, if it could not:
+    /// retried on every address added and every reconcile tick, logged once per reason.
+    reopen_failed: Option<String>,
 }
 
 impl<T, A, N> Instance<T, A, N>
@@ -131,6 +134,7 @@ where
             status,
             vips_restored: 0,
             malformed_adverts: 0,
+            reopen_failed: None,
         }
     }
 
@@ -194,9 +198,22 @@ where
                     self.parts.router.handle_timeout(now().into_std());
                 }
                 () = any_changed(&mut self.parts.trackers) => self.apply_trackers_and_link(now()),
-                Ok(()) = self.parts.link.changed() => self.apply_trackers_and_link(now()),
-                event = self.parts.address_events.recv() => self.address_event(event).await,
-                _ = reconcile.tick() => self.reconcile().await,
+                Ok(()) = self.parts.link.changed() => {
+                    if *self.parts.link.borrow() {
+                        self.follow_a_recreated_interface();
+                    }
+                    self.apply_trackers_and_link(now());
+                }
+                event = self.parts.address_events.recv() => {
+                    if self.reopen_failed.is_some() && matches!(event, Ok(AddressEvent::Added { .. })) {
+                        self.follow_a_recreated_interface();
+                    }
+                    self.address_event(event).await;
+                }
+                _ = reconcile.tick() => {
+                    self.follow_a_recreated_interface();
+                    self.reconcile().await;
+                }
             }
             self.fire_due_timers();
             self.drain_outputs().await;
@@ -238,6 +255,31 @@ where
             Err(error) => {
                 self.malformed_adverts += 1;
                 debug!(instance = %self.parts.name, source = %received.source, %error, "dropped malformed advertisement");
+            }
+        }
+    }
+
+    /// Reopens the VRRP socket if the interface was deleted and created again (it has another
+    /// index): left on the old one, a backup would hear no master and take over, and a master
+    /// could not send. Address events for the VIPs follow the new index when the VIPs live on
+    /// this interface (not on a virtual MAC interface, which the host tracks itself).
+    fn follow_a_recreated_interface(&mut self) {
+        match self.parts.transport.reopen_if_moved() {
+            Ok(None) => {}
+            Ok(Some((old, new))) => {
+                warn!(instance = %self.parts.name, interface = %self.parts.interface, old_index = old, new_index = new, "interface created again: VRRP socket reopened on it");
+                if self.parts.interface_index == old {
+                    self.parts.interface_index = new;
+                }
+                self.reopen_failed = None;
+            }
+            // Gone (it is in Fault then) or not yet usable: try again later.
+            Err(error) => {
+                let reason = error.to_string();
+                if self.reopen_failed.as_ref() != Some(&reason) && *self.parts.link.borrow() {
+                    warn!(instance = %self.parts.name, interface = %self.parts.interface, %error, "cannot reopen the VRRP socket on the interface yet");
+                }
+                self.reopen_failed = Some(reason);
             }
         }
     }

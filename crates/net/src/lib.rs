@@ -157,6 +157,15 @@ pub trait VrrpTransport: Send + Sync {
         }]
     }
 
+    /// Opens the receiving socket again if the interface it is bound to was deleted and created
+    /// again since (same name, another index, as a network manager or a VLAN reconfiguration
+    /// leaves it): a socket stays bound to the interface it was opened on and would never
+    /// receive again. Returns the old and the new index if it did. Fails while the interface is
+    /// gone or not yet usable (an IPv4 socket needs an address on it).
+    fn reopen_if_moved(&mut self) -> Result<Option<(u32, u32)>, NetError> {
+        Ok(None)
+    }
+
     /// Sends `payload` to one of [`VrrpTransport::destinations`].
     fn send_to(
         &self,

@@ -676,6 +676,11 @@ impl VrrpTransport for VirtualMacTransport {
         self.receive.recv().await
     }
 
+    /// The receiving socket, on the parent. The sending one follows the macvlan by itself.
+    fn reopen_if_moved(&mut self) -> Result<Option<(u32, u32)>, NetError> {
+        self.receive.reopen_if_moved()
+    }
+
     fn source_address(&self) -> IpAddr {
         self.receive.source_address()
     }

@@ -522,6 +522,20 @@ impl VrrpTransport for VrrpSocket {
             .await
     }
 
+    fn reopen_if_moved(&mut self) -> Result<Option<(u32, u32)>, NetError> {
+        // Only the index: one ioctl, where a full lookup reads every address of the host.
+        let index = crate::netlink::interface_index(&self.config.interface)?;
+        if index == self.interface_index {
+            return Ok(None);
+        }
+        let moved = (self.interface_index, index);
+        let mut reopened = Self::open(self.config.clone())?;
+        // The counters describe the instance's traffic, not one socket's.
+        reopened.counters = std::mem::take(&mut self.counters);
+        *self = reopened;
+        Ok(Some(moved))
+    }
+
     async fn recv(&self) -> Result<ReceivedAdvert, NetError> {
         loop {
             // async_io retries on WouldBlock; a dropped datagram is Ok(None): read the next one.

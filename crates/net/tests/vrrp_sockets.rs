@@ -347,6 +347,50 @@ fn an_open_socket_keeps_receiving_after_its_link_flaps() {
 }
 
 #[test]
+fn a_socket_follows_its_interface_when_it_is_created_again() {
+    if !e2e_enabled("a_socket_follows_its_interface_when_it_is_created_again") {
+        return;
+    }
+    let lab = Lab::new(2).unwrap();
+    for family in [Family::Ipv4, Family::Ipv6] {
+        let (opened_tx, opened_rx) = mpsc::channel();
+        let (recreated_tx, recreated_rx) = mpsc::channel::<()>();
+        let (reopened_tx, reopened_rx) = mpsc::channel();
+        let receiver = lab
+            .spawn_in_host(1, move || {
+                runtime().block_on(async move {
+                    let mut socket = VrrpSocket::open(config(family, Mode::Multicast)).unwrap();
+                    let first_index = socket.interface_index();
+                    assert_eq!(socket.reopen_if_moved().unwrap(), None, "nothing moved yet");
+                    opened_tx.send(()).unwrap();
+                    recreated_rx.recv().unwrap();
+                    let moved = socket.reopen_if_moved().unwrap();
+                    reopened_tx.send(()).unwrap();
+                    let advert = tokio::time::timeout(RECEIVE_TIMEOUT, socket.recv())
+                        .await
+                        .ok()
+                        .map(|received| received.unwrap());
+                    (first_index, moved, socket.interface_index(), advert)
+                })
+            })
+            .unwrap();
+        opened_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        lab.recreate_interface(1).unwrap();
+        recreated_tx.send(()).unwrap();
+        reopened_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        send_from(&lab, 0, config(family, Mode::Multicast));
+        let (first_index, moved, index, advert) = receiver.join().unwrap().unwrap();
+        assert_eq!(moved, Some((first_index, index)), "{family:?}");
+        assert_ne!(
+            first_index, index,
+            "{family:?}: the new interface has a new index"
+        );
+        let advert = advert.unwrap_or_else(|| panic!("{family:?}: nothing received"));
+        assert_eq!(advert.interface, index, "{family:?}");
+    }
+}
+
+#[test]
 fn an_oversized_datagram_is_dropped_as_malformed() {
     if !e2e_enabled("an_oversized_datagram_is_dropped_as_malformed") {
         return;

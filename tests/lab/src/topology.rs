@@ -181,46 +181,9 @@ impl Lab {
             ],
         )?;
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-        let port = bridge_port(index);
-        let br = self.bridge_netns.clone();
-        ip(&[
-            "-n",
-            &br,
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            HOST_INTERFACE,
-            "netns",
-            &ns,
-        ])?;
-        ip(&["-n", &br, "link", "set", &port, "master", BRIDGE, "up"])?;
-        ip(&["-n", &ns, "link", "set", HOST_INTERFACE, "up"])?;
         let ipv4 = Ipv4Addr::new(198, 51, 100, number);
         let ipv6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(number));
-        ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{ipv4}/24"),
-            "dev",
-            HOST_INTERFACE,
-        ])?;
-        ip(&[
-            "-n",
-            &ns,
-            "addr",
-            "add",
-            &format!("{ipv6}/64"),
-            "dev",
-            HOST_INTERFACE,
-            "nodad",
-        ])?;
-        wait_for_link(&br, &ns, index)?;
+        self.plug_host(index, &ns, None, ipv4, ipv6)?;
         let link_local = wait_for_link_local(&ns)?;
         let mac = read_mac(&ns)?;
         Ok(Host {
@@ -232,6 +195,78 @@ impl Lab {
             link_local,
             mac,
         })
+    }
+
+    /// Creates host `index`'s `eth0` (a veth whose other end is its bridge port), with `mac` if
+    /// given, and its addresses; returns once frames flow.
+    fn plug_host(
+        &self,
+        index: usize,
+        ns: &str,
+        mac: Option<[u8; 6]>,
+        ipv4: Ipv4Addr,
+        ipv6: Ipv6Addr,
+    ) -> Result<(), LabError> {
+        let port = bridge_port(index);
+        let br = &self.bridge_netns;
+        ip(&[
+            "-n",
+            br,
+            "link",
+            "add",
+            &port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            HOST_INTERFACE,
+            "netns",
+            ns,
+        ])?;
+        if let Some(mac) = mac {
+            let mac = mac.map(|byte| format!("{byte:02x}")).join(":");
+            ip(&["-n", ns, "link", "set", HOST_INTERFACE, "address", &mac])?;
+        }
+        ip(&["-n", br, "link", "set", &port, "master", BRIDGE, "up"])?;
+        ip(&["-n", ns, "link", "set", HOST_INTERFACE, "up"])?;
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{ipv4}/24"),
+            "dev",
+            HOST_INTERFACE,
+        ])?;
+        ip(&[
+            "-n",
+            ns,
+            "addr",
+            "add",
+            &format!("{ipv6}/64"),
+            "dev",
+            HOST_INTERFACE,
+            "nodad",
+        ])?;
+        wait_for_link(br, ns, index)
+    }
+
+    /// Deletes host `host`'s `eth0` and creates it again with the same name, MAC and addresses,
+    /// as a network manager or a VLAN reconfiguration does: the new interface has another
+    /// index, so whatever was bound to the old one is left on nothing. Returns once frames flow
+    /// and the link-local address is usable.
+    pub fn recreate_interface(&self, host: usize) -> Result<(), LabError> {
+        let host = self.checked_host(host)?.clone();
+        // Deleting one end of a veth deletes the other, the bridge port.
+        ip(&["-n", &host.netns, "link", "del", HOST_INTERFACE])?;
+        self.plug_host(
+            host.index,
+            &host.netns,
+            Some(host.mac),
+            host.ipv4,
+            host.ipv6,
+        )?;
+        wait_for_link_local(&host.netns).map(drop)
     }
 
     /// Runs `args` inside host `host` (`ip netns exec`) and returns its stdout.
