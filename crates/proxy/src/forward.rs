@@ -122,11 +122,13 @@ impl Activity {
 /// Forwards both directions until both are finished, a timeout fires, `cancel` is cancelled or a
 /// socket fails. `counters` are updated in batches, at least every `min(idle, tunnel, fin)` and
 /// when the session ends. `client_spoke` says the client's first bytes went to the server before
-/// forwarding (they count for the choice between `idle` and `tunnel`).
+/// forwarding (they count for the choice between `idle` and `tunnel`). `server_acks_delayed`
+/// says TCP_QUICKACK is off on the server socket (see [`pump`]'s `acks_delayed`).
 pub async fn forward(
     client: &TcpStream,
     server: &TcpStream,
     client_spoke: bool,
+    server_acks_delayed: bool,
     timeouts: &Timeouts,
     cancel: &CancellationToken,
     counters: SessionCounters<'_>,
@@ -137,6 +139,7 @@ pub async fn forward(
     let upstream = pump(
         client,
         server,
+        false,
         &activity,
         &activity.client_spoke,
         up,
@@ -145,6 +148,7 @@ pub async fn forward(
     let downstream = pump(
         server,
         client,
+        server_acks_delayed,
         &activity,
         &activity.server_spoke,
         down,
@@ -197,6 +201,7 @@ async fn watchdog(activity: &Activity, timeouts: &Timeouts, flush: &impl Fn()) -
 async fn pump(
     from: &TcpStream,
     to: &TcpStream,
+    mut acks_delayed: bool,
     activity: &Activity,
     spoke: &AtomicBool,
     unflushed: &AtomicU64,
@@ -232,6 +237,18 @@ async fn pump(
             }
             moved
         };
+        if acks_delayed && moved.is_some() {
+            // The first answer from a socket whose ACKs were delayed (TCP_QUICKACK off to send
+            // the first bytes with the handshake's ACK). Left delayed, a server that answers in
+            // two small writes without TCP_NODELAY would hold the second one until our ACK came,
+            // 40 ms later (Nagle's algorithm): quick ACKs go back on, which also sends the ACK
+            // now. Unless its FIN is queued already: then it sends nothing more, and the ACK
+            // rides on our FIN instead of costing a segment of its own.
+            acks_delayed = false;
+            if !fin_queued {
+                let _ = socket2::SockRef::from(from).set_tcp_quickack(true);
+            }
+        }
         match moved {
             None => {}
             Some(0) => break,

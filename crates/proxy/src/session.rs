@@ -192,12 +192,8 @@ async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
                 source,
             })?;
     }
-    if !first_bytes.is_empty() {
-        // Back to acknowledging at once (connect_to delayed the handshake's ACK for the first
-        // bytes). Left delayed, a server that answers in two small writes without TCP_NODELAY
-        // would wait for our delayed ACK (40 ms) before its second write (Nagle's algorithm).
-        let _ = socket2::SockRef::from(&server_stream).set_tcp_quickack(true);
-    }
+    // connect_to turned quick ACKs off for the first bytes; forwarding turns them back on.
+    let server_acks_delayed = !first_bytes.is_empty();
     // Not held through the session: up to 16 KiB (`forward::read_waiting`).
     drop(first_bytes);
     if early_bytes > 0 {
@@ -215,6 +211,7 @@ async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
         &accepted.client,
         &server_stream,
         early_bytes > 0,
+        server_acks_delayed,
         &backend.config.timeout,
         &cancel,
         SessionCounters {
@@ -373,7 +370,8 @@ async fn connect_to(
     let _ = socket.set_tcp_nodelay(true);
     if !first_bytes.is_empty() {
         // Bytes to send at once: let the handshake's last ACK wait for them and ride along, one
-        // segment less (HAProxy's `option tcp-smart-connect`). [`serve`] turns quick ACKs back on.
+        // segment less (HAProxy's `option tcp-smart-connect`). Forwarding turns quick ACKs back
+        // on when the server first answers (`forward`, `server_acks_delayed`).
         let _ = socket.set_tcp_quickack(false);
     }
     match socket.connect(&address.into()) {

@@ -85,6 +85,65 @@ async fn first_bytes_wait_for_a_server_that_connects_late() {
     assert_eq!(server_stats(&stats, "back", "late").connect_errors, 0);
 }
 
+/// The proxy sends the client's first bytes with the handshake's last ACK by delaying its ACKs
+/// (TCP_QUICKACK off). A server that answers in two small writes without TCP_NODELAY holds the
+/// second until its first is acknowledged (Nagle's algorithm), so delayed ACKs left on would
+/// stall every such answer for the delayed-ACK timeout, 40 ms at least.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_in_two_small_writes_is_not_held_by_a_delayed_ack() {
+    const EXCHANGES: usize = 10;
+    let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let server_address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // Nagle on, as a server that never set TCP_NODELAY.
+                stream.set_nodelay(false).unwrap();
+                let mut received = Vec::new();
+                while !received.ends_with(b"request") {
+                    let mut chunk = [0u8; 256];
+                    let read = stream.read(&mut chunk).await.unwrap();
+                    assert!(read > 0, "closed before the request");
+                    received.extend_from_slice(&chunk[..read]);
+                }
+                stream.write_all(b"head").await.unwrap();
+                stream.write_all(b"tail").await.unwrap();
+                let mut rest = Vec::new();
+                let _ = stream.read_to_end(&mut rest).await;
+            });
+        }
+    });
+    // With a PROXY header there are always first bytes to send with the connection, whether or
+    // not the request came before the proxy connected.
+    let mut config = single(&[("nagle", server_address)]);
+    config.backends[0].send_proxy = vipd_proxy::ProxyProtocol::V1;
+    let proxy = Proxy::start(config).await.unwrap();
+    let front = frontend_address(&proxy, "front");
+    let mut slow = Vec::new();
+    for _ in 0..EXCHANGES {
+        let mut client = TcpStream::connect(front).await.unwrap();
+        client.write_all(b"request").await.unwrap();
+        let started = std::time::Instant::now();
+        let mut answer = [0u8; 8];
+        tokio::time::timeout(PATIENCE, client.read_exact(&mut answer))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&answer, b"headtail");
+        let took = started.elapsed();
+        if took >= Duration::from_millis(40) {
+            slow.push(took);
+        }
+    }
+    // Held by a delayed ACK, every exchange would take 40 ms or more; allow a loaded machine a
+    // few slow ones.
+    assert!(
+        slow.len() <= 2,
+        "{} of {EXCHANGES} answers took 40 ms or more: {slow:?}",
+        slow.len()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_close_from_the_client_keeps_the_reply_path_open() {
     let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
