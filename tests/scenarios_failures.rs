@@ -253,6 +253,39 @@ fn an_interface_deleted_and_created_again_is_listened_on_again() {
     pair.assert_serves("after lb1's interface was created again");
 }
 
+/// The master renumbered while vipd runs: 198.51.100.20 added, its 198.51.100.10 removed (the
+/// kernel promotes a secondary address to primary). Its adverts then leave from another
+/// address, and the VRRPv3 IPv4 checksum covers the source: computed over the old one, lb2
+/// would drop every advert as malformed and take the VIP.
+#[test]
+fn a_master_renumbered_while_running_keeps_its_backup() {
+    if !vipd_lab::e2e_enabled("a_master_renumbered_while_running_keeps_its_backup") {
+        return;
+    }
+    let settings = PairSettings::default();
+    let pair = Pair::start("scn-renumber", settings.clone());
+    let before = pair.counter(LB2, "became_master");
+    let eth0 = &pair.lab.host(LB1).interface;
+    let old = format!("{}/24", pair.lab.host(LB1).ipv4);
+    for command in [
+        vec!["sysctl", "-qw", "net.ipv4.conf.eth0.promote_secondaries=1"],
+        vec!["ip", "addr", "add", "198.51.100.20/24", "dev", eth0],
+        vec!["ip", "addr", "del", &old, "dev", eth0],
+    ] {
+        pair.lab.run(LB1, &command).expect("renumber lb1");
+    }
+    // Dropping lb1's adverts, lb2 would take over one Master_Down_Interval later: watch five.
+    std::thread::sleep(settings.master_down(LB2_PRIORITY) * 5 + MARGIN);
+    pair.assert_state(LB1, "master");
+    pair.assert_state(LB2, "backup");
+    assert_eq!(
+        pair.counter(LB2, "became_master"),
+        before,
+        "lb2 took over after lb1 was renumbered\n{}",
+        pair.logs()
+    );
+}
+
 /// Scenario 8: someone deletes the VIP on the master: the address monitor tells the instance,
 /// which puts it back at once and counts it (`vips_restored`).
 ///

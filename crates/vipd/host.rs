@@ -525,6 +525,13 @@ impl VrrpTransport for LinuxTransport {
         }
     }
 
+    fn follow_source_address(&mut self) -> Result<Option<(IpAddr, IpAddr)>, NetError> {
+        match self {
+            Self::Interface(socket) => socket.follow_source_address(),
+            Self::VirtualMac(transport) => transport.follow_source_address(),
+        }
+    }
+
     fn reopen_if_moved(&mut self) -> Result<Option<(u32, u32)>, NetError> {
         match self {
             Self::Interface(socket) => socket.reopen_if_moved(),

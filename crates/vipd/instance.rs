@@ -208,10 +208,14 @@ where
                     if self.reopen_failed.is_some() && matches!(event, Ok(AddressEvent::Added { .. })) {
                         self.follow_a_recreated_interface();
                     }
+                    if event.is_ok() {
+                        self.follow_the_source_address();
+                    }
                     self.address_event(event).await;
                 }
                 _ = reconcile.tick() => {
                     self.follow_a_recreated_interface();
+                    self.follow_the_source_address();
                     self.reconcile().await;
                 }
             }
@@ -280,6 +284,23 @@ where
                     warn!(instance = %self.parts.name, interface = %self.parts.interface, %error, "cannot reopen the VRRP socket on the interface yet");
                 }
                 self.reopen_failed = Some(reason);
+            }
+        }
+    }
+
+    /// Sends from the interface's address of now: renumbered while vipd runs, the interface
+    /// sends adverts from its new address, and a VRRPv3 IPv4 checksum over the old one would
+    /// make the peer drop them all. (The router keeps the address it started with for the
+    /// equal-priority tie-break.) Errors are the interface being gone or without an address:
+    /// Fault or reopening covers those.
+    fn follow_the_source_address(&mut self) {
+        match self.parts.transport.follow_source_address() {
+            Ok(Some((old, new))) => {
+                warn!(instance = %self.parts.name, interface = %self.parts.interface, %old, %new, "the interface's address changed: adverts now carry the new one");
+            }
+            Ok(None) => {}
+            Err(error) => {
+                debug!(instance = %self.parts.name, %error, "cannot read the interface's address");
             }
         }
     }

@@ -166,6 +166,14 @@ pub trait VrrpTransport: Send + Sync {
         Ok(None)
     }
 
+    /// Follows a change of the address adverts are sent from (the interface renumbered while
+    /// vipd runs): the kernel picks each advert's source, and the VRRPv3 IPv4 checksum covers
+    /// it, so with a stale one the peer would drop every advert as malformed. Returns the old
+    /// and the new source if it changed; a pinned unicast source never does.
+    fn follow_source_address(&mut self) -> Result<Option<(IpAddr, IpAddr)>, NetError> {
+        Ok(None)
+    }
+
     /// Sends `payload` to one of [`VrrpTransport::destinations`].
     fn send_to(
         &self,

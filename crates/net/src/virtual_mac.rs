@@ -681,6 +681,20 @@ impl VrrpTransport for VirtualMacTransport {
         self.receive.reopen_if_moved()
     }
 
+    /// The parent's address: the send socket is bound to it, so it is opened again on the new
+    /// one.
+    fn follow_source_address(&mut self) -> Result<Option<(IpAddr, IpAddr)>, NetError> {
+        let changed = self.receive.follow_source_address()?;
+        if let Some((_, source)) = changed {
+            let reopened = open_send_socket(self.family, &self.interface, source)?;
+            *self
+                .send
+                .get_mut()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(reopened);
+        }
+        Ok(changed)
+    }
+
     fn source_address(&self) -> IpAddr {
         self.receive.source_address()
     }

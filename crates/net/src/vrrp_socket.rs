@@ -183,30 +183,7 @@ impl VrrpSocket {
                 });
             }
         }
-        let source = match (&config.family, &config.mode) {
-            (
-                _,
-                Mode::Unicast {
-                    source: Some(source),
-                    ..
-                },
-            ) => *source,
-            // Without a pinned source the kernel picks one per destination (for IPv6 a global
-            // address for a global peer, not the link-local): ask it, so source_address() tells
-            // what the wire will say.
-            (
-                _,
-                Mode::Unicast {
-                    peers,
-                    source: None,
-                },
-            ) if !peers.is_empty() => {
-                kernel_source(&config.interface, interface.index, peers[0])
-                    .map_err(fail("find the source address for the first peer"))?
-            }
-            (Family::Ipv4, _) => IpAddr::V4(interface.require_ipv4()?),
-            (Family::Ipv6, _) => IpAddr::V6(interface.require_link_local()?),
-        };
+        let source = advert_source(&config, &interface)?;
         let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(VRRP_PROTOCOL)))
             .map_err(fail("open raw socket"))?;
         socket
@@ -473,6 +450,37 @@ fn parse_ipv4(data: &[u8]) -> Option<(IpAddr, IpAddr, u8, Vec<u8>)> {
     ))
 }
 
+/// The source address adverts carry on `interface` now: the pinned unicast source, else the one
+/// the kernel picks (the interface's primary IPv4 address or IPv6 link-local for the group, the
+/// route's source for the first unicast peer), so that `source_address()` tells what the wire
+/// will say.
+fn advert_source(config: &VrrpSocketConfig, interface: &Interface) -> Result<IpAddr, NetError> {
+    Ok(match (&config.family, &config.mode) {
+        (
+            _,
+            Mode::Unicast {
+                source: Some(source),
+                ..
+            },
+        ) => *source,
+        // For IPv6 a global address for a global peer, not the link-local.
+        (
+            _,
+            Mode::Unicast {
+                peers,
+                source: None,
+            },
+        ) if !peers.is_empty() => kernel_source(&config.interface, interface.index, peers[0])
+            .map_err(|source| NetError::Socket {
+                action: "find the source address for the first peer",
+                interface: config.interface.clone(),
+                source,
+            })?,
+        (Family::Ipv4, _) => IpAddr::V4(interface.require_ipv4()?),
+        (Family::Ipv6, _) => IpAddr::V6(interface.require_link_local()?),
+    })
+}
+
 /// The source address the kernel would use towards `peer` on `interface`: a connected UDP
 /// socket learns it from the routing table without sending anything.
 fn kernel_source(interface: &str, index: u32, peer: IpAddr) -> io::Result<IpAddr> {
@@ -520,6 +528,22 @@ impl VrrpTransport for VrrpSocket {
     async fn send_to(&self, payload: &[u8], destination: IpAddr) -> Result<(), NetError> {
         self.send_to_address(payload, self.socket_address(destination))
             .await
+    }
+
+    fn follow_source_address(&mut self) -> Result<Option<(IpAddr, IpAddr)>, NetError> {
+        if let Mode::Unicast {
+            source: Some(_), ..
+        } = self.config.mode
+        {
+            return Ok(None);
+        }
+        let source = advert_source(&self.config, &Interface::lookup(&self.config.interface)?)?;
+        if source == self.source {
+            return Ok(None);
+        }
+        let changed = (self.source, source);
+        self.source = source;
+        Ok(Some(changed))
     }
 
     fn reopen_if_moved(&mut self) -> Result<Option<(u32, u32)>, NetError> {
