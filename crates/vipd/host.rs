@@ -525,6 +525,13 @@ impl VrrpTransport for LinuxTransport {
         }
     }
 
+    fn interface_index(&self) -> Option<u32> {
+        match self {
+            Self::Interface(socket) => VrrpTransport::interface_index(socket),
+            Self::VirtualMac(transport) => transport.interface_index(),
+        }
+    }
+
     fn follow_source_address(&mut self) -> Result<Option<(IpAddr, IpAddr)>, NetError> {
         match self {
             Self::Interface(socket) => socket.follow_source_address(),

@@ -208,7 +208,16 @@ where
                     if self.reopen_failed.is_some() && matches!(event, Ok(AddressEvent::Added { .. })) {
                         self.follow_a_recreated_interface();
                     }
-                    if event.is_ok() {
+                    // Only an address change on the transport's own interface can move its source:
+                    // reading every address of the host for each event elsewhere (pod veths come
+                    // and go) would be wasted.
+                    if let Ok(event) = &event
+                        && self
+                            .parts
+                            .transport
+                            .interface_index()
+                            .is_none_or(|index| index == event.interface_index())
+                    {
                         self.follow_the_source_address();
                     }
                     self.address_event(event).await;

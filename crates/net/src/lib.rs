@@ -166,6 +166,12 @@ pub trait VrrpTransport: Send + Sync {
         Ok(None)
     }
 
+    /// The interface adverts are received on, when the transport is bound to one: address
+    /// changes elsewhere cannot change [`VrrpTransport::source_address`].
+    fn interface_index(&self) -> Option<u32> {
+        None
+    }
+
     /// Follows a change of the address adverts are sent from (the interface renumbered while
     /// vipd runs): the kernel picks each advert's source, and the VRRPv3 IPv4 checksum covers
     /// it, so with a stale one the peer would drop every advert as malformed. Returns the old

@@ -31,6 +31,20 @@ pub enum AddressEvent {
     },
 }
 
+impl AddressEvent {
+    /// The interface the address appeared on or disappeared from.
+    pub fn interface_index(&self) -> u32 {
+        match self {
+            Self::Added {
+                interface_index, ..
+            }
+            | Self::Removed {
+                interface_index, ..
+            } => *interface_index,
+        }
+    }
+}
+
 /// Reports address changes of every interface, IPv4 and IPv6, from whoever made them.
 #[derive(Debug)]
 pub struct AddressMonitor {

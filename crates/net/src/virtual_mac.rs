@@ -681,6 +681,10 @@ impl VrrpTransport for VirtualMacTransport {
         self.receive.reopen_if_moved()
     }
 
+    fn interface_index(&self) -> Option<u32> {
+        Some(self.receive.interface_index())
+    }
+
     /// The parent's address: the send socket is bound to it, so it is opened again on the new
     /// one.
     fn follow_source_address(&mut self) -> Result<Option<(IpAddr, IpAddr)>, NetError> {

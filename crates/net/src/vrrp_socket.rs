@@ -530,6 +530,10 @@ impl VrrpTransport for VrrpSocket {
             .await
     }
 
+    fn interface_index(&self) -> Option<u32> {
+        Some(self.interface_index)
+    }
+
     fn follow_source_address(&mut self) -> Result<Option<(IpAddr, IpAddr)>, NetError> {
         if let Mode::Unicast {
             source: Some(_), ..
