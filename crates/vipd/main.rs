@@ -1,19 +1,22 @@
 //! vipd: VRRP failover and an L4 proxy in one daemon, one per load-balancer node.
+//!
+//! A map for a newcomer, in the order a request of `vipd run` travels:
+//!
+//! - `main.rs` (here): the command line; one front-end per subcommand in [`cli`].
+//! - [`cli::run`]: reads and validates the configuration, starts the Linux host, the control
+//!   server and the supervisor, and turns signals into reload and shutdown.
+//! - [`daemon::supervisor`]: one instance task per VRRP instance, the proxy engine, the trackers;
+//!   reload by difference.
+//! - [`daemon::instance`]: one VRRP instance: carries inputs into `vipd_vrrp::VirtualRouter`
+//!   (the protocol, pure and tested on a virtual clock) and its outputs to [`daemon::host`]
+//!   (sockets, VIPs, announcements through vipd-net).
+//! - [`control`]: `/status`, `/metrics`, the dashboard and the admin API.
+//!
+//! The design behind it: docs/design/architecture.md.
 
-mod check;
+mod cli;
 mod control;
-mod exec;
-mod host;
-mod import_cmd;
-mod instance;
-mod lab;
-mod mapping;
-mod notify;
-mod priority;
-mod run;
-mod status_cmd;
-mod supervisor;
-mod tracker;
+mod daemon;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,15 +35,15 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Validate a configuration file: a summary and warnings (exit 0), or every error (exit 1).
-    Check(check::CheckArgs),
+    Check(cli::check::CheckArgs),
     /// Run the daemon: VRRP instances, the proxy, trackers and the control server.
-    Run(run::RunArgs),
+    Run(cli::run::RunArgs),
     /// Print a running daemon's status: instances, trackers, frontends, servers.
-    Status(status_cmd::StatusArgs),
+    Status(cli::status::StatusArgs),
     /// Translate keepalived.conf (and haproxy.cfg) to vipd.yaml; lists what it could not translate.
-    Import(import_cmd::ImportArgs),
+    Import(cli::import::ImportArgs),
     /// Run a vipd pair, backends and a client in network namespaces and demonstrate failover (root).
-    Lab(lab::LabArgs),
+    Lab(cli::lab::LabArgs),
 }
 
 /// The `-c FILE` option shared by the subcommands that read the configuration.
@@ -54,11 +57,11 @@ struct ConfigFileArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
-        Command::Check(args) => check::run(&args),
-        Command::Run(args) => run::run(&args),
-        Command::Status(args) => status_cmd::run(&args),
-        Command::Import(args) => import_cmd::run(&args),
-        Command::Lab(args) => lab::run(&args),
+        Command::Check(args) => cli::check::run(&args),
+        Command::Run(args) => cli::run::run(&args),
+        Command::Status(args) => cli::status::run(&args),
+        Command::Import(args) => cli::import::run(&args),
+        Command::Lab(args) => cli::lab::run(&args),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("vipd: {error:#}");

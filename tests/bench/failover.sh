@@ -8,7 +8,7 @@
 #   REPEATS=1 PROFILE=dev WRITE_DOC=0 tests/bench/failover.sh    smoke test of the script itself
 #   RESULTS=saved-output tests/bench/failover.sh    summarise an earlier run's RESULT lines
 #
-# Lab (tests/lab, namespaces only, 198.51.100.0/24): two nodes (priority 150 and 100, multicast,
+# Lab (crates/lab, namespaces only, 198.51.100.0/24): two nodes (priority 150 and 100, multicast,
 # one VIP), a backend, a client. Cases: VRRPv2 at 1 s adverts and VRRPv3 at 100 ms, each
 # unplanned (the master's VRRP process SIGKILLed and its link cut at the same instant) and planned
 # (SIGTERM: a priority-0 advert). The failure is triggered right after one of the master's adverts

@@ -18,9 +18,9 @@ use vipd_vrrp::{Advertisement, ChecksumForm, Input, Output, Priority, State, Vir
 use crate::control::{
     InstanceCounters, InstanceStatus, MasterSeen, TrackerState, TrackerStatus, VrrpState,
 };
-use crate::notify::{HookState, Notifier};
-use crate::priority::{self, Contribution, Effective, Verdict};
-use crate::tracker::{Reading, TrackerInfo};
+use crate::daemon::notify::{HookState, Notifier};
+use crate::daemon::priority::{self, Contribution, Effective, Verdict};
+use crate::daemon::tracker::{Reading, TrackerInfo};
 
 /// How often a master checks that its VIPs are still on the host, in case a netlink
 /// notification of their removal was lost (the monitor catches the common case at once).

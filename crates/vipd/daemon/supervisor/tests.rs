@@ -12,7 +12,7 @@ use vipd_vrrp::Advertisement;
 
 use super::*;
 use crate::control::VrrpState;
-use crate::host::MemoryHost;
+use crate::daemon::host::MemoryHost;
 
 const LB1: &str = "198.51.100.11";
 const LB2: &str = "198.51.100.12";

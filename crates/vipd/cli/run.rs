@@ -15,8 +15,8 @@ use tracing::{error, info, warn};
 
 use crate::ConfigFileArg;
 use crate::control;
-use crate::host::LinuxHost;
-use crate::supervisor::Supervisor;
+use crate::daemon::host::LinuxHost;
+use crate::daemon::supervisor::Supervisor;
 
 /// How log events are written.
 #[derive(Clone, Copy, Debug, Default, ValueEnum)]

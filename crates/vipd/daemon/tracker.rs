@@ -1,6 +1,6 @@
 //! Trackers: tasks that watch something an instance depends on and publish a [`Verdict`] on a
 //! watch channel. One task per tracked thing, however many instances track it; the instance's
-//! router task combines the verdicts with [`crate::priority::effective`].
+//! router task combines the verdicts with [`crate::daemon::priority::effective`].
 //!
 //! Kinds (vrrp.md, Tracking): scripts (interval, timeout, rise, fall; a hung script is killed and
 //! counts as a failure), files (an integer × weight), interfaces (link down), and proxy frontends
@@ -15,8 +15,8 @@ use tracing::{info, warn};
 use vipd_proxy::HealthState;
 
 use crate::control::TrackerKind;
-use crate::exec::{self, RunAs};
-use crate::priority::Verdict;
+use crate::daemon::exec::{self, RunAs};
+use crate::daemon::priority::Verdict;
 
 /// What an instance knows about one of its trackers besides its reading.
 #[derive(Clone, Debug, PartialEq, Eq)]

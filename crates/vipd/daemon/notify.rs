@@ -6,7 +6,7 @@
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
-use crate::exec;
+use crate::daemon::exec;
 
 /// Hooks queued beyond this many (a flapping instance with slow hooks) are dropped and logged:
 /// only the latest state matters, and memory stays bounded.

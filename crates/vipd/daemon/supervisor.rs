@@ -13,11 +13,11 @@ use vipd_config::{Config, TrackTarget, VrrpInstance};
 use vipd_vrrp::VirtualRouter;
 
 use crate::control::{ActionError, Control, InstanceStatus, NodeStatus, ServerAction, TrackerKind};
-use crate::host::Host;
-use crate::instance::{self, Command};
-use crate::mapping;
-use crate::notify::Notifier;
-use crate::tracker::{self, Reading, TrackerInfo};
+use crate::daemon::host::Host;
+use crate::daemon::instance::{self, Command};
+use crate::daemon::mapping;
+use crate::daemon::notify::Notifier;
+use crate::daemon::tracker::{self, Reading, TrackerInfo};
 
 #[cfg(test)]
 mod tests;
@@ -346,7 +346,7 @@ impl<H: Host> Supervisor<H> {
                     // Validation refuses dangling references; stay safe if one slips through.
                     warn!(script = %name, "tracked script is not defined; it counts as failed");
                     watch::channel(Reading {
-                        verdict: crate::priority::Verdict::Down,
+                        verdict: crate::daemon::priority::Verdict::Down,
                         detail: Some("not defined".into()),
                     })
                     .1
@@ -381,10 +381,10 @@ impl<H: Host> Supervisor<H> {
 /// A watch of whether all of `interfaces` are up (an unknown one counts as down), derived from
 /// the host's map of every followed interface.
 fn link_watch(
-    mut links: watch::Receiver<crate::host::Links>,
+    mut links: watch::Receiver<crate::daemon::host::Links>,
     interfaces: Vec<String>,
 ) -> watch::Receiver<bool> {
-    let all_up = move |links: &crate::host::Links| {
+    let all_up = move |links: &crate::daemon::host::Links| {
         interfaces
             .iter()
             .all(|name| links.get(name).copied().unwrap_or(false))

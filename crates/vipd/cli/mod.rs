@@ -1,0 +1,9 @@
+//! The subcommands' front-ends: each parses its arguments, does its one job and returns an exit
+//! status. Only `run` starts the daemon (crate::daemon); the others read files, talk to a running
+//! daemon's control server, or build a lab.
+
+pub mod check;
+pub mod import;
+pub mod lab;
+pub mod run;
+pub mod status;

@@ -1,0 +1,18 @@
+//! The daemon that `vipd run` starts: the supervisor wires the engines (vipd-vrrp routers,
+//! vipd-proxy, trackers, notify hooks) to the host (vipd-net) and to the control server.
+//!
+//! - `supervisor`: start, reload by difference, shutdown; one instance task per VRRP instance.
+//! - `instance`: one VRRP instance's task: inputs into `vipd_vrrp::VirtualRouter`, outputs to the host.
+//! - `host`: the Linux host (sockets, rtnetlink, monitors) and an in-memory one for tests.
+//! - `tracker`, `priority`: what an instance depends on, and the priority it yields.
+//! - `notify`, `exec`: operators' hooks and scripts, run as programs (argv, never a shell).
+//! - `mapping`: from the YAML model to the engines' own configuration types.
+
+pub mod exec;
+pub mod host;
+pub mod instance;
+pub mod mapping;
+pub mod notify;
+pub mod priority;
+pub mod supervisor;
+pub mod tracker;
