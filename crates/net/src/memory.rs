@@ -15,9 +15,16 @@ use crate::{NetError, ReceivedAdvert, TransportStats, VrrpTransport};
 
 #[derive(Debug)]
 struct Member {
+    id: usize,
+    /// The interface's address now (renumbering changes it).
     address: IpAddr,
     inbox: mpsc::UnboundedSender<ReceivedAdvert>,
     connected: bool,
+    /// The interface was deleted and created again: the transport's socket is bound to the old
+    /// one and neither sends nor receives until it is reopened.
+    stale: bool,
+    /// The interface's index, which each recreation changes.
+    index: u32,
 }
 
 /// A simulated LAN segment: every advert one member sends reaches every other connected member
@@ -36,13 +43,19 @@ impl MemoryLan {
     /// Connects a new member with source address `address` and returns its transport.
     pub fn join(&self, address: IpAddr) -> MemoryTransport {
         let (inbox, receiver) = mpsc::unbounded_channel();
-        self.lock().push(Member {
+        let mut members = self.lock();
+        let id = members.len();
+        members.push(Member {
+            id,
             address,
             inbox,
             connected: true,
+            stale: false,
+            index: 1,
         });
         MemoryTransport {
             lan: self.clone(),
+            id,
             address,
             receiver: tokio::sync::Mutex::new(receiver),
             sent: AtomicU64::new(0),
@@ -62,16 +75,41 @@ impl MemoryLan {
         }
     }
 
+    /// Renumbers the member at `old`: its interface now has address `new`. Adverts its transport
+    /// still sends from `old` are lost, as a peer drops adverts whose VRRPv3 checksum covers
+    /// another source than the packet's.
+    pub fn renumber(&self, old: IpAddr, new: IpAddr) {
+        for member in self
+            .lock()
+            .iter_mut()
+            .filter(|member| member.address == old)
+        {
+            member.address = new;
+        }
+    }
+
+    /// Deletes the member's interface and creates it again (same name, another index): its
+    /// transport neither sends nor receives until [`VrrpTransport::reopen_if_moved`].
+    pub fn recreate_interface(&self, address: IpAddr) {
+        for member in self
+            .lock()
+            .iter_mut()
+            .filter(|member| member.address == address)
+        {
+            member.stale = true;
+            member.index += 1;
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Member>> {
         self.members.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn deliver(&self, from: IpAddr, payload: &[u8]) -> bool {
+    fn deliver(&self, sender: usize, from: IpAddr, payload: &[u8]) -> bool {
         let members = self.lock();
-        if !members
-            .iter()
-            .any(|member| member.address == from && member.connected)
-        {
+        if !members.iter().any(|member| {
+            member.id == sender && member.address == from && member.connected && !member.stale
+        }) {
             return false;
         }
         let group = match from {
@@ -79,7 +117,10 @@ impl MemoryLan {
             IpAddr::V6(_) => IpAddr::V6(VRRP_GROUP_V6),
         };
         for member in members.iter().filter(|member| {
-            member.connected && member.address != from && member.address.is_ipv4() == from.is_ipv4()
+            member.connected
+                && !member.stale
+                && member.id != sender
+                && member.address.is_ipv4() == from.is_ipv4()
         }) {
             // A member whose transport was dropped just misses the advert, like a dead host.
             let _ = member.inbox.send(ReceivedAdvert {
@@ -99,6 +140,7 @@ impl MemoryLan {
 #[derive(Debug)]
 pub struct MemoryTransport {
     lan: MemoryLan,
+    id: usize,
     address: IpAddr,
     receiver: tokio::sync::Mutex<mpsc::UnboundedReceiver<ReceivedAdvert>>,
     sent: AtomicU64,
@@ -108,7 +150,7 @@ pub struct MemoryTransport {
 impl VrrpTransport for MemoryTransport {
     async fn send(&self, payload: &[u8]) -> Result<(), NetError> {
         // A cut cable loses the advert silently, as a real NIC without carrier would.
-        if self.lan.deliver(self.address, payload) {
+        if self.lan.deliver(self.id, self.address, payload) {
             self.sent.fetch_add(1, Ordering::Relaxed);
         }
         Ok(())
@@ -128,6 +170,22 @@ impl VrrpTransport for MemoryTransport {
 
     fn source_address(&self) -> IpAddr {
         self.address
+    }
+
+    fn follow_source_address(&mut self) -> Result<Option<(IpAddr, IpAddr)>, NetError> {
+        let now = self.lan.lock()[self.id].address;
+        let old = std::mem::replace(&mut self.address, now);
+        Ok((old != now).then_some((old, now)))
+    }
+
+    fn reopen_if_moved(&mut self) -> Result<Option<(u32, u32)>, NetError> {
+        let mut members = self.lan.lock();
+        let member = &mut members[self.id];
+        if !member.stale {
+            return Ok(None);
+        }
+        member.stale = false;
+        Ok(Some((member.index - 1, member.index)))
     }
 
     fn stats(&self) -> TransportStats {

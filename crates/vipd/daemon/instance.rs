@@ -1,9 +1,11 @@
 //! One task per VRRP instance: it drives `vipd_vrrp::VirtualRouter` with real time and carries
 //! out what the router asks for through the host's seams (transport, addresses, announcer).
 //!
-//! The task `select!`s on: received adverts, the router's next deadline, tracker verdicts, its
-//! interface's link state, VIPs removed behind our back, and commands (maintenance, shutdown).
-//! Every input is fed with the current time; then every output is drained before the next wait.
+//! The task `select!`s on: received adverts, the router's next deadline (its one timer), tracker
+//! verdicts, its interface's link state, host events, and commands (maintenance, shutdown). Every
+//! input is fed with the current time; then every output is drained before the next wait. The
+//! task decides nothing about VRRP: what to do about a VIP found missing, a leftover VIP at
+//! start or a renumbered interface is the router's call (docs/design/vrrp.md, "Host events").
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,19 +14,20 @@ use futures::future::select_all;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
-use vipd_net::{AddressEvent, AddressManager, Announce, Change, DeadlineTimer, VrrpTransport};
+use vipd_net::{AddressManager, Announce, Change, DeadlineTimer, VrrpTransport};
 use vipd_vrrp::{Advertisement, ChecksumForm, Input, Output, Priority, State, VirtualRouter};
 
 use crate::control::{
     InstanceCounters, InstanceStatus, MasterSeen, TrackerState, TrackerStatus, VrrpState,
 };
+use crate::daemon::host::HostEvent;
 use crate::daemon::notify::{HookState, Notifier};
 use crate::daemon::priority::{self, Contribution, Effective, Verdict};
 use crate::daemon::tracker::{Reading, TrackerInfo};
 
-/// How often a master checks that its VIPs are still on the host, in case a netlink
-/// notification of their removal was lost (the monitor catches the common case at once).
-const RECONCILE_EVERY: Duration = Duration::from_secs(5);
+/// How often the router asks for its socket, its address and (as master) its VIPs to be checked,
+/// in case a netlink notification was lost (the monitors catch the common case at once).
+pub const HOST_CHECK_EVERY: Duration = Duration::from_secs(5);
 
 /// What the supervisor can ask of a running instance.
 #[derive(Debug)]
@@ -52,10 +55,11 @@ pub struct Parts<T, A, N> {
     /// are not "wrong VRID" drops.
     pub sibling_vrids: Vec<u8>,
     pub trackers: Vec<(TrackerInfo, watch::Receiver<Reading>)>,
-    /// Whether the instance's interface is up (and its index, to match address events).
+    /// Whether the instance's interface is up.
     pub link: watch::Receiver<bool>,
-    pub interface_index: u32,
-    pub address_events: broadcast::Receiver<AddressEvent>,
+    pub events: broadcast::Receiver<HostEvent>,
+    /// Deadlines to the microsecond through a timerfd; off on tokio's paused test clock.
+    pub precise_timers: bool,
     pub notifier: Notifier,
     /// For status: the VIPs as configured (with prefix), the VRID and the version number.
     pub vip_strings: Vec<String>,
@@ -115,10 +119,9 @@ where
 struct Instance<T, A, N> {
     parts: Parts<T, A, N>,
     status: watch::Sender<InstanceStatus>,
-    vips_restored: u64,
     malformed_adverts: u64,
     /// Why the VRRP socket could not yet be opened on a recreated interface, if it could not:
-    /// retried on every address added and every reconcile tick, logged once per reason.
+    /// retried on every address added and every host check, logged once per reason.
     reopen_failed: Option<String>,
 }
 
@@ -132,7 +135,6 @@ where
         Self {
             parts,
             status,
-            vips_restored: 0,
             malformed_adverts: 0,
             reopen_failed: None,
         }
@@ -144,45 +146,20 @@ where
             .router
             .handle_input(now().into_std(), Input::Startup);
         self.drain_outputs().await;
-        if self.parts.router.state() != State::Master {
-            self.remove_leftover_vips().await;
-        }
-        let mut precise_timer = PreciseTimer::start(&self.parts.name);
-        let mut reconcile = tokio::time::interval(RECONCILE_EVERY);
-        reconcile.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut timer = RouterTimer::start(self.parts.precise_timers, &self.parts.name);
         loop {
-            let next_timeout = self.parts.router.poll_timeout().map(Instant::from_std);
-            let deadline = next_timeout.unwrap_or_else(far_future);
+            let deadline = self.parts.router.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 // Biased: after a stall, an advert that is already waiting is handled before an
                 // expired down timer, so a live master is not taken over from because the task
                 // polled its branches in the wrong order. Timers cannot starve: every pass ends
                 // with `fire_due_timers`.
                 biased;
-                command = commands.recv() => match command {
-                    Some(Command::ReplaceTrackers(trackers)) => {
-                        self.parts.trackers = trackers;
-                        self.apply_trackers_and_link(now());
-                    }
-                    Some(Command::Maintenance(on)) => {
-                        info!(instance = %self.parts.name, on, "maintenance");
-                        self.parts.router.handle_input(now().into_std(), Input::Maintenance(on));
-                    }
-                    Some(Command::Shutdown(done)) => {
-                        self.parts.router.handle_input(now().into_std(), Input::Shutdown);
-                        self.drain_outputs().await;
-                        self.publish();
-                        let _ = done.send(());
+                command = commands.recv() => {
+                    if self.command(command).await.is_break() {
                         return;
                     }
-                    // The supervisor is gone: release like a shutdown rather than hold VIPs
-                    // nobody manages.
-                    None => {
-                        self.parts.router.handle_input(now().into_std(), Input::Shutdown);
-                        self.drain_outputs().await;
-                        return;
-                    }
-                },
+                }
                 received = self.parts.transport.recv() => match received {
                     Ok(received) => self.receive(&received),
                     Err(error) => {
@@ -191,10 +168,7 @@ where
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
-                () = tokio::time::sleep_until(deadline) => {
-                    self.parts.router.handle_timeout(now().into_std());
-                }
-                () = precise_timer.sleep_until(next_timeout) => {
+                () = timer.sleep_until(deadline) => {
                     self.parts.router.handle_timeout(now().into_std());
                 }
                 () = any_changed(&mut self.parts.trackers) => self.apply_trackers_and_link(now()),
@@ -204,34 +178,47 @@ where
                     }
                     self.apply_trackers_and_link(now());
                 }
-                event = self.parts.address_events.recv() => {
-                    if self.reopen_failed.is_some() && matches!(event, Ok(AddressEvent::Added { .. })) {
-                        self.follow_a_recreated_interface();
-                    }
-                    // Only an address change on the transport's own interface can move its source:
-                    // reading every address of the host for each event elsewhere (pod veths come
-                    // and go) would be wasted.
-                    if let Ok(event) = &event
-                        && self
-                            .parts
-                            .transport
-                            .interface_index()
-                            .is_none_or(|index| index == event.interface_index())
-                    {
-                        self.follow_the_source_address();
-                    }
-                    self.address_event(event).await;
-                }
-                _ = reconcile.tick() => {
-                    self.follow_a_recreated_interface();
-                    self.follow_the_source_address();
-                    self.reconcile().await;
-                }
+                event = self.parts.events.recv() => self.host_event(event).await,
             }
             self.fire_due_timers();
             self.drain_outputs().await;
             self.publish();
         }
+    }
+
+    /// Carries out a command; `Break` when the task must end (the reply, if any, sent).
+    async fn command(&mut self, command: Option<Command>) -> std::ops::ControlFlow<()> {
+        match command {
+            Some(Command::ReplaceTrackers(trackers)) => {
+                self.parts.trackers = trackers;
+                self.apply_trackers_and_link(now());
+            }
+            Some(Command::Maintenance(on)) => {
+                info!(instance = %self.parts.name, on, "maintenance");
+                self.parts
+                    .router
+                    .handle_input(now().into_std(), Input::Maintenance(on));
+            }
+            Some(Command::Shutdown(done)) => {
+                self.parts
+                    .router
+                    .handle_input(now().into_std(), Input::Shutdown);
+                self.drain_outputs().await;
+                self.publish();
+                let _ = done.send(());
+                return std::ops::ControlFlow::Break(());
+            }
+            // The supervisor is gone: release like a shutdown rather than hold VIPs nobody
+            // manages.
+            None => {
+                self.parts
+                    .router
+                    .handle_input(now().into_std(), Input::Shutdown);
+                self.drain_outputs().await;
+                return std::ops::ControlFlow::Break(());
+            }
+        }
+        std::ops::ControlFlow::Continue(())
     }
 
     /// Fires the router's timers that are due, whichever branch woke the task: under a flood of
@@ -274,16 +261,12 @@ where
 
     /// Reopens the VRRP socket if the interface was deleted and created again (it has another
     /// index): left on the old one, a backup would hear no master and take over, and a master
-    /// could not send. Address events for the VIPs follow the new index when the VIPs live on
-    /// this interface (not on a virtual MAC interface, which the host tracks itself).
+    /// could not send. (Host events name interfaces, so nothing else here knows the index.)
     fn follow_a_recreated_interface(&mut self) {
         match self.parts.transport.reopen_if_moved() {
             Ok(None) => {}
             Ok(Some((old, new))) => {
                 warn!(instance = %self.parts.name, interface = %self.parts.interface, old_index = old, new_index = new, "interface created again: VRRP socket reopened on it");
-                if self.parts.interface_index == old {
-                    self.parts.interface_index = new;
-                }
                 self.reopen_failed = None;
             }
             // Gone (it is in Fault then) or not yet usable: try again later.
@@ -299,13 +282,16 @@ where
 
     /// Sends from the interface's address of now: renumbered while vipd runs, the interface
     /// sends adverts from its new address, and a VRRPv3 IPv4 checksum over the old one would
-    /// make the peer drop them all. (The router keeps the address it started with for the
-    /// equal-priority tie-break.) Errors are the interface being gone or without an address:
-    /// Fault or reopening covers those.
+    /// make the peer drop them all. The router learns it too, for the equal-priority
+    /// tie-break. Errors are the interface being gone or without an address: Fault or
+    /// reopening covers those.
     fn follow_the_source_address(&mut self) {
         match self.parts.transport.follow_source_address() {
             Ok(Some((old, new))) => {
                 warn!(instance = %self.parts.name, interface = %self.parts.interface, %old, %new, "the interface's address changed: adverts now carry the new one");
+                self.parts
+                    .router
+                    .handle_input(now().into_std(), Input::PrimaryAddress(new));
             }
             Ok(None) => {}
             Err(error) => {
@@ -345,59 +331,66 @@ where
         }
     }
 
-    async fn address_event(&mut self, event: Result<AddressEvent, broadcast::error::RecvError>) {
+    /// What the host saw: the instance's interface renumbered, or VIPs of ours gone.
+    async fn host_event(&mut self, event: Result<HostEvent, broadcast::error::RecvError>) {
         match event {
-            Ok(AddressEvent::Removed {
-                interface_index,
-                address,
-                ..
-            }) if interface_index == self.parts.interface_index
-                && self.parts.router.state() == State::Master
-                && self.parts.vips.iter().any(|vip| vip.address == address) =>
-            {
-                warn!(instance = %self.parts.name, %address, "VIP removed by someone else while master; putting it back");
-                self.reconcile().await;
+            Ok(HostEvent::AddressAdded { interface }) if interface == self.parts.interface => {
+                // An IPv4 socket can be opened on a recreated interface once it has an address.
+                if self.reopen_failed.is_some() {
+                    self.follow_a_recreated_interface();
+                }
+                self.follow_the_source_address();
             }
-            Ok(_) => {}
+            Ok(HostEvent::AddressRemoved { interface, address }) => {
+                if interface == self.parts.interface {
+                    self.follow_the_source_address();
+                }
+                let ours =
+                    |vip: &vipd_net::Vip| vip.address == address && vip.interface == interface;
+                if self.parts.vips.iter().any(ours) {
+                    self.report_missing_vips().await;
+                }
+            }
+            Ok(HostEvent::InterfaceRecreated { interface }) => {
+                if self.parts.vips.iter().any(|vip| vip.interface == interface) {
+                    self.report_missing_vips().await;
+                }
+            }
+            Ok(HostEvent::AddressAdded { .. }) => {}
             // Missed events: check the host instead of guessing.
-            Err(broadcast::error::RecvError::Lagged(_)) => self.reconcile().await,
+            Err(broadcast::error::RecvError::Lagged(_)) => self.check_host(true).await,
             Err(broadcast::error::RecvError::Closed) => {
-                // No monitor (in-memory hosts): wait on the periodic reconcile only.
+                // No monitor: the router's periodic host check is all there is.
                 std::future::pending::<()>().await;
             }
         }
     }
 
-    /// A vipd that was killed (SIGKILL, OOM, crash) never released its VIPs; started again as
-    /// backup (or in Fault) it must not keep them, or the peer's master and this node both answer
-    /// for them. So remove them at start unless we start as master.
-    async fn remove_leftover_vips(&mut self) {
-        for vip in &self.parts.vips {
-            match self.parts.addresses.remove(vip).await {
-                Ok(Change::Applied) => {
-                    warn!(instance = %self.parts.name, vip = %vip.address, "removed a VIP left over from an earlier run");
-                }
-                Ok(Change::AlreadyInPlace) => {}
-                Err(error) => {
-                    error!(instance = %self.parts.name, vip = %vip.address, %error, "removing a left-over VIP failed");
-                }
-            }
+    /// The router's periodic [`Output::CheckHost`].
+    async fn check_host(&mut self, vips: bool) {
+        self.follow_a_recreated_interface();
+        self.follow_the_source_address();
+        if vips {
+            self.report_missing_vips().await;
         }
     }
 
-    /// Puts the VIPs back if we are master and someone removed them.
-    async fn reconcile(&mut self) {
-        if self.parts.router.state() != State::Master {
-            return;
-        }
-        match self.parts.addresses.reconcile(&self.parts.vips, &[]).await {
-            Ok(fixed) if !fixed.added.is_empty() => {
-                self.vips_restored += fixed.added.len() as u64;
-                warn!(instance = %self.parts.name, restored = fixed.added.len(), total = self.vips_restored, "VIPs restored");
-                self.announce(1);
+    /// Tells the router how many of its VIPs the host lacks; a master puts them back.
+    async fn report_missing_vips(&mut self) {
+        let mut missing = 0;
+        for vip in &self.parts.vips {
+            match self.parts.addresses.contains(vip).await {
+                Ok(true) => {}
+                Ok(false) => missing += 1,
+                Err(error) => {
+                    error!(instance = %self.parts.name, vip = %vip.address, %error, "cannot read the host's addresses");
+                }
             }
-            Ok(_) => {}
-            Err(error) => error!(instance = %self.parts.name, %error, "reconciling VIPs failed"),
+        }
+        if missing > 0 {
+            self.parts
+                .router
+                .handle_input(now().into_std(), Input::VipsMissing { count: missing });
         }
     }
 
@@ -405,21 +398,10 @@ where
         while let Some(output) = self.parts.router.poll_output() {
             match output {
                 Output::SendAdvertisement(advert) => self.send(&advert).await,
-                Output::AddVips => {
-                    for vip in &self.parts.vips {
-                        if let Err(error) = self.parts.addresses.add(vip).await {
-                            error!(instance = %self.parts.name, vip = %vip.address, %error, "adding VIP failed");
-                        }
-                    }
-                }
-                Output::RemoveVips => {
-                    for vip in &self.parts.vips {
-                        if let Err(error) = self.parts.addresses.remove(vip).await {
-                            error!(instance = %self.parts.name, vip = %vip.address, %error, "removing VIP failed");
-                        }
-                    }
-                }
+                Output::AddVips => self.add_vips().await,
+                Output::RemoveVips => self.remove_vips().await,
                 Output::Announce { count } => self.announce(count),
+                Output::CheckHost { vips } => self.check_host(vips).await,
                 Output::StateChanged { from, to, reason } => {
                     let priority = self.parts.router.effective_priority().get();
                     info!(instance = %self.parts.name, from = ?from, to = ?to, reason = ?reason, priority, "state changed");
@@ -432,6 +414,39 @@ where
                     if let Some(hook) = hook {
                         self.parts.notifier.state_changed(hook, priority);
                     }
+                }
+            }
+        }
+    }
+
+    async fn add_vips(&self) {
+        for vip in &self.parts.vips {
+            match self.parts.addresses.add(vip).await {
+                Ok(Change::Applied) => {
+                    debug!(instance = %self.parts.name, vip = %vip.address, "VIP added");
+                }
+                Ok(Change::AlreadyInPlace) => {}
+                Err(error) => {
+                    error!(instance = %self.parts.name, vip = %vip.address, %error, "adding VIP failed");
+                }
+            }
+        }
+    }
+
+    async fn remove_vips(&self) {
+        let state = self.parts.router.state();
+        for vip in &self.parts.vips {
+            match self.parts.addresses.remove(vip).await {
+                // Removed before we ever held it: a killed vipd left it (the router asks at start).
+                Ok(Change::Applied) if state == State::Initialize => {
+                    warn!(instance = %self.parts.name, vip = %vip.address, "removed a VIP left over from an earlier run");
+                }
+                Ok(Change::Applied) => {
+                    debug!(instance = %self.parts.name, vip = %vip.address, "VIP removed");
+                }
+                Ok(Change::AlreadyInPlace) => {}
+                Err(error) => {
+                    error!(instance = %self.parts.name, vip = %vip.address, %error, "removing VIP failed");
                 }
             }
         }
@@ -506,7 +521,7 @@ where
             two_masters_seen: stats.two_masters_seen,
             priority_zero_sent: stats.priority_zero_sent,
             priority_zero_received: stats.priority_zero_received,
-            vips_restored: self.vips_restored,
+            vips_restored: stats.vips_restored,
         };
         let master = router.last_master().map(|master| MasterSeen {
             address: master.address,
@@ -538,43 +553,50 @@ fn vrrp_state(state: State) -> VrrpState {
     }
 }
 
-/// The router's next deadline to within microseconds (see `vipd_net::DeadlineTimer` for why
-/// tokio's millisecond timers are not enough). The tokio sleep beside it still serves
-/// paused-clock tests; a wake-up that is early for the router's clock is harmless
-/// (`handle_timeout` acts only on deadlines that have passed).
-struct PreciseTimer {
-    timer: Option<DeadlineTimer>,
+/// The router's one timer. On a real host a timerfd keeps its deadlines to within microseconds
+/// (see `vipd_net::DeadlineTimer` for why tokio's millisecond timers are not enough); on tokio's
+/// paused test clock, or where no timerfd can be had, tokio's own timer, which follows that
+/// clock. A wake-up that is early for the router's clock is harmless (`handle_timeout` acts only
+/// on deadlines that have passed).
+enum RouterTimer {
+    Precise(DeadlineTimer),
+    Tokio,
 }
 
-impl PreciseTimer {
-    fn start(instance: &str) -> Self {
-        let timer = DeadlineTimer::new()
-            .inspect_err(|error| {
+impl RouterTimer {
+    fn start(precise: bool, instance: &str) -> Self {
+        if !precise {
+            return Self::Tokio;
+        }
+        match DeadlineTimer::new() {
+            Ok(timer) => Self::Precise(timer),
+            Err(error) => {
                 warn!(instance, %error, "no timerfd: VRRP timers keep tokio's millisecond granularity");
-            })
-            .ok();
-        Self { timer }
+                Self::Tokio
+            }
+        }
     }
 
-    /// Returns at `deadline`; pending when there is none or no timer.
+    /// Returns at `deadline`; never when there is none.
     async fn sleep_until(&mut self, deadline: Option<Instant>) {
-        let (Some(timer), Some(deadline)) = (&mut self.timer, deadline) else {
+        let Some(deadline) = deadline else {
             return std::future::pending().await;
         };
-        if let Err(error) = timer.sleep_until(deadline.into_std()).await {
-            warn!(%error, "timerfd failed: VRRP timers keep tokio's millisecond granularity");
-            self.timer = None;
+        if let Self::Precise(timer) = self {
+            match timer.sleep_until(deadline.into_std()).await {
+                Ok(()) => return,
+                Err(error) => {
+                    warn!(%error, "timerfd failed: VRRP timers keep tokio's millisecond granularity");
+                    *self = Self::Tokio;
+                }
+            }
         }
+        tokio::time::sleep_until(deadline).await;
     }
 }
 
 fn now() -> Instant {
     Instant::now()
-}
-
-fn far_future() -> Instant {
-    // tokio's own "far future": about 30 years, which never overflows an Instant.
-    Instant::now() + Duration::from_secs(86400 * 365 * 30)
 }
 
 /// Resolves when any tracker's reading changes; never when there are none. A tracker whose task

@@ -232,7 +232,8 @@ impl<H: Host> Supervisor<H> {
         let transport = self.host.transport(instance)?;
         let primary = vipd_net::VrrpTransport::source_address(&transport);
         let router = VirtualRouter::new(mapping::router_config(instance, primary)?)
-            .with_context(|| format!("vrrp {}", instance.name))?;
+            .with_context(|| format!("vrrp {}", instance.name))?
+            .checking_host_every(instance::HOST_CHECK_EVERY);
         let vip_interface = mapping::vip_interface(instance).to_owned();
         // The instance is in Fault while its interface, or its IPv4 macvlan, is down or gone (an
         // IPv6 macvlan is down whenever the instance is not master).
@@ -259,9 +260,8 @@ impl<H: Host> Supervisor<H> {
             sibling_vrids,
             trackers: self.tracker_readings(instance),
             link: link_watch(self.host.links(), links),
-            // Address events are matched on the interface the VIPs live on.
-            interface_index: self.host.interface_index(&vip_interface)?,
-            address_events: self.host.address_events(),
+            events: self.host.events(),
+            precise_timers: self.host.precise_timers(),
             notifier: Notifier::spawn(instance.name.clone(), instance.notify.clone()),
             vip_strings: instance
                 .vips

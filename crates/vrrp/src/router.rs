@@ -198,6 +198,17 @@ pub enum Input {
     Fault(bool),
     /// Operator maintenance on or off: while on, never master.
     Maintenance(bool),
+    /// The host reports that `count` of our VIPs are not on it (deleted by hand, by a network
+    /// manager, or with an interface deleted and created again). A master puts them back and
+    /// announces them once; any other state ignores it, since it holds none.
+    VipsMissing {
+        /// How many were found missing.
+        count: u32,
+    },
+    /// The interface's primary address changed while running (renumbering). It becomes the
+    /// tie-breaker between equal priorities (RFC 9568 6.4.3) and the address of our own looped
+    /// adverts. An address of the other family is ignored: the router's family never changes.
+    PrimaryAddress(IpAddr),
 }
 
 /// Something the caller must do.
@@ -213,6 +224,15 @@ pub enum Output {
     Announce {
         /// Announcements per VIP.
         count: u32,
+    },
+    /// Verify what the host may have changed behind our back: that the VRRP socket still sits on
+    /// the interface and sends from its address of now, and, when `vips` is set (we are master),
+    /// that every VIP is on the host; report what is missing with [`Input::VipsMissing`] and a
+    /// new address with [`Input::PrimaryAddress`]. Comes every host check interval (see
+    /// [`VirtualRouter::checking_host_every`]): netlink notifications of such changes can be lost.
+    CheckHost {
+        /// Whether the VIPs must be verified too.
+        vips: bool,
     },
     /// The state changed; comes after the side effects of the change.
     StateChanged {
@@ -305,6 +325,8 @@ pub struct RouterStats {
     pub priority_zero_sent: u64,
     /// Priority-0 adverts received.
     pub priority_zero_received: u64,
+    /// VIPs put back while master after the host reported them missing.
+    pub vips_restored: u64,
 }
 
 /// The last advertisement accepted from another router.
@@ -338,6 +360,10 @@ pub struct VirtualRouter {
     last_master: Option<MasterInfo>,
     stats: RouterStats,
     outputs: VecDeque<Output>,
+    /// How often to ask for [`Output::CheckHost`]; `None`: never.
+    host_check_every: Option<Duration>,
+    /// When the next [`Output::CheckHost`] is due; `None` in Initialize.
+    host_check_at: Option<Instant>,
 }
 
 /// The state with the data only that state has.
@@ -471,7 +497,17 @@ impl VirtualRouter {
             last_master: None,
             stats: RouterStats::default(),
             outputs: VecDeque::new(),
+            host_check_every: None,
+            host_check_at: None,
         })
+    }
+
+    /// Asks for [`Output::CheckHost`] every `interval` while running (not in Initialize), so the
+    /// caller needs no timer of its own. A router without a host (protocol tests) leaves it off.
+    #[must_use]
+    pub fn checking_host_every(mut self, interval: Duration) -> Self {
+        self.host_check_every = Some(interval).filter(|interval| !interval.is_zero());
+        self
     }
 
     /// Feeds one event that happened at `now`. Drain [`poll_output`](Self::poll_output) afterwards.
@@ -492,12 +528,15 @@ impl VirtualRouter {
             Input::EffectivePriority(priority) => self.set_effective_priority(now, priority),
             Input::Fault(fault) => self.set_fault(now, fault),
             Input::Maintenance(on) => self.set_maintenance(now, on),
+            Input::VipsMissing { count } => self.restore_vips(count),
+            Input::PrimaryAddress(address) => self.set_primary_address(address),
         }
     }
 
     /// Fires every timer due at `now`. Call it when `now` reaches [`poll_timeout`](Self::poll_timeout)
     /// (calling it early does nothing); then drain [`poll_output`](Self::poll_output).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.host_check_due(now);
         if let RouterState::Backup(backup) = &self.state {
             // RFC 9568 6.4.2: Master_Down_Timer fires → send an advert, announce, become Master.
             if backup.down_at.is_some_and(|down_at| down_at <= now) {
@@ -541,7 +580,7 @@ impl VirtualRouter {
     /// timer runs. Re-read it after every `handle_*` call.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match &self.state {
+        let protocol = match &self.state {
             RouterState::Backup(backup) => backup.down_at,
             RouterState::Master(master) => [
                 Some(master.advert_at),
@@ -552,7 +591,8 @@ impl VirtualRouter {
             .flatten()
             .min(),
             RouterState::Initialize | RouterState::Fault => None,
-        }
+        };
+        [protocol, self.host_check_at].into_iter().flatten().min()
     }
 
     /// The next thing to do, in order. Drain it until `None` after every `handle_*` call.
@@ -648,6 +688,17 @@ impl VirtualRouter {
     /// RFC 9568 6.4.1: the owner becomes Master at once, everyone else Backup with the down timer
     /// at Master_Down_Interval. Also the way out of Fault.
     fn start(&mut self, now: Instant, leaving_fault: bool) {
+        if !leaving_fault {
+            self.host_check_at = self.host_check_every.map(|every| now + every);
+        }
+        let starts_as_master =
+            !self.fault && self.effective_priority.is_owner() && !self.maintenance;
+        if !leaving_fault && !starts_as_master {
+            // Not part of the RFC: a vipd that was killed (SIGKILL, OOM, a crash) never released
+            // its VIPs. Started again as backup or in Fault it must not keep them, or this node
+            // and the peer's master both answer for them.
+            self.outputs.push_back(Output::RemoveVips);
+        }
         if self.fault {
             self.transition(now, Entering::Fault, Reason::Fault);
         } else if self.effective_priority.is_owner() && !self.maintenance {
@@ -696,6 +747,9 @@ impl VirtualRouter {
                 self.send_advert(Priority::RELEASE);
             }
             self.outputs.push_back(Output::RemoveVips);
+        }
+        if matches!(to, Entering::Initialize) {
+            self.host_check_at = None;
         }
         self.state = match to {
             Entering::Initialize => RouterState::Initialize,
@@ -953,6 +1007,35 @@ impl VirtualRouter {
                 backup.takeover = Reason::MasterDown;
             }
             _ => {}
+        }
+    }
+}
+
+impl VirtualRouter {
+    fn host_check_due(&mut self, now: Instant) {
+        if self.host_check_at.is_none_or(|at| at > now) {
+            return;
+        }
+        self.host_check_at = self.host_check_every.map(|every| now + every);
+        let vips = matches!(self.state, RouterState::Master(_));
+        self.outputs.push_back(Output::CheckHost { vips });
+    }
+
+    /// Not part of the RFC: the VIPs are the master's to hold, so a master puts back what someone
+    /// else removed (and counts it), and announces once so that neighbours that noticed the gap
+    /// (an ARP probe answered by nobody) learn the address again.
+    fn restore_vips(&mut self, count: u32) {
+        if count == 0 || !matches!(self.state, RouterState::Master(_)) {
+            return;
+        }
+        self.stats.vips_restored += u64::from(count);
+        self.outputs.push_back(Output::AddVips);
+        self.announce(1);
+    }
+
+    fn set_primary_address(&mut self, address: IpAddr) {
+        if AddressFamily::of(address) == AddressFamily::of(self.config.primary_address) {
+            self.config.primary_address = address;
         }
     }
 }

@@ -273,6 +273,8 @@ impl Lan {
                 }
                 Output::AddVips => self.nodes[index].holds_vips = true,
                 Output::RemoveVips => self.nodes[index].holds_vips = false,
+                // These routers have no host to check.
+                Output::CheckHost { .. } => {}
                 Output::Announce { .. } => self.announcements.push((self.now, index)),
                 Output::StateChanged { from, to, reason } => {
                     self.transitions.push(Transition {

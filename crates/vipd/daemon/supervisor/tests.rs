@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::time::Instant;
-use vipd_net::{AddressEvent, MemoryLan, MemoryTransport, VrrpTransport};
+use vipd_net::{MemoryLan, MemoryTransport, VrrpTransport};
 use vipd_vrrp::Advertisement;
 
 use super::*;
 use crate::control::VrrpState;
-use crate::daemon::host::MemoryHost;
+use crate::daemon::host::{HostEvent, MemoryHost};
 
 const LB1: &str = "198.51.100.11";
 const LB2: &str = "198.51.100.12";
@@ -207,7 +207,7 @@ async fn a_vip_removed_behind_our_back_is_put_back_and_counted() {
     let lan = MemoryLan::new();
     let host = MemoryHost::new(&lan, ip(LB1));
     let addresses = Arc::clone(&host.addresses);
-    let events = host.address_events.clone();
+    let events = host.events.clone();
     let supervisor = Supervisor::start(host, one_instance(150, "1s", "", ""))
         .await
         .expect("starts");
@@ -216,10 +216,9 @@ async fn a_vip_removed_behind_our_back_is_put_back_and_counted() {
     let vip = vipd_net::Vip::new("eth0", ip(VIP), 24);
     addresses.remove_externally(&vip);
     events
-        .send(AddressEvent::Removed {
-            interface_index: 1,
+        .send(HostEvent::AddressRemoved {
+            interface: "eth0".to_owned(),
             address: ip(VIP),
-            prefix_len: 24,
         })
         .expect("the instance listens");
     let mut status = supervisor.instances["api"].handle.status.clone();
@@ -407,4 +406,182 @@ async fn a_virtual_mac_lives_as_long_as_its_instance() {
     assert_eq!(*virtual_macs.lock().expect("lock"), ["vrrp.51"]);
     supervisor.shutdown().await;
     assert!(virtual_macs.lock().expect("lock").is_empty());
+}
+
+fn set_link(links: &watch::Sender<crate::daemon::host::Links>, up: bool) {
+    links.send_modify(|links| {
+        links.insert("eth0".into(), up);
+    });
+}
+
+/// docs/design/vrrp.md, Host events: an interface deleted and created again leaves the VRRP
+/// socket bound to the old one, deaf. Reopened when the link comes back, a backup hears its
+/// master again and stays backup; left deaf, it would take over one Master_Down_Interval later.
+#[tokio::test(start_paused = true)]
+async fn a_backup_whose_interface_is_created_again_hears_its_master_again() {
+    let lan = MemoryLan::new();
+    let lb1 = Supervisor::start(
+        MemoryHost::new(&lan, ip(LB1)),
+        one_instance(150, "1s", "", ""),
+    )
+    .await
+    .expect("lb1 starts");
+    wait_for_state(&lb1, "api", VrrpState::Master).await;
+    let lb2_host = MemoryHost::new(&lan, ip(LB2));
+    let lb2_links = lb2_host.links.clone();
+    let lb2 = Supervisor::start(lb2_host, one_instance(100, "1s", "", ""))
+        .await
+        .expect("lb2 starts");
+    wait_for_state(&lb2, "api", VrrpState::Backup).await;
+
+    lan.recreate_interface(ip(LB2));
+    set_link(&lb2_links, false);
+    wait_for_state(&lb2, "api", VrrpState::Fault).await;
+    set_link(&lb2_links, true);
+    wait_for_state(&lb2, "api", VrrpState::Backup).await;
+    // Ten Master_Down_Intervals (3.6 s each) of virtual time.
+    tokio::time::sleep(Duration::from_secs(36)).await;
+    let lb2_status = status(&lb2, "api");
+    assert_eq!(lb2_status.state, VrrpState::Backup);
+    assert_eq!(lb2_status.counters.became_master, 0);
+    assert!(lb2_status.counters.adverts_received > 30, "{lb2_status:?}");
+    lb2.shutdown().await;
+    lb1.shutdown().await;
+}
+
+/// docs/design/vrrp.md, Host events: a master renumbered while running (.11 becomes .13)
+/// sends from its new address, so its backup keeps hearing it; and it breaks an equal-priority
+/// tie with the new address (RFC 9568 6.4.3) when a partition heals: .13 beats lb2's .12,
+/// where the address it started with would have lost.
+#[tokio::test(start_paused = true)]
+async fn a_master_renumbered_while_running_keeps_its_backup_and_ties_with_its_new_address() {
+    let lan = MemoryLan::new();
+    let lb1_host = MemoryHost::new(&lan, ip(LB1));
+    let lb1_events = lb1_host.events.clone();
+    let lb1 = Supervisor::start(lb1_host, one_instance(100, "1s", "", ""))
+        .await
+        .expect("lb1 starts");
+    wait_for_state(&lb1, "api", VrrpState::Master).await;
+    // At equal priority a backup accepts the master it hears, whatever the addresses.
+    let lb2 = Supervisor::start(
+        MemoryHost::new(&lan, ip(LB2)),
+        one_instance(100, "1s", "", ""),
+    )
+    .await
+    .expect("lb2 starts");
+    wait_for_state(&lb2, "api", VrrpState::Backup).await;
+
+    lan.renumber(ip(LB1), ip("198.51.100.13"));
+    lb1_events
+        .send(HostEvent::AddressAdded {
+            interface: "eth0".to_owned(),
+        })
+        .expect("the instance listens");
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(
+        status(&lb2, "api").counters.became_master,
+        0,
+        "lb2 kept hearing lb1"
+    );
+
+    // A partition: both masters; then it heals and the larger address wins.
+    lan.set_connected(ip(LB2), false);
+    wait_for_state(&lb2, "api", VrrpState::Master).await;
+    lan.set_connected(ip(LB2), true);
+    wait_for_state(&lb2, "api", VrrpState::Backup).await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let lb1_status = status(&lb1, "api");
+    assert_eq!(lb1_status.state, VrrpState::Master);
+    assert_eq!(
+        lb1_status.counters.became_master, 1,
+        "lb1 never stepped down"
+    );
+    assert_eq!(status(&lb2, "api").state, VrrpState::Backup);
+    lb2.shutdown().await;
+    lb1.shutdown().await;
+}
+
+/// docs/design/vrrp.md, Host events: a virtual MAC interface that the host created again took
+/// its VIPs with it; the master puts them back at once, not at the next host check.
+#[tokio::test(start_paused = true)]
+async fn vips_taken_by_a_recreated_interface_come_back_at_once() {
+    let lan = MemoryLan::new();
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let addresses = Arc::clone(&host.addresses);
+    let events = host.events.clone();
+    let supervisor = Supervisor::start(host, one_instance(150, "1s", "", ""))
+        .await
+        .expect("starts");
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+
+    addresses.remove_externally(&vipd_net::Vip::new("eth0", ip(VIP), 24));
+    events
+        .send(HostEvent::InterfaceRecreated {
+            interface: "eth0".to_owned(),
+        })
+        .expect("the instance listens");
+    let mut status = supervisor.instances["api"].handle.status.clone();
+    tokio::time::timeout(
+        Duration::from_millis(100),
+        status.wait_for(|status| status.counters.vips_restored == 1),
+    )
+    .await
+    .expect("restored within 100 ms")
+    .expect("instance alive");
+    assert!(has_vip(&addresses));
+    supervisor.shutdown().await;
+}
+
+/// docs/design/vrrp.md, Host events: a VIP removal that no event reported is found by the
+/// router's periodic host check (every 5 s).
+#[tokio::test(start_paused = true)]
+async fn a_vip_removed_without_an_event_comes_back_at_the_next_host_check() {
+    let lan = MemoryLan::new();
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let addresses = Arc::clone(&host.addresses);
+    let supervisor = Supervisor::start(host, one_instance(150, "1s", "", ""))
+        .await
+        .expect("starts");
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+
+    addresses.remove_externally(&vipd_net::Vip::new("eth0", ip(VIP), 24));
+    let removed_at = Instant::now();
+    let mut status = supervisor.instances["api"].handle.status.clone();
+    tokio::time::timeout(
+        Duration::from_secs(6),
+        status.wait_for(|status| status.counters.vips_restored == 1),
+    )
+    .await
+    .expect("restored within one host check")
+    .expect("instance alive");
+    assert!(removed_at.elapsed() <= instance::HOST_CHECK_EVERY);
+    assert!(has_vip(&addresses));
+    supervisor.shutdown().await;
+}
+
+/// A vipd killed while master left its VIP on the interface; started again as backup (a
+/// better master runs), it removes it (docs/design/vrrp.md, Initialize).
+#[tokio::test(start_paused = true)]
+async fn a_node_that_starts_as_backup_removes_the_vips_a_killed_run_left() {
+    let lan = MemoryLan::new();
+    let lb1 = Supervisor::start(
+        MemoryHost::new(&lan, ip(LB1)),
+        one_instance(150, "1s", "", ""),
+    )
+    .await
+    .expect("lb1 starts");
+    wait_for_state(&lb1, "api", VrrpState::Master).await;
+    let lb2_host = MemoryHost::new(&lan, ip(LB2));
+    let lb2_addresses = Arc::clone(&lb2_host.addresses);
+    let leftover = vipd_net::Vip::new("eth0", ip(VIP), 24);
+    vipd_net::AddressManager::add(&*lb2_addresses, &leftover)
+        .await
+        .expect("in memory");
+    let lb2 = Supervisor::start(lb2_host, one_instance(100, "1s", "", ""))
+        .await
+        .expect("lb2 starts");
+    wait_for_state(&lb2, "api", VrrpState::Backup).await;
+    assert!(!has_vip(&lb2_addresses));
+    lb2.shutdown().await;
+    lb1.shutdown().await;
 }

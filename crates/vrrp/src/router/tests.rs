@@ -127,7 +127,10 @@ fn initialize_backup_sets_down_timer_to_master_down_interval_v3_100cs_priority_1
     router.handle_input(clock.at(0), Input::Startup);
     assert_eq!(
         drain(&mut router),
-        [changed(State::Initialize, State::Backup, Reason::Startup)]
+        [
+            Output::RemoveVips,
+            changed(State::Initialize, State::Backup, Reason::Startup)
+        ]
     );
     assert_eq!(router.skew_time(), Duration::from_micros(SKEW_100));
     assert_eq!(
@@ -549,7 +552,10 @@ fn fault_raised_before_startup_starts_in_fault() {
     router.handle_input(clock.at(0), Input::Startup);
     assert_eq!(
         drain(&mut router),
-        [changed(State::Initialize, State::Fault, Reason::Fault)]
+        [
+            Output::RemoveVips,
+            changed(State::Initialize, State::Fault, Reason::Fault)
+        ]
     );
     assert!(router.in_fault());
 }
@@ -838,4 +844,160 @@ fn v2_config_accepts_up_to_255_second_intervals() {
     })
     .unwrap();
     assert_eq!(router.master_advert_interval(), Duration::from_secs(255));
+}
+
+// ---- The host: what vipd adds to the RFC so that the VIPs follow the router, whatever the host does ----
+
+const HOST_CHECK: u64 = 5 * S;
+
+fn checking_host(config: RouterConfig) -> VirtualRouter {
+    VirtualRouter::new(config)
+        .unwrap()
+        .checking_host_every(Duration::from_micros(HOST_CHECK))
+}
+
+#[test]
+fn a_router_that_starts_as_backup_or_in_fault_removes_vips_a_killed_predecessor_left() {
+    let clock = Clock::new();
+    let mut backup = VirtualRouter::new(config(100)).unwrap();
+    backup.handle_input(clock.at(0), Input::Startup);
+    assert_eq!(drain(&mut backup)[0], Output::RemoveVips);
+    let mut fault = VirtualRouter::new(config(100)).unwrap();
+    fault.handle_input(clock.at(0), Input::Fault(true));
+    fault.handle_input(clock.at(0), Input::Startup);
+    assert_eq!(drain(&mut fault)[0], Output::RemoveVips);
+}
+
+#[test]
+fn an_address_owner_that_starts_as_master_keeps_its_vips() {
+    let clock = Clock::new();
+    let mut owner = VirtualRouter::new(config(255)).unwrap();
+    owner.handle_input(clock.at(0), Input::Startup);
+    let outputs = drain(&mut owner);
+    assert!(!outputs.contains(&Output::RemoveVips), "{outputs:?}");
+    assert_eq!(outputs[0], Output::AddVips);
+}
+
+#[test]
+fn leaving_fault_as_backup_removes_nothing_more() {
+    // Entering Fault from Master released the VIPs already; from Backup there were none.
+    let clock = Clock::new();
+    let mut router = started(config(100), &clock);
+    router.handle_input(clock.at(S), Input::Fault(true));
+    drain(&mut router);
+    router.handle_input(clock.at(2 * S), Input::Fault(false));
+    assert_eq!(
+        drain(&mut router),
+        [changed(State::Fault, State::Backup, Reason::FaultCleared)]
+    );
+}
+
+#[test]
+fn a_master_puts_missing_vips_back_counts_them_and_announces_once() {
+    let clock = Clock::new();
+    let mut router = master(config(255), &clock);
+    router.handle_input(clock.at(S), Input::VipsMissing { count: 1 });
+    assert_eq!(
+        drain(&mut router),
+        [Output::AddVips, Output::Announce { count: 1 }]
+    );
+    assert_eq!(router.stats().vips_restored, 1);
+}
+
+#[test]
+fn a_backup_or_a_faulty_router_holds_no_vips_so_missing_ones_stay_missing() {
+    let clock = Clock::new();
+    let mut backup = started(config(100), &clock);
+    backup.handle_input(clock.at(S), Input::VipsMissing { count: 1 });
+    assert_eq!(drain(&mut backup), []);
+    backup.handle_input(clock.at(S), Input::Fault(true));
+    drain(&mut backup);
+    backup.handle_input(clock.at(2 * S), Input::VipsMissing { count: 1 });
+    assert_eq!(drain(&mut backup), []);
+    assert_eq!(backup.stats().vips_restored, 0);
+}
+
+#[test]
+fn a_renumbered_master_breaks_equal_priority_ties_with_its_new_address_rfc9568_6_4_3() {
+    let clock = Clock::new();
+    // Ours is .11; a master at equal priority from .12 would win against it.
+    let mut router = master(config(100), &clock);
+    let renumbered = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 13));
+    router.handle_input(clock.at(S), Input::PrimaryAddress(renumbered));
+    router.handle_input(clock.at(2 * S), from(HIGHER_ADDRESS, advert(100, 100)));
+    let outputs = drain(&mut router);
+    assert_eq!(sent_priorities(&outputs), [100], "{outputs:?}");
+    assert_eq!(router.state(), State::Master);
+    // Our own advert, looped back from the new address, is ours.
+    router.handle_input(clock.at(3 * S), from(renumbered, advert(100, 100)));
+    assert_eq!(router.stats().dropped.own_advert, 1);
+}
+
+#[test]
+fn a_primary_address_of_the_other_family_is_ignored() {
+    let clock = Clock::new();
+    let mut router = master(config(100), &clock);
+    router.handle_input(
+        clock.at(S),
+        Input::PrimaryAddress("2001:db8::13".parse().unwrap()),
+    );
+    assert_eq!(router.config().primary_address, OURS);
+}
+
+#[test]
+fn a_backup_is_asked_to_check_the_host_every_interval_but_not_its_vips() {
+    let clock = Clock::new();
+    let mut router = checking_host(config(100));
+    router.handle_input(clock.at(0), Input::Startup);
+    drain(&mut router);
+    for second in 1..=4 {
+        router.handle_input(clock.at(second * S), from(HIGHER_ADDRESS, advert(200, 100)));
+    }
+    assert_eq!(router.poll_timeout(), Some(clock.at(HOST_CHECK)));
+    router.handle_timeout(clock.at(HOST_CHECK));
+    assert_eq!(drain(&mut router), [Output::CheckHost { vips: false }]);
+    assert_eq!(router.state(), State::Backup);
+    assert_eq!(router.poll_timeout(), Some(clock.at(4 * S + MDI_100)));
+}
+
+#[test]
+fn a_master_is_asked_to_check_its_vips_too() {
+    let clock = Clock::new();
+    let mut router = checking_host(config(255));
+    router.handle_input(clock.at(0), Input::Startup);
+    drain(&mut router);
+    // Adverts every second, and the host check at 5 s comes with the one due then.
+    for second in 1..=5 {
+        router.handle_timeout(clock.at(second * S));
+    }
+    let outputs = drain(&mut router);
+    assert!(
+        outputs.contains(&Output::CheckHost { vips: true }),
+        "{outputs:?}"
+    );
+    assert_eq!(router.poll_timeout(), Some(clock.at(6 * S)));
+}
+
+#[test]
+fn a_router_in_fault_keeps_checking_the_host_so_a_recreated_interface_is_found() {
+    let clock = Clock::new();
+    let mut router = checking_host(config(100));
+    router.handle_input(clock.at(0), Input::Fault(true));
+    router.handle_input(clock.at(0), Input::Startup);
+    drain(&mut router);
+    assert_eq!(router.poll_timeout(), Some(clock.at(HOST_CHECK)));
+    router.handle_timeout(clock.at(HOST_CHECK));
+    assert_eq!(drain(&mut router), [Output::CheckHost { vips: false }]);
+    assert_eq!(router.poll_timeout(), Some(clock.at(2 * HOST_CHECK)));
+}
+
+#[test]
+fn a_stopped_router_asks_for_nothing() {
+    let clock = Clock::new();
+    let mut router = checking_host(config(100));
+    assert_eq!(router.poll_timeout(), None, "nothing before startup");
+    router.handle_input(clock.at(0), Input::Startup);
+    router.handle_input(clock.at(S), Input::Shutdown);
+    drain(&mut router);
+    assert_eq!(router.poll_timeout(), None);
 }
