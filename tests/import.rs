@@ -10,7 +10,7 @@ fn vipd() -> Command {
 
 fn sample(name: &str, file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("crates/config/tests/import")
+        .join("crates/import/tests/samples")
         .join(name)
         .join(file)
 }

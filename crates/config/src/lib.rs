@@ -10,7 +10,6 @@
 //! operator's reference.
 
 mod diagnostic;
-pub mod import;
 mod location;
 mod model;
 mod raw;
@@ -28,6 +27,8 @@ pub use model::{
     Unicast, V3Checksum, Vip, VirtualMac, VrrpInstance, VrrpVersion,
 };
 pub use script_permissions::{non_root_writer, script_permission_warnings};
+// The validator's own checks, for vipd-import to adapt names rather than copy the rules.
+pub use validate::{is_interface_name, name_problem};
 
 /// Where vipd looks for its configuration when `-c` is not given.
 pub const DEFAULT_PATH: &str = "/etc/vipd/vipd.yaml";
@@ -76,7 +77,8 @@ pub fn read_text(path: impl AsRef<Path>) -> Result<String, LoadError> {
 }
 
 /// Why a file could not be read as text; each reader (configuration, importer) words it.
-pub(crate) enum ReadFailure {
+#[derive(Debug)]
+pub enum ReadFailure {
     Io(std::io::Error),
     TooLarge,
     /// Not UTF-8; `line` is where the first invalid byte is (1-based).
@@ -86,7 +88,7 @@ pub(crate) enum ReadFailure {
 }
 
 /// Reads `path` as UTF-8 text of at most [`MAX_FILE_SIZE`] bytes.
-pub(crate) fn read_bounded_text(path: &Path) -> Result<String, ReadFailure> {
+pub fn read_bounded_text(path: &Path) -> Result<String, ReadFailure> {
     let file = std::fs::File::open(path).map_err(ReadFailure::Io)?;
     let mut bytes = Vec::new();
     // Read one byte past the limit to tell "at the limit" from "over it" without trusting the

@@ -1,6 +1,6 @@
 //! `vipd import keepalived.conf [haproxy.cfg] [-o FILE]`: migrate a keepalived + HAProxy node.
 //!
-//! The translation lives in vipd-config (`vipd_config::import`); this prints it, or writes it
+//! The translation lives in vipd-import (`vipd_import::import`); this prints it, or writes it
 //! to `-o FILE` (never over an existing file without `--force`), and lists on stderr, one
 //! `file:line: why` per line, every directive that was not translated. Exit 0: the output
 //! passes `vipd check`. Exit 1: a source could not be read or parsed, or the output would not
@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Args;
-use vipd_config::import::{ImportError, import};
+use vipd_import::{ImportError, import};
 
 #[derive(Args)]
 pub struct ImportArgs {

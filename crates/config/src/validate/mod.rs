@@ -381,7 +381,7 @@ fn sort_by_position(diagnostics: &mut [Diagnostic]) {
 }
 
 /// Why `name` cannot name an instance, frontend, backend, server, script or node.
-pub(crate) fn name_problem(name: &str) -> Option<String> {
+pub fn name_problem(name: &str) -> Option<String> {
     if name.is_empty() {
         return Some("must not be empty".to_owned());
     }
@@ -417,7 +417,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Whether `name` can be a Linux network interface name (the kernel's `dev_valid_name`).
-pub(crate) fn is_interface_name(name: &str) -> bool {
+pub fn is_interface_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() < 16
         && name != "."

@@ -1,15 +1,15 @@
 //! `vipd import` on real-world-looking pairs: the translation of each sample under
-//! tests/import/ equals its expected.yaml, compared as parsed `Config` values (not text), and
+//! tests/samples/ equals its expected.yaml, compared as parsed `Config` values (not text), and
 //! names what it could not translate with the exact file:line.
 
 use std::path::{Path, PathBuf};
 
 use vipd_config::Config;
-use vipd_config::import::{ImportError, import};
+use vipd_import::{ImportError, import};
 
 fn sample(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/import")
+        .join("tests/samples")
         .join(name)
 }
 

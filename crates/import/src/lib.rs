@@ -1,10 +1,13 @@
-//! `vipd import`: translate a keepalived.conf (and optionally a haproxy.cfg) into vipd.yaml.
+//! `vipd import`: translates a keepalived.conf (and optionally a haproxy.cfg) into a vipd.yaml
+//! that passes `vipd check`. That is this crate's one job; the contract it writes to (model,
+//! validation, `vipd check`'s rules) is vipd-config's.
 //!
-//! Both parsers are small hand-written tokenizers over the files' line-oriented syntax. They fill
-//! a [`draft::Draft`] — vipd.yaml's shape with values already checked — and record, with its
-//! `file:line`, every directive vipd has no equivalent for: nothing is dropped silently. The
-//! emitted text is then loaded back with [`Config::from_yaml_str`], so what [`import`] returns
-//! either passes `vipd check` or says why not.
+//! Both parsers are small hand-written readers over the files' line-oriented syntax, sharing one
+//! word splitter (`words`). They fill a [`draft::Draft`] — vipd.yaml's shape with values
+//! already checked — and record, with its `file:line`, every directive vipd has no equivalent
+//! for: nothing is dropped silently. The emitted text is then loaded back with
+//! [`Config::from_yaml_str`], so what [`import`] returns either passes `vipd check` or says why
+//! not.
 //!
 //! The directive tables this follows are in docs/operations.md ("Migrating from keepalived +
 //! HAProxy"); the two must agree.
@@ -18,8 +21,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::validate::is_interface_name;
-use crate::{Config, Errors, MAX_FILE_SIZE, ReadFailure};
+use vipd_config::{Config, Errors, MAX_FILE_SIZE, ReadFailure, is_interface_name};
 
 /// A line of a source file: `keepalived.conf:42`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,7 +134,7 @@ fn read_source(path: &Path) -> Result<String, ImportError> {
         file: path.display().to_string().into(),
         line,
     };
-    crate::read_bounded_text(path).map_err(|failure| match failure {
+    vipd_config::read_bounded_text(path).map_err(|failure| match failure {
         ReadFailure::Io(source) => ImportError::Read {
             path: path.to_owned(),
             source,
@@ -158,7 +160,7 @@ fn warn(warnings: &mut Vec<ImportWarning>, at: &Location, message: impl Into<Str
 
 /// Whether vipd accepts `name` for an instance, script, frontend, backend, server or node.
 fn is_vipd_name(name: &str) -> bool {
-    crate::validate::name_problem(name).is_none()
+    vipd_config::name_problem(name).is_none()
 }
 
 /// `name` made acceptable to vipd: other characters become `_`, and it is cut to 64 characters.

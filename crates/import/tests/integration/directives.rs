@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use vipd_config::import::{ImportError, Imported, import_texts};
 use vipd_config::{
     Balance, HealthKind, OnServerDown, ProxyProtocol, TlsVerify, TrackTarget, VrrpInstance,
     VrrpVersion,
 };
+use vipd_import::{ImportError, Imported, import_texts};
 
 const KEEPALIVED: &str = "keepalived.conf";
 const HAPROXY: &str = "haproxy.cfg";

@@ -7,15 +7,15 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use vipd_config::Config;
-use vipd_config::import::{ImportError, import, import_texts};
+use vipd_import::{ImportError, import, import_texts};
 
 const KEEPALIVED_SAMPLES: [&str; 2] = [
-    include_str!("import/apiserver-active-standby/keepalived.conf"),
-    include_str!("import/ingress-active-active/conf.d/10-vip-a.conf"),
+    include_str!("../samples/apiserver-active-standby/keepalived.conf"),
+    include_str!("../samples/ingress-active-active/conf.d/10-vip-a.conf"),
 ];
 const HAPROXY_SAMPLES: [&str; 2] = [
-    include_str!("import/apiserver-active-standby/haproxy.cfg"),
-    include_str!("import/ingress-active-active/haproxy.cfg"),
+    include_str!("../samples/apiserver-active-standby/haproxy.cfg"),
+    include_str!("../samples/ingress-active-active/haproxy.cfg"),
 ];
 
 /// Pieces that make both grammars structurally interesting when spliced in anywhere.

@@ -1,0 +1,7 @@
+//! `vipd import`'s integration tests, in one binary so that CI links one executable: what each
+//! directive becomes (`directives`), the sample pairs under tests/samples/ (`samples`), and
+//! hostile input that must never panic (`hostile`).
+
+mod directives;
+mod hostile;
+mod samples;
