@@ -11,57 +11,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::draft::{Backend, Draft, Frontend, Health, Server, Timeouts, TlsVerify};
+use super::words::{self, Syntax};
 use super::{ImportError, ImportWarning, Location, unique_name, vipd_name, warn};
 
 /// The longest timeout vipd accepts (7 days).
 const MAX_TIMEOUT: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// HAProxy's words: `"..."` and `'...'` quote, a backslash escapes the next character (not
+/// inside `'...'`), and `#` ends the line anywhere outside quotes.
+const HAPROXY: Syntax = Syntax {
+    quotes: &['"', '\''],
+    comments: &['#'],
+    comment_inside_word: true,
+    braces: false,
+    backslash_escapes: true,
+};
+
 /// Splits one line into words; `Err` for an unterminated quote.
 fn words(line: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut current = String::new();
-    let mut in_word = false;
-    let mut quote: Option<char> = None;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match (quote, c) {
-            (Some('\''), '\'') | (Some('"'), '"') => quote = None,
-            (Some('\''), c) => current.push(c),
-            (_, '\\') => {
-                in_word = true;
-                match chars.next() {
-                    Some('n') => current.push('\n'),
-                    Some('r') => current.push('\r'),
-                    Some('t') => current.push('\t'),
-                    Some(c) => current.push(c),
-                    None => {}
-                }
-            }
-            (Some(_), c) => current.push(c),
-            (None, '"' | '\'') => {
-                quote = Some(c);
-                in_word = true;
-            }
-            (None, '#') => break,
-            (None, c) if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut current));
-                    in_word = false;
-                }
-            }
-            (None, c) => {
-                current.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if quote.is_some() {
-        return Err("unterminated quoted string".to_owned());
-    }
-    if in_word {
-        words.push(current);
-    }
-    Ok(words)
+    words::split(line, &HAPROXY)
+        .map(words::words_only)
+        .map_err(|_| "unterminated quoted string".to_owned())
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

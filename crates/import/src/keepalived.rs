@@ -13,6 +13,7 @@ use std::time::Duration;
 use ipnet::IpNet;
 
 use super::draft::{Draft, Garp, Instance, Notify, Script, TrackTarget, Tracker, Vip};
+use super::words::{self, Syntax};
 use super::{
     ImportError, ImportWarning, Location, is_interface_name, read_source, unique_name, vipd_name,
     warn,
@@ -144,59 +145,42 @@ fn tokenize(
     Ok(())
 }
 
+/// keepalived's words: `"` quotes (with no escapes inside), `#` and `!` start a comment where a
+/// word could start, and braces are tokens of their own.
+const KEEPALIVED: Syntax = Syntax {
+    quotes: &['"'],
+    comments: &['#', '!'],
+    comment_inside_word: false,
+    braces: true,
+    backslash_escapes: false,
+};
+
+/// How keepalived splits a `script` / `notify` string into an argv: '...' and "..." keep
+/// spaces; nothing else is special, and an unterminated quote runs to the end.
+const COMMAND: Syntax = Syntax {
+    quotes: &['\'', '"'],
+    comments: &[],
+    comment_inside_word: false,
+    braces: false,
+    backslash_escapes: false,
+};
+
 fn tokenize_line(line: &str, at: &Location) -> Result<Vec<Token>, ImportError> {
-    let mut tokens = Vec::new();
-    let mut chars = line.chars().peekable();
-    let token = |kind| Token {
-        kind,
+    let tokens = words::split(line, &KEEPALIVED).map_err(|_| ImportError::Syntax {
         at: at.clone(),
-    };
-    while let Some(&c) = chars.peek() {
-        match c {
-            c if c.is_whitespace() => {
-                chars.next();
-            }
-            '#' | '!' => break,
-            '{' => {
-                chars.next();
-                tokens.push(token(TokenKind::Open));
-            }
-            '}' => {
-                chars.next();
-                tokens.push(token(TokenKind::Close));
-            }
-            _ => {
-                let mut word = String::new();
-                while let Some(&c) = chars.peek() {
-                    if c.is_whitespace() || c == '{' || c == '}' {
-                        break;
-                    }
-                    chars.next();
-                    if c == '"' {
-                        // A quoted part runs to the next quote; keepalived has no escapes in it.
-                        let mut closed = false;
-                        for c in chars.by_ref() {
-                            if c == '"' {
-                                closed = true;
-                                break;
-                            }
-                            word.push(c);
-                        }
-                        if !closed {
-                            return Err(ImportError::Syntax {
-                                at: at.clone(),
-                                message: "unterminated quoted string".to_owned(),
-                            });
-                        }
-                    } else {
-                        word.push(c);
-                    }
-                }
-                tokens.push(token(TokenKind::Word(word)));
-            }
-        }
-    }
-    Ok(tokens)
+        message: "unterminated quoted string".to_owned(),
+    })?;
+    Ok(tokens
+        .into_iter()
+        .map(|token| Token {
+            kind: match token {
+                words::Token::Word(word) => TokenKind::Word(word),
+                words::Token::Open => TokenKind::Open,
+                words::Token::Close => TokenKind::Close,
+            },
+            at: at.clone(),
+        })
+        .collect())
 }
 
 /// Splices in the files `pattern` matches, relative to the including file's directory, sorted.
@@ -815,34 +799,8 @@ fn command_words(args: &[String]) -> Vec<String> {
     if args.len() != 1 {
         return args.to_vec();
     }
-    let mut words = Vec::new();
-    let mut current = String::new();
-    let mut in_word = false;
-    let mut quote = None;
-    for c in args[0].chars() {
-        match (quote, c) {
-            (Some(q), c) if c == q => quote = None,
-            (Some(_), c) => current.push(c),
-            (None, '\'' | '"') => {
-                quote = Some(c);
-                in_word = true;
-            }
-            (None, c) if c.is_whitespace() => {
-                if in_word {
-                    words.push(std::mem::take(&mut current));
-                    in_word = false;
-                }
-            }
-            (None, c) => {
-                current.push(c);
-                in_word = true;
-            }
-        }
-    }
-    if in_word {
-        words.push(current);
-    }
-    words
+    let tokens = words::split(&args[0], &COMMAND).unwrap_or_else(|unterminated| unterminated.0);
+    words::words_only(tokens)
 }
 
 /// `killall -0 haproxy`, `pidof haproxy`, `pgrep haproxy`, `systemctl is-active haproxy`: what
