@@ -1,0 +1,216 @@
+//! vipd backends from the `backend` and `listen` sections: servers, and the settings HAProxy
+//! has per server but vipd per backend.
+
+use super::bind::socket_address;
+use super::check::{health, is_tls_check};
+use super::section::{Kind, Section, ServerLine, ServerOptions};
+use super::timeout::timeouts;
+use crate::draft::{Backend, Server};
+use crate::{ImportWarning, unique_name, vipd_name, warn};
+
+pub(super) fn backend(
+    section: &Section,
+    sections: &[Section],
+    taken: &[&str],
+    warnings: &mut Vec<ImportWarning>,
+) -> Option<Backend> {
+    let name = vipd_name(&section.name, &section.at, "backend", warnings);
+    let name = unique_name(name, taken);
+    let mut notes = Vec::new();
+    let frontends: Vec<&Section> = sections
+        .iter()
+        .filter(|other| {
+            other.is_frontend()
+                && (if other.kind == Kind::Listen {
+                    other.name == section.name && section.kind == Kind::Listen
+                } else {
+                    other
+                        .backend
+                        .as_ref()
+                        .is_some_and(|(name, _)| *name == section.name)
+                })
+        })
+        .collect();
+    if section.kind == Kind::Backend
+        && let Some(mode_at) = &section.http_mode
+    {
+        warn(
+            warnings,
+            &section.at,
+            format!(
+                "backend {} is in mode http ({mode_at}): vipd is L4 only; translated as TCP pass-through",
+                section.name
+            ),
+        );
+    }
+    // A server without a port takes the port the client connected to: the frontends' one port.
+    let mut frontend_ports: Vec<u16> = frontends
+        .iter()
+        .flat_map(|f| f.binds.iter().map(|(address, _)| address.port()))
+        .collect();
+    frontend_ports.sort_unstable();
+    frontend_ports.dedup();
+    let default_port = match frontend_ports.as_slice() {
+        [port] => Some(*port),
+        _ => None,
+    };
+    let mut servers: Vec<Server> = Vec::new();
+    let mut checked: Vec<&ServerLine> = Vec::new();
+    let mut queues: Vec<Option<u32>> = Vec::new();
+    for line in &section.servers {
+        let address = match socket_address(&line.address, default_port) {
+            Ok(address) => address,
+            Err(problem) => {
+                warn(
+                    warnings,
+                    &line.at,
+                    format!(
+                        "server {} `{}`: {problem}: skipped",
+                        line.name, line.address
+                    ),
+                );
+                continue;
+            }
+        };
+        if address.port() == 0 || address.ip().is_unspecified() {
+            warn(
+                warnings,
+                &line.at,
+                format!(
+                    "server {}: {address} cannot be connected to: skipped",
+                    line.name
+                ),
+            );
+            continue;
+        }
+        let name = vipd_name(&line.name, &line.at, "server", warnings);
+        let taken: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+        let name = unique_name(name, &taken);
+        let mut weight = line.options.weight;
+        let mut note = None;
+        if line.options.disabled {
+            weight = Some(0);
+            note = Some("disabled in HAProxy: weight 0 drains it".to_owned());
+            warn(
+                warnings,
+                &line.at,
+                format!(
+                    "server {} disabled: written with weight 0 (vipd still checks it)",
+                    line.name
+                ),
+            );
+        }
+        if line.options.ssl {
+            warn(
+                warnings,
+                &line.at,
+                format!(
+                    "server {} ssl: vipd does not originate TLS to servers (L4 pass-through); its health check uses TLS",
+                    line.name
+                ),
+            );
+        }
+        if line.options.check {
+            checked.push(line);
+        }
+        queues.push(line.options.maxqueue.filter(|queue| *queue > 0));
+        servers.push(Server {
+            name,
+            address,
+            weight,
+            backup: line.options.backup,
+            max_connections: line.options.maxconn,
+            note,
+        });
+    }
+    if servers.is_empty() {
+        warn(
+            warnings,
+            &section.at,
+            format!("backend {} has no usable server: skipped", section.name),
+        );
+        return None;
+    }
+    let first_checked = checked.first().map(|line| &line.options);
+    for line in checked.iter().skip(1) {
+        let (a, b) = (&line.options, first_checked.unwrap_or(&line.options));
+        if a.inter != b.inter
+            || a.rise != b.rise
+            || a.fall != b.fall
+            || is_tls_check(a) != is_tls_check(b)
+            || a.ca_file != b.ca_file
+        {
+            warn(
+                warnings,
+                &line.at,
+                format!(
+                    "server {}: check settings differ from the first checked server's; vipd has one health check per backend: the first one's are used",
+                    line.name
+                ),
+            );
+        }
+    }
+    let send_proxy = collect_one(
+        section,
+        |options| options.send_proxy.filter(|value| *value != "none"),
+        "send-proxy",
+        warnings,
+    );
+    let shutdown_sessions = section
+        .servers
+        .iter()
+        .any(|line| line.options.shutdown_sessions);
+    let max_queue = queues
+        .into_iter()
+        .collect::<Option<Vec<u32>>>()
+        .map(|queues| queues.iter().sum::<u32>().min(1_000_000));
+    if max_queue.is_some() {
+        notes.push(
+            "max_queue: the sum of HAProxy's per-server maxqueue (vipd queues per backend)."
+                .to_owned(),
+        );
+    }
+    let health = health(section, first_checked, &mut notes, warnings);
+    let timeout = timeouts(section, &frontends, &mut notes);
+    Some(Backend {
+        from: section.at.clone(),
+        notes,
+        name,
+        balance: section.balance,
+        send_proxy,
+        retries: section.retries,
+        shutdown_sessions,
+        timeout,
+        health,
+        max_queue,
+        servers,
+    })
+}
+
+/// A per-server setting vipd has per backend: the first server's, with a warning if they differ.
+fn collect_one(
+    section: &Section,
+    value: impl Fn(&ServerOptions) -> Option<&'static str>,
+    what: &str,
+    warnings: &mut Vec<ImportWarning>,
+) -> Option<&'static str> {
+    let first = section
+        .servers
+        .first()
+        .and_then(|line| value(&line.options));
+    if let Some(line) = section
+        .servers
+        .iter()
+        .find(|line| value(&line.options) != first)
+    {
+        warn(
+            warnings,
+            &line.at,
+            format!(
+                "server {}: {what} differs from the backend's first server; vipd sets it per backend: the first server's is used",
+                line.name
+            ),
+        );
+    }
+    first
+}

@@ -1,0 +1,250 @@
+//! Health checks: `option httpchk`, `http-check send|expect`, and the one health check per
+//! backend vipd builds from them and the servers' `check` options.
+
+use std::time::Duration;
+
+use super::section::{HttpCheck, Section, ServerOptions};
+use crate::draft::{Health, TlsVerify};
+use crate::{ImportWarning, Location, warn};
+
+/// `option httpchk [<method>] [<uri>] [<version>]`; an old-style version may carry headers
+/// (`HTTP/1.1\r\nHost:\ example`).
+pub(super) fn httpchk(
+    args: &[String],
+    at: &Location,
+    warnings: &mut Vec<ImportWarning>,
+) -> HttpCheck {
+    let mut check = HttpCheck::default();
+    let (method, uri, version) = match args {
+        [] => (None, None, None),
+        [uri] => (None, Some(uri), None),
+        [method, uri] => (Some(method), Some(uri), None),
+        [method, uri, version, ..] => (Some(method), Some(uri), Some(version)),
+    };
+    if let Some(method) = method
+        && method != "GET"
+    {
+        warn(
+            warnings,
+            at,
+            format!("httpchk method {method}: vipd's checks always GET: written as GET"),
+        );
+    }
+    if let Some(uri) = uri {
+        if is_request_path(uri) {
+            check.path = Some(uri.clone());
+        } else {
+            warn(
+                warnings,
+                at,
+                format!("httpchk uri `{uri}` does not start with `/`: vipd's default `/` is used"),
+            );
+        }
+    }
+    if let Some(version) = version {
+        for header in version.split("\r\n").skip(1) {
+            if let Some((name, value)) = header.split_once(':')
+                && name.trim().eq_ignore_ascii_case("host")
+            {
+                check.host = host_name(value.trim(), at, warnings);
+            } else if !header.trim().is_empty() {
+                warn(
+                    warnings,
+                    at,
+                    format!(
+                        "httpchk header `{}`: vipd sends only Host: skipped",
+                        header.trim()
+                    ),
+                );
+            }
+        }
+    }
+    check
+}
+
+/// What vipd accepts as a check's path: it goes into the request line as it is.
+fn is_request_path(uri: &str) -> bool {
+    uri.starts_with('/') && !uri.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// A Host header / SNI value vipd accepts, else a warning.
+fn host_name(host: &str, at: &Location, warnings: &mut Vec<ImportWarning>) -> Option<String> {
+    if host.is_empty()
+        || host
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+    {
+        warn(
+            warnings,
+            at,
+            format!("Host `{}` is not a host name: skipped", host.escape_debug()),
+        );
+        return None;
+    }
+    Some(host.to_owned())
+}
+
+/// `http-check send [meth M] [uri U] [ver V] [hdr NAME VALUE]...` (HAProxy 2.2+).
+pub(super) fn http_check_send(
+    section: &mut Section,
+    args: &[String],
+    at: &Location,
+    warnings: &mut Vec<ImportWarning>,
+) {
+    let check = section.http_check.get_or_insert_with(HttpCheck::default);
+    let mut words = args.iter();
+    while let Some(word) = words.next() {
+        match (word.as_str(), words.next()) {
+            ("uri", Some(uri)) if is_request_path(uri) => check.path = Some(uri.clone()),
+            ("hdr", Some(name)) if name.eq_ignore_ascii_case("host") => {
+                check.host = words.next().and_then(|host| host_name(host, at, warnings));
+            }
+            ("meth", Some(method)) if method == "GET" => {}
+            ("ver", Some(_)) => {}
+            (word, value) => {
+                let value = value.map_or(String::new(), |value| format!(" {value}"));
+                warn(
+                    warnings,
+                    at,
+                    format!(
+                        "http-check send {word}{value}: vipd sends `GET path` with an optional Host: skipped"
+                    ),
+                );
+            }
+        }
+    }
+}
+
+/// `http-check expect [!] status <codes>`: codes, lists and ranges (`200,204`, `200-299`).
+pub(super) fn http_check_expect(
+    section: &mut Section,
+    args: &[String],
+    at: &Location,
+    warnings: &mut Vec<ImportWarning>,
+) {
+    let [kind, codes] = args else {
+        warn(
+            warnings,
+            at,
+            format!(
+                "http-check expect {}: vipd checks the status code only: skipped",
+                args.join(" ")
+            ),
+        );
+        return;
+    };
+    if kind != "status" {
+        warn(
+            warnings,
+            at,
+            format!("http-check expect {kind}: vipd checks the status code only: skipped"),
+        );
+        return;
+    }
+    let mut statuses = Vec::new();
+    for part in codes.split(',') {
+        let range = match part.split_once('-') {
+            Some((low, high)) => low.parse::<u16>().ok().zip(high.parse::<u16>().ok()),
+            None => part.parse::<u16>().ok().map(|code| (code, code)),
+        };
+        match range {
+            Some((low, high)) if (100..=599).contains(&low) && (low..=599).contains(&high) => {
+                statuses.extend(low..=high);
+            }
+            _ => {
+                warn(
+                    warnings,
+                    at,
+                    format!(
+                        "http-check expect status `{codes}` is not a list of codes 100..=599: skipped"
+                    ),
+                );
+                return;
+            }
+        }
+    }
+    statuses.sort_unstable();
+    statuses.dedup();
+    section.expect_status = Some(statuses);
+}
+
+pub(super) fn health(
+    section: &Section,
+    checked: Option<&ServerOptions>,
+    notes: &mut Vec<String>,
+    warnings: &mut Vec<ImportWarning>,
+) -> Health {
+    let Some(options) = checked else {
+        notes.push(
+            "no server had `check` in HAProxy: vipd checks them (TCP connect), starting up."
+                .to_owned(),
+        );
+        return Health {
+            initially_up: true,
+            ..Health::default()
+        };
+    };
+    let mut health = Health {
+        interval: options.inter,
+        rise: options.rise,
+        fall: options.fall,
+        ..Health::default()
+    };
+    let tls = is_tls_check(options) || section.check_connect_ssl;
+    match (&section.http_check, tls) {
+        (None, false) => {}
+        (None, true) => {
+            warn(
+                warnings,
+                &section.at,
+                format!(
+                    "backend {}: TLS checks without `option httpchk`: vipd's https check also sends a GET, so the check is written as a TCP connect; consider `kind: https` with `path: /readyz` for apiservers",
+                    section.name
+                ),
+            );
+        }
+        (Some(check), tls) => {
+            health.kind = Some(if tls { "https" } else { "http" });
+            health.path.clone_from(&check.path);
+            health.host.clone_from(&check.host);
+            match &section.expect_status {
+                Some(statuses) => health.expect_status = Some(statuses.clone()),
+                None => notes.push("HAProxy's httpchk accepted any 2xx or 3xx status; vipd expects 200 unless `expect_status` says more.".to_owned()),
+            }
+            if tls {
+                health.tls_verify = Some(match (&options.ca_file, options.verify_none) {
+                    (Some(ca_file), false) => TlsVerify::CaFile(ca_file.clone()),
+                    _ => TlsVerify::None,
+                });
+            }
+        }
+    }
+    if let Some(timeout) = section.timeout_check {
+        let interval = health.interval.unwrap_or(Duration::from_secs(2));
+        health.timeout = Some(timeout.min(interval));
+    }
+    if health
+        .interval
+        .is_some_and(|interval| interval > Duration::from_secs(3600))
+    {
+        health.interval = Some(Duration::from_secs(3600));
+    }
+    if health
+        .interval
+        .is_some_and(|interval| interval < Duration::from_millis(10))
+    {
+        health.interval = Some(Duration::from_millis(10));
+    }
+    if let (Some(interval), Some(timeout)) = (health.interval, health.timeout) {
+        health.timeout = Some(timeout.min(interval));
+    } else if let (Some(interval), None) = (health.interval, health.timeout)
+        && interval < Duration::from_secs(1)
+    {
+        health.timeout = Some(interval);
+    }
+    health
+}
+
+pub(super) fn is_tls_check(options: &ServerOptions) -> bool {
+    !options.no_check_ssl && (options.check_ssl || options.ssl)
+}

@@ -1,0 +1,108 @@
+//! The options of `server` and `default-server` lines.
+
+use super::section::ServerOptions;
+use super::values::{connections, haproxy_time};
+use crate::{ImportWarning, Location, warn};
+
+pub(super) fn server_options(
+    options: &mut ServerOptions,
+    words: &[String],
+    at: &Location,
+    warnings: &mut Vec<ImportWarning>,
+) {
+    let mut words = words.iter();
+    while let Some(word) = words.next() {
+        let keyword = word.as_str();
+        let mut value = || words.next().map(String::as_str);
+        match keyword {
+            "check" => options.check = true,
+            "no-check" => options.check = false,
+            "backup" => options.backup = true,
+            "send-proxy" => options.send_proxy = Some("v1"),
+            "send-proxy-v2" | "send-proxy-v2-ssl" | "send-proxy-v2-ssl-cn" => {
+                options.send_proxy = Some("v2");
+            }
+            "no-send-proxy" | "no-send-proxy-v2" => options.send_proxy = Some("none"),
+            "disabled" => options.disabled = true,
+            "enabled" => options.disabled = false,
+            "check-ssl" => options.check_ssl = true,
+            "no-check-ssl" => options.no_check_ssl = true,
+            "ssl" => options.ssl = true,
+            "no-ssl" => options.ssl = false,
+            "weight" => match value().map(str::parse::<u32>) {
+                Some(Ok(weight)) if weight <= 256 => options.weight = Some(weight),
+                _ => warn(warnings, at, "server weight is not 0..=256: skipped"),
+            },
+            "inter" => options.inter = value().and_then(|value| haproxy_time(value, at, warnings)),
+            "fastinter" | "downinter" => {
+                let _ = value();
+                warn(
+                    warnings,
+                    at,
+                    format!("server {keyword}: vipd checks at one interval (`inter`): skipped"),
+                );
+            }
+            "rise" | "fall" => {
+                let count = value()
+                    .and_then(|value| value.parse::<u32>().ok())
+                    .filter(|count| (1..=100).contains(count));
+                if count.is_none() {
+                    warn(
+                        warnings,
+                        at,
+                        format!("server {keyword} is not 1..=100: skipped"),
+                    );
+                }
+                if keyword == "rise" {
+                    options.rise = count.or(options.rise);
+                } else {
+                    options.fall = count.or(options.fall);
+                }
+            }
+            "maxconn" => {
+                options.maxconn = value().and_then(|value| connections(value, at, warnings));
+            }
+            "maxqueue" => options.maxqueue = value().and_then(|value| value.parse().ok()),
+            "verify" => match value() {
+                Some("none") => options.verify_none = true,
+                Some("required") => options.verify_none = false,
+                other => warn(
+                    warnings,
+                    at,
+                    format!("server verify {}: skipped", other.unwrap_or("")),
+                ),
+            },
+            "ca-file" => options.ca_file = value().map(str::to_owned),
+            "on-marked-down" => match value() {
+                Some("shutdown-sessions") => options.shutdown_sessions = true,
+                other => warn(
+                    warnings,
+                    at,
+                    format!(
+                        "on-marked-down {}: vipd can only shut the sessions down: skipped",
+                        other.unwrap_or("")
+                    ),
+                ),
+            },
+            "check-sni" | "sni" | "port" | "addr" | "id" | "cookie" | "slowstart"
+            | "on-marked-up" | "on-error" | "error-limit" | "resolvers" | "resolve-prefer"
+            | "init-addr" | "minconn" | "source" | "proto" | "alpn" | "check-alpn" | "observe"
+            | "pool-max-conn" | "crt" | "ciphers" | "agent-port" | "agent-inter" | "agent-send"
+            | "verifyhost" | "track" | "redir" | "namespace" | "ssl-min-ver" | "ssl-max-ver"
+            | "pool-purge-delay" | "max-reuse" | "tfo" | "check-proto" | "check-send-proxy"
+            | "ws" | "log-proto" => {
+                let value = value().unwrap_or("");
+                warn(
+                    warnings,
+                    at,
+                    format!("server option {keyword} {value}: no vipd equivalent: skipped"),
+                );
+            }
+            other => warn(
+                warnings,
+                at,
+                format!("server option {other}: no vipd equivalent: skipped"),
+            ),
+        }
+    }
+}
