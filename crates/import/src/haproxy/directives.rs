@@ -25,50 +25,13 @@ pub(super) fn directive(
             section.maxconn = connections(value, at, warnings);
         }
         ("default_backend", Some(name)) => section.backend = Some((name.to_owned(), at.clone())),
-        ("use_backend", Some(name)) if words.len() == 2 => {
-            if section.backend.is_none() {
-                section.backend = Some((name.to_owned(), at.clone()));
-            } else {
-                warn(
-                    warnings,
-                    at,
-                    "a second backend for one frontend: vipd sends a frontend to one backend: skipped",
-                );
-            }
-        }
+        ("use_backend", Some(name)) if words.len() == 2 => use_backend(section, name, at, warnings),
         ("use_backend", _) => warn(
             warnings,
             at,
             "use_backend with a condition: vipd has no ACL routing (one backend per frontend): skipped",
         ),
-        ("balance", Some(algorithm)) => {
-            section.balance = match algorithm {
-                "roundrobin" => Some("round_robin"),
-                "static-rr" => {
-                    warn(
-                        warnings,
-                        at,
-                        "balance static-rr: written as round_robin (weights apply at once, as with static-rr)",
-                    );
-                    Some("round_robin")
-                }
-                "leastconn" => Some("least_conn"),
-                "source" => Some("source"),
-                algorithm if algorithm == "random" || algorithm.starts_with("random(") => {
-                    Some("random")
-                }
-                other => {
-                    warn(
-                        warnings,
-                        at,
-                        format!(
-                            "balance {other} needs HTTP or is not in vipd (round_robin, least_conn, source, random): vipd's round_robin is used"
-                        ),
-                    );
-                    None
-                }
-            };
-        }
+        ("balance", Some(algorithm)) => section.balance = balance(algorithm, at, warnings),
         ("timeout", Some(which)) => timeout(section, which, arg(2), at, warnings),
         ("retries", Some(value)) => match value.parse::<u32>() {
             Ok(retries) if retries <= 100 => section.retries = Some(retries),
@@ -88,79 +51,17 @@ pub(super) fn directive(
             ),
         ),
         ("http-check", Some("expect")) => http_check_expect(section, &words[2..], at, warnings),
-        ("http-check", Some("connect")) => {
-            for option in &words[2..] {
-                match option.as_str() {
-                    "ssl" => section.check_connect_ssl = true,
-                    other => warn(
-                        warnings,
-                        at,
-                        format!(
-                            "http-check connect {other}: vipd checks the server's own address and port: skipped"
-                        ),
-                    ),
-                }
-            }
-        }
+        ("http-check", Some("connect")) => http_check_connect(section, &words[2..], at, warnings),
         ("http-check", Some("send")) => http_check_send(section, &words[2..], at, warnings),
         ("server", Some(name)) if section.is_backend() => {
-            let Some(address) = arg(2) else {
-                warn(
-                    warnings,
-                    at,
-                    format!("server {name} has no address: skipped"),
-                );
-                return;
-            };
-            let mut options = section.default_server.clone();
-            server_options(&mut options, &words[3..], at, warnings);
-            section.servers.push(ServerLine {
-                at: at.clone(),
-                name: name.to_owned(),
-                address: address.to_owned(),
-                options,
-            });
+            server(section, name, words, at, warnings);
         }
         ("default-server", Some(_)) => {
             let mut options = section.default_server.clone();
             server_options(&mut options, &words[1..], at, warnings);
             section.default_server = options;
         }
-        (
-            "acl"
-            | "tcp-request"
-            | "tcp-response"
-            | "http-request"
-            | "http-response"
-            | "stick-table"
-            | "stick"
-            | "http-after-response"
-            | "redirect"
-            | "filter"
-            | "capture",
-            _,
-        ) => warn(
-            warnings,
-            at,
-            format!(
-                "{keyword}: vipd is an L4 proxy without ACLs, stick tables or request rules: skipped"
-            ),
-        ),
-        ("log", _) => warn(
-            warnings,
-            at,
-            "log: vipd logs to stderr / the journal: skipped",
-        ),
-        ("stats", _) => warn(
-            warnings,
-            at,
-            "stats: use `vipd status`, GET /status, GET /metrics or the dashboard instead: skipped",
-        ),
-        (keyword, _) => warn(
-            warnings,
-            at,
-            format!("`{keyword}` has no vipd equivalent: skipped"),
-        ),
+        (keyword, _) => without_equivalent(keyword, at, warnings),
     }
 }
 
@@ -197,6 +98,142 @@ fn self_option(
             warnings,
             at,
             format!("option {other} has no vipd equivalent: skipped"),
+        ),
+    }
+}
+
+/// `balance ALGORITHM`: vipd's name for it, or `None` (its default) for one it does not have.
+fn balance(
+    algorithm: &str,
+    at: &Location,
+    warnings: &mut Vec<ImportWarning>,
+) -> Option<&'static str> {
+    match algorithm {
+        "roundrobin" => Some("round_robin"),
+        "static-rr" => {
+            warn(
+                warnings,
+                at,
+                "balance static-rr: written as round_robin (weights apply at once, as with static-rr)",
+            );
+            Some("round_robin")
+        }
+        "leastconn" => Some("least_conn"),
+        "source" => Some("source"),
+        algorithm if algorithm == "random" || algorithm.starts_with("random(") => Some("random"),
+        other => {
+            warn(
+                warnings,
+                at,
+                format!(
+                    "balance {other} needs HTTP or is not in vipd (round_robin, least_conn, source, random): vipd's round_robin is used"
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// `use_backend NAME` without a condition: the frontend's one backend.
+fn use_backend(
+    section: &mut Section,
+    name: &str,
+    at: &Location,
+    warnings: &mut Vec<ImportWarning>,
+) {
+    if section.backend.is_none() {
+        section.backend = Some((name.to_owned(), at.clone()));
+    } else {
+        warn(
+            warnings,
+            at,
+            "a second backend for one frontend: vipd sends a frontend to one backend: skipped",
+        );
+    }
+}
+
+/// `http-check connect [ssl] ...`.
+fn http_check_connect(
+    section: &mut Section,
+    options: &[String],
+    at: &Location,
+    warnings: &mut Vec<ImportWarning>,
+) {
+    for option in options {
+        match option.as_str() {
+            "ssl" => section.check_connect_ssl = true,
+            other => warn(
+                warnings,
+                at,
+                format!(
+                    "http-check connect {other}: vipd checks the server's own address and port: skipped"
+                ),
+            ),
+        }
+    }
+}
+
+/// `server NAME ADDRESS [options]`, starting from the section's `default-server` options.
+fn server(
+    section: &mut Section,
+    name: &str,
+    words: &[String],
+    at: &Location,
+    warnings: &mut Vec<ImportWarning>,
+) {
+    let arg = |index: usize| words.get(index).map(String::as_str);
+    let Some(address) = arg(2) else {
+        warn(
+            warnings,
+            at,
+            format!("server {name} has no address: skipped"),
+        );
+        return;
+    };
+    let mut options = section.default_server.clone();
+    server_options(&mut options, &words[3..], at, warnings);
+    section.servers.push(ServerLine {
+        at: at.clone(),
+        name: name.to_owned(),
+        address: address.to_owned(),
+        options,
+    });
+}
+
+/// The directives vipd has no equivalent for, some with a word on what to use instead.
+fn without_equivalent(keyword: &str, at: &Location, warnings: &mut Vec<ImportWarning>) {
+    match keyword {
+        "acl"
+        | "tcp-request"
+        | "tcp-response"
+        | "http-request"
+        | "http-response"
+        | "stick-table"
+        | "stick"
+        | "http-after-response"
+        | "redirect"
+        | "filter"
+        | "capture" => warn(
+            warnings,
+            at,
+            format!(
+                "{keyword}: vipd is an L4 proxy without ACLs, stick tables or request rules: skipped"
+            ),
+        ),
+        "log" => warn(
+            warnings,
+            at,
+            "log: vipd logs to stderr / the journal: skipped",
+        ),
+        "stats" => warn(
+            warnings,
+            at,
+            "stats: use `vipd status`, GET /status, GET /metrics or the dashboard instead: skipped",
+        ),
+        _ => warn(
+            warnings,
+            at,
+            format!("`{keyword}` has no vipd equivalent: skipped"),
         ),
     }
 }

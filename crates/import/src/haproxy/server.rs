@@ -13,22 +13,11 @@ pub(super) fn server_options(
     let mut words = words.iter();
     while let Some(word) = words.next() {
         let keyword = word.as_str();
+        if set_flag(options, keyword) {
+            continue;
+        }
         let mut value = || words.next().map(String::as_str);
         match keyword {
-            "check" => options.check = true,
-            "no-check" => options.check = false,
-            "backup" => options.backup = true,
-            "send-proxy" => options.send_proxy = Some("v1"),
-            "send-proxy-v2" | "send-proxy-v2-ssl" | "send-proxy-v2-ssl-cn" => {
-                options.send_proxy = Some("v2");
-            }
-            "no-send-proxy" | "no-send-proxy-v2" => options.send_proxy = Some("none"),
-            "disabled" => options.disabled = true,
-            "enabled" => options.disabled = false,
-            "check-ssl" => options.check_ssl = true,
-            "no-check-ssl" => options.no_check_ssl = true,
-            "ssl" => options.ssl = true,
-            "no-ssl" => options.ssl = false,
             "weight" => match value().map(str::parse::<u32>) {
                 Some(Ok(weight)) if weight <= 256 => options.weight = Some(weight),
                 _ => warn(warnings, at, "server weight is not 0..=256: skipped"),
@@ -42,23 +31,7 @@ pub(super) fn server_options(
                     format!("server {keyword}: vipd checks at one interval (`inter`): skipped"),
                 );
             }
-            "rise" | "fall" => {
-                let count = value()
-                    .and_then(|value| value.parse::<u32>().ok())
-                    .filter(|count| (1..=100).contains(count));
-                if count.is_none() {
-                    warn(
-                        warnings,
-                        at,
-                        format!("server {keyword} is not 1..=100: skipped"),
-                    );
-                }
-                if keyword == "rise" {
-                    options.rise = count.or(options.rise);
-                } else {
-                    options.fall = count.or(options.fall);
-                }
-            }
+            "rise" | "fall" => rise_or_fall(options, keyword, value(), at, warnings),
             "maxconn" => {
                 options.maxconn = value().and_then(|value| connections(value, at, warnings));
             }
@@ -104,5 +77,52 @@ pub(super) fn server_options(
                 format!("server option {other}: no vipd equivalent: skipped"),
             ),
         }
+    }
+}
+
+/// The options without a value; whether `keyword` was one.
+fn set_flag(options: &mut ServerOptions, keyword: &str) -> bool {
+    match keyword {
+        "check" => options.check = true,
+        "no-check" => options.check = false,
+        "backup" => options.backup = true,
+        "send-proxy" => options.send_proxy = Some("v1"),
+        "send-proxy-v2" | "send-proxy-v2-ssl" | "send-proxy-v2-ssl-cn" => {
+            options.send_proxy = Some("v2");
+        }
+        "no-send-proxy" | "no-send-proxy-v2" => options.send_proxy = Some("none"),
+        "disabled" => options.disabled = true,
+        "enabled" => options.disabled = false,
+        "check-ssl" => options.check_ssl = true,
+        "no-check-ssl" => options.no_check_ssl = true,
+        "ssl" => options.ssl = true,
+        "no-ssl" => options.ssl = false,
+        _ => return false,
+    }
+    true
+}
+
+/// `rise N` / `fall N`, 1..=100; a bad value keeps the inherited one.
+fn rise_or_fall(
+    options: &mut ServerOptions,
+    keyword: &str,
+    value: Option<&str>,
+    at: &Location,
+    warnings: &mut Vec<ImportWarning>,
+) {
+    let count = value
+        .and_then(|value| value.parse::<u32>().ok())
+        .filter(|count| (1..=100).contains(count));
+    if count.is_none() {
+        warn(
+            warnings,
+            at,
+            format!("server {keyword} is not 1..=100: skipped"),
+        );
+    }
+    if keyword == "rise" {
+        options.rise = count.or(options.rise);
+    } else {
+        options.fall = count.or(options.fall);
     }
 }
