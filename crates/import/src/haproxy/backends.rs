@@ -58,70 +58,14 @@ pub(super) fn backend(
     let mut checked: Vec<&ServerLine> = Vec::new();
     let mut queues: Vec<Option<u32>> = Vec::new();
     for line in &section.servers {
-        let address = match socket_address(&line.address, default_port) {
-            Ok(address) => address,
-            Err(problem) => {
-                warn(
-                    warnings,
-                    &line.at,
-                    format!(
-                        "server {} `{}`: {problem}: skipped",
-                        line.name, line.address
-                    ),
-                );
-                continue;
-            }
-        };
-        if address.port() == 0 || address.ip().is_unspecified() {
-            warn(
-                warnings,
-                &line.at,
-                format!(
-                    "server {}: {address} cannot be connected to: skipped",
-                    line.name
-                ),
-            );
+        let Some(server) = server(line, default_port, &servers, warnings) else {
             continue;
-        }
-        let name = vipd_name(&line.name, &line.at, "server", warnings);
-        let taken: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
-        let name = unique_name(name, &taken);
-        let mut weight = line.options.weight;
-        let mut note = None;
-        if line.options.disabled {
-            weight = Some(0);
-            note = Some("disabled in HAProxy: weight 0 drains it".to_owned());
-            warn(
-                warnings,
-                &line.at,
-                format!(
-                    "server {} disabled: written with weight 0 (vipd still checks it)",
-                    line.name
-                ),
-            );
-        }
-        if line.options.ssl {
-            warn(
-                warnings,
-                &line.at,
-                format!(
-                    "server {} ssl: vipd does not originate TLS to servers (L4 pass-through); its health check uses TLS",
-                    line.name
-                ),
-            );
-        }
+        };
         if line.options.check {
             checked.push(line);
         }
         queues.push(line.options.maxqueue.filter(|queue| *queue > 0));
-        servers.push(Server {
-            name,
-            address,
-            weight,
-            backup: line.options.backup,
-            max_connections: line.options.maxconn,
-            note,
-        });
+        servers.push(server);
     }
     if servers.is_empty() {
         warn(
@@ -132,24 +76,7 @@ pub(super) fn backend(
         return None;
     }
     let first_checked = checked.first().map(|line| &line.options);
-    for line in checked.iter().skip(1) {
-        let (a, b) = (&line.options, first_checked.unwrap_or(&line.options));
-        if a.inter != b.inter
-            || a.rise != b.rise
-            || a.fall != b.fall
-            || is_tls_check(a) != is_tls_check(b)
-            || a.ca_file != b.ca_file
-        {
-            warn(
-                warnings,
-                &line.at,
-                format!(
-                    "server {}: check settings differ from the first checked server's; vipd has one health check per backend: the first one's are used",
-                    line.name
-                ),
-            );
-        }
-    }
+    warn_differing_checks(&checked, warnings);
     let send_proxy = collect_one(
         section,
         |options| options.send_proxy.filter(|value| *value != "none"),
@@ -213,4 +140,98 @@ fn collect_one(
         );
     }
     first
+}
+
+/// A `server` line as a vipd server, or `None` (with a warning) when its address cannot be
+/// connected to; its name is made unique among `others`.
+fn server(
+    line: &ServerLine,
+    default_port: Option<u16>,
+    others: &[Server],
+    warnings: &mut Vec<ImportWarning>,
+) -> Option<Server> {
+    let address = match socket_address(&line.address, default_port) {
+        Ok(address) => address,
+        Err(problem) => {
+            warn(
+                warnings,
+                &line.at,
+                format!(
+                    "server {} `{}`: {problem}: skipped",
+                    line.name, line.address
+                ),
+            );
+            return None;
+        }
+    };
+    if address.port() == 0 || address.ip().is_unspecified() {
+        warn(
+            warnings,
+            &line.at,
+            format!(
+                "server {}: {address} cannot be connected to: skipped",
+                line.name
+            ),
+        );
+        return None;
+    }
+    let name = vipd_name(&line.name, &line.at, "server", warnings);
+    let taken: Vec<&str> = others.iter().map(|s| s.name.as_str()).collect();
+    let name = unique_name(name, &taken);
+    let mut weight = line.options.weight;
+    let mut note = None;
+    if line.options.disabled {
+        weight = Some(0);
+        note = Some("disabled in HAProxy: weight 0 drains it".to_owned());
+        warn(
+            warnings,
+            &line.at,
+            format!(
+                "server {} disabled: written with weight 0 (vipd still checks it)",
+                line.name
+            ),
+        );
+    }
+    if line.options.ssl {
+        warn(
+            warnings,
+            &line.at,
+            format!(
+                "server {} ssl: vipd does not originate TLS to servers (L4 pass-through); its health check uses TLS",
+                line.name
+            ),
+        );
+    }
+    Some(Server {
+        name,
+        address,
+        weight,
+        backup: line.options.backup,
+        max_connections: line.options.maxconn,
+        note,
+    })
+}
+
+/// vipd has one health check per backend, the first checked server's: a warning for each
+/// server whose check settings differ.
+fn warn_differing_checks(checked: &[&ServerLine], warnings: &mut Vec<ImportWarning>) {
+    let first_checked = checked.first().map(|line| &line.options);
+    for line in checked.iter().skip(1) {
+        let (a, b) = (&line.options, first_checked.unwrap_or(&line.options));
+        if a.inter != b.inter
+            || a.rise != b.rise
+            || a.fall != b.fall
+            || is_tls_check(a) != is_tls_check(b)
+            || a.ca_file != b.ca_file
+        {
+            warn(
+                warnings,
+                &line.at,
+                format!(
+                    "server {}: check settings differ from the first checked server's; vipd has one health check per backend: the first one's are used",
+                    line.name
+                ),
+            );
+        }
+    }
 }

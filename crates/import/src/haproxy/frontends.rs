@@ -57,41 +57,7 @@ pub(super) fn build(sections: &[Section], draft: &mut Draft, warnings: &mut Vec<
             );
             continue;
         };
-        let mut binds: Vec<SocketAddr> = Vec::new();
-        for (address, at) in &section.binds {
-            let clashes = draft
-                .frontends
-                .iter()
-                .flat_map(|f| &f.bind)
-                .chain(&binds)
-                .any(|other| {
-                    other.port() == address.port()
-                        && (other.ip() == address.ip()
-                            || other.ip().is_unspecified()
-                            || address.ip().is_unspecified())
-                });
-            // The control server's default address (control.listen) is vipd's own.
-            let control = SocketAddr::from(([127, 0, 0, 1], 9650));
-            if address.port() == control.port()
-                && (address.ip() == control.ip() || address.ip().is_unspecified())
-            {
-                warn(
-                    warnings,
-                    at,
-                    format!("bind {address}: vipd's control server listens on {control}: skipped"),
-                );
-            } else if clashes {
-                warn(
-                    warnings,
-                    at,
-                    format!(
-                        "bind {address}: the port is already bound by an imported frontend (vipd binds a port once): skipped"
-                    ),
-                );
-            } else {
-                binds.push(*address);
-            }
-        }
+        let binds = usable_binds(section, draft, warnings);
         if binds.is_empty() {
             warn(
                 warnings,
@@ -126,6 +92,56 @@ pub(super) fn build(sections: &[Section], draft: &mut Draft, warnings: &mut Vec<
             max_connections: section.maxconn,
         });
     }
+    warn_unused_backends(draft, warnings);
+}
+
+/// The section's binds vipd can listen on: not the control server's address, and no port
+/// bound twice (vipd binds a port once).
+fn usable_binds(
+    section: &Section,
+    draft: &Draft,
+    warnings: &mut Vec<ImportWarning>,
+) -> Vec<SocketAddr> {
+    let mut binds: Vec<SocketAddr> = Vec::new();
+    for (address, at) in &section.binds {
+        let clashes = draft
+            .frontends
+            .iter()
+            .flat_map(|f| &f.bind)
+            .chain(&binds)
+            .any(|other| {
+                other.port() == address.port()
+                    && (other.ip() == address.ip()
+                        || other.ip().is_unspecified()
+                        || address.ip().is_unspecified())
+            });
+        // The control server's default address (control.listen) is vipd's own.
+        let control = SocketAddr::from(([127, 0, 0, 1], 9650));
+        if address.port() == control.port()
+            && (address.ip() == control.ip() || address.ip().is_unspecified())
+        {
+            warn(
+                warnings,
+                at,
+                format!("bind {address}: vipd's control server listens on {control}: skipped"),
+            );
+        } else if clashes {
+            warn(
+                warnings,
+                at,
+                format!(
+                    "bind {address}: the port is already bound by an imported frontend (vipd binds a port once): skipped"
+                ),
+            );
+        } else {
+            binds.push(*address);
+        }
+    }
+    binds
+}
+
+/// A backend no imported frontend sends to is kept, with a warning.
+fn warn_unused_backends(draft: &Draft, warnings: &mut Vec<ImportWarning>) {
     let used: Vec<String> = draft.frontends.iter().map(|f| f.backend.clone()).collect();
     for backend in &draft.backends {
         if !used.contains(&backend.name) {
