@@ -43,17 +43,7 @@ pub(super) fn backend(
             ),
         );
     }
-    // A server without a port takes the port the client connected to: the frontends' one port.
-    let mut frontend_ports: Vec<u16> = frontends
-        .iter()
-        .flat_map(|f| f.binds.iter().map(|(address, _)| address.port()))
-        .collect();
-    frontend_ports.sort_unstable();
-    frontend_ports.dedup();
-    let default_port = match frontend_ports.as_slice() {
-        [port] => Some(*port),
-        _ => None,
-    };
+    let default_port = default_port(&frontends);
     let mut servers: Vec<Server> = Vec::new();
     let mut checked: Vec<&ServerLine> = Vec::new();
     let mut queues: Vec<Option<u32>> = Vec::new();
@@ -233,5 +223,19 @@ fn warn_differing_checks(checked: &[&ServerLine], warnings: &mut Vec<ImportWarni
                 ),
             );
         }
+    }
+}
+
+/// A server without a port takes the port the client connected to: the frontends' one port.
+fn default_port(frontends: &[&Section]) -> Option<u16> {
+    let mut frontend_ports: Vec<u16> = frontends
+        .iter()
+        .flat_map(|f| f.binds.iter().map(|(address, _)| address.port()))
+        .collect();
+    frontend_ports.sort_unstable();
+    frontend_ports.dedup();
+    match frontend_ports.as_slice() {
+        [port] => Some(*port),
+        _ => None,
     }
 }
