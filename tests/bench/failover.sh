@@ -105,7 +105,7 @@ for case, advert in (("v2-1s", "v2, 1 s"), ("v3-100ms", "v3, 100 ms")):
         kc, vc = median(k, 1), median(v, 1)
         n = f"{len(runs.get(k, []))}/{len(runs.get(v, []))}"
         rows.append(f"| {advert} | {kind} | {fmt(kv)} | {fmt(vv)} | {ratio(vv, kv)} | {fmt(kc)} | {fmt(vc)} | {ratio(vc, kc)} | {n} |")
-# Issue 6's targets: every ratio <= 1.0; planned client-visible failover at 100 ms <= 70 ms.
+# The targets: every ratio <= 1.0; planned client-visible failover at 100 ms <= 70 ms.
 above = []
 for case in ("v2-1s", "v3-100ms"):
     for kind in ("unplanned", "planned"):
@@ -114,7 +114,7 @@ for case in ("v2-1s", "v3-100ms"):
             if k and v and v / k > 1.0:
                 above.append(f"{case} {kind} {what} {v / k:.4f} (+{v - k:.1f} ms)")
 planned_client = median(("v3-100ms", "planned", "vipd"), 1)
-targets = "\nTargets of issue 6: ratios <= 1.0: " + ("all met" if not above else "above 1.0 in " + ", ".join(above))
+targets = "\nTargets: ratios <= 1.0: " + ("all met" if not above else "above 1.0 in " + ", ".join(above))
 targets += f"; vipd planned client-visible failover at 100 ms: {fmt(planned_client)} ms (target <= 70 ms).\n"
 failures = ""
 if failed:

@@ -197,7 +197,7 @@ pub struct Vip {
     pub label: Option<String>,
 }
 
-/// One `track` entry, with keepalived weight semantics (see vrrp.md).
+/// One `track` entry, with keepalived weight semantics (docs/design/vrrp.md, Tracking).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Tracker {
     pub target: TrackTarget,

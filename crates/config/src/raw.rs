@@ -16,9 +16,9 @@ use serde::{Deserialize, Deserializer};
 pub struct Document {
     pub node: Option<String>,
     pub control: Option<Control>,
-    /// Added to the contract (issue 5): how long SIGTERM waits for proxy sessions to drain.
+    /// Added to the contract (docs/design/configuration.md, Fields added beyond the brief): how long SIGTERM waits for proxy sessions to drain.
     pub shutdown_grace: Option<String>,
-    /// Added to the contract (proxy.md): the global limit of concurrent proxy sessions.
+    /// Added to the contract (docs/design/proxy.md): the global limit of concurrent proxy sessions.
     pub max_connections: Option<i64>,
     #[serde(default)]
     pub vrrp: Vec<Vrrp>,
@@ -54,7 +54,7 @@ pub struct Vrrp {
     /// Added to the contract: the priority a peer of this VRID is configured with, so that
     /// `vipd check` can tell whether a negative tracker weight can ever move the VIP.
     pub peer_priority: Option<i64>,
-    /// Added to the contract (issue 3): carry the VIPs on a macvlan with the VRRP virtual MAC
+    /// Added to the contract (docs/design/vrrp.md, Virtual MAC): carry the VIPs on a macvlan with the VRRP virtual MAC
     /// (RFC 5798 section 7.3), like keepalived's `use_vmac`.
     pub virtual_mac: Option<bool>,
     /// The macvlan's name; default `vrrp.{vrid}`.
@@ -185,7 +185,7 @@ pub struct Backend {
     pub on_server_down: Option<OnServerDown>,
     pub timeout: Option<Timeouts>,
     pub health: Option<Health>,
-    /// Added to the contract (proxy.md): sessions that may wait when every server is full.
+    /// Added to the contract (docs/design/proxy.md): sessions that may wait when every server is full.
     pub max_queue: Option<i64>,
     #[serde(default)]
     pub servers: Vec<Server>,
@@ -236,7 +236,7 @@ pub struct Health {
     pub timeout: Option<String>,
     pub rise: Option<i64>,
     pub fall: Option<i64>,
-    /// Added to the contract (proxy.md): servers start up instead of down.
+    /// Added to the contract (docs/design/proxy.md): servers start up instead of down.
     pub initially_up: Option<bool>,
 }
 

@@ -1,6 +1,6 @@
 //! The proxy's own typed configuration: plain data, no parsing.
 //!
-//! Field names follow the `frontends:` and `backends:` sections of vipd.yaml (docs/config.md) so the
+//! Field names follow the `frontends:` and `backends:` sections of vipd.yaml (docs/configuration.md) so the
 //! daemon maps vipd-config's YAML model onto these types one field at a time. Values here are already
 //! typed (durations, socket addresses); [`ProxyConfig::validate`] checks what the types cannot say
 //! (unique names, references, non-zero `rise`/`fall`).
@@ -53,7 +53,7 @@ pub struct FrontendConfig {
 }
 
 impl FrontendConfig {
-    /// A frontend with the defaults of docs/config.md (`accept_proxy: false`, `max_connections: 20000`).
+    /// A frontend with the defaults of docs/configuration.md (`accept_proxy: false`, `max_connections: 20000`).
     pub fn new(name: impl Into<String>, bind: Vec<SocketAddr>, backend: impl Into<String>) -> Self {
         Self {
             name: name.into(),
@@ -143,7 +143,7 @@ pub struct BackendConfig {
 }
 
 impl BackendConfig {
-    /// A backend with the defaults of docs/config.md.
+    /// A backend with the defaults of docs/configuration.md.
     pub fn new(name: impl Into<String>, servers: Vec<ServerConfig>) -> Self {
         Self {
             name: name.into(),
@@ -207,7 +207,7 @@ pub struct HealthCheckConfig {
 }
 
 impl HealthCheckConfig {
-    /// A check of `kind` with the example values of docs/config.md (`2s`, `1s`, rise 2, fall 3).
+    /// A check of `kind` with the example values of docs/configuration.md (`2s`, `1s`, rise 2, fall 3).
     pub fn new(kind: HealthCheckKind) -> Self {
         Self {
             kind,

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 
 use crate::control::{InstanceStatus, NodeStatus};
 
-/// Where the daemon listens when nothing says otherwise (config.md's default `control.listen`).
+/// Where the daemon listens when nothing says otherwise (the default `control.listen` of docs/configuration.md).
 const DEFAULT_CONTROL: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9650);
 /// Connect, send and receive must all finish within this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);

@@ -288,7 +288,7 @@ impl From<&BackendStats> for BackendStatus {
     }
 }
 
-/// The spelling of config.md's `balance:` field.
+/// The spelling of the `balance:` field of docs/configuration.md.
 fn balance_name(balance: Balance) -> &'static str {
     match balance {
         Balance::RoundRobin => "round_robin",

@@ -315,14 +315,14 @@ where
         let effective = if link_up {
             priority::effective(configured, contributions)
         } else {
-            // vrrp.md: the interface down is a Fault, whatever the trackers say.
+            // docs/design/vrrp.md, Fault: the interface down is a Fault, whatever the trackers say.
             Effective::Fault
         };
         let now = at.into_std();
         match effective {
             Effective::Fault => self.parts.router.handle_input(now, Input::Fault(true)),
             Effective::Priority(value) => {
-                // The router advertises a changed priority at once (vrrp.md Tracking).
+                // The router advertises a changed priority at once (docs/design/vrrp.md, Tracking).
                 self.parts
                     .router
                     .handle_input(now, Input::EffectivePriority(Priority::new(value)));

@@ -28,7 +28,7 @@ pub fn router_config(instance: &VrrpInstance, primary_address: IpAddr) -> Result
         preempt: instance.preempt,
         preempt_delay: instance.preempt_delay,
         primary_address,
-        // Adverts carry the VIPs of the advertised family only (config.md allows a v3 instance
+        // Adverts carry the VIPs of the advertised family only (docs/configuration.md allows a v3 instance
         // to hold both families; the router's address list is one family by RFC 9568 5.2.9).
         vips: instance
             .advertised_vips()

@@ -100,7 +100,7 @@ mod tests {
 
     use super::*;
 
-    /// issue 5: hooks run in order per instance; `state` gets instance, state, priority appended.
+    /// Hooks run in order per instance; `state` gets instance, state, priority appended.
     #[tokio::test]
     async fn hooks_run_in_order_with_instance_state_and_priority_appended() {
         let log = std::env::temp_dir().join(format!("vipd-notify-{}", std::process::id()));

@@ -1,4 +1,4 @@
-//! Effective priority from tracker results, with keepalived's weight semantics (vrrp.md, Tracking).
+//! Effective priority from tracker results, with keepalived's weight semantics (docs/design/vrrp.md, Tracking).
 //!
 //! | weight | tracker OK                 | tracker failed            |
 //! |--------|----------------------------|---------------------------|

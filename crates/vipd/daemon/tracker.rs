@@ -2,7 +2,7 @@
 //! watch channel. One task per tracked thing, however many instances track it; the instance's
 //! router task combines the verdicts with [`crate::daemon::priority::effective`].
 //!
-//! Kinds (vrrp.md, Tracking): scripts (interval, timeout, rise, fall; a hung script is killed and
+//! Kinds (docs/design/vrrp.md, Tracking): scripts (interval, timeout, rise, fall; a hung script is killed and
 //! counts as a failure), files (an integer × weight), interfaces (link down), and proxy frontends
 //! (fewer than `min_up` usable servers).
 
@@ -274,7 +274,7 @@ mod tests {
         dir
     }
 
-    /// vrrp.md Tracking: scripts with rise/fall; the first result decides at once.
+    /// docs/design/vrrp.md, Tracking: scripts with rise/fall; the first result decides at once.
     #[tokio::test]
     async fn a_script_tracker_follows_its_exit_status_with_rise_and_fall() {
         let dir = scratch("rise-fall");
@@ -296,7 +296,7 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// vrrp.md: "a hung script is killed at timeout and counts as a failure".
+    /// docs/design/vrrp.md, Tracking: "a hung script is killed at timeout and counts as a failure".
     #[tokio::test]
     async fn a_hung_script_counts_as_a_failure_at_its_timeout() {
         let cancel = CancellationToken::new();
@@ -313,7 +313,7 @@ mod tests {
         cancel.cancel();
     }
 
-    /// vrrp.md pitfalls: a script writable by non-root is refused; its tracker stays down.
+    /// docs/design/vrrp.md, Pitfalls: a script writable by non-root is refused; its tracker stays down.
     #[tokio::test]
     async fn a_script_anyone_can_write_is_refused_and_stays_down() {
         use std::os::unix::fs::PermissionsExt;

@@ -29,7 +29,7 @@ pub struct GarpSchedule {
 }
 
 impl Default for GarpSchedule {
-    /// vrrp.md: a burst of 5, a second burst after 5 s, no refresh.
+    /// docs/design/vrrp.md, Announcements: a burst of 5, a second burst after 5 s, no refresh.
     fn default() -> Self {
         Self {
             repeat: 5,
@@ -67,7 +67,7 @@ pub struct RouterConfig {
 }
 
 impl RouterConfig {
-    /// A v3 router with the defaults of config.md: 1 s interval, preempt, no delay, default GARP.
+    /// A v3 router with the defaults of docs/configuration.md: 1 s interval, preempt, no delay, default GARP.
     pub fn v3(vrid: Vrid, priority: Priority, primary_address: IpAddr, vips: Vec<IpAddr>) -> Self {
         Self {
             vrid,
@@ -192,7 +192,7 @@ pub enum Input {
         /// The advertisement.
         advert: Advertisement,
     },
-    /// The tracked priority. Clamped to 1..=254; ignored for an address owner (vrrp.md Tracking).
+    /// The tracked priority. Clamped to 1..=254; ignored for an address owner (docs/design/vrrp.md, Tracking).
     EffectivePriority(Priority),
     /// Fault raised (`true`) or cleared (`false`).
     Fault(bool),
@@ -954,7 +954,7 @@ impl VirtualRouter {
     }
 
     fn set_effective_priority(&mut self, now: Instant, requested: Priority) {
-        // vrrp.md Tracking: an owner keeps 255; others are clamped to 1..=254.
+        // docs/design/vrrp.md, Tracking: an owner keeps 255; others are clamped to 1..=254.
         let priority = if self.config.priority.is_owner() {
             Priority::OWNER
         } else {
@@ -965,7 +965,7 @@ impl VirtualRouter {
         }
         self.effective_priority = priority;
         if matches!(self.state, RouterState::Master(_)) {
-            // vrrp.md: a changed priority is advertised at once, so a better backup preempts now.
+            // docs/design/vrrp.md, Tracking: a changed priority is advertised at once, so a better backup preempts now.
             self.send_advert_now(now, Duration::from_micros(self.advert_interval_micros));
         }
     }

@@ -496,7 +496,7 @@ impl Checker<'_> {
         }
         let weight = self.integer(raw.weight, &format!("{path}.weight"), -254..=254, 0i16);
         if priority == 255 && weight != 0 {
-            // vrrp.md: an address owner's priority is fixed at 255; only Fault can stop it.
+            // docs/design/vrrp.md, Tracking: an address owner's priority is fixed at 255; only Fault can stop it.
             self.error(
                 &format!("{path}.weight"),
                 "priority 255 (address owner) takes only weight-0 trackers",
@@ -700,7 +700,7 @@ impl Checker<'_> {
     }
 
     /// Warns about each negative weight that cannot bring this node below the peer's priority:
-    /// the tracker fails and the VIP stays (vrrp.md, "weight < priority gap").
+    /// the tracker fails and the VIP stays (docs/design/vrrp.md, Pitfalls: "weight < priority gap").
     fn weights_below_peer(&mut self, instance: &VrrpInstance, path: &str) {
         let Some(peer) = instance.peer_priority else {
             return;
@@ -718,7 +718,7 @@ impl Checker<'_> {
             return;
         }
         // With every other tracker good, positive weights are added: the highest this node
-        // advertises, clamped to 254 for a non-owner (vrrp.md).
+        // advertises, clamped to 254 for a non-owner (docs/design/vrrp.md, Tracking).
         let bonus: i32 = instance
             .track
             .iter()

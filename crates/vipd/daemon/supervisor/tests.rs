@@ -112,7 +112,7 @@ fn file_tracker(path: &Path, weight: i16) -> String {
     format!("{{ file: {}, weight: {weight} }}", path.display())
 }
 
-/// vrrp.md Tracking: "A changed effective priority is advertised at once (keepalived waits for
+/// docs/design/vrrp.md, Tracking: "A changed effective priority is advertised at once (keepalived waits for
 /// the next advert; we don't)". With a 10 s interval, the lowered priority must go out within the
 /// file tracker's 1 s poll, not at the next regular advert.
 #[tokio::test(start_paused = true)]
@@ -145,7 +145,7 @@ async fn a_failing_tracker_lowers_the_advertised_priority_at_once() {
     supervisor.shutdown().await;
 }
 
-/// vrrp.md: weight 0 and tracker failed → Fault; entering Fault while master sends one advert
+/// docs/design/vrrp.md, Fault: weight 0 and tracker failed → Fault; entering Fault while master sends one advert
 /// with priority 0 and releases the VIPs.
 #[tokio::test(start_paused = true)]
 async fn a_weight_zero_failure_is_fault_with_a_priority_zero_advert_and_no_vip() {
@@ -175,7 +175,7 @@ async fn a_weight_zero_failure_is_fault_with_a_priority_zero_advert_and_no_vip()
     supervisor.shutdown().await;
 }
 
-/// vrrp.md: the interface going down is a Fault, whatever the trackers say.
+/// docs/design/vrrp.md, Fault: the interface going down is a Fault, whatever the trackers say.
 #[tokio::test(start_paused = true)]
 async fn the_interface_going_down_is_fault_and_coming_back_resumes() {
     let lan = MemoryLan::new();
@@ -201,7 +201,7 @@ async fn the_interface_going_down_is_fault_and_coming_back_resumes() {
     supervisor.shutdown().await;
 }
 
-/// architecture.md: a VIP that someone else deletes while we are master is put back, counted.
+/// docs/design/vrrp.md, Host events: a VIP that someone else deletes while we are master is put back, counted.
 #[tokio::test(start_paused = true)]
 async fn a_vip_removed_behind_our_back_is_put_back_and_counted() {
     let lan = MemoryLan::new();
@@ -233,7 +233,7 @@ async fn a_vip_removed_behind_our_back_is_put_back_and_counted() {
     supervisor.shutdown().await;
 }
 
-/// issue 5: SIGHUP reload by difference keeps an unchanged instance's state and VIPs (no flap);
+/// docs/design/architecture.md, Reload: SIGHUP reload by difference keeps an unchanged instance's state and VIPs (no flap);
 /// a changed instance restarts.
 #[tokio::test(start_paused = true)]
 async fn reload_keeps_an_unchanged_instance_running_and_restarts_a_changed_one() {
@@ -315,7 +315,7 @@ async fn a_pair_elects_the_higher_priority_and_hands_over_on_shutdown_within_ske
     lb2.shutdown().await;
 }
 
-/// issue 5: maintenance releases mastership with priority 0 and stays backup until lifted.
+/// docs/design/vrrp.md, Maintenance: maintenance releases mastership with priority 0 and stays backup until lifted.
 #[tokio::test(start_paused = true)]
 async fn maintenance_releases_with_priority_zero_and_stays_backup() {
     let lan = MemoryLan::new();

@@ -1,4 +1,4 @@
-//! One test per behaviour of vrrp.md, each citing its RFC section, with exact deadlines on a
+//! One test per behaviour of docs/design/vrrp.md, each citing its RFC section, with exact deadlines on a
 //! virtual clock: `t0` is an arbitrary epoch and every time is `t0` plus a whole number of µs.
 
 use super::*;
@@ -593,7 +593,7 @@ fn maintenance_off_watches_the_master_for_a_fresh_master_down_interval() {
     assert_eq!(router.poll_timeout(), Some(clock.at(20 * S + MDI_100)));
 }
 
-// ---- Gratuitous ARP / NA schedule (vrrp.md; RFC 9568 6.4.2 announces on becoming master) ----
+// ---- Gratuitous ARP / NA schedule (docs/design/vrrp.md, Announcements; RFC 9568 6.4.2 announces on becoming master) ----
 
 #[test]
 fn garp_burst_on_master_then_second_burst_after_delay_then_periodic_refresh() {
