@@ -14,6 +14,8 @@
 //!
 //! The design behind it: docs/design/architecture.md.
 
+#![forbid(unsafe_code)]
+
 mod cli;
 mod control;
 mod daemon;

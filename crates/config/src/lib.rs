@@ -6,8 +6,10 @@
 //! [`load`] does the same for a file. Neither performs any IO beyond reading that file; the one
 //! check that looks at other files, [`script_permission_warnings`], is a separate call.
 //!
-//! The field names are the contract of shared/docs/config.md; docs/configuration.md is the
-//! operator's reference.
+//! The field names are a contract: added, never renamed (docs/design/configuration.md);
+//! docs/configuration.md is the operator's reference.
+
+#![forbid(unsafe_code)]
 
 mod diagnostic;
 mod location;

@@ -12,6 +12,8 @@
 //! The directive tables this follows are in docs/operations.md ("Migrating from keepalived +
 //! HAProxy"); the two must agree.
 
+#![forbid(unsafe_code)]
+
 mod draft;
 mod emit;
 mod haproxy;

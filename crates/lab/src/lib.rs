@@ -18,6 +18,8 @@
 //! an operator would use to check what vipd did, so a test's expectations are checked by code that
 //! vipd does not share.
 
+#![forbid(unsafe_code)]
+
 mod capture;
 mod process;
 mod topology;

@@ -317,30 +317,16 @@ impl VrrpSocket {
         // Larger than any VRRP message can be: what was cut off cannot be checked, drop it.
         let truncated = message.flags.contains(MsgFlags::MSG_TRUNC);
         let from = message.address;
-        let mut interface = self.interface_index;
-        let mut destination = None;
-        let mut hop_limit = None;
-        let mut received_at = None;
-        if let Ok(messages) = message.cmsgs() {
-            for control in messages {
-                match control {
-                    ControlMessageOwned::ScmTimestampns(stamp) => {
-                        received_at = monotonic_arrival(stamp);
-                    }
-                    ControlMessageOwned::Ipv4PacketInfo(info) => {
-                        interface = u32::try_from(info.ipi_ifindex).unwrap_or(interface);
-                    }
-                    ControlMessageOwned::Ipv6PacketInfo(info) => {
-                        interface = info.ipi6_ifindex;
-                        destination = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
-                    }
-                    ControlMessageOwned::Ipv6HopLimit(limit) => {
-                        hop_limit = u8::try_from(limit).ok();
-                    }
-                    _ => {}
-                }
-            }
-        }
+        let control = message
+            .cmsgs()
+            .map(|messages| ControlFacts::read(messages, self.interface_index))
+            .unwrap_or(ControlFacts::none(self.interface_index));
+        let ControlFacts {
+            interface,
+            destination,
+            hop_limit,
+            received_at,
+        } = control;
         let data = buffer.get(..length).unwrap_or_default();
         let parsed = match self.config.family {
             _ if truncated => None,
@@ -412,6 +398,49 @@ impl VrrpSocket {
 /// the kernel's stamp and our reading of it. An honest one is never this old, since the socket is
 /// read as soon as it is readable.
 const MAX_ARRIVAL_AGE: Duration = Duration::from_secs(1);
+
+/// What a received datagram's control messages say: the interface it arrived on, its IPv6
+/// destination and hop limit (IPv4 carries those in the header), and the kernel's receive stamp.
+struct ControlFacts {
+    interface: u32,
+    destination: Option<IpAddr>,
+    hop_limit: Option<u8>,
+    received_at: Option<std::time::Instant>,
+}
+
+impl ControlFacts {
+    fn none(interface: u32) -> Self {
+        Self {
+            interface,
+            destination: None,
+            hop_limit: None,
+            received_at: None,
+        }
+    }
+
+    fn read(messages: impl Iterator<Item = ControlMessageOwned>, interface: u32) -> Self {
+        let mut facts = Self::none(interface);
+        for control in messages {
+            match control {
+                ControlMessageOwned::ScmTimestampns(stamp) => {
+                    facts.received_at = monotonic_arrival(stamp);
+                }
+                ControlMessageOwned::Ipv4PacketInfo(info) => {
+                    facts.interface = u32::try_from(info.ipi_ifindex).unwrap_or(facts.interface);
+                }
+                ControlMessageOwned::Ipv6PacketInfo(info) => {
+                    facts.interface = info.ipi6_ifindex;
+                    facts.destination = Some(IpAddr::V6(Ipv6Addr::from(info.ipi6_addr.s6_addr)));
+                }
+                ControlMessageOwned::Ipv6HopLimit(limit) => {
+                    facts.hop_limit = u8::try_from(limit).ok();
+                }
+                _ => {}
+            }
+        }
+        facts
+    }
+}
 
 /// Maps the kernel's arrival stamp (`CLOCK_REALTIME`, the only clock `SO_TIMESTAMPNS` offers) onto
 /// the monotonic clock the router runs on, by its age. `None` when the age makes no sense (a

@@ -41,6 +41,8 @@
 //! See [`Timeouts`]: `idle` applies until both sides have spoken, then `tunnel`; after a FIN in one
 //! direction the other stays open until `fin` passes without activity.
 
+#![forbid(unsafe_code)]
+
 mod backend;
 mod balance;
 mod config;

@@ -708,8 +708,25 @@ impl RunningLab {
 
     fn demo(&mut self) -> anyhow::Result<()> {
         let homes: Vec<usize> = self.specs.iter().map(InstanceSpec::home).collect();
+        self.demo_election(&homes)?;
+        // The failure: lb1 dies as a machine does, process and cable at the same instant.
+        let victim = 0;
+        let moved: Vec<usize> = (0..self.specs.len())
+            .filter(|index| homes[*index] == victim)
+            .collect();
+        let (killed, down_interval) = self.demo_failure(victim, &moved)?;
+        self.demo_client_recovery(&moved, killed, down_interval)?;
+        self.demo_return(victim, &moved, &homes)?;
+        let failed = self.client.failed.load(Ordering::Relaxed);
+        let succeeded = self.client.succeeded.load(Ordering::Relaxed);
+        println!("\ndemo done: client {succeeded} requests succeeded, {failed} failed in total");
+        Ok(())
+    }
+
+    /// Steps 1 and 2: the pair elects its master(s), and the client sends through the VIP(s).
+    fn demo_election(&mut self, homes: &[usize]) -> anyhow::Result<()> {
         let election_bound = self.master_down_interval(1) * 2 + SLACK;
-        let elected = self.wait_for_masters(&homes, election_bound)?;
+        let elected = self.wait_for_masters(homes, election_bound)?;
         println!(
             "\n[1/4] election: settled {} ms after both daemons answered",
             elected.as_millis()
@@ -724,12 +741,17 @@ impl RunningLab {
         );
         print!("{}", self.render_view());
 
-        // The failure: lb1 dies as a machine does, process and cable at the same instant.
-        let victim = 0;
-        let survivor = 1;
-        let moved: Vec<usize> = (0..self.specs.len())
-            .filter(|index| homes[*index] == victim)
-            .collect();
+        Ok(())
+    }
+
+    /// Step 3: the master `victim` dies; returns when it died and the survivor's
+    /// Master_Down_Interval, once every VIP it held has moved.
+    fn demo_failure(
+        &mut self,
+        victim: usize,
+        moved: &[usize],
+    ) -> anyhow::Result<(Instant, Duration)> {
+        let survivor = 1 - victim;
         let watchers: Vec<_> = moved
             .iter()
             .map(|index| self.watch_vip_added(survivor, self.specs[*index].vip))
@@ -749,7 +771,7 @@ impl RunningLab {
             .min()
             .unwrap_or(100);
         let down_interval = self.master_down_interval(survivor_priority);
-        for (watcher, index) in watchers.into_iter().zip(&moved) {
+        for (watcher, index) in watchers.into_iter().zip(moved) {
             let vip = self.specs[*index].vip;
             let seen = watcher
                 .join()
@@ -770,9 +792,19 @@ impl RunningLab {
                 down_interval.as_millis()
             );
         }
+        Ok((killed, down_interval))
+    }
+
+    /// What the client saw after the failure: how soon it got through again, and how much failed.
+    fn demo_client_recovery(
+        &mut self,
+        moved: &[usize],
+        killed: Instant,
+        down_interval: Duration,
+    ) -> anyhow::Result<()> {
         // Give the client time to get through again, then report what it saw.
         let deadline = Instant::now() + down_interval + SLACK;
-        for index in &moved {
+        for index in moved {
             loop {
                 self.check_stop()?;
                 let (_, _, recovered) = self.client.since(*index, killed);
@@ -789,7 +821,7 @@ impl RunningLab {
             }
         }
         self.pause(Duration::from_secs(1))?;
-        for index in &moved {
+        for index in moved {
             let (succeeded, failed, recovered) = self.client.since(*index, killed);
             let recovered = recovered.map_or_else(
                 || "-".to_owned(),
@@ -802,12 +834,22 @@ impl RunningLab {
         }
         print!("{}", self.render_view());
 
+        Ok(())
+    }
+
+    /// Step 4: the old master comes back as after a reboot and preempts.
+    fn demo_return(
+        &mut self,
+        victim: usize,
+        moved: &[usize],
+        homes: &[usize],
+    ) -> anyhow::Result<()> {
         // The return: lb1 reboots (link up, no address left from before) and starts vipd.
         println!(
             "\n[4/4] lb1 comes back (link up, addresses gone as after a reboot) and vipd starts again"
         );
         self.lab.restore_link(NODES[victim].1)?;
-        for index in &moved {
+        for index in moved {
             let vip = format!("{}/24", self.specs[*index].vip);
             let _ = self
                 .lab
@@ -816,13 +858,13 @@ impl RunningLab {
         let restarted = Instant::now();
         self.start_node(victim)?;
         self.wait_for_control(victim)?;
-        self.wait_for_masters(&homes, self.master_down_interval(1) * 2 + SLACK)?;
+        self.wait_for_masters(homes, self.master_down_interval(1) * 2 + SLACK)?;
         println!(
             "  lb1 preempted: master again {} ms after its vipd started",
             restarted.elapsed().as_millis()
         );
         self.pause(Duration::from_secs(1))?;
-        for index in &moved {
+        for index in moved {
             let (succeeded, failed, _) = self.client.since(*index, restarted);
             println!(
                 "  client via {} since lb1's return: {failed} requests failed, {succeeded} succeeded",
@@ -830,9 +872,6 @@ impl RunningLab {
             );
         }
         print!("{}", self.render_view());
-        let failed = self.client.failed.load(Ordering::Relaxed);
-        let succeeded = self.client.succeeded.load(Ordering::Relaxed);
-        println!("\ndemo done: client {succeeded} requests succeeded, {failed} failed in total");
         Ok(())
     }
 

@@ -295,6 +295,10 @@ async fn without_a_token_actions_are_open_to_local_tools() {
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one list of hostile requests, each with the answer it must get"
+)]
 async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
     let server = start(Some(TOKEN)).await;
     let huge = vec![b' '; 64 * 1024];
@@ -876,6 +880,10 @@ impl Shuffle {
 }
 
 #[tokio::test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "the request generator and its checks read best together"
+)]
 async fn random_requests_never_get_a_server_error() {
     let server = start(Some(TOKEN)).await;
     let methods = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];

@@ -56,6 +56,8 @@
 //! [`VirtualRouter::state`], [`VirtualRouter::effective_priority`],
 //! [`VirtualRouter::last_master`] and [`VirtualRouter::stats`].
 
+#![forbid(unsafe_code)]
+
 pub mod fields;
 pub mod router;
 pub mod timers;
