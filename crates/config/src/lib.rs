@@ -11,6 +11,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod defaults;
 mod diagnostic;
 mod location;
 mod model;

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
+use crate::defaults;
+
 /// A whole vipd.yaml.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -294,7 +296,7 @@ pub struct Frontend {
     pub backend: String,
     /// Expect a PROXY v1/v2 header from clients (default false).
     pub accept_proxy: bool,
-    /// Concurrent sessions of this frontend; `None`: the proxy's default (20000).
+    /// Concurrent sessions of this frontend; `None`: [`defaults::FRONTEND_MAX_CONNECTIONS`].
     pub max_connections: Option<u32>,
 }
 
@@ -356,10 +358,10 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Self {
-            connect: Duration::from_secs(3),
-            idle: Duration::from_secs(300),
-            tunnel: Duration::from_secs(3600),
-            fin: Duration::from_secs(5),
+            connect: defaults::TIMEOUT_CONNECT,
+            idle: defaults::TIMEOUT_IDLE,
+            tunnel: defaults::TIMEOUT_TUNNEL,
+            fin: defaults::TIMEOUT_FIN,
         }
     }
 }

@@ -10,6 +10,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use vipd_config::defaults;
+
 use crate::Error;
 
 /// Everything the proxy serves: `frontends`, `backends` and the global connection limit.
@@ -53,14 +55,15 @@ pub struct FrontendConfig {
 }
 
 impl FrontendConfig {
-    /// A frontend with the defaults of docs/configuration.md (`accept_proxy: false`, `max_connections: 20000`).
+    /// A frontend with the contract's defaults (`vipd_config::defaults`): no PROXY header
+    /// expected, [`defaults::FRONTEND_MAX_CONNECTIONS`] sessions.
     pub fn new(name: impl Into<String>, bind: Vec<SocketAddr>, backend: impl Into<String>) -> Self {
         Self {
             name: name.into(),
             bind,
             backend: backend.into(),
             accept_proxy: false,
-            max_connections: 20_000,
+            max_connections: widen(defaults::FRONTEND_MAX_CONNECTIONS),
         }
     }
 }
@@ -113,12 +116,13 @@ pub struct Timeouts {
 }
 
 impl Default for Timeouts {
+    /// The contract's defaults (`vipd_config::defaults`).
     fn default() -> Self {
         Self {
-            connect: Duration::from_secs(3),
-            idle: Duration::from_secs(300),
-            tunnel: Duration::from_secs(3600),
-            fin: Duration::from_secs(5),
+            connect: defaults::TIMEOUT_CONNECT,
+            idle: defaults::TIMEOUT_IDLE,
+            tunnel: defaults::TIMEOUT_TUNNEL,
+            fin: defaults::TIMEOUT_FIN,
         }
     }
 }
@@ -143,18 +147,18 @@ pub struct BackendConfig {
 }
 
 impl BackendConfig {
-    /// A backend with the defaults of docs/configuration.md.
+    /// A backend with the contract's defaults (`vipd_config::defaults`).
     pub fn new(name: impl Into<String>, servers: Vec<ServerConfig>) -> Self {
         Self {
             name: name.into(),
             balance: Balance::default(),
             send_proxy: ProxyProtocol::None,
-            retries: 3,
+            retries: defaults::BACKEND_RETRIES,
             on_server_down: OnServerDown::KeepSessions,
             timeout: Timeouts::default(),
             health: None,
             servers,
-            max_queue: 1024,
+            max_queue: widen(defaults::BACKEND_MAX_QUEUE),
         }
     }
 }
@@ -207,17 +211,17 @@ pub struct HealthCheckConfig {
 }
 
 impl HealthCheckConfig {
-    /// A check of `kind` with the example values of docs/configuration.md (`2s`, `1s`, rise 2, fall 3).
+    /// A check of `kind` with the contract's defaults (`vipd_config::defaults`).
     pub fn new(kind: HealthCheckKind) -> Self {
         Self {
             kind,
-            path: "/".to_owned(),
-            expect_status: vec![200],
+            path: defaults::HEALTH_PATH.to_owned(),
+            expect_status: vec![defaults::HEALTH_EXPECT_STATUS],
             host: None,
-            interval: Duration::from_secs(2),
-            timeout: Duration::from_secs(1),
-            rise: 2,
-            fall: 3,
+            interval: defaults::CHECK_INTERVAL,
+            timeout: defaults::CHECK_TIMEOUT,
+            rise: defaults::CHECK_RISE,
+            fall: defaults::CHECK_FALL,
             initially_up: false,
         }
     }
@@ -331,6 +335,11 @@ fn invalid(path: String, reason: impl Into<String>) -> Error {
         path,
         reason: reason.into(),
     }
+}
+
+/// A limit of the contract (u32) as the engine counts it.
+fn widen(limit: u32) -> usize {
+    usize::try_from(limit).unwrap_or(usize::MAX)
 }
 
 #[cfg(test)]

@@ -90,9 +90,10 @@ pub fn proxy_config(config: &Config) -> vipd_proxy::ProxyConfig {
             bind: frontend.bind.clone(),
             backend: frontend.backend.clone(),
             accept_proxy: frontend.accept_proxy,
-            max_connections: frontend.max_connections.map_or(
-                proxy::FrontendConfig::new("", Vec::new(), "").max_connections,
-                widen,
+            max_connections: widen(
+                frontend
+                    .max_connections
+                    .unwrap_or(vipd_config::defaults::FRONTEND_MAX_CONNECTIONS),
             ),
         })
         .collect();

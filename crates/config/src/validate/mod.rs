@@ -12,6 +12,7 @@ use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::defaults::{CHECK_FALL, CHECK_INTERVAL, CHECK_RISE, CHECK_TIMEOUT};
 use crate::diagnostic::{Diagnostic, Errors, Warning};
 use crate::location::LocationIndex;
 use crate::model::{Command, Config, Control, Script};
@@ -294,8 +295,8 @@ impl<'a> Checker<'a> {
             .and_then(|argv| self.command(argv, &format!("{path}.command")));
         let (interval, timeout) =
             self.interval_and_timeout(script.interval.as_deref(), script.timeout.as_deref(), path);
-        let rise = self.integer(script.rise, &format!("{path}.rise"), 1..=100, 2);
-        let fall = self.integer(script.fall, &format!("{path}.fall"), 1..=100, 3);
+        let rise = self.integer(script.rise, &format!("{path}.rise"), 1..=100, CHECK_RISE);
+        let fall = self.integer(script.fall, &format!("{path}.fall"), 1..=100, CHECK_FALL);
         if let Some(user) = &script.user {
             if user.is_empty() || user.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 self.error(&format!("{path}.user"), "must be a user name");
@@ -325,14 +326,14 @@ impl<'a> Checker<'a> {
         let interval = self.duration(
             interval,
             &format!("{path}.interval"),
-            Duration::from_secs(2),
+            CHECK_INTERVAL,
             Duration::from_millis(10)..=Duration::from_secs(3600),
         );
         let timeout_path = format!("{path}.timeout");
         let timeout = self.duration(
             timeout,
             &timeout_path,
-            Duration::from_secs(1).min(interval),
+            CHECK_TIMEOUT.min(interval),
             Duration::from_millis(1)..=Duration::from_secs(3600),
         );
         if timeout > interval {

@@ -4,6 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::{Checker, MAX_CONNECTIONS};
+use crate::defaults::{
+    BACKEND_MAX_QUEUE, BACKEND_RETRIES, CHECK_FALL, CHECK_RISE, HEALTH_EXPECT_STATUS, HEALTH_PATH,
+};
 use crate::model::{
     Backend, Balance, Control, Frontend, HealthCheck, HealthKind, HttpCheck, OnServerDown,
     ProxyProtocol, Server, Timeouts, TlsVerify,
@@ -175,7 +178,12 @@ impl Checker<'_> {
                 Some(raw::SendProxy::V1) => ProxyProtocol::V1,
                 Some(raw::SendProxy::V2) => ProxyProtocol::V2,
             },
-            retries: self.integer(raw.retries, &format!("{path}.retries"), 0..=100, 3u32),
+            retries: self.integer(
+                raw.retries,
+                &format!("{path}.retries"),
+                0..=100,
+                BACKEND_RETRIES,
+            ),
             on_server_down: match raw.on_server_down {
                 None | Some(raw::OnServerDown::KeepSessions) => OnServerDown::KeepSessions,
                 Some(raw::OnServerDown::ShutdownSessions) => OnServerDown::ShutdownSessions,
@@ -186,7 +194,7 @@ impl Checker<'_> {
                 raw.max_queue,
                 &format!("{path}.max_queue"),
                 0..=1_000_000,
-                1024u32,
+                BACKEND_MAX_QUEUE,
             ),
             servers,
         }
@@ -300,8 +308,8 @@ impl Checker<'_> {
             },
             interval,
             timeout,
-            rise: self.integer(raw.rise, &format!("{path}.rise"), 1..=100, 2),
-            fall: self.integer(raw.fall, &format!("{path}.fall"), 1..=100, 3),
+            rise: self.integer(raw.rise, &format!("{path}.rise"), 1..=100, CHECK_RISE),
+            fall: self.integer(raw.fall, &format!("{path}.fall"), 1..=100, CHECK_FALL),
             initially_up: raw.initially_up.unwrap_or(false),
         }
     }
@@ -322,7 +330,7 @@ impl Checker<'_> {
                 }
             }
         }
-        let request_path = raw.path.clone().unwrap_or_else(|| "/".to_owned());
+        let request_path = raw.path.clone().unwrap_or_else(|| HEALTH_PATH.to_owned());
         if !request_path.starts_with('/')
             || request_path
                 .chars()
@@ -334,13 +342,13 @@ impl Checker<'_> {
             );
         }
         let expect_status = match &raw.expect_status {
-            None => vec![200],
+            None => vec![HEALTH_EXPECT_STATUS],
             Some(codes) if codes.is_empty() => {
                 self.error(
                     &format!("{path}.expect_status"),
                     "list at least one status code",
                 );
-                vec![200]
+                vec![HEALTH_EXPECT_STATUS]
             }
             Some(codes) => codes
                 .iter()

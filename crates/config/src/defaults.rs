@@ -1,0 +1,37 @@
+//! The contract's defaults: the value a field of vipd.yaml has when the file leaves it out.
+//!
+//! One home for each. Validation fills the model with them, and the proxy engine's convenience
+//! constructors (`vipd_proxy::BackendConfig::new` and friends, used by its tests and benchmarks)
+//! take them from here, so the engine and the contract cannot drift apart. docs/configuration.md
+//! lists the same values for operators.
+
+use std::time::Duration;
+
+/// `backends[].retries`: connection attempts after the first failed one.
+pub const BACKEND_RETRIES: u32 = 3;
+/// `backends[].max_queue`: sessions that may wait when every usable server is full.
+pub const BACKEND_MAX_QUEUE: u32 = 1024;
+/// `frontends[].max_connections`: concurrent sessions of one frontend.
+pub const FRONTEND_MAX_CONNECTIONS: u32 = 20_000;
+
+/// `backends[].timeout.connect`: one connection attempt to a server.
+pub const TIMEOUT_CONNECT: Duration = Duration::from_secs(3);
+/// `backends[].timeout.idle`: inactivity before both sides have spoken.
+pub const TIMEOUT_IDLE: Duration = Duration::from_secs(300);
+/// `backends[].timeout.tunnel`: inactivity once both sides have spoken (watches, TLS).
+pub const TIMEOUT_TUNNEL: Duration = Duration::from_secs(3600);
+/// `backends[].timeout.fin`: inactivity of the open direction after a FIN in the other.
+pub const TIMEOUT_FIN: Duration = Duration::from_secs(5);
+
+/// `interval` of health checks and scripts.
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
+/// `timeout` of health checks and scripts (never longer than the interval).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+/// `rise` of health checks and scripts: successes in a row that make a failed one good.
+pub const CHECK_RISE: u32 = 2;
+/// `fall` of health checks and scripts: failures in a row that make a good one failed.
+pub const CHECK_FALL: u32 = 3;
+/// `backends[].health.path` of http and https checks.
+pub const HEALTH_PATH: &str = "/";
+/// `backends[].health.expect_status` of http and https checks.
+pub const HEALTH_EXPECT_STATUS: u16 = 200;
