@@ -18,7 +18,7 @@
 # client through the VIP (a new connect every 0.5 ms). Behind the VIP: vipd's proxy; for keepalived,
 # socat forwarding to the same backend (where haproxy would be). Implementations are interleaved
 # run by run so that load from elsewhere spreads over both. The measuring code is the ignored test
-# `failover_benchmark` in tests/keepalived_interop.rs.
+# `keepalived_interop::failover_benchmark` in tests/integration/keepalived_interop.rs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -61,8 +61,8 @@ if [ -n "${RESULTS:-}" ]; then
 else
     echo "failover.sh: building and running ($PROFILE, $REPEATS repeats per case)"
     BENCH_REPEATS=$REPEATS VIPD_E2E=required timeout "$TIME_LIMIT" \
-        cargo test -q "${profile_flag[@]}" -p vipd --test keepalived_interop -- \
-        --ignored --exact failover_benchmark --nocapture --test-threads=1 | tee "$out" | grep --line-buffered -E '^(RESULT|FAILED)'
+        cargo test -q "${profile_flag[@]}" -p vipd --test integration -- \
+        --ignored --exact keepalived_interop::failover_benchmark --nocapture --test-threads=1 | tee "$out" | grep --line-buffered -E '^(RESULT|FAILED)'
 fi
 
 if grep -q '^FAILED' "$out"; then

@@ -1,7 +1,9 @@
 //! Accept under fd exhaustion (EMFILE): the listener backs off instead of spinning, and recovers.
-//! Alone in its test binary because it lowers the process's fd limit.
+//! Alone in its test binary (not a module of tests/integration) because it lowers the process's fd
+//! limit, which would starve the tests running beside it.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+#[path = "integration/test_servers/mod.rs"]
 mod test_servers;
 
 use std::time::Duration;

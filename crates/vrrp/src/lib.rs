@@ -6,8 +6,8 @@
 //! This crate opens no socket, reads no clock, touches no file and spawns no task. Time comes in
 //! as an `Instant` argument; everything the router wants done comes out as an [`Output`] value.
 //! That is what makes every RFC clause and timer formula testable on a virtual clock (see
-//! `tests/simulated_lan.rs`). Outside input never panics it: the codec returns a [`ParseError`]
-//! naming the reason, and the router drops and counts adverts that fail its checks.
+//! `tests/integration/simulated_lan.rs`). Outside input never panics it: the codec returns a
+//! [`ParseError`] naming the reason, and the router drops and counts adverts that fail its checks.
 //!
 //! # Wire
 //!

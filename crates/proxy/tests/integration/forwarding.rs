@@ -1,14 +1,10 @@
 //! Forwarding through the proxy on 127.0.0.0/8: byte exactness, half-close both ways, idle and
 //! tunnel timeouts, refusal when no server is up, and balancing over real connections.
 
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-
-mod test_servers;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use test_servers::*;
+use crate::test_servers::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use vipd_proxy::{Balance, HealthCheckConfig, HealthCheckKind, Proxy, Timeouts};

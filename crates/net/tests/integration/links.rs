@@ -1,8 +1,5 @@
 //! The link monitor on real kernels: cable cut / restored, admin down / up, interface removed.
 
-// Test helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
-
 use std::sync::mpsc;
 use std::time::Duration;
 

@@ -10,6 +10,7 @@ pub mod takeover_probe;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use vipd_lab::{Lab, LabProcess};
@@ -20,9 +21,17 @@ pub const VIPD: &str = env!("CARGO_BIN_EXE_vipd");
 /// A scratch directory for one test's files, removed on drop.
 pub struct Scratch(pub PathBuf);
 
+/// Numbers the scratch directories of this process: all tests share one process, and two of
+/// them may pass the same name.
+static NEXT_SCRATCH: AtomicUsize = AtomicUsize::new(0);
+
 impl Scratch {
     pub fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("vipd-e2e-{}-{test}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "vipd-e2e-{}x{}-{test}",
+            std::process::id(),
+            NEXT_SCRATCH.fetch_add(1, Ordering::Relaxed)
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
         Self(dir)

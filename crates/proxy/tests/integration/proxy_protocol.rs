@@ -1,12 +1,9 @@
 //! PROXY protocol on real connections: the bytes sent to servers, headers received from clients,
 //! and garbage that must close only its own connection.
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-
-mod test_servers;
 
 use std::net::SocketAddr;
 
-use test_servers::*;
+use crate::test_servers::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;

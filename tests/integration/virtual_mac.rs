@@ -7,8 +7,6 @@
 //! as `nobody` with the systemd unit's capabilities, which proves them enough for the macvlan
 //! and its /proc/sys settings.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -16,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{
+use crate::support::{
     Scratch, fetch, holds, instance_state, neighbour_mac, start_backend, start_vipd,
     start_vipd_unprivileged, status, wait_for_control, wait_until,
 };

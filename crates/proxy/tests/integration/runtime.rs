@@ -1,14 +1,11 @@
 //! Runtime control on real connections: reload by difference and admin actions under load, graceful
 //! shutdown, connection limits and queueing, and `source` agreement between two proxies.
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-
-mod test_servers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use test_servers::*;
+use crate::test_servers::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use vipd_proxy::{AdminState, Balance, FrontendConfig, Proxy, ServerConfig};

@@ -4,13 +4,11 @@
 //! `nobody` with only the three capabilities of deploy/systemd/vipd.service, so the takeover also
 //! proves that they are enough (raw sockets, VIPs, GARP, a listener on port 80).
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::takeover_probe::{AddressWatch, skew_time};
-use common::{
+use crate::support::takeover_probe::{AddressWatch, skew_time};
+use crate::support::{
     Scratch, fetch, holds, instance_state, start_backend, start_vipd, start_vipd_unprivileged,
     status, wait_for_control, wait_until,
 };

@@ -4,16 +4,14 @@
 //! from RFC 9568's timers (Skew_Time, Master_Down_Interval) plus the 100 ms, measured by a
 //! netlink monitor in the taker's namespace and by a client connecting through the VIP.
 
-mod common;
-
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use common::takeover_probe::{
+use crate::support::takeover_probe::{
     AddressWatch, ConnectProbe, master_down_interval, retrying_client, skew_time,
 };
-use common::{Scratch, fetch, holds, instance_state, start_vipd, status, wait_until};
+use crate::support::{Scratch, fetch, holds, instance_state, start_vipd, status, wait_until};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use vipd_lab::{Lab, LabProcess};
@@ -74,7 +72,9 @@ impl Site {
         let scratch = Scratch::new(test);
         let backends = BACKENDS
             .iter()
-            .map(|&host| common::start_backend(&lab, host, 8080, &format!("{ANSWER}-{host}")))
+            .map(|&host| {
+                crate::support::start_backend(&lab, host, 8080, &format!("{ANSWER}-{host}"))
+            })
             .collect();
         Self {
             lab,
@@ -208,8 +208,8 @@ impl Site {
             );
         }
         let lb2 = self.start(LB2, 0, &self.config("lb2", &[lb2], scripts[1]));
-        common::wait_for_control(&self.lab, LB1);
-        common::wait_for_control(&self.lab, LB2);
+        crate::support::wait_for_control(&self.lab, LB1);
+        crate::support::wait_for_control(&self.lab, LB2);
         self.wait_sole_holder(LB1, vip, Duration::from_secs(10));
         self.wait_state(LB1, name, "master", Duration::from_secs(5));
         self.wait_state(LB2, name, "backup", Duration::from_secs(5));
@@ -410,7 +410,7 @@ fn crash_and_return(
     let removal = AddressWatch::start(&site.lab, LB1, vip(), false, Duration::from_secs(5));
     let restarted = Instant::now();
     let process = site.start(LB1, 1, lb1_config);
-    common::wait_for_control(&site.lab, LB1);
+    crate::support::wait_for_control(&site.lab, LB1);
     let startup = restarted.elapsed();
     assert!(
         removal.wait().is_some(),
@@ -677,7 +677,7 @@ fn active_active_each_node_masters_one_vip_and_the_survivor_holds_both() {
     let restarted = Instant::now();
     let _lb1 = site.start(LB1, 1, &lb1_config);
     // Start-up (process, config, sockets; the routers start before the control server).
-    common::wait_for_control(&site.lab, LB1);
+    crate::support::wait_for_control(&site.lab, LB1);
     let startup = restarted.elapsed();
     assert!(removal.wait().is_some(), "lb1 kept the left-over vip_a");
     let home = home.wait().expect("vip_a went home within 10 s") - restarted;

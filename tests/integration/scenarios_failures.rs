@@ -7,15 +7,13 @@
 //! plus a stated margin for scheduling on a loaded machine. Takeovers are timed by a netlink
 //! address monitor in the taker's namespace, not by polling.
 
-mod common;
-
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::failover::{
+use crate::support::failover::{
     CLIENT, DeliveredAdverts, Delivery, LB1, LB1_PRIORITY, LB2, LB2_PRIORITY, Pair, PairSettings,
     VipChange, VipWatch, since,
 };
-use common::wait_until;
+use crate::support::wait_until;
 use vipd_net::{AddressManager, NetlinkAddresses, Vip};
 
 /// Scheduling margin on top of a protocol bound: the daemon's timer wakes, the address is added,

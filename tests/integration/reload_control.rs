@@ -2,13 +2,11 @@
 //! guards `/api/v1` with the new token at once, and a listen address that cannot be bound leaves
 //! the running server as it was. No restart, no VIP touched.
 
-mod common;
-
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Scratch, http_exchange, start_vipd, wait_until};
+use crate::support::{Scratch, http_exchange, start_vipd, wait_until};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use vipd_lab::{Lab, LabProcess};

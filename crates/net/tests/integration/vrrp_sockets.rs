@@ -1,9 +1,6 @@
 //! VRRP sockets on real kernels: adverts between lab hosts in multicast and unicast mode, IPv4
 //! and IPv6, and the drops the socket layer owes (TTL, unknown peers).
 
-// Test helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
-
 use std::net::{IpAddr, Ipv6Addr, SocketAddr, SocketAddrV6};
 use std::sync::mpsc;
 use std::thread::JoinHandle;

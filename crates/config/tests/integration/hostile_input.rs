@@ -6,8 +6,8 @@ use proptest::prelude::*;
 use vipd_config::Config;
 
 const EXAMPLES: [&str; 2] = [
-    include_str!("../../../deploy/examples/active-standby-lb1.yaml"),
-    include_str!("../../../deploy/examples/active-active-lb2.yaml"),
+    include_str!("../../../../deploy/examples/active-standby-lb1.yaml"),
+    include_str!("../../../../deploy/examples/active-active-lb2.yaml"),
 ];
 
 /// Pieces that make YAML structurally interesting when spliced in anywhere.

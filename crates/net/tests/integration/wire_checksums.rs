@@ -1,9 +1,6 @@
 //! Our adverts, as they leave a real socket, checked by an independent dissector: Wireshark's
 //! VRRP dissector (tshark) must report "checksum Good" for v2, v3 over IPv4 and v3 over IPv6.
 
-// Test helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
-
 use std::net::IpAddr;
 use std::num::NonZeroU8;
 

@@ -1,14 +1,11 @@
 //! Health checks against real TCP, HTTP and HTTPS servers on 127.0.0.0/8, and what the proxy does
 //! with their verdicts: retries around a killed server, backups, `shutdown_sessions`.
-#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
-
-mod test_servers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use test_servers::*;
+use crate::test_servers::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use vipd_proxy::{HealthCheckConfig, HealthCheckKind, OnServerDown, Proxy, TlsVerify};

@@ -1,7 +1,7 @@
 //! A two-node vipd pair in front of three backends, for failure scenarios: configuration per
 //! protocol variant, the VRRP timer formulas the assertions are derived from, netlink watches of
 //! the VIP, and a network rule that cuts one node off from the backends.
-//! (Used by tests/scenarios_failures.rs.)
+//! (Used by scenarios_failures.rs.)
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};

@@ -1,9 +1,6 @@
 //! Gratuitous ARP and unsolicited NA on the wire, read back by tshark on the peer; the optional
 //! virtual MAC interface.
 
-// Test helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
-
 use std::net::IpAddr;
 
 use vipd_lab::{Lab, e2e_enabled};

@@ -1,8 +1,5 @@
 //! VIPs through rtnetlink on real kernels, checked with `ip addr`; the address monitor.
 
-// Test helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
-
 use std::net::IpAddr;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};

@@ -8,15 +8,13 @@
 //!
 //! Also the failover benchmark's measuring run (`#[ignore]`, driven by tests/bench/failover.sh).
 
-mod common;
-
 use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::failover_timing::{after_advert_from, connect_when_told, seen, watch_vip};
-use common::keepalived::{Keepalived, RouterSettings};
-use common::{
+use crate::support::failover_timing::{after_advert_from, connect_when_told, seen, watch_vip};
+use crate::support::keepalived::{Keepalived, RouterSettings};
+use crate::support::{
     Scratch, fetch, holds, instance_state, neighbour_mac, start_backend, status, wait_until,
 };
 use nix::sys::signal::{Signal, kill};
@@ -84,8 +82,8 @@ impl Member {
                     &settings.vipd_config(lab, host, peer, priority, extra),
                 );
                 let log = scratch.0.join(format!("{name}.log"));
-                let process = common::start_vipd(lab, host, &config, &log);
-                common::wait_for_control(lab, host);
+                let process = crate::support::start_vipd(lab, host, &config, &log);
+                crate::support::wait_for_control(lab, host);
                 Self::Vipd { process, host, log }
             }
             Implementation::Keepalived => {
@@ -448,7 +446,7 @@ fn keepalived_use_vmac_master_vipd_virtual_mac_backup() {
     let settings = settings(3, false);
     let vip = IpAddr::V4(settings.vip);
     let vmac = format!("00:00:5e:00:01:{:02x}", settings.vrid);
-    let vmac_interface = common::keepalived::vmac_interface(settings.vrid);
+    let vmac_interface = crate::support::keepalived::vmac_interface(settings.vrid);
     let master_down = settings.master_down_interval(BACKUP_PRIORITY);
 
     // keepalived 2.2.7 sets arp_ignore and arp_filter on the parent but leaves arp_announce at

@@ -2,9 +2,6 @@
 //! adverts reach our socket and parse with the vrrp codec, and keepalived accepts ours (a
 //! keepalived backup stays backup while we advertise a higher priority).
 
-// Test helpers outside #[test] functions unwrap too: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used)]
-
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::net::IpAddr;
