@@ -2,13 +2,13 @@
 //! guards `/api/v1` with the new token at once, and a listen address that cannot be bound leaves
 //! the running server as it was. No restart, no VIP touched.
 
-use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{Scratch, http_exchange, start_vipd, wait_until};
+use crate::support::{Scratch, http_request, start_vipd, wait_until};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use vipd_lab::http::Client;
 use vipd_lab::{Lab, LabProcess};
 
 const NODE: usize = 0;
@@ -35,17 +35,9 @@ vrrp:
 /// The status code of an admin action at `listen` with `token`, or the connect error. The
 /// server named does not exist: 404 means the token was accepted, 401 that it was not.
 fn action_status(lab: &Lab, listen: &str, token: &str) -> Result<u16, String> {
-    let address: SocketAddr = listen.parse().expect("a socket address");
-    let request = format!(
-        "POST /api/v1/servers/none/none/drain HTTP/1.1\r\nHost: {listen}\r\n\
-         Authorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    );
-    let reply = http_exchange(lab, NODE, address, request)?;
-    reply
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .ok_or_else(|| format!("not an HTTP reply: {reply:?}"))
+    let client = Client::new().bearer(token);
+    let path = "/api/v1/servers/none/none/drain";
+    http_request(lab, NODE, client, "POST", listen, path).map(|response| response.status)
 }
 
 fn hang_up(vipd: &LabProcess) {

@@ -17,10 +17,14 @@
 //! The lab shells out to iproute2 (`ip`), nftables (`nft`), `tcpdump` and `tshark`: the same tools
 //! an operator would use to check what vipd did, so a test's expectations are checked by code that
 //! vipd does not share.
+//!
+//! Besides the namespaces, the helpers that tests of more than one package share live here once:
+//! [`http`] (the HTTP/1.1 client of `vipd status`, `vipd lab` and the tests).
 
 #![forbid(unsafe_code)]
 
 mod capture;
+pub mod http;
 mod process;
 mod topology;
 

@@ -16,7 +16,7 @@
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal as _, Read as _, Write as _};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -29,6 +29,7 @@ use anyhow::{Context as _, anyhow, bail};
 use clap::{Args, ValueEnum};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use vipd_lab::http::Client;
 use vipd_lab::{Lab, LabError, LabProcess};
 use vipd_net::{AddressEvent, AddressMonitor};
 
@@ -996,23 +997,16 @@ fn serve_backend(listener: &TcpListener, name: &str, stop: &AtomicBool) {
     }
 }
 
-/// `GET path` over HTTP/1.0 to `target`; the body when the status is 200.
+/// `GET path` to `target` from the calling thread (inside a lab namespace); the body of a 200
+/// answer. Short timeouts: a SYN sent to a dead master's MAC is lost, and the kernel's own
+/// retransmission (1 s) would hide how soon the new master answers.
 fn http_get(target: SocketAddr, path: &str) -> anyhow::Result<String> {
-    let mut stream = TcpStream::connect_timeout(&target, CLIENT_CONNECT_TIMEOUT)?;
-    stream.set_read_timeout(Some(CLIENT_READ_TIMEOUT))?;
-    stream.set_write_timeout(Some(CLIENT_READ_TIMEOUT))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {target}\r\n\r\n")?;
-    let mut response = Vec::new();
-    stream.take(16 * 1024 * 1024).read_to_end(&mut response)?;
-    let response = String::from_utf8_lossy(&response);
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .context("no end of the HTTP head")?;
-    let status = head.split_whitespace().nth(1).unwrap_or_default();
-    if status != "200" {
-        bail!("HTTP status {status}");
-    }
-    Ok(body.to_owned())
+    let body = Client::new()
+        .connect_timeout(CLIENT_CONNECT_TIMEOUT)
+        .timeout(CLIENT_CONNECT_TIMEOUT + CLIENT_READ_TIMEOUT)
+        .get_blocking(&target.to_string(), path)?
+        .success()?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The lab's temporary directory (configs, logs), removed on drop.

@@ -3,7 +3,7 @@
 //!
 //! The control address is `--control`, else `control.listen` of the configuration file (`-c`, or
 //! the default path when it exists), else 127.0.0.1:9650. A wildcard listen address is reached on
-//! loopback. One plain HTTP/1.1 GET is all this needs, so there is no HTTP client dependency.
+//! loopback. The request goes through the HTTP client vipd's tools share (`vipd_lab::http`).
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::TcpStream;
+use vipd_lab::http::{Client, HttpError};
 
 use crate::control::{InstanceStatus, NodeStatus};
 
@@ -23,7 +22,7 @@ const DEFAULT_CONTROL: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHO
 /// Connect, send and receive must all finish within this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// A status of a few hundred servers is well under a megabyte; refuse to buffer without bound.
-const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 #[derive(Args)]
 pub struct StatusArgs {
@@ -104,75 +103,15 @@ fn reachable(listen: SocketAddr) -> SocketAddr {
 
 /// One `GET` over a fresh connection; the body of a 200 answer, an error with the body otherwise.
 async fn http_get(address: &str, path: &str) -> anyhow::Result<Vec<u8>> {
-    let mut stream = TcpStream::connect(address)
-        .await
-        .with_context(|| format!("cannot connect to {address} (is vipd running?)"))?;
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {address}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    (&mut stream)
-        .take(MAX_RESPONSE_BYTES + 1)
-        .read_to_end(&mut response)
-        .await?;
-    if u64::try_from(response.len()).unwrap_or(u64::MAX) > MAX_RESPONSE_BYTES {
-        bail!("response larger than {MAX_RESPONSE_BYTES} bytes");
-    }
-    parse_response(&response)
-}
-
-/// Splits an HTTP/1.1 response read to EOF: checks for `200`, undoes chunked encoding.
-fn parse_response(response: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let header_end = response
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .context("truncated HTTP response (no end of headers)")?;
-    let head = String::from_utf8_lossy(&response[..header_end]);
-    let body = &response[header_end + 4..];
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or_default();
-    let code = status_line.split(' ').nth(1).unwrap_or_default();
-    let chunked = lines.any(|line| {
-        line.split_once(':').is_some_and(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("transfer-encoding")
-                && value.to_ascii_lowercase().contains("chunked")
-        })
-    });
-    let body = if chunked {
-        decode_chunked(body)?
-    } else {
-        body.to_vec()
-    };
-    if code != "200" {
-        bail!("{status_line}: {}", String::from_utf8_lossy(&body).trim());
-    }
-    Ok(body)
-}
-
-/// RFC 9112 section 7.1: `size-in-hex [;ext] CRLF data CRLF`, ending with a zero-size chunk.
-fn decode_chunked(mut body: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut decoded = Vec::new();
-    loop {
-        let line_end = body
-            .windows(2)
-            .position(|window| window == b"\r\n")
-            .context("truncated chunked body")?;
-        let size_text = String::from_utf8_lossy(&body[..line_end]);
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .with_context(|| format!("bad chunk size {size_text:?}"))?;
-        if size == 0 {
-            return Ok(decoded);
+    let client = Client::new()
+        .header("Accept", "application/json")
+        .max_body(MAX_RESPONSE_BYTES);
+    match client.get(address, path).await {
+        Ok(response) => Ok(response.success()?),
+        Err(HttpError::Connect { address, source }) => {
+            Err(source).with_context(|| format!("cannot connect to {address} (is vipd running?)"))
         }
-        let data_start = line_end + 2;
-        let data = body
-            .get(data_start..data_start.saturating_add(size))
-            .context("truncated chunk")?;
-        decoded.extend_from_slice(data);
-        body = body
-            .get(data_start + size + 2..)
-            .context("truncated chunk end")?;
+        Err(error) => Err(error.into()),
     }
 }
 
@@ -475,14 +414,29 @@ apiservers  cp3     198.51.100.21:6443  down    ready  100     2         40     
         assert_eq!(reachable(specific), specific);
     }
 
-    #[test]
-    fn responses_plain_chunked_and_errors() {
-        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(parse_response(plain).unwrap(), b"{}");
-        let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4;x=y\r\n\":1}\r\n0\r\n\r\n";
-        assert_eq!(parse_response(chunked).unwrap(), b"{\"a\":1}");
-        let error = b"HTTP/1.1 404 Not Found\r\n\r\n{\"error\":\"no such path\"}";
-        let message = parse_response(error).unwrap_err().to_string();
+    /// A stand-in server answering one connection with `answer`, whatever the request.
+    async fn answer_once(answer: &'static [u8]) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            let _ = stream.write_all(answer).await;
+        });
+        address
+    }
+
+    #[tokio::test]
+    async fn responses_plain_chunked_and_errors() {
+        let plain = answer_once(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}").await;
+        assert_eq!(http_get(&plain, "/status").await.unwrap(), b"{}");
+        let chunked = answer_once(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n4;x=y\r\n\":1}\r\n0\r\n\r\n").await;
+        assert_eq!(http_get(&chunked, "/status").await.unwrap(), b"{\"a\":1}");
+        let error =
+            answer_once(b"HTTP/1.1 404 Not Found\r\n\r\n{\"error\":\"no such path\"}").await;
+        let message = http_get(&error, "/status").await.unwrap_err().to_string();
         assert!(
             message.contains("404") && message.contains("no such path"),
             "{message}"
@@ -492,7 +446,8 @@ apiservers  cp3     198.51.100.21:6443  down    ready  100     2         40     
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nff\r\nab",
         ] {
-            assert!(parse_response(broken).is_err());
+            let address = answer_once(broken).await;
+            assert!(http_get(&address, "/status").await.is_err());
         }
     }
 }

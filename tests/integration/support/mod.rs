@@ -7,12 +7,13 @@ pub mod failover_timing;
 pub mod keepalived;
 pub mod takeover_probe;
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use vipd_lab::http::{Client, Response};
 use vipd_lab::{Lab, LabProcess};
 
 /// The vipd binary cargo built for these tests.
@@ -155,44 +156,34 @@ pub fn neighbour_mac(lab: &Lab, host: usize, address: IpAddr) -> Option<String> 
     words.next().map(str::to_owned)
 }
 
-/// `GET path` on the control server of the vipd in `host` (127.0.0.1:9650 in its namespace).
+/// The control server's default address, inside each lab host's namespace.
+pub const CONTROL: &str = "127.0.0.1:9650";
+
+/// `GET path` on the control server of the vipd in `host`: the body of a 200 answer.
 pub fn control_get(lab: &Lab, host: usize, path: &str) -> Result<String, String> {
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    let reply = http_exchange(
-        lab,
-        host,
-        "127.0.0.1:9650".parse().expect("address"),
-        request,
-    )?;
-    reply
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .ok_or_else(|| "no HTTP body".to_owned())
+    let response = http_request(lab, host, Client::new(), "GET", CONTROL, path)?;
+    let body = response.success().map_err(|error| error.to_string())?;
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-/// Sends `request` to `target` from `host` and returns the whole reply (the server closes).
-pub fn http_exchange(
+/// Sends `method path` to `address` from inside `host` with the settings of `client` (a token,
+/// say), bounded by 2 s; the answer whatever its status.
+pub fn http_request(
     lab: &Lab,
     host: usize,
-    target: SocketAddr,
-    request: String,
-) -> Result<String, String> {
+    client: Client,
+    method: &str,
+    address: &str,
+    path: &str,
+) -> Result<Response, String> {
+    let (method, address, path) = (method.to_owned(), address.to_owned(), path.to_owned());
     lab.in_host(host, move || {
-        let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2))
-            .map_err(|error| error.to_string())?;
-        stream
-            .set_read_timeout(Some(Duration::from_secs(2)))
-            .map_err(|error| error.to_string())?;
-        stream
-            .write_all(request.as_bytes())
-            .map_err(|error| error.to_string())?;
-        let mut text = String::new();
-        stream
-            .read_to_string(&mut text)
-            .map_err(|error| error.to_string())?;
-        Ok(text)
+        client
+            .timeout(Duration::from_secs(2))
+            .send_blocking(&method, &address, &path, &[])
     })
     .map_err(|error| error.to_string())?
+    .map_err(|error| error.to_string())
 }
 
 /// The `/status` JSON of the vipd in `host`.
