@@ -13,12 +13,13 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::support::failover_timing::{after_advert_from, connect_when_told, seen, watch_vip};
-use crate::support::keepalived::{Keepalived, RouterSettings};
+use crate::support::keepalived::{RouterSettings, start_keepalived};
 use crate::support::{
     Scratch, fetch, holds, instance_state, neighbour_mac, start_backend, status, wait_until,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use vipd_lab::keepalived::Keepalived;
 use vipd_lab::{Lab, LabProcess};
 
 const MASTER: usize = 0;
@@ -88,8 +89,7 @@ impl Member {
             }
             Implementation::Keepalived => {
                 let config = settings.keepalived_config(lab, host, peer, priority);
-                let keepalived = Keepalived::start(lab, host, scratch, name, &config);
-                keepalived.wait_for_vrrp_child();
+                let keepalived = start_keepalived(lab, host, scratch, name, &config);
                 Self::Keepalived(keepalived)
             }
         }
@@ -458,14 +458,13 @@ fn keepalived_use_vmac_master_vipd_virtual_mac_backup() {
         &["sysctl", "-qw", "net.ipv4.conf.eth0.arp_announce=2"],
     )
     .expect("sysctl");
-    let keepalived = Keepalived::start(
+    let keepalived = start_keepalived(
         &lab,
         MASTER,
         &scratch,
         "master",
         &settings.keepalived_vmac_config(&lab, MASTER, BACKUP, MASTER_PRIORITY),
     );
-    keepalived.wait_for_vrrp_child();
     let mut master = Member::Keepalived(keepalived);
     wait_for_state(
         &lab,
@@ -660,7 +659,9 @@ fn measure_failover(
                 kill(pid, Signal::SIGTERM).map_err(|error| error.to_string())?;
             }
             Member::Keepalived(keepalived) => {
-                kill(keepalived.pid(), Signal::SIGTERM).map_err(|error| error.to_string())?;
+                keepalived
+                    .signal(Signal::SIGTERM)
+                    .map_err(|error| error.to_string())?;
             }
         }
     } else {

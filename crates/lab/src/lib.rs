@@ -19,12 +19,14 @@
 //! vipd does not share.
 //!
 //! Besides the namespaces, the helpers that tests of more than one package share live here once:
-//! [`http`] (the HTTP/1.1 client of `vipd status`, `vipd lab` and the tests).
+//! [`keepalived`] (keepalived as a lab node) and [`http`] (the HTTP/1.1 client of `vipd status`,
+//! `vipd lab` and the tests).
 
 #![forbid(unsafe_code)]
 
 mod capture;
 pub mod http;
+pub mod keepalived;
 mod process;
 mod topology;
 

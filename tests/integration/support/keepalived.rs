@@ -1,16 +1,13 @@
 //! keepalived (the Debian package, 2.2.7) as a lab node next to vipd: one set of VRRP settings
 //! rendered as a vipd file and as a keepalived file, so both implementations run the same virtual
-//! router; starting, stopping and killing keepalived; and the log lines with which keepalived
-//! says it rejected a packet.
+//! router. The launcher itself (start, stop, kill, rejected packets) is `vipd_lab::keepalived`,
+//! shared with vipd-net's tests.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use vipd_lab::{Lab, LabProcess};
+use vipd_lab::Lab;
+use vipd_lab::keepalived::Keepalived;
 
 use super::Scratch;
 
@@ -122,153 +119,19 @@ pub fn vmac_interface(vrid: u8) -> String {
     format!("vrrp.{vrid}")
 }
 
-/// What keepalived logs (with `--log-detail`) when it drops a VRRP packet as malformed or not
-/// acceptable: the messages of its receive checks (vrrp.c, `vrrp_check_packet`). A packet of
-/// the peer matching any of these means the two implementations disagree on the wire.
-pub const KEEPALIVED_REJECTIONS: &[&str] = &[
-    "packet too",
-    "Invalid VRRPv3 checksum",
-    "checksum to old version",
-    "invalid TTL/HL",
-    "not in range",
-    "wrong version",
-    "auth, expecting",
-    "invalid passwd",
-    "advertisement interval mismatch",
-    "Invalid packet type",
-    "unexpected ip number count",
-    "ip_tot_len mismatch",
-    "icast packet but received",
-    "VIPs but received",
-    "not present in MASTER advert",
-    "not a unicast peer",
-    "icast packet on",
-    "bogus",
-];
-
-/// keepalived running in a lab host, in the foreground, logging to a file in the scratch dir.
-pub struct Keepalived {
-    process: LabProcess,
-    log: PathBuf,
-    vrrp_pid: PathBuf,
-}
-
-impl Keepalived {
-    /// Starts keepalived (VRRP only) in `host` with the file `config`; `name` keeps this
-    /// instance's files apart from other instances' in the same scratch dir.
-    pub fn start(lab: &Lab, host: usize, scratch: &Scratch, name: &str, config: &str) -> Self {
-        let config = scratch.write(&format!("{name}.conf"), config);
-        let log = scratch.0.join(format!("{name}.log"));
-        let pid = scratch.0.join(format!("{name}.pid"));
-        let vrrp_pid = scratch.0.join(format!("{name}.vrrp.pid"));
-        let checkers_pid = scratch.0.join(format!("{name}.checkers.pid"));
-        let path = |path: &PathBuf| path.display().to_string();
-        let (config_text, pid_text, vrrp_text, checkers_text) = (
-            path(&config),
-            path(&pid),
-            path(&vrrp_pid),
-            path(&checkers_pid),
-        );
-        let mut command = lab
-            .command_in(
-                host,
-                &[
-                    "keepalived",
-                    "--dont-fork",
-                    "--log-console",
-                    "--log-detail",
-                    "--no-syslog",
-                    // A killed VRRP child must stay dead: the failure is what is measured.
-                    "--dont-respawn",
-                    "--vrrp",
-                    "--use-file",
-                    &config_text,
-                    "--pid",
-                    &pid_text,
-                    "--vrrp_pid",
-                    &vrrp_text,
-                    "--checkers_pid",
-                    &checkers_text,
-                ],
-            )
-            .expect("host exists");
-        let output = std::fs::File::create(&log).expect("keepalived log file");
-        command
-            .stdin(Stdio::null())
-            .stdout(output.try_clone().expect("log file"))
-            .stderr(output);
-        let process = lab.spawn_command(command).expect("keepalived starts");
-        Self {
-            process,
-            log,
-            vrrp_pid,
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// How many times the instance logged `Entering {state} STATE` ("MASTER", "BACKUP").
-    pub fn entered(&self, state: &str) -> usize {
-        self.log()
-            .matches(&format!("(VI_1) Entering {state} STATE"))
-            .count()
-    }
-
-    /// Log lines in which keepalived rejected a packet (see [`KEEPALIVED_REJECTIONS`]).
-    pub fn rejections(&self) -> Vec<String> {
-        self.log()
-            .lines()
-            .filter(|line| {
-                KEEPALIVED_REJECTIONS
-                    .iter()
-                    .any(|pattern| line.contains(pattern))
-            })
-            .map(str::to_owned)
-            .collect()
-    }
-
-    /// The VRRP child process, which does the protocol work (the parent only supervises).
-    fn vrrp_child(&self) -> Option<Pid> {
-        std::fs::read_to_string(&self.vrrp_pid)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-            .map(Pid::from_raw)
-    }
-
-    /// Waits (bounded) until keepalived has written its VRRP child's pid file.
-    pub fn wait_for_vrrp_child(&self) {
-        assert!(
-            super::wait_until(Duration::from_secs(10), || self.vrrp_child().is_some()).is_some(),
-            "keepalived never started its VRRP child; log:\n{}",
-            self.log()
-        );
-    }
-
-    /// An unplanned failure: SIGKILL the VRRP child first (a parent that dies first makes the
-    /// child shut down gracefully and send priority 0), then the parent.
-    pub fn kill_hard(&mut self) {
-        if let Some(child) = self.vrrp_child() {
-            let _ = kill(child, Signal::SIGKILL);
-        }
-        self.process.stop_with(Signal::SIGKILL);
-    }
-
-    /// A planned stop: SIGTERM to the parent, as `systemctl stop keepalived` does.
-    pub fn stop(&mut self) {
-        self.process.stop();
-    }
-
-    /// The parent's pid, to signal it without waiting (the benchmark's planned stop).
-    pub fn pid(&self) -> Pid {
-        Pid::from_raw(i32::try_from(self.process.pid()).expect("pid fits"))
-    }
-
-    /// Reaps the process after a signal sent through [`Keepalived::pid`].
-    pub fn reap(&mut self) {
-        self.process.stop();
-    }
+/// Starts keepalived in `host` with the configuration text `config` (files in the scratch dir,
+/// named after `name`) and waits until its VRRP child runs, so that it can be killed meaningfully.
+pub fn start_keepalived(
+    lab: &Lab,
+    host: usize,
+    scratch: &Scratch,
+    name: &str,
+    config: &str,
+) -> Keepalived {
+    let keepalived =
+        Keepalived::start(lab, host, &scratch.0, name, config).expect("keepalived starts");
+    keepalived
+        .wait_for_vrrp_child(Duration::from_secs(10))
+        .expect("keepalived starts its VRRP child");
+    keepalived
 }

@@ -3,14 +3,12 @@
 //! keepalived backup stays backup while we advertise a higher priority).
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::net::IpAddr;
 use std::num::NonZeroU8;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
-use vipd_lab::{Lab, LabProcess, e2e_enabled};
+use vipd_lab::keepalived::Keepalived;
+use vipd_lab::{Lab, e2e_enabled};
 use vipd_net::{
     Family, Mode, VRRP_GROUP_V4, VRRP_GROUP_V6, VrrpSocket, VrrpSocketConfig, VrrpTransport,
 };
@@ -31,77 +29,24 @@ fn multicast(family: Family) -> VrrpSocketConfig {
     }
 }
 
-/// keepalived with three instances on eth0: VRID 51 speaking v2, VRID 52 speaking v3 (both
-/// IPv4) and VRID 53 speaking v3 over IPv6.
-struct Keepalived {
-    process: LabProcess,
-    log: PathBuf,
-    files: Vec<PathBuf>,
-}
-
-impl Keepalived {
-    fn start(lab: &Lab, host: usize, priority: u8) -> Self {
-        let base = std::env::temp_dir().join(format!("{}-keepalived", lab.name()));
-        let config = base.with_extension("conf");
-        let log = base.with_extension("log");
-        let instance = |name: &str, vrid: u8, version: u8, vip: &str| {
-            format!(
-                "vrrp_instance {name} {{\n  state BACKUP\n  interface eth0\n  \
-                 virtual_router_id {vrid}\n  version {version}\n  priority {priority}\n  \
-                 advert_int 1\n  virtual_ipaddress {{\n    {vip}/24\n  }}\n}}\n"
-            )
-        };
-        let text = format!(
-            "global_defs {{\n  router_id vipd_lab\n}}\n{}{}",
-            instance("V2", 51, 2, "198.51.100.151"),
-            instance("V3", 52, 3, "198.51.100.152"),
-        ) + &instance("V6", 53, 3, "2001:db8::1:53").replace("/24", "/64");
-        std::fs::write(&config, text).unwrap();
-        let pid = base.with_extension("pid");
-        let vrrp_pid = base.with_extension("vrrp.pid");
-        let mut command = lab
-            .command_in(
-                host,
-                &[
-                    "keepalived",
-                    "--dont-fork",
-                    "--log-console",
-                    "--log-detail",
-                    "--vrrp",
-                    "--use-file",
-                    config.to_str().unwrap(),
-                    "--pid",
-                    pid.to_str().unwrap(),
-                    "--vrrp_pid",
-                    vrrp_pid.to_str().unwrap(),
-                ],
-            )
-            .unwrap();
-        let output = File::create(&log).unwrap();
-        command
-            .stdin(Stdio::null())
-            .stdout(output.try_clone().unwrap())
-            .stderr(output);
-        let process = lab.spawn_command(command).unwrap();
-        Self {
-            process,
-            log: log.clone(),
-            files: vec![config, log, pid, vrrp_pid],
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Keepalived {
-    fn drop(&mut self) {
-        self.process.stop();
-        for file in &self.files {
-            let _ = std::fs::remove_file(file);
-        }
-    }
+/// keepalived in `host` with three instances on eth0: VRID 51 speaking v2, VRID 52 speaking v3
+/// (both IPv4) and VRID 53 speaking v3 over IPv6. Its files go to the temp dir, named after the
+/// lab, and are removed when it is dropped.
+fn start_keepalived(lab: &Lab, host: usize, priority: u8) -> Keepalived {
+    let instance = |name: &str, vrid: u8, version: u8, vip: &str| {
+        format!(
+            "vrrp_instance {name} {{\n  state BACKUP\n  interface eth0\n  \
+             virtual_router_id {vrid}\n  version {version}\n  priority {priority}\n  \
+             advert_int 1\n  virtual_ipaddress {{\n    {vip}/24\n  }}\n}}\n"
+        )
+    };
+    let config = format!(
+        "global_defs {{\n  router_id vipd_lab\n}}\n{}{}",
+        instance("V2", 51, 2, "198.51.100.151"),
+        instance("V3", 52, 3, "198.51.100.152"),
+    ) + &instance("V6", 53, 3, "2001:db8::1:53").replace("/24", "/64");
+    let name = format!("{}-keepalived", lab.name());
+    Keepalived::start(lab, host, &std::env::temp_dir(), &name, &config).unwrap()
 }
 
 #[test]
@@ -145,7 +90,7 @@ fn keepalived_adverts_arrive_and_parse_with_the_codec() {
         })
         .unwrap();
     ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    let keepalived = Keepalived::start(&lab, 0, 150);
+    let keepalived = start_keepalived(&lab, 0, 150);
     let seen = receiver.join().unwrap().unwrap();
     let log = keepalived.log();
     let source = IpAddr::V4(lab.host(0).ipv4);
@@ -262,7 +207,7 @@ fn keepalived_stays_backup_while_we_advertise_a_higher_priority() {
         })
         .unwrap();
     ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    let keepalived = Keepalived::start(&lab, 0, 150);
+    let keepalived = start_keepalived(&lab, 0, 150);
     sender.join().unwrap().unwrap();
     let log = keepalived.log();
     let addresses = lab
