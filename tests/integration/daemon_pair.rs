@@ -7,13 +7,14 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use crate::support::takeover_probe::{AddressWatch, skew_time};
+use crate::support::takeover_probe::skew_time;
 use crate::support::{
     Scratch, fetch, holds, instance_state, start_backend, start_vipd, start_vipd_unprivileged,
     status, wait_for_control, wait_until,
 };
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use vipd_lab::AddressWatch;
 use vipd_lab::Lab;
 
 const LB1: usize = 0;
@@ -96,7 +97,9 @@ fn a_vipd_pair_elects_serves_hands_over_on_sigterm_and_reloads_without_flapping(
             .map(|status| status["instances"][0]["counters"]["became_master"].clone())
     };
     let before = (became_master(LB1), became_master(LB2));
-    let removal = AddressWatch::start(&lab, LB1, vip, false, Duration::from_secs(3));
+    let removal = AddressWatch::removed(vip, Duration::from_secs(3))
+        .start(&lab, LB1)
+        .expect("address watch");
     for process in [&lb1, &lb2] {
         kill(
             Pid::from_raw(i32::try_from(process.pid()).expect("pid")),
@@ -111,7 +114,7 @@ fn a_vipd_pair_elects_serves_hands_over_on_sigterm_and_reloads_without_flapping(
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let removed = removal.wait();
+    let removed = removal.wait().expect("address watch");
     assert_eq!(
         removed, None,
         "SIGHUP with an unchanged file removed the VIP"
@@ -125,10 +128,15 @@ fn a_vipd_pair_elects_serves_hands_over_on_sigterm_and_reloads_without_flapping(
 
     // SIGTERM on the master: priority 0, so the backup takes over after its Skew_Time:
     // v3, 100 ms, priority 100: (256 - 100) × 100 ms / 256 = 60.9 ms.
-    let takeover = AddressWatch::start(&lab, LB2, vip, true, Duration::from_secs(5));
+    let takeover = AddressWatch::added(vip, Duration::from_secs(5))
+        .start(&lab, LB2)
+        .expect("address watch");
     let signalled = Instant::now();
     let exit = lb1.stop();
-    let taken = takeover.wait().expect("lb2 took the VIP within 5 s");
+    let taken = takeover
+        .wait()
+        .expect("address watch")
+        .expect("lb2 took the VIP within 5 s");
     let elapsed = taken.duration_since(signalled);
     let bound = skew_time(100, Duration::from_millis(100)) + Duration::from_millis(100);
     assert!(

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::support::failover_timing::{after_advert_from, connect_when_told, seen, watch_vip};
+use crate::support::failover_timing::{after_advert_from, connect_when_told, seen};
 use crate::support::keepalived::{RouterSettings, start_keepalived};
 use crate::support::{
     Scratch, fetch, holds, instance_state, neighbour_mac, start_backend, status, wait_until,
@@ -20,7 +20,7 @@ use crate::support::{
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use vipd_lab::keepalived::Keepalived;
-use vipd_lab::{Lab, LabProcess};
+use vipd_lab::{AddressWatch, Lab, LabProcess};
 
 const MASTER: usize = 0;
 const BACKUP: usize = 1;
@@ -634,12 +634,21 @@ fn measure_failover(
     std::thread::sleep(settings.advert_interval * 2);
 
     let bound = settings.master_down_interval(BACKUP_PRIORITY) + SLACK;
-    let takeover = watch_vip(&lab, BACKUP, vip, true, bound, None);
+    let takeover = AddressWatch::added(vip, bound)
+        .start(&lab, BACKUP)
+        .map_err(|error| error.to_string())?;
     let (go_tx, go_rx) = mpsc::channel();
     let client = connect_when_told(&lab, BENCH_CLIENT, target, go_rx, bound);
     // Planned: the client starts once the old master released the VIP (before that it would
     // still be served by the old master); unplanned: once the link is cut.
-    let release = planned.then(|| watch_vip(&lab, MASTER, vip, false, bound, Some(go_tx.clone())));
+    let release = planned
+        .then(|| {
+            AddressWatch::removed(vip, bound)
+                .then_send(go_tx.clone())
+                .start(&lab, MASTER)
+        })
+        .transpose()
+        .map_err(|error| error.to_string())?;
     let (advert_tx, advert_rx) = mpsc::channel();
     let trigger = after_advert_from(
         &lab,
@@ -669,11 +678,11 @@ fn measure_failover(
         lab.cut_link(MASTER).map_err(|error| error.to_string())?;
         let _ = go_tx.send(());
     }
-    let vip_at = seen(takeover);
+    let vip_at = takeover.wait().ok().flatten();
     let client_at = seen(client);
     let _ = seen(trigger);
     if let Some(release) = release {
-        let _ = seen(release);
+        let _ = release.wait();
     }
     master.stop(Signal::SIGTERM);
     let since = |at: Option<Instant>, what: &str| {

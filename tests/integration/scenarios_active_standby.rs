@@ -9,12 +9,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::support::takeover_probe::{
-    AddressWatch, ConnectProbe, master_down_interval, retrying_client, skew_time,
+    ConnectProbe, master_down_interval, retrying_client, skew_time,
 };
 use crate::support::{Scratch, fetch, holds, instance_state, start_vipd, status, wait_until};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use vipd_lab::{Lab, LabProcess};
+use vipd_lab::{AddressWatch, Lab, LabProcess};
 
 const LB1: usize = 0;
 const LB2: usize = 1;
@@ -286,7 +286,9 @@ fn scenario_2_unplanned_failure_backup_takes_over_within_master_down_interval() 
     let (lb1, lb2) = standard_pair();
     let [lb1, _lb2] = site.start_pair(lb1, lb2, ["", ""], false);
 
-    let watch = AddressWatch::start(&site.lab, LB2, vip(), true, Duration::from_secs(5));
+    let watch = AddressWatch::added(vip(), Duration::from_secs(5))
+        .start(&site.lab, LB2)
+        .expect("address watch");
     let probe = ConnectProbe::new(
         &site.lab,
         CLIENT,
@@ -296,7 +298,10 @@ fn scenario_2_unplanned_failure_backup_takes_over_within_master_down_interval() 
     );
     let crashed = site.crash(&lb1, LB1);
     probe.go();
-    let taken = watch.wait().expect("lb2 took the VIP within 5 s");
+    let taken = watch
+        .wait()
+        .expect("address watch")
+        .expect("lb2 took the VIP within 5 s");
     let connected = probe.wait().expect("the client connected within 5 s");
     let (taken, connected) = (taken - crashed, connected - crashed);
     // lb2 learnt Master_Adver_Interval = 100 ms from lb1's adverts.
@@ -344,14 +349,20 @@ fn scenario_3_planned_failover_takes_over_within_skew_time_and_the_client_sees_n
         Duration::from_secs(2),
     );
     std::thread::sleep(Duration::from_millis(400));
-    let watch = AddressWatch::start(&site.lab, LB2, vip(), true, Duration::from_secs(5));
+    let watch = AddressWatch::added(vip(), Duration::from_secs(5))
+        .start(&site.lab, LB2)
+        .expect("address watch");
     let signalled = Instant::now();
     kill(
         Pid::from_raw(i32::try_from(lb1.pid()).expect("pid")),
         Signal::SIGTERM,
     )
     .expect("SIGTERM");
-    let taken = watch.wait().expect("lb2 took the VIP within 5 s") - signalled;
+    let taken = watch
+        .wait()
+        .expect("address watch")
+        .expect("lb2 took the VIP within 5 s")
+        - signalled;
     let record = client
         .join()
         .expect("client thread")
@@ -407,13 +418,15 @@ fn crash_and_return(
     // vipd must remove it, or both nodes answer for the VIP.
     assert!(holds(&site.lab, LB1, vip()), "the killed lb1 lost the VIP");
     site.lab.restore_link(LB1).expect("restore link");
-    let removal = AddressWatch::start(&site.lab, LB1, vip(), false, Duration::from_secs(5));
+    let removal = AddressWatch::removed(vip(), Duration::from_secs(5))
+        .start(&site.lab, LB1)
+        .expect("address watch");
     let restarted = Instant::now();
     let process = site.start(LB1, 1, lb1_config);
     crate::support::wait_for_control(&site.lab, LB1);
     let startup = restarted.elapsed();
     assert!(
-        removal.wait().is_some(),
+        removal.wait().expect("address watch").is_some(),
         "the restarted lb1 kept the VIP left over from its killed run{}",
         site.logs()
     );
@@ -438,9 +451,15 @@ fn scenario_4_the_old_master_returns_and_preempts_after_preempt_delay() {
         false,
     );
 
-    let watch = AddressWatch::start(&site.lab, LB1, vip(), true, Duration::from_secs(10));
+    let watch = AddressWatch::added(vip(), Duration::from_secs(10))
+        .start(&site.lab, LB1)
+        .expect("address watch");
     let (_lb1, restarted, startup) = crash_and_return(&site, &mut lb1, &lb1_config);
-    let taken = watch.wait().expect("lb1 took the VIP back within 10 s") - restarted;
+    let taken = watch
+        .wait()
+        .expect("address watch")
+        .expect("lb1 took the VIP back within 10 s")
+        - restarted;
     // lb1 sees lb2's lower priority at its first advert after start, holds off preempt_delay,
     // then its down timer (last reset by lb2's advert at the end of the hold-off) runs out.
     let upper =
@@ -534,11 +553,14 @@ fn script_failure(test: &str, weight: i16) -> (Site, [LabProcess; 2], Duration) 
         [&marker_script(&markers[0]), &marker_script(&markers[1])],
         false,
     );
-    let watch = AddressWatch::start(&site.lab, LB2, vip(), true, Duration::from_secs(10));
+    let watch = AddressWatch::added(vip(), Duration::from_secs(10))
+        .start(&site.lab, LB2)
+        .expect("address watch");
     let failing = Instant::now();
     std::fs::write(&markers[0], "").expect("marker");
     let taken = watch
         .wait()
+        .expect("address watch")
         .unwrap_or_else(|| panic!("lb2 never took the VIP{}", site.logs()))
         - failing;
     (site, nodes, taken)
@@ -546,11 +568,14 @@ fn script_failure(test: &str, weight: i16) -> (Site, [LabProcess; 2], Duration) 
 
 /// Scenario 5's end: lb1's script passes again, lb1 preempts back. Returns how long it took.
 fn script_recovery(site: &Site) {
-    let watch = AddressWatch::start(&site.lab, LB1, vip(), true, Duration::from_secs(10));
+    let watch = AddressWatch::added(vip(), Duration::from_secs(10))
+        .start(&site.lab, LB1)
+        .expect("address watch");
     let passing = Instant::now();
     std::fs::remove_file(site.scratch.0.join("lb1.fail")).expect("remove marker");
     let back = watch
         .wait()
+        .expect("address watch")
         .unwrap_or_else(|| panic!("lb1 never took the VIP back{}", site.logs()))
         - passing;
     // rise (2) runs 100 ms apart, the last one may take its timeout; then lb1 (150 again)
@@ -654,9 +679,15 @@ fn active_active_each_node_masters_one_vip_and_the_survivor_holds_both() {
     site.wait_serves(vip_b);
 
     // lb1 dies: lb2 takes vip_a within its Master_Down_Interval and keeps vip_b.
-    let watch = AddressWatch::start(&site.lab, LB2, vip_a, true, Duration::from_secs(5));
+    let watch = AddressWatch::added(vip_a, Duration::from_secs(5))
+        .start(&site.lab, LB2)
+        .expect("address watch");
     let crashed = site.crash(&lb1, LB1);
-    let taken = watch.wait().expect("lb2 took vip_a within 5 s") - crashed;
+    let taken = watch
+        .wait()
+        .expect("address watch")
+        .expect("lb2 took vip_a within 5 s")
+        - crashed;
     lb1.stop_with(Signal::SIGKILL);
     let bound = master_down_interval(LB2_PRIORITY, INTERVAL) + SLACK;
     eprintln!("active-active: lb2 holds both after {taken:?} (bound {bound:?})");
@@ -672,15 +703,26 @@ fn active_active_each_node_masters_one_vip_and_the_survivor_holds_both() {
     // lb1 returns: vip_a goes home (preempt, no delay), vip_b stays.
     site.lab.restore_link(LB1).expect("restore link");
     // The restarted lb1 first drops the vip_a its killed run left, then preempts it back.
-    let removal = AddressWatch::start(&site.lab, LB1, vip_a, false, Duration::from_secs(5));
-    let home = AddressWatch::start(&site.lab, LB1, vip_a, true, Duration::from_secs(10));
+    let removal = AddressWatch::removed(vip_a, Duration::from_secs(5))
+        .start(&site.lab, LB1)
+        .expect("address watch");
+    let home = AddressWatch::added(vip_a, Duration::from_secs(10))
+        .start(&site.lab, LB1)
+        .expect("address watch");
     let restarted = Instant::now();
     let _lb1 = site.start(LB1, 1, &lb1_config);
     // Start-up (process, config, sockets; the routers start before the control server).
     crate::support::wait_for_control(&site.lab, LB1);
     let startup = restarted.elapsed();
-    assert!(removal.wait().is_some(), "lb1 kept the left-over vip_a");
-    let home = home.wait().expect("vip_a went home within 10 s") - restarted;
+    assert!(
+        removal.wait().expect("address watch").is_some(),
+        "lb1 kept the left-over vip_a"
+    );
+    let home = home
+        .wait()
+        .expect("address watch")
+        .expect("vip_a went home within 10 s")
+        - restarted;
     // lb1 ignores lb2's lower-priority adverts for vip_a and its first down timer runs out.
     let bound = startup + master_down_interval(LB1_PRIORITY, INTERVAL) + SLACK;
     eprintln!("active-active: vip_a home {home:?} after lb1's restart (bound {bound:?})");

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::failover::{
     CLIENT, DeliveredAdverts, Delivery, LB1, LB1_PRIORITY, LB2, LB2_PRIORITY, Pair, PairSettings,
-    VipChange, VipWatch, since,
+    since,
 };
 use crate::support::wait_until;
+use vipd_lab::{AddressWatch, Change};
 use vipd_net::{AddressManager, NetlinkAddresses, Vip};
 
 /// Scheduling margin on top of a protocol bound: the daemon's timer wakes, the address is added,
@@ -50,11 +51,18 @@ fn backends_unreachable_from_the_master_only_move_the_vip() {
     };
     let pair = Pair::start("scn-6-master-only", settings.clone());
 
-    let takeover = VipWatch::start(&pair.lab, LB2, pair.vip, 1, Duration::from_secs(10));
-    let release = VipWatch::start(&pair.lab, LB1, pair.vip, 1, Duration::from_secs(10));
+    let takeover = AddressWatch::changes(pair.vip, 1, Duration::from_secs(10))
+        .start(&pair.lab, LB2)
+        .expect("address watch");
+    let release = AddressWatch::changes(pair.vip, 1, Duration::from_secs(10))
+        .start(&pair.lab, LB1)
+        .expect("address watch");
     let blocked = pair.cut_off_backends(LB1);
-    let taken = takeover.first(VipChange::Added);
-    let released = release.first(VipChange::Removed);
+    let taken = takeover.seen().expect("address watch").first(Change::Added);
+    let released = release
+        .seen()
+        .expect("address watch")
+        .first(Change::Removed);
     let taken = since(
         blocked,
         taken.unwrap_or_else(|| panic!("lb2 never took the VIP\n{}", pair.logs())),
@@ -97,8 +105,12 @@ fn backends_down_for_both_nodes_move_nothing_for_30s() {
     };
     let mut pair = Pair::start("scn-6-both", settings);
     let before = transitions(&pair);
-    let lb1 = VipWatch::start(&pair.lab, LB1, pair.vip, 1, HOLD);
-    let lb2 = VipWatch::start(&pair.lab, LB2, pair.vip, 1, HOLD);
+    let lb1 = AddressWatch::changes(pair.vip, 1, HOLD)
+        .start(&pair.lab, LB1)
+        .expect("address watch");
+    let lb2 = AddressWatch::changes(pair.vip, 1, HOLD)
+        .start(&pair.lab, LB2)
+        .expect("address watch");
     // Every backend stops: connections are refused for both nodes alike.
     pair.backends.clear();
     assert!(
@@ -107,7 +119,10 @@ fn backends_down_for_both_nodes_move_nothing_for_30s() {
         .is_some(),
         "the trackers never saw the backends down"
     );
-    let (lb1, lb2) = (lb1.events(), lb2.events());
+    let (lb1, lb2) = (
+        lb1.seen().expect("address watch").changes,
+        lb2.seen().expect("address watch").changes,
+    );
     assert!(
         lb1.is_empty() && lb2.is_empty(),
         "the VIP moved with all backends down: lb1 {lb1:?}, lb2 {lb2:?}\n{}",
@@ -136,16 +151,26 @@ fn master_link_down_is_fault_and_the_backup_takes_over_until_it_returns() {
     let settings = PairSettings::default();
     let pair = Pair::start("scn-7-link", settings.clone());
 
-    let takeover = VipWatch::start(&pair.lab, LB2, pair.vip, 1, Duration::from_secs(5));
-    let release = VipWatch::start(&pair.lab, LB1, pair.vip, 1, Duration::from_secs(5));
+    let takeover = AddressWatch::changes(pair.vip, 1, Duration::from_secs(5))
+        .start(&pair.lab, LB2)
+        .expect("address watch");
+    let release = AddressWatch::changes(pair.vip, 1, Duration::from_secs(5))
+        .start(&pair.lab, LB1)
+        .expect("address watch");
     // The carrier goes away somewhere inside the command: time from its end, which the
     // takeover can only follow by Master_Down_Interval at most.
     let cutting = Instant::now();
     pair.lab.cut_link(LB1).expect("cut link");
     let cut = Instant::now();
-    let taken = takeover.first(VipChange::Added).map(|at| since(cut, at));
+    let taken = takeover
+        .seen()
+        .expect("address watch")
+        .first(Change::Added)
+        .map(|at| since(cut, at));
     let released = release
-        .first(VipChange::Removed)
+        .seen()
+        .expect("address watch")
+        .first(Change::Removed)
         .map(|at| since(cutting, at));
     // lb2 hears nothing more from the moment of the cut.
     let takeover_bound = settings.master_down(LB2_PRIORITY) + MARGIN;
@@ -172,13 +197,19 @@ fn master_link_down_is_fault_and_the_backup_takes_over_until_it_returns() {
 
     // Link back: lb1 leaves Fault as backup, then preempts lb2 (150 > 100) after its own
     // down timer.
-    let back = VipWatch::start(&pair.lab, LB1, pair.vip, 1, Duration::from_secs(5));
+    let back = AddressWatch::changes(pair.vip, 1, Duration::from_secs(5))
+        .start(&pair.lab, LB1)
+        .expect("address watch");
     let restored = Instant::now();
     pair.lab.restore_link(LB1).expect("restore link");
-    let returned = back.first(VipChange::Added).map_or_else(
-        || panic!("lb1 never took the VIP back\n{}", pair.logs()),
-        |at| since(restored, at),
-    );
+    let returned = back
+        .seen()
+        .expect("address watch")
+        .first(Change::Added)
+        .map_or_else(
+            || panic!("lb1 never took the VIP back\n{}", pair.logs()),
+            |at| since(restored, at),
+        );
     let return_bound = LINKWATCH + settings.master_down(LB1_PRIORITY) + MARGIN;
     assert!(
         returned <= return_bound,
@@ -300,7 +331,9 @@ fn a_vip_deleted_by_hand_is_put_back_within_100ms_and_counted() {
     let before = transitions(&pair);
     let vip = Vip::new("eth0", pair.vip, pair.settings.prefix_len());
 
-    let watch = VipWatch::start(&pair.lab, LB1, pair.vip, 2, Duration::from_secs(3));
+    let watch = AddressWatch::changes(pair.vip, 2, Duration::from_secs(3))
+        .start(&pair.lab, LB1)
+        .expect("address watch");
     let deleting = pair
         .lab
         .in_host(LB1, move || {
@@ -316,8 +349,8 @@ fn a_vip_deleted_by_hand_is_put_back_within_100ms_and_counted() {
             })
         })
         .expect("in lb1");
-    let events = watch.events();
-    let [(VipChange::Removed, _), (VipChange::Added, added)] = events.as_slice() else {
+    let events = watch.seen().expect("address watch").changes;
+    let [(Change::Removed, _), (Change::Added, added)] = events.as_slice() else {
         panic!(
             "expected the VIP removed then added, saw {events:?}\n{}",
             pair.logs()
@@ -338,14 +371,16 @@ fn a_vip_deleted_by_hand_is_put_back_within_100ms_and_counted() {
         pair.counter(LB1, "vips_restored")
     );
 
-    let watch = VipWatch::start(&pair.lab, LB1, pair.vip, 2, Duration::from_secs(3));
+    let watch = AddressWatch::changes(pair.vip, 2, Duration::from_secs(3))
+        .start(&pair.lab, LB1)
+        .expect("address watch");
     let with_prefix = format!("{}/{}", pair.vip, pair.settings.prefix_len());
     let started = Instant::now();
     pair.lab
         .run(LB1, &["ip", "addr", "del", &with_prefix, "dev", "eth0"])
         .expect("ip addr del");
-    let events = watch.events();
-    let [(VipChange::Removed, _), (VipChange::Added, added)] = events.as_slice() else {
+    let events = watch.seen().expect("address watch").changes;
+    let [(Change::Removed, _), (Change::Added, added)] = events.as_slice() else {
         panic!(
             "`ip addr del`: expected the VIP removed then added, saw {events:?}\n{}",
             pair.logs()
@@ -392,16 +427,22 @@ fn split_brain_heals_to_one_master_which_reannounces() {
     let pair = Pair::start("scn-9-split", settings.clone());
     let lab = &pair.lab;
 
-    let split = VipWatch::start(lab, LB2, pair.vip, 1, Duration::from_secs(5));
+    let split = AddressWatch::changes(pair.vip, 1, Duration::from_secs(5))
+        .start(lab, LB2)
+        .expect("address watch");
     // lb2's down timer runs from the last advert before its own block, in force once that
     // command has returned: time from there.
     lab.block(LB2, LB1, VRRP_PROTOCOL).expect("block");
     let blocked = Instant::now();
     lab.block(LB1, LB2, VRRP_PROTOCOL).expect("block");
-    let split = split.first(VipChange::Added).map_or_else(
-        || panic!("lb2 never became master\n{}", pair.logs()),
-        |at| since(blocked, at),
-    );
+    let split = split
+        .seen()
+        .expect("address watch")
+        .first(Change::Added)
+        .map_or_else(
+            || panic!("lb2 never became master\n{}", pair.logs()),
+            |at| since(blocked, at),
+        );
     let split_bound = settings.master_down(LB2_PRIORITY) + MARGIN;
     assert!(
         split <= split_bound,
@@ -421,14 +462,20 @@ fn split_brain_heals_to_one_master_which_reannounces() {
 
     let arp = lab.capture(CLIENT, &["arp"]).expect("capture");
     let capture_start = SystemTime::now();
-    let yielded = VipWatch::start(lab, LB2, pair.vip, 1, Duration::from_secs(5));
+    let yielded = AddressWatch::changes(pair.vip, 1, Duration::from_secs(5))
+        .start(lab, LB2)
+        .expect("address watch");
     let healed = Instant::now();
     lab.unblock(LB1, LB2, VRRP_PROTOCOL).expect("unblock");
     lab.unblock(LB2, LB1, VRRP_PROTOCOL).expect("unblock");
-    let one_master = yielded.first(VipChange::Removed).map_or_else(
-        || panic!("lb2 never yielded\n{}", pair.logs()),
-        |at| since(healed, at),
-    );
+    let one_master = yielded
+        .seen()
+        .expect("address watch")
+        .first(Change::Removed)
+        .map_or_else(
+            || panic!("lb2 never yielded\n{}", pair.logs()),
+            |at| since(healed, at),
+        );
     let heal_bound = settings.master_down(LB2_PRIORITY);
     assert!(
         one_master <= heal_bound,
@@ -504,9 +551,16 @@ fn five_percent_loss_for_30s_changes_no_state() {
     for host in 0..pair.lab.hosts().len() {
         pair.lab.set_loss(host, 5).expect("set loss");
     }
-    let lb1 = VipWatch::start(&pair.lab, LB1, pair.vip, 1, HOLD);
-    let lb2 = VipWatch::start(&pair.lab, LB2, pair.vip, 1, HOLD);
-    let (lb1, lb2) = (lb1.events(), lb2.events());
+    let lb1 = AddressWatch::changes(pair.vip, 1, HOLD)
+        .start(&pair.lab, LB1)
+        .expect("address watch");
+    let lb2 = AddressWatch::changes(pair.vip, 1, HOLD)
+        .start(&pair.lab, LB2)
+        .expect("address watch");
+    let (lb1, lb2) = (
+        lb1.seen().expect("address watch").changes,
+        lb2.seen().expect("address watch").changes,
+    );
     // A VIP change ends the watches early; the gap that caused it is recorded by then.
     let longest_gap = delivered.longest_gap();
     for host in 0..pair.lab.hosts().len() {
@@ -554,13 +608,19 @@ fn mac_text(mac: [u8; 6]) -> String {
 /// Master_Down_Interval, so meeting it proves that lb2 received and honoured the release rather
 /// than waiting for its down timer. (One loaded run here took 162 ms at 100 ms adverts.)
 fn sigterm_failover(pair: &mut Pair) -> (Duration, Duration) {
-    let takeover = VipWatch::start(&pair.lab, LB2, pair.vip, 1, Duration::from_secs(5));
+    let takeover = AddressWatch::changes(pair.vip, 1, Duration::from_secs(5))
+        .start(&pair.lab, LB2)
+        .expect("address watch");
     let signalled = Instant::now();
     let exit = pair.nodes[LB1].take().expect("lb1 running").stop();
-    let taken = takeover.first(VipChange::Added).map_or_else(
-        || panic!("lb2 never took the VIP\n{}", pair.logs()),
-        |at| since(signalled, at),
-    );
+    let taken = takeover
+        .seen()
+        .expect("address watch")
+        .first(Change::Added)
+        .map_or_else(
+            || panic!("lb2 never took the VIP\n{}", pair.logs()),
+            |at| since(signalled, at),
+        );
     let bound = pair.settings.skew(LB2_PRIORITY) + pair.settings.advert_interval + MARGIN;
     assert!(bound < pair.settings.master_down(LB2_PRIORITY));
     assert!(

@@ -16,7 +16,9 @@
 //!
 //! The lab shells out to iproute2 (`ip`), nftables (`nft`), `tcpdump` and `tshark`: the same tools
 //! an operator would use to check what vipd did, so a test's expectations are checked by code that
-//! vipd does not share.
+//! vipd does not share. [`AddressWatch`], the one way the tests, the failover benchmark and
+//! `vipd lab` time a VIP appearing on or leaving a host, is such code too: the lab's own small
+//! rtnetlink reader, not vipd-net's address monitor.
 //!
 //! Besides the namespaces, the helpers that tests of more than one package share live here once:
 //! [`keepalived`] (keepalived as a lab node) and [`http`] (the HTTP/1.1 client of `vipd status`,
@@ -29,10 +31,12 @@ pub mod http;
 pub mod keepalived;
 mod process;
 mod topology;
+mod watch;
 
 pub use capture::{Capture, CaptureFile};
 pub use process::LabProcess;
 pub use topology::{HOST_INTERFACE, Host, Lab, MAX_HOSTS};
+pub use watch::{AddressWatch, Change, Seen, Watching};
 
 use std::io::Write;
 use std::path::Path;

@@ -1,9 +1,12 @@
-//! The lab itself: hosts reach each other, cuts and blocks bite, namespaces go away on drop.
+//! The lab itself: hosts reach each other, cuts and blocks bite, namespaces go away on drop, and
+//! the address watch sees what `ip addr` does.
 
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use vipd_lab::{Lab, e2e_enabled};
+use vipd_lab::{AddressWatch, Change, Lab, e2e_enabled};
 
 /// Whether `to` answers from host `from`: a TCP SYN to a closed port comes back as a reset
 /// ("refused") when the path works, and times out when it does not. No ping binary needed.
@@ -178,4 +181,54 @@ fn partial_loss_drops_some_but_not_all_frames() {
         "{received} of {SENT} arrived"
     );
     lab.clear_loss(1).unwrap();
+}
+
+#[test]
+fn address_watch_sees_a_vip_come_and_go_and_times_out_otherwise() {
+    if !e2e_enabled("address_watch_sees_a_vip_come_and_go_and_times_out_otherwise") {
+        return;
+    }
+    let lab = Lab::new(1).expect("lab");
+    let bound = Duration::from_secs(5);
+    for (vip, prefix) in [
+        (IpAddr::V4(Lab::vip_v4(0)), 24),
+        (IpAddr::V6(Lab::vip_v6(0)), 64),
+    ] {
+        let cidr = format!("{vip}/{prefix}");
+        let added = AddressWatch::added(vip, bound)
+            .start(&lab, 0)
+            .expect("watch");
+        let changes = AddressWatch::changes(vip, 2, bound)
+            .start(&lab, 0)
+            .expect("watch");
+        let before = Instant::now();
+        lab.run(0, &["ip", "addr", "add", &cidr, "dev", "eth0", "nodad"])
+            .expect("ip addr add");
+        let at = added.wait().expect("watch").expect("the addition was seen");
+        assert!(at >= before, "{vip}");
+        let removed = AddressWatch::removed(vip, bound)
+            .start(&lab, 0)
+            .expect("watch");
+        lab.run(0, &["ip", "addr", "del", &cidr, "dev", "eth0"])
+            .expect("ip addr del");
+        assert!(removed.wait().expect("watch").is_some(), "{vip}");
+        let seen = changes.seen().expect("watch");
+        let kinds: Vec<Change> = seen.changes.iter().map(|(change, _)| *change).collect();
+        assert_eq!(kinds, [Change::Added, Change::Removed], "{vip}");
+        assert!(seen.first(Change::Added).is_some() && seen.satisfied);
+    }
+    // Nothing happens: the watch ends at its timeout, or at once when cancelled.
+    let quiet = AddressWatch::added(IpAddr::V4(Lab::vip_v4(1)), Duration::from_millis(200))
+        .start(&lab, 0)
+        .expect("watch");
+    assert_eq!(quiet.wait().expect("watch"), None);
+    let cancel = Arc::new(AtomicBool::new(false));
+    let cancelled = AddressWatch::added(IpAddr::V4(Lab::vip_v4(1)), Duration::from_secs(60))
+        .cancelled_by(Arc::clone(&cancel))
+        .start(&lab, 0)
+        .expect("watch");
+    let started = Instant::now();
+    cancel.store(true, Ordering::SeqCst);
+    assert_eq!(cancelled.wait().expect("watch"), None);
+    assert!(started.elapsed() < Duration::from_secs(5));
 }

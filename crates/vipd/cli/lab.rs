@@ -30,8 +30,7 @@ use clap::{Args, ValueEnum};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use vipd_lab::http::Client;
-use vipd_lab::{Lab, LabError, LabProcess};
-use vipd_net::{AddressEvent, AddressMonitor};
+use vipd_lab::{AddressWatch, Lab, LabError, LabProcess, Watching};
 
 /// The load-balancer nodes: name and lab host index.
 const NODES: [(&str, usize); 2] = [("lb1", 0), ("lb2", 1)];
@@ -774,9 +773,7 @@ impl RunningLab {
         let down_interval = self.master_down_interval(survivor_priority);
         for (watcher, index) in watchers.into_iter().zip(moved) {
             let vip = self.specs[*index].vip;
-            let seen = watcher
-                .join()
-                .map_err(|_| anyhow!("the address watcher panicked"))??;
+            let seen = watcher.wait()?;
             self.check_stop()?;
             let Some(seen) = seen else {
                 bail!(
@@ -904,53 +901,15 @@ impl RunningLab {
         }
     }
 
-    /// Watches lab node `node` for `vip` being added, from a thread in its namespace; returns
-    /// once the netlink subscription is in place. The thread yields when it saw the address,
-    /// `None` after the master-down interval plus slack or on a signal.
-    fn watch_vip_added(
-        &self,
-        node: usize,
-        vip: Ipv4Addr,
-    ) -> anyhow::Result<JoinHandle<Result<Option<Instant>, LabError>>> {
+    /// Watches lab node `node` for `vip` being added (the lab's netlink watch, from a thread in
+    /// its namespace); returns once the subscription is in place. The watch yields when it saw the
+    /// address, `None` after the master-down interval plus slack or on a signal.
+    fn watch_vip_added(&self, node: usize, vip: Ipv4Addr) -> anyhow::Result<Watching> {
         let timeout = self.master_down_interval(1) + SLACK;
-        let stop = Arc::clone(&self.stop);
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let handle = self.lab.spawn_in_host(NODES[node].1, move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-                return None;
-            };
-            runtime.block_on(async move {
-                let mut monitor = match AddressMonitor::start() {
-                    Ok(monitor) => monitor,
-                    Err(error) => {
-                        let _ = ready_tx.send(Err(error.to_string()));
-                        return None;
-                    }
-                };
-                let _ = ready_tx.send(Ok(()));
-                let seen = async {
-                    let mut tick = tokio::time::interval(Duration::from_millis(50));
-                    loop {
-                        tokio::select! {
-                            event = monitor.next() => match event {
-                                Some(AddressEvent::Added { address, .. }) if address == IpAddr::V4(vip) => {
-                                    return Some(Instant::now());
-                                }
-                                Some(_) => {}
-                                None => return None,
-                            },
-                            _ = tick.tick() => if stop.load(Ordering::SeqCst) { return None; },
-                        }
-                    }
-                };
-                tokio::time::timeout(timeout, seen).await.ok().flatten()
-            })
-        })?;
-        match ready_rx.recv_timeout(SLACK) {
-            Ok(Ok(())) => Ok(handle),
-            Ok(Err(error)) => bail!("watching addresses on {}: {error}", NODES[node].0),
-            Err(_) => bail!("the address watcher on {} did not start", NODES[node].0),
-        }
+        AddressWatch::added(IpAddr::V4(vip), timeout)
+            .cancelled_by(Arc::clone(&self.stop))
+            .start(&self.lab, NODES[node].1)
+            .with_context(|| format!("watching addresses on {}", NODES[node].0))
     }
 }
 

@@ -9,7 +9,6 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use vipd_lab::{Lab, LabProcess};
-use vipd_net::{AddressEvent, AddressMonitor};
 
 use super::{
     Scratch, fetch, holds, instance_state, start_backend, start_vipd, status, wait_for_control,
@@ -352,79 +351,6 @@ impl Pair {
         );
         self.lab.run(node, &["nft", &rule]).expect("nft rule");
         Instant::now()
-    }
-}
-
-/// A change of the VIP on a host.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum VipChange {
-    Added,
-    Removed,
-}
-
-/// A netlink watch of one VIP in one host's namespace, running on its own thread.
-pub struct VipWatch {
-    handle: std::thread::JoinHandle<Result<Vec<(VipChange, Instant)>, vipd_lab::LabError>>,
-}
-
-impl VipWatch {
-    /// Subscribes to address changes in `host` and records those of `vip` until `count` are
-    /// seen or `timeout` passes; returns once the subscription is in place, so nothing done
-    /// after this call is missed.
-    pub fn start(lab: &Lab, host: usize, vip: IpAddr, count: usize, timeout: Duration) -> Self {
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let handle = lab
-            .spawn_in_host(host, move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                runtime.block_on(async move {
-                    let mut monitor = AddressMonitor::start().expect("address monitor");
-                    let _ = ready_tx.send(());
-                    let mut seen = Vec::new();
-                    let collect = async {
-                        while let Some(event) = monitor.next().await {
-                            let change = match event {
-                                AddressEvent::Added { address, .. } if address == vip => {
-                                    VipChange::Added
-                                }
-                                AddressEvent::Removed { address, .. } if address == vip => {
-                                    VipChange::Removed
-                                }
-                                _ => continue,
-                            };
-                            seen.push((change, Instant::now()));
-                            if seen.len() >= count {
-                                return;
-                            }
-                        }
-                    };
-                    let _ = tokio::time::timeout(timeout, collect).await;
-                    seen
-                })
-            })
-            .expect("monitor thread");
-        ready_rx
-            .recv_timeout(Duration::from_secs(5))
-            .expect("monitor subscribed");
-        Self { handle }
-    }
-
-    /// Waits for the watch to end and returns what it saw, in order.
-    pub fn events(self) -> Vec<(VipChange, Instant)> {
-        self.handle
-            .join()
-            .expect("monitor thread")
-            .expect("in lab host")
-    }
-
-    /// When the first event was, if it was `change`.
-    pub fn first(self, change: VipChange) -> Option<Instant> {
-        self.events()
-            .first()
-            .filter(|(seen, _)| *seen == change)
-            .map(|(_, at)| *at)
     }
 }
 

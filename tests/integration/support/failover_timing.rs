@@ -1,5 +1,5 @@
-//! Timing a failover from outside the daemons: when the backup's kernel gains the VIP (a netlink
-//! address monitor in its namespace), when a client's TCP connect through the VIP first succeeds
+//! Timing a failover from outside the daemons: when the backup's kernel gains the VIP
+//! (`vipd_lab::AddressWatch` in its namespace), when a client's TCP connect through the VIP first succeeds
 //! (a fresh connect every 0.5 ms from the client's namespace), and a trigger that fires right after
 //! the master's advert reaches the backup, so every run fails the master at the same phase of its
 //! advert cycle and implementations are compared at equal footing.
@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use vipd_lab::{Lab, LabError};
 
-use super::takeover_probe::AddressWatch;
 use vipd_net::{DeadlineTimer, Family, Mode, VrrpSocket, VrrpSocketConfig, VrrpTransport};
 
 /// A thread's result: `None` when what it waited for did not happen in time.
@@ -28,19 +27,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
-}
-
-/// Reports when `vip` is added to (or, with `added: false`, removed from) `host`; sends on
-/// `then` at that moment if given. Returns once the monitor is subscribed.
-pub fn watch_vip(
-    lab: &Lab,
-    host: usize,
-    vip: IpAddr,
-    added: bool,
-    timeout: Duration,
-    then: Option<mpsc::Sender<()>>,
-) -> Watch {
-    AddressWatch::start_notifying(lab, host, vip, added, timeout, then).into_thread()
 }
 
 /// From `host`, once `go` fires: a new TCP connect to `target` every 0.5 ms (each bounded by

@@ -1,14 +1,13 @@
-//! Measuring a failover from the outside: when an address appears on (or leaves) a host, seen by a
-//! netlink monitor in its namespace, and when a client first connects through the VIP again.
+//! Measuring a failover from the outside: the protocol's timers, and when a client first connects
+//! through the VIP again. When an address appears on (or leaves) a host is `vipd_lab::AddressWatch`.
 
 use std::io::Read;
-use std::net::{IpAddr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use vipd_lab::{Lab, LabError};
-use vipd_net::{AddressEvent, AddressMonitor};
 
 /// VRRPv3 Skew_Time (RFC 9568 6.1): (256 − priority) × interval / 256.
 pub fn skew_time(priority: u8, interval: Duration) -> Duration {
@@ -18,82 +17,6 @@ pub fn skew_time(priority: u8, interval: Duration) -> Duration {
 /// VRRPv3 Master_Down_Interval (RFC 9568 6.1): 3 × interval + Skew_Time.
 pub fn master_down_interval(priority: u8, interval: Duration) -> Duration {
     interval * 3 + skew_time(priority, interval)
-}
-
-/// A netlink address monitor running in one lab host, waiting for one event about one address.
-pub struct AddressWatch {
-    handle: JoinHandle<Result<Option<Instant>, LabError>>,
-}
-
-impl AddressWatch {
-    /// Starts watching `host` for `address` being added (`added`) or removed; returns once the
-    /// monitor is subscribed, so nothing that happens after this call is missed.
-    pub fn start(lab: &Lab, host: usize, address: IpAddr, added: bool, timeout: Duration) -> Self {
-        Self::start_notifying(lab, host, address, added, timeout, None)
-    }
-
-    /// Like [`AddressWatch::start`], and also sends on `then` the moment the event is seen, for
-    /// a step that must follow it at once (the failover benchmark's trigger).
-    pub fn start_notifying(
-        lab: &Lab,
-        host: usize,
-        address: IpAddr,
-        added: bool,
-        timeout: Duration,
-        then: Option<mpsc::Sender<()>>,
-    ) -> Self {
-        let (ready_tx, ready_rx) = mpsc::channel();
-        let handle = lab
-            .spawn_in_host(host, move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                runtime.block_on(async move {
-                    let mut monitor = AddressMonitor::start().expect("address monitor");
-                    let _ = ready_tx.send(());
-                    let seen = async {
-                        while let Some(event) = monitor.next().await {
-                            let hit = match event {
-                                AddressEvent::Added { address: seen, .. } => {
-                                    added && seen == address
-                                }
-                                AddressEvent::Removed { address: seen, .. } => {
-                                    !added && seen == address
-                                }
-                            };
-                            if hit {
-                                let at = Instant::now();
-                                if let Some(then) = &then {
-                                    let _ = then.send(());
-                                }
-                                return at;
-                            }
-                        }
-                        std::future::pending().await
-                    };
-                    tokio::time::timeout(timeout, seen).await.ok()
-                })
-            })
-            .expect("monitor thread");
-        ready_rx
-            .recv_timeout(Duration::from_secs(5))
-            .expect("monitor subscribed");
-        Self { handle }
-    }
-
-    /// The watching thread, for callers that join several watches alike.
-    pub fn into_thread(self) -> JoinHandle<Result<Option<Instant>, LabError>> {
-        self.handle
-    }
-
-    /// When the event was seen, or `None` if the timeout passed first.
-    pub fn wait(self) -> Option<Instant> {
-        self.handle
-            .join()
-            .expect("monitor thread")
-            .expect("in lab host")
-    }
 }
 
 /// A client in a lab host that, once told to go, connects to `target` again and again (short
