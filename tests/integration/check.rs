@@ -1,11 +1,9 @@
 //! `vipd check`: exit codes and output of the binary on valid, warned-about and broken files.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn vipd() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vipd"))
-}
+use crate::support::{Scratch, text, vipd};
 
 fn check(file: &Path) -> Output {
     vipd()
@@ -17,33 +15,6 @@ fn check(file: &Path) -> Output {
 
 fn repository_file(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A scratch directory removed when the test ends, whether it passes or fails.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn new(test: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("vipd-check-{test}-{}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("temp dir is writable");
-        Self(path)
-    }
-
-    fn write(&self, name: &str, contents: &str) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).expect("temp dir is writable");
-        path
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]
@@ -89,7 +60,7 @@ fn an_invalid_file_prints_every_error_and_exits_1() {
 
 #[test]
 fn warnings_follow_the_summary_and_keep_exit_0() {
-    let scratch = ScratchDir::new("warnings");
+    let scratch = Scratch::new("check-warnings");
     // A program anyone may write: as root it is root's but mode 777, as a user it is not root's.
     let program = scratch.write("chk", "#!/bin/sh\nexit 0\n");
     {

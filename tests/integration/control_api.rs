@@ -4,9 +4,11 @@
 
 use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 use std::thread::JoinHandle;
+
+use crate::support::{Scratch, text, vipd};
 
 /// The JSON example under `## GET /status` in docs/metrics.md.
 fn documented_status() -> String {
@@ -74,15 +76,7 @@ impl StandIn {
 }
 
 fn vipd_status(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_vipd"))
-        .arg("status")
-        .args(args)
-        .output()
-        .expect("vipd runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    vipd().arg("status").args(args).output().expect("vipd runs")
 }
 
 #[test]
@@ -132,10 +126,11 @@ fn status_reads_control_listen_from_the_config_file() {
         &format!("listen: {}", server.address),
     );
     assert_ne!(config, example, "the example sets control.listen");
-    let file = ScratchFile::new("status-config.yaml", &config);
-    let output = Command::new(env!("CARGO_BIN_EXE_vipd"))
+    let scratch = Scratch::new("status-config");
+    let file = scratch.write("vipd.yaml", &config);
+    let output = vipd()
         .args(["status", "-c"])
-        .arg(&file.0)
+        .arg(&file)
         .output()
         .expect("vipd runs");
     assert!(output.status.success(), "{output:?}");
@@ -184,21 +179,4 @@ fn status_rejects_a_body_that_is_not_vipd_status() {
         "{output:?}"
     );
     drop(server.requests());
-}
-
-/// A file in the temp dir, removed when the test ends, whether it passes or fails.
-struct ScratchFile(PathBuf);
-
-impl ScratchFile {
-    fn new(name: &str, contents: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("vipd-{}-{name}", std::process::id()));
-        std::fs::write(&path, contents).expect("temp dir is writable");
-        Self(path)
-    }
-}
-
-impl Drop for ScratchFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
 }

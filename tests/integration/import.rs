@@ -4,40 +4,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn vipd() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_vipd"))
-}
+use crate::support::{Scratch, text, vipd};
 
 fn sample(name: &str, file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("crates/import/tests/samples")
         .join(name)
         .join(file)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// A scratch directory removed when the test ends, whether it passes or fails.
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn new(test: &str) -> Self {
-        let path = std::env::temp_dir().join(format!("vipd-import-{test}-{}", std::process::id()));
-        std::fs::create_dir_all(&path).expect("temp dir is writable");
-        Self(path)
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn run(command: &mut Command) -> Output {
@@ -52,7 +25,7 @@ fn assert_no_panic(output: &Output) {
 
 #[test]
 fn the_samples_import_into_files_vipd_check_accepts() {
-    let scratch = ScratchDir::new("samples");
+    let scratch = Scratch::new("import-samples");
     for name in ["apiserver-active-standby", "ingress-active-active"] {
         let output_file = scratch.path(&format!("{name}.yaml"));
         let imported = run(vipd()
@@ -111,7 +84,7 @@ fn without_output_the_yaml_goes_to_stdout_and_the_warnings_to_stderr() {
 
 #[test]
 fn an_existing_output_file_is_kept_unless_forced() {
-    let scratch = ScratchDir::new("force");
+    let scratch = Scratch::new("import-force");
     let output_file = scratch.path("vipd.yaml");
     std::fs::write(&output_file, "# mine\n").expect("write");
     let keepalived = sample("apiserver-active-standby", "keepalived.conf");
@@ -168,7 +141,7 @@ fn an_unreadable_file_exits_1_naming_it() {
 
 #[test]
 fn garbage_exits_1_with_a_position_and_no_panic() {
-    let scratch = ScratchDir::new("garbage");
+    let scratch = Scratch::new("import-garbage");
     let binary = scratch.path("keepalived.conf");
     let bytes: Vec<u8> = (0..4096u32)
         .map(|i| u8::try_from(i.wrapping_mul(2_654_435_761) >> 24).unwrap_or(0))

@@ -19,6 +19,16 @@ use vipd_lab::{Lab, LabProcess};
 /// The vipd binary cargo built for these tests.
 pub const VIPD: &str = env!("CARGO_BIN_EXE_vipd");
 
+/// `vipd` as a user runs it, outside any lab.
+pub fn vipd() -> std::process::Command {
+    std::process::Command::new(VIPD)
+}
+
+/// A child's output as text.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
 /// A scratch directory for one test's files, removed on drop.
 pub struct Scratch(pub PathBuf);
 
@@ -36,6 +46,11 @@ impl Scratch {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("scratch dir");
         Self(dir)
+    }
+
+    /// Where a file `name` of the scratch directory goes.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
     }
 
     pub fn write(&self, name: &str, text: &str) -> PathBuf {
