@@ -46,6 +46,10 @@ backends:
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one pair through its whole life, told in order: election, traffic, SIGTERM, reload"
+)]
 fn a_vipd_pair_elects_serves_hands_over_on_sigterm_and_reloads_without_flapping() {
     if !vipd_lab::e2e_enabled(
         "a_vipd_pair_elects_serves_hands_over_on_sigterm_and_reloads_without_flapping",
