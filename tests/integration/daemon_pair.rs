@@ -1,4 +1,4 @@
-//! Issue 5 end to end: two `vipd run` processes on a lab bridge elect the configured master, which
+//! The daemon end to end: two `vipd run` processes on a lab bridge elect the configured master, which
 //! holds the VIP and serves a backend through the proxy on it; SIGTERM on the master moves the VIP
 //! within Skew_Time + 100 ms; SIGHUP with an unchanged file changes nothing. The backup runs as
 //! `nobody` with only the three capabilities of deploy/systemd/vipd.service, so the takeover also

@@ -1,4 +1,4 @@
-//! Issue 6, interop: vipd and keepalived 2.2.7 as the two members of one virtual router, in both
+//! Interop: vipd and keepalived 2.2.7 as the two members of one virtual router, in both
 //! roles, VRRPv2 and v3, multicast and unicast. Each test: the master holds the VIP while the
 //! backup stays backup; the master goes away (SIGKILL for multicast, SIGTERM — a priority-0
 //! advert — for unicast) and the other member takes the VIP; the old master comes back with its
@@ -397,7 +397,7 @@ fn vipd_master_keepalived_backup_v3_unicast() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Issue 3's virtual MAC against keepalived's `use_vmac`.
+// The virtual MAC (docs/design/vrrp.md, Virtual MAC) against keepalived's `use_vmac`.
 
 const VMAC_CLIENT: usize = 2;
 

@@ -1,4 +1,4 @@
-//! Issue 6 end to end, active-standby scenarios 1–5 and active-active: two `vipd run` nodes, a
+//! End to end, active-standby scenarios 1–5 and active-active: two `vipd run` nodes, a
 //! client and three backends on one lab bridge. Each scenario is its own test with its own lab, so
 //! cargo runs them in parallel threads; adverts every 100 ms (v3) keep every wait short. Bounds come
 //! from RFC 9568's timers (Skew_Time, Master_Down_Interval) plus the issue's 100 ms, measured by a

@@ -1,4 +1,4 @@
-//! Issue 6, scenarios 6-10 and the protocol variants: a vipd pair (lb1 priority 150, lb2 priority
+//! Failure scenarios 6-10 and the protocol variants: a vipd pair (lb1 priority 150, lb2 priority
 //! 100) in front of three backends, with a client, on one lab bridge. Each test builds its own lab,
 //! so cargo runs them in parallel threads; the two 30-second holds overlap with everything else.
 //!
@@ -22,7 +22,7 @@ use vipd_net::{AddressManager, NetlinkAddresses, Vip};
 const MARGIN: Duration = Duration::from_millis(100);
 /// The kernel's linkwatch may batch carrier changes for up to a second before anyone hears them.
 const LINKWATCH: Duration = Duration::from_secs(1);
-/// How long the no-flapping scenarios watch (issue 6: 30 s).
+/// How long the no-flapping scenarios watch (30 s).
 const HOLD: Duration = Duration::from_secs(30);
 const VRRP_PROTOCOL: u8 = 112;
 

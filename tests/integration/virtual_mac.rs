@@ -1,4 +1,4 @@
-//! Issue 3, item 4 end to end: two `vipd run` nodes with `virtual_mac: true`. The client learns
+//! The virtual MAC end to end (docs/design/vrrp.md, Virtual MAC): two `vipd run` nodes with `virtual_mac: true`. The client learns
 //! the VRRP virtual MAC 00:00:5e:00:01:{VRID} for the VIP, only the master ever sends from it (a
 //! capture of everything the backup's eth0 transmits holds no frame from that MAC), and when the
 //! master dies the client keeps the same neighbour entry and connects through the backup. A

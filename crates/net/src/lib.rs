@@ -87,6 +87,8 @@ mod vrrp_socket;
 use std::future::Future;
 use std::net::IpAddr;
 
+use vipd_vrrp::wire::{MULTICAST_V4, MULTICAST_V6};
+
 pub use addresses::{AddressManager, Change, NetlinkAddresses, Reconciled, Vip};
 pub use announce::{Announce, PacketAnnouncer, gratuitous_arp, unsolicited_neighbor_advertisement};
 pub use deadline_timer::DeadlineTimer;
@@ -96,10 +98,7 @@ pub use memory::{MemoryAddresses, MemoryAnnouncer, MemoryLan, MemoryTransport};
 pub use monitor::{AddressEvent, AddressMonitor, LinkEvent, LinkMonitor, LinkState};
 pub use sysctl::InterfaceSetting;
 pub use virtual_mac::{LinkAdmin, VirtualMac, VirtualMacTransport, virtual_mac_address};
-pub use vrrp_socket::{
-    Family, Mode, VRRP_GROUP_V4, VRRP_GROUP_V6, VRRP_PROTOCOL, VRRP_TTL, VrrpSocket,
-    VrrpSocketConfig,
-};
+pub use vrrp_socket::{Family, Mode, VrrpSocket, VrrpSocketConfig};
 
 /// One VRRP message as it arrived, with what the IP layer said about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -152,8 +151,8 @@ pub trait VrrpTransport: Send + Sync {
     /// builds one per destination and sends it with [`VrrpTransport::send_to`].
     fn destinations(&self) -> Vec<IpAddr> {
         vec![match self.source_address() {
-            IpAddr::V4(_) => IpAddr::V4(VRRP_GROUP_V4),
-            IpAddr::V6(_) => IpAddr::V6(VRRP_GROUP_V6),
+            IpAddr::V4(_) => IpAddr::V4(MULTICAST_V4),
+            IpAddr::V6(_) => IpAddr::V6(MULTICAST_V6),
         }]
     }
 

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::mpsc;
+use vipd_vrrp::wire::{MULTICAST_V4, MULTICAST_V6, TTL};
 
 use crate::addresses::{AddressManager, Change, Vip};
 use crate::announce::Announce;
-use crate::vrrp_socket::{VRRP_GROUP_V4, VRRP_GROUP_V6, VRRP_TTL};
 use crate::{NetError, ReceivedAdvert, TransportStats, VrrpTransport};
 
 #[derive(Debug)]
@@ -113,8 +113,8 @@ impl MemoryLan {
             return false;
         }
         let group = match from {
-            IpAddr::V4(_) => IpAddr::V4(VRRP_GROUP_V4),
-            IpAddr::V6(_) => IpAddr::V6(VRRP_GROUP_V6),
+            IpAddr::V4(_) => IpAddr::V4(MULTICAST_V4),
+            IpAddr::V6(_) => IpAddr::V6(MULTICAST_V6),
         };
         for member in members.iter().filter(|member| {
             member.connected
@@ -127,7 +127,7 @@ impl MemoryLan {
                 payload: payload.to_vec(),
                 source: from,
                 destination: group,
-                ttl: VRRP_TTL,
+                ttl: TTL,
                 interface: 0,
                 received_at: None,
             });
@@ -305,7 +305,7 @@ mod tests {
             let got = b.recv().await.unwrap();
             assert_eq!(got.payload, vec![1, 2, 3]);
             assert_eq!(got.source, a.source_address());
-            assert_eq!(got.destination, IpAddr::V4(VRRP_GROUP_V4));
+            assert_eq!(got.destination, IpAddr::V4(MULTICAST_V4));
             assert_eq!(got.ttl, 255);
             assert!(a.receiver.lock().await.try_recv().is_err(), "no loopback");
             assert!(

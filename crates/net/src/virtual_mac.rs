@@ -28,13 +28,12 @@ use rtnetlink::{LinkMacVlan, LinkUnspec};
 use socket2::{Domain, Protocol, SockAddr, SockFilter, Socket, Type};
 use tokio::net::UdpSocket;
 use tracing::{info, warn};
+use vipd_vrrp::wire::IP_PROTOCOL;
 
 use crate::interface::Interface;
 use crate::netlink::{NetlinkConnection, interface_index};
 use crate::sysctl::InterfaceSetting;
-use crate::vrrp_socket::{
-    Family, VRRP_PROTOCOL, VrrpSocket, VrrpSocketConfig, set_advert_send_options,
-};
+use crate::vrrp_socket::{Family, VrrpSocket, VrrpSocketConfig, set_advert_send_options};
 use crate::{NetError, ReceivedAdvert, TransportStats, VrrpTransport};
 
 /// The virtual router MAC of `vrid` for `family` (RFC 5798 §7.3).
@@ -616,8 +615,12 @@ fn open_send_socket(
         Family::Ipv4 => Domain::IPV4,
         Family::Ipv6 => Domain::IPV6,
     };
-    let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(VRRP_PROTOCOL)))
-        .map_err(fail("open raw socket"))?;
+    let socket = Socket::new(
+        domain,
+        Type::RAW,
+        Some(Protocol::from(i32::from(IP_PROTOCOL))),
+    )
+    .map_err(fail("open raw socket"))?;
     socket
         .attach_filter(&[SockFilter::new(BPF_DROP_ALL, 0, 0, 0)])
         .map_err(fail("attach a drop-all filter"))?;

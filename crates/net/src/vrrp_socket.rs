@@ -19,18 +19,11 @@ use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type}
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 
+use vipd_vrrp::wire::{IP_PROTOCOL, MULTICAST_V4, MULTICAST_V6, TTL};
+
 use crate::interface::Interface;
 use crate::{NetError, ReceivedAdvert, TransportStats, VrrpTransport};
 
-/// IP protocol number of VRRP (RFC 5798 §5.1.1.4).
-pub const VRRP_PROTOCOL: i32 = 112;
-/// The VRRP IPv4 multicast group (RFC 5798 §5.1.1.2).
-pub const VRRP_GROUP_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
-/// The VRRP IPv6 multicast group (RFC 5798 §5.1.2.2).
-pub const VRRP_GROUP_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
-/// TTL / hop limit of every advert we send, and the only one accepted in multicast mode
-/// (RFC 5798 §5.1.1.3, §7.1).
-pub const VRRP_TTL: u8 = 255;
 /// Offset of the checksum in a VRRP message, for `IPV6_CHECKSUM`.
 const CHECKSUM_OFFSET: i32 = 6;
 /// Largest datagram we read: an Ethernet MTU is plenty for 255 IPv6 addresses (4 KiB + header).
@@ -62,10 +55,10 @@ pub(crate) fn set_advert_send_options(
     match family {
         Family::Ipv4 => {
             socket
-                .set_ttl_v4(u32::from(VRRP_TTL))
+                .set_ttl_v4(u32::from(TTL))
                 .map_err(named("set TTL"))?;
             socket
-                .set_multicast_ttl_v4(u32::from(VRRP_TTL))
+                .set_multicast_ttl_v4(u32::from(TTL))
                 .map_err(named("set multicast TTL"))?;
             socket
                 .set_multicast_loop_v4(false)
@@ -73,10 +66,10 @@ pub(crate) fn set_advert_send_options(
         }
         Family::Ipv6 => {
             socket
-                .set_unicast_hops_v6(u32::from(VRRP_TTL))
+                .set_unicast_hops_v6(u32::from(TTL))
                 .map_err(named("set hop limit"))?;
             socket
-                .set_multicast_hops_v6(u32::from(VRRP_TTL))
+                .set_multicast_hops_v6(u32::from(TTL))
                 .map_err(named("set multicast hop limit"))?;
             socket
                 .set_multicast_loop_v6(false)
@@ -184,8 +177,12 @@ impl VrrpSocket {
             }
         }
         let source = advert_source(&config, &interface)?;
-        let socket = Socket::new(domain, Type::RAW, Some(Protocol::from(VRRP_PROTOCOL)))
-            .map_err(fail("open raw socket"))?;
+        let socket = Socket::new(
+            domain,
+            Type::RAW,
+            Some(Protocol::from(i32::from(IP_PROTOCOL))),
+        )
+        .map_err(fail("open raw socket"))?;
         socket
             .set_nonblocking(true)
             .map_err(fail("set non-blocking"))?;
@@ -221,12 +218,12 @@ impl VrrpSocket {
             Mode::Multicast => match config.family {
                 Family::Ipv4 => socket
                     .join_multicast_v4_n(
-                        &VRRP_GROUP_V4,
+                        &MULTICAST_V4,
                         &InterfaceIndexOrAddress::Index(interface.index),
                     )
                     .map_err(fail("join 224.0.0.18"))?,
                 Family::Ipv6 => socket
-                    .join_multicast_v6(&VRRP_GROUP_V6, interface.index)
+                    .join_multicast_v6(&MULTICAST_V6, interface.index)
                     .map_err(fail("join ff02::12"))?,
             },
             Mode::Unicast {
@@ -263,8 +260,8 @@ impl VrrpSocket {
 
     fn socket_destinations(&self) -> Vec<SocketAddr> {
         let targets: Vec<IpAddr> = match (&self.config.mode, self.config.family) {
-            (Mode::Multicast, Family::Ipv4) => vec![IpAddr::V4(VRRP_GROUP_V4)],
-            (Mode::Multicast, Family::Ipv6) => vec![IpAddr::V6(VRRP_GROUP_V6)],
+            (Mode::Multicast, Family::Ipv4) => vec![IpAddr::V4(MULTICAST_V4)],
+            (Mode::Multicast, Family::Ipv6) => vec![IpAddr::V6(MULTICAST_V6)],
             (Mode::Unicast { peers, .. }, _) => peers.clone(),
         };
         targets
@@ -358,7 +355,7 @@ impl VrrpSocket {
         match &self.config.mode {
             // RFC 5798 §7.1: a multicast advert with TTL / hop limit other than 255 may have
             // crossed a router and MUST be discarded.
-            Mode::Multicast if ttl != VRRP_TTL => {
+            Mode::Multicast if ttl != TTL => {
                 self.counters.dropped_ttl.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(
                     interface = %self.config.interface,
@@ -641,7 +638,7 @@ mod tests {
         packet.extend_from_slice(&[1, 2, 3, 4, 0xee]); // one byte of trailing padding
         let (source, destination, ttl, payload) = parse_ipv4(&packet).unwrap();
         assert_eq!(source, "198.51.100.10".parse::<IpAddr>().unwrap());
-        assert_eq!(destination, IpAddr::V4(VRRP_GROUP_V4));
+        assert_eq!(destination, IpAddr::V4(MULTICAST_V4));
         assert_eq!(ttl, 255);
         assert_eq!(payload, vec![1, 2, 3, 4]);
     }

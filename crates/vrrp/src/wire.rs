@@ -17,6 +17,9 @@ pub const IP_PROTOCOL: u8 = 112;
 pub const MULTICAST_V4: Ipv4Addr = Ipv4Addr::new(224, 0, 0, 18);
 /// IPv6 multicast group adverts are sent to.
 pub const MULTICAST_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 0x12);
+/// TTL / hop limit of every advert (RFC 9568 5.1.1.3, 5.1.2.3); a multicast advert with any
+/// other was forwarded by a router and is discarded (RFC 9568 7.1).
+pub const TTL: u8 = 255;
 /// The only VRRP packet type: ADVERTISEMENT.
 pub const TYPE_ADVERTISEMENT: u8 = 1;
 

@@ -9,9 +9,8 @@ use std::time::Duration;
 
 use vipd_lab::keepalived::Keepalived;
 use vipd_lab::{Lab, e2e_enabled};
-use vipd_net::{
-    Family, Mode, VRRP_GROUP_V4, VRRP_GROUP_V6, VrrpSocket, VrrpSocketConfig, VrrpTransport,
-};
+use vipd_net::{Family, Mode, VrrpSocket, VrrpSocketConfig, VrrpTransport};
+use vipd_vrrp::wire::{MULTICAST_V4, MULTICAST_V6};
 use vipd_vrrp::{Advertisement, Auth, Centis, ChecksumForm, Priority, VersionFields, Vrid};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -152,9 +151,9 @@ fn keepalived_stays_backup_while_we_advertise_a_higher_priority() {
                 let socket6 = VrrpSocket::open(multicast(Family::Ipv6)).unwrap();
                 let advert = |socket: &VrrpSocket, vrid: u8, fields: VersionFields, vip: &str| {
                     let group = if socket.config().family == Family::Ipv4 {
-                        IpAddr::V4(VRRP_GROUP_V4)
+                        IpAddr::V4(MULTICAST_V4)
                     } else {
-                        IpAddr::V6(VRRP_GROUP_V6)
+                        IpAddr::V6(MULTICAST_V6)
                     };
                     Advertisement {
                         vrid: Vrid::try_from(vrid).unwrap(),

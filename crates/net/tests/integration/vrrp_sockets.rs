@@ -9,9 +9,10 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use vipd_lab::{Lab, LabError, e2e_enabled};
 use vipd_net::{
-    Family, Interface, Mode, ReceivedAdvert, TransportStats, VRRP_GROUP_V4, VRRP_GROUP_V6,
-    VrrpSocket, VrrpSocketConfig, VrrpTransport,
+    Family, Interface, Mode, ReceivedAdvert, TransportStats, VrrpSocket, VrrpSocketConfig,
+    VrrpTransport,
 };
+use vipd_vrrp::wire::{MULTICAST_V4, MULTICAST_V6};
 
 /// How long a receiver waits for an advert before the test fails.
 const RECEIVE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -107,11 +108,8 @@ fn multicast_adverts_arrive_with_ttl_255_and_the_right_source() {
             "{family:?}: arrival {arrived:?} outside [{before_sending:?}, {after_receiving:?}]"
         );
         let (expected_source, group) = match family {
-            Family::Ipv4 => (IpAddr::V4(lab.host(0).ipv4), IpAddr::V4(VRRP_GROUP_V4)),
-            Family::Ipv6 => (
-                IpAddr::V6(lab.host(0).link_local),
-                IpAddr::V6(VRRP_GROUP_V6),
-            ),
+            Family::Ipv4 => (IpAddr::V4(lab.host(0).ipv4), IpAddr::V4(MULTICAST_V4)),
+            Family::Ipv6 => (IpAddr::V6(lab.host(0).link_local), IpAddr::V6(MULTICAST_V6)),
         };
         assert_eq!(source, expected_source, "{family:?}: source_address()");
         assert_eq!(advert.source, expected_source, "{family:?}");
@@ -214,8 +212,8 @@ fn multicast_adverts_with_ttl_64_are_dropped_and_counted() {
     }
     let lab = Lab::new(2).unwrap();
     for (family, group) in [
-        (Family::Ipv4, IpAddr::V4(VRRP_GROUP_V4)),
-        (Family::Ipv6, IpAddr::V6(VRRP_GROUP_V6)),
+        (Family::Ipv4, IpAddr::V4(MULTICAST_V4)),
+        (Family::Ipv6, IpAddr::V6(MULTICAST_V6)),
     ] {
         let receiver = receive_one(&lab, 1, config(family, Mode::Multicast));
         send_raw(&lab, 0, group, 64);
@@ -400,7 +398,7 @@ fn an_oversized_datagram_is_dropped_as_malformed() {
         let socket = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112))).unwrap();
         socket.bind_device(Some(b"eth0")).unwrap();
         socket.set_multicast_ttl_v4(255).unwrap();
-        let target = SockAddr::from(SocketAddr::new(IpAddr::V4(VRRP_GROUP_V4), 0));
+        let target = SockAddr::from(SocketAddr::new(IpAddr::V4(MULTICAST_V4), 0));
         socket.send_to(&[0x31; 10_000], &target).unwrap();
     })
     .unwrap();

@@ -5,9 +5,8 @@ use std::net::IpAddr;
 use std::num::NonZeroU8;
 
 use vipd_lab::{Lab, e2e_enabled};
-use vipd_net::{
-    Family, Mode, VRRP_GROUP_V4, VRRP_GROUP_V6, VrrpSocket, VrrpSocketConfig, VrrpTransport,
-};
+use vipd_net::{Family, Mode, VrrpSocket, VrrpSocketConfig, VrrpTransport};
+use vipd_vrrp::wire::{MULTICAST_V4, MULTICAST_V6};
 use vipd_vrrp::{Advertisement, Auth, Centis, ChecksumForm, Priority, VersionFields, Vrid};
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -37,8 +36,8 @@ fn send_advert(lab: &Lab, host: usize, family: Family, advert: Advertisement) {
             })
             .unwrap();
             let group = match family {
-                Family::Ipv4 => IpAddr::V4(VRRP_GROUP_V4),
-                Family::Ipv6 => IpAddr::V6(VRRP_GROUP_V6),
+                Family::Ipv4 => IpAddr::V4(MULTICAST_V4),
+                Family::Ipv6 => IpAddr::V6(MULTICAST_V6),
             };
             let bytes = advert
                 .to_bytes(

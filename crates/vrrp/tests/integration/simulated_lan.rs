@@ -478,7 +478,7 @@ fn partition_heal_leaves_one_master_within_one_master_down_interval() {
 #[test]
 fn partition_heal_makes_the_surviving_master_re_announce_whoever_hears_whom_first() {
     // Clients followed the other side's GARPs during the split. Whatever the phase of the two
-    // masters' adverts at the heal, the survivor must announce again (vrrp.md: no GARP after a
+    // masters' adverts at the heal, the survivor must announce again (docs/design/vrrp.md, Pitfalls: no GARP after a
     // split-brain heal is a field pitfall): when its advert crosses first, only the loser's last
     // advert on yielding tells it there was another master.
     for seed in 0..20 {
