@@ -124,10 +124,10 @@ impl VirtualMacCapture {
             let mut ready = Some(ready);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("listening on") {
-                    if let Some(ready) = ready.take() {
-                        let _ = ready.send(());
-                    }
+                if line.contains("listening on")
+                    && let Some(ready) = ready.take()
+                {
+                    let _ = ready.send(());
                 }
             }
         });

@@ -369,7 +369,7 @@ pub fn duration(value: Duration) -> String {
         return "0s".to_owned();
     }
     for (unit, size) in [("h", 3_600_000), ("m", 60_000), ("s", 1000)] {
-        if millis % size == 0 {
+        if millis.is_multiple_of(size) {
             return format!("{}{unit}", millis / size);
         }
     }

@@ -41,10 +41,10 @@ impl Capture {
             let mut ready = Some(ready_tx);
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("listening on") {
-                    if let Some(ready) = ready.take() {
-                        let _ = ready.send(());
-                    }
+                if line.contains("listening on")
+                    && let Some(ready) = ready.take()
+                {
+                    let _ = ready.send(());
                 }
             }
         });

@@ -518,10 +518,11 @@ fn remove_stale_namespaces() {
             .and_then(|rest| rest.split_once('x'))
             .and_then(|(pid, _)| pid.parse::<u32>().ok());
         let Some(pid) = pid else { continue };
-        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            if let Err(error) = ip(&["netns", "del", &name]) {
-                eprintln!("vipd-lab: cannot delete stale namespace {name}: {error}");
-            }
+        if pid != std::process::id()
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            && let Err(error) = ip(&["netns", "del", &name])
+        {
+            eprintln!("vipd-lab: cannot delete stale namespace {name}: {error}");
         }
     }
 }

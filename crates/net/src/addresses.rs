@@ -49,16 +49,17 @@ impl Vip {
                 detail: format!("/{} for {}", self.prefix_len, self.address),
             });
         }
-        if let Some(label) = &self.label {
-            if self.address.is_ipv4() && (!label.starts_with(&self.interface) || label.len() > 15) {
-                return Err(NetError::Invalid {
-                    what: "address label",
-                    detail: format!(
-                        "{label:?} must start with {} and be at most 15 bytes",
-                        self.interface
-                    ),
-                });
-            }
+        if let Some(label) = &self.label
+            && self.address.is_ipv4()
+            && (!label.starts_with(&self.interface) || label.len() > 15)
+        {
+            return Err(NetError::Invalid {
+                what: "address label",
+                detail: format!(
+                    "{label:?} must start with {} and be at most 15 bytes",
+                    self.interface
+                ),
+            });
         }
         Ok(())
     }

@@ -60,10 +60,10 @@ impl Interface {
                 interface.link_address = Some(*link);
             } else if let Some(v4) = address.as_sockaddr_in() {
                 interface.primary_ipv4.get_or_insert(v4.ip());
-            } else if let Some(v6) = address.as_sockaddr_in6() {
-                if v6.ip().is_unicast_link_local() {
-                    interface.ipv6_link_local.get_or_insert(v6.ip());
-                }
+            } else if let Some(v6) = address.as_sockaddr_in6()
+                && v6.ip().is_unicast_link_local()
+            {
+                interface.ipv6_link_local.get_or_insert(v6.ip());
             }
         }
         Ok(interface)

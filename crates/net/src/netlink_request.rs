@@ -119,16 +119,15 @@ fn answer_to(
             return None;
         }
         let (message, next) = rest.split_at(length);
-        if let Ok(parsed) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(message) {
-            if parsed.header.sequence_number == sequence {
-                if let NetlinkPayload::Error(error) = parsed.payload {
-                    return Some(if error.code.is_none() {
-                        Ok(())
-                    } else {
-                        Err(error)
-                    });
-                }
-            }
+        if let Ok(parsed) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(message)
+            && parsed.header.sequence_number == sequence
+            && let NetlinkPayload::Error(error) = parsed.payload
+        {
+            return Some(if error.code.is_none() {
+                Ok(())
+            } else {
+                Err(error)
+            });
         }
         // Messages are aligned to 4 bytes.
         rest = next

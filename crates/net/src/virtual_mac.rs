@@ -727,10 +727,10 @@ impl VrrpTransport for VirtualMacTransport {
         }
         let send = self.send_socket();
         let mut sent = self.send_through(&send, payload, destination).await;
-        if sent.is_err() {
-            if let Some(reopened) = self.reopened_send_socket(&send)? {
-                sent = self.send_through(&reopened, payload, destination).await;
-            }
+        if sent.is_err()
+            && let Some(reopened) = self.reopened_send_socket(&send)?
+        {
+            sent = self.send_through(&reopened, payload, destination).await;
         }
         sent.map_err(|source| NetError::Send {
             destination,

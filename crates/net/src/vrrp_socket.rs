@@ -164,17 +164,16 @@ impl VrrpSocket {
             Family::Ipv4 => Domain::IPV4,
             Family::Ipv6 => Domain::IPV6,
         };
-        if let Mode::Unicast { peers, source } = &config.mode {
-            if let Some(wrong) = peers
+        if let Mode::Unicast { peers, source } = &config.mode
+            && let Some(wrong) = peers
                 .iter()
                 .chain(source)
                 .find(|a| domain_of(**a) != domain)
-            {
-                return Err(NetError::Invalid {
-                    what: "unicast peer or source",
-                    detail: format!("{wrong} is not of the socket's family {:?}", config.family),
-                });
-            }
+        {
+            return Err(NetError::Invalid {
+                what: "unicast peer or source",
+                detail: format!("{wrong} is not of the socket's family {:?}", config.family),
+            });
         }
         let source = advert_source(&config, &interface)?;
         let socket = Socket::new(

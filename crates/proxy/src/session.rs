@@ -333,7 +333,10 @@ impl ConnectsAtOnce {
 
     fn worth_trying(&self) -> bool {
         self.misses.load(Ordering::Relaxed) < Self::TRIES
-            || self.misses.fetch_add(1, Ordering::Relaxed) % Self::PROBE_EVERY == 0
+            || self
+                .misses
+                .fetch_add(1, Ordering::Relaxed)
+                .is_multiple_of(Self::PROBE_EVERY)
     }
 
     fn record(&self, at_once: bool) {

@@ -953,13 +953,13 @@ async fn random_requests_never_get_a_server_error() {
         let mut path = String::new();
         for _ in 0..depth {
             path.push('/');
-            if shuffle.next() % 40 == 0 {
+            if shuffle.next().is_multiple_of(40) {
                 path.push_str(&long_name);
             } else {
                 path.push_str(shuffle.pick(&segments));
             }
         }
-        if shuffle.next() % 2 == 0 {
+        if shuffle.next().is_multiple_of(2) {
             // Steer half of the cases into the admin routes, with known and unknown names.
             path = shuffle.pick(&admin_paths).to_owned();
         }

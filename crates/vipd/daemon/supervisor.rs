@@ -41,10 +41,10 @@ impl<V> RunningInstance<V> {
     /// Releases the instance (priority 0, VIPs removed), then deletes its macvlan.
     async fn stop<H: Host<VirtualMac = V>>(self, host: &H) {
         self.handle.shutdown().await;
-        if let Some(virtual_mac) = self.virtual_mac {
-            if let Err(error) = host.remove_virtual_mac(virtual_mac).await {
-                warn!(instance = %self.config.name, error = format!("{error:#}"), "removing the virtual MAC interface failed");
-            }
+        if let Some(virtual_mac) = self.virtual_mac
+            && let Err(error) = host.remove_virtual_mac(virtual_mac).await
+        {
+            warn!(instance = %self.config.name, error = format!("{error:#}"), "removing the virtual MAC interface failed");
         }
     }
 }
@@ -214,10 +214,10 @@ impl<H: Host> Supervisor<H> {
                 Ok(())
             }
             Err(error) => {
-                if let Some(virtual_mac) = virtual_mac {
-                    if let Err(cleanup) = self.host.remove_virtual_mac(virtual_mac).await {
-                        warn!(instance = %instance.name, error = format!("{cleanup:#}"), "removing the virtual MAC interface failed");
-                    }
+                if let Some(virtual_mac) = virtual_mac
+                    && let Err(cleanup) = self.host.remove_virtual_mac(virtual_mac).await
+                {
+                    warn!(instance = %instance.name, error = format!("{cleanup:#}"), "removing the virtual MAC interface failed");
                 }
                 Err(error)
             }

@@ -129,7 +129,7 @@ impl Centis {
             min: 10,
             max: 40_950,
         };
-        if micros % 10_000 != 0 {
+        if !micros.is_multiple_of(10_000) {
             return Err(out_of_range());
         }
         let centis = u16::try_from(micros / 10_000).map_err(|_| out_of_range())?;

@@ -416,10 +416,10 @@ impl DeliveredAdverts {
             // Keep draining after "listening on" so tcpdump never blocks on a full pipe.
             for line in std::io::BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("listening on") {
-                    if let Some(ready) = ready.take() {
-                        let _ = ready.send(());
-                    }
+                if line.contains("listening on")
+                    && let Some(ready) = ready.take()
+                {
+                    let _ = ready.send(());
                 }
             }
         });

@@ -94,12 +94,12 @@ pub fn after_advert_from(
                 let _ = ready_tx.send(());
                 let seen = async {
                     loop {
-                        if let Ok(advert) = socket.recv().await {
-                            if advert.source == source {
-                                let at = Instant::now();
-                                let _ = then.send(());
-                                return at;
-                            }
+                        if let Ok(advert) = socket.recv().await
+                            && advert.source == source
+                        {
+                            let at = Instant::now();
+                            let _ = then.send(());
+                            return at;
                         }
                     }
                 };

@@ -363,14 +363,13 @@ impl Checker<'_> {
                 })
                 .collect(),
         };
-        if let Some(host) = &raw.host {
-            if host.is_empty()
+        if let Some(host) = &raw.host
+            && (host.is_empty()
                 || host
                     .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == '/')
-            {
-                self.error(&format!("{path}.host"), "must be a host name");
-            }
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '/'))
+        {
+            self.error(&format!("{path}.host"), "must be a host name");
         }
         HttpCheck {
             path: request_path,

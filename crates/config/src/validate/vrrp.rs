@@ -251,7 +251,7 @@ impl Checker<'_> {
         match version {
             VrrpVersion::V3 => {
                 // RFC 5798 section 5.2.7: centiseconds on the wire.
-                if interval.subsec_nanos() % 10_000_000 != 0 {
+                if !interval.subsec_nanos().is_multiple_of(10_000_000) {
                     self.error(
                         path,
                         "VRRP version 3 counts in steps of 10ms (centiseconds)",
@@ -424,17 +424,17 @@ impl Checker<'_> {
     fn unicast(&mut self, raw: raw::Unicast, family_is_v6: Option<bool>, path: &str) -> Unicast {
         let family_name = |v6: bool| if v6 { "IPv6" } else { "IPv4" };
         let check_family = |checker: &mut Self, ip: IpAddr, at: &str| {
-            if let Some(v6) = family_is_v6 {
-                if ip.is_ipv6() != v6 {
-                    checker.error(
-                        at,
-                        format!(
-                            "{ip} is {}, but the instance advertises {} (its first VIP)",
-                            family_name(ip.is_ipv6()),
-                            family_name(v6)
-                        ),
-                    );
-                }
+            if let Some(v6) = family_is_v6
+                && ip.is_ipv6() != v6
+            {
+                checker.error(
+                    at,
+                    format!(
+                        "{ip} is {}, but the instance advertises {} (its first VIP)",
+                        family_name(ip.is_ipv6()),
+                        family_name(v6)
+                    ),
+                );
             }
         };
         let source = raw.source.and_then(|source| {

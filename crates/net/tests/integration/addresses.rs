@@ -189,10 +189,10 @@ fn a_vip_removed_from_outside_is_reported_within_100_ms_and_put_back() {
                                     prefix_len,
                                     ..
                                 } = event
+                                    && address == vip.address
+                                    && prefix_len == vip.prefix_len
                                 {
-                                    if address == vip.address && prefix_len == vip.prefix_len {
-                                        return Some(Instant::now());
-                                    }
+                                    return Some(Instant::now());
                                 }
                             }
                             None
