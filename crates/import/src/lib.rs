@@ -3,7 +3,7 @@
 //! validation, `vipd check`'s rules) is vipd-config's.
 //!
 //! Both parsers are small hand-written readers over the files' line-oriented syntax, sharing one
-//! word splitter ([`words`]). They fill a [`draft::Draft`] — vipd.yaml's shape with values
+//! word splitter (`words`). They fill a `draft::Draft` — vipd.yaml's shape with values
 //! already checked — and record, with its `file:line`, every directive vipd has no equivalent
 //! for: nothing is dropped silently. The emitted text is then loaded back with
 //! [`Config::from_yaml_str`], so what [`import`] returns either passes `vipd check` or says why
