@@ -278,10 +278,10 @@ impl<'a> Checker<'a> {
     fn control(&mut self, control: Option<raw::Control>) -> Control {
         let mut typed = Control::default();
         let Some(control) = control else { return typed };
-        if let Some(listen) = control.listen {
-            if let Some(address) = self.socket_addr(&listen, "control.listen") {
-                typed.listen = address;
-            }
+        if let Some(listen) = control.listen
+            && let Some(address) = self.socket_addr(&listen, "control.listen")
+        {
+            typed.listen = address;
         }
         typed.token_file = control
             .token_file
@@ -297,10 +297,10 @@ impl<'a> Checker<'a> {
             self.interval_and_timeout(script.interval.as_deref(), script.timeout.as_deref(), path);
         let rise = self.integer(script.rise, &format!("{path}.rise"), 1..=100, CHECK_RISE);
         let fall = self.integer(script.fall, &format!("{path}.fall"), 1..=100, CHECK_FALL);
-        if let Some(user) = &script.user {
-            if user.is_empty() || user.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                self.error(&format!("{path}.user"), "must be a user name");
-            }
+        if let Some(user) = &script.user
+            && (user.is_empty() || user.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            self.error(&format!("{path}.user"), "must be a user name");
         }
         Script {
             command: command.unwrap_or_else(|| Command {
