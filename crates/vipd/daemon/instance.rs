@@ -434,11 +434,12 @@ where
     }
 
     async fn remove_vips(&self) {
-        let state = self.parts.router.state();
+        // A VIP this run never added was left by an earlier one (killed, OOM, a crash): the
+        // router asks for their removal at start.
+        let never_master = self.parts.router.stats().became_master == 0;
         for vip in &self.parts.vips {
             match self.parts.addresses.remove(vip).await {
-                // Removed before we ever held it: a killed vipd left it (the router asks at start).
-                Ok(Change::Applied) if state == State::Initialize => {
+                Ok(Change::Applied) if never_master => {
                     warn!(instance = %self.parts.name, vip = %vip.address, "removed a VIP left over from an earlier run");
                 }
                 Ok(Change::Applied) => {
