@@ -101,6 +101,18 @@ fn status<H: Host>(supervisor: &Supervisor<H>, instance: &str) -> InstanceStatus
         .clone()
 }
 
+/// Waits until instance `api` has put one VIP back, at most `limit` of virtual time.
+async fn restored_within<H: Host>(supervisor: &Supervisor<H>, limit: Duration) {
+    let mut status = supervisor.instances["api"].handle.status.clone();
+    tokio::time::timeout(
+        limit,
+        status.wait_for(|status| status.counters.vips_restored == 1),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("a VIP restored within {limit:?}"))
+    .expect("instance alive");
+}
+
 fn has_vip(host_addresses: &vipd_net::MemoryAddresses) -> bool {
     host_addresses
         .snapshot()
@@ -221,20 +233,13 @@ async fn a_vip_removed_behind_our_back_is_put_back_and_counted() {
             address: ip(VIP),
         })
         .expect("the instance listens");
-    let mut status = supervisor.instances["api"].handle.status.clone();
-    tokio::time::timeout(
-        Duration::from_millis(100),
-        status.wait_for(|status| status.counters.vips_restored == 1),
-    )
-    .await
-    .expect("restored within 100 ms")
-    .expect("instance alive");
+    restored_within(&supervisor, Duration::from_millis(100)).await;
     assert!(has_vip(&addresses));
     supervisor.shutdown().await;
 }
 
-/// docs/design/architecture.md, Reload: SIGHUP reload by difference keeps an unchanged instance's state and VIPs (no flap);
-/// a changed instance restarts.
+/// docs/design/architecture.md, Reload: SIGHUP reload by difference keeps an unchanged
+/// instance's state and VIPs (no flap); a changed instance restarts.
 #[tokio::test(start_paused = true)]
 async fn reload_keeps_an_unchanged_instance_running_and_restarts_a_changed_one() {
     let two = |ingress_priority: u8| {
@@ -520,14 +525,7 @@ async fn vips_taken_by_a_recreated_interface_come_back_at_once() {
             interface: "eth0".to_owned(),
         })
         .expect("the instance listens");
-    let mut status = supervisor.instances["api"].handle.status.clone();
-    tokio::time::timeout(
-        Duration::from_millis(100),
-        status.wait_for(|status| status.counters.vips_restored == 1),
-    )
-    .await
-    .expect("restored within 100 ms")
-    .expect("instance alive");
+    restored_within(&supervisor, Duration::from_millis(100)).await;
     assert!(has_vip(&addresses));
     supervisor.shutdown().await;
 }
@@ -546,14 +544,7 @@ async fn a_vip_removed_without_an_event_comes_back_at_the_next_host_check() {
 
     addresses.remove_externally(&vipd_net::Vip::new("eth0", ip(VIP), 24));
     let removed_at = Instant::now();
-    let mut status = supervisor.instances["api"].handle.status.clone();
-    tokio::time::timeout(
-        Duration::from_secs(6),
-        status.wait_for(|status| status.counters.vips_restored == 1),
-    )
-    .await
-    .expect("restored within one host check")
-    .expect("instance alive");
+    restored_within(&supervisor, Duration::from_secs(6)).await;
     assert!(removed_at.elapsed() <= instance::HOST_CHECK_EVERY);
     assert!(has_vip(&addresses));
     supervisor.shutdown().await;
