@@ -44,6 +44,7 @@
 //!         Output::SendAdvertisement(advert) => { /* emit and send to 224.0.0.18 or peers */ }
 //!         Output::AddVips | Output::RemoveVips => { /* rtnetlink */ }
 //!         Output::Announce { count } => { /* `count` GARPs / NAs per VIP */ }
+//!         Output::CheckHost { vips } => { /* socket, address and (if `vips`) VIPs still there? */ }
 //!         Output::StateChanged { from, to, reason } => { /* log, notify, metrics */ }
 //!     }
 //! }
@@ -52,7 +53,9 @@
 //!
 //! A received packet becomes [`Input::Advertisement`] after [`Advertisement::from_bytes`];
 //! trackers send [`Input::EffectivePriority`] and [`Input::Fault`]; the operator's maintenance
-//! switch is [`Input::Maintenance`]; SIGTERM is [`Input::Shutdown`]. Status comes from
+//! switch is [`Input::Maintenance`]; SIGTERM is [`Input::Shutdown`]; what the host reports is
+//! [`Input::VipsMissing`] and [`Input::PrimaryAddress`], after [`Output::CheckHost`] or a netlink
+//! event (a router built with [`VirtualRouter::checking_host_every`] asks for the check itself). Status comes from
 //! [`VirtualRouter::state`], [`VirtualRouter::effective_priority`],
 //! [`VirtualRouter::last_master`] and [`VirtualRouter::stats`].
 
