@@ -1,13 +1,12 @@
 //! vipd-proxy's integration tests on 127.0.0.0/8, linked as one executable: each former test file
 //! is a module, so a test reads as `forwarding::half_close_from_the_client_keeps_the_reply_path_open`.
 //! `accept_limits` stays a binary of its own: it lowers the process's fd limit, which would starve
-//! the tests running beside it.
+//! the tests running beside it; so does `health` (its file says why).
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod test_servers;
 
 mod forwarding;
-mod health;
 mod proxy_protocol;
 mod runtime;

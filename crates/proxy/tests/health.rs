@@ -1,5 +1,17 @@
 //! Health checks against real TCP, HTTP and HTTPS servers on 127.0.0.0/8, and what the proxy does
 //! with their verdicts: retries around a killed server, backups, `shutdown_sessions`.
+//!
+//! Alone in its test binary (not a module of tests/integration): the killed-server test counts
+//! every one of its clients' connections, and under the load of the forwarding tests beside it a
+//! connection that completed its handshake in the killed server's accept queue is reset before
+//! any byte comes back (the client reads an empty answer): 4 grouped runs of 31 lost one, all
+//! within minutes after the end-to-end suite. That is a real cost of a dying server, which the
+//! proxy does not retry today; until it does, this test measures the proxy alone, as it did
+//! before the tests were grouped.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+#[path = "integration/test_servers/mod.rs"]
+mod test_servers;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +49,8 @@ async fn killed_server_costs_64_looping_clients_nothing_and_flips_down_then_up()
 
     let stop = Arc::new(AtomicBool::new(false));
     let (succeeded, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    // What the first failed client saw, so that a red run says how it failed.
+    let first_failure = Arc::new(std::sync::Mutex::new(None::<String>));
     let mut clients = tokio::task::JoinSet::new();
     for _ in 0..64 {
         let (stop, succeeded, failed) = (
@@ -44,6 +58,7 @@ async fn killed_server_costs_64_looping_clients_nothing_and_flips_down_then_up()
             Arc::clone(&succeeded),
             Arc::clone(&failed),
         );
+        let first_failure = Arc::clone(&first_failure);
         clients.spawn(async move {
             // Bounded: at most 5 000 connections per client.
             for _ in 0..5_000 {
@@ -54,7 +69,13 @@ async fn killed_server_costs_64_looping_clients_nothing_and_flips_down_then_up()
                     Ok(Ok(echoed)) if echoed == b"ping" => {
                         succeeded.fetch_add(1, Ordering::Relaxed)
                     }
-                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                    other => {
+                        first_failure
+                            .lock()
+                            .unwrap()
+                            .get_or_insert_with(|| format!("{other:?}"));
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
                 };
             }
         });
@@ -107,8 +128,9 @@ async fn killed_server_costs_64_looping_clients_nothing_and_flips_down_then_up()
     assert_eq!(
         failed.load(Ordering::Relaxed),
         0,
-        "{} succeeded",
-        succeeded.load(Ordering::Relaxed)
+        "{} succeeded; the first failure: {:?}",
+        succeeded.load(Ordering::Relaxed),
+        first_failure.lock().unwrap()
     );
     let a_stats = server_stats(&proxy.stats(), "back", "a").clone();
     assert_eq!(a_stats.transitions, 3, "up, down, up: {a_stats:?}");
