@@ -2,9 +2,10 @@
 //! VIP) was added or removed, seen by an rtnetlink subscription from a thread inside the host's
 //! namespace. This is how the end-to-end tests, the failover benchmark and the `vipd lab` demo
 //! time a takeover. It is the lab's own small netlink reader, not vipd-net's monitor: like the
-//! lab's other checks, it shares no code with what it measures.
+//! lab's other checks, it shares no code of vipd's with what it measures; the messages are
+//! decoded by netlink-packet-route, the crate rtnetlink is built on.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::os::fd::AsRawFd as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,18 +19,15 @@ use nix::sys::socket::{
     socket, sockopt,
 };
 use nix::sys::time::{TimeVal, TimeValLike as _};
+use rtnetlink::packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload};
+use rtnetlink::packet_route::RouteNetlinkMessage;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 
 use crate::{Lab, LabError};
 
-// linux/rtnetlink.h and linux/if_addr.h.
+// linux/rtnetlink.h: the multicast groups of address changes.
 const RTMGRP_IPV4_IFADDR: u32 = 0x10;
 const RTMGRP_IPV6_IFADDR: u32 = 0x100;
-const RTM_NEWADDR: u16 = 20;
-const RTM_DELADDR: u16 = 21;
-const IFA_ADDRESS: u16 = 1;
-const IFA_LOCAL: u16 = 2;
-const NLMSG_HEADER: usize = 16;
-const IFADDRMSG: usize = 8;
 
 /// How often a waiting watch looks at its deadline and its cancel flag.
 const POLL: Duration = Duration::from_millis(50);
@@ -249,74 +247,60 @@ impl Watching {
 /// The (change, address) pairs of the `RTM_NEWADDR` / `RTM_DELADDR` messages in one datagram.
 fn address_events(mut datagram: &[u8]) -> impl Iterator<Item = (Change, IpAddr)> {
     let mut events = Vec::new();
-    while datagram.len() >= NLMSG_HEADER {
-        let length = usize::try_from(u32_at(datagram, 0)).unwrap_or(usize::MAX);
-        if length < NLMSG_HEADER || length > datagram.len() {
-            break;
+    // A checked buffer's length field is at least a header and at most what is left.
+    while let Ok(buffer) = NetlinkBuffer::new_checked(datagram) {
+        let length = usize::try_from(buffer.length()).unwrap_or(usize::MAX);
+        let message = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&datagram[..length]);
+        if let Ok(NetlinkMessage {
+            payload: NetlinkPayload::InnerMessage(message),
+            ..
+        }) = message
+        {
+            let event = match message {
+                RouteNetlinkMessage::NewAddress(address) => Some((Change::Added, address)),
+                RouteNetlinkMessage::DelAddress(address) => Some((Change::Removed, address)),
+                _ => None,
+            };
+            events.extend(event.and_then(|(change, address)| {
+                message_address(&address).map(|address| (change, address))
+            }));
         }
-        let kind = u16_at(datagram, 4);
-        let change = match kind {
-            RTM_NEWADDR => Some(Change::Added),
-            RTM_DELADDR => Some(Change::Removed),
-            _ => None,
-        };
-        if let Some(change) = change {
-            let message = &datagram[NLMSG_HEADER..length];
-            events.extend(message_address(message).map(|address| (change, address)));
-        }
-        datagram = datagram.get(align(length)..).unwrap_or_default();
+        // Messages are aligned to 4 bytes.
+        datagram = datagram.get((length + 3) & !3..).unwrap_or_default();
     }
     events.into_iter()
 }
 
-/// The address of one `ifaddrmsg`: IFA_LOCAL, else IFA_ADDRESS (IPv4 carries both, and on a
+/// The address of one message: IFA_LOCAL, else IFA_ADDRESS (IPv4 carries both, and on a
 /// point-to-point link IFA_ADDRESS is the peer's; IPv6 carries IFA_ADDRESS only).
-fn message_address(message: &[u8]) -> Option<IpAddr> {
-    let family = i32::from(*message.first()?);
-    let mut attributes = message.get(IFADDRMSG..)?;
+fn message_address(message: &AddressMessage) -> Option<IpAddr> {
     let (mut local, mut address) = (None, None);
-    while attributes.len() >= 4 {
-        let length = usize::from(u16_at(attributes, 0));
-        if length < 4 || length > attributes.len() {
-            break;
-        }
-        let value = &attributes[4..length];
-        let parsed = match (family, value.len()) {
-            (nix::libc::AF_INET, 4) => Some(IpAddr::V4(Ipv4Addr::new(
-                value[0], value[1], value[2], value[3],
-            ))),
-            (nix::libc::AF_INET6, 16) => {
-                let mut octets = [0u8; 16];
-                octets.copy_from_slice(value);
-                Some(IpAddr::V6(Ipv6Addr::from(octets)))
-            }
-            _ => None,
-        };
-        match u16_at(attributes, 2) {
-            IFA_LOCAL => local = local.or(parsed),
-            IFA_ADDRESS => address = address.or(parsed),
+    for attribute in &message.attributes {
+        match attribute {
+            AddressAttribute::Local(ip) => local = local.or(Some(*ip)),
+            AddressAttribute::Address(ip) => address = address.or(Some(*ip)),
             _ => {}
         }
-        attributes = attributes.get(align(length)..).unwrap_or_default();
     }
     local.or(address)
 }
 
-fn align(length: usize) -> usize {
-    (length + 3) & !3
-}
-
-fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    u16::from_ne_bytes([bytes[at], bytes[at + 1]])
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    u32::from_ne_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
-}
-
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv6Addr;
+
     use super::*;
+
+    // linux/rtnetlink.h and linux/if_addr.h, to build what the kernel sends.
+    const RTM_NEWADDR: u16 = 20;
+    const RTM_DELADDR: u16 = 21;
+    const IFA_ADDRESS: u16 = 1;
+    const IFA_LOCAL: u16 = 2;
+    const NLMSG_HEADER: usize = 16;
+
+    fn align(length: usize) -> usize {
+        (length + 3) & !3
+    }
 
     /// An RTM_NEWADDR for 198.51.100.100/24 as the kernel sends it (IFA_ADDRESS, IFA_LOCAL, a
     /// label), followed by an RTM_DELADDR for 2001:db8::1:0.
