@@ -5,7 +5,11 @@
 //! take them from here, so the engine and the contract cannot drift apart. docs/configuration.md
 //! lists the same values for operators.
 
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
+
+/// `control.listen`: the status, metrics and admin server, on loopback only.
+pub const CONTROL_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9650);
 
 /// `backends[].retries`: connection attempts after the first failed one.
 pub const BACKEND_RETRIES: u32 = 3;

@@ -61,7 +61,7 @@ impl Config {
 /// `control`: the status / metrics / admin HTTP server.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Control {
-    /// Default `127.0.0.1:9650`.
+    /// Default [`defaults::CONTROL_LISTEN`].
     pub listen: SocketAddr,
     /// When set, `/api/v1` actions need `Authorization: Bearer <contents of this file>`.
     pub token_file: Option<PathBuf>,
@@ -70,7 +70,7 @@ pub struct Control {
 impl Default for Control {
     fn default() -> Self {
         Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 9650)),
+            listen: defaults::CONTROL_LISTEN,
             token_file: None,
         }
     }

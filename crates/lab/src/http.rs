@@ -255,11 +255,9 @@ impl Client {
                 body: body.to_vec(),
             })
         };
-        let (answer, driven) = tokio::join!(answer, driver);
-        let response = answer?;
         // A connection error after a whole answer (a reset instead of a FIN) loses nothing.
-        drop(driven);
-        Ok(response)
+        let (answer, _connection_end) = tokio::join!(answer, driver);
+        answer
     }
 }
 

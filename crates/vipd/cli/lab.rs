@@ -41,7 +41,7 @@ const HOSTS: usize = 6;
 const BACKEND_PORT: u16 = 8080;
 const FRONTEND_PORT: u16 = 80;
 /// The control server's default address, inside each node's namespace.
-const CONTROL: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9650);
+const CONTROL: SocketAddr = vipd_config::defaults::CONTROL_LISTEN;
 /// A node that has not answered on its control port by then will not.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(20);
 /// Slack on top of protocol times, for process start-up and a loaded machine.

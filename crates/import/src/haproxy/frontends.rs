@@ -116,7 +116,7 @@ fn usable_binds(
                         || address.ip().is_unspecified())
             });
         // The control server's default address (control.listen) is vipd's own.
-        let control = SocketAddr::from(([127, 0, 0, 1], 9650));
+        let control = vipd_config::defaults::CONTROL_LISTEN;
         if address.port() == control.port()
             && (address.ip() == control.ip() || address.ip().is_unspecified())
         {
