@@ -170,6 +170,7 @@ pub fn render_tables(status: &NodeStatus) -> String {
         out.push_str("no vrrp instances\n");
     } else {
         instance_table(&status.instances).render(&mut out);
+        out.push_str(&drop_lines(&status.instances));
         let trackers = tracker_table(&status.instances);
         if trackers.rows.len() > 1 {
             out.push('\n');
@@ -286,6 +287,33 @@ fn instance_table(instances: &[InstanceStatus]) -> TextTable {
     table
 }
 
+/// One line per instance that dropped adverts or heard other VRIDs: the reasons that are not
+/// zero, so an operator sees at once what a non-zero `adverts_dropped` is made of.
+fn drop_lines(instances: &[InstanceStatus]) -> String {
+    let mut out = String::new();
+    for instance in instances {
+        let counters = &instance.counters;
+        if counters.adverts_dropped == 0 && counters.adverts_other_vrid == 0 {
+            continue;
+        }
+        let reasons: Vec<String> = counters
+            .adverts_dropped_by_reason
+            .iter()
+            .filter(|(_, count)| **count > 0)
+            .map(|(reason, count)| format!("{reason} {count}"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "{}: adverts dropped {} ({}), other VRIDs heard {}",
+            instance.name,
+            counters.adverts_dropped,
+            if reasons.is_empty() { "-".to_owned() } else { reasons.join(", ") },
+            counters.adverts_other_vrid
+        );
+    }
+    out
+}
+
 fn tracker_table(instances: &[InstanceStatus]) -> TextTable {
     let mut table = TextTable::new(&["INSTANCE", "TRACKER", "TARGET", "WEIGHT", "STATE", "DETAIL"]);
     for instance in instances {
@@ -344,6 +372,7 @@ mod tests {
             "
 INSTANCE  INTERFACE  VRID   STATE   PRIO CONF/EFF  VIPS              MASTER SEEN
 api       eth0       51 v3  backup  150/90         198.51.100.50/24  198.51.100.12 prio 100, 0.4s ago
+api: adverts dropped 2 (checksum 2), other VRIDs heard 40
 
 INSTANCE  TRACKER   TARGET                 WEIGHT  STATE    DETAIL
 api       frontend  apiserver              -60     down     1 of 3 usable, min_up 2

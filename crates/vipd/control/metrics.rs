@@ -179,7 +179,7 @@ const INSTANCE_GAUGES: [Column<InstanceStatus>; 4] = [
     ),
 ];
 
-const INSTANCE_COUNTERS: [Column<InstanceStatus>; 8] = [
+const INSTANCE_COUNTERS: [Column<InstanceStatus>; 9] = [
     ("vipd_vrrp_adverts_sent", "Advertisements sent.", |i| {
         i.counters.adverts_sent
     }),
@@ -190,8 +190,13 @@ const INSTANCE_COUNTERS: [Column<InstanceStatus>; 8] = [
     ),
     (
         "vipd_vrrp_adverts_dropped",
-        "Advertisements dropped as invalid.",
+        "Advertisements dropped as invalid, every reason together (other VRIDs are not drops).",
         |i| i.counters.adverts_dropped,
+    ),
+    (
+        "vipd_vrrp_adverts_other_vrid",
+        "Advertisements of other virtual routers (another VRID) on the same LAN.",
+        |i| i.counters.adverts_other_vrid,
     ),
     ("vipd_vrrp_became_master", "Transitions to master.", |i| {
         i.counters.became_master
@@ -282,6 +287,21 @@ fn vrrp_metrics(encoder: &mut DescriptorEncoder, instances: &[InstanceStatus]) -
         &INSTANCE_COUNTERS,
         instances,
         instance_labels,
+    )?;
+    let drops = instances.iter().flat_map(|instance| {
+        let drops = &instance.counters.adverts_dropped_by_reason;
+        drops.iter().map(|(reason, count)| {
+            let mut labels = instance_labels(instance);
+            labels.push(("reason", reason.clone()));
+            (labels, Value::Count(*count))
+        })
+    });
+    family(
+        encoder,
+        "vipd_vrrp_adverts_dropped_by_reason",
+        "Advertisements dropped as invalid, by reason (ttl, checksum, length, version, ...).",
+        MetricType::Counter,
+        drops,
     )
 }
 

@@ -4,6 +4,7 @@
 //! Field names and the lowercase state strings are an interface users script against: change them
 //! only together with docs/metrics.md and the dashboard.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::IpAddr;
 
@@ -192,12 +193,20 @@ impl TryFrom<String> for TrackerState {
 }
 
 /// Per-instance event counters, all monotonic since the instance started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceCounters {
     pub adverts_sent: u64,
     pub adverts_received: u64,
-    /// Advertisements dropped as invalid (TTL, checksum, VRID/address mismatch, auth, ...).
+    /// Advertisements dropped as invalid, all reasons together: the sum of
+    /// `adverts_dropped_by_reason`. Adverts of other VRIDs are not in it.
     pub adverts_dropped: u64,
+    /// `adverts_dropped` by reason (`ttl`, `checksum`, `length`, `version`, ...; the list is in
+    /// docs/metrics.md). Every reason is present, at zero too.
+    #[serde(default)]
+    pub adverts_dropped_by_reason: BTreeMap<String, u64>,
+    /// Well-formed adverts of another VRID: other virtual routers on the same LAN. Not an error.
+    #[serde(default)]
+    pub adverts_other_vrid: u64,
     pub became_master: u64,
     /// A master that heard another master's advertisement (split brain seen, RFC 9568 6.4.3).
     pub two_masters_seen: u64,
@@ -447,6 +456,11 @@ pub(crate) mod tests {
             ],
             counters: InstanceCounters {
                 adverts_received: 3600,
+                adverts_dropped: 2,
+                adverts_dropped_by_reason: [("checksum".to_owned(), 2), ("ttl".to_owned(), 0)]
+                    .into_iter()
+                    .collect(),
+                adverts_other_vrid: 40,
                 two_masters_seen: 1,
                 ..InstanceCounters::default()
             },

@@ -807,6 +807,17 @@ fn metrics_parse_and_match_the_documentation() {
         1.0
     );
     assert_eq!(
+        find(
+            "vipd_vrrp_adverts_dropped_by_reason_total",
+            &[("instance", "api"), ("reason", "checksum")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        find("vipd_vrrp_adverts_other_vrid_total", &[("instance", "api")]),
+        40.0
+    );
+    assert_eq!(
         find("vipd_frontend_bytes_in_total", &[("frontend", "apiserver")]),
         2000.0
     );

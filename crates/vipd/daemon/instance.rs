@@ -20,6 +20,7 @@ use vipd_vrrp::{Advertisement, ChecksumForm, Input, Output, Priority, State, Vir
 use crate::control::{
     InstanceCounters, InstanceStatus, MasterSeen, TrackerState, TrackerStatus, VrrpState,
 };
+use crate::daemon::advert_drops;
 use crate::daemon::host::HostEvent;
 use crate::daemon::notify::{HookState, Notifier};
 use crate::daemon::priority::{self, Contribution, Effective, Verdict};
@@ -119,7 +120,8 @@ where
 struct Instance<T, A, N> {
     parts: Parts<T, A, N>,
     status: watch::Sender<InstanceStatus>,
-    malformed_adverts: u64,
+    /// Adverts the codec refused, by reason (the transport and the router count their own).
+    parse_drops: advert_drops::Tally,
     /// Why the VRRP socket could not yet be opened on a recreated interface, if it could not:
     /// retried on every address added and every host check, logged once per reason.
     reopen_failed: Option<String>,
@@ -135,7 +137,7 @@ where
         Self {
             parts,
             status,
-            malformed_adverts: 0,
+            parse_drops: advert_drops::Tally::default(),
             reopen_failed: None,
         }
     }
@@ -253,7 +255,7 @@ where
                 self.parts.router.handle_input(arrived, input);
             }
             Err(error) => {
-                self.malformed_adverts += 1;
+                self.parse_drops.count(advert_drops::parse_reason(&error));
                 debug!(instance = %self.parts.name, source = %received.source, %error, "dropped malformed advertisement");
             }
         }
@@ -505,25 +507,18 @@ where
             .collect();
         let stats = router.stats();
         let transport = self.parts.transport.stats();
-        let dropped = stats.dropped;
-        let counters = InstanceCounters {
+        let mut counters = InstanceCounters {
             adverts_sent: stats.adverts_sent,
             adverts_received: stats.adverts_received,
-            adverts_dropped: dropped.wrong_vrid
-                + dropped.wrong_version
-                + dropped.wrong_family
-                + dropped.interval_mismatch
-                + dropped.auth_mismatch
-                + self.malformed_adverts
-                + transport.dropped_ttl
-                + transport.dropped_unknown_peer
-                + transport.dropped_malformed,
             became_master: stats.became_master,
             two_masters_seen: stats.two_masters_seen,
             priority_zero_sent: stats.priority_zero_sent,
             priority_zero_received: stats.priority_zero_received,
             vips_restored: stats.vips_restored,
+            ..InstanceCounters::default()
         };
+        self.parse_drops
+            .fill(&stats.dropped, &transport, &mut counters);
         let master = router.last_master().map(|master| MasterSeen {
             address: master.address,
             priority: master.priority.get(),

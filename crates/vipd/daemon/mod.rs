@@ -5,9 +5,11 @@
 //! - `instance`: one VRRP instance's task: inputs into `vipd_vrrp::VirtualRouter`, outputs to the host.
 //! - `host`: the Linux host (sockets, rtnetlink, monitors) and an in-memory one for tests.
 //! - `tracker`, `priority`: what an instance depends on, and the priority it yields.
+//! - `advert_drops`: why received adverts were dropped, per reason, for status and metrics.
 //! - `notify`, `exec`: operators' hooks and scripts, run as programs (argv, never a shell).
 //! - `mapping`: from the YAML model to the engines' own configuration types.
 
+pub mod advert_drops;
 pub mod exec;
 pub mod host;
 pub mod instance;
