@@ -144,9 +144,8 @@ where
 
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         self.apply_trackers_and_link(now());
-        self.parts
-            .router
-            .handle_input(now().into_std(), Input::Startup);
+        let startup = self.startup().await;
+        self.parts.router.handle_input(now().into_std(), startup);
         self.drain_outputs().await;
         let mut timer = RouterTimer::start(self.parts.precise_timers, &self.parts.name);
         loop {
@@ -186,6 +185,18 @@ where
             self.drain_outputs().await;
             self.publish();
         }
+    }
+
+    /// The router's start: whether the host holds VIPs of ours that a killed predecessor left
+    /// is the router's to weigh (docs/design/vrrp.md, "Restart after a crash").
+    async fn startup(&self) -> Input {
+        for vip in &self.parts.vips {
+            if let Ok(true) = self.parts.addresses.contains(vip).await {
+                info!(instance = %self.parts.name, vip = %vip.address, "found a VIP of ours on the host at start: listening before keeping or removing it");
+                return Input::StartupHoldingVips;
+            }
+        }
+        Input::Startup
     }
 
     /// Carries out a command; `Break` when the task must end (the reply, if any, sent).

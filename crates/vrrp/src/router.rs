@@ -182,6 +182,12 @@ pub enum Reason {
 pub enum Input {
     /// Start (RFC 9568 6.4.1 Startup event). Ignored unless in Initialize.
     Startup,
+    /// Start, on a host that already holds some of our VIPs: an earlier run was killed while
+    /// master (SIGKILL, OOM, a crash) and could not release them. Not part of the RFC
+    /// (docs/design/vrrp.md, "Restart after a crash"): a non-owner keeps them while it listens
+    /// for one advert interval plus its Skew_Time, removes them as soon as it accepts a master's
+    /// advert, and otherwise becomes master with them. Ignored unless in Initialize.
+    StartupHoldingVips,
     /// Stop: a master sends priority 0 and releases its VIPs. Ignored in Initialize.
     Shutdown,
     /// An advertisement that the codec parsed and checksum-checked, with its IP source. The router
@@ -385,6 +391,9 @@ struct Backup {
     preempt_hold_until: Option<Instant>,
     /// The reason to report if the down timer fires.
     takeover: Reason,
+    /// Started with VIPs a killed predecessor left (see [`Input::StartupHoldingVips`]): they are
+    /// removed when a master is accepted or the router leaves Backup other than to Master.
+    leftover_vips: bool,
 }
 
 /// The deadlines of a master: its timer table.
@@ -516,6 +525,11 @@ impl VirtualRouter {
             Input::Startup => {
                 if self.state == RouterState::Initialize {
                     self.start(now, false);
+                }
+            }
+            Input::StartupHoldingVips => {
+                if self.state == RouterState::Initialize {
+                    self.start_holding_vips(now);
                 }
             }
             Input::Shutdown => {
@@ -730,6 +744,9 @@ impl VirtualRouter {
     /// The one place where the state changes: performs every side effect of leaving the old state
     /// and entering the new one, counts it, and reports it last.
     fn transition(&mut self, now: Instant, to: Entering, reason: Reason) {
+        if !matches!(to, Entering::Master) {
+            self.release_leftover_vips();
+        }
         let from = self.state();
         if from == State::Master {
             if reason == Reason::HigherPriorityMaster {
@@ -762,6 +779,7 @@ impl VirtualRouter {
                 down_at: (!self.maintenance).then_some(down_at),
                 preempt_hold_until: None,
                 takeover: Reason::MasterDown,
+                leftover_vips: false,
             }),
             Entering::Master => {
                 // RFC 9568 6.4.2 lists: send an ADVERTISEMENT, announce every address, become
@@ -793,12 +811,7 @@ impl VirtualRouter {
             self.stats.priority_zero_sent += 1;
         }
         self.outputs
-            .push_back(Output::SendAdvertisement(Advertisement {
-                vrid: self.config.vrid,
-                priority,
-                fields: self.advert_fields,
-                addresses: self.config.vips.clone(),
-            }));
+            .push_back(Output::SendAdvertisement(self.advertisement(priority)));
     }
 
     fn announce(&mut self, count: u32) {
@@ -886,6 +899,7 @@ impl VirtualRouter {
         let RouterState::Backup(backup) = &mut self.state else {
             return;
         };
+        let mut another_master = false;
         if advert.priority.is_release() {
             // RFC 9568 6.4.2: priority 0 → Master_Down_Timer = Skew_Time.
             backup.down_at = Some(now + skew);
@@ -908,9 +922,13 @@ impl VirtualRouter {
             backup.master_interval_micros = advert.interval_micros();
             backup.down_at = Some(mdi_for_advert);
             backup.takeover = Reason::MasterDown;
+            another_master = true;
         } else {
             // RFC 9568 6.4.2: preempting → discard and let the down timer run out.
             backup.takeover = Reason::Preempted;
+        }
+        if another_master {
+            self.release_leftover_vips();
         }
     }
 
@@ -1005,8 +1023,66 @@ impl VirtualRouter {
                 backup.down_at = (!on).then_some(down_at);
                 backup.preempt_hold_until = None;
                 backup.takeover = Reason::MasterDown;
+                if on {
+                    self.release_leftover_vips();
+                }
             }
             _ => {}
+        }
+    }
+}
+
+/// Restart after a crash (docs/design/vrrp.md, "Restart after a crash"). Not part of the RFC,
+/// which has no VIPs on the host before Startup.
+impl VirtualRouter {
+    /// A non-owner that finds VIPs of a killed predecessor listens before deciding: removing
+    /// them at once (then taking over a Master_Down_Interval later) leaves the VIPs with no
+    /// holder when the predecessor was the master and nobody took over yet. One advert interval
+    /// hears any live master; Skew_Time more keeps the priorities' order among routers that
+    /// restart together. An owner, or a router in Fault or maintenance, starts as usual.
+    fn start_holding_vips(&mut self, now: Instant) {
+        if self.fault || self.maintenance || self.effective_priority.is_owner() {
+            self.start(now, false);
+            return;
+        }
+        self.host_check_at = self.host_check_every.map(|every| now + every);
+        let master_interval_micros = self.advert_interval_micros;
+        let listen = master_interval_micros.saturating_add(skew_micros(
+            self.config.version,
+            self.effective_priority,
+            master_interval_micros,
+        ));
+        let down_at = now + Duration::from_micros(listen);
+        self.transition(
+            now,
+            Entering::Backup {
+                master_interval_micros,
+                down_at,
+            },
+            Reason::Startup,
+        );
+        if let RouterState::Backup(backup) = &mut self.state {
+            backup.leftover_vips = true;
+        }
+    }
+
+    /// Removes the VIPs a killed predecessor left, if this router still holds them in Backup.
+    fn release_leftover_vips(&mut self) {
+        if let RouterState::Backup(backup) = &mut self.state
+            && std::mem::take(&mut backup.leftover_vips)
+        {
+            self.outputs.push_back(Output::RemoveVips);
+        }
+    }
+
+    /// The advertisement this router sends at `priority` (0 to release), e.g. for a tool that
+    /// releases a dead daemon's VIPs on its behalf.
+    pub fn advertisement(&self, priority: Priority) -> Advertisement {
+        Advertisement {
+            vrid: self.config.vrid,
+            priority,
+            fields: self.advert_fields,
+            addresses: self.config.vips.clone(),
         }
     }
 }

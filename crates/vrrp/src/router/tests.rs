@@ -1001,3 +1001,90 @@ fn a_stopped_router_asks_for_nothing() {
     drain(&mut router);
     assert_eq!(router.poll_timeout(), None);
 }
+
+// ---- Restart after a crash (docs/design/vrrp.md, "Restart after a crash"; not in the RFC) ----
+
+/// A priority-100 router started on a host that holds the VIPs a killed predecessor left.
+fn started_holding_vips(config: RouterConfig, clock: &Clock) -> (VirtualRouter, Vec<Output>) {
+    let mut router = VirtualRouter::new(config).unwrap();
+    router.handle_input(clock.at(0), Input::StartupHoldingVips);
+    let outputs = drain(&mut router);
+    (router, outputs)
+}
+
+#[test]
+fn a_restarted_master_keeps_its_vips_and_takes_over_after_one_interval_and_skew_of_silence() {
+    let clock = Clock::new();
+    let (mut router, outputs) = started_holding_vips(config(100), &clock);
+    assert_eq!(
+        outputs,
+        [changed(State::Initialize, State::Backup, Reason::Startup)],
+        "no removal while it listens"
+    );
+    let listen = S + SKEW_100;
+    assert_eq!(router.poll_timeout(), Some(clock.at(listen)));
+    router.handle_timeout(clock.at(listen));
+    let outputs = drain(&mut router);
+    assert!(!outputs.contains(&Output::RemoveVips), "{outputs:?}");
+    assert_eq!(outputs[0], Output::AddVips);
+    assert_eq!(sent_priorities(&outputs), [100]);
+    assert_eq!(router.state(), State::Master);
+}
+
+#[test]
+fn a_restarted_router_that_hears_a_master_removes_its_leftover_vips_at_once_and_once() {
+    let clock = Clock::new();
+    let (mut router, _) = started_holding_vips(config(100), &clock);
+    router.handle_input(clock.at(500 * MS), from(HIGHER_ADDRESS, advert(200, 100)));
+    assert_eq!(drain(&mut router), [Output::RemoveVips]);
+    assert_eq!(router.poll_timeout(), Some(clock.at(500 * MS + MDI_100)));
+    router.handle_input(clock.at(1500 * MS), from(HIGHER_ADDRESS, advert(200, 100)));
+    assert!(drain(&mut router).is_empty(), "removed once");
+    router.handle_input(clock.at(2 * S), Input::Shutdown);
+    assert!(!drain(&mut router).contains(&Output::RemoveVips));
+}
+
+#[test]
+fn a_restarted_router_that_hears_a_lower_priority_master_keeps_its_vips_and_preempts() {
+    let clock = Clock::new();
+    let (mut router, _) = started_holding_vips(config(100), &clock);
+    router.handle_input(clock.at(500 * MS), from(HIGHER_ADDRESS, advert(50, 100)));
+    assert!(drain(&mut router).is_empty());
+    router.handle_timeout(clock.at(S + SKEW_100));
+    let outputs = drain(&mut router);
+    assert!(!outputs.contains(&Output::RemoveVips), "{outputs:?}");
+    assert_eq!(
+        outputs.last(),
+        Some(&changed(State::Backup, State::Master, Reason::Preempted))
+    );
+}
+
+#[test]
+fn a_restarted_router_that_stops_faults_or_is_put_in_maintenance_while_listening_removes_them() {
+    let clock = Clock::new();
+    let inputs = [Input::Shutdown, Input::Fault(true), Input::Maintenance(true)];
+    for input in inputs {
+        let (mut router, _) = started_holding_vips(config(100), &clock);
+        router.handle_input(clock.at(100 * MS), input.clone());
+        let outputs = drain(&mut router);
+        assert_eq!(outputs.first(), Some(&Output::RemoveVips), "{input:?}");
+        assert_eq!(
+            outputs.iter().filter(|o| **o == Output::RemoveVips).count(),
+            1,
+            "{input:?}: {outputs:?}"
+        );
+    }
+}
+
+#[test]
+fn an_owner_or_a_faulty_router_started_holding_vips_starts_as_usual() {
+    let clock = Clock::new();
+    let (owner, outputs) = started_holding_vips(config(255), &clock);
+    assert_eq!(owner.state(), State::Master);
+    assert!(!outputs.contains(&Output::RemoveVips), "{outputs:?}");
+    let mut faulty = VirtualRouter::new(config(100)).unwrap();
+    faulty.handle_input(clock.at(0), Input::Fault(true));
+    faulty.handle_input(clock.at(0), Input::StartupHoldingVips);
+    assert_eq!(drain(&mut faulty)[0], Output::RemoveVips);
+    assert_eq!(faulty.state(), State::Fault);
+}

@@ -57,6 +57,7 @@ fn any_step() -> impl Strategy<Value = Step> {
         3 => (0u64..5_000_000).prop_map(Step::Wait),
         4 => any_advert().prop_map(Step::Input),
         1 => Just(Step::Input(Input::Startup)),
+        1 => Just(Step::Input(Input::StartupHoldingVips)),
         1 => Just(Step::Input(Input::Shutdown)),
         1 => any::<u8>().prop_map(|p| Step::Input(Input::EffectivePriority(Priority::new(p)))),
         1 => any::<bool>().prop_map(|on| Step::Input(Input::Fault(on))),
