@@ -33,7 +33,7 @@ struct Cli {
     command: Command,
 }
 
-/// One variant per subcommand; `run`, `status`, `import` and `lab` join `check` here.
+/// One variant per subcommand; `run`, `status`, `import`, `lab` and `release` join `check` here.
 #[derive(Subcommand)]
 enum Command {
     /// Validate a configuration file: a summary and warnings (exit 0), or every error (exit 1).
@@ -46,6 +46,8 @@ enum Command {
     Import(cli::import::ImportArgs),
     /// Run a vipd pair, backends and a client in network namespaces and demonstrate failover (root).
     Lab(cli::lab::LabArgs),
+    /// After the daemon died (SIGKILL, OOM, crash): send priority 0 and remove the VIPs it left.
+    Release(cli::release::ReleaseArgs),
 }
 
 /// The `-c FILE` option shared by the subcommands that read the configuration.
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Status(args) => cli::status::run(&args),
         Command::Import(args) => cli::import::run(&args),
         Command::Lab(args) => cli::lab::run(&args),
+        Command::Release(args) => cli::release::run(&args),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("vipd: {error:#}");

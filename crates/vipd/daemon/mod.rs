@@ -7,6 +7,7 @@
 //! - `tracker`, `priority`: what an instance depends on, and the priority it yields.
 //! - `advert_drops`: why received adverts were dropped, per reason, for status and metrics.
 //! - `notify`, `exec`: operators' hooks and scripts, run as programs (argv, never a shell).
+//! - `release`: `vipd release`, the cleanup after a daemon that died without a shutdown.
 //! - `mapping`: from the YAML model to the engines' own configuration types.
 
 pub mod advert_drops;
@@ -16,5 +17,6 @@ pub mod instance;
 pub mod mapping;
 pub mod notify;
 pub mod priority;
+pub mod release;
 pub mod supervisor;
 pub mod tracker;
