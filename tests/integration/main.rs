@@ -13,6 +13,7 @@ mod support;
 
 mod check;
 mod control_api;
+mod crash_restart;
 mod daemon_pair;
 mod import;
 mod keepalived_interop;
