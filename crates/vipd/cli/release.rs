@@ -41,7 +41,10 @@ pub fn run(args: &ReleaseArgs) -> anyhow::Result<ExitCode> {
     for done in &released {
         println!("{}", describe(done));
         for (vip, error) in &done.removal_failed {
-            eprintln!("vipd release: vrrp {}: removing {vip}: {error}", done.instance);
+            eprintln!(
+                "vipd release: vrrp {}: removing {vip}: {error}",
+                done.instance
+            );
             status = ExitCode::FAILURE;
         }
     }
@@ -57,5 +60,9 @@ fn describe(done: &Released) -> String {
         None => "priority 0 sent".to_owned(),
         Some(error) => format!("priority 0 not sent: {error}"),
     };
-    format!("vrrp {}: released {} ({advert})", done.instance, vips.join(", "))
+    format!(
+        "vrrp {}: released {} ({advert})",
+        done.instance,
+        vips.join(", ")
+    )
 }

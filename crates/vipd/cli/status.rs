@@ -307,7 +307,11 @@ fn drop_lines(instances: &[InstanceStatus]) -> String {
             "{}: adverts dropped {} ({}), other VRIDs heard {}",
             instance.name,
             counters.adverts_dropped,
-            if reasons.is_empty() { "-".to_owned() } else { reasons.join(", ") },
+            if reasons.is_empty() {
+                "-".to_owned()
+            } else {
+                reasons.join(", ")
+            },
             counters.adverts_other_vrid
         );
     }

@@ -84,7 +84,12 @@ impl Tally {
 
     /// Every layer's drops together: the per-reason map (every reason of [`REASONS`] present),
     /// the total over it, and the adverts of other VRIDs.
-    pub fn fill(&self, router: &DropCounts, transport: &TransportStats, into: &mut InstanceCounters) {
+    pub fn fill(
+        &self,
+        router: &DropCounts,
+        transport: &TransportStats,
+        into: &mut InstanceCounters,
+    ) {
         let mut by_reason: BTreeMap<String, u64> = REASONS
             .iter()
             .map(|reason| ((*reason).to_owned(), 0))

@@ -137,7 +137,10 @@ mod tests {
             Advertisement::from_bytes(&received.payload, received.source, received.destination)
                 .expect("valid advert")
                 .advertisement;
-        assert_eq!((received.source, advert.priority), (ip(NODE), Priority::RELEASE));
+        assert_eq!(
+            (received.source, advert.priority),
+            (ip(NODE), Priority::RELEASE)
+        );
         assert_eq!(advert.addresses, [ip(VIP)]);
     }
 
@@ -148,6 +151,9 @@ mod tests {
         let host = MemoryHost::new(&lan, ip(NODE));
         assert!(release(&host, &config()).await.is_empty());
         let heard = tokio::time::timeout(Duration::from_secs(5), observer.recv()).await;
-        assert!(heard.is_err(), "a backup's release must stay silent: {heard:?}");
+        assert!(
+            heard.is_err(),
+            "a backup's release must stay silent: {heard:?}"
+        );
     }
 }

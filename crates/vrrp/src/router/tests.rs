@@ -1062,7 +1062,11 @@ fn a_restarted_router_that_hears_a_lower_priority_master_keeps_its_vips_and_pree
 #[test]
 fn a_restarted_router_that_stops_faults_or_is_put_in_maintenance_while_listening_removes_them() {
     let clock = Clock::new();
-    let inputs = [Input::Shutdown, Input::Fault(true), Input::Maintenance(true)];
+    let inputs = [
+        Input::Shutdown,
+        Input::Fault(true),
+        Input::Maintenance(true),
+    ];
     for input in inputs {
         let (mut router, _) = started_holding_vips(config(100), &clock);
         router.handle_input(clock.at(100 * MS), input.clone());
