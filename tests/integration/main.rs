@@ -15,6 +15,7 @@ mod check;
 mod control_api;
 mod crash_restart;
 mod daemon_pair;
+mod hostile_adverts;
 mod import;
 mod keepalived_interop;
 mod lab_command;

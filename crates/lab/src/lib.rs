@@ -20,6 +20,9 @@
 //! `vipd lab` time a VIP appearing on or leaving a host, is such code too: the lab's own small
 //! rtnetlink reader, not vipd-net's address monitor.
 //!
+//! [`Injector`] sends raw VRRP packets from a host: crafted bytes with a chosen TTL, one at a
+//! time or as a flood bounded in rate, count and time (the hostile-input tests).
+//!
 //! Besides the namespaces, the helpers that tests of more than one package share live here once:
 //! [`keepalived`] (keepalived as a lab node) and [`http`] (the HTTP/1.1 client of `vipd status`,
 //! `vipd lab` and the tests).
@@ -28,12 +31,14 @@
 
 mod capture;
 pub mod http;
+mod inject;
 pub mod keepalived;
 mod process;
 mod topology;
 mod watch;
 
 pub use capture::{Capture, CaptureFile};
+pub use inject::{Flooded, Injector};
 pub use process::LabProcess;
 pub use topology::{HOST_INTERFACE, Host, Lab, MAX_HOSTS};
 pub use watch::{AddressWatch, Change, Seen, Watching};

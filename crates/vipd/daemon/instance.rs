@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::FutureExt as _;
 use futures::future::select_all;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -29,6 +30,11 @@ use crate::daemon::tracker::{Reading, TrackerInfo};
 /// How often the router asks for its socket, its address and (as master) its VIPs to be checked,
 /// in case a netlink notification was lost (the monitors catch the common case at once).
 pub const HOST_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// At most this many adverts are read in one pass of the task's loop (see `receive_queued`):
+/// enough to drain a flood's backlog, few enough (well under a millisecond) that timers and
+/// commands never wait long.
+const RECEIVE_BATCH: usize = 64;
 
 /// What the supervisor can ask of a running instance.
 #[derive(Debug)]
@@ -162,7 +168,10 @@ where
                     }
                 }
                 received = self.parts.transport.recv() => match received {
-                    Ok(received) => self.receive(&received),
+                    Ok(received) => {
+                        self.receive(&received);
+                        self.receive_queued();
+                    }
                     Err(error) => {
                         warn!(instance = %self.parts.name, %error, "receiving VRRP failed");
                         // A persistent socket error must not spin a core.
@@ -268,6 +277,23 @@ where
             Err(error) => {
                 self.parse_drops.count(advert_drops::parse_reason(&error));
                 debug!(instance = %self.parts.name, source = %received.source, %error, "dropped malformed advertisement");
+            }
+        }
+    }
+
+    /// Reads what else waits on the socket, up to [`RECEIVE_BATCH`], before the rest of the pass
+    /// (timers, outputs, status) runs once for all of it: run per packet, that work made a
+    /// flood of forged adverts overflow the socket's queue, and the master's adverts were lost
+    /// with the rest (a false failover).
+    fn receive_queued(&mut self) {
+        for _ in 1..RECEIVE_BATCH {
+            match self.parts.transport.recv().now_or_never() {
+                Some(Ok(received)) => self.receive(&received),
+                Some(Err(error)) => {
+                    warn!(instance = %self.parts.name, %error, "receiving VRRP failed");
+                    return;
+                }
+                None => return,
             }
         }
     }
