@@ -13,6 +13,7 @@ mod support;
 
 mod check;
 mod control_api;
+mod cpu_saturation;
 mod crash_restart;
 mod daemon_pair;
 mod hostile_adverts;

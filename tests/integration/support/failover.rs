@@ -376,6 +376,11 @@ pub struct DeliveredAdverts {
 
 impl DeliveredAdverts {
     pub fn start(pair: &Pair, host: usize) -> Self {
+        Self::start_in(&pair.lab, &pair.scratch.0, host)
+    }
+
+    /// Records in `host` of `lab`, the capture file in `dir`.
+    pub fn start_in(lab: &Lab, dir: &std::path::Path, host: usize) -> Self {
         for command in [
             format!("add table inet {DELIVERED_TABLE}"),
             format!(
@@ -385,16 +390,12 @@ impl DeliveredAdverts {
                 "add rule inet {DELIVERED_TABLE} input meta l4proto 112 log group {DELIVERED_GROUP} queue-threshold 1"
             ),
         ] {
-            pair.lab.run(host, &["nft", &command]).expect("nft rule");
+            lab.run(host, &["nft", &command]).expect("nft rule");
         }
-        let path = pair
-            .scratch
-            .0
-            .join(format!("delivered-lb{}.pcap", host + 1));
+        let path = dir.join(format!("delivered-lb{}.pcap", host + 1));
         let path_text = path.display().to_string();
         let interface = format!("nflog:{DELIVERED_GROUP}");
-        let mut command = pair
-            .lab
+        let mut command = lab
             .command_in(
                 host,
                 &["tcpdump", "-i", &interface, "-n", "-U", "-w", &path_text],
@@ -404,7 +405,7 @@ impl DeliveredAdverts {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped());
-        let mut tcpdump = pair.lab.spawn_command(command).expect("tcpdump starts");
+        let mut tcpdump = lab.spawn_command(command).expect("tcpdump starts");
         let stderr = tcpdump
             .child_mut()
             .and_then(|child| child.stderr.take())
