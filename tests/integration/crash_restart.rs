@@ -107,6 +107,9 @@ impl Windows {
     }
 }
 
+/// One node's changes of the VIP, in order.
+type Changes = Vec<(Change, Instant)>;
+
 /// Both nodes' address watches, ended together.
 struct Watches {
     cancel: Arc<AtomicBool>,
@@ -127,7 +130,7 @@ impl Watches {
         Self { cancel, lb1, lb2 }
     }
 
-    fn stop(self) -> (Vec<(Change, Instant)>, Vec<(Change, Instant)>) {
+    fn stop(self) -> (Changes, Changes) {
         self.cancel.store(true, Ordering::SeqCst);
         let lb1 = self.lb1.seen().expect("address watch").changes;
         let lb2 = self.lb2.seen().expect("address watch").changes;
