@@ -27,22 +27,7 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
-need_packages() {
-    local missing=()
-    for pkg in stress-ng keepalived tcpdump tshark nftables iproute2 python3; do
-        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-    done
-    [ ${#missing[@]} -eq 0 ] && return 0
-    echo "saturation.sh: installing ${missing[*]}"
-    # Keep package scripts from starting keepalived on the host: the lab starts its own.
-    local policy=/usr/sbin/policy-rc.d created=0
-    if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && created=1; fi
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    [ $created -eq 1 ] && rm -f "$policy"
-    return 0
-}
-need_packages
+tests/bench/install-packages stress-ng keepalived tcpdump tshark nftables iproute2 python3
 
 profile_flag=()
 [ "$PROFILE" = release ] && profile_flag=(--release)
