@@ -5,6 +5,7 @@
 //! - `instance`: one VRRP instance's task: inputs into `vipd_vrrp::VirtualRouter`, outputs to the host.
 //! - `host`: the Linux host (sockets, rtnetlink, monitors) and an in-memory one for tests.
 //! - `tracker`, `priority`: what an instance depends on, and the priority it yields.
+//! - `rate_limited_log`: one log line per period for events the LAN can cause at network speed.
 //! - `notify`, `exec`: operators' hooks and scripts, run as programs (argv, never a shell).
 //! - `mapping`: from the YAML model to the engines' own configuration types.
 
@@ -14,5 +15,6 @@ pub mod instance;
 pub mod mapping;
 pub mod notify;
 pub mod priority;
+pub mod rate_limited_log;
 pub mod supervisor;
 pub mod tracker;
