@@ -7,6 +7,8 @@
 //! task decides nothing about VRRP: what to do about a VIP found missing, a leftover VIP at
 //! start or a renumbered interface is the router's call (docs/design/vrrp.md, "Host events").
 
+use std::collections::HashMap;
+use std::mem::Discriminant;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +17,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 use vipd_net::{AddressManager, Announce, Change, DeadlineTimer, VrrpTransport};
-use vipd_vrrp::{Advertisement, ChecksumForm, Input, Output, Priority, State, VirtualRouter};
+use vipd_vrrp::{
+    Advertisement, ChecksumForm, Input, Notice, Output, Priority, State, VirtualRouter,
+};
 
 use crate::control::{
     InstanceCounters, InstanceStatus, MasterSeen, TrackerState, TrackerStatus, VrrpState,
@@ -23,6 +27,7 @@ use crate::control::{
 use crate::daemon::host::HostEvent;
 use crate::daemon::notify::{HookState, Notifier};
 use crate::daemon::priority::{self, Contribution, Effective, Verdict};
+use crate::daemon::rate_limited_log::RateLimitedLog;
 use crate::daemon::tracker::{Reading, TrackerInfo};
 
 /// How often the router asks for its socket, its address and (as master) its VIPs to be checked,
@@ -123,6 +128,8 @@ struct Instance<T, A, N> {
     /// Why the VRRP socket could not yet be opened on a recreated interface, if it could not:
     /// retried on every address added and every host check, logged once per reason.
     reopen_failed: Option<String>,
+    /// One limiter per kind of router notice: a peer can cause them with every advert.
+    notice_logs: HashMap<Discriminant<Notice>, RateLimitedLog>,
 }
 
 impl<T, A, N> Instance<T, A, N>
@@ -137,6 +144,7 @@ where
             status,
             malformed_adverts: 0,
             reopen_failed: None,
+            notice_logs: HashMap::new(),
         }
     }
 
@@ -402,6 +410,7 @@ where
                 Output::RemoveVips => self.remove_vips().await,
                 Output::Announce { count } => self.announce(count),
                 Output::CheckHost { vips } => self.check_host(vips).await,
+                Output::Notice(notice) => self.log_notice(&notice),
                 Output::StateChanged { from, to, reason } => {
                     let priority = self.parts.router.effective_priority().get();
                     info!(instance = %self.parts.name, from = ?from, to = ?to, reason = ?reason, priority, "state changed");
@@ -415,6 +424,52 @@ where
                         self.parts.notifier.state_changed(hook, priority);
                     }
                 }
+            }
+        }
+    }
+
+    /// Logs what the router noticed, at most one line per kind per period, saying how many
+    /// were left out (the router's counters keep the exact numbers).
+    fn log_notice(&mut self, notice: &Notice) {
+        let limiter = self
+            .notice_logs
+            .entry(std::mem::discriminant(notice))
+            .or_default();
+        let Some(suppressed) = limiter.allow(now().into_std()) else {
+            return;
+        };
+        let instance = &self.parts.name;
+        match notice {
+            Notice::IntervalMismatch {
+                source,
+                theirs,
+                ours,
+                accepted: true,
+            } => {
+                warn!(%instance, %source, ?theirs, ?ours, suppressed, "a router of this VRID advertises another interval: accepted (a VRRPv3 backup follows the master's), but give every node the same advert_interval");
+            }
+            Notice::IntervalMismatch {
+                source,
+                theirs,
+                ours,
+                accepted: false,
+            } => {
+                warn!(%instance, %source, ?theirs, ?ours, suppressed, "a router of this VRID advertises another interval: dropped (RFC 3768 7.1), so both may become master; give every node the same advert_interval");
+            }
+            Notice::AddressListMismatch { source, count: 0 } => {
+                warn!(%instance, %source, suppressed, "an advert carries no addresses (keepalived sends none when every VIP is in virtual_ipaddress_excluded): accepted");
+            }
+            Notice::AddressListMismatch { source, count } => {
+                warn!(%instance, %source, count, suppressed, "an advert's address list differs from this instance's VIPs: accepted; give every node the same VIPs");
+            }
+            Notice::OwnerHearsAdvert { source, priority } => {
+                error!(%instance, %source, priority = priority.get(), suppressed, "configuration error: another router of this VRID is an address owner (priority 255) too; only one router may own the addresses");
+            }
+            Notice::TwoMasters { source, priority } => {
+                warn!(%instance, %source, priority = priority.get(), suppressed, "another master of this VRID: split brain (adverts were lost or blocked); healing");
+            }
+            Notice::LostToOwner { source } => {
+                warn!(%instance, owner = %source, suppressed, "the address owner (priority 255) took over");
             }
         }
     }

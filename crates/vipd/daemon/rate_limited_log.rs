@@ -3,11 +3,6 @@
 //! once, later ones within the period are only counted, and the next line says how many were
 //! left out. Counters in status and metrics keep the exact numbers; the log says that it happens.
 
-#![allow(
-    dead_code,
-    reason = "the instance's notices use it from the next change on"
-)]
-
 use std::time::{Duration, Instant};
 
 /// How often a line of one kind may be logged, unless said otherwise.

@@ -45,6 +45,7 @@
 //!         Output::AddVips | Output::RemoveVips => { /* rtnetlink */ }
 //!         Output::Announce { count } => { /* `count` GARPs / NAs per VIP */ }
 //!         Output::CheckHost { vips } => { /* socket, address and (if `vips`) VIPs still there? */ }
+//!         Output::Notice(notice) => { /* log it, rate-limited: peers can cause it at will */ }
 //!         Output::StateChanged { from, to, reason } => { /* log, notify, metrics */ }
 //!     }
 //! }
@@ -68,8 +69,8 @@ pub mod wire;
 
 pub use fields::{Centis, OutOfRange, Priority, Version, Vrid};
 pub use router::{
-    ConfigError, DropCounts, DropReason, GarpSchedule, Input, MasterInfo, Output, Reason,
-    RouterConfig, RouterStats, State, VirtualRouter,
+    ConfigError, DropCounts, DropReason, GarpSchedule, Input, MAX_TIMER, MasterInfo, Notice,
+    Output, Reason, RouterConfig, RouterStats, State, VirtualRouter,
 };
 pub use wire::{
     AddressFamily, Advertisement, Auth, ChecksumForm, EmitError, Packet, ParseError, Parsed,

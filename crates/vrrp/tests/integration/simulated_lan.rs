@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use vipd_vrrp::timers::{master_down_micros, skew_micros};
 use vipd_vrrp::{
-    Input, Output, Priority, Reason, RouterConfig, State, Version, VirtualRouter, Vrid,
+    Input, Notice, Output, Priority, Reason, RouterConfig, State, Version, VirtualRouter, Vrid,
 };
 
 const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 50));
@@ -97,6 +97,10 @@ struct Lan {
     transitions: Vec<Transition>,
     /// When each node announced its VIPs (GARP / unsolicited NA bursts).
     announcements: Vec<(Instant, usize)>,
+    /// Every advert sent: when, by which node, at which priority.
+    sent: Vec<(Instant, usize, Priority)>,
+    /// Every notice, with when and by which node.
+    notices: Vec<(Instant, usize, Notice)>,
 }
 
 impl Lan {
@@ -136,6 +140,8 @@ impl Lan {
             deliveries: Vec::new(),
             transitions: Vec::new(),
             announcements: Vec::new(),
+            sent: Vec::new(),
+            notices: Vec::new(),
         };
         for node in 0..n {
             lan.schedule(
@@ -254,6 +260,7 @@ impl Lan {
         while let Some(output) = self.nodes[index].router.poll_output() {
             match output {
                 Output::SendAdvertisement(advert) => {
+                    self.sent.push((self.now, index, advert.priority));
                     for to in 0..self.nodes.len() {
                         if to == index
                             || self.blocked[index][to]
@@ -275,6 +282,7 @@ impl Lan {
                 Output::RemoveVips => self.nodes[index].holds_vips = false,
                 // These routers have no host to check.
                 Output::CheckHost { .. } => {}
+                Output::Notice(notice) => self.notices.push((self.now, index, notice)),
                 Output::Announce { .. } => self.announcements.push((self.now, index)),
                 Output::StateChanged { from, to, reason } => {
                     self.transitions.push(Transition {
