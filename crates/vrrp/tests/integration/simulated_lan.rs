@@ -406,6 +406,17 @@ fn v3(centis: u64) -> RouterConfig {
     }
 }
 
+/// v3 at 1 s with only the takeover burst (no second burst), so any later burst is an answer.
+fn v3_one_burst() -> RouterConfig {
+    RouterConfig {
+        garp: vipd_vrrp::GarpSchedule {
+            delay: None,
+            ..vipd_vrrp::GarpSchedule::default()
+        },
+        ..v3(100)
+    }
+}
+
 fn v2() -> RouterConfig {
     RouterConfig {
         version: Version::V2,
@@ -757,13 +768,7 @@ fn assert_no_split_brain_effects(lan: &Lan, winner: usize, loser: usize, since: 
 
 #[test]
 fn a_planned_takeover_is_no_split_brain_after_maintenance_or_a_tracker_recovers() {
-    let garp_once = RouterConfig {
-        garp: vipd_vrrp::GarpSchedule {
-            delay: None,
-            ..vipd_vrrp::GarpSchedule::default()
-        },
-        ..v3(100)
-    };
+    let garp_once = v3_one_burst();
     // Maintenance: node 0 releases (priority 0), node 1 takes over, node 0 comes back and
     // preempts it.
     let mut lan = Lan::new(10, &garp_once, &[200, 100]);
@@ -803,13 +808,7 @@ fn a_crashed_master_that_restarts_and_preempts_neither_counts_nor_re_announces()
     // The backup took over from a master that went silent: it cannot tell a crash from a
     // partition, so it sends its last advert on yielding; the restarted master, which has just
     // preempted it, knows that advert for the handover it is.
-    let garp_once = RouterConfig {
-        garp: vipd_vrrp::GarpSchedule {
-            delay: None,
-            ..vipd_vrrp::GarpSchedule::default()
-        },
-        ..v3(100)
-    };
+    let garp_once = v3_one_burst();
     let mut lan = Lan::new(12, &garp_once, &[200, 100]);
     lan.run_until(lan.at(10_000_000));
     lan.schedule(lan.now, Event::Crash { node: 0 });
