@@ -576,3 +576,111 @@ async fn a_node_that_starts_as_backup_removes_the_vips_a_killed_run_left() {
     lb2.shutdown().await;
     lb1.shutdown().await;
 }
+
+/// Log lines written while a test runs, for tests of what an operator reads.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    fn lines_with(&self, text: &str) -> Vec<String> {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|line| line.contains(text))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// docs/design/vrrp.md, Split brain and Notices: a third host floods the master with valid
+/// lower-priority adverts whose address list differs (10 000 in 1 s). The master answers with at
+/// most one advert and one announcement burst per advert interval, and logs each kind of notice
+/// once per 10 s, saying how many it left out.
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_lower_priority_adverts_is_answered_and_logged_once_per_period() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let lan = MemoryLan::new();
+    let attacker = lan.join(ip(OBSERVER));
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let announcer = host.announcer.clone();
+    let supervisor = Supervisor::start(host, one_instance(100, "1s", "", ""))
+        .await
+        .expect("starts");
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+    // Past the second GARP burst (garp.delay, 5 s), so any burst now is an answer.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let bursts_before = announcer.announced().len();
+    let sent_before = status(&supervisor, "api").counters.adverts_sent;
+
+    let flood = Advertisement {
+        vrid: vipd_vrrp::Vrid::try_from(51).expect("vrid"),
+        priority: vipd_vrrp::Priority::new(50),
+        fields: vipd_vrrp::VersionFields::V3 {
+            max_advert_interval: vipd_vrrp::Centis::try_from(100).expect("interval"),
+        },
+        addresses: vec![ip("198.51.100.77")],
+    };
+    let group = ip("224.0.0.18");
+    let bytes = flood
+        .to_bytes(
+            ip(OBSERVER),
+            group,
+            vipd_vrrp::ChecksumForm::WithPseudoHeader,
+        )
+        .expect("emit");
+    // tokio's paused clock moves in whole milliseconds: 10 adverts per millisecond.
+    for _ in 0..1_000 {
+        for _ in 0..10 {
+            attacker.send_to(&bytes, group).await.expect("send");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let counters = status(&supervisor, "api").counters;
+    assert_eq!(counters.adverts_received, 10_000);
+    // One second of flood: the periodic advert and one answer at most.
+    let sent = counters.adverts_sent - sent_before;
+    assert!(sent <= 2, "{sent} adverts in one interval");
+    // One burst of garp.repeat (5) for the one VIP.
+    assert_eq!(announcer.announced().len() - bursts_before, 5);
+    assert_eq!(log.lines_with("split brain").len(), 1);
+    assert_eq!(log.lines_with("address list differs").len(), 1);
+
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    attacker.send_to(&bytes, group).await.expect("send");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The router reports every mismatching list; the log says so once per 10 s.
+    let mismatch = log.lines_with("address list differs");
+    assert_eq!(mismatch.len(), 2, "{mismatch:?}");
+    assert!(
+        mismatch[1].contains("suppressed=9999"),
+        "the next line counts what was left out: {}",
+        mismatch[1]
+    );
+    assert_eq!(status(&supervisor, "api").state, VrrpState::Master);
+    supervisor.shutdown().await;
+}
