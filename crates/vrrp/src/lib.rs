@@ -70,7 +70,7 @@ pub mod wire;
 pub use fields::{Centis, OutOfRange, Priority, Version, Vrid};
 pub use router::{
     ConfigError, DropCounts, DropReason, GarpSchedule, Input, MAX_TIMER, MasterInfo, Notice,
-    Output, Reason, RouterConfig, RouterStats, State, VirtualRouter,
+    Output, Reason, ReconfigureError, RouterConfig, RouterStats, State, VirtualRouter,
 };
 pub use wire::{
     AddressFamily, Advertisement, Auth, ChecksumForm, EmitError, Packet, ParseError, Parsed,

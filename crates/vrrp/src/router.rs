@@ -14,8 +14,11 @@ use crate::fields::{Centis, Priority, Version, Vrid};
 use crate::timers::{MICROS_PER_SECOND, master_down_micros, skew_micros};
 use crate::wire::{AddressFamily, Advertisement, Auth, VersionFields};
 
+mod reconfigure;
 #[cfg(test)]
 mod tests;
+
+pub use reconfigure::ReconfigureError;
 
 /// When to send gratuitous ARPs / unsolicited NAs after becoming master.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
