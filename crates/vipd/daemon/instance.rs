@@ -30,6 +30,10 @@ use crate::daemon::priority::{self, Contribution, Effective, Verdict};
 use crate::daemon::rate_limited_log::RateLimitedLog;
 use crate::daemon::tracker::{Reading, TrackerInfo};
 
+mod reconfigure;
+
+pub use reconfigure::Reconfiguration;
+
 /// How often the router asks for its socket, its address and (as master) its VIPs to be checked,
 /// in case a netlink notification was lost (the monitors catch the common case at once).
 pub const HOST_CHECK_EVERY: Duration = Duration::from_secs(5);
@@ -43,6 +47,12 @@ pub enum Command {
     Shutdown(oneshot::Sender<()>),
     /// A reload restarted some of this instance's trackers: follow the new ones.
     ReplaceTrackers(Vec<(TrackerInfo, watch::Receiver<Reading>)>),
+    /// A reload changed what can change in place; the reply comes once it is applied, or says
+    /// why the router refused it (then nothing changed).
+    Reconfigure(
+        Box<Reconfiguration>,
+        oneshot::Sender<Result<(), vipd_vrrp::ReconfigureError>>,
+    ),
 }
 
 /// Everything one instance task needs from the outside, built by the supervisor.
@@ -87,6 +97,20 @@ impl Handle {
             let _ = released.await;
         }
         let _ = self.task.await;
+    }
+
+    /// Applies a reload's change in place and waits until it is; an error when the router
+    /// refused it (nothing changed) or the task is gone.
+    pub async fn reconfigure(&self, new: Reconfiguration) -> anyhow::Result<()> {
+        let (applied, outcome) = oneshot::channel();
+        self.commands
+            .send(Command::Reconfigure(Box::new(new), applied))
+            .await
+            .map_err(|_| anyhow::anyhow!("the instance task has ended"))?;
+        outcome
+            .await
+            .map_err(|_| anyhow::anyhow!("the instance task has ended"))??;
+        Ok(())
     }
 }
 
@@ -200,6 +224,9 @@ where
             Some(Command::ReplaceTrackers(trackers)) => {
                 self.parts.trackers = trackers;
                 self.apply_trackers_and_link(now());
+            }
+            Some(Command::Reconfigure(new, applied)) => {
+                let _ = applied.send(self.reconfigure(*new).await);
             }
             Some(Command::Maintenance(on)) => {
                 info!(instance = %self.parts.name, on, "maintenance");

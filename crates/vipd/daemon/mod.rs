@@ -2,6 +2,7 @@
 //! vipd-proxy, trackers, notify hooks) to the host (vipd-net) and to the control server.
 //!
 //! - `supervisor`: start, reload by difference, shutdown; one instance task per VRRP instance.
+//! - `reload`: which changes of an instance a reload applies in place, which restart it.
 //! - `instance`: one VRRP instance's task: inputs into `vipd_vrrp::VirtualRouter`, outputs to the host.
 //! - `host`: the Linux host (sockets, rtnetlink, monitors) and an in-memory one for tests.
 //! - `tracker`, `priority`: what an instance depends on, and the priority it yields.
@@ -16,5 +17,6 @@ pub mod mapping;
 pub mod notify;
 pub mod priority;
 pub mod rate_limited_log;
+pub mod reload;
 pub mod supervisor;
 pub mod tracker;

@@ -3,6 +3,8 @@
 //! killed at `notify.timeout`, so a slow hook never delays an advertisement and two hooks of one
 //! instance never race.
 
+use std::time::Duration;
+
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -35,17 +37,19 @@ impl HookState {
 pub struct Notifier {
     instance: String,
     hooks: vipd_config::Notify,
-    queue: mpsc::Sender<(vipd_config::Command, Vec<String>)>,
+    queue: mpsc::Sender<Job>,
 }
+
+/// One hook to run: the program, the arguments appended to it, and its timeout.
+type Job = (vipd_config::Command, Vec<String>, Duration);
 
 impl Notifier {
     /// Starts the instance's hook runner; it ends when every `Notifier` clone is dropped.
     pub fn spawn(instance: String, hooks: vipd_config::Notify) -> Self {
-        let (queue, mut jobs) = mpsc::channel::<(vipd_config::Command, Vec<String>)>(QUEUE_DEPTH);
-        let timeout = hooks.timeout;
+        let (queue, mut jobs) = mpsc::channel::<Job>(QUEUE_DEPTH);
         let task_instance = instance.clone();
         tokio::spawn(async move {
-            while let Some((command, extra)) = jobs.recv().await {
+            while let Some((command, extra, timeout)) = jobs.recv().await {
                 let mut args = command.args.clone();
                 args.extend(extra);
                 // Hooks run as vipd's own user: they typically act on the host (restart a
@@ -63,6 +67,12 @@ impl Notifier {
             hooks,
             queue,
         }
+    }
+
+    /// A reload changed the hooks: state changes from now on run the new ones, after any still
+    /// queued (one runner, so hooks of one instance never race across a reload either).
+    pub fn replace_hooks(&mut self, hooks: vipd_config::Notify) {
+        self.hooks = hooks;
     }
 
     /// Queues the hooks for entering `state` with `priority`: the state's own hook, then `state`
@@ -87,7 +97,7 @@ impl Notifier {
     }
 
     fn enqueue(&self, command: vipd_config::Command, extra: Vec<String>) {
-        if let Err(error) = self.queue.try_send((command, extra)) {
+        if let Err(error) = self.queue.try_send((command, extra, self.hooks.timeout)) {
             warn!(instance = %self.instance, %error, "notify hook dropped: queue full or runner gone");
         }
     }
@@ -96,7 +106,6 @@ impl Notifier {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
-    use std::time::Duration;
 
     use super::*;
 

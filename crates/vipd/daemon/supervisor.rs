@@ -2,13 +2,14 @@
 //! the trackers that turn health into priority. It owns reload by difference and shutdown.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use vipd_config::{Config, TrackTarget, VrrpInstance};
 use vipd_vrrp::VirtualRouter;
 
@@ -17,6 +18,7 @@ use crate::daemon::host::Host;
 use crate::daemon::instance::{self, Command};
 use crate::daemon::mapping;
 use crate::daemon::notify::Notifier;
+use crate::daemon::reload::{ReloadEffect, reload_effect};
 use crate::daemon::tracker::{self, Reading, TrackerInfo};
 
 #[cfg(test)]
@@ -122,7 +124,10 @@ impl<H: Host> Supervisor<H> {
     }
 
     /// Applies a new configuration by difference: unchanged instances keep running with their
-    /// state and VIPs, unchanged listeners keep their sockets, established sessions continue.
+    /// state and VIPs, changed ones take what they can in place (their state kept) and restart
+    /// only when redefined (`reload::reload_effect`), unchanged listeners keep their sockets,
+    /// established sessions continue. An instance that cannot start does not stop the others:
+    /// every instance is dealt with, then the failures are returned together.
     pub async fn reload(&mut self, new: Config) -> Result<()> {
         self.proxy
             .apply(mapping::proxy_config(&new))
@@ -144,37 +149,96 @@ impl<H: Host> Supervisor<H> {
                 running.stop(&self.host).await;
             }
         }
+        let mut failures = Vec::new();
         for instance in &new.vrrp {
-            match old_instances.remove(&instance.name) {
-                Some(running) if running.config == *instance => {
-                    if instance
-                        .track
-                        .iter()
-                        .any(|tracker| restarted_trackers.contains(&tracker.target))
-                    {
-                        let readings = self.tracker_readings(instance);
-                        let _ = running
-                            .handle
-                            .commands
-                            .send(Command::ReplaceTrackers(readings))
-                            .await;
-                    }
-                    self.instances.insert(instance.name.clone(), running);
-                }
-                Some(running) => {
-                    info!(instance = %instance.name, "instance changed; restarting it");
-                    running.stop(&self.host).await;
-                    self.start_instance(instance, &new).await?;
-                }
-                None => {
-                    info!(instance = %instance.name, "new instance");
-                    self.start_instance(instance, &new).await?;
-                }
+            let outcome = if let Some(running) = old_instances.remove(&instance.name) {
+                self.reload_instance(running, instance, &new, &restarted_trackers)
+                    .await
+            } else {
+                info!(instance = %instance.name, "new instance");
+                self.start_instance(instance, &new).await
+            };
+            if let Err(error) = outcome {
+                error!(instance = %instance.name, error = format!("{error:#}"), "instance not running after the reload");
+                failures.push(format!("vrrp {}: {error:#}", instance.name));
             }
         }
         self.config = new;
         self.publish_registry();
-        Ok(())
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(failures.join("; ")))
+        }
+    }
+
+    /// One instance that runs and is still in the file: kept, changed in place, or restarted.
+    async fn reload_instance(
+        &mut self,
+        mut running: RunningInstance<H::VirtualMac>,
+        instance: &VrrpInstance,
+        config: &Config,
+        restarted_trackers: &[TrackTarget],
+    ) -> Result<()> {
+        let effect = reload_effect(&running.config, instance);
+        match &effect {
+            ReloadEffect::Unchanged => {
+                if instance
+                    .track
+                    .iter()
+                    .any(|tracker| restarted_trackers.contains(&tracker.target))
+                {
+                    let readings = self.tracker_readings(instance);
+                    let _ = running
+                        .handle
+                        .commands
+                        .send(Command::ReplaceTrackers(readings))
+                        .await;
+                }
+                self.instances.insert(instance.name.clone(), running);
+                return Ok(());
+            }
+            ReloadEffect::InPlace(_) => {
+                info!(instance = %instance.name, "instance {effect}; its state is kept");
+                match running
+                    .handle
+                    .reconfigure(self.reconfiguration(instance)?)
+                    .await
+                {
+                    Ok(()) => {
+                        running.config = instance.clone();
+                        self.instances.insert(instance.name.clone(), running);
+                        return Ok(());
+                    }
+                    Err(error) => {
+                        warn!(instance = %instance.name, error = format!("{error:#}"), "cannot change the instance in place; restarting it");
+                    }
+                }
+            }
+            ReloadEffect::Restart(_) => {
+                warn!(instance = %instance.name, "instance {effect}");
+            }
+        }
+        running.stop(&self.host).await;
+        self.start_instance(instance, config).await
+    }
+
+    /// What a running instance needs to take `instance` in place.
+    fn reconfiguration(&self, instance: &VrrpInstance) -> Result<instance::Reconfiguration> {
+        // The running router keeps the primary address it follows; any of the family will do.
+        let unspecified = if instance.is_ipv6() {
+            IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED)
+        };
+        Ok(instance::Reconfiguration {
+            router: mapping::router_config(instance, unspecified)?,
+            checksum: mapping::checksum_form(instance),
+            vips: mapping::vips(instance),
+            vip_strings: vip_strings(instance),
+            notify: instance.notify.clone(),
+            trackers: self.tracker_readings(instance),
+        })
     }
 
     /// SIGTERM: every instance releases (priority 0, VIPs removed) first, so the peer takes over
@@ -263,11 +327,7 @@ impl<H: Host> Supervisor<H> {
             events: self.host.events(),
             precise_timers: self.host.precise_timers(),
             notifier: Notifier::spawn(instance.name.clone(), instance.notify.clone()),
-            vip_strings: instance
-                .vips
-                .iter()
-                .map(|vip| vip.address.to_string())
-                .collect(),
+            vip_strings: vip_strings(instance),
             vrid: instance.vrid,
             version: match instance.version {
                 vipd_config::VrrpVersion::V2 => 2,
@@ -376,6 +436,15 @@ impl<H: Host> Supervisor<H> {
         }
         started
     }
+}
+
+/// For status: the VIPs as configured (with prefix).
+fn vip_strings(instance: &VrrpInstance) -> Vec<String> {
+    instance
+        .vips
+        .iter()
+        .map(|vip| vip.address.to_string())
+        .collect()
 }
 
 /// A watch of whether all of `interfaces` are up (an unknown one counts as down), derived from

@@ -239,10 +239,10 @@ async fn a_vip_removed_behind_our_back_is_put_back_and_counted() {
 }
 
 /// docs/design/architecture.md, Reload: SIGHUP reload by difference keeps an unchanged
-/// instance's state and VIPs (no flap); a changed instance restarts.
+/// instance's state and VIPs (no flap); a redefined instance (another VRID) restarts.
 #[tokio::test(start_paused = true)]
-async fn reload_keeps_an_unchanged_instance_running_and_restarts_a_changed_one() {
-    let two = |ingress_priority: u8| {
+async fn reload_keeps_an_unchanged_instance_running_and_restarts_a_redefined_one() {
+    let two = |ingress_vrid: u8| {
         config(&format!(
             "vrrp:
   - name: api
@@ -252,23 +252,23 @@ async fn reload_keeps_an_unchanged_instance_running_and_restarts_a_changed_one()
     vips: [{VIP}/24]
   - name: ingress
     interface: eth0
-    vrid: 52
-    priority: {ingress_priority}
+    vrid: {ingress_vrid}
+    priority: 100
     vips: [198.51.100.60/24]
 "
         ))
     };
     let lan = MemoryLan::new();
+    let observer = lan.join(ip(OBSERVER));
     let host = MemoryHost::new(&lan, ip(LB1));
-    let mut supervisor = Supervisor::start(host, two(100)).await.expect("starts");
+    let mut supervisor = Supervisor::start(host, two(52)).await.expect("starts");
     wait_for_state(&supervisor, "api", VrrpState::Master).await;
     wait_for_state(&supervisor, "ingress", VrrpState::Master).await;
-    let mut api_status = supervisor.instances["api"].handle.status.clone();
-    api_status.mark_unchanged();
 
-    supervisor.reload(two(120)).await.expect("reloads");
-    assert_eq!(status(&supervisor, "ingress").configured_priority, 120);
+    supervisor.reload(two(53)).await.expect("reloads");
+    advert_with_priority(&observer, LB1, 0).await;
     wait_for_state(&supervisor, "ingress", VrrpState::Master).await;
+    assert_eq!(status(&supervisor, "ingress").vrid, 53);
     tokio::time::sleep(Duration::from_secs(10)).await;
 
     let api = status(&supervisor, "api");
@@ -281,6 +281,198 @@ async fn reload_keeps_an_unchanged_instance_running_and_restarts_a_changed_one()
         api.counters.priority_zero_sent, 0,
         "the unchanged instance never released"
     );
+    supervisor.shutdown().await;
+}
+
+const NEW_VIP: &str = "198.51.100.51";
+
+/// `api` at priority 150 with a file tracker of `weight` and `extra` YAML.
+fn reloadable(vips: &str, weight: i16, file: &Path, extra: &str) -> Config {
+    config(&format!(
+        "vrrp:
+  - name: api
+    interface: eth0
+    vrid: 51
+    priority: 150
+    vips: [{vips}]
+    track: [{}]
+{extra}",
+        file_tracker(file, weight)
+    ))
+}
+
+/// docs/design/vrrp.md, Reload: a VIP added, a notify hook and a tracker weight changed apply in
+/// place on a running master: no state change on either node, no priority 0, no VIP event for
+/// the VIP it held; the new VIP is added and announced at once. A VIP dropped by a later reload
+/// goes, and only it.
+#[tokio::test(start_paused = true)]
+async fn a_reload_that_adds_a_vip_and_changes_hooks_and_weights_keeps_the_master() {
+    let file = scratch("reload-in-place");
+    let lan = MemoryLan::new();
+    let observer = lan.join(ip(OBSERVER));
+    let lb1_host = MemoryHost::new(&lan, ip(LB1));
+    let addresses = Arc::clone(&lb1_host.addresses);
+    let announcer = lb1_host.announcer.clone();
+    let first = reloadable(&format!("{VIP}/24"), -60, &file, "");
+    let mut lb1 = Supervisor::start(lb1_host, first.clone())
+        .await
+        .expect("lb1 starts");
+    wait_for_state(&lb1, "api", VrrpState::Master).await;
+    let lb2 = Supervisor::start(
+        MemoryHost::new(&lan, ip(LB2)),
+        one_instance(100, "1s", "", ""),
+    )
+    .await
+    .expect("lb2 starts");
+    wait_for_state(&lb2, "api", VrrpState::Backup).await;
+
+    let both = format!("{VIP}/24, {NEW_VIP}/24");
+    let second = reloadable(
+        &both,
+        -70,
+        &file,
+        "    notify: { master: [/bin/true] }
+    garp: { repeat: 2 }
+",
+    );
+    let held_announced = |announced: &[IpAddr]| {
+        announced
+            .iter()
+            .filter(|address| **address == ip(VIP))
+            .count()
+    };
+    let before = held_announced(&announcer.announced());
+    lb1.reload(second).await.expect("reloads in place");
+    let announced = announcer.announced();
+    assert_eq!(
+        held_announced(&announced),
+        before,
+        "the VIP it held is not announced again"
+    );
+    assert_eq!(
+        announced
+            .iter()
+            .filter(|address| **address == ip(NEW_VIP))
+            .count(),
+        2,
+        "the new VIP announced garp.repeat times at once: {announced:?}"
+    );
+    assert!(
+        addresses
+            .snapshot()
+            .iter()
+            .any(|(_, address, _)| *address == ip(NEW_VIP)),
+        "the new VIP is on the host"
+    );
+    let reloaded = Instant::now();
+    loop {
+        let (source, advert, at) = next_advert(&observer).await;
+        if source == ip(LB1) && advert.addresses == [ip(VIP), ip(NEW_VIP)] {
+            assert!(
+                at - reloaded <= Duration::from_secs(1),
+                "the next advert lists it"
+            );
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(20)).await;
+
+    let api = status(&lb1, "api");
+    assert_eq!(api.state, VrrpState::Master);
+    assert_eq!(api.counters.became_master, 1, "never left master");
+    assert_eq!(api.counters.priority_zero_sent, 0, "never released");
+    assert_eq!(api.vips, [format!("{VIP}/24"), format!("{NEW_VIP}/24")]);
+    assert_eq!(api.trackers[0].weight, -70);
+    let peer = status(&lb2, "api");
+    assert_eq!(peer.state, VrrpState::Backup);
+    assert_eq!(peer.counters.became_master, 0, "the peer never took over");
+    assert_eq!(peer.counters.priority_zero_received, 0);
+
+    lb1.reload(first).await.expect("reloads in place");
+    assert!(has_vip(&addresses), "the VIP kept stays");
+    assert!(
+        !addresses
+            .snapshot()
+            .iter()
+            .any(|(_, address, _)| *address == ip(NEW_VIP)),
+        "the VIP dropped is gone"
+    );
+    assert_eq!(status(&lb1, "api").counters.became_master, 1);
+    lb2.shutdown().await;
+    lb1.shutdown().await;
+}
+
+/// docs/design/vrrp.md, Reload: a priority lowered in place below the peer's moves the VIP as a
+/// tracker would: advertised at once, the peer preempts after its down timer; no priority 0.
+#[tokio::test(start_paused = true)]
+async fn a_priority_lowered_in_place_below_the_peer_hands_over_like_a_tracker() {
+    let lan = MemoryLan::new();
+    let mut lb1 = Supervisor::start(
+        MemoryHost::new(&lan, ip(LB1)),
+        one_instance(150, "1s", "", ""),
+    )
+    .await
+    .expect("lb1 starts");
+    wait_for_state(&lb1, "api", VrrpState::Master).await;
+    let lb2 = Supervisor::start(
+        MemoryHost::new(&lan, ip(LB2)),
+        one_instance(100, "1s", "", ""),
+    )
+    .await
+    .expect("lb2 starts");
+    wait_for_state(&lb2, "api", VrrpState::Backup).await;
+
+    lb1.reload(one_instance(90, "1s", "", ""))
+        .await
+        .expect("reloads in place");
+    assert_eq!(status(&lb1, "api").configured_priority, 90);
+    wait_for_state(&lb2, "api", VrrpState::Master).await;
+    wait_for_state(&lb1, "api", VrrpState::Backup).await;
+    assert_eq!(status(&lb1, "api").counters.priority_zero_sent, 0);
+    lb2.shutdown().await;
+    lb1.shutdown().await;
+}
+
+/// An instance that cannot start (here: its interface has no usable socket) does not cost the
+/// instances after it in the file: they are still reloaded, not dropped unreleased.
+#[tokio::test(start_paused = true)]
+async fn an_instance_that_cannot_start_does_not_drop_the_ones_after_it() {
+    let lan = MemoryLan::new();
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let addresses = Arc::clone(&host.addresses);
+    host.failing_interfaces
+        .lock()
+        .expect("lock")
+        .push("eth9".to_owned());
+    let mut supervisor = Supervisor::start(host, one_instance(150, "1s", "", ""))
+        .await
+        .expect("starts");
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+
+    let with_a_broken_one_first = config(&format!(
+        "vrrp:
+  - name: broken
+    interface: eth9
+    vrid: 52
+    vips: [198.51.100.60/24]
+  - name: api
+    interface: eth0
+    vrid: 51
+    priority: 150
+    vips: [{VIP}/24]
+"
+    ));
+    let error = supervisor
+        .reload(with_a_broken_one_first)
+        .await
+        .expect_err("the broken instance is reported");
+    assert!(format!("{error:#}").contains("vrrp broken"), "{error:#}");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let api = status(&supervisor, "api");
+    assert_eq!(api.state, VrrpState::Master, "api still runs");
+    assert_eq!(api.counters.priority_zero_sent, 0, "api never released");
+    assert!(has_vip(&addresses));
+    assert!(!supervisor.instances.contains_key("broken"));
     supervisor.shutdown().await;
 }
 
