@@ -1169,7 +1169,10 @@ impl VirtualRouter {
         }
         self.effective_priority = priority;
         if matches!(self.state, RouterState::Master(_)) {
-            // docs/design/vrrp.md, Tracking: a changed priority is advertised at once, so a better backup preempts now.
+            // docs/design/vrrp.md, Tracking: a changed priority is advertised at once. A raised
+            // one stops a backup's pending preemption before its down timer runs out; a lowered
+            // one starts a backup's preempt_delay sooner, but does not make it take over sooner:
+            // a preempting backup discards lower-priority adverts (RFC 9568 6.4.2).
             self.send_advert_now(now, Duration::from_micros(self.advert_interval_micros));
         }
     }
