@@ -179,6 +179,19 @@ pub trait VrrpTransport: Send + Sync {
         Ok(None)
     }
 
+    /// Replaces the unicast peers (a reload added or removed some): adverts go to the new list,
+    /// and only its members' are accepted, from now on. Without a pinned source the address
+    /// adverts leave from may change with the first peer: call
+    /// [`VrrpTransport::follow_source_address`] afterwards. Fails, changing nothing, for a
+    /// multicast transport and for a peer of another family.
+    fn set_unicast_peers(&mut self, peers: Vec<IpAddr>) -> Result<(), NetError> {
+        let _ = peers;
+        Err(NetError::Invalid {
+            what: "unicast peers",
+            detail: "this transport sends to the VRRP group".into(),
+        })
+    }
+
     /// Sends `payload` to one of [`VrrpTransport::destinations`].
     fn send_to(
         &self,

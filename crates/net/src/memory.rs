@@ -25,6 +25,9 @@ struct Member {
     stale: bool,
     /// The interface's index, which each recreation changes.
     index: u32,
+    /// The peers last given to [`VrrpTransport::set_unicast_peers`]; the LAN itself delivers to
+    /// every member, as multicast does.
+    unicast_peers: Option<Vec<IpAddr>>,
 }
 
 /// A simulated LAN segment: every advert one member sends reaches every other connected member
@@ -52,6 +55,7 @@ impl MemoryLan {
             connected: true,
             stale: false,
             index: 1,
+            unicast_peers: None,
         });
         MemoryTransport {
             lan: self.clone(),
@@ -99,6 +103,14 @@ impl MemoryLan {
             member.stale = true;
             member.index += 1;
         }
+    }
+
+    /// The unicast peers last set on the transport of the member at `address`, if any.
+    pub fn unicast_peers(&self, address: IpAddr) -> Option<Vec<IpAddr>> {
+        self.lock()
+            .iter()
+            .find(|member| member.address == address)
+            .and_then(|member| member.unicast_peers.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Member>> {
@@ -186,6 +198,11 @@ impl VrrpTransport for MemoryTransport {
         }
         member.stale = false;
         Ok(Some((member.index - 1, member.index)))
+    }
+
+    fn set_unicast_peers(&mut self, peers: Vec<IpAddr>) -> Result<(), NetError> {
+        self.lan.lock()[self.id].unicast_peers = Some(peers);
+        Ok(())
     }
 
     fn stats(&self) -> TransportStats {

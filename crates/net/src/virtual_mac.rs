@@ -688,6 +688,11 @@ impl VrrpTransport for VirtualMacTransport {
         Some(self.receive.interface_index())
     }
 
+    /// The receiving socket's list, which [`VrrpTransport::destinations`] reads too.
+    fn set_unicast_peers(&mut self, peers: Vec<IpAddr>) -> Result<(), NetError> {
+        self.receive.set_unicast_peers(peers)
+    }
+
     /// The parent's address: the send socket is bound to it, so it is opened again on the new
     /// one.
     fn follow_source_address(&mut self) -> Result<Option<(IpAddr, IpAddr)>, NetError> {

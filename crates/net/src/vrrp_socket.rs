@@ -575,6 +575,28 @@ impl VrrpTransport for VrrpSocket {
         Ok(Some(changed))
     }
 
+    fn set_unicast_peers(&mut self, new: Vec<IpAddr>) -> Result<(), NetError> {
+        let family = domain_of(self.source);
+        let Mode::Unicast { peers, .. } = &mut self.config.mode else {
+            return Err(NetError::Invalid {
+                what: "unicast peers",
+                detail: "a multicast socket sends to the VRRP group".into(),
+            });
+        };
+        if let Some(wrong) = new.iter().find(|peer| domain_of(**peer) != family) {
+            return Err(NetError::Invalid {
+                what: "unicast peer",
+                detail: format!(
+                    "{wrong} is not of the socket's family {:?}",
+                    self.config.family
+                ),
+            });
+        }
+        // The receive filter and the destinations read the list on every advert.
+        *peers = new;
+        Ok(())
+    }
+
     fn reopen_if_moved(&mut self) -> Result<Option<(u32, u32)>, NetError> {
         // Only the index: one ioctl, where a full lookup reads every address of the host.
         let index = crate::netlink::interface_index(&self.config.interface)?;

@@ -48,11 +48,8 @@ pub enum Command {
     /// A reload restarted some of this instance's trackers: follow the new ones.
     ReplaceTrackers(Vec<(TrackerInfo, watch::Receiver<Reading>)>),
     /// A reload changed what can change in place; the reply comes once it is applied, or says
-    /// why the router refused it (then nothing changed).
-    Reconfigure(
-        Box<Reconfiguration>,
-        oneshot::Sender<Result<(), vipd_vrrp::ReconfigureError>>,
-    ),
+    /// why the transport or the router refused it (then the router is unchanged).
+    Reconfigure(Box<Reconfiguration>, oneshot::Sender<anyhow::Result<()>>),
 }
 
 /// Everything one instance task needs from the outside, built by the supervisor.
@@ -99,8 +96,8 @@ impl Handle {
         let _ = self.task.await;
     }
 
-    /// Applies a reload's change in place and waits until it is; an error when the router
-    /// refused it (nothing changed) or the task is gone.
+    /// Applies a reload's change in place and waits until it is; an error when the transport or
+    /// the router refused it or the task is gone.
     pub async fn reconfigure(&self, new: Reconfiguration) -> anyhow::Result<()> {
         let (applied, outcome) = oneshot::channel();
         self.commands

@@ -104,7 +104,7 @@ pub fn reload_effect(old: &VrrpInstance, new: &VrrpInstance) -> ReloadEffect {
             ));
         }
     }
-    let in_place_fields: [(&'static str, bool); 9] = [
+    let in_place_fields: [(&'static str, bool); 10] = [
         ("advert_interval", *advert_interval != old.advert_interval),
         ("preempt", *preempt != old.preempt),
         ("preempt_delay", *preempt_delay != old.preempt_delay),
@@ -114,6 +114,12 @@ pub fn reload_effect(old: &VrrpInstance, new: &VrrpInstance) -> ReloadEffect {
         ("track", *track != old.track),
         ("notify", *notify != old.notify),
         ("garp", *garp != old.garp),
+        (
+            "unicast.peers",
+            unicast.as_ref().map(|unicast| &unicast.peers)
+                != old.unicast.as_ref().map(|unicast| &unicast.peers)
+                && unicast.is_some() == old.unicast.is_some(),
+        ),
     ];
     in_place.extend(
         in_place_fields
@@ -138,10 +144,6 @@ fn unicast_restart(old: Option<&Unicast>, new: Option<&Unicast>) -> Option<Strin
             describe_source(old.source),
             describe_source(new.source)
         )),
-        (Some(old), Some(new)) if old.peers != new.peers => Some(
-            "unicast.peers: the socket accepts adverts from the peers it was opened with only"
-                .to_owned(),
-        ),
         (None, None) | (Some(_), Some(_)) => None,
     }
 }

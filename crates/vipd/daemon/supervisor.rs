@@ -237,6 +237,10 @@ impl<H: Host> Supervisor<H> {
             vips: mapping::vips(instance),
             vip_strings: vip_strings(instance),
             notify: instance.notify.clone(),
+            peers: instance
+                .unicast
+                .as_ref()
+                .map(|unicast| unicast.peers.clone()),
             trackers: self.tracker_readings(instance),
         })
     }

@@ -263,6 +263,67 @@ fn unicast_adverts_arrive_from_peers_and_non_peers_are_dropped() {
     }
 }
 
+/// A reload changing the peers (`set_unicast_peers`) on an open socket: adverts go to the new
+/// list and only its members' are accepted; a multicast socket refuses, and so does a peer of
+/// the other family.
+#[test]
+fn unicast_peers_changed_on_an_open_socket_take_effect_at_once() {
+    if !e2e_enabled("unicast_peers_changed_on_an_open_socket_take_effect_at_once") {
+        return;
+    }
+    let lab = Lab::new(3).unwrap();
+    let (a, c) = (IpAddr::V4(lab.host(0).ipv4), IpAddr::V4(lab.host(2).ipv4));
+    let b = IpAddr::V4(lab.host(1).ipv4);
+    let unicast = |peers: Vec<IpAddr>| {
+        config(
+            Family::Ipv4,
+            Mode::Unicast {
+                peers,
+                source: None,
+            },
+        )
+    };
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let receiver = lab
+        .spawn_in_host(1, move || {
+            runtime().block_on(async move {
+                // Opened with C as its peer, then told A instead.
+                let mut socket = VrrpSocket::open(unicast(vec![c])).expect("open");
+                socket.set_unicast_peers(vec![a]).expect("new peers");
+                let refused = socket
+                    .set_unicast_peers(vec!["2001:db8::1".parse().unwrap()])
+                    .is_err();
+                let destinations = socket.destinations();
+                ready_tx.send(()).expect("the test waits");
+                let advert = tokio::time::timeout(RECEIVE_TIMEOUT, socket.recv())
+                    .await
+                    .ok()
+                    .map(|received| received.expect("receive"));
+                (advert, socket.stats(), destinations, refused)
+            })
+        })
+        .unwrap();
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    send_from(&lab, 2, unicast(vec![b]));
+    send_from(&lab, 0, unicast(vec![b]));
+    let (advert, stats, destinations, refused) = receiver.join().unwrap().unwrap();
+    assert_eq!(destinations, [a]);
+    assert!(refused, "a peer of the other family is refused");
+    assert_eq!(advert.expect("A's advert arrived").source, a);
+    assert_eq!(stats.dropped_unknown_peer, 1, "C is no peer any more");
+
+    let multicast_refuses = lab
+        .in_host(1, move || {
+            runtime().block_on(async {
+                let mut socket =
+                    VrrpSocket::open(config(Family::Ipv4, Mode::Multicast)).expect("open");
+                socket.set_unicast_peers(vec![a]).is_err()
+            })
+        })
+        .unwrap();
+    assert!(multicast_refuses);
+}
+
 #[test]
 fn unicast_mode_accepts_a_peer_advert_with_a_lower_ttl() {
     if !e2e_enabled("unicast_mode_accepts_a_peer_advert_with_a_lower_ttl") {

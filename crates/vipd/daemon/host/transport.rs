@@ -93,6 +93,13 @@ impl VrrpTransport for LinuxTransport {
         }
     }
 
+    fn set_unicast_peers(&mut self, peers: Vec<IpAddr>) -> Result<(), NetError> {
+        match self {
+            Self::Interface(socket) => socket.set_unicast_peers(peers),
+            Self::VirtualMac(transport) => transport.set_unicast_peers(peers),
+        }
+    }
+
     fn reopen_if_moved(&mut self) -> Result<Option<(u32, u32)>, NetError> {
         match self {
             Self::Interface(socket) => socket.reopen_if_moved(),

@@ -6,7 +6,7 @@
 use tokio::sync::watch;
 use tracing::{debug, error, info, warn};
 use vipd_net::{AddressManager, Announce, Change, VrrpTransport};
-use vipd_vrrp::{ChecksumForm, ReconfigureError, RouterConfig, State};
+use vipd_vrrp::{ChecksumForm, RouterConfig, State};
 
 use super::{Instance, now};
 use crate::daemon::tracker::{Reading, TrackerInfo};
@@ -20,6 +20,8 @@ pub struct Reconfiguration {
     /// For status: the VIPs as configured (with prefix).
     pub vip_strings: Vec<String>,
     pub notify: vipd_config::Notify,
+    /// Unicast mode: the peers, to and from which adverts go from now on.
+    pub peers: Option<Vec<std::net::IpAddr>>,
     /// Every tracker of the new entry, with its (new) weight.
     pub trackers: Vec<(TrackerInfo, watch::Receiver<Reading>)>,
 }
@@ -30,12 +32,15 @@ where
     A: AddressManager,
     N: Announce,
 {
-    /// Applies `new`; refused by the router (it would be another virtual router), nothing
-    /// changes and the supervisor restarts the instance instead.
-    pub(super) async fn reconfigure(
-        &mut self,
-        new: Reconfiguration,
-    ) -> Result<(), ReconfigureError> {
+    /// Applies `new`. Refused by the transport (peers it cannot take) or the router (it would be
+    /// another virtual router), the router is unchanged and the supervisor restarts the
+    /// instance instead.
+    pub(super) async fn reconfigure(&mut self, new: Reconfiguration) -> anyhow::Result<()> {
+        if let Some(peers) = new.peers {
+            self.parts.transport.set_unicast_peers(peers)?;
+            // Without a pinned source, adverts leave from the address towards the first peer.
+            self.follow_the_source_address();
+        }
         self.parts
             .router
             .reconfigure(now().into_std(), new.router)?;

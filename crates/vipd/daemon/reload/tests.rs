@@ -92,11 +92,6 @@ fn what_redefines_the_virtual_router_restarts_it() {
         "    unicast: { source: 198.51.100.11, peers: [198.51.100.12] }\n",
         "unicast.source the interface's → 198.51.100.11",
     );
-    assert_restart(
-        "    unicast: { peers: [198.51.100.12] }\n",
-        "    unicast: { peers: [198.51.100.12, 198.51.100.13] }\n",
-        "unicast.peers",
-    );
     assert_restart("", "    priority: 255\n", "address owner");
 }
 
@@ -126,6 +121,16 @@ fn what_leaves_the_election_alone_applies_in_place() {
     );
     assert_in_place("", "    notify: { master: [/bin/true] }\n", "notify");
     assert_in_place("", "    garp: { repeat: 3 }\n", "garp");
+    assert_in_place(
+        "    unicast: { peers: [198.51.100.12] }\n",
+        "    unicast: { peers: [198.51.100.12, 198.51.100.13] }\n",
+        "unicast.peers",
+    );
+    assert_in_place(
+        "    unicast: { source: 198.51.100.11, peers: [198.51.100.12, 198.51.100.13] }\n",
+        "    unicast: { source: 198.51.100.11, peers: [198.51.100.13] }\n",
+        "unicast.peers",
+    );
 }
 
 #[test]

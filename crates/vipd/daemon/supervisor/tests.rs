@@ -402,6 +402,40 @@ async fn a_reload_that_adds_a_vip_and_changes_hooks_and_weights_keeps_the_master
     lb1.shutdown().await;
 }
 
+/// docs/design/vrrp.md, Reload: unicast peers added by a reload go to the running transport;
+/// the master stays master.
+#[tokio::test(start_paused = true)]
+async fn unicast_peers_changed_by_a_reload_apply_in_place() {
+    let unicast = |peers: &str| {
+        one_instance(
+            150,
+            "1s",
+            "",
+            &format!("    unicast: {{ peers: [{peers}] }}\n"),
+        )
+    };
+    let lan = MemoryLan::new();
+    let mut supervisor = Supervisor::start(MemoryHost::new(&lan, ip(LB1)), unicast(LB2))
+        .await
+        .expect("starts");
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+
+    supervisor
+        .reload(unicast(&format!("{LB2}, 198.51.100.13")))
+        .await
+        .expect("reloads in place");
+    assert_eq!(
+        lan.unicast_peers(ip(LB1)),
+        Some(vec![ip(LB2), ip("198.51.100.13")])
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let api = status(&supervisor, "api");
+    assert_eq!(api.state, VrrpState::Master);
+    assert_eq!(api.counters.became_master, 1);
+    assert_eq!(api.counters.priority_zero_sent, 0);
+    supervisor.shutdown().await;
+}
+
 /// docs/design/vrrp.md, Reload: a priority lowered in place below the peer's moves the VIP as a
 /// tracker would: advertised at once, the peer preempts after its down timer; no priority 0.
 #[tokio::test(start_paused = true)]
