@@ -301,6 +301,27 @@ fn reloadable(vips: &str, weight: i16, file: &Path, extra: &str) -> Config {
     ))
 }
 
+/// Starts `lb1_config` on `lb1_host` until it is master, then lb2 (priority 100) until it is
+/// its backup.
+async fn master_and_backup(
+    lan: &MemoryLan,
+    lb1_host: MemoryHost,
+    lb1_config: Config,
+) -> (Supervisor<MemoryHost>, Supervisor<MemoryHost>) {
+    let lb1 = Supervisor::start(lb1_host, lb1_config)
+        .await
+        .expect("lb1 starts");
+    wait_for_state(&lb1, "api", VrrpState::Master).await;
+    let lb2 = Supervisor::start(
+        MemoryHost::new(lan, ip(LB2)),
+        one_instance(100, "1s", "", ""),
+    )
+    .await
+    .expect("lb2 starts");
+    wait_for_state(&lb2, "api", VrrpState::Backup).await;
+    (lb1, lb2)
+}
+
 /// docs/design/vrrp.md, Reload: a VIP added, a notify hook and a tracker weight changed apply in
 /// place on a running master: no state change on either node, no priority 0, no VIP event for
 /// the VIP it held; the new VIP is added and announced at once. A VIP dropped by a later reload
@@ -314,17 +335,7 @@ async fn a_reload_that_adds_a_vip_and_changes_hooks_and_weights_keeps_the_master
     let addresses = Arc::clone(&lb1_host.addresses);
     let announcer = lb1_host.announcer.clone();
     let first = reloadable(&format!("{VIP}/24"), -60, &file, "");
-    let mut lb1 = Supervisor::start(lb1_host, first.clone())
-        .await
-        .expect("lb1 starts");
-    wait_for_state(&lb1, "api", VrrpState::Master).await;
-    let lb2 = Supervisor::start(
-        MemoryHost::new(&lan, ip(LB2)),
-        one_instance(100, "1s", "", ""),
-    )
-    .await
-    .expect("lb2 starts");
-    wait_for_state(&lb2, "api", VrrpState::Backup).await;
+    let (mut lb1, lb2) = master_and_backup(&lan, lb1_host, first.clone()).await;
 
     let both = format!("{VIP}/24, {NEW_VIP}/24");
     let second = reloadable(
@@ -441,20 +452,8 @@ async fn unicast_peers_changed_by_a_reload_apply_in_place() {
 #[tokio::test(start_paused = true)]
 async fn a_priority_lowered_in_place_below_the_peer_hands_over_like_a_tracker() {
     let lan = MemoryLan::new();
-    let mut lb1 = Supervisor::start(
-        MemoryHost::new(&lan, ip(LB1)),
-        one_instance(150, "1s", "", ""),
-    )
-    .await
-    .expect("lb1 starts");
-    wait_for_state(&lb1, "api", VrrpState::Master).await;
-    let lb2 = Supervisor::start(
-        MemoryHost::new(&lan, ip(LB2)),
-        one_instance(100, "1s", "", ""),
-    )
-    .await
-    .expect("lb2 starts");
-    wait_for_state(&lb2, "api", VrrpState::Backup).await;
+    let lb1_host = MemoryHost::new(&lan, ip(LB1));
+    let (mut lb1, lb2) = master_and_backup(&lan, lb1_host, one_instance(150, "1s", "", "")).await;
 
     lb1.reload(one_instance(90, "1s", "", ""))
         .await
