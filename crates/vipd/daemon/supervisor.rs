@@ -200,11 +200,12 @@ impl<H: Host> Supervisor<H> {
             }
             ReloadEffect::InPlace(_) => {
                 info!(instance = %instance.name, "instance {effect}; its state is kept");
-                match running
-                    .handle
-                    .reconfigure(self.reconfiguration(instance)?)
-                    .await
-                {
+                // Whatever fails here, the running instance is stopped below, never dropped.
+                let applied = match self.reconfiguration(instance) {
+                    Ok(new) => running.handle.reconfigure(new).await,
+                    Err(error) => Err(error),
+                };
+                match applied {
                     Ok(()) => {
                         running.config = instance.clone();
                         self.instances.insert(instance.name.clone(), running);
