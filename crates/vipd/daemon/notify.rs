@@ -150,4 +150,51 @@ mod tests {
         }
         std::fs::remove_file(&log).unwrap();
     }
+
+    /// A reload's new hooks (docs/design/vrrp.md, Reload) run from the next state change on,
+    /// with their own timeout: here 100 ms kills a hook that would sleep for 10 s.
+    #[tokio::test]
+    async fn replaced_hooks_run_from_the_next_state_change_with_their_timeout() {
+        let log = std::env::temp_dir().join(format!("vipd-notify-replace-{}", std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        let hook = |script: String, timeout: Duration| vipd_config::Notify {
+            master: Some(vipd_config::Command {
+                program: PathBuf::from("/bin/sh"),
+                args: vec!["-c".into(), script],
+            }),
+            timeout,
+            ..vipd_config::Notify::default()
+        };
+        let mut notifier = Notifier::spawn(
+            "api".into(),
+            hook(
+                format!("echo old >> {}", log.display()),
+                Duration::from_secs(5),
+            ),
+        );
+        notifier.replace_hooks(hook(
+            format!("echo new >> {0}; sleep 10; echo late >> {0}", log.display()),
+            Duration::from_millis(100),
+        ));
+        let started = tokio::time::Instant::now();
+        notifier.state_changed(HookState::Master, 150);
+        notifier.state_changed(HookState::Master, 150);
+        let deadline = started + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text == "new\nnew\n" {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "hooks ran as {text:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the second hook waited for the first to sleep"
+        );
+        std::fs::remove_file(&log).unwrap();
+    }
 }
