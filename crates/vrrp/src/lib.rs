@@ -56,7 +56,8 @@
 //! trackers send [`Input::EffectivePriority`] and [`Input::Fault`]; the operator's maintenance
 //! switch is [`Input::Maintenance`]; SIGTERM is [`Input::Shutdown`]; what the host reports is
 //! [`Input::VipsMissing`] and [`Input::PrimaryAddress`], after [`Output::CheckHost`] or a netlink
-//! event (a router built with [`VirtualRouter::checking_host_every`] asks for the check itself). Status comes from
+//! event (a router built with [`VirtualRouter::checking_host_every`] asks for the check itself). A
+//! reload's new settings go to [`VirtualRouter::reconfigure`], which keeps the state. Status comes from
 //! [`VirtualRouter::state`], [`VirtualRouter::effective_priority`],
 //! [`VirtualRouter::last_master`] and [`VirtualRouter::stats`].
 
