@@ -14,6 +14,7 @@ mod support;
 mod check;
 mod control_api;
 mod daemon_pair;
+mod dual_stack;
 mod import;
 mod keepalived_interop;
 mod lab_command;

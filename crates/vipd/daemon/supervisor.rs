@@ -311,10 +311,17 @@ impl<H: Host> Supervisor<H> {
             links.push(vip_interface.clone());
         }
         self.host.follow_links(&links);
+        // Only the same family: an IPv4 and an IPv6 raw socket never see each other's adverts,
+        // and the IPv4 and IPv6 virtual routers with one VRID are independent (RFC 9568
+        // section 6), so the other family's VRID may well be ours.
         let sibling_vrids = config
             .vrrp
             .iter()
-            .filter(|other| other.name != instance.name && other.interface == instance.interface)
+            .filter(|other| {
+                other.name != instance.name
+                    && other.interface == instance.interface
+                    && other.is_ipv6() == instance.is_ipv6()
+            })
             .map(|other| other.vrid)
             .collect();
         let parts = instance::Parts {
