@@ -47,8 +47,10 @@ fn counters(lab: &Lab, host: usize, instance: &str) -> serde_json::Value {
     status["instances"]
         .as_array()
         .and_then(|instances| instances.iter().find(|entry| entry["name"] == instance))
-        .map(|entry| entry["counters"].clone())
-        .unwrap_or_else(|| panic!("no instance {instance} in {status}"))
+        .map_or_else(
+            || panic!("no instance {instance} in {status}"),
+            |entry| entry["counters"].clone(),
+        )
 }
 
 fn maintenance(lab: &Lab, host: usize, instance: &str, enabled: bool) {

@@ -21,4 +21,5 @@ mod lab_command;
 mod reload_control;
 mod scenarios_active_standby;
 mod scenarios_failures;
+mod vip_links;
 mod virtual_mac;

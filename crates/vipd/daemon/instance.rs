@@ -61,7 +61,10 @@ pub struct Parts<T, A, N> {
     pub checksum: ChecksumForm,
     pub transport: T,
     pub addresses: Arc<A>,
-    pub announcer: N,
+    /// One announcer per interface the VIPs live on, by interface name: each VIP is announced
+    /// on its own link with that link's MAC, as keepalived does (docs/design/vrrp.md,
+    /// "VIPs on other interfaces").
+    pub announcers: Vec<(String, N)>,
     pub vips: Vec<vipd_net::Vip>,
     /// Other VRIDs this node runs on the same interface: their adverts reach our socket too and
     /// are not "wrong VRID" drops.
@@ -552,8 +555,17 @@ where
 
     fn announce(&self, count: u32) {
         for vip in &self.parts.vips {
+            let Some((_, announcer)) = self
+                .parts
+                .announcers
+                .iter()
+                .find(|(interface, _)| *interface == vip.interface)
+            else {
+                warn!(instance = %self.parts.name, vip = %vip.address, interface = %vip.interface, "no announcer for the VIP's interface");
+                continue;
+            };
             for _ in 0..count {
-                if let Err(error) = self.parts.announcer.announce(vip.address) {
+                if let Err(error) = announcer.announce(vip.address) {
                     warn!(instance = %self.parts.name, vip = %vip.address, %error, "announcement failed");
                     break;
                 }

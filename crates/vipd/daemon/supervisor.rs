@@ -311,6 +311,15 @@ impl<H: Host> Supervisor<H> {
             links.push(vip_interface.clone());
         }
         self.host.follow_links(&links);
+        // Address events are published for followed interfaces only: a VIP deleted by hand on
+        // its own interface comes back at once, not at the next host check. Their link state
+        // does not make a Fault (keepalived tracks only the instance's interface too).
+        let vip_links = vip_interfaces(instance);
+        self.host.follow_links(&vip_links);
+        let announcers = vip_links
+            .into_iter()
+            .map(|interface| Ok((interface.clone(), self.host.announcer(&interface)?)))
+            .collect::<Result<_>>()?;
         // Only the same family: an IPv4 and an IPv6 raw socket never see each other's adverts,
         // and the IPv4 and IPv6 virtual routers with one VRID are independent (RFC 9568
         // section 6), so the other family's VRID may well be ours.
@@ -331,7 +340,7 @@ impl<H: Host> Supervisor<H> {
             checksum: mapping::checksum_form(instance),
             transport,
             addresses: self.host.addresses(),
-            announcer: self.host.announcer(&vip_interface)?,
+            announcers,
             vips: mapping::vips(instance),
             sibling_vrids,
             trackers: self.tracker_readings(instance),
@@ -457,6 +466,18 @@ fn vip_strings(instance: &VrrpInstance) -> Vec<String> {
         .iter()
         .map(|vip| vip.address.to_string())
         .collect()
+}
+
+/// The interfaces `instance`'s VIPs live on, each once, in configuration order.
+fn vip_interfaces(instance: &VrrpInstance) -> Vec<String> {
+    let mut interfaces: Vec<String> = Vec::new();
+    for vip in &instance.vips {
+        if !interfaces.contains(&vip.interface) {
+            interfaces.push(vip.interface.clone());
+        }
+    }
+    interfaces
+>>>>>>> 4aacc78 (Announce each VIP on its own interface, and follow every VIP interface's address events)
 }
 
 /// A watch of whether all of `interfaces` are up (an unknown one counts as down), derived from

@@ -235,7 +235,7 @@ impl Host for LinuxHost {
     }
 
     fn announcer(&self, interface: &str) -> Result<LinuxAnnouncer> {
-        LinuxAnnouncer::open(interface)
+        Ok(LinuxAnnouncer::open(interface))
     }
 
     fn addresses(&self) -> Arc<LinuxAddresses> {
