@@ -142,6 +142,7 @@ impl MemoryLan {
                 ttl: TTL,
                 interface: 0,
                 received_at: None,
+                from_unknown_peer: false,
             });
         }
         true

@@ -29,6 +29,7 @@ use crate::daemon::notify::{HookState, Notifier};
 use crate::daemon::priority::{self, Contribution, Effective, Verdict};
 use crate::daemon::rate_limited_log::RateLimitedLog;
 use crate::daemon::tracker::{Reading, TrackerInfo};
+use crate::daemon::unknown_peer::UnknownPeers;
 
 mod reconfigure;
 
@@ -149,6 +150,8 @@ struct Instance<T, A, N> {
     parts: Parts<T, A, N>,
     status: watch::Sender<InstanceStatus>,
     malformed_adverts: u64,
+    /// Unicast adverts from addresses that are not configured peers.
+    unknown_peers: UnknownPeers,
     /// Why the VRRP socket could not yet be opened on a recreated interface, if it could not:
     /// retried on every address added and every host check, logged once per reason.
     reopen_failed: Option<String>,
@@ -167,6 +170,7 @@ where
             parts,
             status,
             malformed_adverts: 0,
+            unknown_peers: UnknownPeers::default(),
             reopen_failed: None,
             notice_logs: HashMap::new(),
         }
@@ -266,6 +270,14 @@ where
     }
 
     fn receive(&mut self, received: &vipd_net::ReceivedAdvert) {
+        if received.from_unknown_peer {
+            let master = self.parts.router.state() == State::Master;
+            let vrid = self.parts.vrid;
+            let now = now().into_std();
+            self.unknown_peers
+                .saw(&self.parts.name, vrid, received, master, now);
+            return;
+        }
         // Adverts of our other instances on this interface arrive on every socket; they are
         // not addressed to this router and are not errors.
         if received
@@ -614,6 +626,8 @@ where
             priority_zero_sent: stats.priority_zero_sent,
             priority_zero_received: stats.priority_zero_received,
             vips_restored: stats.vips_restored,
+            adverts_from_unknown_peers: self.unknown_peers.adverts,
+            unknown_peer_masters_seen: self.unknown_peers.masters_seen,
         };
         let master = router.last_master().map(|master| MasterSeen {
             address: master.address,

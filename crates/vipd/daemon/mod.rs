@@ -7,6 +7,7 @@
 //! - `host`: the Linux host (sockets, rtnetlink, monitors) and an in-memory one for tests.
 //! - `tracker`, `priority`: what an instance depends on, and the priority it yields.
 //! - `rate_limited_log`: one log line per period for events the LAN can cause at network speed.
+//! - `unknown_peer`: unicast adverts for our VRID from addresses that are not configured peers.
 //! - `notify`, `exec`: operators' hooks and scripts, run as programs (argv, never a shell).
 //! - `mapping`: from the YAML model to the engines' own configuration types.
 
@@ -20,3 +21,4 @@ pub mod rate_limited_log;
 pub mod reload;
 pub mod supervisor;
 pub mod tracker;
+pub mod unknown_peer;
