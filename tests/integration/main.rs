@@ -19,6 +19,7 @@ mod import;
 mod keepalived_interop;
 mod lab_command;
 mod reload_control;
+mod renumbered_peer;
 mod scenarios_active_standby;
 mod scenarios_failures;
 mod vip_links;
