@@ -220,6 +220,8 @@ impl VrrpTransport for MemoryTransport {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryAddresses {
     present: Arc<Mutex<BTreeSet<(String, IpAddr, u8)>>>,
+    /// How many of the next removals fail (and leave the address in place).
+    failing_removals: Arc<Mutex<usize>>,
 }
 
 impl MemoryAddresses {
@@ -231,6 +233,15 @@ impl MemoryAddresses {
     /// Every address present, as (interface, address, prefix length).
     pub fn snapshot(&self) -> Vec<(String, IpAddr, u8)> {
         self.lock().iter().cloned().collect()
+    }
+
+    /// Makes the next `count` removals fail and leave their address in place, as a kernel that
+    /// refuses the request (`ENOBUFS`, a netlink timeout) would.
+    pub fn fail_next_removals(&self, count: usize) {
+        *self
+            .failing_removals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = count;
     }
 
     /// Removes an address behind the manager's back, as NetworkManager might.
@@ -258,6 +269,19 @@ impl AddressManager for MemoryAddresses {
     }
 
     async fn remove(&self, vip: &Vip) -> Result<Change, NetError> {
+        {
+            let mut failing = self
+                .failing_removals
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(NetError::Invalid {
+                    what: "removal",
+                    detail: format!("{} refused (a failure the test asked for)", vip.address),
+                });
+            }
+        }
         Ok(if self.lock().remove(&key(vip)) {
             Change::Applied
         } else {

@@ -152,6 +152,9 @@ struct Instance<T, A, N> {
     malformed_adverts: u64,
     /// Unicast adverts from addresses that are not configured peers.
     unknown_peers: UnknownPeers,
+    /// A VIP removal failed: every host check removes the VIPs again until none fails, so no VIP
+    /// stays behind on a node that is not master (docs/design/vrrp.md, Host events).
+    removal_failed: bool,
     /// Why the VRRP socket could not yet be opened on a recreated interface, if it could not:
     /// retried on every address added and every host check, logged once per reason.
     reopen_failed: Option<String>,
@@ -171,6 +174,7 @@ where
             status,
             malformed_adverts: 0,
             unknown_peers: UnknownPeers::default(),
+            removal_failed: false,
             reopen_failed: None,
             notice_logs: HashMap::new(),
         }
@@ -420,6 +424,10 @@ where
         if vips {
             self.report_missing_vips().await;
         }
+        if self.removal_failed && self.parts.router.state() != State::Master {
+            info!(instance = %self.parts.name, "removing the VIPs again after a failed removal");
+            self.remove_vips().await;
+        }
     }
 
     /// Tells the router how many of its VIPs the host lacks; a master puts them back.
@@ -513,7 +521,10 @@ where
         }
     }
 
-    async fn add_vips(&self) {
+    async fn add_vips(&mut self) {
+        // Master again: the VIPs belong here, whatever an earlier removal left.
+        self.removal_failed = false;
+>>>>>>> d197744 (A VIP whose removal failed is removed again at every host check until it is gone)
         for vip in &self.parts.vips {
             match self.parts.addresses.add(vip).await {
                 Ok(Change::Applied) => {
@@ -527,10 +538,11 @@ where
         }
     }
 
-    async fn remove_vips(&self) {
+    async fn remove_vips(&mut self) {
         // A VIP this run never added was left by an earlier one (killed, OOM, a crash): the
         // router asks for their removal at start.
         let never_master = self.parts.router.stats().became_master == 0;
+        self.removal_failed = false;
         for vip in &self.parts.vips {
             match self.parts.addresses.remove(vip).await {
                 Ok(Change::Applied) if never_master => {
@@ -541,7 +553,8 @@ where
                 }
                 Ok(Change::AlreadyInPlace) => {}
                 Err(error) => {
-                    error!(instance = %self.parts.name, vip = %vip.address, %error, "removing VIP failed");
+                    self.removal_failed = true;
+                    error!(instance = %self.parts.name, vip = %vip.address, %error, "removing VIP failed; retried at the next host check");
                 }
             }
         }

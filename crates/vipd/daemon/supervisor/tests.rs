@@ -775,6 +775,42 @@ async fn a_vip_removed_without_an_event_comes_back_at_the_next_host_check() {
     supervisor.shutdown().await;
 }
 
+/// A VIP whose removal failed (the kernel refused it) is removed again at every host check
+/// until it is gone: a node that is not master holds no VIP (docs/design/vrrp.md, Host events).
+#[tokio::test(start_paused = true)]
+async fn a_vip_whose_removal_failed_is_removed_at_the_next_host_checks() {
+    let lan = MemoryLan::new();
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let addresses = Arc::clone(&host.addresses);
+    let supervisor = Supervisor::start(host, one_instance(150, "1s", "", ""))
+        .await
+        .expect("starts");
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+    let control = supervisor.control_handle("lb1".into(), std::time::Instant::now());
+
+    // The release's removal and the first retry fail.
+    addresses.fail_next_removals(2);
+    control
+        .maintenance("api", true)
+        .await
+        .expect("known instance");
+    wait_for_state(&supervisor, "api", VrrpState::Backup).await;
+    assert!(has_vip(&addresses), "the failed removal left the VIP");
+    let released_at = Instant::now();
+    while has_vip(&addresses) {
+        assert!(
+            released_at.elapsed() <= instance::HOST_CHECK_EVERY * 2 + Duration::from_secs(1),
+            "the VIP is still there two host checks after its removal failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        released_at.elapsed() > instance::HOST_CHECK_EVERY,
+        "removed before the second attempt could have run"
+    );
+    supervisor.shutdown().await;
+}
+
 /// A vipd killed while master left its VIP on the interface; started again as backup (a
 /// better master runs), it removes it (docs/design/vrrp.md, Initialize).
 #[tokio::test(start_paused = true)]
