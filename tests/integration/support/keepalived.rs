@@ -127,8 +127,7 @@ vrrp:
             vips = self
                 .vips()
                 .iter()
-                .map(|vip| format!("    {vip}\n"))
-                .collect::<String>(),
+                .fold(String::new(), |list, vip| list + "    " + vip + "\n"),
         )
     }
 
