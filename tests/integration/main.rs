@@ -18,6 +18,7 @@ mod dual_stack;
 mod import;
 mod keepalived_interop;
 mod lab_command;
+mod own_address;
 mod reload_control;
 mod renumbered_peer;
 mod scenarios_active_standby;

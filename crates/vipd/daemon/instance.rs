@@ -155,6 +155,10 @@ struct Instance<T, A, N> {
     /// A VIP removal failed: every host check removes the VIPs again until none fails, so no VIP
     /// stays behind on a node that is not master (docs/design/vrrp.md, Host events).
     removal_failed: bool,
+    /// The interface has no address of its own left (only VIPs, or none): no advert can leave
+    /// from a valid source, and a VIP must never be one, so the instance is in Fault until an
+    /// address is added (keepalived does the same).
+    no_own_address: bool,
     /// Why the VRRP socket could not yet be opened on a recreated interface, if it could not:
     /// retried on every address added and every host check, logged once per reason.
     reopen_failed: Option<String>,
@@ -175,6 +179,7 @@ where
             malformed_adverts: 0,
             unknown_peers: UnknownPeers::default(),
             removal_failed: false,
+            no_own_address: false,
             reopen_failed: None,
             notice_logs: HashMap::new(),
         }
@@ -343,12 +348,26 @@ where
                 self.parts
                     .router
                     .handle_input(now().into_std(), Input::PrimaryAddress(new));
+                self.set_no_own_address(false);
             }
-            Ok(None) => {}
+            Ok(None) => self.set_no_own_address(false),
+            Err(vipd_net::NetError::NoAddress { .. }) => self.set_no_own_address(true),
             Err(error) => {
                 debug!(instance = %self.parts.name, %error, "cannot read the interface's address");
             }
         }
+    }
+
+    fn set_no_own_address(&mut self, none: bool) {
+        if std::mem::replace(&mut self.no_own_address, none) == none {
+            return;
+        }
+        if none {
+            warn!(instance = %self.parts.name, interface = %self.parts.interface, "the interface has no address of its own left (a VIP is never the adverts' source): Fault until one is added");
+        } else {
+            info!(instance = %self.parts.name, interface = %self.parts.interface, "the interface has an address of its own again");
+        }
+        self.apply_trackers_and_link(now());
     }
 
     /// Recomputes Fault and the effective priority from the trackers and the link.
@@ -363,10 +382,11 @@ where
             })
             .collect();
         let configured = self.parts.router.configured_priority().get();
-        let effective = if link_up {
+        let effective = if link_up && !self.no_own_address {
             priority::effective(configured, contributions)
         } else {
-            // docs/design/vrrp.md, Fault: the interface down is a Fault, whatever the trackers say.
+            // docs/design/vrrp.md, Fault: the interface down, or without an address of its own,
+            // is a Fault, whatever the trackers say.
             Effective::Fault
         };
         let now = at.into_std();
