@@ -9,7 +9,7 @@ use std::time::Duration;
 use vipd_lab::Lab;
 
 use crate::support::takeover_probe::master_down_interval;
-use crate::support::{Scratch, holds, instance_state, start_vipd, status, wait_until};
+use crate::support::{Scratch, holds, instance_state, start_master_and_backup, status, wait_until};
 
 const LB1: usize = 0;
 const LB2: usize = 1;
@@ -45,18 +45,13 @@ fn a_master_whose_own_address_goes_never_advertises_from_its_vip() {
     let lab = Lab::new(2).expect("lab");
     let scratch = Scratch::new("own-address");
     let vip = IpAddr::V4(Lab::vip_v4(0));
-    let lb1_config = scratch.write("lb1.yaml", &node_config("lb1", 150, vip));
-    let lb2_config = scratch.write("lb2.yaml", &node_config("lb2", 100, vip));
-    let _lb1 = start_vipd(&lab, LB1, &lb1_config, &scratch.path("lb1.log"));
-    let _lb2 = start_vipd(&lab, LB2, &lb2_config, &scratch.path("lb2.log"));
-    let log = |name: &str| std::fs::read_to_string(scratch.path(name)).unwrap_or_default();
-    assert!(
-        wait_until(Duration::from_secs(10), || holds(&lab, LB1, vip)
-            && instance_state(&lab, LB2, "api").as_deref() == Some("backup"))
-        .is_some(),
-        "no lb1 master / lb2 backup; lb1 log:\n{}",
-        log("lb1.log")
+    let _pair = start_master_and_backup(
+        &lab,
+        &scratch,
+        [&node_config("lb1", 150, vip), &node_config("lb2", 100, vip)],
+        vip,
     );
+    let log = |name: &str| std::fs::read_to_string(scratch.path(name)).unwrap_or_default();
     let adverts = lab.capture(LB2, &["ip", "proto", "112"]).expect("capture");
 
     // lb1 loses its first address: the VIP becomes primary, the second address is left.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use vipd_lab::Lab;
 
-use crate::support::{Scratch, holds, instance_state, start_vipd, status, wait_until};
+use crate::support::{Scratch, instance_state, start_master_and_backup, status, wait_until};
 
 const LB1: usize = 0;
 const LB2: usize = 1;
@@ -49,24 +49,16 @@ fn a_renumbered_unicast_peer_is_counted_logged_and_reported_as_a_second_master()
     let scratch = Scratch::new("renumbered-peer");
     let vip = IpAddr::V4(Lab::vip_v4(0));
     let (lb1_address, lb2_address) = (lab.host(LB1).ipv4, lab.host(LB2).ipv4);
-    let lb1_config = scratch.write(
-        "lb1.yaml",
-        &node_config("lb1", 150, lb2_address.into(), vip),
+    let _pair = start_master_and_backup(
+        &lab,
+        &scratch,
+        [
+            &node_config("lb1", 150, lb2_address.into(), vip),
+            &node_config("lb2", 100, lb1_address.into(), vip),
+        ],
+        vip,
     );
-    let lb2_config = scratch.write(
-        "lb2.yaml",
-        &node_config("lb2", 100, lb1_address.into(), vip),
-    );
-    let _lb1 = start_vipd(&lab, LB1, &lb1_config, &scratch.path("lb1.log"));
-    let _lb2 = start_vipd(&lab, LB2, &lb2_config, &scratch.path("lb2.log"));
     let log = |name: &str| std::fs::read_to_string(scratch.path(name)).unwrap_or_default();
-    assert!(
-        wait_until(Duration::from_secs(10), || holds(&lab, LB1, vip)
-            && instance_state(&lab, LB2, "api").as_deref() == Some("backup"))
-        .is_some(),
-        "no lb1 master / lb2 backup; lb1 log:\n{}",
-        log("lb1.log")
-    );
     assert_eq!(counter(&lab, LB1, "adverts_from_unknown_peers"), 0);
 
     // Renumber lb2 (promote_secondaries keeps the new address when the old primary goes).

@@ -367,39 +367,31 @@ impl VrrpSocket {
             );
             return Ok(None);
         };
-        match &self.config.mode {
-            // RFC 5798 §7.1: a multicast advert with TTL / hop limit other than 255 may have
-            // crossed a router and MUST be discarded.
-            Mode::Multicast if ttl != TTL => {
-                self.counters.dropped_ttl.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(
-                    interface = %self.config.interface,
-                    %source,
-                    ttl,
-                    "dropped VRRP advert: TTL / hop limit is not 255"
-                );
-                return Ok(None);
-            }
-            // keepalived's unicast mode: only configured peers count; TTL is not checked. The
-            // datagram is counted as dropped and handed over flagged: the caller tells a peer
-            // that was renumbered (our VRID: a silent split brain otherwise) from noise.
-            Mode::Unicast { peers, .. } if !peers.contains(&source) => {
-                self.counters
-                    .dropped_unknown_peer
-                    .fetch_add(1, Ordering::Relaxed);
-                return Ok(Some(ReceivedAdvert {
-                    payload,
-                    source,
-                    destination,
-                    ttl,
-                    interface,
-                    received_at,
-                    from_unknown_peer: true,
-                }));
-            }
-            _ => {}
+        // RFC 5798 §7.1: a multicast advert with TTL / hop limit other than 255 may have crossed
+        // a router and MUST be discarded.
+        if self.config.mode == Mode::Multicast && ttl != TTL {
+            self.counters.dropped_ttl.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                interface = %self.config.interface,
+                %source,
+                ttl,
+                "dropped VRRP advert: TTL / hop limit is not 255"
+            );
+            return Ok(None);
         }
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        // keepalived's unicast mode: only configured peers count; TTL is not checked. A
+        // stranger's datagram is counted as dropped and handed over flagged: the caller tells a
+        // peer that was renumbered (our VRID: a silent split brain otherwise) from noise.
+        let from_unknown_peer = matches!(
+            &self.config.mode,
+            Mode::Unicast { peers, .. } if !peers.contains(&source)
+        );
+        let counter = if from_unknown_peer {
+            &self.counters.dropped_unknown_peer
+        } else {
+            &self.counters.received
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         Ok(Some(ReceivedAdvert {
             payload,
             source,
@@ -407,7 +399,7 @@ impl VrrpSocket {
             ttl,
             interface,
             received_at,
-            from_unknown_peer: false,
+            from_unknown_peer,
         }))
     }
 }
