@@ -67,8 +67,8 @@ pub struct Parts<T, A, N> {
     /// "VIPs on other interfaces").
     pub announcers: Vec<(String, N)>,
     pub vips: Vec<vipd_net::Vip>,
-    /// Other VRIDs this node runs on the same interface: their adverts reach our socket too and
-    /// are not "wrong VRID" drops.
+    /// Other VRIDs this node runs on the same interface in the same family: their adverts reach
+    /// our socket too and are not "wrong VRID" drops.
     pub sibling_vrids: Vec<u8>,
     pub trackers: Vec<(TrackerInfo, watch::Receiver<Reading>)>,
     /// Whether the instance's interface is up.
