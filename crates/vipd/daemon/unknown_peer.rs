@@ -4,7 +4,6 @@
 //! counted apart, logged (rate-limited, any host can send them), and one from a master while we
 //! are master is reported as two masters.
 
-use std::net::IpAddr;
 use std::time::Instant;
 
 use tracing::warn;
@@ -55,8 +54,8 @@ impl UnknownPeers {
 /// The priority a valid advert claims mastership with; `None` for an invalid one or a release
 /// (priority 0, RFC 9568 6.4.2): neither says that a master is running.
 fn claimed_priority(received: &ReceivedAdvert) -> Option<u8> {
-    let source: IpAddr = received.source;
-    let parsed = Advertisement::from_bytes(&received.payload, source, received.destination).ok()?;
+    let parsed =
+        Advertisement::from_bytes(&received.payload, received.source, received.destination).ok()?;
     let priority = parsed.advertisement.priority.get();
     (priority > 0).then_some(priority)
 }
