@@ -544,7 +544,6 @@ where
     async fn add_vips(&mut self) {
         // Master again: the VIPs belong here, whatever an earlier removal left.
         self.removal_failed = false;
->>>>>>> d197744 (A VIP whose removal failed is removed again at every host check until it is gone)
         for vip in &self.parts.vips {
             match self.parts.addresses.add(vip).await {
                 Ok(Change::Applied) => {
@@ -600,20 +599,25 @@ where
 
     fn announce(&self, count: u32) {
         for vip in &self.parts.vips {
-            let Some((_, announcer)) = self
-                .parts
-                .announcers
-                .iter()
-                .find(|(interface, _)| *interface == vip.interface)
-            else {
-                warn!(instance = %self.parts.name, vip = %vip.address, interface = %vip.interface, "no announcer for the VIP's interface");
-                continue;
-            };
-            for _ in 0..count {
-                if let Err(error) = announcer.announce(vip.address) {
-                    warn!(instance = %self.parts.name, vip = %vip.address, %error, "announcement failed");
-                    break;
-                }
+            self.announce_vip(vip, count);
+        }
+    }
+
+    /// Announces `vip` `count` times on its own interface, with that interface's MAC.
+    pub(super) fn announce_vip(&self, vip: &vipd_net::Vip, count: u32) {
+        let Some((_, announcer)) = self
+            .parts
+            .announcers
+            .iter()
+            .find(|(interface, _)| *interface == vip.interface)
+        else {
+            warn!(instance = %self.parts.name, vip = %vip.address, interface = %vip.interface, "no announcer for the VIP's interface");
+            return;
+        };
+        for _ in 0..count {
+            if let Err(error) = announcer.announce(vip.address) {
+                warn!(instance = %self.parts.name, vip = %vip.address, %error, "announcement failed");
+                break;
             }
         }
     }

@@ -91,6 +91,7 @@ pub fn reload_effect(old: &VrrpInstance, new: &VrrpInstance) -> ReloadEffect {
     if *virtual_mac != old.virtual_mac {
         restart.push("virtual_mac: the VIPs and adverts move to another interface".to_owned());
     }
+    restart.extend(vip_interfaces_restart(&old.vips, vips));
     if let Some(reason) = unicast_restart(old.unicast.as_ref(), unicast.as_ref()) {
         restart.push(reason);
     }
@@ -131,6 +132,16 @@ pub fn reload_effect(old: &VrrpInstance, new: &VrrpInstance) -> ReloadEffect {
     } else {
         ReloadEffect::Restart(restart)
     }
+}
+
+/// The interfaces the VIPs live on are set at start: one announcer and one address watch each
+/// (docs/design/vrrp.md, Announcements).
+fn vip_interfaces_restart(old: &[vipd_config::Vip], new: &[vipd_config::Vip]) -> Option<String> {
+    let interfaces = |vips: &[vipd_config::Vip]| -> std::collections::BTreeSet<String> {
+        vips.iter().map(|vip| vip.interface.clone()).collect()
+    };
+    (interfaces(old) != interfaces(new))
+        .then(|| "the interfaces the VIPs live on changed: each has its own announcer".to_owned())
 }
 
 /// Multicast and unicast, or two unicast sources, are different sockets and different peers'

@@ -477,7 +477,6 @@ fn vip_interfaces(instance: &VrrpInstance) -> Vec<String> {
         }
     }
     interfaces
->>>>>>> 4aacc78 (Announce each VIP on its own interface, and follow every VIP interface's address events)
 }
 
 /// A watch of whether all of `interfaces` are up (an unknown one counts as down), derived from

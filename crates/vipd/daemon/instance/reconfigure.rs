@@ -4,7 +4,7 @@
 //! event, no gap for clients).
 
 use tokio::sync::watch;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 use vipd_net::{AddressManager, Announce, Change, VrrpTransport};
 use vipd_vrrp::{ChecksumForm, RouterConfig, State};
 
@@ -94,12 +94,7 @@ where
                     continue;
                 }
             }
-            for _ in 0..repeat {
-                if let Err(error) = self.parts.announcer.announce(vip.address) {
-                    warn!(instance = %self.parts.name, vip = %vip.address, %error, "announcement failed");
-                    break;
-                }
-            }
+            self.announce_vip(vip, repeat);
             debug!(instance = %self.parts.name, vip = %vip.address, repeat, "announced");
         }
     }

@@ -93,6 +93,11 @@ fn what_redefines_the_virtual_router_restarts_it() {
         "unicast.source the interface's → 198.51.100.11",
     );
     assert_restart("", "    priority: 255\n", "address owner");
+    assert_restart(
+        "",
+        "    vips: [198.51.100.50/24, { address: 203.0.113.50/24, interface: eth1 }]\n",
+        "the interfaces the VIPs live on changed",
+    );
 }
 
 #[test]
