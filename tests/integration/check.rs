@@ -156,3 +156,88 @@ fn usage_errors_exit_2_and_help_lists_check() {
     assert!(output.status.success());
     assert!(text(&output.stdout).contains("check"), "{output:?}");
 }
+
+/// A check slower than the window in which the peer must fail too (docs/operations.md,
+/// Tracking and weights): a warning on stdout, exit 0.
+#[test]
+fn a_check_slower_than_two_advert_intervals_is_warned_about() {
+    let scratch = Scratch::new("check-window");
+    let config = scratch.write(
+        "vipd.yaml",
+        "\
+node: lb1
+vrrp:
+  - name: api
+    interface: eth0
+    vrid: 51
+    priority: 150
+    advert_interval: 100ms
+    vips: [198.51.100.50/24]
+    track: [{ frontend: web, weight: -60 }]
+frontends:
+  - { name: web, bind: [\"198.51.100.50:80\"], backend: web }
+backends:
+  - name: web
+    health: { kind: tcp, interval: 200ms, timeout: 100ms, fall: 2 }
+    servers: [{ name: b1, address: \"198.51.100.21:80\" }]
+",
+    );
+    let output = check(&config);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = text(&output.stdout);
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    assert!(
+        lines[1].starts_with("warning: vrrp[0].track[0] (line 9, column "),
+        "{stdout}"
+    );
+    assert!(
+        lines[1].contains("detects a failure in up to 500ms")
+            && lines[1].contains("longer than the 200ms"),
+        "{stdout}"
+    );
+}
+
+/// `--against RUNNING`: what a reload does to each instance, and why an instance restarts.
+#[test]
+fn against_the_running_file_it_says_what_a_reload_keeps_changes_and_restarts() {
+    let scratch = Scratch::new("check-against");
+    let file = |api_vips: &str, web_vrid: u8, old: bool| {
+        let extra = if old {
+            "  - { name: old, interface: eth0, vrid: 53, vips: [198.51.100.70/24] }\n"
+        } else {
+            ""
+        };
+        format!(
+            "\
+node: lb1
+vrrp:
+  - {{ name: api, interface: eth0, vrid: 51, vips: [{api_vips}] }}
+  - {{ name: web, interface: eth0, vrid: {web_vrid}, vips: [198.51.100.60/24] }}
+  - {{ name: same, interface: eth0, vrid: 54, vips: [198.51.100.80/24] }}
+{extra}"
+        )
+    };
+    let running = scratch.write("running.yaml", &file("198.51.100.50/24", 52, true));
+    let new = scratch.write(
+        "new.yaml",
+        &file("198.51.100.50/24, 198.51.100.51/24", 55, false),
+    );
+    let output = vipd()
+        .args(["check", "-c"])
+        .arg(&new)
+        .arg("--against")
+        .arg(&running)
+        .output()
+        .expect("vipd runs");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = text(&output.stdout);
+    for expected in [
+        "reload: vrrp old: removed (a master releases its VIPs)\n",
+        "reload: vrrp api: changed in place (vips)\n",
+        "reload: vrrp web: restarts, a master hands over to its peer first (vrid 52 → 55: another virtual router)\n",
+        "reload: vrrp same: unchanged\n",
+    ] {
+        assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
+    }
+}

@@ -70,6 +70,7 @@ impl LoadedPair {
             advert_interval: interval,
             vip: Lab::vip_v4(0),
             unicast: false,
+            ipv6: false,
         };
         let lab = Lab::new(2).expect("lab");
         let name = format!(

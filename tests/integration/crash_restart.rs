@@ -341,6 +341,7 @@ fn keepalived_killed_and_restarted_20_times_for_comparison() {
         advert_interval: Duration::from_millis(100),
         vip: Lab::vip_v4(0),
         unicast: false,
+        ipv6: false,
     };
     let lab = Lab::new(2).expect("lab");
     let mut pair = KeepalivedPair {

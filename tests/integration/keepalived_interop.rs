@@ -205,7 +205,7 @@ fn master_fails_over_and_returns(
     }
     let lab = Lab::new(2).expect("lab");
     let scratch = Scratch::new(test);
-    let vip = IpAddr::V4(settings.vip);
+    let vip = settings.vip_address();
     let second = first.other();
     let master_down = settings.master_down_interval(BACKUP_PRIORITY);
     let preempt = settings.master_down_interval(MASTER_PRIORITY);
@@ -313,7 +313,37 @@ fn settings(version: u8, unicast: bool) -> RouterSettings {
         advert_interval: Duration::from_millis(if version == 2 { 1000 } else { 100 }),
         vip: Lab::vip_v4(0),
         unicast,
+        ipv6: false,
     }
+}
+
+/// v3 over IPv6, whose address list starts with the virtual router's link-local address (RFC
+/// 9568 5.2.9): each implementation accepts the other's list in both roles.
+fn ipv6_settings() -> RouterSettings {
+    RouterSettings {
+        ipv6: true,
+        ..settings(3, false)
+    }
+}
+
+#[test]
+fn keepalived_master_vipd_backup_v3_ipv6_link_local_first() {
+    master_fails_over_and_returns(
+        "keepalived_master_vipd_backup_v3_ipv6_link_local_first",
+        Implementation::Keepalived,
+        ipv6_settings(),
+        Signal::SIGKILL,
+    );
+}
+
+#[test]
+fn vipd_master_keepalived_backup_v3_ipv6_link_local_first() {
+    master_fails_over_and_returns(
+        "vipd_master_keepalived_backup_v3_ipv6_link_local_first",
+        Implementation::Vipd,
+        ipv6_settings(),
+        Signal::SIGKILL,
+    );
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! SIGHUP and the control server: a changed `control.listen` moves it, a changed token file
 //! guards `/api/v1` with the new token at once, and a listen address that cannot be bound leaves
-//! the running server as it was. No restart, no VIP touched.
+//! the running server as it was. No restart, no VIP touched. And (`in_place`) a changed
+//! instance on a running master: what leaves the election alone moves nothing.
 
 use std::path::Path;
 use std::time::Duration;
@@ -116,4 +117,212 @@ fn sighup_moves_the_control_server_and_changes_its_token() {
     );
     assert_eq!(action_status(&lab, "127.0.0.1:9651", "gamma"), Ok(404));
     drop(vipd);
+}
+
+mod in_place {
+    //! SIGHUP with a changed instance on a running master: a VIP added, a notify hook and a
+    //! tracker weight changed apply in place (docs/design/vrrp.md, Reload). Both nodes keep
+    //! their state, the held VIP never leaves, a client looping through it is never refused,
+    //! and the new VIP answers.
+
+    use std::fmt::Write as _;
+    use std::net::{IpAddr, SocketAddr};
+    use std::path::Path;
+    use std::time::Duration;
+
+    use crate::support::takeover_probe::retrying_client;
+    use crate::support::{
+        Scratch, fetch, holds, instance_state, start_backend, start_vipd, status, wait_for_control,
+        wait_until,
+    };
+    use vipd_lab::{AddressWatch, Lab};
+
+    use super::{hang_up, log_of};
+
+    const LB1: usize = 0;
+    const LB2: usize = 1;
+    const CLIENT: usize = 2;
+    const BACKEND: usize = 3;
+    const ANSWER: &str = "reload-in-place-backend";
+
+    /// A node's file: instance `api` (VRID 62, 100 ms adverts) with `vips`, a file tracker of
+    /// `weight`, a `notify.master` hook, and one frontend per VIP onto the backend.
+    fn config(
+        node: &str,
+        priority: u8,
+        vips: &[IpAddr],
+        weight: i16,
+        hook: &str,
+        tracked: &Path,
+        backend: IpAddr,
+    ) -> String {
+        let list: Vec<String> = vips.iter().map(|vip| format!("{vip}/24")).collect();
+        let mut text = format!(
+            "node: {node}
+shutdown_grace: 1s
+vrrp:
+  - name: api
+    interface: eth0
+    vrid: 62
+    priority: {priority}
+    advert_interval: 100ms
+    vips: [{}]
+    track: [{{ file: {}, weight: {weight} }}]
+    notify: {{ master: [{hook}] }}
+frontends:
+",
+            list.join(", "),
+            tracked.display()
+        );
+        for (index, vip) in vips.iter().enumerate() {
+            let _ = writeln!(
+                text,
+                "  - {{ name: web{index}, bind: [\"{vip}:80\"], backend: web }}"
+            );
+        }
+        let _ = write!(
+            text,
+            "backends:
+  - name: web
+    health: {{ kind: tcp, interval: 200ms, timeout: 100ms, rise: 1, fall: 2 }}
+    servers:
+      - {{ name: b1, address: \"{backend}:8080\" }}
+"
+        );
+        text
+    }
+
+    fn counter(lab: &Lab, host: usize, name: &str) -> serde_json::Value {
+        status(lab, host).expect("status")["instances"][0]["counters"][name].clone()
+    }
+
+    #[test]
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one reload told in order: pair, client, SIGHUP, what every side saw"
+    )]
+    fn a_reload_that_adds_a_vip_and_changes_a_hook_and_a_weight_moves_nothing() {
+        if !vipd_lab::e2e_enabled(
+            "a_reload_that_adds_a_vip_and_changes_a_hook_and_a_weight_moves_nothing",
+        ) {
+            return;
+        }
+        let lab = Lab::new(4).expect("lab");
+        let scratch = Scratch::new("reload-in-place");
+        let _backend = start_backend(&lab, BACKEND, 8080, ANSWER);
+        let backend = IpAddr::V4(lab.host(BACKEND).ipv4);
+        let vip = IpAddr::V4(Lab::vip_v4(2));
+        let new_vip = IpAddr::V4(Lab::vip_v4(3));
+        let tracked = scratch.path("tracked");
+        let lb1_path = scratch.write(
+            "lb1.yaml",
+            &config("lb1", 150, &[vip], -60, "/bin/true", &tracked, backend),
+        );
+        let lb2_path = scratch.write(
+            "lb2.yaml",
+            &config("lb2", 100, &[vip], -60, "/bin/true", &tracked, backend),
+        );
+        let (lb1_log, lb2_log) = (scratch.path("lb1.log"), scratch.path("lb2.log"));
+        let logs = || {
+            format!(
+                "\n--- lb1 ---\n{}\n--- lb2 ---\n{}",
+                log_of(&lb1_log),
+                log_of(&lb2_log)
+            )
+        };
+        let lb1 = start_vipd(&lab, LB1, &lb1_path, &lb1_log);
+        assert!(
+            wait_until(Duration::from_secs(10), || holds(&lab, LB1, vip)).is_some(),
+            "lb1 alone never took the VIP{}",
+            logs()
+        );
+        let _lb2 = start_vipd(&lab, LB2, &lb2_path, &lb2_log);
+        wait_for_control(&lab, LB1);
+        wait_for_control(&lab, LB2);
+        let serves = |address: IpAddr| {
+            fetch(&lab, CLIENT, SocketAddr::new(address, 80))
+                .is_ok_and(|text| text.contains(ANSWER))
+        };
+        assert!(
+            wait_until(Duration::from_secs(10), || serves(vip)
+                && instance_state(&lab, LB2, "api").as_deref() == Some("backup"))
+            .is_some(),
+            "the pair never settled: {:?}{}",
+            status(&lab, LB2),
+            logs()
+        );
+
+        // The client: back-to-back requests through the VIP for 3 s; a failed attempt is
+        // recorded (`retried`) even when a retry then succeeds.
+        let client = retrying_client(
+            &lab,
+            CLIENT,
+            SocketAddr::new(vip, 80),
+            ANSWER,
+            Duration::from_secs(3),
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+        );
+        let left = AddressWatch::removed(vip, Duration::from_secs(3))
+            .start(&lab, LB1)
+            .expect("address watch");
+        std::thread::sleep(Duration::from_millis(500));
+        std::fs::write(
+            &lb1_path,
+            config(
+                "lb1",
+                150,
+                &[vip, new_vip],
+                -70,
+                "/bin/echo",
+                &tracked,
+                backend,
+            ),
+        )
+        .expect("rewrite lb1's file");
+        hang_up(&lb1);
+        let new_vip_answers = wait_until(Duration::from_secs(5), || serves(new_vip));
+        let record = client
+            .join()
+            .expect("client thread")
+            .expect("in client host");
+        let vip_left = left.wait().expect("address watch");
+        eprintln!(
+            "reload in place: {} requests answered, {} failed attempts, {} failed requests, \
+             longest gap {:?}; the new VIP answered after {new_vip_answers:?}",
+            record.answered,
+            record.retried.len(),
+            record.errors.len(),
+            record.longest_gap
+        );
+        assert!(
+            new_vip_answers.is_some(),
+            "the new VIP never answered{}",
+            logs()
+        );
+        assert!(record.answered > 0, "the client was never answered");
+        assert!(
+            record.errors.is_empty() && record.retried.is_empty(),
+            "requests failed during the reload: {:?} / {:?}{}",
+            record.retried,
+            record.errors,
+            logs()
+        );
+        assert_eq!(vip_left, None, "the held VIP left lb1{}", logs());
+        assert_eq!(instance_state(&lab, LB1, "api").as_deref(), Some("master"));
+        assert_eq!(instance_state(&lab, LB2, "api").as_deref(), Some("backup"));
+        assert_eq!(counter(&lab, LB1, "became_master"), 1, "{}", logs());
+        assert_eq!(counter(&lab, LB1, "priority_zero_sent"), 0, "{}", logs());
+        assert_eq!(counter(&lab, LB2, "became_master"), 0, "{}", logs());
+        let lb1_status = status(&lab, LB1).expect("status");
+        assert_eq!(
+            lb1_status["instances"][0]["trackers"][0]["weight"], -70,
+            "{lb1_status}"
+        );
+        assert!(
+            log_of(&lb1_log).contains("changed in place"),
+            "no in-place reload logged{}",
+            logs()
+        );
+    }
 }

@@ -699,7 +699,7 @@ fn vrrpv2_with_auth_password_hands_over_on_sigterm() {
 }
 
 /// An IPv6 VIP with VRRPv3: lb2 takes over on SIGTERM and tells the LAN with unsolicited
-/// neighbour advertisements (RFC 9568 6.4.2: override flag set, not solicited), which the
+/// neighbour advertisements (RFC 9568 6.4.1: router and override flags set, not solicited), which the
 /// client receives.
 #[test]
 fn ipv6_vip_with_v3_hands_over_and_sends_unsolicited_na() {
@@ -722,7 +722,8 @@ fn ipv6_vip_with_v3_hands_over_and_sends_unsolicited_na() {
             "-Y",
             &format!(
                 "icmpv6.type == 136 && icmpv6.nd.na.target_address == {} \
-                 && icmpv6.nd.na.flag.s == 0 && icmpv6.nd.na.flag.o == 1 && eth.src == {lb2_mac}",
+                 && icmpv6.nd.na.flag.r == 1 && icmpv6.nd.na.flag.s == 0 \
+                 && icmpv6.nd.na.flag.o == 1 && eth.src == {lb2_mac}",
                 pair.vip
             ),
             "-T",

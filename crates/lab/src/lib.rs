@@ -9,7 +9,9 @@
 //! A [`Lab`] is one LAN: a bridge namespace and N host namespaces, each host with `eth0` on a veth
 //! into the bridge. Host `i` has `198.51.100.{10+i}/24` and `2001:db8::{10+i}/64` (documentation
 //! ranges only; nothing here ever routes elsewhere); [`Lab::vip_v4`] and [`Lab::vip_v6`] name
-//! virtual IPs on the same subnets that no host owns. Namespace names carry the process id and a
+//! virtual IPs on the same subnets that no host owns. [`Lab::add_second_lan`] adds a second LAN
+//! (`eth1` in every host, `203.0.113.{10+i}/24`, `2001:db8:1::{10+i}/64`) for a VIP on another
+//! link than the VRRP adverts. Namespace names carry the process id and a
 //! counter, so tests in one process or in several run in parallel. Dropping the lab kills the
 //! processes it started (by PID) and deletes its namespaces, also when a test panics; namespaces
 //! of a test process that was killed outright are removed by the next process that builds a lab.
@@ -40,7 +42,7 @@ mod watch;
 pub use capture::{Capture, CaptureFile};
 pub use inject::{Flooded, Injector};
 pub use process::LabProcess;
-pub use topology::{HOST_INTERFACE, Host, Lab, MAX_HOSTS};
+pub use topology::{HOST_INTERFACE, Host, Lab, MAX_HOSTS, SECOND_INTERFACE};
 pub use watch::{AddressWatch, Change, Seen, Watching};
 
 use std::io::Write;

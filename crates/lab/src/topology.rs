@@ -25,7 +25,59 @@ pub const MAX_HOSTS: usize = 90;
 
 /// The host-side interface name, the same in every host (namespaces keep names apart).
 pub const HOST_INTERFACE: &str = "eth0";
-const BRIDGE: &str = "br0";
+/// Each host's interface on the second LAN of [`Lab::add_second_lan`].
+pub const SECOND_INTERFACE: &str = "eth1";
+
+/// One of a lab's LANs: a bridge in the bridge namespace, and in every host an interface on a
+/// veth into it. The first one is always there; the second one only after
+/// [`Lab::add_second_lan`] (for a VIP on another link than the VRRP adverts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lan {
+    First,
+    Second,
+}
+
+impl Lan {
+    fn bridge(self) -> &'static str {
+        match self {
+            Self::First => "br0",
+            Self::Second => "br1",
+        }
+    }
+
+    fn interface(self) -> &'static str {
+        match self {
+            Self::First => HOST_INTERFACE,
+            Self::Second => SECOND_INTERFACE,
+        }
+    }
+
+    /// Host `host`'s port on the bridge.
+    fn port(self, host: usize) -> String {
+        match self {
+            Self::First => format!("p{host}"),
+            Self::Second => format!("q{host}"),
+        }
+    }
+
+    /// The address of the host numbered `number` (10 + index): `198.51.100.0/24` on the first
+    /// LAN, `203.0.113.0/24` on the second.
+    fn ipv4(self, number: u8) -> Ipv4Addr {
+        match self {
+            Self::First => Ipv4Addr::new(198, 51, 100, number),
+            Self::Second => Ipv4Addr::new(203, 0, 113, number),
+        }
+    }
+
+    /// `2001:db8::/64` on the first LAN, `2001:db8:1::/64` on the second.
+    fn ipv6(self, number: u8) -> Ipv6Addr {
+        let subnet = match self {
+            Self::First => 0,
+            Self::Second => 1,
+        };
+        Ipv6Addr::new(0x2001, 0xdb8, subnet, 0, 0, 0, 0, u16::from(number))
+    }
+}
 /// How long a new lab may take for its addresses to become usable.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -142,30 +194,47 @@ impl Lab {
             ],
         )?;
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-        // Snooping off: VRRP multicast (224.0.0.18, ff02::12) must flood like on a plain switch.
-        ip(&[
-            "-n",
-            &ns,
-            "link",
-            "add",
-            BRIDGE,
-            "type",
-            "bridge",
-            "mcast_snooping",
-            "0",
-        ])?;
-        ip(&["-n", &ns, "link", "set", BRIDGE, "up"])?;
+        add_bridge(&ns, Lan::First)
+    }
+
+    /// Adds a second LAN: a bridge of its own, and in every host `eth1` on it with
+    /// `203.0.113.{10+i}/24` and `2001:db8:1::{10+i}/64` (see [`Lab::second_lan_ipv4`]). VRRP
+    /// adverts stay on `eth0`; this is where a VIP with its own `interface:` lives. Returns once
+    /// frames flow on every host's `eth1`.
+    pub fn add_second_lan(&self) -> Result<(), LabError> {
+        add_bridge(&self.bridge_netns, Lan::Second)?;
+        for host in &self.hosts {
+            let number = host_number(host.index)?;
+            self.plug_host(
+                host.index,
+                &host.netns,
+                Lan::Second,
+                None,
+                Lan::Second.ipv4(number),
+                Lan::Second.ipv6(number),
+            )?;
+        }
         Ok(())
     }
 
+    /// Host `index`'s address on the second LAN: `203.0.113.{10+index}`.
+    pub fn second_lan_ipv4(index: usize) -> Ipv4Addr {
+        let number = host_number(index).unwrap_or(u8::MAX);
+        Lan::Second.ipv4(number)
+    }
+
+    /// Virtual IP number `n` on the second LAN: `203.0.113.{100+n}`, never a host's own.
+    pub fn second_lan_vip_v4(n: u8) -> Ipv4Addr {
+        Ipv4Addr::new(203, 0, 113, 100_u8.saturating_add(n))
+    }
+
+    /// The MAC address of `interface` in host `host` (`eth0`'s is also [`Host::mac`]).
+    pub fn mac(&self, host: usize, interface: &str) -> Result<[u8; 6], LabError> {
+        read_mac(&self.checked_host(host)?.netns, interface)
+    }
+
     fn build_host(&mut self, index: usize) -> Result<Host, LabError> {
-        let number = u8::try_from(index + 10)
-            .ok()
-            .filter(|_| index < MAX_HOSTS)
-            .ok_or(LabError::TooManyHosts {
-                requested: index + 1,
-                max: MAX_HOSTS,
-            })?;
+        let number = host_number(index)?;
         let ns = format!("{}-h{index}", self.name);
         ip(&["netns", "add", &ns])?;
         self.namespaces.push(ns.clone());
@@ -181,11 +250,10 @@ impl Lab {
             ],
         )?;
         ip(&["-n", &ns, "link", "set", "lo", "up"])?;
-        let ipv4 = Ipv4Addr::new(198, 51, 100, number);
-        let ipv6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, u16::from(number));
-        self.plug_host(index, &ns, None, ipv4, ipv6)?;
+        let (ipv4, ipv6) = (Lan::First.ipv4(number), Lan::First.ipv6(number));
+        self.plug_host(index, &ns, Lan::First, None, ipv4, ipv6)?;
         let link_local = wait_for_link_local(&ns)?;
-        let mac = read_mac(&ns)?;
+        let mac = read_mac(&ns, HOST_INTERFACE)?;
         Ok(Host {
             index,
             netns: ns,
@@ -197,38 +265,28 @@ impl Lab {
         })
     }
 
-    /// Creates host `index`'s `eth0` (a veth whose other end is its bridge port), with `mac` if
-    /// given, and its addresses; returns once frames flow.
+    /// Creates host `index`'s interface on `lan` (a veth whose other end is its bridge port),
+    /// with `mac` if given, and its addresses; returns once frames flow.
     fn plug_host(
         &self,
         index: usize,
         ns: &str,
+        lan: Lan,
         mac: Option<[u8; 6]>,
         ipv4: Ipv4Addr,
         ipv6: Ipv6Addr,
     ) -> Result<(), LabError> {
-        let port = bridge_port(index);
+        let (port, interface, bridge) = (lan.port(index), lan.interface(), lan.bridge());
         let br = &self.bridge_netns;
         ip(&[
-            "-n",
-            br,
-            "link",
-            "add",
-            &port,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            HOST_INTERFACE,
-            "netns",
-            ns,
+            "-n", br, "link", "add", &port, "type", "veth", "peer", "name", interface, "netns", ns,
         ])?;
         if let Some(mac) = mac {
             let mac = mac.map(|byte| format!("{byte:02x}")).join(":");
-            ip(&["-n", ns, "link", "set", HOST_INTERFACE, "address", &mac])?;
+            ip(&["-n", ns, "link", "set", interface, "address", &mac])?;
         }
-        ip(&["-n", br, "link", "set", &port, "master", BRIDGE, "up"])?;
-        ip(&["-n", ns, "link", "set", HOST_INTERFACE, "up"])?;
+        ip(&["-n", br, "link", "set", &port, "master", bridge, "up"])?;
+        ip(&["-n", ns, "link", "set", interface, "up"])?;
         ip(&[
             "-n",
             ns,
@@ -236,7 +294,7 @@ impl Lab {
             "add",
             &format!("{ipv4}/24"),
             "dev",
-            HOST_INTERFACE,
+            interface,
         ])?;
         ip(&[
             "-n",
@@ -245,10 +303,10 @@ impl Lab {
             "add",
             &format!("{ipv6}/64"),
             "dev",
-            HOST_INTERFACE,
+            interface,
             "nodad",
         ])?;
-        wait_for_link(br, ns, index)
+        wait_for_link(br, ns, index, lan)
     }
 
     /// Deletes host `host`'s `eth0` and creates it again with the same name, MAC and addresses,
@@ -262,6 +320,7 @@ impl Lab {
         self.plug_host(
             host.index,
             &host.netns,
+            Lan::First,
             Some(host.mac),
             host.ipv4,
             host.ipv6,
@@ -351,7 +410,7 @@ impl Lab {
             &self.bridge_netns,
             "link",
             "set",
-            &bridge_port(host),
+            &Lan::First.port(host),
             "down",
         ])
         .map(drop)
@@ -365,10 +424,10 @@ impl Lab {
             &self.bridge_netns,
             "link",
             "set",
-            &bridge_port(host),
+            &Lan::First.port(host),
             "up",
         ])?;
-        wait_for_link(&self.bridge_netns, &netns, host)
+        wait_for_link(&self.bridge_netns, &netns, host, Lan::First)
     }
 
     /// Drops `percent` % of the frames arriving at host `host` (nftables `numgen`; this kernel
@@ -527,8 +586,33 @@ fn remove_stale_namespaces() {
     }
 }
 
-fn bridge_port(host: usize) -> String {
-    format!("p{host}")
+/// Host `index`'s number in the address plans: 10 + index.
+fn host_number(index: usize) -> Result<u8, LabError> {
+    u8::try_from(index + 10)
+        .ok()
+        .filter(|_| index < MAX_HOSTS)
+        .ok_or(LabError::TooManyHosts {
+            requested: index + 1,
+            max: MAX_HOSTS,
+        })
+}
+
+/// Creates `lan`'s bridge in the bridge namespace `ns`. Snooping off: VRRP multicast
+/// (224.0.0.18, ff02::12) must flood like on a plain switch.
+fn add_bridge(ns: &str, lan: Lan) -> Result<(), LabError> {
+    let bridge = lan.bridge();
+    ip(&[
+        "-n",
+        ns,
+        "link",
+        "add",
+        bridge,
+        "type",
+        "bridge",
+        "mcast_snooping",
+        "0",
+    ])?;
+    ip(&["-n", ns, "link", "set", bridge, "up"]).map(drop)
 }
 
 fn block_table(from: usize, protocol: u8) -> String {
@@ -547,11 +631,16 @@ fn exec_in(netns: &str, args: &[&str]) -> Result<String, LabError> {
     process::run(command)
 }
 
-/// Waits until host `index`'s link carries frames: its `eth0` is operationally up and its bridge
-/// port forwards. Carrier changes reach both through the kernel's linkwatch, which may batch
-/// them for up to a second after `ip link set up` has returned.
-fn wait_for_link(bridge_netns: &str, host_netns: &str, index: usize) -> Result<(), LabError> {
-    let port = bridge_port(index);
+/// Waits until host `index`'s link on `lan` carries frames: its interface is operationally up
+/// and its bridge port forwards. Carrier changes reach both through the kernel's linkwatch,
+/// which may batch them for up to a second after `ip link set up` has returned.
+fn wait_for_link(
+    bridge_netns: &str,
+    host_netns: &str,
+    index: usize,
+    lan: Lan,
+) -> Result<(), LabError> {
+    let port = lan.port(index);
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
         let host = ip(&[
@@ -561,7 +650,7 @@ fn wait_for_link(bridge_netns: &str, host_netns: &str, index: usize) -> Result<(
             "link",
             "show",
             "dev",
-            HOST_INTERFACE,
+            lan.interface(),
         ])?;
         let bridge = ip(&["-n", bridge_netns, "-d", "-o", "link", "show", "dev", &port])?;
         if host.contains("state UP") && bridge.contains("bridge_slave state forwarding") {
@@ -612,8 +701,8 @@ fn wait_for_link_local(netns: &str) -> Result<Ipv6Addr, LabError> {
     }
 }
 
-fn read_mac(netns: &str) -> Result<[u8; 6], LabError> {
-    let out = ip(&["-n", netns, "-o", "link", "show", "dev", HOST_INTERFACE])?;
+fn read_mac(netns: &str, interface: &str) -> Result<[u8; 6], LabError> {
+    let out = ip(&["-n", netns, "-o", "link", "show", "dev", interface])?;
     let text = out
         .split_whitespace()
         .skip_while(|word| *word != "link/ether")

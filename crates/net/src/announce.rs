@@ -27,6 +27,10 @@ const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 /// Minimum Ethernet frame without FCS; short frames are padded so every NIC sends them as is.
 const MIN_FRAME: usize = 60;
 const ICMPV6_NEIGHBOR_ADVERTISEMENT: u8 = 136;
+/// The NA "router" flag (RFC 4861 §4.4): the sender is a router. RFC 9568 6.4.1 and 8.2.2
+/// ask a new master to set it: the VIP is a virtual *router*'s address, and a host that cached
+/// it as a router keeps it in its default router list.
+const NA_ROUTER: u8 = 0x80;
 /// The NA "override" flag (RFC 4861 §4.4): receivers replace their cached link-layer address.
 const NA_OVERRIDE: u8 = 0x20;
 const OPTION_TARGET_LINK_LAYER_ADDRESS: u8 = 2;
@@ -56,12 +60,12 @@ pub fn gratuitous_arp(mac: [u8; 6], address: Ipv4Addr) -> Vec<u8> {
 }
 
 /// An unsolicited neighbour advertisement (RFC 4861 §7.2.6, RFC 5798 §8.2.2): from `address`
-/// to all nodes, hop limit 255, override flag set, target `address`, with the target link-layer
-/// address option carrying `mac`.
+/// to all nodes, hop limit 255, router and override flags set (RFC 9568 6.4.1), target
+/// `address`, with the target link-layer address option carrying `mac`.
 pub fn unsolicited_neighbor_advertisement(mac: [u8; 6], address: Ipv6Addr) -> Vec<u8> {
     let mut icmp = Vec::with_capacity(32);
     icmp.extend_from_slice(&[ICMPV6_NEIGHBOR_ADVERTISEMENT, 0, 0, 0]); // type, code, checksum
-    icmp.extend_from_slice(&[NA_OVERRIDE, 0, 0, 0]);
+    icmp.extend_from_slice(&[NA_ROUTER | NA_OVERRIDE, 0, 0, 0]);
     icmp.extend_from_slice(&address.octets());
     icmp.extend_from_slice(&[OPTION_TARGET_LINK_LAYER_ADDRESS, 1]); // length in units of 8
     icmp.extend_from_slice(&mac);
@@ -193,7 +197,7 @@ mod tests {
         assert_eq!(frame[14 + 7], 255, "hop limit");
         let icmp = &frame[54..];
         assert_eq!(icmp[0], 136);
-        assert_eq!(icmp[4], 0x20, "override only: not a router, not solicited");
+        assert_eq!(icmp[4], 0xa0, "router and override, not solicited");
         assert_eq!(&icmp[8..24], &address.octets());
         assert_eq!(&icmp[24..26], &[2, 1]);
         assert_eq!(&icmp[26..32], &MAC);

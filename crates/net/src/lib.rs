@@ -14,10 +14,12 @@
 //!   ([`InterfaceSetting`]), which `CAP_NET_ADMIN` allows when `/proc/sys` is mounted read-write.
 //! - **VRRP bytes.** [`VrrpTransport`] moves VRRP *payloads*: the kernel writes and strips the IP
 //!   header. Adverts leave with TTL / hop limit 255. The caller computes the IPv4 checksum with
-//!   the vrrp codec, using [`VrrpTransport::source_address`] for the v3 pseudo-header; for IPv6 the
+//!   the vrrp codec, using [`VrrpTransport::source_address`] for the v3 pseudo-header (every
+//!   advert is sent from that address explicitly, never from a VIP); for IPv6 the
 //!   kernel fills and verifies the checksum (`IPV6_CHECKSUM`), whatever the caller put there.
 //! - **Receive validation here.** Multicast mode drops (and counts) TTL / hop limit != 255
-//!   (RFC 5798 §7.1); unicast mode drops (and counts) senders that are not configured peers and
+//!   (RFC 5798 §7.1); unicast mode counts senders that are not configured peers as dropped and
+//!   hands them over flagged ([`ReceivedAdvert::from_unknown_peer`]: never a peer's advert), and
 //!   does not check the TTL (keepalived). Datagrams whose IP framing does not hold together are
 //!   dropped and counted. Nothing from the wire can panic this crate. Everything about the VRRP
 //!   message itself (version, checksum, VRID, auth...) is the caller's to validate.
@@ -117,6 +119,10 @@ pub struct ReceivedAdvert {
     /// transport cannot tell (in-memory transports). The RFC timers run from an advert's arrival,
     /// and this is that instant, not the later one at which a task got round to reading it.
     pub received_at: Option<std::time::Instant>,
+    /// Unicast mode: the sender is not a configured peer. Such a datagram is no peer's advert
+    /// (it is counted in [`TransportStats::dropped_unknown_peer`]); it is handed over so that the
+    /// caller can tell a renumbered peer, which still sends our VRID, from noise.
+    pub from_unknown_peer: bool,
 }
 
 /// Counters of a transport, for metrics.
@@ -177,6 +183,19 @@ pub trait VrrpTransport: Send + Sync {
     /// and the new source if it changed; a pinned unicast source never does.
     fn follow_source_address(&mut self) -> Result<Option<(IpAddr, IpAddr)>, NetError> {
         Ok(None)
+    }
+
+    /// Replaces the unicast peers (a reload added or removed some): adverts go to the new list,
+    /// and only its members' are accepted, from now on. Without a pinned source the address
+    /// adverts leave from may change with the first peer: call
+    /// [`VrrpTransport::follow_source_address`] afterwards. Fails, changing nothing, for a
+    /// multicast transport and for a peer of another family.
+    fn set_unicast_peers(&mut self, peers: Vec<IpAddr>) -> Result<(), NetError> {
+        let _ = peers;
+        Err(NetError::Invalid {
+            what: "unicast peers",
+            detail: "this transport sends to the VRRP group".into(),
+        })
     }
 
     /// Sends `payload` to one of [`VrrpTransport::destinations`].

@@ -25,6 +25,9 @@ struct Member {
     stale: bool,
     /// The interface's index, which each recreation changes.
     index: u32,
+    /// The peers last given to [`VrrpTransport::set_unicast_peers`]; the LAN itself delivers to
+    /// every member, as multicast does.
+    unicast_peers: Option<Vec<IpAddr>>,
 }
 
 /// A simulated LAN segment: every advert one member sends reaches every other connected member
@@ -52,6 +55,7 @@ impl MemoryLan {
             connected: true,
             stale: false,
             index: 1,
+            unicast_peers: None,
         });
         MemoryTransport {
             lan: self.clone(),
@@ -101,6 +105,14 @@ impl MemoryLan {
         }
     }
 
+    /// The unicast peers last set on the transport of the member at `address`, if any.
+    pub fn unicast_peers(&self, address: IpAddr) -> Option<Vec<IpAddr>> {
+        self.lock()
+            .iter()
+            .find(|member| member.address == address)
+            .and_then(|member| member.unicast_peers.clone())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Member>> {
         self.members.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -130,6 +142,7 @@ impl MemoryLan {
                 ttl: TTL,
                 interface: 0,
                 received_at: None,
+                from_unknown_peer: false,
             });
         }
         true
@@ -188,6 +201,11 @@ impl VrrpTransport for MemoryTransport {
         Ok(Some((member.index - 1, member.index)))
     }
 
+    fn set_unicast_peers(&mut self, peers: Vec<IpAddr>) -> Result<(), NetError> {
+        self.lan.lock()[self.id].unicast_peers = Some(peers);
+        Ok(())
+    }
+
     fn stats(&self) -> TransportStats {
         TransportStats {
             sent: self.sent.load(Ordering::Relaxed),
@@ -202,6 +220,8 @@ impl VrrpTransport for MemoryTransport {
 #[derive(Debug, Clone, Default)]
 pub struct MemoryAddresses {
     present: Arc<Mutex<BTreeSet<(String, IpAddr, u8)>>>,
+    /// How many of the next removals fail (and leave the address in place).
+    failing_removals: Arc<Mutex<usize>>,
 }
 
 impl MemoryAddresses {
@@ -213,6 +233,15 @@ impl MemoryAddresses {
     /// Every address present, as (interface, address, prefix length).
     pub fn snapshot(&self) -> Vec<(String, IpAddr, u8)> {
         self.lock().iter().cloned().collect()
+    }
+
+    /// Makes the next `count` removals fail and leave their address in place, as a kernel that
+    /// refuses the request (`ENOBUFS`, a netlink timeout) would.
+    pub fn fail_next_removals(&self, count: usize) {
+        *self
+            .failing_removals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = count;
     }
 
     /// Removes an address behind the manager's back, as NetworkManager might.
@@ -240,6 +269,19 @@ impl AddressManager for MemoryAddresses {
     }
 
     async fn remove(&self, vip: &Vip) -> Result<Change, NetError> {
+        {
+            let mut failing = self
+                .failing_removals
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if *failing > 0 {
+                *failing -= 1;
+                return Err(NetError::Invalid {
+                    what: "removal",
+                    detail: format!("{} refused (a failure the test asked for)", vip.address),
+                });
+            }
+        }
         Ok(if self.lock().remove(&key(vip)) {
             Change::Applied
         } else {

@@ -528,8 +528,18 @@ impl VirtualMacTransport {
     /// `virtual_mac_interface`. Needs CAP_NET_RAW (and CAP_NET_ADMIN for IPv6, whose macvlan it
     /// brings up) and a tokio runtime.
     pub fn open(parent: VrrpSocketConfig, virtual_mac_interface: &str) -> Result<Self, NetError> {
+        Self::open_with_vips(parent, virtual_mac_interface, Vec::new())
+    }
+
+    /// [`VirtualMacTransport::open`] for an instance whose VIPs are `vips`, none of which is ever
+    /// the adverts' source (see [`VrrpSocket::open_with_vips`]).
+    pub fn open_with_vips(
+        parent: VrrpSocketConfig,
+        virtual_mac_interface: &str,
+        vips: Vec<IpAddr>,
+    ) -> Result<Self, NetError> {
         let family = parent.family;
-        let receive = VrrpSocket::open(parent)?;
+        let receive = VrrpSocket::open_with_vips(parent, vips)?;
         let send = open_send_socket(family, virtual_mac_interface, receive.source_address())?;
         let link = match family {
             Family::Ipv4 => None,
@@ -686,6 +696,11 @@ impl VrrpTransport for VirtualMacTransport {
 
     fn interface_index(&self) -> Option<u32> {
         Some(self.receive.interface_index())
+    }
+
+    /// The receiving socket's list, which [`VrrpTransport::destinations`] reads too.
+    fn set_unicast_peers(&mut self, peers: Vec<IpAddr>) -> Result<(), NetError> {
+        self.receive.set_unicast_peers(peers)
     }
 
     /// The parent's address: the send socket is bound to it, so it is opened again on the new

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use nix::sys::socket::{
-    ControlMessageOwned, MsgFlags, SockaddrStorage, recvmsg, setsockopt, sockopt,
+    ControlMessage, ControlMessageOwned, MsgFlags, SockaddrIn, SockaddrIn6, SockaddrStorage,
+    recvmsg, sendmsg, setsockopt, sockopt,
 };
 use socket2::{Domain, InterfaceIndexOrAddress, Protocol, SockAddr, Socket, Type};
 use tokio::io::Interest;
@@ -145,12 +146,21 @@ pub struct VrrpSocket {
     config: VrrpSocketConfig,
     interface_index: u32,
     source: IpAddr,
+    /// Addresses never used as the source: the instance's VIPs.
+    vips: Vec<IpAddr>,
     counters: Counters,
 }
 
 impl VrrpSocket {
     /// Opens the socket. Needs CAP_NET_RAW and a tokio runtime (the socket registers with it).
     pub fn open(config: VrrpSocketConfig) -> Result<Self, NetError> {
+        Self::open_with_vips(config, Vec::new())
+    }
+
+    /// Opens the socket of an instance whose VIPs are `vips`: none of them is ever the adverts'
+    /// source, also when the kernel made one the interface's primary address (the node's own
+    /// address was removed) or the route's preferred source.
+    pub fn open_with_vips(config: VrrpSocketConfig, vips: Vec<IpAddr>) -> Result<Self, NetError> {
         let interface = Interface::lookup(&config.interface)?;
         let fail = |action: &'static str| {
             let name = config.interface.clone();
@@ -175,7 +185,7 @@ impl VrrpSocket {
                 detail: format!("{wrong} is not of the socket's family {:?}", config.family),
             });
         }
-        let source = advert_source(&config, &interface)?;
+        let source = advert_source(&config, &interface, &vips)?;
         let socket = Socket::new(
             domain,
             Type::RAW,
@@ -243,6 +253,7 @@ impl VrrpSocket {
             socket,
             interface_index: interface.index,
             source,
+            vips,
             config,
             counters: Counters::default(),
         })
@@ -278,13 +289,18 @@ impl VrrpSocket {
         }
     }
 
-    /// Sends `payload` to one destination (a group or a peer).
+    /// Sends `payload` to one destination (a group or a peer), from [`VrrpTransport::source_address`].
     pub async fn send_to_address(
         &self,
         payload: &[u8],
         destination: SocketAddr,
     ) -> Result<(), NetError> {
-        let sent = self.socket.send_to(payload, destination).await;
+        let sent = self
+            .socket
+            .async_io(Interest::WRITABLE, || {
+                send_from(self.socket.as_raw_fd(), self.source, payload, destination)
+            })
+            .await;
         sent.map_err(|source| NetError::Send {
             destination: destination.ip(),
             interface: self.config.interface.clone(),
@@ -352,34 +368,31 @@ impl VrrpSocket {
             );
             return Ok(None);
         };
-        match &self.config.mode {
-            // RFC 5798 §7.1: a multicast advert with TTL / hop limit other than 255 may have
-            // crossed a router and MUST be discarded.
-            Mode::Multicast if ttl != TTL => {
-                self.counters.dropped_ttl.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(
-                    interface = %self.config.interface,
-                    %source,
-                    ttl,
-                    "dropped VRRP advert: TTL / hop limit is not 255"
-                );
-                return Ok(None);
-            }
-            // keepalived's unicast mode: only configured peers count; TTL is not checked.
-            Mode::Unicast { peers, .. } if !peers.contains(&source) => {
-                self.counters
-                    .dropped_unknown_peer
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(
-                    interface = %self.config.interface,
-                    %source,
-                    "dropped VRRP advert: sender is not a configured unicast peer"
-                );
-                return Ok(None);
-            }
-            _ => {}
+        // RFC 5798 §7.1: a multicast advert with TTL / hop limit other than 255 may have crossed
+        // a router and MUST be discarded.
+        if self.config.mode == Mode::Multicast && ttl != TTL {
+            self.counters.dropped_ttl.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(
+                interface = %self.config.interface,
+                %source,
+                ttl,
+                "dropped VRRP advert: TTL / hop limit is not 255"
+            );
+            return Ok(None);
         }
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        // keepalived's unicast mode: only configured peers count; TTL is not checked. A
+        // stranger's datagram is counted as dropped and handed over flagged: the caller tells a
+        // peer that was renumbered (our VRID: a silent split brain otherwise) from noise.
+        let from_unknown_peer = matches!(
+            &self.config.mode,
+            Mode::Unicast { peers, .. } if !peers.contains(&source)
+        );
+        let counter = if from_unknown_peer {
+            &self.counters.dropped_unknown_peer
+        } else {
+            &self.counters.received
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         Ok(Some(ReceivedAdvert {
             payload,
             source,
@@ -387,6 +400,7 @@ impl VrrpSocket {
             ttl,
             interface,
             received_at,
+            from_unknown_peer,
         }))
     }
 }
@@ -490,11 +504,16 @@ fn parse_ipv4(data: &[u8]) -> Option<(IpAddr, IpAddr, u8, Vec<u8>)> {
     ))
 }
 
-/// The source address adverts carry on `interface` now: the pinned unicast source, else the one
-/// the kernel picks (the interface's primary IPv4 address or IPv6 link-local for the group, the
-/// route's source for the first unicast peer), so that `source_address()` tells what the wire
-/// will say.
-fn advert_source(config: &VrrpSocketConfig, interface: &Interface) -> Result<IpAddr, NetError> {
+/// The source address adverts carry on `interface` now: the pinned unicast source, else the
+/// interface's first IPv4 address or IPv6 link-local for the group, the route's source for the
+/// first unicast peer; never one of `vips` (a VIP is the kernel's choice once the node's own
+/// address is gone or the VIP became primary). Every advert is sent from it explicitly
+/// ([`send_from`]), so `source_address()` is what the wire says, for every peer alike.
+fn advert_source(
+    config: &VrrpSocketConfig,
+    interface: &Interface,
+    vips: &[IpAddr],
+) -> Result<IpAddr, NetError> {
     Ok(match (&config.family, &config.mode) {
         (
             _,
@@ -510,15 +529,82 @@ fn advert_source(config: &VrrpSocketConfig, interface: &Interface) -> Result<IpA
                 peers,
                 source: None,
             },
-        ) if !peers.is_empty() => kernel_source(&config.interface, interface.index, peers[0])
-            .map_err(|source| NetError::Socket {
-                action: "find the source address for the first peer",
-                interface: config.interface.clone(),
-                source,
-            })?,
-        (Family::Ipv4, _) => IpAddr::V4(interface.require_ipv4()?),
-        (Family::Ipv6, _) => IpAddr::V6(interface.require_link_local()?),
+        ) if !peers.is_empty() => {
+            let routed =
+                kernel_source(&config.interface, interface.index, peers[0]).map_err(|source| {
+                    NetError::Socket {
+                        action: "find the source address for the first peer",
+                        interface: config.interface.clone(),
+                        source,
+                    }
+                })?;
+            if vips.contains(&routed) {
+                interface
+                    .own_address_like(routed, vips)
+                    .ok_or_else(|| NetError::NoAddress {
+                        interface: config.interface.clone(),
+                        what: "address that is not a VIP",
+                    })?
+            } else {
+                routed
+            }
+        }
+        (Family::Ipv4, _) => IpAddr::V4(interface.require_own_ipv4(vips)?),
+        (Family::Ipv6, _) => IpAddr::V6(interface.require_own_link_local(vips)?),
     })
+}
+
+/// Sends `payload` to `destination` from `source` (`IP_PKTINFO` / `IPV6_PKTINFO`), whatever the
+/// kernel would pick: its pick may be a VIP, or differ from peer to peer, while the v3 IPv4
+/// checksum and the peers' tie-break need the one source the advert was built for.
+fn send_from(
+    socket: std::os::fd::RawFd,
+    source: IpAddr,
+    payload: &[u8],
+    destination: SocketAddr,
+) -> io::Result<usize> {
+    let iov = [io::IoSlice::new(payload)];
+    let flags = MsgFlags::MSG_DONTWAIT;
+    let sent = match (source, destination) {
+        (IpAddr::V4(source), SocketAddr::V4(target)) => {
+            let info = libc::in_pktinfo {
+                ipi_ifindex: 0,
+                ipi_spec_dst: libc::in_addr {
+                    s_addr: u32::from(source).to_be(),
+                },
+                ipi_addr: libc::in_addr { s_addr: 0 },
+            };
+            sendmsg(
+                socket,
+                &iov,
+                &[ControlMessage::Ipv4PacketInfo(&info)],
+                flags,
+                Some(&SockaddrIn::from(target)),
+            )
+        }
+        (IpAddr::V6(source), SocketAddr::V6(target)) => {
+            let info = libc::in6_pktinfo {
+                ipi6_addr: libc::in6_addr {
+                    s6_addr: source.octets(),
+                },
+                ipi6_ifindex: 0,
+            };
+            sendmsg(
+                socket,
+                &iov,
+                &[ControlMessage::Ipv6PacketInfo(&info)],
+                flags,
+                Some(&SockaddrIn6::from(target)),
+            )
+        }
+        _ => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("source {source} and destination {destination} differ in family"),
+            ));
+        }
+    };
+    sent.map_err(io::Error::from)
 }
 
 /// The source address the kernel would use towards `peer` on `interface`: a connected UDP
@@ -581,13 +667,39 @@ impl VrrpTransport for VrrpSocket {
         {
             return Ok(None);
         }
-        let source = advert_source(&self.config, &Interface::lookup(&self.config.interface)?)?;
+        let source = advert_source(
+            &self.config,
+            &Interface::lookup(&self.config.interface)?,
+            &self.vips,
+        )?;
         if source == self.source {
             return Ok(None);
         }
         let changed = (self.source, source);
         self.source = source;
         Ok(Some(changed))
+    }
+
+    fn set_unicast_peers(&mut self, new: Vec<IpAddr>) -> Result<(), NetError> {
+        let family = domain_of(self.source);
+        let Mode::Unicast { peers, .. } = &mut self.config.mode else {
+            return Err(NetError::Invalid {
+                what: "unicast peers",
+                detail: "a multicast socket sends to the VRRP group".into(),
+            });
+        };
+        if let Some(wrong) = new.iter().find(|peer| domain_of(**peer) != family) {
+            return Err(NetError::Invalid {
+                what: "unicast peer",
+                detail: format!(
+                    "{wrong} is not of the socket's family {:?}",
+                    self.config.family
+                ),
+            });
+        }
+        // The receive filter and the destinations read the list on every advert.
+        *peers = new;
+        Ok(())
     }
 
     fn reopen_if_moved(&mut self) -> Result<Option<(u32, u32)>, NetError> {
@@ -597,7 +709,7 @@ impl VrrpTransport for VrrpSocket {
             return Ok(None);
         }
         let moved = (self.interface_index, index);
-        let mut reopened = Self::open(self.config.clone())?;
+        let mut reopened = Self::open_with_vips(self.config.clone(), self.vips.clone())?;
         // The counters describe the instance's traffic, not one socket's.
         reopened.counters = std::mem::take(&mut self.counters);
         *self = reopened;

@@ -2,6 +2,8 @@
 //!
 //! A valid file prints one summary line and its warnings on stdout and exits 0; an invalid one
 //! prints every error on stderr, one `path (line L, column C): message` per line, and exits 1.
+//! With `--against RUNNING`, it also says what a reload from RUNNING to FILE would do to each
+//! VRRP instance: keep it, change it in place, or restart it and why (docs/operations.md, Reload).
 
 use std::process::ExitCode;
 
@@ -10,11 +12,16 @@ use clap::Args;
 use vipd_config::{Config, Warning};
 
 use crate::ConfigFileArg;
+use crate::daemon::reload::{ReloadEffect, reload_effect};
 
 #[derive(Args)]
 pub struct CheckArgs {
     #[command(flatten)]
     config: ConfigFileArg,
+    /// The configuration the daemon runs now: also print what reloading FILE over it does to
+    /// each VRRP instance (kept, changed in place, or restarted and why).
+    #[arg(long, value_name = "RUNNING")]
+    against: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
@@ -26,6 +33,12 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             warnings.sort_by_key(|warning| (warning.line, warning.column));
             println!("ok: {}", summary(&config));
             print_warnings(&warnings);
+            if let Some(running) = &args.against {
+                let (running, _) = vipd_config::load(running).context("vipd check --against")?;
+                for line in reload_plan(&running, &config) {
+                    println!("reload: {line}");
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
@@ -47,6 +60,31 @@ fn print_warnings(warnings: &[Warning]) {
     for warning in warnings {
         println!("warning: {warning}");
     }
+}
+
+/// One line per VRRP instance of either file: what a reload from `running` to `new` does to it.
+fn reload_plan(running: &Config, new: &Config) -> Vec<String> {
+    let removed = running
+        .vrrp
+        .iter()
+        .filter(|instance| new.instance(&instance.name).is_none())
+        .map(|instance| {
+            format!(
+                "vrrp {}: removed (a master releases its VIPs)",
+                instance.name
+            )
+        });
+    let kept = new.vrrp.iter().map(|instance| {
+        let effect = running.instance(&instance.name).map_or_else(
+            || "new".to_owned(),
+            |old| match reload_effect(old, instance) {
+                ReloadEffect::Unchanged => "unchanged".to_owned(),
+                effect => effect.to_string(),
+            },
+        );
+        format!("vrrp {}: {effect}", instance.name)
+    });
+    removed.chain(kept).collect()
 }
 
 /// `node lb1, 2 vrrp instances, 3 frontends, 2 backends, 1 script`.

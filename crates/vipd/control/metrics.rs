@@ -179,7 +179,7 @@ const INSTANCE_GAUGES: [Column<InstanceStatus>; 4] = [
     ),
 ];
 
-const INSTANCE_COUNTERS: [Column<InstanceStatus>; 9] = [
+const INSTANCE_COUNTERS: [Column<InstanceStatus>; 11] = [
     ("vipd_vrrp_adverts_sent", "Advertisements sent.", |i| {
         i.counters.adverts_sent
     }),
@@ -203,8 +203,18 @@ const INSTANCE_COUNTERS: [Column<InstanceStatus>; 9] = [
     }),
     (
         "vipd_vrrp_two_masters_seen",
-        "Advertisements from another master received while master.",
+        "Split brains seen as master: another master that did not take over knowingly.",
         |i| i.counters.two_masters_seen,
+    ),
+    (
+        "vipd_vrrp_adverts_from_unknown_peers",
+        "Unicast advertisements for our VRID from an address that is not a configured peer.",
+        |i| i.counters.adverts_from_unknown_peers,
+    ),
+    (
+        "vipd_vrrp_unknown_peer_masters_seen",
+        "Advertisements for our VRID from a master that is not a configured peer, received while master.",
+        |i| i.counters.unknown_peer_masters_seen,
     ),
     (
         "vipd_vrrp_priority_zero_sent",

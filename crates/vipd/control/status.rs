@@ -214,6 +214,14 @@ pub struct InstanceCounters {
     pub priority_zero_received: u64,
     /// VIPs someone else removed while we were master, put back.
     pub vips_restored: u64,
+    /// Unicast: adverts carrying our VRID from an address that is not a configured peer (a
+    /// renumbered peer?); also counted in `adverts_dropped`.
+    #[serde(default)]
+    pub adverts_from_unknown_peers: u64,
+    /// Of those, the valid ones with a non-zero priority received while master: another node
+    /// claims mastership, a split brain that the peer check would hide.
+    #[serde(default)]
+    pub unknown_peer_masters_seen: u64,
 }
 
 /// A proxy frontend (listener).

@@ -7,6 +7,8 @@
 //! task decides nothing about VRRP: what to do about a VIP found missing, a leftover VIP at
 //! start or a renumbered interface is the router's call (docs/design/vrrp.md, "Host events").
 
+use std::collections::HashMap;
+use std::mem::Discriminant;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +18,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
 use vipd_net::{AddressManager, Announce, Change, DeadlineTimer, VrrpTransport};
-use vipd_vrrp::{Advertisement, ChecksumForm, Input, Output, Priority, State, VirtualRouter};
+use vipd_vrrp::{
+    Advertisement, ChecksumForm, Input, Notice, Output, Priority, State, VirtualRouter,
+};
 
 use crate::control::{
     InstanceCounters, InstanceStatus, MasterSeen, TrackerState, TrackerStatus, VrrpState,
@@ -25,7 +29,13 @@ use crate::daemon::advert_drops;
 use crate::daemon::host::HostEvent;
 use crate::daemon::notify::{HookState, Notifier};
 use crate::daemon::priority::{self, Contribution, Effective, Verdict};
+use crate::daemon::rate_limited_log::RateLimitedLog;
 use crate::daemon::tracker::{Reading, TrackerInfo};
+use crate::daemon::unknown_peer::UnknownPeers;
+
+mod reconfigure;
+
+pub use reconfigure::Reconfiguration;
 
 /// How often the router asks for its socket, its address and (as master) its VIPs to be checked,
 /// in case a netlink notification was lost (the monitors catch the common case at once).
@@ -45,6 +55,9 @@ pub enum Command {
     Shutdown(oneshot::Sender<()>),
     /// A reload restarted some of this instance's trackers: follow the new ones.
     ReplaceTrackers(Vec<(TrackerInfo, watch::Receiver<Reading>)>),
+    /// A reload changed what can change in place; the reply comes once it is applied, or says
+    /// why the transport or the router refused it (then the router is unchanged).
+    Reconfigure(Box<Reconfiguration>, oneshot::Sender<anyhow::Result<()>>),
 }
 
 /// Everything one instance task needs from the outside, built by the supervisor.
@@ -56,10 +69,13 @@ pub struct Parts<T, A, N> {
     pub checksum: ChecksumForm,
     pub transport: T,
     pub addresses: Arc<A>,
-    pub announcer: N,
+    /// One announcer per interface the VIPs live on, by interface name: each VIP is announced
+    /// on its own link with that link's MAC, as keepalived does (docs/design/vrrp.md,
+    /// "VIPs on other interfaces").
+    pub announcers: Vec<(String, N)>,
     pub vips: Vec<vipd_net::Vip>,
-    /// Other VRIDs this node runs on the same interface: their adverts reach our socket too and
-    /// are not "wrong VRID" drops.
+    /// Other VRIDs this node runs on the same interface in the same family: their adverts reach
+    /// our socket too and are not "wrong VRID" drops.
     pub sibling_vrids: Vec<u8>,
     pub trackers: Vec<(TrackerInfo, watch::Receiver<Reading>)>,
     /// Whether the instance's interface is up.
@@ -89,6 +105,20 @@ impl Handle {
             let _ = released.await;
         }
         let _ = self.task.await;
+    }
+
+    /// Applies a reload's change in place and waits until it is; an error when the transport or
+    /// the router refused it or the task is gone.
+    pub async fn reconfigure(&self, new: Reconfiguration) -> anyhow::Result<()> {
+        let (applied, outcome) = oneshot::channel();
+        self.commands
+            .send(Command::Reconfigure(Box::new(new), applied))
+            .await
+            .map_err(|_| anyhow::anyhow!("the instance task has ended"))?;
+        outcome
+            .await
+            .map_err(|_| anyhow::anyhow!("the instance task has ended"))??;
+        Ok(())
     }
 }
 
@@ -128,9 +158,20 @@ struct Instance<T, A, N> {
     status: watch::Sender<InstanceStatus>,
     /// Adverts the codec refused, by reason (the transport and the router count their own).
     parse_drops: advert_drops::Tally,
+    /// Unicast adverts from addresses that are not configured peers.
+    unknown_peers: UnknownPeers,
+    /// A VIP removal failed: every host check removes the VIPs again until none fails, so no VIP
+    /// stays behind on a node that is not master (docs/design/vrrp.md, Host events).
+    removal_failed: bool,
+    /// The interface has no address of its own left (only VIPs, or none): no advert can leave
+    /// from a valid source, and a VIP must never be one, so the instance is in Fault until an
+    /// address is added (keepalived does the same).
+    no_own_address: bool,
     /// Why the VRRP socket could not yet be opened on a recreated interface, if it could not:
     /// retried on every address added and every host check, logged once per reason.
     reopen_failed: Option<String>,
+    /// One limiter per kind of router notice: a peer can cause them with every advert.
+    notice_logs: HashMap<Discriminant<Notice>, RateLimitedLog>,
 }
 
 impl<T, A, N> Instance<T, A, N>
@@ -144,7 +185,11 @@ where
             parts,
             status,
             parse_drops: advert_drops::Tally::default(),
+            unknown_peers: UnknownPeers::default(),
+            removal_failed: false,
+            no_own_address: false,
             reopen_failed: None,
+            notice_logs: HashMap::new(),
         }
     }
 
@@ -215,6 +260,9 @@ where
                 self.parts.trackers = trackers;
                 self.apply_trackers_and_link(now());
             }
+            Some(Command::Reconfigure(new, applied)) => {
+                let _ = applied.send(self.reconfigure(*new).await);
+            }
             Some(Command::Maintenance(on)) => {
                 info!(instance = %self.parts.name, on, "maintenance");
                 self.parts
@@ -253,6 +301,14 @@ where
     }
 
     fn receive(&mut self, received: &vipd_net::ReceivedAdvert) {
+        if received.from_unknown_peer {
+            let master = self.parts.router.state() == State::Master;
+            let vrid = self.parts.vrid;
+            let now = now().into_std();
+            self.unknown_peers
+                .saw(&self.parts.name, vrid, received, master, now);
+            return;
+        }
         // Adverts of our other instances on this interface arrive on every socket; they are
         // not addressed to this router and are not errors.
         if received
@@ -331,12 +387,26 @@ where
                 self.parts
                     .router
                     .handle_input(now().into_std(), Input::PrimaryAddress(new));
+                self.set_no_own_address(false);
             }
-            Ok(None) => {}
+            Ok(None) => self.set_no_own_address(false),
+            Err(vipd_net::NetError::NoAddress { .. }) => self.set_no_own_address(true),
             Err(error) => {
                 debug!(instance = %self.parts.name, %error, "cannot read the interface's address");
             }
         }
+    }
+
+    fn set_no_own_address(&mut self, none: bool) {
+        if std::mem::replace(&mut self.no_own_address, none) == none {
+            return;
+        }
+        if none {
+            warn!(instance = %self.parts.name, interface = %self.parts.interface, "the interface has no address of its own left (a VIP is never the adverts' source): Fault until one is added");
+        } else {
+            info!(instance = %self.parts.name, interface = %self.parts.interface, "the interface has an address of its own again");
+        }
+        self.apply_trackers_and_link(now());
     }
 
     /// Recomputes Fault and the effective priority from the trackers and the link.
@@ -351,10 +421,11 @@ where
             })
             .collect();
         let configured = self.parts.router.configured_priority().get();
-        let effective = if link_up {
+        let effective = if link_up && !self.no_own_address {
             priority::effective(configured, contributions)
         } else {
-            // docs/design/vrrp.md, Fault: the interface down is a Fault, whatever the trackers say.
+            // docs/design/vrrp.md, Fault: the interface down, or without an address of its own,
+            // is a Fault, whatever the trackers say.
             Effective::Fault
         };
         let now = at.into_std();
@@ -412,6 +483,10 @@ where
         if vips {
             self.report_missing_vips().await;
         }
+        if self.removal_failed && self.parts.router.state() != State::Master {
+            info!(instance = %self.parts.name, "removing the VIPs again after a failed removal");
+            self.remove_vips().await;
+        }
     }
 
     /// Tells the router how many of its VIPs the host lacks; a master puts them back.
@@ -441,6 +516,7 @@ where
                 Output::RemoveVips => self.remove_vips().await,
                 Output::Announce { count } => self.announce(count),
                 Output::CheckHost { vips } => self.check_host(vips).await,
+                Output::Notice(notice) => self.log_notice(&notice),
                 Output::StateChanged { from, to, reason } => {
                     let priority = self.parts.router.effective_priority().get();
                     info!(instance = %self.parts.name, from = ?from, to = ?to, reason = ?reason, priority, "state changed");
@@ -458,7 +534,55 @@ where
         }
     }
 
-    async fn add_vips(&self) {
+    /// Logs what the router noticed, at most one line per kind per period, saying how many
+    /// were left out (the router's counters keep the exact numbers).
+    fn log_notice(&mut self, notice: &Notice) {
+        let limiter = self
+            .notice_logs
+            .entry(std::mem::discriminant(notice))
+            .or_default();
+        let Some(suppressed) = limiter.allow(now().into_std()) else {
+            return;
+        };
+        let instance = &self.parts.name;
+        match notice {
+            Notice::IntervalMismatch {
+                source,
+                theirs,
+                ours,
+                accepted: true,
+            } => {
+                warn!(%instance, %source, ?theirs, ?ours, suppressed, "a router of this VRID advertises another interval: accepted (a VRRPv3 backup follows the master's), but give every node the same advert_interval");
+            }
+            Notice::IntervalMismatch {
+                source,
+                theirs,
+                ours,
+                accepted: false,
+            } => {
+                warn!(%instance, %source, ?theirs, ?ours, suppressed, "a router of this VRID advertises another interval: dropped (RFC 3768 7.1), so both may become master; give every node the same advert_interval");
+            }
+            Notice::AddressListMismatch { source, count: 0 } => {
+                warn!(%instance, %source, suppressed, "an advert carries no addresses (keepalived sends none when every VIP is in virtual_ipaddress_excluded): accepted");
+            }
+            Notice::AddressListMismatch { source, count } => {
+                warn!(%instance, %source, count, suppressed, "an advert's address list differs from this instance's VIPs: accepted; give every node the same VIPs");
+            }
+            Notice::OwnerHearsAdvert { source, priority } => {
+                error!(%instance, %source, priority = priority.get(), suppressed, "configuration error: another router of this VRID is an address owner (priority 255) too; only one router may own the addresses");
+            }
+            Notice::TwoMasters { source, priority } => {
+                warn!(%instance, %source, priority = priority.get(), suppressed, "another master of this VRID: split brain (adverts were lost or blocked); healing");
+            }
+            Notice::LostToOwner { source } => {
+                warn!(%instance, owner = %source, suppressed, "the address owner (priority 255) took over");
+            }
+        }
+    }
+
+    async fn add_vips(&mut self) {
+        // Master again: the VIPs belong here, whatever an earlier removal left.
+        self.removal_failed = false;
         for vip in &self.parts.vips {
             match self.parts.addresses.add(vip).await {
                 Ok(Change::Applied) => {
@@ -472,10 +596,11 @@ where
         }
     }
 
-    async fn remove_vips(&self) {
+    async fn remove_vips(&mut self) {
         // A VIP this run never added was left by an earlier one (killed, OOM, a crash): the
         // router asks for their removal at start.
         let never_master = self.parts.router.stats().became_master == 0;
+        self.removal_failed = false;
         for vip in &self.parts.vips {
             match self.parts.addresses.remove(vip).await {
                 Ok(Change::Applied) if never_master => {
@@ -486,7 +611,8 @@ where
                 }
                 Ok(Change::AlreadyInPlace) => {}
                 Err(error) => {
-                    error!(instance = %self.parts.name, vip = %vip.address, %error, "removing VIP failed");
+                    self.removal_failed = true;
+                    error!(instance = %self.parts.name, vip = %vip.address, %error, "removing VIP failed; retried at the next host check");
                 }
             }
         }
@@ -512,11 +638,25 @@ where
 
     fn announce(&self, count: u32) {
         for vip in &self.parts.vips {
-            for _ in 0..count {
-                if let Err(error) = self.parts.announcer.announce(vip.address) {
-                    warn!(instance = %self.parts.name, vip = %vip.address, %error, "announcement failed");
-                    break;
-                }
+            self.announce_vip(vip, count);
+        }
+    }
+
+    /// Announces `vip` `count` times on its own interface, with that interface's MAC.
+    pub(super) fn announce_vip(&self, vip: &vipd_net::Vip, count: u32) {
+        let Some((_, announcer)) = self
+            .parts
+            .announcers
+            .iter()
+            .find(|(interface, _)| *interface == vip.interface)
+        else {
+            warn!(instance = %self.parts.name, vip = %vip.address, interface = %vip.interface, "no announcer for the VIP's interface");
+            return;
+        };
+        for _ in 0..count {
+            if let Err(error) = announcer.announce(vip.address) {
+                warn!(instance = %self.parts.name, vip = %vip.address, %error, "announcement failed");
+                break;
             }
         }
     }
@@ -552,6 +692,8 @@ where
             priority_zero_sent: stats.priority_zero_sent,
             priority_zero_received: stats.priority_zero_received,
             vips_restored: stats.vips_restored,
+            adverts_from_unknown_peers: self.unknown_peers.adverts,
+            unknown_peer_masters_seen: self.unknown_peers.masters_seen,
             ..InstanceCounters::default()
         };
         self.parse_drops

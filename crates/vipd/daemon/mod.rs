@@ -2,10 +2,13 @@
 //! vipd-proxy, trackers, notify hooks) to the host (vipd-net) and to the control server.
 //!
 //! - `supervisor`: start, reload by difference, shutdown; one instance task per VRRP instance.
+//! - `reload`: which changes of an instance a reload applies in place, which restart it.
 //! - `instance`: one VRRP instance's task: inputs into `vipd_vrrp::VirtualRouter`, outputs to the host.
 //! - `host`: the Linux host (sockets, rtnetlink, monitors) and an in-memory one for tests.
 //! - `tracker`, `priority`: what an instance depends on, and the priority it yields.
 //! - `advert_drops`: why received adverts were dropped, per reason, for status and metrics.
+//! - `rate_limited_log`: one log line per period for events the LAN can cause at network speed.
+//! - `unknown_peer`: unicast adverts for our VRID from addresses that are not configured peers.
 //! - `notify`, `exec`: operators' hooks and scripts, run as programs (argv, never a shell).
 //! - `release`: `vipd release`, the cleanup after a daemon that died without a shutdown.
 //! - `mapping`: from the YAML model to the engines' own configuration types.
@@ -17,6 +20,9 @@ pub mod instance;
 pub mod mapping;
 pub mod notify;
 pub mod priority;
+pub mod rate_limited_log;
 pub mod release;
+pub mod reload;
 pub mod supervisor;
 pub mod tracker;
+pub mod unknown_peer;

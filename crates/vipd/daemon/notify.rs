@@ -3,6 +3,8 @@
 //! killed at `notify.timeout`, so a slow hook never delays an advertisement and two hooks of one
 //! instance never race.
 
+use std::time::Duration;
+
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
@@ -35,17 +37,19 @@ impl HookState {
 pub struct Notifier {
     instance: String,
     hooks: vipd_config::Notify,
-    queue: mpsc::Sender<(vipd_config::Command, Vec<String>)>,
+    queue: mpsc::Sender<Job>,
 }
+
+/// One hook to run: the program, the arguments appended to it, and its timeout.
+type Job = (vipd_config::Command, Vec<String>, Duration);
 
 impl Notifier {
     /// Starts the instance's hook runner; it ends when every `Notifier` clone is dropped.
     pub fn spawn(instance: String, hooks: vipd_config::Notify) -> Self {
-        let (queue, mut jobs) = mpsc::channel::<(vipd_config::Command, Vec<String>)>(QUEUE_DEPTH);
-        let timeout = hooks.timeout;
+        let (queue, mut jobs) = mpsc::channel::<Job>(QUEUE_DEPTH);
         let task_instance = instance.clone();
         tokio::spawn(async move {
-            while let Some((command, extra)) = jobs.recv().await {
+            while let Some((command, extra, timeout)) = jobs.recv().await {
                 let mut args = command.args.clone();
                 args.extend(extra);
                 // Hooks run as vipd's own user: they typically act on the host (restart a
@@ -63,6 +67,12 @@ impl Notifier {
             hooks,
             queue,
         }
+    }
+
+    /// A reload changed the hooks: state changes from now on run the new ones, after any still
+    /// queued (one runner, so hooks of one instance never race across a reload either).
+    pub fn replace_hooks(&mut self, hooks: vipd_config::Notify) {
+        self.hooks = hooks;
     }
 
     /// Queues the hooks for entering `state` with `priority`: the state's own hook, then `state`
@@ -87,7 +97,7 @@ impl Notifier {
     }
 
     fn enqueue(&self, command: vipd_config::Command, extra: Vec<String>) {
-        if let Err(error) = self.queue.try_send((command, extra)) {
+        if let Err(error) = self.queue.try_send((command, extra, self.hooks.timeout)) {
             warn!(instance = %self.instance, %error, "notify hook dropped: queue full or runner gone");
         }
     }
@@ -96,7 +106,6 @@ impl Notifier {
 #[cfg(test)]
 mod tests {
     use std::path::PathBuf;
-    use std::time::Duration;
 
     use super::*;
 
@@ -139,6 +148,53 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        std::fs::remove_file(&log).unwrap();
+    }
+
+    /// A reload's new hooks (docs/design/vrrp.md, Reload) run from the next state change on,
+    /// with their own timeout: here 100 ms kills a hook that would sleep for 10 s.
+    #[tokio::test]
+    async fn replaced_hooks_run_from_the_next_state_change_with_their_timeout() {
+        let log = std::env::temp_dir().join(format!("vipd-notify-replace-{}", std::process::id()));
+        let _ = std::fs::remove_file(&log);
+        let hook = |script: String, timeout: Duration| vipd_config::Notify {
+            master: Some(vipd_config::Command {
+                program: PathBuf::from("/bin/sh"),
+                args: vec!["-c".into(), script],
+            }),
+            timeout,
+            ..vipd_config::Notify::default()
+        };
+        let mut notifier = Notifier::spawn(
+            "api".into(),
+            hook(
+                format!("echo old >> {}", log.display()),
+                Duration::from_secs(5),
+            ),
+        );
+        notifier.replace_hooks(hook(
+            format!("echo new >> {0}; sleep 10; echo late >> {0}", log.display()),
+            Duration::from_millis(100),
+        ));
+        let started = tokio::time::Instant::now();
+        notifier.state_changed(HookState::Master, 150);
+        notifier.state_changed(HookState::Master, 150);
+        let deadline = started + Duration::from_secs(5);
+        loop {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if text == "new\nnew\n" {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "hooks ran as {text:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the second hook waited for the first to sleep"
+        );
         std::fs::remove_file(&log).unwrap();
     }
 }

@@ -66,18 +66,22 @@ pub fn effective(
     configured: u8,
     contributions: impl IntoIterator<Item = Contribution>,
 ) -> Effective {
-    let mut delta: i64 = 0;
+    // Tracker values come from outside (a file anyone with write access fills): summed in i128,
+    // which no count of i64 deltas can overflow, so the order of the trackers cannot change the
+    // result (an i64 saturating sum could: MAX + MAX + MIN would give -1), and the final sum
+    // saturates into 1..=254.
+    let mut delta: i128 = 0;
     for contribution in contributions {
         match contribution {
             Contribution::Fault => return Effective::Fault,
-            Contribution::Delta(change) => delta = delta.saturating_add(change),
+            Contribution::Delta(change) => delta = delta.saturating_add(i128::from(change)),
         }
     }
     if configured == 255 {
         // RFC 9568 section 6.1: the address owner always advertises 255.
         return Effective::Priority(255);
     }
-    let clamped = (i64::from(configured) + delta).clamp(1, 254);
+    let clamped = i128::from(configured).saturating_add(delta).clamp(1, 254);
     Effective::Priority(u8::try_from(clamped).unwrap_or(254))
 }
 
@@ -135,6 +139,55 @@ mod tests {
     fn any_fault_wins_over_deltas() {
         use Contribution::{Delta, Fault};
         assert_eq!(effective(150, [Delta(50), Fault]), Effective::Fault);
+    }
+
+    #[test]
+    fn huge_file_values_saturate_instead_of_overflowing() {
+        use Contribution::Delta;
+        let huge = Contribution::of(10, Verdict::Value(i64::MAX));
+        assert_eq!(huge, Delta(i64::MAX));
+        assert_eq!(effective(100, [huge]), Effective::Priority(254));
+        assert_eq!(effective(100, [Delta(i64::MIN)]), Effective::Priority(1));
+        // Order does not matter: the sum is exact before it is clamped.
+        assert_eq!(
+            effective(100, [Delta(i64::MAX), Delta(i64::MAX), Delta(i64::MIN)]),
+            Effective::Priority(254)
+        );
+    }
+
+    proptest::proptest! {
+        /// Any weight, any file value, any number of trackers: never a panic, always the
+        /// configured priority plus the exact sum, clamped to 1..=254 (255 for the owner).
+        #[test]
+        fn every_input_gives_a_priority_in_range(
+            configured in 1u8..=255,
+            trackers in proptest::collection::vec(
+                (proptest::num::i16::ANY, proptest::num::i64::ANY),
+                0..8,
+            ),
+        ) {
+            let contributions: Vec<Contribution> = trackers
+                .iter()
+                .map(|&(weight, value)| Contribution::of(weight, Verdict::Value(value)))
+                .collect();
+            let faulted = contributions.contains(&Contribution::Fault);
+            let exact: i128 = contributions
+                .iter()
+                .map(|contribution| match contribution {
+                    Contribution::Delta(change) => i128::from(*change),
+                    Contribution::Fault => 0,
+                })
+                .sum();
+            let expected = if faulted {
+                Effective::Fault
+            } else if configured == 255 {
+                Effective::Priority(255)
+            } else {
+                let clamped = (i128::from(configured) + exact).clamp(1, 254);
+                Effective::Priority(u8::try_from(clamped).expect("clamped to 1..=254"))
+            };
+            proptest::prop_assert_eq!(effective(configured, contributions), expected);
+        }
     }
 
     #[test]

@@ -2,13 +2,14 @@
 //! the trackers that turn health into priority. It owns reload by difference and shutdown.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 use vipd_config::{Config, TrackTarget, VrrpInstance};
 use vipd_vrrp::VirtualRouter;
 
@@ -17,6 +18,7 @@ use crate::daemon::host::Host;
 use crate::daemon::instance::{self, Command};
 use crate::daemon::mapping;
 use crate::daemon::notify::Notifier;
+use crate::daemon::reload::{ReloadEffect, reload_effect};
 use crate::daemon::tracker::{self, Reading, TrackerInfo};
 
 #[cfg(test)]
@@ -122,7 +124,10 @@ impl<H: Host> Supervisor<H> {
     }
 
     /// Applies a new configuration by difference: unchanged instances keep running with their
-    /// state and VIPs, unchanged listeners keep their sockets, established sessions continue.
+    /// state and VIPs, changed ones take what they can in place (their state kept) and restart
+    /// only when redefined (`reload::reload_effect`), unchanged listeners keep their sockets,
+    /// established sessions continue. An instance that cannot start does not stop the others:
+    /// every instance is dealt with, then the failures are returned together.
     pub async fn reload(&mut self, new: Config) -> Result<()> {
         self.proxy
             .apply(mapping::proxy_config(&new))
@@ -144,37 +149,101 @@ impl<H: Host> Supervisor<H> {
                 running.stop(&self.host).await;
             }
         }
+        let mut failures = Vec::new();
         for instance in &new.vrrp {
-            match old_instances.remove(&instance.name) {
-                Some(running) if running.config == *instance => {
-                    if instance
-                        .track
-                        .iter()
-                        .any(|tracker| restarted_trackers.contains(&tracker.target))
-                    {
-                        let readings = self.tracker_readings(instance);
-                        let _ = running
-                            .handle
-                            .commands
-                            .send(Command::ReplaceTrackers(readings))
-                            .await;
-                    }
-                    self.instances.insert(instance.name.clone(), running);
-                }
-                Some(running) => {
-                    info!(instance = %instance.name, "instance changed; restarting it");
-                    running.stop(&self.host).await;
-                    self.start_instance(instance, &new).await?;
-                }
-                None => {
-                    info!(instance = %instance.name, "new instance");
-                    self.start_instance(instance, &new).await?;
-                }
+            let outcome = if let Some(running) = old_instances.remove(&instance.name) {
+                self.reload_instance(running, instance, &new, &restarted_trackers)
+                    .await
+            } else {
+                info!(instance = %instance.name, "new instance");
+                self.start_instance(instance, &new).await
+            };
+            if let Err(error) = outcome {
+                error!(instance = %instance.name, error = format!("{error:#}"), "instance not running after the reload");
+                failures.push(format!("vrrp {}: {error:#}", instance.name));
             }
         }
         self.config = new;
         self.publish_registry();
-        Ok(())
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(anyhow::anyhow!(failures.join("; ")))
+        }
+    }
+
+    /// One instance that runs and is still in the file: kept, changed in place, or restarted.
+    async fn reload_instance(
+        &mut self,
+        mut running: RunningInstance<H::VirtualMac>,
+        instance: &VrrpInstance,
+        config: &Config,
+        restarted_trackers: &[TrackTarget],
+    ) -> Result<()> {
+        let effect = reload_effect(&running.config, instance);
+        match &effect {
+            ReloadEffect::Unchanged => {
+                if instance
+                    .track
+                    .iter()
+                    .any(|tracker| restarted_trackers.contains(&tracker.target))
+                {
+                    let readings = self.tracker_readings(instance);
+                    let _ = running
+                        .handle
+                        .commands
+                        .send(Command::ReplaceTrackers(readings))
+                        .await;
+                }
+                self.instances.insert(instance.name.clone(), running);
+                return Ok(());
+            }
+            ReloadEffect::InPlace(_) => {
+                info!(instance = %instance.name, "instance {effect}; its state is kept");
+                // Whatever fails here, the running instance is stopped below, never dropped.
+                let applied = match self.reconfiguration(instance) {
+                    Ok(new) => running.handle.reconfigure(new).await,
+                    Err(error) => Err(error),
+                };
+                match applied {
+                    Ok(()) => {
+                        running.config = instance.clone();
+                        self.instances.insert(instance.name.clone(), running);
+                        return Ok(());
+                    }
+                    Err(error) => {
+                        warn!(instance = %instance.name, error = format!("{error:#}"), "cannot change the instance in place; restarting it");
+                    }
+                }
+            }
+            ReloadEffect::Restart(_) => {
+                warn!(instance = %instance.name, "instance {effect}");
+            }
+        }
+        running.stop(&self.host).await;
+        self.start_instance(instance, config).await
+    }
+
+    /// What a running instance needs to take `instance` in place.
+    fn reconfiguration(&self, instance: &VrrpInstance) -> Result<instance::Reconfiguration> {
+        // The running router keeps the primary address it follows; any of the family will do.
+        let unspecified = if instance.is_ipv6() {
+            IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED)
+        };
+        Ok(instance::Reconfiguration {
+            router: mapping::router_config(instance, unspecified)?,
+            checksum: mapping::checksum_form(instance),
+            vips: mapping::vips(instance),
+            vip_strings: vip_strings(instance),
+            notify: instance.notify.clone(),
+            peers: instance
+                .unicast
+                .as_ref()
+                .map(|unicast| unicast.peers.clone()),
+            trackers: self.tracker_readings(instance),
+        })
     }
 
     /// SIGTERM: every instance releases (priority 0, VIPs removed) first, so the peer takes over
@@ -242,10 +311,26 @@ impl<H: Host> Supervisor<H> {
             links.push(vip_interface.clone());
         }
         self.host.follow_links(&links);
+        // Address events are published for followed interfaces only: a VIP deleted by hand on
+        // its own interface comes back at once, not at the next host check. Their link state
+        // does not make a Fault (keepalived tracks only the instance's interface too).
+        let vip_links = vip_interfaces(instance);
+        self.host.follow_links(&vip_links);
+        let announcers = vip_links
+            .into_iter()
+            .map(|interface| Ok((interface.clone(), self.host.announcer(&interface)?)))
+            .collect::<Result<_>>()?;
+        // Only the same family: an IPv4 and an IPv6 raw socket never see each other's adverts,
+        // and the IPv4 and IPv6 virtual routers with one VRID are independent (RFC 9568
+        // section 6), so the other family's VRID may well be ours.
         let sibling_vrids = config
             .vrrp
             .iter()
-            .filter(|other| other.name != instance.name && other.interface == instance.interface)
+            .filter(|other| {
+                other.name != instance.name
+                    && other.interface == instance.interface
+                    && other.is_ipv6() == instance.is_ipv6()
+            })
             .map(|other| other.vrid)
             .collect();
         let parts = instance::Parts {
@@ -255,7 +340,7 @@ impl<H: Host> Supervisor<H> {
             checksum: mapping::checksum_form(instance),
             transport,
             addresses: self.host.addresses(),
-            announcer: self.host.announcer(&vip_interface)?,
+            announcers,
             vips: mapping::vips(instance),
             sibling_vrids,
             trackers: self.tracker_readings(instance),
@@ -263,11 +348,7 @@ impl<H: Host> Supervisor<H> {
             events: self.host.events(),
             precise_timers: self.host.precise_timers(),
             notifier: Notifier::spawn(instance.name.clone(), instance.notify.clone()),
-            vip_strings: instance
-                .vips
-                .iter()
-                .map(|vip| vip.address.to_string())
-                .collect(),
+            vip_strings: vip_strings(instance),
             vrid: instance.vrid,
             version: match instance.version {
                 vipd_config::VrrpVersion::V2 => 2,
@@ -376,6 +457,26 @@ impl<H: Host> Supervisor<H> {
         }
         started
     }
+}
+
+/// For status: the VIPs as configured (with prefix).
+fn vip_strings(instance: &VrrpInstance) -> Vec<String> {
+    instance
+        .vips
+        .iter()
+        .map(|vip| vip.address.to_string())
+        .collect()
+}
+
+/// The interfaces `instance`'s VIPs live on, each once, in configuration order.
+fn vip_interfaces(instance: &VrrpInstance) -> Vec<String> {
+    let mut interfaces: Vec<String> = Vec::new();
+    for vip in &instance.vips {
+        if !interfaces.contains(&vip.interface) {
+            interfaces.push(vip.interface.clone());
+        }
+    }
+    interfaces
 }
 
 /// A watch of whether all of `interfaces` are up (an unknown one counts as down), derived from

@@ -152,7 +152,21 @@ fn read_tracked_file(path: &Path) -> Verdict {
     match std::fs::read_to_string(path) {
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => Verdict::Value(0),
         Err(_) => Verdict::Value(1),
-        Ok(text) => Verdict::Value(text.trim().parse::<i64>().unwrap_or(1)),
+        Ok(text) => Verdict::Value(tracked_value(&text)),
+    }
+}
+
+/// The integer in a tracked file. A number beyond i64 saturates (it is still "very large", not
+/// a failure); anything that is not a number counts as 1, a failure.
+fn tracked_value(text: &str) -> i64 {
+    use std::num::IntErrorKind;
+    match text.trim().parse::<i64>() {
+        Ok(value) => value,
+        Err(error) => match error.kind() {
+            IntErrorKind::PosOverflow => i64::MAX,
+            IntErrorKind::NegOverflow => i64::MIN,
+            _ => 1,
+        },
     }
 }
 
@@ -294,6 +308,15 @@ mod tests {
         wait_for_verdict(&mut reading, Verdict::Up).await;
         cancel.cancel();
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_tracked_value_beyond_i64_saturates_and_garbage_is_a_failure() {
+        assert_eq!(tracked_value(" -42\n"), -42);
+        assert_eq!(tracked_value("99999999999999999999999"), i64::MAX);
+        assert_eq!(tracked_value("-99999999999999999999999"), i64::MIN);
+        assert_eq!(tracked_value("ok"), 1);
+        assert_eq!(tracked_value(""), 1);
     }
 
     /// docs/design/vrrp.md, Tracking: "a hung script is killed at timeout and counts as a failure".

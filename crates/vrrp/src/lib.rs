@@ -45,6 +45,7 @@
 //!         Output::AddVips | Output::RemoveVips => { /* rtnetlink */ }
 //!         Output::Announce { count } => { /* `count` GARPs / NAs per VIP */ }
 //!         Output::CheckHost { vips } => { /* socket, address and (if `vips`) VIPs still there? */ }
+//!         Output::Notice(notice) => { /* log it, rate-limited: peers can cause it at will */ }
 //!         Output::StateChanged { from, to, reason } => { /* log, notify, metrics */ }
 //!     }
 //! }
@@ -55,7 +56,8 @@
 //! trackers send [`Input::EffectivePriority`] and [`Input::Fault`]; the operator's maintenance
 //! switch is [`Input::Maintenance`]; SIGTERM is [`Input::Shutdown`]; what the host reports is
 //! [`Input::VipsMissing`] and [`Input::PrimaryAddress`], after [`Output::CheckHost`] or a netlink
-//! event (a router built with [`VirtualRouter::checking_host_every`] asks for the check itself). Status comes from
+//! event (a router built with [`VirtualRouter::checking_host_every`] asks for the check itself). A
+//! reload's new settings go to [`VirtualRouter::reconfigure`], which keeps the state. Status comes from
 //! [`VirtualRouter::state`], [`VirtualRouter::effective_priority`],
 //! [`VirtualRouter::last_master`] and [`VirtualRouter::stats`].
 
@@ -68,8 +70,8 @@ pub mod wire;
 
 pub use fields::{Centis, OutOfRange, Priority, Version, Vrid};
 pub use router::{
-    ConfigError, DropCounts, DropReason, GarpSchedule, Input, MasterInfo, Output, Reason,
-    RouterConfig, RouterStats, State, VirtualRouter,
+    ConfigError, DropCounts, DropReason, GarpSchedule, Input, MAX_TIMER, MasterInfo, Notice,
+    Output, Reason, ReconfigureError, RouterConfig, RouterStats, State, VirtualRouter,
 };
 pub use wire::{
     AddressFamily, Advertisement, Auth, ChecksumForm, EmitError, Packet, ParseError, Parsed,

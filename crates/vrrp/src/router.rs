@@ -14,8 +14,11 @@ use crate::fields::{Centis, Priority, Version, Vrid};
 use crate::timers::{MICROS_PER_SECOND, master_down_micros, skew_micros};
 use crate::wire::{AddressFamily, Advertisement, Auth, VersionFields};
 
+mod reconfigure;
 #[cfg(test)]
 mod tests;
+
+pub use reconfigure::ReconfigureError;
 
 /// When to send gratuitous ARPs / unsolicited NAs after becoming master.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +87,11 @@ impl RouterConfig {
     }
 }
 
+/// The longest delay or period the router takes (`preempt_delay`, `garp.delay`, `garp.refresh`):
+/// a deadline is `now` plus one of them, and `Instant + Duration` panics on overflow. A year is far
+/// above anything useful and far below any overflow.
+pub const MAX_TIMER: Duration = Duration::from_secs(365 * 86_400);
+
 /// A configuration the router refuses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -128,6 +136,16 @@ pub enum ConfigError {
         vip: IpAddr,
         /// The primary address.
         primary_address: IpAddr,
+    },
+    /// A delay or period so long that a deadline computed from it could overflow `Instant`.
+    #[error("VRID {vrid}: {field} of {value:?} is longer than the router's limit of {MAX_TIMER:?}")]
+    Duration {
+        /// The router.
+        vrid: Vrid,
+        /// Which setting: `preempt_delay`, `garp.delay` or `garp.refresh`.
+        field: &'static str,
+        /// The refused value.
+        value: Duration,
     },
     /// More VIPs than an advert's count byte holds.
     #[error("VRID {vrid}: {count} VIPs, an advertisement carries at most 255")]
@@ -240,6 +258,10 @@ pub enum Output {
         /// Whether the VIPs must be verified too.
         vips: bool,
     },
+    /// Something the operator should hear about (a configuration error on some router of the
+    /// VRID, a split brain). The router has already acted; the driver only reports it, rate-limited,
+    /// since any router on the link can cause these at the rate it sends adverts.
+    Notice(Notice),
     /// The state changed; comes after the side effects of the change.
     StateChanged {
         /// Old state.
@@ -248,6 +270,52 @@ pub enum Output {
         to: State,
         /// Why.
         reason: Reason,
+    },
+}
+
+/// What [`Output::Notice`] reports. Each names the advert's IP source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The advert's interval differs from ours. v3 accepts it (a backup learns the master's
+    /// interval, RFC 9568 6.4.2) and counts it ([`RouterStats::interval_mismatch`]); v2 drops it
+    /// (RFC 3768 7.1, [`DropReason::IntervalMismatch`]). Either way the routers of the VRID are
+    /// configured differently.
+    IntervalMismatch {
+        /// The sender.
+        source: IpAddr,
+        /// Its interval.
+        theirs: Duration,
+        /// Ours.
+        ours: Duration,
+        /// Whether the advert was accepted (v3) or dropped (v2).
+        accepted: bool,
+    },
+    /// An accepted advert whose address list differs from ours ([`RouterStats::address_list_mismatch`]).
+    AddressListMismatch {
+        /// The sender.
+        source: IpAddr,
+        /// How many addresses it carried (keepalived sends 0 when every VIP is excluded).
+        count: usize,
+    },
+    /// We are the address owner (priority 255) and another router advertises 255 too: two owners
+    /// of one VRID is a configuration error (keepalived logs it as one).
+    OwnerHearsAdvert {
+        /// The other router.
+        source: IpAddr,
+        /// The priority it advertised.
+        priority: Priority,
+    },
+    /// Another router is master too: a split brain ([`RouterStats::two_masters_seen`]).
+    TwoMasters {
+        /// The other master.
+        source: IpAddr,
+        /// The priority it advertised.
+        priority: Priority,
+    },
+    /// We gave mastership up to an address owner (priority 255): which address won.
+    LostToOwner {
+        /// The owner.
+        source: IpAddr,
     },
 }
 
@@ -323,9 +391,15 @@ pub struct RouterStats {
     /// Accepted adverts whose address list differs from ours. RFC 9568 7.1 makes that check
     /// optional; we count it for diagnosis and accept the advert (see `receive`).
     pub address_list_mismatch: u64,
+    /// Accepted v3 adverts whose interval differs from ours (a backup learns the master's, RFC
+    /// 9568 6.4.2, but the routers are configured differently). v2 drops them instead
+    /// ([`DropCounts::interval_mismatch`]).
+    pub interval_mismatch: u64,
     /// Transitions into Master.
     pub became_master: u64,
-    /// Adverts with a non-zero priority received while master: another router is master too.
+    /// Split brains seen: as master, another master that did not take over knowingly
+    /// (docs/design/vrrp.md, Split brain). At most one per Advertisement_Interval, and only
+    /// adverts that pass every check for our VRID count; a planned preemption does not.
     pub two_masters_seen: u64,
     /// Priority-0 adverts sent.
     pub priority_zero_sent: u64,
@@ -406,6 +480,30 @@ struct Master {
     advert_at: Instant,
     second_burst_at: Option<Instant>,
     refresh_at: Option<Instant>,
+    /// When and why we became master.
+    became_at: Instant,
+    took_over: Reason,
+    /// When we last spoke of our own accord (an answer to a lower-priority master, or the last
+    /// advert on yielding): at most once per Advertisement_Interval (docs/design/vrrp.md, Split brain).
+    answered_at: Option<Instant>,
+}
+
+impl Master {
+    /// Whether an advert of our own accord is allowed now: any on-link host can make us answer,
+    /// so one per Advertisement_Interval at most.
+    fn may_answer(&self, now: Instant, interval: Duration) -> bool {
+        self.answered_at.is_none_or(|at| now >= at + interval)
+    }
+
+    /// Whether we took over knowingly from a master that may still be talking: it preempted
+    /// (we outranked it) or we are the address owner who takes over at once. Its adverts sent
+    /// before ours reached it arrive during our first interval; they are no second master.
+    fn in_handover(&self, now: Instant, interval: Duration) -> bool {
+        matches!(
+            self.took_over,
+            Reason::Preempted | Reason::AddressOwner | Reason::FaultCleared
+        ) && now < self.became_at + interval
+    }
 }
 
 /// What `transition` builds the next state from.
@@ -483,6 +581,15 @@ impl VirtualRouter {
                 }
             }
         };
+        for (field, value) in [
+            ("preempt_delay", Some(config.preempt_delay)),
+            ("garp.delay", config.garp.delay),
+            ("garp.refresh", config.garp.refresh),
+        ] {
+            if let Some(value) = value.filter(|value| *value > MAX_TIMER) {
+                return Err(ConfigError::Duration { vrid, field, value });
+            }
+        }
         // A zero delay or refresh means "off"; keeping it would make a timer that is always due.
         config.garp.delay = config.garp.delay.filter(|delay| !delay.is_zero());
         config.garp.refresh = config.garp.refresh.filter(|refresh| !refresh.is_zero());
@@ -515,7 +622,8 @@ impl VirtualRouter {
     /// caller needs no timer of its own. A router without a host (protocol tests) leaves it off.
     #[must_use]
     pub fn checking_host_every(mut self, interval: Duration) -> Self {
-        self.host_check_every = Some(interval).filter(|interval| !interval.is_zero());
+        self.host_check_every =
+            Some(interval.min(MAX_TIMER)).filter(|interval| !interval.is_zero());
         self
     }
 
@@ -749,15 +857,9 @@ impl VirtualRouter {
         }
         let from = self.state();
         if from == State::Master {
-            if reason == Reason::HigherPriorityMaster {
-                // Losing to a better master needs no release: that master already advertises.
-                // But when a split brain heals, its advert may reach us before ours reaches it:
-                // it never learns that clients followed our announcements, and they stay
-                // pointed at us until their neighbour entries expire. One last advert at our
-                // priority tells it; hearing a lower-priority master it re-announces (RFC 9568
-                // 6.4.3, keepalived). After a plain preemption that repeats its fresh burst.
-                self.send_advert(self.effective_priority);
-            } else {
+            // Losing to a better master needs no release: that master already advertises
+            // (`yield_to` may have sent one last advert at our priority).
+            if reason != Reason::HigherPriorityMaster {
                 // RFC 9568 6.4.3: a master that stops (shutdown, and for us fault and
                 // maintenance) sends priority 0 so backups take over after Skew_Time instead
                 // of Master_Down_Interval.
@@ -782,21 +884,22 @@ impl VirtualRouter {
                 leftover_vips: false,
             }),
             Entering::Master => {
-                // RFC 9568 6.4.2 lists: send an ADVERTISEMENT, announce every address, become
-                // Master. We add the addresses first (local, unordered by the RFC, and no
-                // announcement may point traffic here before they exist), then announce, then
-                // advertise, as keepalived does: clients are what a failover waits for, and the
-                // advert's multicast send (0.1 ms here) would delay them. Sending it second
-                // cannot let another backup take over meanwhile: its Master_Down_Timer runs at
-                // least a Skew_Time difference behind ours, or fires with ours at equal priority.
+                // RFC 9568 6.4.1 / 6.4.2: send an ADVERTISEMENT, then announce every address,
+                // then become Master; keepalived does the same. The addresses are added first
+                // (local, unordered by the RFC, and no announcement may point traffic here before
+                // they exist). The advert first makes a master we preempt drop the VIPs before
+                // our announcements reach the clients (docs/design/vrrp.md, Entering Master).
                 self.outputs.push_back(Output::AddVips);
-                self.announce(self.config.garp.repeat);
                 self.send_advert(self.effective_priority);
+                self.announce(self.config.garp.repeat);
                 self.stats.became_master += 1;
                 RouterState::Master(Master {
                     advert_at: now + Duration::from_micros(self.advert_interval_micros),
                     second_burst_at: self.config.garp.delay.map(|delay| now + delay),
                     refresh_at: self.config.garp.refresh.map(|refresh| now + refresh),
+                    became_at: now,
+                    took_over: reason,
+                    answered_at: None,
                 })
             }
         };
@@ -856,18 +959,17 @@ impl VirtualRouter {
     fn receive(&mut self, now: Instant, source: IpAddr, advert: &Advertisement) {
         if let Err(reason) = self.check(source, advert) {
             self.stats.dropped.count(reason);
+            if reason == DropReason::IntervalMismatch {
+                // RFC 3768 7.1: dropped; routers that disagree on the interval both become master.
+                self.notice_interval_mismatch(source, advert, false);
+            }
             return;
         }
         self.stats.adverts_received += 1;
         if advert.priority.is_release() {
             self.stats.priority_zero_received += 1;
         }
-        if !same_addresses(&advert.addresses, &self.config.vips) {
-            // RFC 9568 7.1 makes verifying the address list optional (and drops on mismatch only
-            // if one verifies). keepalived drops, which turns a VIP-list typo into two masters
-            // fighting over the shared VIPs; we count it so `vipd status` can say so, and accept.
-            self.stats.address_list_mismatch += 1;
-        }
+        self.report_differences(source, advert);
         self.last_master = Some(MasterInfo {
             address: source,
             priority: advert.priority,
@@ -880,6 +982,48 @@ impl VirtualRouter {
             // Initialize and Fault do not listen (RFC 9568 6.4.1; keepalived's fault).
             RouterState::Initialize | RouterState::Fault => {}
         }
+    }
+
+    /// Accepted adverts that show the routers of the VRID configured differently.
+    fn report_differences(&mut self, source: IpAddr, advert: &Advertisement) {
+        if advert.interval_micros() != self.advert_interval_micros {
+            // RFC 9568 7.1 dropped v2's interval check: a v3 backup learns the master's interval
+            // (6.4.2). Accepted, but the routers disagree, which an operator wants to know.
+            self.stats.interval_mismatch += 1;
+            self.notice_interval_mismatch(source, advert, true);
+        }
+        if !same_addresses(&advert.addresses, &self.config.vips) {
+            // RFC 9568 7.1 makes verifying the address list optional (and drops on mismatch only
+            // if one verifies). keepalived drops, which turns a VIP-list typo into two masters
+            // fighting over the shared VIPs; we count and report it, and accept. A count of 0
+            // is one case: keepalived sends it when every VIP is `virtual_ipaddress_excluded`.
+            self.stats.address_list_mismatch += 1;
+            self.notice(Notice::AddressListMismatch {
+                source,
+                count: advert.addresses.len(),
+            });
+        }
+        if self.config.priority.is_owner() && advert.priority.is_owner() {
+            // RFC 9568 6.1: one router owns the addresses; two owners is a configuration error
+            // (keepalived says so). The equal-priority tie-break still elects one master.
+            self.notice(Notice::OwnerHearsAdvert {
+                source,
+                priority: advert.priority,
+            });
+        }
+    }
+
+    fn notice_interval_mismatch(&mut self, source: IpAddr, advert: &Advertisement, accepted: bool) {
+        self.notice(Notice::IntervalMismatch {
+            source,
+            theirs: Duration::from_micros(advert.interval_micros()),
+            ours: Duration::from_micros(self.advert_interval_micros),
+            accepted,
+        });
+    }
+
+    fn notice(&mut self, notice: Notice) {
+        self.outputs.push_back(Output::Notice(notice));
     }
 
     fn receive_in_backup(&mut self, now: Instant, advert: &Advertisement) {
@@ -939,29 +1083,89 @@ impl VirtualRouter {
             self.send_advert_now(now, interval);
             return;
         }
-        self.stats.two_masters_seen += 1;
         let ours = self.effective_priority;
         // RFC 9568 6.4.3: higher priority, or equal priority from a larger primary address
         // (compared as unsigned integers in network byte order, which octet order is).
         let they_win = advert.priority > ours
             || (advert.priority == ours && octets(source) > octets(self.config.primary_address));
         if they_win {
-            let master_interval_micros = advert.interval_micros();
-            let down_at = self.master_down_at(now, master_interval_micros);
-            self.transition(
-                now,
-                Entering::Backup {
-                    master_interval_micros,
-                    down_at,
-                },
-                Reason::HigherPriorityMaster,
-            );
+            self.yield_to(now, source, advert, interval);
         } else {
-            // RFC 9568 6.4.3 and keepalived: assert mastership at once so the other master
-            // yields, and re-announce so ARP caches and bridges that followed it come back.
-            self.send_advert_now(now, interval);
-            self.announce(self.config.garp.repeat);
+            self.answer_lower_master(now, source, advert.priority, interval);
         }
+    }
+
+    /// RFC 9568 6.4.3 discards a lower-priority advert. keepalived answers it with an advert (and
+    /// GARPs if configured) so that a split brain heals and clients that followed the other
+    /// master come back. We keep that answer but bound it: one advert and one announcement burst
+    /// per Advertisement_Interval, since any on-link host can send such adverts; and none while
+    /// the master we just preempted is still being heard (docs/design/vrrp.md, Split brain).
+    fn answer_lower_master(
+        &mut self,
+        now: Instant,
+        source: IpAddr,
+        priority: Priority,
+        interval: Duration,
+    ) {
+        let RouterState::Master(master) = &mut self.state else {
+            return;
+        };
+        if master.in_handover(now, interval) || !master.may_answer(now, interval) {
+            return;
+        }
+        master.answered_at = Some(now);
+        self.stats.two_masters_seen += 1;
+        self.notice(Notice::TwoMasters { source, priority });
+        self.send_advert_now(now, interval);
+        self.announce(self.config.garp.repeat);
+    }
+
+    /// RFC 9568 6.4.3: a better master → Backup, down timer for its interval. Before leaving, one
+    /// last advert at our priority when a split brain is possible: its advert may have reached us
+    /// before ours reached it, and then it never learns that clients followed our announcements
+    /// (they stay on us until their neighbour entries expire). Hearing it, the winner answers and
+    /// re-announces. Not sent when the takeover is known to be planned, where it would only make
+    /// the winner log, re-announce and run its hooks (docs/design/vrrp.md, Split brain).
+    fn yield_to(
+        &mut self,
+        now: Instant,
+        source: IpAddr,
+        advert: &Advertisement,
+        interval: Duration,
+    ) {
+        let RouterState::Master(master) = &self.state else {
+            return;
+        };
+        // RFC 9568 6.4.2: a backup takes over from a live master only with a higher priority and
+        // Preempt_Mode on (an owner always does). Otherwise it cannot have heard us: two masters.
+        let split_brain_certain = advert.priority == self.effective_priority
+            || (!self.config.preempt && !advert.priority.is_owner());
+        // We took over because the master went silent: a partition looks just like a crash.
+        let split_brain_possible = split_brain_certain || master.took_over == Reason::MasterDown;
+        let last_advert = split_brain_possible && master.may_answer(now, interval);
+        if split_brain_certain {
+            self.stats.two_masters_seen += 1;
+            self.notice(Notice::TwoMasters {
+                source,
+                priority: advert.priority,
+            });
+        }
+        if advert.priority.is_owner() {
+            self.notice(Notice::LostToOwner { source });
+        }
+        if last_advert {
+            self.send_advert(self.effective_priority);
+        }
+        let master_interval_micros = advert.interval_micros();
+        let down_at = self.master_down_at(now, master_interval_micros);
+        self.transition(
+            now,
+            Entering::Backup {
+                master_interval_micros,
+                down_at,
+            },
+            Reason::HigherPriorityMaster,
+        );
     }
 
     fn send_advert_now(&mut self, now: Instant, interval: Duration) {
@@ -983,7 +1187,10 @@ impl VirtualRouter {
         }
         self.effective_priority = priority;
         if matches!(self.state, RouterState::Master(_)) {
-            // docs/design/vrrp.md, Tracking: a changed priority is advertised at once, so a better backup preempts now.
+            // docs/design/vrrp.md, Tracking: a changed priority is advertised at once. A raised
+            // one stops a backup's pending preemption before its down timer runs out; a lowered
+            // one starts a backup's preempt_delay sooner, but does not make it take over sooner:
+            // a preempting backup discards lower-priority adverts (RFC 9568 6.4.2).
             self.send_advert_now(now, Duration::from_micros(self.advert_interval_micros));
         }
     }

@@ -641,7 +641,7 @@ fn verify_checksum<T: AsRef<[u8]>>(
     match (packet.version(), packet.family()) {
         (Version::V2, _) => {
             let expected = expected_for(ChecksumForm::MessageOnly);
-            (expected == found)
+            same_checksum(found, expected)
                 .then_some(ChecksumForm::MessageOnly)
                 .ok_or(ParseError::Checksum {
                     found,
@@ -651,7 +651,7 @@ fn verify_checksum<T: AsRef<[u8]>>(
         }
         (Version::V3, AddressFamily::Ipv6) => {
             let expected = expected_for(ChecksumForm::WithPseudoHeader);
-            (expected == found)
+            same_checksum(found, expected)
                 .then_some(ChecksumForm::WithPseudoHeader)
                 .ok_or(ParseError::Checksum {
                     found,
@@ -662,9 +662,9 @@ fn verify_checksum<T: AsRef<[u8]>>(
         (Version::V3, AddressFamily::Ipv4) => {
             let with_pseudo = expected_for(ChecksumForm::WithPseudoHeader);
             let message_only = expected_for(ChecksumForm::MessageOnly);
-            if found == with_pseudo {
+            if same_checksum(found, with_pseudo) {
                 Ok(ChecksumForm::WithPseudoHeader)
-            } else if found == message_only {
+            } else if same_checksum(found, message_only) {
                 Ok(ChecksumForm::MessageOnly)
             } else {
                 Err(ParseError::Checksum {
@@ -675,6 +675,14 @@ fn verify_checksum<T: AsRef<[u8]>>(
             }
         }
     }
+}
+
+/// Whether a received checksum field holds `expected`. One's complement arithmetic has two
+/// zeros (RFC 1071 section 1): a sender that computes the sum with its checksum field included
+/// may put 0xffff where [`checksum_of`] gives 0x0000, and both verify.
+fn same_checksum(found: u16, expected: u16) -> bool {
+    const ZEROS: [u16; 2] = [0x0000, 0xffff];
+    found == expected || (ZEROS.contains(&found) && ZEROS.contains(&expected))
 }
 
 /// The checksum to put in the field of `message` (whose checksum field is ignored).

@@ -3,7 +3,7 @@
 //! router. The launcher itself (start, stop, kill, rejected packets) is `vipd_lab::keepalived`,
 //! shared with vipd-net's tests.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use vipd_lab::Lab;
@@ -22,7 +22,13 @@ pub struct RouterSettings {
     pub vip: Ipv4Addr,
     /// Adverts to the peer's address instead of 224.0.0.18.
     pub unicast: bool,
+    /// IPv6 (v3, multicast) instead of `vip`: the VIPs are [`LINK_LOCAL_VIP`] first, as RFC 9568
+    /// 5.2.9 asks of an IPv6 virtual router's address list, then `Lab::vip_v6(0)`.
+    pub ipv6: bool,
 }
+
+/// The virtual router's IPv6 link-local address, first in its IPv6 address list.
+pub const LINK_LOCAL_VIP: Ipv6Addr = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 1, 51);
 
 impl RouterSettings {
     /// Skew_Time = (256 − priority) × interval / 256 (RFC 5798 section 6.1; RFC 3768 is the same
@@ -34,6 +40,27 @@ impl RouterSettings {
     /// Master_Down_Interval = 3 × interval + Skew_Time.
     pub fn master_down_interval(&self, priority: u8) -> Duration {
         super::takeover_probe::master_down_interval(priority, self.advert_interval)
+    }
+
+    /// The VIP a client reaches: `vip`, or the global IPv6 VIP.
+    pub fn vip_address(&self) -> IpAddr {
+        if self.ipv6 {
+            IpAddr::V6(Lab::vip_v6(0))
+        } else {
+            IpAddr::V4(self.vip)
+        }
+    }
+
+    /// The VIPs with their prefixes, in the order both files list them.
+    fn vips(&self) -> Vec<String> {
+        if self.ipv6 {
+            vec![
+                format!("{LINK_LOCAL_VIP}/64"),
+                format!("{}/64", Lab::vip_v6(0)),
+            ]
+        } else {
+            vec![format!("{}/24", self.vip)]
+        }
     }
 
     fn unicast_pair(&self, lab: &Lab, host: usize, peer: usize) -> Option<(IpAddr, IpAddr)> {
@@ -67,12 +94,17 @@ vrrp:
     version: {version}
     priority: {priority}
     advert_interval: {interval}ms
-    vips: [{vip}/24]
+    vips: [{vips}]
 {unicast}{extra}",
             vrid = self.vrid,
             version = self.version,
             interval = self.advert_interval.as_millis(),
-            vip = self.vip,
+            vips = self
+                .vips()
+                .iter()
+                .map(|vip| format!("\"{vip}\""))
+                .collect::<Vec<_>>()
+                .join(", "),
         )
     }
 
@@ -88,11 +120,14 @@ vrrp:
             "global_defs {{\n  router_id node{host}\n}}\n\
              vrrp_instance VI_1 {{\n  state BACKUP\n  interface eth0\n  \
              virtual_router_id {vrid}\n  version {version}\n  priority {priority}\n  \
-             advert_int {interval}\n{unicast}  virtual_ipaddress {{\n    {vip}/24\n  }}\n}}\n",
+             advert_int {interval}\n{unicast}  virtual_ipaddress {{\n{vips}  }}\n}}\n",
             vrid = self.vrid,
             version = self.version,
             interval = self.advert_interval.as_secs_f64(),
-            vip = self.vip,
+            vips = self
+                .vips()
+                .iter()
+                .fold(String::new(), |list, vip| list + "    " + vip + "\n"),
         )
     }
 

@@ -113,6 +113,30 @@ fn start_vipd_with(
     lab.spawn_command(command).expect("vipd starts")
 }
 
+/// Starts `vipd run` as root in hosts 0 (lb1) and 1 (lb2) from the configuration texts
+/// `configs` (one instance named `api`), logging to `lb1.log` and `lb2.log` in `scratch`, and
+/// returns once lb1 holds `vip` and lb2 is backup.
+pub fn start_master_and_backup(
+    lab: &Lab,
+    scratch: &Scratch,
+    configs: [&str; 2],
+    vip: IpAddr,
+) -> [LabProcess; 2] {
+    let [lb1, lb2] = [0, 1].map(|host| {
+        let name = format!("lb{}", host + 1);
+        let config = scratch.write(&format!("{name}.yaml"), configs[host]);
+        start_vipd(lab, host, &config, &scratch.path(&format!("{name}.log")))
+    });
+    assert!(
+        wait_until(Duration::from_secs(10), || holds(lab, 0, vip)
+            && instance_state(lab, 1, "api").as_deref() == Some("backup"))
+        .is_some(),
+        "no lb1 master / lb2 backup; lb1 log:\n{}",
+        std::fs::read_to_string(scratch.path("lb1.log")).unwrap_or_default()
+    );
+    [lb1, lb2]
+}
+
 /// A TCP server in `host` on `port` that answers every connection with `reply` and closes.
 pub fn start_backend(lab: &Lab, host: usize, port: u16, reply: &str) -> LabProcess {
     let listen = format!("TCP-LISTEN:{port},reuseaddr,fork");

@@ -897,3 +897,58 @@ fn with_a_virtual_mac_vips_live_on_the_macvlan_unless_they_name_an_interface() {
     );
     assert_error(&text, "vrrp[0].vips[0].label", 7, "`vrrp.51`");
 }
+
+/// docs/operations.md, Tracking and weights: equally sick nodes keep the VIP where it is only if
+/// the backup detects the failure within 2 × advert_interval (+ preempt_delay) of the master.
+#[test]
+fn warns_when_a_check_cannot_fail_on_both_nodes_within_the_window() {
+    let script = |interval: &str, fall: u32| {
+        format!(
+            "{BASE}scripts:\n  chk:\n    command: [/bin/true]\n    interval: {interval}\n    fall: {fall}\n"
+        )
+    };
+    let tracked = |fields: &str| {
+        script("1s", 3).replace(
+            "    vips: [198.51.100.50/24]\n",
+            &format!("    vips: [198.51.100.50/24]\n    track: [{{ script: chk, weight: -60 }}]\n{fields}"),
+        )
+    };
+    // 1 s × 3 + 1 s = 4 s against 2 × 1 s.
+    assert_warning(
+        &tracked(""),
+        "vrrp[0].track[0]",
+        "script `chk` detects a failure in up to 4s (interval × fall + timeout), longer than the 2s",
+    );
+    // A frontend tracker: its backend's health check (2 s × 3 + 1 s by default).
+    assert_warning(
+        &with_instance_fields("    track: [{ frontend: apiserver, weight: -60 }]\n"),
+        "vrrp[0].track[0]",
+        "frontend `apiserver` (backend `apiservers`'s health check) detects a failure in up to 7s",
+    );
+    let quiet = |text: &str| {
+        let (_, warnings) = valid(text);
+        assert!(
+            !warnings
+                .iter()
+                .any(|warning| warning.message.contains("detects a failure")),
+            "{warnings:?}"
+        );
+    };
+    // Fits: 4 s within 2 × 2.5 s; or within 2 × 1 s + 3 s of preempt_delay.
+    quiet(&tracked("    advert_interval: 2500ms\n"));
+    quiet(&tracked("    preempt_delay: 3s\n"));
+    // A backup that never preempts, weight 0 (Fault), and a weight that cannot move the VIP.
+    quiet(&tracked("    preempt: false\n"));
+    quiet(&tracked("").replace("weight: -60", "weight: 0"));
+    quiet(&tracked("    peer_priority: 100\n").replace("weight: -60", "weight: -20"));
+    // The backup's file of the same pair warns too: the preferred peer can drop below it.
+    assert_warning(
+        &tracked("    peer_priority: 150\n").replace("    priority: 150\n", "    priority: 100\n"),
+        "vrrp[0].track[0]",
+        "within which the peer must detect it too",
+    );
+    // Interfaces and files are not periodic checks.
+    quiet(&with_instance_fields(
+        "    track: [{ interface: eth1, weight: -60 }, { file: /run/m, weight: -60 }]\n",
+    ));
+}

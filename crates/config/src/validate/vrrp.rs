@@ -49,6 +49,7 @@ impl Checker<'_> {
         self.shared_virtual_mac_interfaces(&typed);
         for (position, instance) in typed.iter().enumerate() {
             self.weights_below_peer(instance, &format!("vrrp[{position}]"));
+            self.detection_outside_window(instance, &format!("vrrp[{position}]"), config);
         }
         typed
     }

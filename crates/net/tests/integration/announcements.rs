@@ -104,7 +104,7 @@ fn garp_and_unsolicited_na_arrive_on_the_peer_with_the_right_fields() {
         ])
         .unwrap();
     // tshark 4.0 prints flags as 0/1 and the checksum status as 1 ("Good").
-    let expected_na = format!("33:33:00:00:00:01|{mac}|{v6}|ff02::1|255|0|0|1|{v6}|{mac}|1");
+    let expected_na = format!("33:33:00:00:00:01|{mac}|{v6}|ff02::1|255|1|0|1|{v6}|{mac}|1");
     assert_eq!(na.trim(), expected_na, "unsolicited NA as tshark reads it");
 }
 

@@ -40,12 +40,16 @@ fn config(family: Family, mode: Mode) -> VrrpSocketConfig {
 
 struct Received {
     advert: Option<ReceivedAdvert>,
+    /// The sources of the datagrams handed over flagged as not from a configured peer, before
+    /// `advert`.
+    unknown_peers: Vec<IpAddr>,
     stats: TransportStats,
     interface_index: u32,
 }
 
 /// Opens a socket in `host` and returns once it is open; the thread yields the first accepted
-/// advert (or `None` after the timeout) with the socket's counters.
+/// advert (or `None` after the timeout), the unknown peers seen before it, and the socket's
+/// counters.
 fn receive_one(
     lab: &Lab,
     host: usize,
@@ -57,12 +61,22 @@ fn receive_one(
             runtime().block_on(async move {
                 let socket = VrrpSocket::open(config).expect("open the receiving socket");
                 ready_tx.send(()).expect("the test waits for readiness");
-                let advert = tokio::time::timeout(RECEIVE_TIMEOUT, socket.recv())
-                    .await
-                    .ok()
-                    .map(|received| received.expect("receive"));
+                let mut unknown_peers = Vec::new();
+                let deadline = tokio::time::Instant::now() + RECEIVE_TIMEOUT;
+                let advert = loop {
+                    let Ok(received) = tokio::time::timeout_at(deadline, socket.recv()).await
+                    else {
+                        break None;
+                    };
+                    let received = received.expect("receive");
+                    if !received.from_unknown_peer {
+                        break Some(received);
+                    }
+                    unknown_peers.push(received.source);
+                };
                 Received {
                     advert,
+                    unknown_peers,
                     stats: socket.stats(),
                     interface_index: socket.interface_index(),
                 }
@@ -250,7 +264,8 @@ fn unicast_adverts_arrive_from_peers_and_non_peers_are_dropped() {
             source: None,
         };
         let receiver = receive_one(&lab, 1, config(family, unicast(vec![address(&a)])));
-        // C is not B's peer: dropped and counted. Then A, a peer, gets through.
+        // C is not B's peer: counted as dropped, handed over flagged. Then A, a peer, gets
+        // through.
         send_from(&lab, 2, config(family, unicast(vec![address(&b)])));
         let source = send_from(&lab, 0, config(family, unicast(vec![address(&b)])));
         let received = receiver.join().unwrap().unwrap();
@@ -260,7 +275,83 @@ fn unicast_adverts_arrive_from_peers_and_non_peers_are_dropped() {
         assert_eq!(advert.destination, address(&b), "{family:?}");
         assert_eq!(advert.ttl, 255, "{family:?}");
         assert_eq!(received.stats.dropped_unknown_peer, 1, "{family:?}");
+        assert_eq!(
+            received.unknown_peers,
+            vec![address(lab.host(2))],
+            "{family:?}"
+        );
+        assert_eq!(received.stats.received, 1, "{family:?}");
     }
+}
+
+/// A reload changing the peers (`set_unicast_peers`) on an open socket: adverts go to the new
+/// list and only its members' are accepted; a multicast socket refuses, and so does a peer of
+/// the other family.
+#[test]
+fn unicast_peers_changed_on_an_open_socket_take_effect_at_once() {
+    if !e2e_enabled("unicast_peers_changed_on_an_open_socket_take_effect_at_once") {
+        return;
+    }
+    let lab = Lab::new(3).unwrap();
+    let (a, c) = (IpAddr::V4(lab.host(0).ipv4), IpAddr::V4(lab.host(2).ipv4));
+    let b = IpAddr::V4(lab.host(1).ipv4);
+    let unicast = |peers: Vec<IpAddr>| {
+        config(
+            Family::Ipv4,
+            Mode::Unicast {
+                peers,
+                source: None,
+            },
+        )
+    };
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let receiver = lab
+        .spawn_in_host(1, move || {
+            runtime().block_on(async move {
+                // Opened with C as its peer, then told A instead.
+                let mut socket = VrrpSocket::open(unicast(vec![c])).expect("open");
+                socket.set_unicast_peers(vec![a]).expect("new peers");
+                let refused = socket
+                    .set_unicast_peers(vec!["2001:db8::1".parse().unwrap()])
+                    .is_err();
+                let destinations = socket.destinations();
+                ready_tx.send(()).expect("the test waits");
+                // C's advert comes up too, marked as from an unknown peer (for the instance to
+                // count); A's is the one from a peer.
+                let from_a_peer = async {
+                    loop {
+                        let received = socket.recv().await.expect("receive");
+                        if !received.from_unknown_peer {
+                            return received;
+                        }
+                    }
+                };
+                let advert = tokio::time::timeout(RECEIVE_TIMEOUT, from_a_peer)
+                    .await
+                    .ok();
+                (advert, socket.stats(), destinations, refused)
+            })
+        })
+        .unwrap();
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    send_from(&lab, 2, unicast(vec![b]));
+    send_from(&lab, 0, unicast(vec![b]));
+    let (advert, stats, destinations, refused) = receiver.join().unwrap().unwrap();
+    assert_eq!(destinations, [a]);
+    assert!(refused, "a peer of the other family is refused");
+    assert_eq!(advert.expect("A's advert arrived").source, a);
+    assert_eq!(stats.dropped_unknown_peer, 1, "C is no peer any more");
+
+    let multicast_refuses = lab
+        .in_host(1, move || {
+            runtime().block_on(async {
+                let mut socket =
+                    VrrpSocket::open(config(Family::Ipv4, Mode::Multicast)).expect("open");
+                socket.set_unicast_peers(vec![a]).is_err()
+            })
+        })
+        .unwrap();
+    assert!(multicast_refuses);
 }
 
 #[test]
@@ -444,4 +535,96 @@ fn a_pinned_unicast_source_is_what_the_peer_sees() {
     assert_eq!(source, pinned);
     let advert = receiver.join().unwrap().unwrap().advert.expect("an advert");
     assert_eq!(advert.source, pinned);
+}
+
+#[test]
+fn adverts_never_leave_from_a_vip_promoted_to_primary() {
+    if !e2e_enabled("adverts_never_leave_from_a_vip_promoted_to_primary") {
+        return;
+    }
+    // The node's own address goes away while it holds a VIP on the same subnet: the kernel
+    // promotes the VIP to primary (promote_secondaries, as systemd sets it) and would pick it as
+    // the source of every multicast advert.
+    let lab = Lab::new(2).unwrap();
+    let own = lab.host(0).ipv4;
+    let vip: IpAddr = "198.51.100.100".parse().unwrap();
+    let renumbered: IpAddr = "198.51.100.30".parse().unwrap();
+    for command in [
+        "sysctl -qw net.ipv4.conf.eth0.promote_secondaries=1",
+        "ip addr add 198.51.100.100/24 dev eth0",
+        "ip addr add 198.51.100.30/24 dev eth0",
+        &format!("ip addr del {own}/24 dev eth0"),
+    ] {
+        lab.run(0, &command.split(' ').collect::<Vec<_>>()).unwrap();
+    }
+    let first = lab
+        .run(0, &["ip", "-o", "-4", "addr", "show", "dev", "eth0"])
+        .unwrap();
+    assert!(
+        first
+            .lines()
+            .next()
+            .is_some_and(|line| line.contains(" 198.51.100.100/24 ")),
+        "the VIP is not primary:\n{first}"
+    );
+    let receiver = receive_one(&lab, 1, config(Family::Ipv4, Mode::Multicast));
+    let source = lab
+        .in_host(0, move || {
+            runtime().block_on(async move {
+                let socket =
+                    VrrpSocket::open_with_vips(config(Family::Ipv4, Mode::Multicast), vec![vip])
+                        .expect("open the sending socket");
+                socket.send(&PAYLOAD).await.expect("send");
+                socket.source_address()
+            })
+        })
+        .unwrap();
+    let received = receiver.join().unwrap().unwrap();
+    let advert = received.advert.expect("the advert arrived");
+    assert_eq!(source, renumbered, "source_address()");
+    assert_eq!(advert.source, renumbered, "the source on the wire");
+}
+
+#[test]
+fn unicast_adverts_to_peers_on_two_subnets_leave_from_one_source() {
+    if !e2e_enabled("unicast_adverts_to_peers_on_two_subnets_leave_from_one_source") {
+        return;
+    }
+    // The sender has an address on each peer's subnet: the kernel would pick a different
+    // source per peer, while the advert (its v3 checksum, the peer's tie-break) was built for
+    // the one source_address() names.
+    let lab = Lab::new(3).unwrap();
+    lab.run(0, &["ip", "addr", "add", "203.0.113.10/24", "dev", "eth0"])
+        .unwrap();
+    lab.run(2, &["ip", "addr", "add", "203.0.113.12/24", "dev", "eth0"])
+        .unwrap();
+    let sender: IpAddr = lab.host(0).ipv4.into();
+    let peers: Vec<IpAddr> = vec![lab.host(1).ipv4.into(), "203.0.113.12".parse().unwrap()];
+    let unicast_from_sender = || Mode::Unicast {
+        peers: vec![sender],
+        source: None,
+    };
+    let receivers = [
+        receive_one(&lab, 1, config(Family::Ipv4, unicast_from_sender())),
+        receive_one(&lab, 2, config(Family::Ipv4, unicast_from_sender())),
+    ];
+    let source = send_from(
+        &lab,
+        0,
+        config(
+            Family::Ipv4,
+            Mode::Unicast {
+                peers: peers.clone(),
+                source: None,
+            },
+        ),
+    );
+    assert_eq!(source, sender, "the kernel's choice for the first peer");
+    for (receiver, peer) in receivers.into_iter().zip(peers) {
+        let received = receiver.join().unwrap().unwrap();
+        assert_eq!(received.unknown_peers, Vec::<IpAddr>::new(), "at {peer}");
+        let advert = received.advert.expect("the advert arrived");
+        assert_eq!(advert.source, sender, "at {peer}");
+        assert_eq!(advert.destination, peer);
+    }
 }

@@ -171,8 +171,9 @@ impl Host for LinuxHost {
             family: family_of(instance),
             mode,
         };
+        let vips = instance.vips.iter().map(|vip| vip.address.addr()).collect();
         match &instance.virtual_mac {
-            None => VrrpSocket::open(config)
+            None => VrrpSocket::open_with_vips(config, vips)
                 .map(LinuxTransport::Interface)
                 .with_context(|| {
                     format!(
@@ -180,14 +181,16 @@ impl Host for LinuxHost {
                         instance.name, instance.interface
                     )
                 }),
-            Some(virtual_mac) => VirtualMacTransport::open(config, &virtual_mac.interface)
-                .map(LinuxTransport::VirtualMac)
-                .with_context(|| {
-                    format!(
-                        "vrrp {}: opening the VRRP sockets on {} (receive) and {} (send)",
-                        instance.name, instance.interface, virtual_mac.interface
-                    )
-                }),
+            Some(virtual_mac) => {
+                VirtualMacTransport::open_with_vips(config, &virtual_mac.interface, vips)
+                    .map(LinuxTransport::VirtualMac)
+                    .with_context(|| {
+                        format!(
+                            "vrrp {}: opening the VRRP sockets on {} (receive) and {} (send)",
+                            instance.name, instance.interface, virtual_mac.interface
+                        )
+                    })
+            }
         }
     }
 
@@ -235,7 +238,7 @@ impl Host for LinuxHost {
     }
 
     fn announcer(&self, interface: &str) -> Result<LinuxAnnouncer> {
-        LinuxAnnouncer::open(interface)
+        Ok(LinuxAnnouncer::open(interface))
     }
 
     fn addresses(&self) -> Arc<LinuxAddresses> {

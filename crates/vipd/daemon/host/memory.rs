@@ -21,6 +21,8 @@ pub struct MemoryHost {
     pub events: broadcast::Sender<HostEvent>,
     /// The virtual MAC interfaces that exist now, by name.
     pub virtual_macs: Arc<Mutex<Vec<String>>>,
+    /// Interfaces on which no VRRP transport can be opened (a test's broken host).
+    pub failing_interfaces: Arc<Mutex<Vec<String>>>,
 }
 
 impl MemoryHost {
@@ -33,6 +35,7 @@ impl MemoryHost {
             links: watch::channel(Links::new()).0,
             events: broadcast::channel(16).0,
             virtual_macs: Arc::default(),
+            failing_interfaces: Arc::default(),
         }
     }
 }
@@ -43,7 +46,11 @@ impl Host for MemoryHost {
     type Announcer = MemoryAnnouncer;
     type VirtualMac = String;
 
-    fn transport(&self, _instance: &VrrpInstance) -> Result<Self::Transport> {
+    fn transport(&self, instance: &VrrpInstance) -> Result<Self::Transport> {
+        let failing = self.failing_interfaces.lock().expect("not poisoned");
+        if failing.contains(&instance.interface) {
+            anyhow::bail!("no VRRP socket on {}", instance.interface);
+        }
         Ok(self.lan.join(self.address))
     }
 

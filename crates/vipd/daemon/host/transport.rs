@@ -3,32 +3,35 @@
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use vipd_net::{
     Announce, Interface, NetError, PacketAnnouncer, ReceivedAdvert, TransportStats,
     VirtualMacTransport, VrrpSocket, VrrpTransport,
 };
 
-/// The real host's announcer: a packet socket addressed to the interface's index, opened again
-/// when a send fails because the interface was deleted and created again since (a virtual MAC
-/// interface the host recreated has a new index).
+/// The real host's announcer: a packet socket addressed to the interface's index, opened when
+/// first needed if the interface did not exist yet (a VIP's own `interface:` may appear after
+/// vipd started), and opened again when a send fails because the interface was deleted and
+/// created again since (a virtual MAC interface the host recreated has a new index).
 pub struct LinuxAnnouncer {
     interface: String,
-    /// The socket, and the interface index it sends to.
-    packets: Mutex<(PacketAnnouncer, u32)>,
+    /// The socket, and the interface index it sends to; `None` until it could be opened.
+    packets: Mutex<Option<(PacketAnnouncer, u32)>>,
 }
 
 impl LinuxAnnouncer {
-    pub(super) fn open(interface: &str) -> Result<Self> {
-        let index = Interface::lookup(interface)
-            .with_context(|| format!("interface {interface}"))?
-            .index;
-        let packets = PacketAnnouncer::open(interface)
-            .with_context(|| format!("opening a packet socket on {interface}"))?;
-        Ok(Self {
+    /// Never fails: an interface that is missing now is looked up again at the first
+    /// announcement, which then reports the error.
+    pub(super) fn open(interface: &str) -> Self {
+        Self {
             interface: interface.to_owned(),
-            packets: Mutex::new((packets, index)),
-        })
+            packets: Mutex::new(Self::open_socket(interface).ok()),
+        }
+    }
+
+    fn open_socket(interface: &str) -> Result<(PacketAnnouncer, u32), NetError> {
+        let index = Interface::lookup(interface)?.index;
+        Ok((PacketAnnouncer::open(interface)?, index))
     }
 }
 
@@ -38,15 +41,17 @@ impl Announce for LinuxAnnouncer {
             .packets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Err(error) = packets.0.announce(address) else {
-            return Ok(());
-        };
-        let index = match Interface::lookup(&self.interface) {
-            Ok(interface) if interface.index != packets.1 => interface.index,
-            _ => return Err(error),
-        };
-        *packets = (PacketAnnouncer::open(&self.interface)?, index);
-        packets.0.announce(address)
+        if let Some((socket, index)) = packets.as_ref() {
+            let Err(error) = socket.announce(address) else {
+                return Ok(());
+            };
+            match Interface::lookup(&self.interface) {
+                Ok(interface) if interface.index != *index => {}
+                _ => return Err(error),
+            }
+        }
+        let opened = packets.insert(Self::open_socket(&self.interface)?);
+        opened.0.announce(address)
     }
 }
 
@@ -90,6 +95,13 @@ impl VrrpTransport for LinuxTransport {
         match self {
             Self::Interface(socket) => socket.follow_source_address(),
             Self::VirtualMac(transport) => transport.follow_source_address(),
+        }
+    }
+
+    fn set_unicast_peers(&mut self, peers: Vec<IpAddr>) -> Result<(), NetError> {
+        match self {
+            Self::Interface(socket) => socket.set_unicast_peers(peers),
+            Self::VirtualMac(transport) => transport.set_unicast_peers(peers),
         }
     }
 

@@ -239,10 +239,10 @@ async fn a_vip_removed_behind_our_back_is_put_back_and_counted() {
 }
 
 /// docs/design/architecture.md, Reload: SIGHUP reload by difference keeps an unchanged
-/// instance's state and VIPs (no flap); a changed instance restarts.
+/// instance's state and VIPs (no flap); a redefined instance (another VRID) restarts.
 #[tokio::test(start_paused = true)]
-async fn reload_keeps_an_unchanged_instance_running_and_restarts_a_changed_one() {
-    let two = |ingress_priority: u8| {
+async fn reload_keeps_an_unchanged_instance_running_and_restarts_a_redefined_one() {
+    let two = |ingress_vrid: u8| {
         config(&format!(
             "vrrp:
   - name: api
@@ -252,23 +252,23 @@ async fn reload_keeps_an_unchanged_instance_running_and_restarts_a_changed_one()
     vips: [{VIP}/24]
   - name: ingress
     interface: eth0
-    vrid: 52
-    priority: {ingress_priority}
+    vrid: {ingress_vrid}
+    priority: 100
     vips: [198.51.100.60/24]
 "
         ))
     };
     let lan = MemoryLan::new();
+    let observer = lan.join(ip(OBSERVER));
     let host = MemoryHost::new(&lan, ip(LB1));
-    let mut supervisor = Supervisor::start(host, two(100)).await.expect("starts");
+    let mut supervisor = Supervisor::start(host, two(52)).await.expect("starts");
     wait_for_state(&supervisor, "api", VrrpState::Master).await;
     wait_for_state(&supervisor, "ingress", VrrpState::Master).await;
-    let mut api_status = supervisor.instances["api"].handle.status.clone();
-    api_status.mark_unchanged();
 
-    supervisor.reload(two(120)).await.expect("reloads");
-    assert_eq!(status(&supervisor, "ingress").configured_priority, 120);
+    supervisor.reload(two(53)).await.expect("reloads");
+    advert_with_priority(&observer, LB1, 0).await;
     wait_for_state(&supervisor, "ingress", VrrpState::Master).await;
+    assert_eq!(status(&supervisor, "ingress").vrid, 53);
     tokio::time::sleep(Duration::from_secs(10)).await;
 
     let api = status(&supervisor, "api");
@@ -281,6 +281,231 @@ async fn reload_keeps_an_unchanged_instance_running_and_restarts_a_changed_one()
         api.counters.priority_zero_sent, 0,
         "the unchanged instance never released"
     );
+    supervisor.shutdown().await;
+}
+
+const NEW_VIP: &str = "198.51.100.51";
+
+/// `api` at priority 150 with a file tracker of `weight` and `extra` YAML.
+fn reloadable(vips: &str, weight: i16, file: &Path, extra: &str) -> Config {
+    config(&format!(
+        "vrrp:
+  - name: api
+    interface: eth0
+    vrid: 51
+    priority: 150
+    vips: [{vips}]
+    track: [{}]
+{extra}",
+        file_tracker(file, weight)
+    ))
+}
+
+/// Starts `lb1_config` on `lb1_host` until it is master, then lb2 (priority 100) until it is
+/// its backup.
+async fn master_and_backup(
+    lan: &MemoryLan,
+    lb1_host: MemoryHost,
+    lb1_config: Config,
+) -> (Supervisor<MemoryHost>, Supervisor<MemoryHost>) {
+    let lb1 = Supervisor::start(lb1_host, lb1_config)
+        .await
+        .expect("lb1 starts");
+    wait_for_state(&lb1, "api", VrrpState::Master).await;
+    let lb2 = Supervisor::start(
+        MemoryHost::new(lan, ip(LB2)),
+        one_instance(100, "1s", "", ""),
+    )
+    .await
+    .expect("lb2 starts");
+    wait_for_state(&lb2, "api", VrrpState::Backup).await;
+    (lb1, lb2)
+}
+
+/// docs/design/vrrp.md, Reload: a VIP added, a notify hook and a tracker weight changed apply in
+/// place on a running master: no state change on either node, no priority 0, no VIP event for
+/// the VIP it held; the new VIP is added and announced at once. A VIP dropped by a later reload
+/// goes, and only it.
+#[tokio::test(start_paused = true)]
+async fn a_reload_that_adds_a_vip_and_changes_hooks_and_weights_keeps_the_master() {
+    let file = scratch("reload-in-place");
+    let lan = MemoryLan::new();
+    let observer = lan.join(ip(OBSERVER));
+    let lb1_host = MemoryHost::new(&lan, ip(LB1));
+    let addresses = Arc::clone(&lb1_host.addresses);
+    let announcer = lb1_host.announcer.clone();
+    let first = reloadable(&format!("{VIP}/24"), -60, &file, "");
+    let (mut lb1, lb2) = master_and_backup(&lan, lb1_host, first.clone()).await;
+
+    let both = format!("{VIP}/24, {NEW_VIP}/24");
+    let second = reloadable(
+        &both,
+        -70,
+        &file,
+        "    notify: { master: [/bin/true] }
+    garp: { repeat: 2 }
+",
+    );
+    let held_announced = |announced: &[IpAddr]| {
+        announced
+            .iter()
+            .filter(|address| **address == ip(VIP))
+            .count()
+    };
+    let before = held_announced(&announcer.announced());
+    lb1.reload(second).await.expect("reloads in place");
+    let announced = announcer.announced();
+    assert_eq!(
+        held_announced(&announced),
+        before,
+        "the VIP it held is not announced again"
+    );
+    assert_eq!(
+        announced
+            .iter()
+            .filter(|address| **address == ip(NEW_VIP))
+            .count(),
+        2,
+        "the new VIP announced garp.repeat times at once: {announced:?}"
+    );
+    assert!(
+        addresses
+            .snapshot()
+            .iter()
+            .any(|(_, address, _)| *address == ip(NEW_VIP)),
+        "the new VIP is on the host"
+    );
+    let reloaded = Instant::now();
+    loop {
+        let (source, advert, at) = next_advert(&observer).await;
+        if source == ip(LB1) && advert.addresses == [ip(VIP), ip(NEW_VIP)] {
+            assert!(
+                at - reloaded <= Duration::from_secs(1),
+                "the next advert lists it"
+            );
+            break;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(20)).await;
+
+    let api = status(&lb1, "api");
+    assert_eq!(api.state, VrrpState::Master);
+    assert_eq!(api.counters.became_master, 1, "never left master");
+    assert_eq!(api.counters.priority_zero_sent, 0, "never released");
+    assert_eq!(api.vips, [format!("{VIP}/24"), format!("{NEW_VIP}/24")]);
+    assert_eq!(api.trackers[0].weight, -70);
+    let peer = status(&lb2, "api");
+    assert_eq!(peer.state, VrrpState::Backup);
+    assert_eq!(peer.counters.became_master, 0, "the peer never took over");
+    assert_eq!(peer.counters.priority_zero_received, 0);
+
+    lb1.reload(first).await.expect("reloads in place");
+    assert!(has_vip(&addresses), "the VIP kept stays");
+    assert!(
+        !addresses
+            .snapshot()
+            .iter()
+            .any(|(_, address, _)| *address == ip(NEW_VIP)),
+        "the VIP dropped is gone"
+    );
+    assert_eq!(status(&lb1, "api").counters.became_master, 1);
+    lb2.shutdown().await;
+    lb1.shutdown().await;
+}
+
+/// docs/design/vrrp.md, Reload: unicast peers added by a reload go to the running transport;
+/// the master stays master.
+#[tokio::test(start_paused = true)]
+async fn unicast_peers_changed_by_a_reload_apply_in_place() {
+    let unicast = |peers: &str| {
+        one_instance(
+            150,
+            "1s",
+            "",
+            &format!("    unicast: {{ peers: [{peers}] }}\n"),
+        )
+    };
+    let lan = MemoryLan::new();
+    let mut supervisor = Supervisor::start(MemoryHost::new(&lan, ip(LB1)), unicast(LB2))
+        .await
+        .expect("starts");
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+
+    supervisor
+        .reload(unicast(&format!("{LB2}, 198.51.100.13")))
+        .await
+        .expect("reloads in place");
+    assert_eq!(
+        lan.unicast_peers(ip(LB1)),
+        Some(vec![ip(LB2), ip("198.51.100.13")])
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let api = status(&supervisor, "api");
+    assert_eq!(api.state, VrrpState::Master);
+    assert_eq!(api.counters.became_master, 1);
+    assert_eq!(api.counters.priority_zero_sent, 0);
+    supervisor.shutdown().await;
+}
+
+/// docs/design/vrrp.md, Reload: a priority lowered in place below the peer's moves the VIP as a
+/// tracker would: advertised at once, the peer preempts after its down timer; no priority 0.
+#[tokio::test(start_paused = true)]
+async fn a_priority_lowered_in_place_below_the_peer_hands_over_like_a_tracker() {
+    let lan = MemoryLan::new();
+    let lb1_host = MemoryHost::new(&lan, ip(LB1));
+    let (mut lb1, lb2) = master_and_backup(&lan, lb1_host, one_instance(150, "1s", "", "")).await;
+
+    lb1.reload(one_instance(90, "1s", "", ""))
+        .await
+        .expect("reloads in place");
+    assert_eq!(status(&lb1, "api").configured_priority, 90);
+    wait_for_state(&lb2, "api", VrrpState::Master).await;
+    wait_for_state(&lb1, "api", VrrpState::Backup).await;
+    assert_eq!(status(&lb1, "api").counters.priority_zero_sent, 0);
+    lb2.shutdown().await;
+    lb1.shutdown().await;
+}
+
+/// An instance that cannot start (here: its interface has no usable socket) does not cost the
+/// instances after it in the file: they are still reloaded, not dropped unreleased.
+#[tokio::test(start_paused = true)]
+async fn an_instance_that_cannot_start_does_not_drop_the_ones_after_it() {
+    let lan = MemoryLan::new();
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let addresses = Arc::clone(&host.addresses);
+    host.failing_interfaces
+        .lock()
+        .expect("lock")
+        .push("eth9".to_owned());
+    let mut supervisor = Supervisor::start(host, one_instance(150, "1s", "", ""))
+        .await
+        .expect("starts");
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+
+    let with_a_broken_one_first = config(&format!(
+        "vrrp:
+  - name: broken
+    interface: eth9
+    vrid: 52
+    vips: [198.51.100.60/24]
+  - name: api
+    interface: eth0
+    vrid: 51
+    priority: 150
+    vips: [{VIP}/24]
+"
+    ));
+    let error = supervisor
+        .reload(with_a_broken_one_first)
+        .await
+        .expect_err("the broken instance is reported");
+    assert!(format!("{error:#}").contains("vrrp broken"), "{error:#}");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let api = status(&supervisor, "api");
+    assert_eq!(api.state, VrrpState::Master, "api still runs");
+    assert_eq!(api.counters.priority_zero_sent, 0, "api never released");
+    assert!(has_vip(&addresses));
+    assert!(!supervisor.instances.contains_key("broken"));
     supervisor.shutdown().await;
 }
 
@@ -550,6 +775,42 @@ async fn a_vip_removed_without_an_event_comes_back_at_the_next_host_check() {
     supervisor.shutdown().await;
 }
 
+/// A VIP whose removal failed (the kernel refused it) is removed again at every host check
+/// until it is gone: a node that is not master holds no VIP (docs/design/vrrp.md, Host events).
+#[tokio::test(start_paused = true)]
+async fn a_vip_whose_removal_failed_is_removed_at_the_next_host_checks() {
+    let lan = MemoryLan::new();
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let addresses = Arc::clone(&host.addresses);
+    let supervisor = Supervisor::start(host, one_instance(150, "1s", "", ""))
+        .await
+        .expect("starts");
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+    let control = supervisor.control_handle("lb1".into(), std::time::Instant::now());
+
+    // The release's removal and the first retry fail.
+    addresses.fail_next_removals(2);
+    control
+        .maintenance("api", true)
+        .await
+        .expect("known instance");
+    wait_for_state(&supervisor, "api", VrrpState::Backup).await;
+    assert!(has_vip(&addresses), "the failed removal left the VIP");
+    let released_at = Instant::now();
+    while has_vip(&addresses) {
+        assert!(
+            released_at.elapsed() <= instance::HOST_CHECK_EVERY * 2 + Duration::from_secs(1),
+            "the VIP is still there two host checks after its removal failed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        released_at.elapsed() > instance::HOST_CHECK_EVERY,
+        "removed before the second attempt could have run"
+    );
+    supervisor.shutdown().await;
+}
+
 /// A vipd killed while master left its VIP on the interface; started again while a better
 /// master runs, it removes it as soon as it hears that master's first advert, within one advert
 /// interval (docs/design/vrrp.md, "Restart after a crash").
@@ -614,4 +875,112 @@ async fn a_restarted_master_that_hears_nobody_keeps_the_vip_it_left_throughout()
     );
     assert!(has_vip(&addresses));
     lb1.shutdown().await;
+}
+
+/// Log lines written while a test runs, for tests of what an operator reads.
+#[derive(Clone, Default)]
+struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLog {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLog {
+    fn lines_with(&self, text: &str) -> Vec<String> {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|line| line.contains(text))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+/// docs/design/vrrp.md, Split brain and Notices: a third host floods the master with valid
+/// lower-priority adverts whose address list differs (10 000 in 1 s). The master answers with at
+/// most one advert and one announcement burst per advert interval, and logs each kind of notice
+/// once per 10 s, saying how many it left out.
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_lower_priority_adverts_is_answered_and_logged_once_per_period() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let lan = MemoryLan::new();
+    let attacker = lan.join(ip(OBSERVER));
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let announcer = host.announcer.clone();
+    let supervisor = Supervisor::start(host, one_instance(100, "1s", "", ""))
+        .await
+        .expect("starts");
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+    // Past the second GARP burst (garp.delay, 5 s), so any burst now is an answer.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let bursts_before = announcer.announced().len();
+    let sent_before = status(&supervisor, "api").counters.adverts_sent;
+
+    let flood = Advertisement {
+        vrid: vipd_vrrp::Vrid::try_from(51).expect("vrid"),
+        priority: vipd_vrrp::Priority::new(50),
+        fields: vipd_vrrp::VersionFields::V3 {
+            max_advert_interval: vipd_vrrp::Centis::try_from(100).expect("interval"),
+        },
+        addresses: vec![ip("198.51.100.77")],
+    };
+    let group = ip("224.0.0.18");
+    let bytes = flood
+        .to_bytes(
+            ip(OBSERVER),
+            group,
+            vipd_vrrp::ChecksumForm::WithPseudoHeader,
+        )
+        .expect("emit");
+    // tokio's paused clock moves in whole milliseconds: 10 adverts per millisecond.
+    for _ in 0..1_000 {
+        for _ in 0..10 {
+            attacker.send_to(&bytes, group).await.expect("send");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let counters = status(&supervisor, "api").counters;
+    assert_eq!(counters.adverts_received, 10_000);
+    // One second of flood: the periodic advert and one answer at most.
+    let sent = counters.adverts_sent - sent_before;
+    assert!(sent <= 2, "{sent} adverts in one interval");
+    // One burst of garp.repeat (5) for the one VIP.
+    assert_eq!(announcer.announced().len() - bursts_before, 5);
+    assert_eq!(log.lines_with("split brain").len(), 1);
+    assert_eq!(log.lines_with("address list differs").len(), 1);
+
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    attacker.send_to(&bytes, group).await.expect("send");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    // The router reports every mismatching list; the log says so once per 10 s.
+    let mismatch = log.lines_with("address list differs");
+    assert_eq!(mismatch.len(), 2, "{mismatch:?}");
+    assert!(
+        mismatch[1].contains("suppressed=9999"),
+        "the next line counts what was left out: {}",
+        mismatch[1]
+    );
+    assert_eq!(status(&supervisor, "api").state, VrrpState::Master);
+    supervisor.shutdown().await;
 }

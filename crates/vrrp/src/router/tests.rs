@@ -96,19 +96,44 @@ fn changed(from: State, to: State, reason: Reason) -> Output {
     Output::StateChanged { from, to, reason }
 }
 
+/// The outputs that act (notices set apart).
+fn actions(outputs: &[Output]) -> Vec<Output> {
+    outputs
+        .iter()
+        .filter(|output| !matches!(output, Output::Notice(_)))
+        .cloned()
+        .collect()
+}
+
+fn notices(outputs: &[Output]) -> Vec<Notice> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Notice(notice) => Some(notice.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn announcements(outputs: &[Output]) -> usize {
+    outputs
+        .iter()
+        .filter(|output| matches!(output, Output::Announce { .. }))
+        .count()
+}
+
 // ---- Initialize (RFC 9568 6.4.1) ----
 
 #[test]
-fn initialize_address_owner_adds_vips_announces_sends_advert_and_becomes_master() {
+fn initialize_address_owner_adds_vips_sends_advert_announces_and_becomes_master() {
     let clock = Clock::new();
     let mut router = VirtualRouter::new(config(255)).unwrap();
     router.handle_input(clock.at(0), Input::Startup);
     let outputs = drain(&mut router);
-    assert_eq!(
-        outputs[..2],
-        [Output::AddVips, Output::Announce { count: 5 }]
-    );
-    assert!(matches!(&outputs[2], Output::SendAdvertisement(a) if a.priority == Priority::OWNER));
+    // RFC 9568 6.4.1: send an ADVERTISEMENT, then announce (the VIPs are added first).
+    assert_eq!(outputs[0], Output::AddVips);
+    assert!(matches!(&outputs[1], Output::SendAdvertisement(a) if a.priority == Priority::OWNER));
+    assert_eq!(outputs[2], Output::Announce { count: 5 });
     assert_eq!(
         outputs[3..],
         [changed(
@@ -167,7 +192,7 @@ fn startup_twice_is_ignored() {
 // ---- Backup (RFC 9568 6.4.2) ----
 
 #[test]
-fn backup_down_timer_adds_vips_announces_then_sends_advert_and_becomes_master() {
+fn backup_down_timer_adds_vips_sends_advert_then_announces_and_becomes_master() {
     let clock = Clock::new();
     let mut router = started(config(100), &clock);
     router.handle_timeout(clock.at(MDI_100 - 1));
@@ -175,11 +200,11 @@ fn backup_down_timer_adds_vips_announces_then_sends_advert_and_becomes_master() 
     router.handle_timeout(clock.at(MDI_100));
     let outputs = drain(&mut router);
     assert_eq!(sent_priorities(&outputs), [100]);
-    assert_eq!(
-        outputs[..2],
-        [Output::AddVips, Output::Announce { count: 5 }]
-    );
-    assert!(matches!(&outputs[2], Output::SendAdvertisement(_)));
+    // RFC 9568 6.4.2: send an ADVERTISEMENT, then broadcast a gratuitous ARP / send an
+    // unsolicited NA, so a master we preempt drops the VIPs before clients hear ours.
+    assert_eq!(outputs[0], Output::AddVips);
+    assert!(matches!(&outputs[1], Output::SendAdvertisement(_)));
+    assert_eq!(outputs[2], Output::Announce { count: 5 });
     assert_eq!(
         outputs[3..],
         [changed(State::Backup, State::Master, Reason::MasterDown),]
@@ -354,9 +379,10 @@ fn master_higher_priority_advert_goes_backup_and_removes_vips_without_release() 
     let mut router = master(config(100), &clock);
     let now = MDI_100 + 200 * MS;
     router.handle_input(clock.at(now), from(LOWER_ADDRESS, advert(200, 10)));
-    let outputs = drain(&mut router);
-    // One last advert at its own priority (not a release), so a master that never heard it
-    // during a split brain learns of it and re-announces.
+    let outputs = actions(&drain(&mut router));
+    // It took over from a master that went silent, which a partition looks like: one last
+    // advert at its own priority (not a release), so a master that never heard it during a
+    // split brain learns of it and re-announces (docs/design/vrrp.md, Split brain).
     assert_eq!(sent_priorities(&outputs), [100]);
     assert_eq!(
         outputs[1..],
@@ -422,11 +448,230 @@ fn master_lower_priority_advert_is_answered_at_once_and_reannounced_after_split_
     let now = MDI_100 + 400 * MS;
     router.handle_input(clock.at(now), from(HIGHER_ADDRESS, advert(50, 100)));
     let outputs = drain(&mut router);
+    assert_eq!(
+        notices(&outputs),
+        [Notice::TwoMasters {
+            source: HIGHER_ADDRESS,
+            priority: Priority::new(50)
+        }]
+    );
+    let outputs = actions(&outputs);
     assert_eq!(sent_priorities(&outputs), [100]);
     assert_eq!(outputs[1], Output::Announce { count: 5 });
     assert_eq!(router.state(), State::Master);
     assert_eq!(router.poll_timeout(), Some(clock.at(now + S)));
     assert_eq!(router.stats().two_masters_seen, 1);
+}
+
+/// A backup of priority 100 that preempts a priority-50 master at `t0 + MDI_100`.
+fn master_by_preemption(clock: &Clock) -> VirtualRouter {
+    let mut router = started(config(100), clock);
+    router.handle_input(clock.at(S), from(LOWER_ADDRESS, advert(50, 100)));
+    router.handle_timeout(clock.at(MDI_100));
+    let outputs = drain(&mut router);
+    assert!(outputs.contains(&changed(State::Backup, State::Master, Reason::Preempted)));
+    router
+}
+
+#[test]
+fn a_flood_of_lower_priority_adverts_gets_one_answer_and_one_burst_per_advert_interval() {
+    let clock = Clock::new();
+    let mut router = master(
+        RouterConfig {
+            garp: GarpSchedule {
+                delay: None,
+                ..GarpSchedule::default()
+            },
+            ..config(100)
+        },
+        &clock,
+    );
+    // 10 000 valid lower-priority adverts in 1 s, as any on-link host can send, then 10 s more.
+    let mut sent = Vec::new();
+    let mut bursts = Vec::new();
+    let flood_start = MDI_100 + MS;
+    for k in 0..110_000 {
+        let now = clock.at(flood_start + k * 100 * US);
+        if router.poll_timeout().is_some_and(|at| at <= now) {
+            router.handle_timeout(now);
+        }
+        router.handle_input(now, from(LOWER_ADDRESS, advert(50, 100)));
+        for output in drain(&mut router) {
+            match output {
+                Output::SendAdvertisement(_) => sent.push(now),
+                Output::Announce { .. } => bursts.push(now),
+                _ => {}
+            }
+        }
+        if k == 9_999 {
+            // The first second: one answer, one burst (the periodic advert is not yet due).
+            assert_eq!((sent.len(), bursts.len()), (1, 1), "{sent:?}");
+        }
+    }
+    let per_interval = |times: &[Instant]| {
+        times
+            .iter()
+            .map(|start| {
+                times
+                    .iter()
+                    .filter(|t| **t >= *start && **t < *start + Duration::from_secs(1))
+                    .count()
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    assert!(per_interval(&sent) <= 2, "adverts per interval: {sent:?}");
+    assert_eq!(per_interval(&bursts), 1, "bursts per interval: {bursts:?}");
+    assert_eq!(bursts.len(), 11);
+    assert_eq!(
+        router.stats().two_masters_seen,
+        11,
+        "one split brain per interval at most"
+    );
+    assert_eq!(router.state(), State::Master);
+}
+
+#[test]
+fn a_planned_preemption_sends_no_last_advert_and_counts_no_split_brain() {
+    let clock = Clock::new();
+    // We took over from a master that released (priority 0: shutdown, maintenance, fault) ...
+    let mut released = started(config(100), &clock);
+    released.handle_input(clock.at(S), from(LOWER_ADDRESS, advert(0, 100)));
+    released.handle_timeout(clock.at(S + SKEW_100));
+    drain(&mut released);
+    // ... or we preempted a lower-priority one.
+    let preempted = master_by_preemption(&clock);
+    for mut router in [released, preempted] {
+        assert_eq!(router.state(), State::Master);
+        // It comes back better and preempts us: nothing to heal, so no last advert.
+        router.handle_input(clock.at(5 * S), from(LOWER_ADDRESS, advert(200, 100)));
+        let outputs = drain(&mut router);
+        assert_eq!(sent_priorities(&outputs), Vec::<u8>::new());
+        assert_eq!(router.state(), State::Backup);
+        assert_eq!(router.stats().two_masters_seen, 0);
+        assert!(notices(&outputs).is_empty(), "{outputs:?}");
+    }
+}
+
+#[test]
+fn after_preempting_the_old_masters_adverts_in_flight_are_neither_answered_nor_counted() {
+    let clock = Clock::new();
+    let mut router = master_by_preemption(&clock);
+    // Its periodic advert crossed ours, or it sent a last one on yielding.
+    router.handle_input(clock.at(MDI_100 + MS), from(LOWER_ADDRESS, advert(50, 100)));
+    assert!(drain(&mut router).is_empty());
+    assert_eq!(router.stats().two_masters_seen, 0);
+    // Still master a whole interval later: it did not hear us; that is a second master.
+    router.handle_input(clock.at(MDI_100 + S), from(LOWER_ADDRESS, advert(50, 100)));
+    let outputs = drain(&mut router);
+    assert_eq!(sent_priorities(&outputs), [100]);
+    assert_eq!(announcements(&outputs), 1);
+    assert_eq!(router.stats().two_masters_seen, 1);
+}
+
+#[test]
+fn equal_priority_or_preempt_off_makes_the_yielding_master_count_a_split_brain() {
+    let clock = Clock::new();
+    // RFC 9568 6.4.2: a backup never preempts an equal priority, nor anyone with preempt off;
+    // such a master cannot have heard us.
+    let no_preempt = RouterConfig {
+        preempt: false,
+        ..config(100)
+    };
+    for (config, theirs) in [(config(100), 100), (no_preempt, 200)] {
+        let mut router = master(config, &clock);
+        router.handle_input(
+            clock.at(MDI_100 + MS),
+            from(HIGHER_ADDRESS, advert(theirs, 100)),
+        );
+        let outputs = drain(&mut router);
+        assert_eq!(sent_priorities(&outputs), [100], "the last advert");
+        assert_eq!(router.stats().two_masters_seen, 1);
+        assert_eq!(
+            notices(&outputs),
+            [Notice::TwoMasters {
+                source: HIGHER_ADDRESS,
+                priority: Priority::new(theirs)
+            }]
+        );
+    }
+}
+
+#[test]
+fn the_last_advert_on_yielding_shares_the_answers_limit() {
+    let clock = Clock::new();
+    let mut router = master(config(100), &clock);
+    router.handle_input(clock.at(MDI_100 + MS), from(LOWER_ADDRESS, advert(50, 100)));
+    assert_eq!(sent_priorities(&drain(&mut router)), [100]);
+    // The better master heard that answer: no second advert in the same interval.
+    router.handle_input(
+        clock.at(MDI_100 + 2 * MS),
+        from(HIGHER_ADDRESS, advert(200, 100)),
+    );
+    let outputs = drain(&mut router);
+    assert_eq!(sent_priorities(&outputs), Vec::<u8>::new());
+    assert_eq!(router.state(), State::Backup);
+}
+
+#[test]
+fn yielding_to_an_address_owner_says_which_address_won() {
+    let clock = Clock::new();
+    let mut router = master(config(100), &clock);
+    router.handle_input(
+        clock.at(MDI_100 + MS),
+        from(LOWER_ADDRESS, advert(255, 100)),
+    );
+    let outputs = drain(&mut router);
+    assert_eq!(
+        notices(&outputs),
+        [Notice::LostToOwner {
+            source: LOWER_ADDRESS
+        }]
+    );
+    assert_eq!(router.state(), State::Backup);
+}
+
+#[test]
+fn adverts_that_fail_a_check_never_raise_two_masters_seen_nor_an_answer() {
+    let clock = Clock::new();
+    let mut other_vrid = advert(50, 100);
+    other_vrid.vrid = Vrid::try_from(52).unwrap();
+    let mut other_family = advert(50, 100);
+    other_family.addresses = vec!["2001:db8::50".parse().unwrap()];
+    let v2 = Advertisement {
+        fields: VersionFields::V2 {
+            advert_interval_secs: NonZeroU8::new(1).unwrap(),
+            auth: Auth::None,
+        },
+        ..advert(50, 100)
+    };
+    let failing = [
+        (LOWER_ADDRESS, other_vrid),
+        (LOWER_ADDRESS, other_family),
+        (LOWER_ADDRESS, v2),
+        (OURS, advert(50, 100)),
+    ];
+    let mut router = master(config(100), &clock);
+    for (source, advert) in failing {
+        router.handle_input(clock.at(MDI_100 + MS), from(source, advert));
+        assert!(drain(&mut router).is_empty());
+    }
+    let mut v2_router = master(v2_config(100), &clock);
+    let wrong_password = v2_advert(1, Auth::simple_password(b"guess").unwrap());
+    let wrong_interval = v2_advert(2, Auth::None);
+    for advert in [wrong_password, wrong_interval] {
+        let advert = Advertisement {
+            priority: Priority::new(50),
+            ..advert
+        };
+        v2_router.handle_input(clock.at(MDI_100 + MS), from(LOWER_ADDRESS, advert));
+        assert!(actions(&drain(&mut v2_router)).is_empty());
+    }
+    for router in [router, v2_router] {
+        assert_eq!(router.stats().two_masters_seen, 0);
+        assert_eq!(router.stats().adverts_received, 0);
+        assert_eq!(router.state(), State::Master);
+    }
 }
 
 #[test]
@@ -759,6 +1004,106 @@ fn receive_counts_an_address_list_mismatch_but_accepts_the_advert_check_optional
 }
 
 #[test]
+fn an_address_list_mismatch_is_reported_with_the_count_it_carried() {
+    let clock = Clock::new();
+    let mut router = started(config(100), &clock);
+    let mut other = advert(200, 100);
+    other.addresses = vec![IpAddr::V4(Ipv4Addr::new(198, 51, 100, 99))];
+    router.handle_input(clock.at(S), from(HIGHER_ADDRESS, other));
+    assert_eq!(
+        notices(&drain(&mut router)),
+        [Notice::AddressListMismatch {
+            source: HIGHER_ADDRESS,
+            count: 1
+        }]
+    );
+}
+
+#[test]
+fn a_count_0_advert_is_accepted_and_reported_as_keepalived_sends_one_with_every_vip_excluded() {
+    // keepalived sends count 0 when every VIP is `virtual_ipaddress_excluded`, and drops a count
+    // that differs from its own; vipd accepts it like any address-list mismatch (RFC 9568 7.1
+    // makes the check optional), so a keepalived master is followed, and reports it.
+    let clock = Clock::new();
+    let mut router = started(config(100), &clock);
+    let mut empty = advert(200, 100);
+    empty.addresses = vec![];
+    router.handle_input(clock.at(S), from(HIGHER_ADDRESS, empty));
+    assert_eq!(router.stats().adverts_received, 1);
+    assert_eq!(router.stats().address_list_mismatch, 1);
+    assert_eq!(router.poll_timeout(), Some(clock.at(S + MDI_100)));
+    assert_eq!(
+        notices(&drain(&mut router)),
+        [Notice::AddressListMismatch {
+            source: HIGHER_ADDRESS,
+            count: 0
+        }]
+    );
+}
+
+#[test]
+fn a_v3_interval_mismatch_is_accepted_counted_and_reported_rfc9568_7_1() {
+    let clock = Clock::new();
+    let mut router = started(config(100), &clock);
+    router.handle_input(clock.at(S), from(HIGHER_ADDRESS, advert(200, 50)));
+    assert_eq!(router.stats().adverts_received, 1);
+    assert_eq!(router.stats().interval_mismatch, 1);
+    assert_eq!(
+        notices(&drain(&mut router)),
+        [Notice::IntervalMismatch {
+            source: HIGHER_ADDRESS,
+            theirs: Duration::from_millis(500),
+            ours: Duration::from_secs(1),
+            accepted: true,
+        }]
+    );
+    router.handle_input(clock.at(2 * S), from(HIGHER_ADDRESS, advert(200, 100)));
+    assert!(
+        drain(&mut router).is_empty(),
+        "a matching interval says nothing"
+    );
+}
+
+#[test]
+fn a_v2_interval_mismatch_is_dropped_and_reported_rfc3768_7_1() {
+    let clock = Clock::new();
+    let mut router = started(v2_config(100), &clock);
+    router.handle_input(clock.at(S), from(HIGHER_ADDRESS, v2_advert(3, Auth::None)));
+    assert_eq!(router.stats().dropped.interval_mismatch, 1);
+    assert_eq!(router.stats().interval_mismatch, 0);
+    assert_eq!(
+        notices(&drain(&mut router)),
+        [Notice::IntervalMismatch {
+            source: HIGHER_ADDRESS,
+            theirs: Duration::from_secs(3),
+            ours: Duration::from_secs(1),
+            accepted: false,
+        }]
+    );
+}
+
+#[test]
+fn an_address_owner_hearing_another_owner_reports_a_configuration_error() {
+    let clock = Clock::new();
+    let mut owner = started(config(255), &clock);
+    owner.handle_input(clock.at(S), from(LOWER_ADDRESS, advert(100, 100)));
+    assert!(
+        !notices(&drain(&mut owner))
+            .iter()
+            .any(|n| matches!(n, Notice::OwnerHearsAdvert { .. })),
+        "a backup that became master is no configuration error"
+    );
+    owner.handle_input(clock.at(2 * S), from(LOWER_ADDRESS, advert(255, 100)));
+    let outputs = drain(&mut owner);
+    assert!(notices(&outputs).contains(&Notice::OwnerHearsAdvert {
+        source: LOWER_ADDRESS,
+        priority: Priority::OWNER
+    }));
+    // The tie-break still elects one: ours is the larger address.
+    assert_eq!(owner.state(), State::Master);
+}
+
+#[test]
 fn status_reports_the_last_master_seen() {
     let clock = Clock::new();
     let mut router = started(config(100), &clock);
@@ -834,6 +1179,64 @@ fn config_refuses_what_the_protocol_cannot_carry() {
         }),
         ConfigError::TooManyVips { count: 256, .. }
     ));
+}
+
+#[test]
+fn config_refuses_durations_that_could_overflow_a_deadline() {
+    let refused = |config: RouterConfig| VirtualRouter::new(config).unwrap_err();
+    assert_eq!(
+        refused(RouterConfig {
+            preempt_delay: Duration::MAX,
+            ..config(100)
+        }),
+        ConfigError::Duration {
+            vrid: vrid(),
+            field: "preempt_delay",
+            value: Duration::MAX
+        }
+    );
+    for (delay, refresh, field) in [
+        (Some(Duration::MAX), None, "garp.delay"),
+        (
+            None,
+            Some(MAX_TIMER + Duration::from_nanos(1)),
+            "garp.refresh",
+        ),
+    ] {
+        let error = refused(RouterConfig {
+            garp: GarpSchedule {
+                repeat: 5,
+                delay,
+                refresh,
+            },
+            ..config(100)
+        });
+        assert!(
+            matches!(error, ConfigError::Duration { field: f, .. } if f == field),
+            "{error}"
+        );
+    }
+    // The limit itself runs, however far the clock has gone.
+    let clock = Clock::new();
+    let mut router = master(
+        RouterConfig {
+            preempt_delay: MAX_TIMER,
+            garp: GarpSchedule {
+                repeat: 1,
+                delay: Some(MAX_TIMER),
+                refresh: Some(MAX_TIMER),
+            },
+            ..config(100)
+        },
+        &clock,
+    );
+    router.handle_timeout(clock.at(MDI_100) + MAX_TIMER);
+    assert_eq!(announcements(&drain(&mut router)), 2);
+    let mut checking = VirtualRouter::new(config(100))
+        .unwrap()
+        .checking_host_every(Duration::MAX);
+    checking.handle_input(clock.at(0), Input::Startup);
+    assert_eq!(checking.poll_timeout(), Some(clock.at(MDI_100)));
 }
 
 #[test]

@@ -247,6 +247,68 @@ fn rejects_bad_checksum_naming_both_accepted_forms() {
     assert!(expected_message_only.is_some());
 }
 
+/// The first advert, over VRID and priority, whose checksum comes out as 0x0000 when sent from
+/// `source` to `destination` in `form`: 0xffff is the same sum in one's complement.
+fn advert_with_zero_checksum(
+    template: &Advertisement,
+    source: IpAddr,
+    destination: IpAddr,
+    form: ChecksumForm,
+) -> Vec<u8> {
+    (1..=255u8)
+        .flat_map(|vrid_value| (1..=254u8).map(move |priority| (vrid_value, priority)))
+        .map(|(vrid_value, priority)| {
+            let advert = Advertisement {
+                vrid: vrid(vrid_value),
+                priority: Priority::new(priority),
+                ..template.clone()
+            };
+            advert.to_bytes(source, destination, form).unwrap()
+        })
+        .find(|bytes| bytes[6..8] == [0, 0])
+        .expect("some VRID and priority sum to zero")
+}
+
+#[test]
+fn a_zero_checksum_is_accepted_in_both_its_forms() {
+    let cases = [
+        (
+            v2_advert(Auth::None),
+            KEEPALIVED_SOURCE,
+            GROUP_V4,
+            ChecksumForm::MessageOnly,
+        ),
+        (
+            v3_advert(vec![VIP]),
+            KEEPALIVED_SOURCE,
+            GROUP_V4,
+            ChecksumForm::WithPseudoHeader,
+        ),
+        (
+            v3_advert(vec![VIP]),
+            KEEPALIVED_SOURCE,
+            GROUP_V4,
+            ChecksumForm::MessageOnly,
+        ),
+        (
+            v3_advert(vec![IpAddr::V6(Ipv6Addr::new(
+                0x2001, 0xdb8, 0, 0, 0, 0, 1, 0,
+            ))]),
+            SOURCE_V6,
+            GROUP_V6,
+            ChecksumForm::WithPseudoHeader,
+        ),
+    ];
+    for (template, source, destination, form) in cases {
+        let mut bytes = advert_with_zero_checksum(&template, source, destination, form);
+        let as_sent = Advertisement::from_bytes(&bytes, source, destination).unwrap();
+        bytes[6..8].copy_from_slice(&[0xff, 0xff]);
+        let negative_zero = Advertisement::from_bytes(&bytes, source, destination)
+            .unwrap_or_else(|error| panic!("{form:?} from {source}: 0xffff refused: {error}"));
+        assert_eq!(negative_zero, as_sent, "{form:?} from {source}");
+    }
+}
+
 #[test]
 fn rejects_v2_checksum_computed_with_pseudo_header() {
     let mut bytes = KEEPALIVED_V2;

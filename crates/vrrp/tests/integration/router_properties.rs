@@ -113,7 +113,7 @@ impl Observer {
                 Output::AddVips => self.holds_vips = true,
                 Output::RemoveVips => self.holds_vips = false,
                 // These routers have no host to check.
-                Output::CheckHost { .. } => {}
+                Output::CheckHost { .. } | Output::Notice(_) => {}
                 Output::Announce { count } => prop_assert!(count > 0),
                 Output::StateChanged { from, to, reason } => {
                     prop_assert_eq!(from, self.state);

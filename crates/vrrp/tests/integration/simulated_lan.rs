@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use vipd_vrrp::timers::{master_down_micros, skew_micros};
 use vipd_vrrp::{
-    Input, Output, Priority, Reason, RouterConfig, State, Version, VirtualRouter, Vrid,
+    Input, Notice, Output, Priority, Reason, RouterConfig, State, Version, VirtualRouter, Vrid,
 };
 
 const VIP: IpAddr = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 50));
@@ -55,6 +55,10 @@ enum Event {
     },
     /// The node stops dead: no release, no more adverts.
     Crash {
+        node: usize,
+    },
+    /// A crashed node's daemon starts again with the same configuration.
+    Restart {
         node: usize,
     },
 }
@@ -97,6 +101,10 @@ struct Lan {
     transitions: Vec<Transition>,
     /// When each node announced its VIPs (GARP / unsolicited NA bursts).
     announcements: Vec<(Instant, usize)>,
+    /// Every advert sent: when, by which node, at which priority.
+    sent: Vec<(Instant, usize, Priority)>,
+    /// Every notice, with when and by which node.
+    notices: Vec<(Instant, usize, Notice)>,
 }
 
 impl Lan {
@@ -136,6 +144,8 @@ impl Lan {
             deliveries: Vec::new(),
             transitions: Vec::new(),
             announcements: Vec::new(),
+            sent: Vec::new(),
+            notices: Vec::new(),
         };
         for node in 0..n {
             lan.schedule(
@@ -230,13 +240,15 @@ impl Lan {
                     .router
                     .handle_input(self.now, Input::Advertisement { source, advert });
                 self.flush(to);
-                // RFC 9568 6.4.3: a master that hears a better master yields at once.
-                let receiver = &self.nodes[to];
+                // RFC 9568 6.4.3: a master that hears a better master yields at once. "Better"
+                // as the receiver sees it: with the address it knows as its own.
+                let receiver = &self.nodes[to].router;
+                let own = receiver.config().primary_address;
                 if !priority.is_release()
-                    && (priority, source) > (receiver.router.effective_priority(), receiver.address)
+                    && (priority, source) > (receiver.effective_priority(), own)
                 {
                     assert_ne!(
-                        receiver.router.state(),
+                        receiver.state(),
                         State::Master,
                         "node {to} stayed master after an advert from better node {from}"
                     );
@@ -247,6 +259,14 @@ impl Lan {
                 self.flush(node);
             }
             Event::Crash { node } => self.nodes[node].alive = false,
+            Event::Restart { node } => {
+                let config = self.nodes[node].router.config().clone();
+                let node_state = &mut self.nodes[node];
+                node_state.router = VirtualRouter::new(config).unwrap();
+                node_state.alive = true;
+                node_state.router.handle_input(self.now, Input::Startup);
+                self.flush(node);
+            }
         }
     }
 
@@ -254,6 +274,7 @@ impl Lan {
         while let Some(output) = self.nodes[index].router.poll_output() {
             match output {
                 Output::SendAdvertisement(advert) => {
+                    self.sent.push((self.now, index, advert.priority));
                     for to in 0..self.nodes.len() {
                         if to == index
                             || self.blocked[index][to]
@@ -275,6 +296,7 @@ impl Lan {
                 Output::RemoveVips => self.nodes[index].holds_vips = false,
                 // These routers have no host to check.
                 Output::CheckHost { .. } => {}
+                Output::Notice(notice) => self.notices.push((self.now, index, notice)),
                 Output::Announce { .. } => self.announcements.push((self.now, index)),
                 Output::StateChanged { from, to, reason } => {
                     self.transitions.push(Transition {
@@ -293,6 +315,41 @@ impl Lan {
             node.router.state() == State::Master,
             "node {index} holds VIPs exactly while master"
         );
+    }
+
+    /// Renumbers a node's interface now: its adverts leave from `address` at once, and its
+    /// router is told at `told_at` (the instance follows the address on the address event or,
+    /// if that was lost, at its next host check).
+    fn renumber(&mut self, node: usize, address: IpAddr, told_at: Instant) {
+        self.nodes[node].address = address;
+        self.schedule(
+            told_at,
+            Event::Input {
+                node,
+                input: Input::PrimaryAddress(address),
+            },
+        );
+    }
+
+    /// The most adverts `node` sent within any window of one advert interval.
+    fn most_adverts_per_interval(&self, node: usize) -> usize {
+        let interval = self.nodes[node].router.config().advert_interval;
+        // `sent` is in time order: slide a window over it.
+        let times: Vec<Instant> = self
+            .sent
+            .iter()
+            .filter(|(_, from, _)| *from == node)
+            .map(|(at, _, _)| *at)
+            .collect();
+        let mut most = 0;
+        let mut first = 0;
+        for (last, at) in times.iter().enumerate() {
+            while *at >= times[first] + interval {
+                first += 1;
+            }
+            most = most.max(last + 1 - first);
+        }
+        most
     }
 
     fn masters(&self) -> Vec<usize> {
@@ -346,6 +403,17 @@ fn v3(centis: u64) -> RouterConfig {
             IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10)),
             vec![VIP],
         )
+    }
+}
+
+/// v3 at 1 s with only the takeover burst (no second burst), so any later burst is an answer.
+fn v3_one_burst() -> RouterConfig {
+    RouterConfig {
+        garp: vipd_vrrp::GarpSchedule {
+            delay: None,
+            ..vipd_vrrp::GarpSchedule::default()
+        },
+        ..v3(100)
     }
 }
 
@@ -473,6 +541,9 @@ fn partition_heal_leaves_one_master_within_one_master_down_interval() {
     assert!(stepped_down.at <= within);
     lan.run_until(within + Duration::from_secs(30));
     assert_eq!(lan.masters(), [0], "and it stays that way");
+    for node in 0..3 {
+        assert!(lan.most_adverts_per_interval(node) <= 2, "node {node}");
+    }
 }
 
 #[test]
@@ -570,6 +641,9 @@ fn random_loss_30_percent_3_routers_10000_seconds_takeovers_only_after_a_silent_
     lan.run_until(end);
     assert_eq!(lan.masters(), [0]);
     assert!(lan.steps < MAX_STEPS);
+    for node in 0..3 {
+        assert!(lan.most_adverts_per_interval(node) <= 2, "node {node}");
+    }
 }
 
 #[test]
@@ -585,4 +659,181 @@ fn simulation_is_reproducible_from_its_seed() {
     };
     assert_eq!(run(42), run(42));
     assert_ne!(run(42), run(43));
+}
+
+#[test]
+fn equal_priorities_after_renumbering_and_a_healed_partition_elect_one_master_within_master_down_interval()
+ {
+    // Node 1 (.11) wins the tie at first; node 0 is renumbered to .20 during a partition and
+    // told at once, as the instance does on the address event. After the heal both compare the
+    // same pair of addresses and agree (RFC 9568 6.4.3).
+    let mut lan = Lan::new(8, &v3(100), &[100, 100]);
+    lan.run_until(lan.at(10_000_000));
+    assert_eq!(lan.masters(), [1]);
+    lan.partition(&[0], true);
+    lan.run_until(lan.at(15_000_000));
+    let renumbered = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 20));
+    lan.renumber(0, renumbered, lan.now);
+    lan.run_until(lan.at(20_000_000));
+    assert_eq!(lan.masters(), [0, 1], "split");
+    let split_brains_before = lan.nodes[1].router.stats().two_masters_seen;
+    let healed_at = lan.now;
+    lan.partition(&[0], false);
+    lan.run_until(healed_at + lan.master_down(0));
+    assert_eq!(lan.masters(), [0], "the larger address of now wins");
+    lan.run_until(healed_at + Duration::from_secs(30));
+    assert_eq!(lan.masters(), [0], "and keeps it");
+    for node in 0..2 {
+        assert!(lan.most_adverts_per_interval(node) <= 2, "node {node}");
+    }
+    // The loser yields to an equal priority: a certain split brain, counted once.
+    assert_eq!(
+        lan.nodes[1].router.stats().two_masters_seen - split_brains_before,
+        1
+    );
+}
+
+#[test]
+fn two_masters_that_each_think_they_win_cannot_start_an_advert_storm() {
+    // Node 0 (.12) is renumbered to .10 while split, and its router learns it only at the next
+    // host check, 5 s later. Until then each master compares a different pair of addresses and
+    // each believes it wins the tie: without a bound they answer each other at network speed.
+    let mut lan = Lan::new(9, &v3(100), &[100, 100]);
+    let start = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 12));
+    lan.nodes[0].address = start;
+    lan.nodes[0]
+        .router
+        .handle_input(lan.epoch, Input::PrimaryAddress(start));
+    lan.run_until(lan.at(10_000_000));
+    assert_eq!(lan.masters(), [0]);
+    lan.partition(&[0], true);
+    lan.run_until(lan.at(20_000_000));
+    let renumbered_at = lan.now;
+    lan.renumber(
+        0,
+        IpAddr::V4(Ipv4Addr::new(198, 51, 100, 10)),
+        renumbered_at + Duration::from_secs(5),
+    );
+    lan.partition(&[0], false);
+    lan.run_until(renumbered_at + Duration::from_millis(4_900));
+    assert_eq!(lan.masters(), [0, 1], "both claim the tie");
+    for node in 0..2 {
+        assert!(
+            lan.most_adverts_per_interval(node) <= 2,
+            "node {node} sent {} adverts in one interval",
+            lan.most_adverts_per_interval(node)
+        );
+    }
+    let told_at = renumbered_at + Duration::from_secs(5);
+    lan.run_until(told_at + lan.master_down(1));
+    assert_eq!(
+        lan.masters(),
+        [1],
+        "one master once node 0 knows its address"
+    );
+    for node in 0..2 {
+        assert!(lan.most_adverts_per_interval(node) <= 2, "node {node}");
+    }
+}
+
+/// Counts, after `since`, what a planned takeover must not cause: adverts from `loser` after it
+/// yielded, announcements by `winner` after its takeover burst, and split brains on either.
+fn assert_no_split_brain_effects(lan: &Lan, winner: usize, loser: usize, since: Instant) {
+    let takeover = lan
+        .takeovers()
+        .find(|t| t.node == winner && t.at >= since)
+        .copied()
+        .unwrap();
+    let yielded = lan
+        .transitions
+        .iter()
+        .find(|t| t.node == loser && t.at >= takeover.at && t.from == State::Master)
+        .copied()
+        .unwrap();
+    assert_eq!(yielded.reason, Reason::HigherPriorityMaster);
+    assert!(
+        !lan.sent
+            .iter()
+            .any(|(at, from, _)| *from == loser && *at >= yielded.at),
+        "the loser sent a last advert after a planned takeover"
+    );
+    let bursts_after = lan
+        .announcements
+        .iter()
+        .filter(|(at, node)| *node == winner && *at > takeover.at)
+        .count();
+    assert_eq!(bursts_after, 0, "the winner re-announced");
+    for node in [winner, loser] {
+        assert_eq!(
+            lan.nodes[node].router.stats().two_masters_seen,
+            0,
+            "node {node}"
+        );
+    }
+}
+
+#[test]
+fn a_planned_takeover_is_no_split_brain_after_maintenance_or_a_tracker_recovers() {
+    let garp_once = v3_one_burst();
+    // Maintenance: node 0 releases (priority 0), node 1 takes over, node 0 comes back and
+    // preempts it.
+    let mut lan = Lan::new(10, &garp_once, &[200, 100]);
+    lan.run_until(lan.at(10_000_000));
+    let maintenance = |on| Event::Input {
+        node: 0,
+        input: Input::Maintenance(on),
+    };
+    lan.schedule(lan.now, maintenance(true));
+    lan.run_until(lan.at(20_000_000));
+    assert_eq!(lan.masters(), [1]);
+    let back_at = lan.now;
+    lan.schedule(back_at, maintenance(false));
+    lan.run_until(back_at + Duration::from_secs(20));
+    assert_eq!(lan.masters(), [0]);
+    assert_no_split_brain_effects(&lan, 0, 1, back_at);
+
+    // A tracker: node 0 drops to 50 (node 1 preempts it), then recovers and preempts back.
+    let mut lan = Lan::new(11, &garp_once, &[200, 100]);
+    lan.run_until(lan.at(10_000_000));
+    let priority = |value| Event::Input {
+        node: 0,
+        input: Input::EffectivePriority(Priority::new(value)),
+    };
+    lan.schedule(lan.now, priority(50));
+    lan.run_until(lan.at(20_000_000));
+    assert_eq!(lan.masters(), [1]);
+    let recovered_at = lan.now;
+    lan.schedule(recovered_at, priority(200));
+    lan.run_until(recovered_at + Duration::from_secs(20));
+    assert_eq!(lan.masters(), [0]);
+    assert_no_split_brain_effects(&lan, 0, 1, recovered_at);
+}
+
+#[test]
+fn a_crashed_master_that_restarts_and_preempts_neither_counts_nor_re_announces() {
+    // The backup took over from a master that went silent: it cannot tell a crash from a
+    // partition, so it sends its last advert on yielding; the restarted master, which has just
+    // preempted it, knows that advert for the handover it is.
+    let garp_once = v3_one_burst();
+    let mut lan = Lan::new(12, &garp_once, &[200, 100]);
+    lan.run_until(lan.at(10_000_000));
+    lan.schedule(lan.now, Event::Crash { node: 0 });
+    lan.run_until(lan.at(20_000_000));
+    assert_eq!(lan.masters(), [1]);
+    let restart_at = lan.now;
+    lan.schedule(restart_at, Event::Restart { node: 0 });
+    lan.run_until(restart_at + Duration::from_secs(20));
+    assert_eq!(lan.masters(), [0]);
+    let takeover = lan
+        .takeovers()
+        .find(|t| t.node == 0 && t.at >= restart_at)
+        .unwrap();
+    assert_eq!(takeover.reason, Reason::Preempted);
+    assert_eq!(lan.nodes[0].router.stats().two_masters_seen, 0);
+    assert!(
+        !lan.announcements
+            .iter()
+            .any(|(at, node)| *node == 0 && *at > takeover.at),
+        "the restarted master re-announced"
+    );
 }
