@@ -700,36 +700,42 @@ fn active_active_each_node_masters_one_vip_and_the_survivor_holds_both() {
     site.wait_serves(vip_a);
     site.wait_serves(vip_b);
 
-    // lb1 returns: vip_a goes home (preempt, no delay), vip_b stays.
+    // lb1 returns: vip_a goes home (preempt, no delay), vip_b stays. Its killed run left vip_a
+    // on its interface: the restarted lb1 keeps it while it listens one advert interval plus
+    // its Skew_Time, hears only lb2's lower-priority adverts, and is master with it again;
+    // lb2 yields to its first advert (docs/design/vrrp.md, "Restart after a crash").
     site.lab.restore_link(LB1).expect("restore link");
-    // The restarted lb1 first drops the vip_a its killed run left, then preempts it back.
-    let removal = AddressWatch::removed(vip_a, Duration::from_secs(5))
+    let dropped_on_lb1 = AddressWatch::removed(vip_a, Duration::from_secs(3))
         .start(&site.lab, LB1)
         .expect("address watch");
-    let home = AddressWatch::added(vip_a, Duration::from_secs(10))
-        .start(&site.lab, LB1)
+    let left_lb2 = AddressWatch::removed(vip_a, Duration::from_secs(10))
+        .start(&site.lab, LB2)
         .expect("address watch");
     let restarted = Instant::now();
     let _lb1 = site.start(LB1, 1, &lb1_config);
     // Start-up (process, config, sockets; the routers start before the control server).
     crate::support::wait_for_control(&site.lab, LB1);
     let startup = restarted.elapsed();
-    assert!(
-        removal.wait().expect("address watch").is_some(),
-        "lb1 kept the left-over vip_a"
-    );
-    let home = home
+    let left_lb2 = left_lb2
         .wait()
         .expect("address watch")
-        .expect("vip_a went home within 10 s")
+        .expect("lb2 gave vip_a back within 10 s")
         - restarted;
-    // lb1 ignores lb2's lower-priority adverts for vip_a and its first down timer runs out.
+    // It listens one interval plus Skew_Time (crash_restart:: times that closely); here, beside
+    // other tests, the bound is the one a restart without a leftover VIP meets.
     let bound = startup + master_down_interval(LB1_PRIORITY, INTERVAL) + SLACK;
-    eprintln!("active-active: vip_a home {home:?} after lb1's restart (bound {bound:?})");
+    eprintln!(
+        "active-active: lb2 gave vip_a back {left_lb2:?} after lb1's restart (bound {bound:?})"
+    );
     assert!(
-        home <= bound,
-        "vip_a went home after {home:?}, more than start-up + Master_Down_Interval + 100 ms = \
-         {bound:?}{}",
+        left_lb2 <= bound,
+        "lb2 gave vip_a back after {left_lb2:?}, more than start-up + Master_Down_Interval + \
+         100 ms = {bound:?}{}",
+        site.logs()
+    );
+    assert!(
+        dropped_on_lb1.wait().expect("address watch").is_none(),
+        "the restarted lb1 dropped the vip_a it found instead of keeping it{}",
         site.logs()
     );
     site.wait_sole_holder(LB1, vip_a, Duration::from_secs(1));

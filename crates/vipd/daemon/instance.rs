@@ -228,6 +228,7 @@ where
                 }
                 () = any_changed(&mut self.parts.trackers) => self.apply_trackers_and_link(now()),
                 Ok(()) = self.parts.link.changed() => {
+                    // `changed` has marked the new state seen: follow a recreated interface here.
                     if *self.parts.link.borrow() {
                         self.follow_a_recreated_interface();
                     }
@@ -411,6 +412,12 @@ where
 
     /// Recomputes Fault and the effective priority from the trackers and the link.
     fn apply_trackers_and_link(&mut self, at: Instant) {
+        // A link that came up may be an interface deleted and created again: the socket follows
+        // it before the router can leave Fault, whichever event noticed the link first (an
+        // address added to the new interface can arrive before the link branch runs).
+        if self.parts.link.has_changed().unwrap_or(false) && *self.parts.link.borrow() {
+            self.follow_a_recreated_interface();
+        }
         let link_up = *self.parts.link.borrow_and_update();
         let contributions: Vec<Contribution> = self
             .parts
