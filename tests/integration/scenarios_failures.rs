@@ -13,7 +13,7 @@ use crate::support::failover::{
     CLIENT, DeliveredAdverts, Delivery, LB1, LB1_PRIORITY, LB2, LB2_PRIORITY, Pair, PairSettings,
     since,
 };
-use crate::support::wait_until;
+use crate::support::{mac_text, wait_until};
 use vipd_lab::{AddressWatch, Change};
 use vipd_net::{AddressManager, NetlinkAddresses, Vip};
 
@@ -595,13 +595,6 @@ fn five_percent_loss_for_30s_changes_no_state() {
         "scenario 10: no state change in {HOLD:?} at 5 % loss; lb2 heard {heard} adverts, \
          longest gap {longest_gap:?} (takeover at {master_down:?})"
     );
-}
-
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// SIGTERM on lb1: it sends priority 0, so lb2 takes over after its Skew_Time. Returns the

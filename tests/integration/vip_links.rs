@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use vipd_lab::{AddressWatch, HOST_INTERFACE, Lab, SECOND_INTERFACE};
 
-use crate::support::{Scratch, holds, start_vipd, wait_for_control, wait_until};
+use crate::support::{Scratch, holds, mac_text, start_vipd, wait_for_control, wait_until};
 
 const LB1: usize = 0;
 const LB2: usize = 1;
@@ -34,10 +34,6 @@ vrrp:
       - {{ address: \"{other_vip}/24\", interface: {SECOND_INTERFACE} }}
 "
     )
-}
-
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.map(|byte| format!("{byte:02x}")).join(":")
 }
 
 /// The MAC the client has for `address` on `interface`, if any.

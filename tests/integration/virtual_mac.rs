@@ -15,7 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::support::{
-    Scratch, fetch, holds, instance_state, neighbour_mac, start_backend, start_vipd,
+    Scratch, fetch, holds, instance_state, mac_text, neighbour_mac, start_backend, start_vipd,
     start_vipd_unprivileged, status, wait_for_control, wait_until,
 };
 use nix::sys::signal::Signal;
@@ -62,13 +62,6 @@ backends:
       - {{ name: b1, address: \"{backend}:8080\" }}
 "
     )
-}
-
-fn mac_text(mac: [u8; 6]) -> String {
-    mac.iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// `text` without the ANSI colour sequences (`ESC [ ... m`) of vipd's log.

@@ -195,6 +195,11 @@ pub fn neighbour_mac(lab: &Lab, host: usize, address: IpAddr) -> Option<String> 
     words.next().map(str::to_owned)
 }
 
+/// A MAC as `ip neigh` prints it: lower-case hex pairs joined by colons.
+pub fn mac_text(mac: [u8; 6]) -> String {
+    mac.map(|byte| format!("{byte:02x}")).join(":")
+}
+
 /// The control server's default address, inside each lab host's namespace.
 pub const CONTROL: &str = "127.0.0.1:9650";
 
