@@ -669,6 +669,7 @@ fn split_brains_heal_with_the_client_on_the_winner(
     };
     let winner = start(winner_kind, "winner", MASTER, MASTER_PRIORITY);
     wait_for_state(&lab, &winner, "master", preempt + SLACK, "winner");
+    let elected = Instant::now();
     let loser = start(loser_kind, "loser", BACKUP, BACKUP_PRIORITY);
     stays_backup(&lab, &loser, "loser", preempt + settings.advert_interval);
     // The client resolves the VIP once: from then on only GARPs move its entry.
@@ -676,6 +677,8 @@ fn split_brains_heal_with_the_client_on_the_winner(
         wait_until(SLACK, || client_reaches(&lab, vip)).is_some(),
         "the client cannot reach the VIP"
     );
+    // The winner's delayed second burst must not land in the first split.
+    std::thread::sleep(SETTLE.saturating_sub(elected.elapsed()));
 
     let heals: Vec<Heal> = (0..HEALS)
         .map(|_| split_and_heal(&lab, &settings, &winner, &loser))
