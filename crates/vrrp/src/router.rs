@@ -807,6 +807,20 @@ impl VirtualRouter {
         ))
     }
 
+    /// → Backup with the Master_Down_Timer at Master_Down_Interval for `master_interval_micros`
+    /// (RFC 9568 6.4.1 Startup, 6.4.3 a better master).
+    fn enter_backup(&mut self, now: Instant, master_interval_micros: u64, reason: Reason) {
+        let down_at = self.master_down_at(now, master_interval_micros);
+        self.transition(
+            now,
+            Entering::Backup {
+                master_interval_micros,
+                down_at,
+            },
+            reason,
+        );
+    }
+
     /// RFC 9568 6.4.1: the owner becomes Master at once, everyone else Backup with the down timer
     /// at Master_Down_Interval. Also the way out of Fault.
     fn start(&mut self, now: Instant, leaving_fault: bool) {
@@ -836,16 +850,7 @@ impl VirtualRouter {
             } else {
                 Reason::Startup
             };
-            let master_interval_micros = self.advert_interval_micros;
-            let down_at = self.master_down_at(now, master_interval_micros);
-            self.transition(
-                now,
-                Entering::Backup {
-                    master_interval_micros,
-                    down_at,
-                },
-                reason,
-            );
+            self.enter_backup(now, self.advert_interval_micros, reason);
         }
     }
 
@@ -1156,16 +1161,7 @@ impl VirtualRouter {
         if last_advert {
             self.send_advert(self.effective_priority);
         }
-        let master_interval_micros = advert.interval_micros();
-        let down_at = self.master_down_at(now, master_interval_micros);
-        self.transition(
-            now,
-            Entering::Backup {
-                master_interval_micros,
-                down_at,
-            },
-            Reason::HigherPriorityMaster,
-        );
+        self.enter_backup(now, advert.interval_micros(), Reason::HigherPriorityMaster);
     }
 
     fn send_advert_now(&mut self, now: Instant, interval: Duration) {
@@ -1215,15 +1211,7 @@ impl VirtualRouter {
         let down_at = self.master_down_at(now, self.master_interval_micros());
         match &mut self.state {
             RouterState::Master(_) if on => {
-                let master_interval_micros = self.advert_interval_micros;
-                self.transition(
-                    now,
-                    Entering::Backup {
-                        master_interval_micros,
-                        down_at,
-                    },
-                    Reason::Maintenance,
-                );
+                self.enter_backup(now, self.advert_interval_micros, Reason::Maintenance);
             }
             RouterState::Backup(backup) => {
                 // Off: watch the master afresh for a whole Master_Down_Interval.
