@@ -171,6 +171,7 @@ pub fn render_tables(status: &NodeStatus) -> String {
     } else {
         instance_table(&status.instances).render(&mut out);
         out.push_str(&drop_lines(&status.instances));
+        out.push_str(&mismatch_lines(&status.instances));
         let trackers = tracker_table(&status.instances);
         if trackers.rows.len() > 1 {
             out.push('\n');
@@ -318,6 +319,24 @@ fn drop_lines(instances: &[InstanceStatus]) -> String {
     out
 }
 
+/// One line per instance that accepted adverts from a node configured differently (other VIPs or,
+/// in v3, another interval): the pair works, but the operator should align the configurations.
+fn mismatch_lines(instances: &[InstanceStatus]) -> String {
+    let mut out = String::new();
+    for instance in instances {
+        let counters = &instance.counters;
+        if counters.address_list_mismatch == 0 && counters.interval_mismatch == 0 {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "{}: adverts from a node configured differently: address list {}, interval {}",
+            instance.name, counters.address_list_mismatch, counters.interval_mismatch
+        );
+    }
+    out
+}
+
 fn tracker_table(instances: &[InstanceStatus]) -> TextTable {
     let mut table = TextTable::new(&["INSTANCE", "TRACKER", "TARGET", "WEIGHT", "STATE", "DETAIL"]);
     for instance in instances {
@@ -377,6 +396,7 @@ mod tests {
 INSTANCE  INTERFACE  VRID   STATE   PRIO CONF/EFF  VIPS              MASTER SEEN
 api       eth0       51 v3  backup  150/90         198.51.100.50/24  198.51.100.12 prio 100, 0.4s ago
 api: adverts dropped 2 (checksum 2), other VRIDs heard 40
+api: adverts from a node configured differently: address list 3, interval 5
 
 INSTANCE  TRACKER   TARGET                 WEIGHT  STATE    DETAIL
 api       frontend  apiserver              -60     down     1 of 3 usable, min_up 2

@@ -179,7 +179,7 @@ const INSTANCE_GAUGES: [Column<InstanceStatus>; 4] = [
     ),
 ];
 
-const INSTANCE_COUNTERS: [Column<InstanceStatus>; 11] = [
+const INSTANCE_COUNTERS: [Column<InstanceStatus>; 13] = [
     ("vipd_vrrp_adverts_sent", "Advertisements sent.", |i| {
         i.counters.adverts_sent
     }),
@@ -215,6 +215,16 @@ const INSTANCE_COUNTERS: [Column<InstanceStatus>; 11] = [
         "vipd_vrrp_unknown_peer_masters_seen",
         "Advertisements for our VRID from a master that is not a configured peer, received while master.",
         |i| i.counters.unknown_peer_masters_seen,
+    ),
+    (
+        "vipd_vrrp_address_list_mismatch",
+        "Accepted advertisements whose address list differs from this instance's VIPs.",
+        |i| i.counters.address_list_mismatch,
+    ),
+    (
+        "vipd_vrrp_interval_mismatch",
+        "Accepted VRRPv3 advertisements whose interval differs from this instance's.",
+        |i| i.counters.interval_mismatch,
     ),
     (
         "vipd_vrrp_priority_zero_sent",

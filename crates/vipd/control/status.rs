@@ -222,6 +222,14 @@ pub struct InstanceCounters {
     /// claims mastership, a split brain that the peer check would hide.
     #[serde(default)]
     pub unknown_peer_masters_seen: u64,
+    /// Accepted adverts whose address list differs from this instance's VIPs: the nodes of the
+    /// VRID are configured differently (docs/design/vrrp.md, Receive checks).
+    #[serde(default)]
+    pub address_list_mismatch: u64,
+    /// Accepted VRRPv3 adverts whose interval differs from ours (a backup follows the master's,
+    /// but the nodes are configured differently; v2 drops them under the `interval` reason).
+    #[serde(default)]
+    pub interval_mismatch: u64,
 }
 
 /// A proxy frontend (listener).
@@ -470,6 +478,8 @@ pub(crate) mod tests {
                     .collect(),
                 adverts_other_vrid: 40,
                 two_masters_seen: 1,
+                address_list_mismatch: 3,
+                interval_mismatch: 5,
                 ..InstanceCounters::default()
             },
         });

@@ -848,6 +848,8 @@ fn metrics_count_dropped_adverts_by_reason_and_other_vrids_apart() {
     assert_eq!(value(by_reason, Some("ttl")), 0.0);
     assert_eq!(value("vipd_vrrp_adverts_dropped_total", None), 2.0);
     assert_eq!(value("vipd_vrrp_adverts_other_vrid_total", None), 40.0);
+    assert_eq!(value("vipd_vrrp_address_list_mismatch_total", None), 3.0);
+    assert_eq!(value("vipd_vrrp_interval_mismatch_total", None), 5.0);
 }
 
 #[test]

@@ -701,6 +701,8 @@ where
             vips_restored: stats.vips_restored,
             adverts_from_unknown_peers: self.unknown_peers.adverts,
             unknown_peer_masters_seen: self.unknown_peers.masters_seen,
+            address_list_mismatch: stats.address_list_mismatch,
+            interval_mismatch: stats.interval_mismatch,
             ..InstanceCounters::default()
         };
         self.parse_drops
