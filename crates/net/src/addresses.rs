@@ -138,6 +138,9 @@ pub trait AddressManager: Send + Sync {
 pub struct NetlinkAddresses {
     connection: NetlinkConnection,
     requests: SyncRequests,
+    /// A netlink socket runs one dump at a time and refuses a second with EBUSY; every instance
+    /// asks at start (and every host check) at once, so the dumps take turns.
+    dumps: tokio::sync::Mutex<()>,
 }
 
 impl NetlinkAddresses {
@@ -147,6 +150,7 @@ impl NetlinkAddresses {
         Ok(Self {
             connection: NetlinkConnection::open()?,
             requests: SyncRequests::open()?,
+            dumps: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -226,6 +230,7 @@ impl AddressManager for NetlinkAddresses {
 
     async fn contains(&self, vip: &Vip) -> Result<bool, NetError> {
         let index = crate::netlink::interface_index(&vip.interface)?;
+        let _one_dump_at_a_time = self.dumps.lock().await;
         let mut addresses = self
             .handle()
             .address()
@@ -234,13 +239,20 @@ impl AddressManager for NetlinkAddresses {
             .set_address_filter(vip.address)
             .set_prefix_length_filter(vip.prefix_len)
             .execute();
-        match addresses.try_next().await {
-            Ok(found) => Ok(found.is_some()),
-            Err(source) => Err(NetError::Netlink {
-                action: "list addresses",
-                subject: vip.to_string(),
-                source,
-            }),
+        // Read the dump to its end, so that the kernel has finished it when the lock is released.
+        let mut found = false;
+        loop {
+            match addresses.try_next().await {
+                Ok(Some(_)) => found = true,
+                Ok(None) => return Ok(found),
+                Err(source) => {
+                    return Err(NetError::Netlink {
+                        action: "list addresses",
+                        subject: vip.to_string(),
+                        source,
+                    });
+                }
+            }
         }
     }
 }

@@ -246,9 +246,18 @@ where
     /// is the router's to weigh (docs/design/vrrp.md, "Restart after a crash").
     async fn startup(&self) -> Input {
         for vip in &self.parts.vips {
-            if let Ok(true) = self.parts.addresses.contains(vip).await {
-                info!(instance = %self.parts.name, vip = %vip.address, "found a VIP of ours on the host at start: listening before keeping or removing it");
-                return Input::StartupHoldingVips;
+            match self.parts.addresses.contains(vip).await {
+                Ok(true) => {
+                    info!(instance = %self.parts.name, vip = %vip.address, "found a VIP of ours on the host at start: listening before keeping or removing it");
+                    return Input::StartupHoldingVips;
+                }
+                Ok(false) => {}
+                // Unreadable counts as held: listening first is right either way, and removing
+                // a VIP that a live master holds here would cut its clients off.
+                Err(error) => {
+                    warn!(instance = %self.parts.name, vip = %vip.address, %error, "cannot read the host's addresses at start: listening before keeping or removing the VIPs");
+                    return Input::StartupHoldingVips;
+                }
             }
         }
         Input::Startup

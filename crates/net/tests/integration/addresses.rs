@@ -263,3 +263,35 @@ fn the_address_monitor_reports_additions() {
         }
     );
 }
+
+/// Every instance asks one shared manager at start whether its VIPs are on the host, at once. A
+/// netlink socket runs one dump at a time and refuses a second with EBUSY: an active-active node
+/// restarted after a crash read "no" for a VIP it held and removed it instead of keeping it.
+#[test]
+fn concurrent_presence_checks_on_one_manager_all_answer() {
+    if !e2e_enabled("concurrent_presence_checks_on_one_manager_all_answer") {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    let vip = vip_v4();
+    assert_eq!(apply(&lab, 0, &vip, true), Change::Applied);
+    let answers = lab
+        .in_host(0, move || {
+            runtime().block_on(async move {
+                let manager = NetlinkAddresses::new().unwrap();
+                let checks = (0..16).map(|_| manager.contains(&vip));
+                futures::future::join_all(checks).await
+            })
+        })
+        .unwrap();
+    let failed: Vec<String> = answers
+        .iter()
+        .filter_map(|answer| answer.as_ref().err().map(ToString::to_string))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "{} of 16 failed: {failed:?}",
+        failed.len()
+    );
+    assert!(answers.iter().all(|answer| matches!(answer, Ok(true))));
+}
