@@ -635,19 +635,14 @@ where
     }
 
     async fn send(&mut self, advert: &Advertisement) {
-        let source = self.parts.transport.source_address();
-        for destination in self.parts.transport.destinations() {
-            // The v3 IPv4 pseudo-header checksum covers the destination, so unicast adverts are
-            // built per peer, as keepalived does.
-            let bytes = match advert.to_bytes(source, destination, self.parts.checksum) {
-                Ok(bytes) => bytes,
-                Err(error) => {
-                    error!(instance = %self.parts.name, %error, "cannot build advertisement");
-                    return;
+        match send_advertisement(&self.parts.transport, advert, self.parts.checksum).await {
+            Ok(failures) => {
+                for (destination, error) in failures {
+                    warn!(instance = %self.parts.name, %destination, %error, "sending advertisement failed");
                 }
-            };
-            if let Err(error) = self.parts.transport.send_to(&bytes, destination).await {
-                warn!(instance = %self.parts.name, %destination, %error, "sending advertisement failed");
+            }
+            Err(error) => {
+                error!(instance = %self.parts.name, %error, "cannot build advertisement");
             }
         }
     }
@@ -735,6 +730,26 @@ where
             status.counters = counters;
         });
     }
+}
+
+/// Sends `advert` from the transport's source to each of its destinations (the group, or every
+/// unicast peer) and returns the sends that failed; the others still go out. The v3 IPv4
+/// pseudo-header checksum covers the destination, so each copy is built for its peer, as
+/// keepalived does. Used by the instance and by `vipd release`.
+pub async fn send_advertisement<T: VrrpTransport>(
+    transport: &T,
+    advert: &Advertisement,
+    checksum: ChecksumForm,
+) -> Result<Vec<(std::net::IpAddr, vipd_net::NetError)>, vipd_vrrp::EmitError> {
+    let source = transport.source_address();
+    let mut failures = Vec::new();
+    for destination in transport.destinations() {
+        let bytes = advert.to_bytes(source, destination, checksum)?;
+        if let Err(error) = transport.send_to(&bytes, destination).await {
+            failures.push((destination, error));
+        }
+    }
+    Ok(failures)
 }
 
 fn vrrp_state(state: State) -> VrrpState {

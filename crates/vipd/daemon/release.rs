@@ -16,6 +16,7 @@ use vipd_net::{AddressManager as _, VrrpTransport as _};
 use vipd_vrrp::{Priority, VirtualRouter};
 
 use super::host::Host;
+use super::instance;
 use super::mapping;
 
 /// What was done for one instance.
@@ -80,11 +81,12 @@ async fn send_release<H: Host>(host: &H, instance: &VrrpInstance) -> Result<()> 
     let router = VirtualRouter::new(mapping::router_config(instance, source)?)
         .with_context(|| format!("vrrp {}", instance.name))?;
     let advert = router.advertisement(Priority::RELEASE);
-    for destination in transport.destinations() {
-        let bytes = advert
-            .to_bytes(source, destination, mapping::checksum_form(instance))
+    let failures =
+        instance::send_advertisement(&transport, &advert, mapping::checksum_form(instance))
+            .await
             .with_context(|| format!("vrrp {}: building the advert", instance.name))?;
-        transport.send_to(&bytes, destination).await?;
+    if let Some((destination, error)) = failures.into_iter().next() {
+        return Err(error).with_context(|| format!("sending to {destination}"));
     }
     Ok(())
 }
