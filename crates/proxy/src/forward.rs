@@ -39,8 +39,8 @@ pub enum SessionEnd {
     Failed(io::Error),
 }
 
-/// Where a direction's byte counts go (frontend, backend, server).
-pub type ByteCounters<'a> = [&'a AtomicU64; 3];
+/// Where a direction's byte counts go (frontend, backend, server, the session's own).
+pub type ByteCounters<'a> = [&'a AtomicU64; 4];
 
 /// Where a session's byte counts go.
 pub struct SessionCounters<'a> {

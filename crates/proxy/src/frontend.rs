@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::engine::Engine;
 use crate::session::{self, Accepted};
+use crate::session_log::RefusalLog;
 
 /// Listen backlog: clients wait here while a connection limit is reached.
 const BACKLOG: i32 = 4096;
@@ -42,6 +43,8 @@ pub struct FrontendShared {
     pub bytes_spliced: AtomicU64,
     pub proxy_header_errors: AtomicU64,
     pub accept_errors: AtomicU64,
+    /// Limits the session log's refusal lines (`session_log`).
+    pub refusal_log: RefusalLog,
 }
 
 impl FrontendShared {
@@ -58,6 +61,7 @@ impl FrontendShared {
             bytes_spliced: AtomicU64::new(0),
             proxy_header_errors: AtomicU64::new(0),
             accept_errors: AtomicU64::new(0),
+            refusal_log: RefusalLog::default(),
         }
     }
 }
@@ -221,7 +225,7 @@ fn next_backoff(previous: Duration) -> Duration {
     (previous * 2).clamp(MIN_BACKOFF, MAX_BACKOFF)
 }
 
-fn is_resource_exhaustion(error: &io::Error) -> bool {
+pub(crate) fn is_resource_exhaustion(error: &io::Error) -> bool {
     use nix::libc::{EMFILE, ENFILE, ENOBUFS, ENOMEM};
     matches!(
         error.raw_os_error(),

@@ -53,6 +53,7 @@ mod frontend;
 mod health;
 pub mod proxy_protocol;
 mod session;
+mod session_log;
 mod session_threads;
 mod stats;
 
@@ -61,4 +62,5 @@ pub use config::*;
 pub use engine::Proxy;
 pub use error::Error;
 pub use health::{CheckFailure, Checker, HealthState};
+pub use session_log::{REFUSAL_LOG_PERIOD, SESSION_LOG_TARGET};
 pub use stats::*;

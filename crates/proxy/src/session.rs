@@ -17,6 +17,7 @@ use crate::config::ProxyProtocol;
 use crate::forward::{SessionCounters, SessionEnd, forward, read_waiting, send_now, write_all};
 use crate::frontend::FrontendShared;
 use crate::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader, ProxyHeaderError};
+use crate::session_log::{ConnectTimings, Outcome, SessionRecord, termination};
 use crate::session_threads::LoadShare;
 
 /// How long a client may take to send its PROXY header (`accept_proxy`).
@@ -32,6 +33,8 @@ pub enum SessionError {
     },
     #[error("PROXY header from {client}: {reason}")]
     ProxyHeaderIo { client: SocketAddr, reason: String },
+    #[error("PROXY header from {client}: timed out")]
+    ProxyHeaderTimeout { client: SocketAddr },
     #[error("reading from client {client}: {source}")]
     ClientRead {
         client: SocketAddr,
@@ -94,8 +97,9 @@ pub async fn run(mut accepted: Accepted) {
     let frontend = Arc::clone(&accepted.frontend);
     let _current = Gauge::enter(&frontend.sessions_current);
     frontend.sessions_total.fetch_add(1, Ordering::Relaxed);
-    let outcome = serve(&mut accepted).await;
-    match outcome {
+    let mut record = SessionRecord::new(accepted.peer);
+    let outcome = serve(&mut accepted, &mut record).await;
+    match &outcome {
         Ok(SessionEnd::Closed) => {}
         Ok(SessionEnd::TimedOut { timeout }) => {
             tracing::debug!(frontend = %frontend.name, client = %accepted.peer, timeout, "session timed out");
@@ -108,6 +112,12 @@ pub async fn run(mut accepted: Accepted) {
         }
         Err(error) => tracing::debug!(frontend = %frontend.name, %error, "session refused"),
     }
+    record.log(
+        &frontend.name,
+        &accepted.backend.config.name,
+        outcome.as_ref().err(),
+        &frontend.refusal_log,
+    );
     // The connection-limit permits go back only now, with the sockets closed.
     drop(accepted.client);
     drop(accepted.permits);
@@ -130,9 +140,8 @@ async fn client_origin(accepted: &mut Accepted) -> Result<Origin, SessionError> 
     let header = tokio::time::timeout(PROXY_HEADER_TIMEOUT, read_proxy_header(accepted))
         .await
         .unwrap_or_else(|_| {
-            Err(SessionError::ProxyHeaderIo {
+            Err(SessionError::ProxyHeaderTimeout {
                 client: accepted.peer,
-                reason: "timed out".into(),
             })
         });
     match header {
@@ -154,12 +163,18 @@ async fn client_origin(accepted: &mut Accepted) -> Result<Origin, SessionError> 
     }
 }
 
-async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
+async fn serve(
+    accepted: &mut Accepted,
+    record: &mut SessionRecord,
+) -> Result<SessionEnd, SessionError> {
     let frontend = Arc::clone(&accepted.frontend);
     let backend = Arc::clone(&accepted.backend);
     // Hard stop needs no watching here: it ends the session threads, and with their runtimes
     // every session on them. Forwarding watches the server's token only.
     let (source, destination, early) = client_origin(accepted).await?;
+    if source != accepted.peer {
+        (record.client, record.via) = (source, Some(accepted.peer));
+    }
 
     let shared = Arc::clone(&backend.shared);
     let _backend_current = Gauge::enter(&shared.sessions_current);
@@ -182,8 +197,10 @@ async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
         first_bytes
     };
 
-    let (server_stream, slot, sent) = connect(&backend, source.ip(), &first_bytes).await?;
+    let (server_stream, slot, sent) =
+        connect(&backend, source.ip(), &first_bytes, &mut record.timings).await?;
     let server = Arc::clone(&slot.server);
+    record.server = Some(Arc::clone(&server));
     if sent < first_bytes.len() {
         write_all(&server_stream, &first_bytes[sent..])
             .await
@@ -201,6 +218,7 @@ async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
             &frontend.bytes_in,
             &shared.bytes_in,
             &server.counters.bytes_in,
+            &record.bytes_in,
         ] {
             counter.fetch_add(early_bytes, Ordering::Relaxed);
         }
@@ -219,17 +237,26 @@ async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
                 &frontend.bytes_in,
                 &shared.bytes_in,
                 &server.counters.bytes_in,
+                &record.bytes_in,
             ],
             server_to_client: [
                 &frontend.bytes_out,
                 &shared.bytes_out,
                 &server.counters.bytes_out,
+                &record.bytes_out,
             ],
             spliced: &frontend.bytes_spliced,
         },
     )
     .await;
     drop(slot);
+    record.termination = Some(termination(Outcome::Forwarded {
+        end: &end,
+        client: &accepted.client,
+        server: &server_stream,
+        server_state: &server,
+        bytes_in: record.bytes_in.load(Ordering::Relaxed),
+    }));
     Ok(end)
 }
 
@@ -273,21 +300,29 @@ async fn read_proxy_header(
 /// Connects to a server, retrying up to `retries` times, and sends it what it can take of
 /// `first_bytes` at once (see [`connect_to`]); returns how much that was. A refused connection
 /// (nothing listens) and the last retry go to another server (redispatch); a timed-out one is
-/// retried on the same server, which may only be busy.
+/// retried on the same server, which may only be busy. `timings` gets the time queued and
+/// connecting and the retries, for the session log.
 async fn connect(
     backend: &Backend,
     client: IpAddr,
     first_bytes: &[u8],
+    timings: &mut ConnectTimings,
 ) -> Result<(TcpStream, ServerSlot, usize), SessionError> {
     let shared = &backend.shared;
     let retries = backend.config.retries;
     let mut excluded = Vec::new();
     let mut attempt = 0u32;
     loop {
-        let (index, slot) = wait_for_slot(backend, client, &excluded).await?;
+        let queued_since = Instant::now();
+        let picked = wait_for_slot(backend, client, &excluded).await;
+        timings.add_queued(queued_since.elapsed());
+        let (index, slot) = picked?;
         let server = &slot.server;
         let connecting = connect_to(server.address, first_bytes, &server.connects_at_once);
-        let failure = match tokio::time::timeout(backend.config.timeout.connect, connecting).await {
+        let connecting_since = Instant::now();
+        let connected = tokio::time::timeout(backend.config.timeout.connect, connecting).await;
+        timings.add_connecting(connecting_since.elapsed());
+        let failure = match connected {
             Ok(Ok((stream, sent))) => return Ok((stream, slot, sent)),
             Ok(Err(error)) => error,
             Err(_) => io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
@@ -305,6 +340,7 @@ async fn connect(
             });
         }
         attempt += 1;
+        timings.retries = attempt;
         tracing::debug!(backend = %backend.config.name, server = %server.name, error = %failure, attempt, "connect failed, retrying");
         shared.retries.fetch_add(1, Ordering::Relaxed);
         server.counters.retries.fetch_add(1, Ordering::Relaxed);
