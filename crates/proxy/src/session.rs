@@ -139,11 +139,9 @@ async fn client_origin(accepted: &mut Accepted) -> Result<Origin, SessionError> 
     }
     let header = tokio::time::timeout(PROXY_HEADER_TIMEOUT, read_proxy_header(accepted))
         .await
-        .unwrap_or_else(|_| {
-            Err(SessionError::ProxyHeaderTimeout {
-                client: accepted.peer,
-            })
-        });
+        .unwrap_or(Err(SessionError::ProxyHeaderTimeout {
+            client: accepted.peer,
+        }));
     match header {
         Ok((
             ProxyHeader::Proxied {

@@ -111,6 +111,7 @@ impl Termination {
 }
 
 /// What [`termination`] is asked about.
+#[derive(Clone, Copy)]
 pub enum Outcome<'a> {
     /// Forwarding ended; the sockets are still open, for finding out which side failed.
     Forwarded {
@@ -154,6 +155,7 @@ pub fn termination(outcome: Outcome<'_>) -> Termination {
     }
 }
 
+#[derive(Clone, Copy)]
 enum Side {
     Client,
     Server,
@@ -273,20 +275,22 @@ struct Line<'a> {
     record: &'a SessionRecord,
     frontend: &'a str,
     backend: &'a str,
+    /// The server connected, or the last one tried.
+    server: Option<&'a str>,
     termination: &'a Termination,
 }
 
 /// The session log's fields, in HAProxy's tcplog order, plus `$extra` fields.
 macro_rules! session_line {
     ($line:expr, $message:literal $(, $extra:ident)*) => {{
-        let Line { record, frontend, backend, termination } = $line;
+        let Line { record, frontend, backend, server, termination } = $line;
         tracing::info!(
             target: SESSION_LOG_TARGET,
             client = %record.client,
             via = %Dash(record.via),
             frontend,
             backend,
-            server = %Dash(record.server.as_ref().map(|server| &server.name)),
+            server = %Dash(server),
             queue_ms = millis(record.timings.queued),
             connect_ms = millis(record.timings.connecting),
             total_ms = millis(Some(record.started.elapsed())),
@@ -346,31 +350,40 @@ impl SessionRecord {
             (Some(error), _) => {
                 let termination = termination(Outcome::Refused(error));
                 if let Some(suppressed) = refusals.allow(termination.cause) {
-                    self.emit(frontend, backend, &termination, Some(suppressed));
+                    let server = match error {
+                        SessionError::ConnectFailed { server, .. }
+                        | SessionError::ServerWrite { server, .. } => Some(server.as_str()),
+                        _ => None,
+                    };
+                    let line = self.line(frontend, backend, server, &termination);
+                    session_line!(line, "session refused", suppressed);
                 }
             }
-            (None, Some(termination)) => self.emit(frontend, backend, termination, None),
+            (None, Some(termination)) => {
+                let server = self.server.as_ref().map(|server| server.name.as_str());
+                session_line!(
+                    self.line(frontend, backend, server, termination),
+                    "session end"
+                );
+            }
             // Forwarding always sets a termination.
             (None, None) => {}
         }
     }
 
-    fn emit(
-        &self,
-        frontend: &str,
-        backend: &str,
-        termination: &Termination,
-        suppressed: Option<u64>,
-    ) {
-        let line = Line {
+    fn line<'a>(
+        &'a self,
+        frontend: &'a str,
+        backend: &'a str,
+        server: Option<&'a str>,
+        termination: &'a Termination,
+    ) -> Line<'a> {
+        Line {
             record: self,
             frontend,
             backend,
+            server,
             termination,
-        };
-        match suppressed {
-            None => session_line!(line, "session end"),
-            Some(suppressed) => session_line!(line, "session refused", suppressed),
         }
     }
 }

@@ -10,3 +10,4 @@ mod test_servers;
 mod forwarding;
 mod proxy_protocol;
 mod runtime;
+mod session_log;
