@@ -80,12 +80,13 @@ fn self_option(
         | "tcp-smart-connect" => {}
         "httpchk" => section.http_check = Some(httpchk(args, at, warnings)),
         "tcp-check" => section.http_check = None,
-        "tcplog" | "dontlognull" | "tcpka" | "clitcpka" | "srvtcpka" => {
+        "tcplog" | "httplog" | "dontlognull" => log_option(option, at, warnings),
+        "tcpka" | "clitcpka" | "srvtcpka" => {
             warn(
                 warnings,
                 at,
                 format!(
-                    "option {option}: no vipd equivalent needed (vipd logs and keeps TCP keepalive on its own): skipped"
+                    "option {option}: no vipd equivalent needed (vipd keeps TCP keepalive on its own): skipped"
                 ),
             );
         }
@@ -100,6 +101,27 @@ fn self_option(
             format!("option {other} has no vipd equivalent: skipped"),
         ),
     }
+}
+
+/// Where vipd's session log stands in for HAProxy's logging (docs/operations.md, Session log).
+const SESSION_LOG: &str = "vipd logs every session end on target `vipd::session` to stderr / the journal, with tcplog's fields as key=value (JSON with `--log-format json`)";
+
+/// `option tcplog|httplog|dontlognull`: the session log is vipd's tcplog, on unless the log
+/// filter turns it off. Said even for `tcplog`, because the line's format is not HAProxy's.
+fn log_option(option: &str, at: &Location, warnings: &mut Vec<ImportWarning>) {
+    let message = match option {
+        "tcplog" => {
+            format!("option tcplog: {SESSION_LOG}; parsers of HAProxy's format need adapting")
+        }
+        // HAProxy itself falls back to tcplog for an httplog in TCP mode, and vipd is TCP only.
+        "httplog" => format!(
+            "option httplog: vipd is L4 and logs as with tcplog (as HAProxy does in TCP mode): {SESSION_LOG}"
+        ),
+        _ => format!(
+            "option {option}: {SESSION_LOG}, sessions without data too (bytes_in=0 bytes_out=0): skipped"
+        ),
+    };
+    warn(warnings, at, message);
 }
 
 /// `balance ALGORITHM`: vipd's name for it, or `None` (its default) for one it does not have.
@@ -224,6 +246,11 @@ fn without_equivalent(keyword: &str, at: &Location, warnings: &mut Vec<ImportWar
             warnings,
             at,
             "log: vipd logs to stderr / the journal: skipped",
+        ),
+        "log-format" | "log-format-sd" | "error-log-format" => warn(
+            warnings,
+            at,
+            format!("{keyword}: {SESSION_LOG}, in a fixed format: skipped"),
         ),
         "stats" => warn(
             warnings,

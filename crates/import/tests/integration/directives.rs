@@ -564,6 +564,37 @@ fn http_mode_acls_and_conditional_routing_are_named() {
 }
 
 #[test]
+fn logging_options_say_where_the_session_log_goes() {
+    let imported = proxy(
+        "  option tcplog\n  option dontlognull\n  option httplog\n  log-format %ci\n\
+         frontend f\n  bind 198.51.100.50:80\n  default_backend b\nbackend b\n  \
+         server s 198.51.100.31:80\n",
+    );
+    let session_log = "vipd logs every session end on target `vipd::session` to stderr / the \
+                       journal, with tcplog's fields as key=value (JSON with `--log-format json`)";
+    assert_warned(
+        &imported,
+        &format!(
+            "haproxy.cfg:7: option tcplog: {session_log}; parsers of HAProxy's format need adapting"
+        ),
+    );
+    assert_warned(
+        &imported,
+        &format!(
+            "haproxy.cfg:8: option dontlognull: {session_log}, sessions without data too (bytes_in=0 bytes_out=0): skipped"
+        ),
+    );
+    assert_warned_starting(
+        &imported,
+        "haproxy.cfg:9: option httplog: vipd is L4 and logs as with tcplog",
+    );
+    assert_warned(
+        &imported,
+        &format!("haproxy.cfg:10: log-format: {session_log}, in a fixed format: skipped"),
+    );
+}
+
+#[test]
 fn haproxy_syntax_errors_name_the_line() {
     let error = import_texts(
         Path::new(KEEPALIVED),
