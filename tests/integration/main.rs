@@ -26,5 +26,6 @@ mod reload_control;
 mod renumbered_peer;
 mod scenarios_active_standby;
 mod scenarios_failures;
+mod session_log;
 mod vip_links;
 mod virtual_mac;

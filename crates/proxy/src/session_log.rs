@@ -280,7 +280,8 @@ struct Line<'a> {
     termination: &'a Termination,
 }
 
-/// The session log's fields, in HAProxy's tcplog order, plus `$extra` fields.
+/// The session log's fields, in HAProxy's tcplog order, plus `$extra` fields. Text fields are
+/// recorded with `%` so that the text format writes them without quotes.
 macro_rules! session_line {
     ($line:expr, $message:literal $(, $extra:ident)*) => {{
         let Line { record, frontend, backend, server, termination } = $line;
@@ -288,8 +289,8 @@ macro_rules! session_line {
             target: SESSION_LOG_TARGET,
             client = %record.client,
             via = %Dash(record.via),
-            frontend,
-            backend,
+            frontend = %frontend,
+            backend = %backend,
             server = %Dash(server),
             queue_ms = millis(record.timings.queued),
             connect_ms = millis(record.timings.connecting),
@@ -297,8 +298,8 @@ macro_rules! session_line {
             bytes_in = record.bytes_in.load(Ordering::Relaxed),
             bytes_out = record.bytes_out.load(Ordering::Relaxed),
             retries = record.timings.retries,
-            termination = termination.cause.as_str(),
-            state = termination.state,
+            termination = %termination.cause.as_str(),
+            state = %termination.state,
             detail = %Dash(termination.detail.as_ref()),
             $($extra,)*
             $message

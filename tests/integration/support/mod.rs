@@ -68,7 +68,12 @@ impl Drop for Scratch {
 
 /// Starts `vipd run -c config` in `host` as root, logging to `log`.
 pub fn start_vipd(lab: &Lab, host: usize, config: &Path, log: &Path) -> LabProcess {
-    start_vipd_with(lab, host, &[], config, log)
+    start_vipd_with(lab, host, &[], &[], config, log)
+}
+
+/// Starts `vipd run --log-format json -c config` in `host` as root, logging to `log`.
+pub fn start_vipd_logging_json(lab: &Lab, host: usize, config: &Path, log: &Path) -> LabProcess {
+    start_vipd_with(lab, host, &[], &["--log-format", "json"], config, log)
 }
 
 /// The capabilities deploy/systemd/vipd.service grants, and nothing else.
@@ -90,20 +95,24 @@ pub fn start_vipd_unprivileged(lab: &Lab, host: usize, config: &Path, log: &Path
         SERVICE_CAPS,
         "--",
     ];
-    start_vipd_with(lab, host, &prefix, config, log)
+    start_vipd_with(lab, host, &prefix, &[], config, log)
 }
 
+/// `prefix` goes before the vipd command, `run_options` after `vipd run`.
 fn start_vipd_with(
     lab: &Lab,
     host: usize,
     prefix: &[&str],
+    run_options: &[&str],
     config: &Path,
     log: &Path,
 ) -> LabProcess {
     let log_file = std::fs::File::create(log).expect("log file");
     let config = config.display().to_string();
     let mut args: Vec<&str> = prefix.to_vec();
-    args.extend([VIPD, "run", "-c", &config]);
+    args.extend([VIPD, "run"]);
+    args.extend(run_options);
+    args.extend(["-c", &config]);
     let mut command = lab.command_in(host, &args).expect("host exists");
     command
         .env("VIPD_LOG", "info")
