@@ -6,7 +6,9 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::{Scratch, fetch, start_backend, start_vipd_logging_json, wait_until};
+use crate::support::{
+    Scratch, fetch, start_backend, start_vipd, start_vipd_logging_json, wait_until,
+};
 use vipd_lab::Lab;
 
 const NODE: usize = 0;
@@ -120,4 +122,32 @@ fn the_daemon_logs_each_session_end_as_json() {
         "{line}"
     );
     assert_eq!(line["suppressed"], 0);
+}
+
+/// Under systemd stderr is the journal, not a terminal: the text format has no colour codes, so
+/// that `journalctl -g 'vipd::session: '` finds the lines.
+#[test]
+fn the_text_session_log_is_plain_text_off_a_terminal() {
+    if !vipd_lab::e2e_enabled("the_text_session_log_is_plain_text_off_a_terminal") {
+        return;
+    }
+    let lab = Lab::new(2).expect("lab");
+    let (node, client) = (lab.host(NODE).ipv4, lab.host(CLIENT).ipv4);
+    let _backend = start_backend(&lab, CLIENT, 8080, "hello");
+    let scratch = Scratch::new("session-log-text");
+    let config_path = scratch.write("vipd.yaml", &config(node, client));
+    let log = scratch.path("vipd.log");
+    let _vipd = start_vipd(&lab, NODE, &config_path, &log);
+    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let expected = format!(" INFO vipd::session: session end client={client}:");
+    let logged = wait_until(Duration::from_secs(10), || {
+        let _ = fetch(&lab, CLIENT, SocketAddr::from((node, 80)));
+        log_text().contains(&expected)
+    });
+    assert!(logged.is_some(), "no `{expected}` line:\n{}", log_text());
+    assert!(
+        !log_text().contains('\u{1b}'),
+        "colour codes:\n{}",
+        log_text()
+    );
 }
