@@ -24,6 +24,8 @@
 //!   header and the client's first bytes sent with the connection, then `forward.rs`.
 //! - One task per server health check (`backend.rs`), on the caller's runtime, feeding the pure
 //!   [`HealthState`].
+//! - One line per session end on target [`SESSION_LOG_TARGET`] (`session_log.rs`), HAProxy's
+//!   tcplog; refusals at most once per [`REFUSAL_LOG_PERIOD`] per frontend and kind.
 //!
 //! # Memory per session
 //!

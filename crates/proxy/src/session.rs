@@ -23,7 +23,8 @@ use crate::session_threads::LoadShare;
 /// How long a client may take to send its PROXY header (`accept_proxy`).
 pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Why a session ended before forwarding; logged at debug level and counted where it happens.
+/// Why a session ended before forwarding; logged at debug level and counted where it happens,
+/// and in the session log as a refusal (`session_log`).
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("PROXY header from {client}: {source}")]
