@@ -3,13 +3,13 @@
 //! line for a backend whose one server is dead (docs/operations.md, Session log).
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::support::{
     Scratch, fetch, start_backend, start_vipd, start_vipd_logging_json, wait_until,
 };
-use vipd_lab::Lab;
+use vipd_lab::{Lab, LabProcess};
 
 const NODE: usize = 0;
 const CLIENT: usize = 1;
@@ -69,23 +69,58 @@ fn wait_for_line(log: &Path, frontend: &str, message: &str) -> serde_json::Value
     line_of(log, frontend, message).expect("line")
 }
 
+/// A lab where vipd (host 0) serves frontend `served` from socat in host 1, which is the client
+/// too; the lab, the processes and the scratch directory go on drop.
+struct Served {
+    lab: Lab,
+    node: Ipv4Addr,
+    client: Ipv4Addr,
+    log: PathBuf,
+    _processes: [LabProcess; 2],
+    _scratch: Scratch,
+}
+
+impl Served {
+    fn start(name: &str, json: bool) -> Self {
+        let lab = Lab::new(2).expect("lab");
+        let (node, client) = (lab.host(NODE).ipv4, lab.host(CLIENT).ipv4);
+        let backend = start_backend(&lab, CLIENT, 8080, "hello");
+        let scratch = Scratch::new(name);
+        let config_path = scratch.write("vipd.yaml", &config(node, client));
+        let log = scratch.path("vipd.log");
+        let start = if json {
+            start_vipd_logging_json
+        } else {
+            start_vipd
+        };
+        let vipd = start(&lab, NODE, &config_path, &log);
+        Self {
+            lab,
+            node,
+            client,
+            log,
+            _processes: [vipd, backend],
+            _scratch: scratch,
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
 #[test]
 fn the_daemon_logs_each_session_end_as_json() {
     if !vipd_lab::e2e_enabled("the_daemon_logs_each_session_end_as_json") {
         return;
     }
-    let lab = Lab::new(2).expect("lab");
-    let (node, client) = (lab.host(NODE).ipv4, lab.host(CLIENT).ipv4);
-    let _backend = start_backend(&lab, CLIENT, 8080, "hello");
-    let scratch = Scratch::new("session-log");
-    let config_path = scratch.write("vipd.yaml", &config(node, client));
-    let log = scratch.path("vipd.log");
-    let _vipd = start_vipd_logging_json(&lab, NODE, &config_path, &log);
-    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
+    let served = Served::start("session-log-json", true);
+    let (lab, node, client, log) = (&served.lab, served.node, served.client, &served.log);
+    let log_text = || served.log_text();
 
-    let served = SocketAddr::from((node, 80));
+    let served_at = SocketAddr::from((node, 80));
     let answered = wait_until(Duration::from_secs(10), || {
-        fetch(&lab, CLIENT, served).is_ok_and(|text| text == "hello\n")
+        fetch(lab, CLIENT, served_at).is_ok_and(|text| text == "hello\n")
     });
     assert!(
         answered.is_some(),
@@ -93,7 +128,7 @@ fn the_daemon_logs_each_session_end_as_json() {
         log_text()
     );
     // Sessions before socat listened were refused; this is one it answered.
-    let line = wait_for_line(&log, "served", "session end");
+    let line = wait_for_line(log, "served", "session end");
     assert_eq!(line["level"], "INFO");
     let logged_client: SocketAddr = line["client"]
         .as_str()
@@ -107,8 +142,8 @@ fn the_daemon_logs_each_session_end_as_json() {
     assert_eq!(line["state"], "--");
     assert_eq!(line["bytes_out"], 6, "hello and a newline: {line}");
 
-    let _ = fetch(&lab, CLIENT, SocketAddr::from((node, 81)));
-    let line = wait_for_line(&log, "refused", "session refused");
+    let _ = fetch(lab, CLIENT, SocketAddr::from((node, 81)));
+    let line = wait_for_line(log, "refused", "session refused");
     // Refused by the server, or, once its health check failed, without trying it.
     let termination = line["termination"].as_str().expect("termination");
     assert!(
@@ -131,17 +166,11 @@ fn the_text_session_log_is_plain_text_off_a_terminal() {
     if !vipd_lab::e2e_enabled("the_text_session_log_is_plain_text_off_a_terminal") {
         return;
     }
-    let lab = Lab::new(2).expect("lab");
-    let (node, client) = (lab.host(NODE).ipv4, lab.host(CLIENT).ipv4);
-    let _backend = start_backend(&lab, CLIENT, 8080, "hello");
-    let scratch = Scratch::new("session-log-text");
-    let config_path = scratch.write("vipd.yaml", &config(node, client));
-    let log = scratch.path("vipd.log");
-    let _vipd = start_vipd(&lab, NODE, &config_path, &log);
-    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-    let expected = format!(" INFO vipd::session: session end client={client}:");
+    let served = Served::start("session-log-text", false);
+    let log_text = || served.log_text();
+    let expected = format!(" INFO vipd::session: session end client={}:", served.client);
     let logged = wait_until(Duration::from_secs(10), || {
-        let _ = fetch(&lab, CLIENT, SocketAddr::from((node, 80)));
+        let _ = fetch(&served.lab, CLIENT, SocketAddr::from((served.node, 80)));
         log_text().contains(&expected)
     });
     assert!(logged.is_some(), "no `{expected}` line:\n{}", log_text());
