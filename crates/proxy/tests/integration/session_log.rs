@@ -242,6 +242,33 @@ async fn a_silent_client_and_a_silent_server_are_told_apart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_clients_fin_a_server_that_never_closes_is_the_silent_one() {
+    let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let server_address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut sink = Vec::new();
+        let _ = stream.read_to_end(&mut sink).await;
+        tokio::time::sleep(Duration::from_secs(300)).await;
+    });
+    let mut config = single(&[("open", server_address)]);
+    config.backends[0].timeout = Timeouts {
+        fin: Duration::from_millis(500),
+        ..Timeouts::default()
+    };
+    let (_proxy, front) = proxy_named("log-fin", config).await;
+    let mut client = TcpStream::connect(front).await.unwrap();
+    client.write_all(b"bye").await.unwrap();
+    client.shutdown().await.unwrap();
+    until_closed(&mut client).await;
+
+    let line = &logged("log-fin", 1).await[0];
+    assert_eq!(line["termination"], "server_timeout", "{line:?}");
+    assert_eq!(line["state"], "sD");
+    assert_eq!(line["detail"], "fin timeout");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusal_lines_are_rate_limited_and_count_what_they_left_out() {
     const REFUSALS: i64 = 20;
     let echo = EchoServer::start(addr("127.0.0.2:0")).await;
