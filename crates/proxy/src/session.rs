@@ -98,7 +98,11 @@ pub async fn run(mut accepted: Accepted) {
     let frontend = Arc::clone(&accepted.frontend);
     let _current = Gauge::enter(&frontend.sessions_current);
     frontend.sessions_total.fetch_add(1, Ordering::Relaxed);
-    let mut record = SessionRecord::new(accepted.peer);
+    let mut record = SessionRecord::new(
+        accepted.peer,
+        Arc::clone(&accepted.frontend),
+        Arc::clone(&accepted.backend),
+    );
     let outcome = serve(&mut accepted, &mut record).await;
     match &outcome {
         Ok(SessionEnd::Closed) => {}
@@ -113,12 +117,7 @@ pub async fn run(mut accepted: Accepted) {
         }
         Err(error) => tracing::debug!(frontend = %frontend.name, %error, "session refused"),
     }
-    record.log(
-        &frontend.name,
-        &accepted.backend.config.name,
-        outcome.as_ref().err(),
-        &frontend.refusal_log,
-    );
+    record.log(outcome.as_ref().err());
     // The connection-limit permits go back only now, with the sockets closed.
     drop(accepted.client);
     drop(accepted.permits);
@@ -166,8 +165,7 @@ async fn serve(
     accepted: &mut Accepted,
     record: &mut SessionRecord,
 ) -> Result<SessionEnd, SessionError> {
-    let frontend = Arc::clone(&accepted.frontend);
-    let backend = Arc::clone(&accepted.backend);
+    let (frontend, backend) = (&*record.frontend, &*record.backend);
     // Hard stop needs no watching here: it ends the session threads, and with their runtimes
     // every session on them. Forwarding watches the server's token only.
     let (source, destination, early) = client_origin(accepted).await?;
@@ -197,7 +195,7 @@ async fn serve(
     };
 
     let (server_stream, slot, sent) =
-        connect(&backend, source.ip(), &first_bytes, &mut record.timings).await?;
+        connect(backend, source.ip(), &first_bytes, &mut record.timings).await?;
     let server = Arc::clone(&slot.server);
     record.server = Some(Arc::clone(&server));
     if sent < first_bytes.len() {

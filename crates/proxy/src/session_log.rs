@@ -18,9 +18,9 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::backend::Server;
+use crate::backend::{Backend, Server};
 use crate::forward::SessionEnd;
-use crate::frontend::is_resource_exhaustion;
+use crate::frontend::{FrontendShared, is_resource_exhaustion};
 use crate::session::SessionError;
 
 /// The tracing target of session lines: `VIPD_LOG=info,vipd::session=off` switches them off.
@@ -273,8 +273,6 @@ impl ConnectTimings {
 /// One line's values, borrowed for [`session_line!`].
 struct Line<'a> {
     record: &'a SessionRecord,
-    frontend: &'a str,
-    backend: &'a str,
     /// The server connected, or the last one tried.
     server: Option<&'a str>,
     termination: &'a Termination,
@@ -284,13 +282,13 @@ struct Line<'a> {
 /// recorded with `%` so that the text format writes them without quotes.
 macro_rules! session_line {
     ($line:expr, $message:literal $(, $extra:ident)*) => {{
-        let Line { record, frontend, backend, server, termination } = $line;
+        let Line { record, server, termination } = $line;
         tracing::info!(
             target: SESSION_LOG_TARGET,
             client = %record.client,
             via = %Dash(record.via),
-            frontend = %frontend,
-            backend = %backend,
+            frontend = %record.frontend.name,
+            backend = %record.backend.config.name,
             server = %Dash(server),
             queue_ms = millis(record.timings.queued),
             connect_ms = millis(record.timings.connecting),
@@ -307,9 +305,12 @@ macro_rules! session_line {
     }};
 }
 
-/// What the session log says of one session, filled in as the session goes.
+/// What the session log says of one session, filled in as the session goes. Logged by
+/// [`SessionRecord::log`], or when dropped unlogged: the session's thread ended at hard stop.
 pub struct SessionRecord {
     started: Instant,
+    pub frontend: Arc<FrontendShared>,
+    pub backend: Arc<Backend>,
     /// The real client: the TCP peer, or the source of its PROXY header.
     pub client: SocketAddr,
     /// The TCP peer, when a PROXY header named another client.
@@ -322,12 +323,15 @@ pub struct SessionRecord {
     pub bytes_out: AtomicU64,
     /// Set when forwarding ends.
     pub termination: Option<Termination>,
+    logged: bool,
 }
 
 impl SessionRecord {
-    pub fn new(peer: SocketAddr) -> Self {
+    pub fn new(peer: SocketAddr, frontend: Arc<FrontendShared>, backend: Arc<Backend>) -> Self {
         Self {
             started: Instant::now(),
+            frontend,
+            backend,
             client: peer,
             via: None,
             server: None,
@@ -335,57 +339,67 @@ impl SessionRecord {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             termination: None,
+            logged: false,
         }
     }
 
     /// Logs the session's end: always after forwarding; a refusal only if its kind is due on
-    /// this frontend (`refusals`).
-    pub fn log(
-        &self,
-        frontend: &str,
-        backend: &str,
-        refused: Option<&SessionError>,
-        refusals: &RefusalLog,
-    ) {
+    /// the frontend ([`RefusalLog`]).
+    pub fn log(&mut self, refused: Option<&SessionError>) {
+        self.logged = true;
         match (refused, &self.termination) {
             (Some(error), _) => {
                 let termination = termination(Outcome::Refused(error));
-                if let Some(suppressed) = refusals.allow(termination.cause) {
+                if let Some(suppressed) = self.frontend.refusal_log.allow(termination.cause) {
                     let server = match error {
                         SessionError::ConnectFailed { server, .. }
                         | SessionError::ServerWrite { server, .. } => Some(server.as_str()),
                         _ => None,
                     };
-                    let line = self.line(frontend, backend, server, &termination);
-                    session_line!(line, "session refused", suppressed);
+                    session_line!(
+                        self.line(server, &termination),
+                        "session refused",
+                        suppressed
+                    );
                 }
             }
             (None, Some(termination)) => {
-                let server = self.server.as_ref().map(|server| server.name.as_str());
-                session_line!(
-                    self.line(frontend, backend, server, termination),
-                    "session end"
-                );
+                session_line!(self.line(self.server_name(), termination), "session end");
             }
             // Forwarding always sets a termination.
             (None, None) => {}
         }
     }
 
-    fn line<'a>(
-        &'a self,
-        frontend: &'a str,
-        backend: &'a str,
-        server: Option<&'a str>,
-        termination: &'a Termination,
-    ) -> Line<'a> {
+    fn server_name(&self) -> Option<&str> {
+        self.server.as_ref().map(|server| server.name.as_str())
+    }
+
+    fn line<'a>(&'a self, server: Option<&'a str>, termination: &'a Termination) -> Line<'a> {
         Line {
             record: self,
-            frontend,
-            backend,
             server,
             termination,
         }
+    }
+}
+
+impl Drop for SessionRecord {
+    /// A session whose thread ended under it, at hard stop (the drain deadline of a shutdown):
+    /// HAProxy's `K`, in the phase the session had reached. Bytes not yet flushed by forwarding
+    /// are missing from its counts.
+    fn drop(&mut self) {
+        if self.logged {
+            return;
+        }
+        let state = match (&self.server, self.timings.connecting, self.timings.queued) {
+            (Some(_), _, _) => "KD",
+            (None, Some(_), _) => "KC",
+            (None, None, Some(_)) => "KQ",
+            (None, None, None) => "KR",
+        };
+        let termination = Termination::new(Cause::Shutdown, state, None);
+        session_line!(self.line(self.server_name(), &termination), "session end");
     }
 }
 

@@ -1,5 +1,5 @@
 //! The session log on real connections: the line of a normal session, of a refusal, of a server
-//! reset and of timeouts on either side, and the rate limit on refusal lines. Lines are captured
+//! reset, of timeouts on either side and of cut sessions, and the rate limit on refusal lines. Lines are captured
 //! by a tracing layer installed once for the whole test binary; each test names its frontend, and
 //! reads only the lines of that frontend.
 
@@ -12,7 +12,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt};
-use vipd_proxy::{Proxy, ProxyConfig, REFUSAL_LOG_PERIOD, SESSION_LOG_TARGET, Timeouts};
+use vipd_proxy::{
+    HealthCheckConfig, HealthCheckKind, OnServerDown, Proxy, ProxyConfig, REFUSAL_LOG_PERIOD,
+    SESSION_LOG_TARGET, Timeouts,
+};
 
 type Line = BTreeMap<String, String>;
 
@@ -266,6 +269,52 @@ async fn after_the_clients_fin_a_server_that_never_closes_is_the_silent_one() {
     assert_eq!(line["termination"], "server_timeout", "{line:?}");
     assert_eq!(line["state"], "sD");
     assert_eq!(line["detail"], "fin timeout");
+}
+
+/// Opens a session through `front` and checks that it is forwarding.
+async fn open_session(front: std::net::SocketAddr) -> TcpStream {
+    let mut client = TcpStream::connect(front).await.unwrap();
+    client.write_all(b"ping").await.unwrap();
+    let mut echoed = [0u8; 4];
+    tokio::time::timeout(PATIENCE, client.read_exact(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_cut_by_the_drain_deadline_are_logged_as_shutdown() {
+    let echo = EchoServer::start(addr("127.0.0.2:0")).await;
+    let (proxy, front) = proxy_named("log-shutdown", single(&[("e1", echo.address)])).await;
+    let mut client = open_session(front).await;
+    proxy.shutdown(Duration::from_millis(100)).await;
+    until_closed(&mut client).await;
+
+    let line = &logged("log-shutdown", 1).await[0];
+    assert_eq!(line["termination"], "shutdown", "{line:?}");
+    assert_eq!(line["state"], "KD");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_cut_because_their_server_went_down_say_so() {
+    let echo = EchoServer::start(addr("127.0.0.2:0")).await;
+    let mut config = single(&[("e1", echo.address)]);
+    let mut health = HealthCheckConfig::new(HealthCheckKind::Tcp);
+    health.interval = Duration::from_millis(100);
+    health.fall = 1;
+    health.initially_up = true;
+    config.backends[0].health = Some(health);
+    config.backends[0].on_server_down = OnServerDown::ShutdownSessions;
+    let (_proxy, front) = proxy_named("log-server-down", config).await;
+    let mut client = open_session(front).await;
+    // No more listener: the next check fails, and the server's sessions are cut.
+    echo.stop();
+    until_closed(&mut client).await;
+
+    let line = &logged("log-server-down", 1).await[0];
+    assert_eq!(line["termination"], "server_down", "{line:?}");
+    assert_eq!(line["state"], "DD");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
