@@ -12,7 +12,7 @@ use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use crate::backend::{Backend, Pick, ServerSlot};
+use crate::backend::{Backend, Pick, Server, ServerSlot};
 use crate::config::ProxyProtocol;
 use crate::forward::{SessionCounters, SessionEnd, forward, read_waiting, send_now, write_all};
 use crate::frontend::FrontendShared;
@@ -196,8 +196,8 @@ async fn serve(
 
     let (server_stream, slot, sent) =
         connect(backend, source.ip(), &first_bytes, &mut record.timings).await?;
-    let server = Arc::clone(&slot.server);
-    record.server = Some(Arc::clone(&server));
+    // The record holds the session's handle on the server; `slot` holds its place.
+    let server: &Server = record.server.insert(Arc::clone(&slot.server));
     if sent < first_bytes.len() {
         write_all(&server_stream, &first_bytes[sent..])
             .await
@@ -251,7 +251,7 @@ async fn serve(
         end: &end,
         client: &accepted.client,
         server: &server_stream,
-        server_state: &server,
+        server_state: server,
         bytes_in: record.bytes_in.load(Ordering::Relaxed),
     }));
     Ok(end)
