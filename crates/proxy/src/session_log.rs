@@ -64,6 +64,7 @@ pub enum Cause {
 }
 
 impl Cause {
+    /// One past the last variant's index: a variant added after `ConnectError` moves this.
     const COUNT: usize = Cause::ConnectError as usize + 1;
 
     pub fn as_str(self) -> &'static str {
@@ -440,7 +441,11 @@ impl RefusalLog {
     /// `Some(n)` if a line for `cause` is due now, with `n` the refusals of that cause left out
     /// since the last line; `None` if it is not (the refusal is counted).
     pub fn allow(&self, cause: Cause) -> Option<u64> {
-        self.causes[cause as usize].allow(now_millis(), millis_of(REFUSAL_LOG_PERIOD))
+        // A cause past `Cause::COUNT` (a variant added without moving it) is logged unlimited
+        // rather than panicking a session thread.
+        self.causes.get(cause as usize).map_or(Some(0), |limit| {
+            limit.allow(now_millis(), millis_of(REFUSAL_LOG_PERIOD))
+        })
     }
 }
 
