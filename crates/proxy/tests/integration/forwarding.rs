@@ -217,16 +217,6 @@ async fn closed_within(stream: &mut TcpStream, wait: Duration) -> bool {
     }
 }
 
-async fn ping(stream: &mut TcpStream) {
-    stream.write_all(b"ping").await.unwrap();
-    let mut echoed = [0u8; 4];
-    tokio::time::timeout(PATIENCE, stream.read_exact(&mut echoed))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&echoed, b"ping");
-}
-
 fn with_timeouts(server: std::net::SocketAddr, timeouts: Timeouts) -> vipd_proxy::ProxyConfig {
     let mut config = single(&[("e1", server)]);
     config.backends[0].timeout = timeouts;

@@ -271,15 +271,10 @@ async fn after_the_clients_fin_a_server_that_never_closes_is_the_silent_one() {
     assert_eq!(line["detail"], "fin timeout");
 }
 
-/// Opens a session through `front` and checks that it is forwarding.
+/// Opens a session through `front` to an echo server and checks that it is forwarding.
 async fn open_session(front: std::net::SocketAddr) -> TcpStream {
     let mut client = TcpStream::connect(front).await.unwrap();
-    client.write_all(b"ping").await.unwrap();
-    let mut echoed = [0u8; 4];
-    tokio::time::timeout(PATIENCE, client.read_exact(&mut echoed))
-        .await
-        .unwrap()
-        .unwrap();
+    ping(&mut client).await;
     client
 }
 

@@ -197,6 +197,17 @@ async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     let _ = stream.shutdown().await;
 }
 
+/// Sends `ping` on a session to an echo server and waits for it to come back.
+pub async fn ping(stream: &mut TcpStream) {
+    stream.write_all(b"ping").await.unwrap();
+    let mut echoed = [0u8; 4];
+    tokio::time::timeout(PATIENCE, stream.read_exact(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echoed, b"ping");
+}
+
 /// One frontend `front` on 127.0.0.1 (ephemeral port) to one backend `back` with `servers`.
 pub fn single(servers: &[(&str, SocketAddr)]) -> ProxyConfig {
     let servers = servers
