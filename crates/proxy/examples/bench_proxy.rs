@@ -5,7 +5,8 @@
 //! ```
 //!
 //! Every `--frontend` gets its own backend with the `--server`s that follow it. Runs until SIGINT
-//! or SIGTERM, then shuts down with a 1 s grace period.
+//! or SIGTERM, then shuts down with a 1 s grace period. Logs nothing unless `VIPD_LOG` is set:
+//! then to stderr as the daemon does in text format, for measuring the session log's cost.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -66,6 +67,17 @@ fn parse_args() -> Result<ProxyConfig, String> {
     Ok(config)
 }
 
+/// With `VIPD_LOG` set, the daemon's text log on stderr (`vipd run`'s `init_logging`).
+fn init_logging() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("VIPD_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+}
+
 /// Sessions hold two sockets (and two pipe fds per bulk direction): raise the soft fd limit to
 /// the hard one, as HAProxy does from its maxconn.
 fn raise_fd_limit() {
@@ -84,6 +96,7 @@ fn main() -> ExitCode {
         }
     };
     raise_fd_limit();
+    init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
