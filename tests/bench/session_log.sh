@@ -105,11 +105,12 @@ for line in open(path):
     port, rate = line.split()
     rates.setdefault(names[port], []).append(float(rate))
 median = {name: statistics.median(values) for name, values in rates.items()}
-print(f"Median of {runs} runs of {duration} s, wrk -c50 Connection: close, one nginx:")
-print(f"  session log on:  {median['on']:.0f} req/s ({lines} lines written)")
-print(f"  session log off: {median['off']:.0f} req/s ({silent_lines} lines written)")
+spread = {name: f"{min(values):.0f}-{max(values):.0f}" for name, values in rates.items()}
+print(f"Median (and range) of {runs} runs of {duration} s, wrk -c50 Connection: close, one nginx:")
+print(f"  session log on:  {median['on']:.0f} req/s ({spread['on']}; {lines} lines written)")
+print(f"  session log off: {median['off']:.0f} req/s ({spread['off']}; {silent_lines} lines written)")
 if "base" in median:
-    print(f"  before the session log: {median['base']:.0f} req/s")
+    print(f"  before the session log: {median['base']:.0f} req/s ({spread['base']})")
     print(f"  off/before: {median['off'] / median['base']:.3f}")
 print(f"  on/off: {median['on'] / median['off']:.3f}")
 PY
