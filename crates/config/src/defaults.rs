@@ -35,6 +35,9 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 pub const CHECK_RISE: u32 = 2;
 /// `fall` of health checks and scripts: failures in a row that make a good one failed.
 pub const CHECK_FALL: u32 = 3;
+/// `backends[].health.error_limit`: connection attempts of client traffic that fail in a row
+/// and mark a server down at once.
+pub const HEALTH_ERROR_LIMIT: u32 = 3;
 /// `backends[].health.path` of http and https checks.
 pub const HEALTH_PATH: &str = "/";
 /// `backends[].health.expect_status` of http and https checks.

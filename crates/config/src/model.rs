@@ -353,6 +353,8 @@ pub struct Timeouts {
     pub tunnel: Duration,
     /// Default 5s.
     pub fin: Duration,
+    /// The wait in a full backend's queue; default `connect`.
+    pub queue: Duration,
 }
 
 impl Default for Timeouts {
@@ -362,6 +364,7 @@ impl Default for Timeouts {
             idle: defaults::TIMEOUT_IDLE,
             tunnel: defaults::TIMEOUT_TUNNEL,
             fin: defaults::TIMEOUT_FIN,
+            queue: defaults::TIMEOUT_CONNECT,
         }
     }
 }
@@ -379,6 +382,9 @@ pub struct HealthCheck {
     pub fall: u32,
     /// Servers start up rather than down until `rise` checks pass (default false).
     pub initially_up: bool,
+    /// Failed connection attempts of client traffic in a row that mark a server down at once;
+    /// 0 turns it off (default 3).
+    pub error_limit: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -222,6 +222,8 @@ pub struct Timeouts {
     pub idle: Option<String>,
     pub tunnel: Option<String>,
     pub fin: Option<String>,
+    /// Added to the contract (docs/design/proxy.md): the wait in a full backend's queue.
+    pub queue: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -238,6 +240,9 @@ pub struct Health {
     pub fall: Option<i64>,
     /// Added to the contract (docs/design/proxy.md): servers start up instead of down.
     pub initially_up: Option<bool>,
+    /// Added to the contract (docs/design/proxy.md): failed connection attempts of client
+    /// traffic in a row that mark a server down.
+    pub error_limit: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

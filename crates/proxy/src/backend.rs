@@ -3,7 +3,7 @@
 //! enforces per-server `max_connections`, and the health-check task of each server.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::balance::{Balancer, Candidate};
 use crate::config::{BackendConfig, OnServerDown, ServerConfig};
 use crate::health::{Checker, HealthState};
+use crate::queue::SlotQueue;
 use crate::session::ConnectsAtOnce;
 use crate::stats::{AdminState, BackendStats, ServerStats};
 
@@ -35,11 +36,17 @@ pub struct Server {
     sessions_cut: Mutex<CancellationToken>,
     /// Parent of `sessions_cut` (the engine's hard stop), so one token per session says both.
     hard_stop: CancellationToken,
-    /// The backend's "a slot was freed" signal for queued sessions.
-    slot_freed: Arc<Notify>,
+    /// The backend's queue: woken one waiter per freed slot, every waiter when servers change.
+    queue: Arc<SlotQueue>,
     pub counters: ServerCounters,
     /// Whether connects to this server finish inside connect(2), for sending the first bytes.
     pub connects_at_once: ConnectsAtOnce,
+    /// Connection attempts of client traffic that failed in a row (docs/design/proxy.md,
+    /// Connect, retries and redispatch).
+    connect_failures: AtomicU32,
+    /// Wakes the health-check task when client traffic marked the server down, so that it
+    /// announces the change as a failed check would.
+    marked_down_by_traffic: Notify,
 }
 
 #[derive(Debug)]
@@ -73,7 +80,7 @@ impl Server {
     fn new(
         config: &ServerConfig,
         initially_up: bool,
-        slot_freed: Arc<Notify>,
+        queue: Arc<SlotQueue>,
         hard_stop: &CancellationToken,
     ) -> Self {
         Self {
@@ -94,9 +101,11 @@ impl Server {
             active: AtomicU64::new(0),
             sessions_cut: Mutex::new(hard_stop.child_token()),
             hard_stop: hard_stop.clone(),
-            slot_freed,
+            queue,
             counters: ServerCounters::default(),
             connects_at_once: ConnectsAtOnce::default(),
+            connect_failures: AtomicU32::new(0),
+            marked_down_by_traffic: Notify::new(),
         }
     }
 
@@ -127,7 +136,7 @@ impl Server {
         };
         self.admin.store(value, Ordering::Relaxed);
         // Queued sessions may now have a server.
-        self.slot_freed.notify_waiters();
+        self.queue.wake_all();
     }
 
     pub fn set_weight_override(&self, weight: u32) {
@@ -180,9 +189,9 @@ impl Server {
     fn release(&self) {
         self.active.fetch_sub(1, Ordering::AcqRel);
         // Sessions wait for a slot only when every usable server is full, which a server without
-        // a limit never is: its sessions need not take the lock of the shared Notify.
+        // a limit never is.
         if self.max_connections.is_some() {
-            self.slot_freed.notify_waiters();
+            self.queue.wake_one();
         }
     }
 
@@ -219,18 +228,52 @@ impl Server {
         };
         record.last_check = Some(result.err().unwrap_or_else(|| "ok".to_owned()));
         if flipped {
-            let now = Instant::now();
-            if record.state.is_up() {
-                // Coming up: the time spent down counts as downtime.
-                let down_for = now.duration_since(record.since);
-                record.downtime += down_for;
-            }
-            record.since = now;
-            self.up.store(record.state.is_up(), Ordering::Relaxed);
-            self.slot_freed.notify_waiters();
-            self.counters.transitions.fetch_add(1, Ordering::Relaxed);
+            self.flipped(&mut record);
         }
         flipped
+    }
+
+    /// Bookkeeping of an up/down change that `record.state` already made.
+    fn flipped(&self, record: &mut HealthRecord) {
+        let now = Instant::now();
+        if record.state.is_up() {
+            // Coming up: the time spent down counts as downtime.
+            let down_for = now.duration_since(record.since);
+            record.downtime += down_for;
+            self.connect_failures.store(0, Ordering::Relaxed);
+        }
+        record.since = now;
+        self.up.store(record.state.is_up(), Ordering::Relaxed);
+        self.queue.wake_all();
+        self.counters.transitions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection attempt of client traffic succeeded: the failure streak ends.
+    pub fn record_connect_success(&self) {
+        // Written only on a change: every session to this server reads the cache line.
+        if self.connect_failures.load(Ordering::Relaxed) != 0 {
+            self.connect_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A connection attempt of client traffic failed (timed out, refused, reset): `limit` in a
+    /// row mark the server down at once, without waiting for checks (HAProxy's `observe layer4`
+    /// with `on-error mark-down`); 0 never does. Returns whether this failure marked it down.
+    pub fn record_connect_failure(&self, limit: u32) -> bool {
+        let streak = self.connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if limit == 0 || streak < limit {
+            return false;
+        }
+        let mut record = self.health();
+        if !record.state.mark_down() {
+            return false;
+        }
+        record.last_check = Some(format!(
+            "{streak} connection attempts of client traffic failed in a row"
+        ));
+        self.flipped(&mut record);
+        self.marked_down_by_traffic.notify_one();
+        true
     }
 
     fn is_transitioning(&self) -> bool {
@@ -305,8 +348,8 @@ pub struct BackendShared {
     pub redispatches: AtomicU64,
     /// Sessions refused: no usable server, queue full or queue timeout.
     pub refused: AtomicU64,
-    pub queued: AtomicUsize,
-    pub slot_freed: Arc<Notify>,
+    /// Sessions waiting for a server slot, first come first served.
+    pub queue: Arc<SlotQueue>,
 }
 
 /// One immutable backend snapshot: configuration, servers and balancer.
@@ -374,7 +417,7 @@ impl Backend {
                     _ => Arc::new(Server::new(
                         server_config,
                         initially_up,
-                        Arc::clone(&shared.slot_freed),
+                        Arc::clone(&shared.queue),
                         hard_stop,
                     )),
                 }
@@ -463,10 +506,12 @@ impl Backend {
             retries: shared.retries.load(Ordering::Relaxed),
             redispatches: shared.redispatches.load(Ordering::Relaxed),
             refused: shared.refused.load(Ordering::Relaxed),
-            queue_current: shared.queued.load(Ordering::Relaxed),
+            queue_current: shared.queue.len(),
             servers_up: self.servers.iter().filter(|server| server.is_up()).count(),
             servers_usable: self.usable_servers(),
             servers: self.servers.iter().map(|server| server.stats()).collect(),
+            queued_total: shared.queue.queued_total(),
+            queue_wait_p99: shared.queue.wait_p99(),
         }
     }
 
@@ -514,19 +559,7 @@ impl CheckTask {
                 .map_err(|failure| failure.to_string());
             let failure = result.as_ref().err().cloned();
             if self.server.record_check(result, config.rise, config.fall) {
-                let up = self.server.is_up();
-                tracing::info!(
-                    backend = %self.backend,
-                    server = %self.server.name,
-                    address = %self.server.address,
-                    up,
-                    reason = failure.as_deref().unwrap_or("check passed"),
-                    "server health changed"
-                );
-                if !up && self.shutdown_sessions {
-                    self.server.cut_sessions();
-                }
-                (self.on_flip)();
+                self.announce(failure.as_deref().unwrap_or("check passed"));
             }
             // Faster checks while a state change is pending (HAProxy's fastinter).
             let interval = if self.server.is_transitioning() {
@@ -534,7 +567,30 @@ impl CheckTask {
             } else {
                 config.interval
             };
-            tokio::time::sleep(interval).await;
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = self.server.marked_down_by_traffic.notified() => {
+                    self.announce("connection attempts of client traffic failed in a row");
+                }
+            }
         }
+    }
+
+    /// Logs an up/down change, cuts the sessions of a server gone down if configured, and
+    /// republishes health.
+    fn announce(&self, reason: &str) {
+        let up = self.server.is_up();
+        tracing::info!(
+            backend = %self.backend,
+            server = %self.server.name,
+            address = %self.server.address,
+            up,
+            reason,
+            "server health changed"
+        );
+        if !up && self.shutdown_sessions {
+            self.server.cut_sessions();
+        }
+        (self.on_flip)();
     }
 }

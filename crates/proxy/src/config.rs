@@ -102,17 +102,27 @@ pub enum OnServerDown {
 
 /// Session timeouts (`timeout: { connect, idle, tunnel, fin }`).
 ///
-/// - `connect`: per connection attempt to a server; also bounds the wait in a full backend's queue.
+/// - `connect`: per connection attempt to a server.
 /// - `idle`: inactivity (no byte in either direction) before the session has carried data both ways.
 /// - `tunnel`: inactivity once both sides have spoken (a watch stream, a TLS session); replaces `idle`,
 ///   as HAProxy's `timeout tunnel` supersedes `timeout client/server`.
 /// - `fin`: inactivity of the remaining direction after one side sent FIN (half-closed session).
+/// - `queue`: the wait in a full backend's queue; `None` is `connect` (HAProxy's default
+///   `timeout queue`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub connect: Duration,
     pub idle: Duration,
     pub tunnel: Duration,
     pub fin: Duration,
+    pub queue: Option<Duration>,
+}
+
+impl Timeouts {
+    /// The longest a session waits in the queue.
+    pub fn queue_wait(&self) -> Duration {
+        self.queue.unwrap_or(self.connect)
+    }
 }
 
 impl Default for Timeouts {
@@ -123,6 +133,7 @@ impl Default for Timeouts {
             idle: defaults::TIMEOUT_IDLE,
             tunnel: defaults::TIMEOUT_TUNNEL,
             fin: defaults::TIMEOUT_FIN,
+            queue: None,
         }
     }
 }
@@ -133,8 +144,8 @@ pub struct BackendConfig {
     pub name: String,
     pub balance: Balance,
     pub send_proxy: ProxyProtocol,
-    /// Connection attempts after the first failed one; retries after a refusal and the last retry
-    /// go to another server (redispatch).
+    /// Connection attempts after the first failed one; each goes to another server than those
+    /// that failed this session while one is left (redispatch).
     pub retries: u32,
     pub on_server_down: OnServerDown,
     pub timeout: Timeouts,
@@ -208,6 +219,10 @@ pub struct HealthCheckConfig {
     pub fall: u32,
     /// Servers start down until they pass `rise` checks; `true` starts them up.
     pub initially_up: bool,
+    /// Connection attempts of client traffic that fail in a row (timed out, refused, reset
+    /// before the server sent a byte) and mark an up server down at once; 0 turns this off.
+    /// HAProxy's `observe layer4` with `error-limit` and `on-error mark-down`.
+    pub error_limit: u32,
 }
 
 impl HealthCheckConfig {
@@ -223,6 +238,7 @@ impl HealthCheckConfig {
             rise: defaults::CHECK_RISE,
             fall: defaults::CHECK_FALL,
             initially_up: false,
+            error_limit: defaults::HEALTH_ERROR_LIMIT,
         }
     }
 }

@@ -53,6 +53,14 @@ impl HealthState {
         false
     }
 
+    /// Marks the server down at once (client traffic saw it fail); returns whether it was up.
+    pub fn mark_down(&mut self) -> bool {
+        let was_up = self.up;
+        self.up = false;
+        self.streak = 0;
+        was_up
+    }
+
     /// Records a failed check; returns whether the server just went down.
     pub fn record_failure(&mut self, fall: u32) -> bool {
         if !self.up {
@@ -347,6 +355,17 @@ mod tests {
         assert!(!state.is_up());
         let mut once = HealthState::new(true);
         assert!(once.record_failure(1));
+    }
+
+    #[test]
+    fn marked_down_needs_rise_successes_to_come_back() {
+        let mut state = HealthState::new(true);
+        assert!(!state.record_failure(3));
+        assert!(state.mark_down());
+        assert!(!state.is_up() && !state.is_transitioning());
+        assert!(!state.mark_down(), "already down");
+        assert!(!state.record_success(2));
+        assert!(state.record_success(2));
     }
 
     #[test]

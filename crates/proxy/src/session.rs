@@ -4,7 +4,7 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
@@ -41,7 +41,7 @@ pub enum SessionError {
     NoServer { backend: String },
     #[error("backend {backend}: all servers full and the queue is full")]
     QueueFull { backend: String },
-    #[error("backend {backend}: no server slot freed within the connect timeout")]
+    #[error("backend {backend}: no server slot freed within the queue timeout")]
     QueueTimeout { backend: String },
     #[error("backend {backend}: connecting to server {server} failed: {source}")]
     ConnectFailed {
@@ -77,14 +77,6 @@ impl<'a> Gauge<'a> {
 }
 
 impl Drop for Gauge<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-struct QueueSeat<'a>(&'a AtomicUsize);
-
-impl Drop for QueueSeat<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
     }
@@ -270,10 +262,15 @@ async fn read_proxy_header(
     }
 }
 
+/// The pause before another attempt on a server that refused this session, when no other
+/// server is left: HAProxy's one-second turn-around, never longer than `timeout.connect`.
+const RETRY_BACKOFF: Duration = Duration::from_secs(1);
+
 /// Connects to a server, retrying up to `retries` times, and sends it what it can take of
-/// `first_bytes` at once (see [`connect_to`]); returns how much that was. A refused connection
-/// (nothing listens) and the last retry go to another server (redispatch); a timed-out one is
-/// retried on the same server, which may only be busy.
+/// `first_bytes` at once (see [`connect_to`]); returns how much that was. Every failed attempt
+/// (timed out, refused) excludes its server for the session's next attempts while another is
+/// left (HAProxy's `option redispatch 1`), and counts toward marking it down
+/// (`health.error_limit`). See docs/design/proxy.md, Connect, retries and redispatch.
 async fn connect(
     backend: &Backend,
     client: IpAddr,
@@ -281,14 +278,23 @@ async fn connect(
 ) -> Result<(TcpStream, ServerSlot, usize), SessionError> {
     let shared = &backend.shared;
     let retries = backend.config.retries;
+    let error_limit = backend
+        .config
+        .health
+        .as_ref()
+        .map_or(0, |health| health.error_limit);
     let mut excluded = Vec::new();
+    let mut refused = false;
     let mut attempt = 0u32;
     loop {
-        let (index, slot) = wait_for_slot(backend, client, &excluded).await?;
+        let (index, slot) = pick_for_attempt(backend, client, &excluded, refused).await?;
         let server = &slot.server;
         let connecting = connect_to(server.address, first_bytes, &server.connects_at_once);
         let failure = match tokio::time::timeout(backend.config.timeout.connect, connecting).await {
-            Ok(Ok((stream, sent))) => return Ok((stream, slot, sent)),
+            Ok(Ok((stream, sent))) => {
+                server.record_connect_success();
+                return Ok((stream, slot, sent));
+            }
             Ok(Err(error)) => error,
             Err(_) => io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
         };
@@ -297,6 +303,9 @@ async fn connect(
             .connect_errors
             .fetch_add(1, Ordering::Relaxed);
         shared.connect_errors.fetch_add(1, Ordering::Relaxed);
+        if !is_proxy_local(&failure) && server.record_connect_failure(error_limit) {
+            tracing::warn!(backend = %backend.config.name, server = %server.name, error = %failure, error_limit, "server marked down: connection attempts of client traffic failed in a row");
+        }
         if attempt >= retries {
             return Err(SessionError::ConnectFailed {
                 backend: backend.config.name.clone(),
@@ -308,11 +317,41 @@ async fn connect(
         tracing::debug!(backend = %backend.config.name, server = %server.name, error = %failure, attempt, "connect failed, retrying");
         shared.retries.fetch_add(1, Ordering::Relaxed);
         server.counters.retries.fetch_add(1, Ordering::Relaxed);
-        if failure.kind() == io::ErrorKind::ConnectionRefused || attempt == retries {
+        refused = failure.kind() != io::ErrorKind::TimedOut;
+        if !excluded.contains(&index) {
             excluded.push(index);
             shared.redispatches.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// A server slot for the next attempt. When the only server left already refused this session,
+/// waits [`RETRY_BACKOFF`] first: a server that restarts needs a moment, and retrying at once
+/// would spend every retry within a millisecond. A timed-out attempt has waited already.
+async fn pick_for_attempt(
+    backend: &Backend,
+    client: IpAddr,
+    excluded: &[usize],
+    refused: bool,
+) -> Result<(usize, ServerSlot), SessionError> {
+    let (index, slot) = wait_for_slot(backend, client, excluded).await?;
+    if !(refused && excluded.contains(&index)) {
+        return Ok((index, slot));
+    }
+    // The slot goes back during the pause: other sessions may use the server meanwhile.
+    drop(slot);
+    tokio::time::sleep(RETRY_BACKOFF.min(backend.config.timeout.connect)).await;
+    wait_for_slot(backend, client, excluded).await
+}
+
+/// Errors of this host rather than of the server (out of descriptors, memory or local ports):
+/// they say nothing of the server's health.
+fn is_proxy_local(error: &io::Error) -> bool {
+    use nix::libc::{EADDRNOTAVAIL, EMFILE, ENFILE, ENOBUFS, ENOMEM};
+    matches!(
+        error.raw_os_error(),
+        Some(EMFILE | ENFILE | ENOBUFS | ENOMEM | EADDRNOTAVAIL)
+    )
 }
 
 /// Whether connects to a server finish inside connect(2). To an address of this host they do:
@@ -400,54 +439,52 @@ async fn connect_to(
     Ok((stream, 0))
 }
 
-/// Picks a server with a free slot, waiting in the backend's bounded queue (up to the connect
-/// timeout, HAProxy's default `timeout queue`) while every usable server is full.
+/// Picks a server with a free slot, waiting in the backend's bounded FIFO queue (up to
+/// `timeout.queue`) while every usable server is full. While anyone waits, a newcomer queues
+/// behind them rather than taking a slot freed for the head (docs/design/proxy.md, Queue).
 async fn wait_for_slot(
     backend: &Backend,
     client: IpAddr,
     excluded: &[usize],
 ) -> Result<(usize, ServerSlot), SessionError> {
     let shared = &backend.shared;
-    // The usual case, a server with a free slot, without registering for slot_freed: that is a
-    // lock on a Notify every session on every thread shares.
-    if let Pick::Server { index, slot } = backend.pick(client, excluded) {
-        return Ok((index, slot));
-    }
-    let deadline = Instant::now() + backend.config.timeout.connect;
-    let mut seat: Option<QueueSeat<'_>> = None;
-    loop {
-        // Registered before looking, so a slot freed in between still wakes us.
-        let notified = shared.slot_freed.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let refuse = |error: SessionError| {
-            shared.refused.fetch_add(1, Ordering::Relaxed);
-            Err(error)
-        };
+    let queue = &shared.queue;
+    let refuse = |error: SessionError| {
+        shared.refused.fetch_add(1, Ordering::Relaxed);
+        Err(error)
+    };
+    let name = || backend.config.name.clone();
+    // The usual case: nobody waits and a server has a free slot; the queue's lock is not taken.
+    if queue.is_empty() {
         match backend.pick(client, excluded) {
             Pick::Server { index, slot } => return Ok((index, slot)),
-            Pick::NoServer => {
-                return refuse(SessionError::NoServer {
-                    backend: backend.config.name.clone(),
-                });
-            }
-            Pick::AllFull => {
-                if seat.is_none() {
-                    if shared.queued.fetch_add(1, Ordering::Relaxed) >= backend.config.max_queue {
-                        shared.queued.fetch_sub(1, Ordering::Relaxed);
-                        return refuse(SessionError::QueueFull {
-                            backend: backend.config.name.clone(),
-                        });
-                    }
-                    seat = Some(QueueSeat(&shared.queued));
-                }
-                if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                    return refuse(SessionError::QueueTimeout {
-                        backend: backend.config.name.clone(),
-                    });
-                }
+            Pick::NoServer => return refuse(SessionError::NoServer { backend: name() }),
+            Pick::AllFull => {}
+        }
+    }
+    if queue.len() >= backend.config.max_queue {
+        return refuse(SessionError::QueueFull { backend: name() });
+    }
+    let ticket = queue.join();
+    let deadline = Instant::now() + backend.config.timeout.queue_wait();
+    // The head looks at once: a slot freed while the queue was empty woke nobody.
+    let mut may_pick = ticket.is_first();
+    loop {
+        if may_pick {
+            ticket.claim_wake();
+            match backend.pick(client, excluded) {
+                Pick::Server { index, slot } => return Ok((index, slot)),
+                Pick::NoServer => return refuse(SessionError::NoServer { backend: name() }),
+                Pick::AllFull => {}
             }
         }
+        if tokio::time::timeout_at(deadline, ticket.woken())
+            .await
+            .is_err()
+        {
+            return refuse(SessionError::QueueTimeout { backend: name() });
+        }
+        may_pick = true;
     }
 }
 

@@ -69,6 +69,11 @@ pub struct BackendStats {
     /// Servers that take new sessions now (up, ready, weight > 0; backups only if no primary is).
     pub servers_usable: usize,
     pub servers: Vec<ServerStats>,
+    /// Sessions that have waited in the queue (served, timed out or refused).
+    pub queued_total: u64,
+    /// 99th percentile of the time sessions waited in the queue, rounded up to a power of two
+    /// milliseconds; `None` before any session queued.
+    pub queue_wait_p99: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

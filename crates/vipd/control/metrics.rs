@@ -411,7 +411,7 @@ const BACKEND_GAUGES: [Column<BackendStatus>; 5] = [
     ),
 ];
 
-const BACKEND_COUNTERS: [Column<BackendStatus>; 7] = [
+const BACKEND_COUNTERS: [Column<BackendStatus>; 8] = [
     (
         "vipd_backend_sessions",
         "Sessions handed to the backend.",
@@ -447,6 +447,11 @@ const BACKEND_COUNTERS: [Column<BackendStatus>; 7] = [
         "Sessions closed without a server: none usable, queue full or queue timeout.",
         |b| b.refused,
     ),
+    (
+        "vipd_backend_queued",
+        "Sessions that waited in the queue: served, timed out or refused.",
+        |b| b.queued_total,
+    ),
 ];
 
 fn backend_metrics(encoder: &mut DescriptorEncoder, backends: &[BackendStatus]) -> fmt::Result {
@@ -464,6 +469,18 @@ fn backend_metrics(encoder: &mut DescriptorEncoder, backends: &[BackendStatus]) 
         &BACKEND_COUNTERS,
         backends,
         labels,
+    )?;
+    family(
+        encoder,
+        "vipd_backend_queue_wait_p99_seconds",
+        "99th percentile of queue waits since start, rounded up to a power of two milliseconds.",
+        MetricType::Gauge,
+        backends.iter().map(|backend| {
+            (
+                labels(backend),
+                Value::Seconds(backend.queue_wait_p99_seconds),
+            )
+        }),
     )
 }
 

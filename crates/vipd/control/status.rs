@@ -290,6 +290,13 @@ pub struct BackendStatus {
     /// Servers that take new sessions now.
     pub servers_usable: u64,
     pub servers: Vec<ServerStatus>,
+    /// Sessions that have waited in the queue (served, timed out or refused).
+    #[serde(default)]
+    pub queued_total: u64,
+    /// 99th percentile of queue waits, rounded up to a power of two milliseconds; 0 before any
+    /// session queued.
+    #[serde(default)]
+    pub queue_wait_p99_seconds: f64,
 }
 
 impl From<&BackendStats> for BackendStatus {
@@ -309,6 +316,8 @@ impl From<&BackendStats> for BackendStatus {
             servers_up: saturating_u64(stats.servers_up),
             servers_usable: saturating_u64(stats.servers_usable),
             servers: stats.servers.iter().map(ServerStatus::from).collect(),
+            queued_total: stats.queued_total,
+            queue_wait_p99_seconds: stats.queue_wait_p99.map_or(0.0, |wait| wait.as_secs_f64()),
         }
     }
 }
@@ -544,6 +553,8 @@ pub(crate) mod tests {
                     server("cp2", 6443, true, AdminState::Drain),
                     server("cp3", 6443, false, AdminState::Ready),
                 ],
+                queued_total: 3,
+                queue_wait_p99: Some(Duration::from_millis(64)),
             }],
         }
     }

@@ -128,6 +128,7 @@ pub fn proxy_config(config: &Config) -> vipd_proxy::ProxyConfig {
             check.rise = health.rise;
             check.fall = health.fall;
             check.initially_up = health.initially_up;
+            check.error_limit = health.error_limit;
             let mut mapped = proxy::BackendConfig::new(
                 backend.name.clone(),
                 backend
@@ -165,6 +166,7 @@ pub fn proxy_config(config: &Config) -> vipd_proxy::ProxyConfig {
                 idle: backend.timeout.idle,
                 tunnel: backend.timeout.tunnel,
                 fin: backend.timeout.fin,
+                queue: Some(backend.timeout.queue),
             };
             mapped.health = Some(check);
             mapped.max_queue = widen(backend.max_queue);

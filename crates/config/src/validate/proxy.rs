@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use super::{Checker, MAX_CONNECTIONS};
 use crate::defaults::{
-    BACKEND_MAX_QUEUE, BACKEND_RETRIES, CHECK_FALL, CHECK_RISE, HEALTH_EXPECT_STATUS, HEALTH_PATH,
+    BACKEND_MAX_QUEUE, BACKEND_RETRIES, CHECK_FALL, CHECK_RISE, HEALTH_ERROR_LIMIT,
+    HEALTH_EXPECT_STATUS, HEALTH_PATH,
 };
 use crate::model::{
     Backend, Balance, Control, Frontend, HealthCheck, HealthKind, HttpCheck, OnServerDown,
@@ -250,13 +251,14 @@ impl Checker<'_> {
     fn timeouts(&mut self, raw: &raw::Timeouts, path: &str) -> Timeouts {
         let defaults = Timeouts::default();
         let range = Duration::from_millis(1)..=Duration::from_secs(7 * 86_400);
+        let connect = self.duration(
+            raw.connect.as_deref(),
+            &format!("{path}.connect"),
+            defaults.connect,
+            range.clone(),
+        );
         Timeouts {
-            connect: self.duration(
-                raw.connect.as_deref(),
-                &format!("{path}.connect"),
-                defaults.connect,
-                range.clone(),
-            ),
+            connect,
             idle: self.duration(
                 raw.idle.as_deref(),
                 &format!("{path}.idle"),
@@ -273,6 +275,12 @@ impl Checker<'_> {
                 raw.fin.as_deref(),
                 &format!("{path}.fin"),
                 defaults.fin,
+                range.clone(),
+            ),
+            queue: self.duration(
+                raw.queue.as_deref(),
+                &format!("{path}.queue"),
+                connect,
                 range,
             ),
         }
@@ -311,6 +319,12 @@ impl Checker<'_> {
             rise: self.integer(raw.rise, &format!("{path}.rise"), 1..=100, CHECK_RISE),
             fall: self.integer(raw.fall, &format!("{path}.fall"), 1..=100, CHECK_FALL),
             initially_up: raw.initially_up.unwrap_or(false),
+            error_limit: self.integer(
+                raw.error_limit,
+                &format!("{path}.error_limit"),
+                0..=1000,
+                HEALTH_ERROR_LIMIT,
+            ),
         }
     }
 
