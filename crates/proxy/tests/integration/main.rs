@@ -7,6 +7,8 @@
 
 mod test_servers;
 
+mod dead_servers;
 mod forwarding;
 mod proxy_protocol;
+mod queue_order;
 mod runtime;
