@@ -146,6 +146,7 @@ pub struct Timeouts {
     pub idle: Option<Duration>,
     pub tunnel: Option<Duration>,
     pub fin: Option<Duration>,
+    pub queue: Option<Duration>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -161,6 +162,7 @@ pub struct Health {
     pub rise: Option<u32>,
     pub fall: Option<u32>,
     pub initially_up: bool,
+    pub error_limit: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

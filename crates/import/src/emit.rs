@@ -220,6 +220,7 @@ fn render_backend(out: &mut String, backend: &Backend) {
         ("idle", backend.timeout.idle),
         ("tunnel", backend.timeout.tunnel),
         ("fin", backend.timeout.fin),
+        ("queue", backend.timeout.queue),
     ];
     let timeouts: Vec<String> = timeouts
         .iter()
@@ -299,6 +300,9 @@ fn render_health(out: &mut String, health: &Health) {
     }
     if health.initially_up {
         field(out, "initially_up", "true");
+    }
+    if let Some(error_limit) = health.error_limit {
+        field(out, "error_limit", &error_limit.to_string());
     }
 }
 

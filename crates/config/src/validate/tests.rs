@@ -952,3 +952,28 @@ fn warns_when_a_check_cannot_fail_on_both_nodes_within_the_window() {
         "    track: [{ interface: eth1, weight: -60 }, { file: /run/m, weight: -60 }]\n",
     ));
 }
+
+#[test]
+fn queue_timeout_follows_connect_and_error_limit_defaults_to_three() {
+    let (config, _) = valid(BASE);
+    assert_eq!(config.backends[0].timeout.queue, Duration::from_secs(3));
+    assert_eq!(config.backends[0].health.error_limit, 3);
+    let text = BASE.replace(
+        "    health: { kind: https, path: /readyz }",
+        "    timeout: { connect: 2s }\n    health: { kind: https, path: /readyz, error_limit: 0 }",
+    );
+    let (config, _) = valid(&text);
+    assert_eq!(config.backends[0].timeout.queue, Duration::from_secs(2));
+    assert_eq!(config.backends[0].health.error_limit, 0);
+    let text = BASE.replace(
+        "    health: { kind: https, path: /readyz }",
+        "    timeout: { queue: 10s }\n    health: { kind: https, path: /readyz, error_limit: 5000 }",
+    );
+    let found = errors(&text);
+    assert!(
+        found
+            .iter()
+            .any(|error| error.path == "backends[0].health.error_limit"),
+        "{found:?}"
+    );
+}

@@ -188,6 +188,7 @@ pub(super) fn health(
         interval: options.inter,
         rise: options.rise,
         fall: options.fall,
+        error_limit: error_limit(section, options, notes, warnings),
         ..Health::default()
     };
     let tls = is_tls_check(options) || section.check_connect_ssl;
@@ -243,6 +244,36 @@ pub(super) fn health(
         health.timeout = Some(interval);
     }
     health
+}
+
+/// `observe layer4` with `error-limit` and `on-error` as vipd's `error_limit`: consecutive
+/// connection failures of client traffic that mark the server down. Without `observe`, vipd's
+/// default (3) applies: HAProxy left such a server in rotation until its checks failed.
+fn error_limit(
+    section: &Section,
+    options: &ServerOptions,
+    notes: &mut Vec<String>,
+    warnings: &mut Vec<ImportWarning>,
+) -> Option<u32> {
+    if !options.observe_layer4 {
+        notes.push("error_limit: HAProxy did not observe client traffic; vipd marks a server down after 3 failed connection attempts in a row (health.error_limit: 0 turns it off).".to_owned());
+        return None;
+    }
+    // HAProxy's default error-limit.
+    let limit = options.error_limit.unwrap_or(10);
+    match options.on_error.as_deref() {
+        Some("mark-down") => {}
+        other => warn(
+            warnings,
+            &section.at,
+            format!(
+                "backend {}: on-error {}: vipd marks the server down after error-limit errors (as `on-error mark-down`); written as error_limit {limit}",
+                section.name,
+                other.unwrap_or("fastinter (HAProxy's default)")
+            ),
+        ),
+    }
+    Some(limit)
 }
 
 pub(super) fn is_tls_check(options: &ServerOptions) -> bool {

@@ -74,7 +74,7 @@ fn self_option(
     warnings: &mut Vec<ImportWarning>,
 ) {
     match option {
-        // What vipd always does: the last retry goes to another server; splice(2) once a
+        // What vipd always does: every retry goes to another server while one is left; splice(2) once a
         // direction carries bulk traffic; the first bytes ride on the handshake's last ACK.
         "redispatch" | "splice-auto" | "splice-request" | "splice-response"
         | "tcp-smart-connect" => {}

@@ -34,6 +34,12 @@ pub(super) struct ServerOptions {
     pub(super) verify_none: bool,
     pub(super) ca_file: Option<String>,
     pub(super) shutdown_sessions: bool,
+    /// `observe layer4`: connection errors of client traffic feed the server's health.
+    pub(super) observe_layer4: bool,
+    /// `error-limit N`: consecutive errors before `on-error` applies (HAProxy's default 10).
+    pub(super) error_limit: Option<u32>,
+    /// `on-error ACTION` (HAProxy's default `fastinter`).
+    pub(super) on_error: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -63,6 +69,7 @@ pub(super) struct Section {
     pub(super) timeout_client_fin: Option<Duration>,
     pub(super) timeout_server_fin: Option<Duration>,
     pub(super) timeout_check: Option<Duration>,
+    pub(super) timeout_queue: Option<Duration>,
     pub(super) retries: Option<u32>,
     pub(super) http_check: Option<HttpCheck>,
     /// `http-check connect ssl`: the checks use TLS whatever the server lines say.
@@ -97,6 +104,7 @@ impl Section {
             timeout_client_fin: None,
             timeout_server_fin: None,
             timeout_check: None,
+            timeout_queue: None,
             retries: None,
             http_check: None,
             check_connect_ssl: false,

@@ -57,13 +57,30 @@ pub(super) fn server_options(
                     ),
                 ),
             },
+            "observe" => match value() {
+                Some("layer4") => options.observe_layer4 = true,
+                other => warn(
+                    warnings,
+                    at,
+                    format!(
+                        "observe {}: vipd observes connection errors only (layer4): skipped",
+                        other.unwrap_or("")
+                    ),
+                ),
+            },
+            "error-limit" => match value().map(str::parse::<u32>) {
+                Some(Ok(limit)) if (1..=1000).contains(&limit) => {
+                    options.error_limit = Some(limit);
+                }
+                _ => warn(warnings, at, "error-limit is not 1..=1000: skipped"),
+            },
+            "on-error" => options.on_error = value().map(str::to_owned),
             "check-sni" | "sni" | "port" | "addr" | "id" | "cookie" | "slowstart"
-            | "on-marked-up" | "on-error" | "error-limit" | "resolvers" | "resolve-prefer"
-            | "init-addr" | "minconn" | "source" | "proto" | "alpn" | "check-alpn" | "observe"
-            | "pool-max-conn" | "crt" | "ciphers" | "agent-port" | "agent-inter" | "agent-send"
-            | "verifyhost" | "track" | "redir" | "namespace" | "ssl-min-ver" | "ssl-max-ver"
-            | "pool-purge-delay" | "max-reuse" | "tfo" | "check-proto" | "check-send-proxy"
-            | "ws" | "log-proto" => {
+            | "on-marked-up" | "resolvers" | "resolve-prefer" | "init-addr" | "minconn"
+            | "source" | "proto" | "alpn" | "check-alpn" | "pool-max-conn" | "crt" | "ciphers"
+            | "agent-port" | "agent-inter" | "agent-send" | "verifyhost" | "track" | "redir"
+            | "namespace" | "ssl-min-ver" | "ssl-max-ver" | "pool-purge-delay" | "max-reuse"
+            | "tfo" | "check-proto" | "check-send-proxy" | "ws" | "log-proto" => {
                 let value = value().unwrap_or("");
                 warn(
                     warnings,

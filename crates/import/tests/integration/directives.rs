@@ -704,3 +704,41 @@ fn a_relative_program_is_skipped_with_what_to_write() {
         "keepalived.conf:5: `vip-up` is not an absolute path",
     );
 }
+
+#[test]
+fn observe_layer4_error_limit_and_timeout_queue_are_mapped() {
+    let imported = proxy(
+        "frontend web\n  bind 198.51.100.50:80\n  default_backend pool\nbackend pool\n  \
+         timeout queue 7s\n  \
+         server a 198.51.100.21:80 check observe layer4 error-limit 5 on-error mark-down\n  \
+         server b 198.51.100.22:80 check observe layer4 error-limit 5 on-error mark-down\n",
+    );
+    let backend = &imported.config.backends[0];
+    assert_eq!(backend.health.error_limit, 5);
+    assert_eq!(backend.timeout.queue, Duration::from_secs(7));
+    assert!(
+        !warnings(&imported)
+            .iter()
+            .any(|warning| warning.contains("observe") || warning.contains("queue")),
+        "{:#?}",
+        warnings(&imported)
+    );
+
+    let imported = proxy(
+        "frontend web\n  bind 198.51.100.50:80\n  default_backend pool\nbackend pool\n  \
+         server a 198.51.100.21:80 check observe layer4\n",
+    );
+    assert_eq!(imported.config.backends[0].health.error_limit, 10);
+    assert!(
+        warnings(&imported)
+            .iter()
+            .any(|warning| warning.contains("on-error fastinter")),
+        "{:#?}",
+        warnings(&imported)
+    );
+    let imported = proxy(
+        "frontend web\n  bind 198.51.100.50:80\n  default_backend pool\nbackend pool\n  \
+         server a 198.51.100.21:80 check\n",
+    );
+    assert_eq!(imported.config.backends[0].health.error_limit, 3);
+}
