@@ -16,6 +16,7 @@ mod control_api;
 mod cpu_saturation;
 mod crash_restart;
 mod daemon_pair;
+mod dead_servers;
 mod dual_stack;
 mod hostile_adverts;
 mod import;
