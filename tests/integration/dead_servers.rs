@@ -201,6 +201,9 @@ struct Outcome {
     /// From the fault to vipd's status showing the server down.
     marked_down_after: Option<Duration>,
     wrk: String,
+    /// Failed connection attempts to the victim, all clients together: each is a client that
+    /// waited one connect timeout (blackhole) or was sent elsewhere at once (reset, kill).
+    victim_failures: Option<u64>,
 }
 
 fn run(test: &str, fault: Fault) -> Outcome {
@@ -254,6 +257,9 @@ fn run(test: &str, fault: Fault) -> Outcome {
         wait_until(AFTER, || servers_up(&lab) == Some(2)).map(|_| faulted.elapsed());
     let probes = probing.join().expect("probe thread").expect("probe ran");
     let wrk = wrk.join().expect("wrk thread").expect("wrk ran");
+    let victim_failures = status(&lab, LB)
+        .ok()
+        .and_then(|status| status["backends"][0]["servers"][0]["connect_errors"].as_u64());
     let changes: Vec<String> = std::fs::read_to_string(&log)
         .unwrap_or_default()
         .lines()
@@ -266,6 +272,7 @@ fn run(test: &str, fault: Fault) -> Outcome {
         fault_at,
         marked_down_after,
         wrk: String::from_utf8_lossy(&wrk.stdout).into_owned(),
+        victim_failures,
     }
 }
 
@@ -294,10 +301,11 @@ fn check(test: &str, fault: Fault) {
         .max()
         .unwrap_or_default();
     println!(
-        "{fault:?}: {summary}; probe: {} clients, {} waited, longest {longest:?}; marked down after {:?}",
+        "{fault:?}: {summary}; probe: {} clients, {} waited, longest {longest:?}; marked down after {:?}; failed attempts on it {:?}",
         outcome.probes.len(),
         waited.len(),
-        outcome.marked_down_after
+        outcome.marked_down_after,
+        outcome.victim_failures
     );
     // Sessions open on a server that is killed end with its reset: vipd cannot tell whether
     // it had taken the request, so it does not send it again (HAProxy in TCP mode does not

@@ -83,6 +83,10 @@ async fn under_overload_the_queue_serves_in_arrival_order() {
     assert!(backend.queued_total >= CLIENTS as u64 - 2);
     // The last client waits for most of the others: (CLIENTS - 1) × hold - its arrival delay.
     let p99 = backend.queue_wait_p99.unwrap();
+    println!(
+        "{CLIENTS} clients, one slot held {hold:?} each: {} queued, p99 queue wait {p99:?}",
+        backend.queued_total
+    );
     assert!(p99 >= hold * 8, "p99 queue wait {p99:?}");
 }
 
