@@ -140,7 +140,7 @@ fn probe_one(target: SocketAddr, start: Instant, length: Duration) -> Vec<Probe>
         let answered = fetch_once(target);
         probes.push(Probe {
             at,
-            took: start.elapsed() - at,
+            took: start.elapsed().saturating_sub(at),
             answered,
         });
         std::thread::sleep(Duration::from_millis(10));
