@@ -461,6 +461,9 @@ async fn wait_for_slot(
             Pick::NoServer => return refuse(SessionError::NoServer { backend: name() }),
             Pick::AllFull => {}
         }
+    } else if backend.usable_servers() == 0 {
+        // No server to wait for: waiters ahead are being refused too.
+        return refuse(SessionError::NoServer { backend: name() });
     }
     if queue.len() >= backend.config.max_queue {
         return refuse(SessionError::QueueFull { backend: name() });

@@ -115,3 +115,38 @@ async fn the_queue_wait_has_its_own_timeout() {
     );
     assert_eq!(proxy.stats().backends[0].refused, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_sessions_are_refused_at_once_when_no_server_is_left() {
+    let (server, _served) = recording_server(Duration::from_secs(30)).await;
+    let mut config = single(&[("only", server)]);
+    config.backends[0].servers[0].max_connections = Some(1);
+    config.backends[0].timeout.connect = Duration::from_secs(20);
+    let proxy = Proxy::start(config).await.unwrap();
+    let front = frontend_address(&proxy, "front");
+
+    let _holder = tokio::spawn(numbered_client(front, 0));
+    eventually("the first session holds the slot", || {
+        proxy.stats().backends[0].sessions_current == 1
+    })
+    .await;
+    let queued: Vec<_> = (1..4)
+        .map(|number| tokio::spawn(numbered_client(front, number)))
+        .collect();
+    eventually("three sessions queued", || {
+        proxy.stats().backends[0].queue_current == 3
+    })
+    .await;
+    let started = Instant::now();
+    proxy.disable_server("back", "only").unwrap();
+    for client in queued {
+        assert!(!client.await.unwrap(), "refused: no server left");
+    }
+    assert!(!numbered_client(front, 4).await, "a newcomer too");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "refused at once, not at the queue timeout: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(proxy.stats().backends[0].refused, 4);
+}
