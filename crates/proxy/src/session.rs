@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use crate::backend::{Backend, Pick, ServerSlot};
-use crate::config::ProxyProtocol;
+use crate::backend::{Backend, Pick, Server, ServerSlot};
+use crate::config::{ProxyProtocol, Timeouts};
 use crate::forward::{SessionCounters, SessionEnd, forward, read_waiting, send_now, write_all};
 use crate::frontend::FrontendShared;
 use crate::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader, ProxyHeaderError};
@@ -49,8 +49,6 @@ pub enum SessionError {
         server: String,
         source: io::Error,
     },
-    #[error("sending to server {server}: {source}")]
-    ServerWrite { server: String, source: io::Error },
 }
 
 /// An accepted client connection and what it needs.
@@ -174,16 +172,9 @@ async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
         first_bytes
     };
 
-    let (server_stream, slot, sent) = connect(&backend, source.ip(), &first_bytes).await?;
+    let (server_stream, slot) =
+        connect(&backend, &accepted.client, source.ip(), &first_bytes).await?;
     let server = Arc::clone(&slot.server);
-    if sent < first_bytes.len() {
-        write_all(&server_stream, &first_bytes[sent..])
-            .await
-            .map_err(|source| SessionError::ServerWrite {
-                server: server.name.clone(),
-                source,
-            })?;
-    }
     // connect_to turned quick ACKs off for the first bytes; forwarding turns them back on.
     let server_acks_delayed = !first_bytes.is_empty();
     // Not held through the session: up to 16 KiB (`forward::read_waiting`).
@@ -266,16 +257,17 @@ async fn read_proxy_header(
 /// server is left: HAProxy's one-second turn-around, never longer than `timeout.connect`.
 const RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Connects to a server, retrying up to `retries` times, and sends it what it can take of
-/// `first_bytes` at once (see [`connect_to`]); returns how much that was. Every failed attempt
-/// (timed out, refused) excludes its server for the session's next attempts while another is
-/// left (HAProxy's `option redispatch 1`), and counts toward marking it down
-/// (`health.error_limit`). See docs/design/proxy.md, Connect, retries and redispatch.
+/// Connects to a server and sends it `first_bytes` ([`try_server`]), retrying up to `retries`
+/// times. Every failed attempt (timed out, refused, reset before the server's first byte)
+/// excludes its server for the session's next attempts while another is left (HAProxy's
+/// `option redispatch 1`), and counts toward marking it down (`health.error_limit`). See
+/// docs/design/proxy.md, Connect, retries and redispatch.
 async fn connect(
     backend: &Backend,
+    client_stream: &TcpStream,
     client: IpAddr,
     first_bytes: &[u8],
-) -> Result<(TcpStream, ServerSlot, usize), SessionError> {
+) -> Result<(TcpStream, ServerSlot), SessionError> {
     let shared = &backend.shared;
     let retries = backend.config.retries;
     let error_limit = backend
@@ -289,14 +281,13 @@ async fn connect(
     loop {
         let (index, slot) = pick_for_attempt(backend, client, &excluded, refused).await?;
         let server = &slot.server;
-        let connecting = connect_to(server.address, first_bytes, &server.connects_at_once);
-        let failure = match tokio::time::timeout(backend.config.timeout.connect, connecting).await {
-            Ok(Ok((stream, sent))) => {
+        let timeouts = &backend.config.timeout;
+        let failure = match try_server(server, client_stream, first_bytes, timeouts).await {
+            Ok(stream) => {
                 server.record_connect_success();
-                return Ok((stream, slot, sent));
+                return Ok((stream, slot));
             }
-            Ok(Err(error)) => error,
-            Err(_) => io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+            Err(error) => error,
         };
         server
             .counters
@@ -322,6 +313,50 @@ async fn connect(
             excluded.push(index);
             shared.redispatches.fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// One attempt on `server`: connect within `timeout.connect`, send `first_bytes` (what
+/// [`connect_to`] could not send at once goes with `write_all`), then [`first_sign`].
+async fn try_server(
+    server: &Server,
+    client: &TcpStream,
+    first_bytes: &[u8],
+    timeouts: &Timeouts,
+) -> io::Result<TcpStream> {
+    let connecting = connect_to(server.address, first_bytes, &server.connects_at_once);
+    let (stream, sent) = tokio::time::timeout(timeouts.connect, connecting)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    if sent < first_bytes.len() {
+        write_all(&stream, &first_bytes[sent..]).await?;
+    }
+    first_sign(&stream, client, timeouts.connect).await?;
+    Ok(stream)
+}
+
+/// Waits for the server's first sign before forwarding starts, so that a connection it resets
+/// before answering (one that sat in the accept queue of a server that was killed) is a failed
+/// attempt, retried elsewhere with the same first bytes, instead of a reset for the client.
+/// Only a socket error counts: data, a FIN, the client sending more, or `limit` passing hand the
+/// session to forwarding. Bytes are never sent twice to a server that may have acted on them:
+/// a server that read them and died closes with a FIN (Linux resets only a connection closed
+/// with bytes unread), and once the client sends more, nothing is retried.
+async fn first_sign(server: &TcpStream, client: &TcpStream, limit: Duration) -> io::Result<()> {
+    let server_sign = async {
+        let ready = server.ready(Interest::READABLE | Interest::ERROR).await?;
+        // EPOLLERR only: a FIN without an error needs no system call here.
+        if ready.is_error() {
+            server.take_error()?.map_or(Ok(()), Err)
+        } else {
+            Ok(())
+        }
+    };
+    tokio::select! {
+        biased;
+        sign = server_sign => sign,
+        _ = client.ready(Interest::READABLE) => Ok(()),
+        () = tokio::time::sleep(limit) => Ok(()),
     }
 }
 

@@ -181,3 +181,49 @@ async fn a_refusing_only_server_is_retried_after_a_back_off() {
         3
     );
 }
+
+/// A server that accepts, leaves what it is sent unread, and closes after a moment: Linux
+/// answers with a reset, as for the connections in the accept queue of a killed server.
+async fn resetting_server(address: &str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind(address).await.unwrap();
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                drop(stream);
+            });
+        }
+    });
+    address
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_before_the_server_answers_sends_the_first_bytes_elsewhere() {
+    let resetting = resetting_server("127.0.0.2:0").await;
+    let echo = EchoServer::start(addr("127.0.0.3:0")).await;
+    let mut config = single(&[("resetting", resetting), ("alive", echo.address)]);
+    config.backends[0].balance = Balance::Source;
+    // The request comes with the PROXY header, so the proxy has it when it picks a server
+    // (without one, when the request arrives a moment after the accept, it is forwarded and
+    // nothing is retried).
+    config.frontends[0].accept_proxy = true;
+    let proxy = Proxy::start(config).await.unwrap();
+    let client = client_hashed_to(["resetting", "alive"], 0);
+
+    // The client waits for the answer without closing its side, as a request does.
+    let mut stream = tokio::net::TcpStream::connect(frontend_address(&proxy, "front"))
+        .await
+        .unwrap();
+    let request = format!("PROXY TCP4 {client} 127.0.0.1 40000 80\r\nhello");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut echoed = [0u8; 5];
+    tokio::time::timeout(PATIENCE, stream.read_exact(&mut echoed))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&echoed, b"hello");
+    let stats = proxy.stats();
+    assert_eq!(server_stats(&stats, "back", "resetting").connect_errors, 1);
+    assert_eq!(server_stats(&stats, "back", "alive").sessions_total, 1);
+}
