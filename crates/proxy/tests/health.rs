@@ -5,9 +5,10 @@
 //! every one of its clients' connections, and under the load of the forwarding tests beside it a
 //! connection that completed its handshake in the killed server's accept queue is reset before
 //! any byte comes back (the client reads an empty answer): 4 grouped runs of 31 lost one, all
-//! within minutes after the end-to-end suite. That is a real cost of a dying server, which the
-//! proxy does not retry today; until it does, this test measures the proxy alone, as it did
-//! before the tests were grouped.
+//! within minutes after the end-to-end suite. The proxy retries such a connection only when it
+//! had the client's bytes before it picked the server (docs/design/proxy.md, Connect, retries
+//! and redispatch), which the client here, sending after its connect, does not guarantee; so
+//! this test measures the proxy alone, as it did before the tests were grouped.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 #[path = "integration/test_servers/mod.rs"]
