@@ -90,22 +90,28 @@ async fn under_overload_the_queue_serves_in_arrival_order() {
     assert!(p99 >= hold * 8, "p99 queue wait {p99:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_queue_wait_has_its_own_timeout() {
+/// A proxy to one server that takes one session at a time (`timeout.connect` 20 s), whose slot
+/// a first client holds for 30 s.
+async fn one_slot_taken(queue_timeout: Option<Duration>) -> (Proxy, std::net::SocketAddr) {
     let (server, _served) = recording_server(Duration::from_secs(30)).await;
     let mut config = single(&[("only", server)]);
     config.backends[0].servers[0].max_connections = Some(1);
     config.backends[0].timeout.connect = Duration::from_secs(20);
-    let queue_timeout = Duration::from_millis(300);
-    config.backends[0].timeout.queue = Some(queue_timeout);
+    config.backends[0].timeout.queue = queue_timeout;
     let proxy = Proxy::start(config).await.unwrap();
     let front = frontend_address(&proxy, "front");
-
-    let _holder = tokio::spawn(numbered_client(front, 0));
+    tokio::spawn(numbered_client(front, 0));
     eventually("the first session holds the slot", || {
         proxy.stats().backends[0].sessions_current == 1
     })
     .await;
+    (proxy, front)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_wait_has_its_own_timeout() {
+    let queue_timeout = Duration::from_millis(300);
+    let (proxy, front) = one_slot_taken(Some(queue_timeout)).await;
     let started = Instant::now();
     assert!(!numbered_client(front, 1).await, "refused after the wait");
     let waited = started.elapsed();
@@ -118,18 +124,7 @@ async fn the_queue_wait_has_its_own_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_sessions_are_refused_at_once_when_no_server_is_left() {
-    let (server, _served) = recording_server(Duration::from_secs(30)).await;
-    let mut config = single(&[("only", server)]);
-    config.backends[0].servers[0].max_connections = Some(1);
-    config.backends[0].timeout.connect = Duration::from_secs(20);
-    let proxy = Proxy::start(config).await.unwrap();
-    let front = frontend_address(&proxy, "front");
-
-    let _holder = tokio::spawn(numbered_client(front, 0));
-    eventually("the first session holds the slot", || {
-        proxy.stats().backends[0].sessions_current == 1
-    })
-    .await;
+    let (proxy, front) = one_slot_taken(None).await;
     let queued: Vec<_> = (1..4)
         .map(|number| tokio::spawn(numbered_client(front, number)))
         .collect();
