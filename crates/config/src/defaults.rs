@@ -24,8 +24,6 @@ pub const TIMEOUT_CONNECT: Duration = Duration::from_secs(3);
 pub const TIMEOUT_IDLE: Duration = Duration::from_secs(300);
 /// `backends[].timeout.tunnel`: inactivity once both sides have spoken (watches, TLS).
 pub const TIMEOUT_TUNNEL: Duration = Duration::from_secs(3600);
-/// `backends[].timeout.fin`: inactivity of the open direction after a FIN in the other.
-pub const TIMEOUT_FIN: Duration = Duration::from_secs(5);
 
 /// `interval` of health checks and scripts.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);

@@ -351,8 +351,9 @@ pub struct Timeouts {
     pub idle: Duration,
     /// Default 1h.
     pub tunnel: Duration,
-    /// Default 5s.
-    pub fin: Duration,
+    /// Inactivity after one side's FIN; default unset: `idle` / `tunnel` stay in force, as in
+    /// HAProxy without `timeout client-fin` / `server-fin`.
+    pub fin: Option<Duration>,
 }
 
 impl Default for Timeouts {
@@ -361,7 +362,7 @@ impl Default for Timeouts {
             connect: defaults::TIMEOUT_CONNECT,
             idle: defaults::TIMEOUT_IDLE,
             tunnel: defaults::TIMEOUT_TUNNEL,
-            fin: defaults::TIMEOUT_FIN,
+            fin: None,
         }
     }
 }

@@ -106,13 +106,15 @@ pub enum OnServerDown {
 /// - `idle`: inactivity (no byte in either direction) before the session has carried data both ways.
 /// - `tunnel`: inactivity once both sides have spoken (a watch stream, a TLS session); replaces `idle`,
 ///   as HAProxy's `timeout tunnel` supersedes `timeout client/server`.
-/// - `fin`: inactivity of the remaining direction after one side sent FIN (half-closed session).
+/// - `fin`: inactivity of the remaining direction after one side sent FIN (half-closed session),
+///   counted from that FIN and restarted by every byte moved; `None` (the default, as HAProxy's
+///   unset `timeout client-fin` / `server-fin`) keeps `idle` or `tunnel` in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub connect: Duration,
     pub idle: Duration,
     pub tunnel: Duration,
-    pub fin: Duration,
+    pub fin: Option<Duration>,
 }
 
 impl Default for Timeouts {
@@ -122,7 +124,7 @@ impl Default for Timeouts {
             connect: defaults::TIMEOUT_CONNECT,
             idle: defaults::TIMEOUT_IDLE,
             tunnel: defaults::TIMEOUT_TUNNEL,
-            fin: defaults::TIMEOUT_FIN,
+            fin: None,
         }
     }
 }

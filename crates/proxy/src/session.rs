@@ -14,7 +14,9 @@ use tokio::time::Instant;
 
 use crate::backend::{Backend, Pick, ServerSlot};
 use crate::config::ProxyProtocol;
-use crate::forward::{SessionCounters, SessionEnd, forward, read_waiting, send_now, write_all};
+use crate::forward::{
+    SessionCounters, SessionEnd, Side, forward, read_waiting, send_now, write_all,
+};
 use crate::frontend::FrontendShared;
 use crate::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader, ProxyHeaderError};
 use crate::session_threads::LoadShare;
@@ -97,14 +99,18 @@ pub async fn run(mut accepted: Accepted) {
     let outcome = serve(&mut accepted).await;
     match outcome {
         Ok(SessionEnd::Closed) => {}
-        Ok(SessionEnd::TimedOut { timeout }) => {
-            tracing::debug!(frontend = %frontend.name, client = %accepted.peer, timeout, "session timed out");
+        Ok(SessionEnd::TimedOut {
+            timeout,
+            half_closed_by,
+        }) => {
+            let half_closed_by = half_closed_by.map(Side::name);
+            tracing::debug!(frontend = %frontend.name, client = %accepted.peer, timeout, half_closed_by, "session timed out");
         }
         Ok(SessionEnd::Cancelled) => {
             tracing::debug!(frontend = %frontend.name, client = %accepted.peer, "session cut");
         }
-        Ok(SessionEnd::Failed(error)) => {
-            tracing::debug!(frontend = %frontend.name, client = %accepted.peer, %error, "session failed");
+        Ok(SessionEnd::Failed { side, error }) => {
+            tracing::debug!(frontend = %frontend.name, client = %accepted.peer, side = side.name(), %error, "session failed, both sides reset");
         }
         Err(error) => tracing::debug!(frontend = %frontend.name, %error, "session refused"),
     }

@@ -430,4 +430,6 @@ pub fn is_interface_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
+mod connection_tests;
+#[cfg(test)]
 mod tests;

@@ -269,12 +269,10 @@ impl Checker<'_> {
                 defaults.tunnel,
                 range.clone(),
             ),
-            fin: self.duration(
-                raw.fin.as_deref(),
-                &format!("{path}.fin"),
-                defaults.fin,
-                range,
-            ),
+            fin: raw
+                .fin
+                .as_deref()
+                .map(|fin| self.duration(Some(fin), &format!("{path}.fin"), Duration::ZERO, range)),
         }
     }
 

@@ -7,6 +7,7 @@
 
 mod test_servers;
 
+mod connections;
 mod forwarding;
 mod proxy_protocol;
 mod runtime;
