@@ -37,3 +37,12 @@ pub const CHECK_FALL: u32 = 3;
 pub const HEALTH_PATH: &str = "/";
 /// `backends[].health.expect_status` of http and https checks.
 pub const HEALTH_EXPECT_STATUS: u16 = 200;
+
+/// `tcp_keepalive.idle` of frontends and backends: quiet time before the first probe.
+pub const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// `tcp_keepalive.interval`: time between probes.
+pub const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// `tcp_keepalive.count`: probes unanswered before the peer counts as gone.
+pub const TCP_KEEPALIVE_COUNT: u32 = 6;
+/// `frontends[].proxy_header_timeout`: how long a client may take to send its PROXY header.
+pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);

@@ -298,6 +298,34 @@ pub struct Frontend {
     pub accept_proxy: bool,
     /// Concurrent sessions of this frontend; `None`: [`defaults::FRONTEND_MAX_CONNECTIONS`].
     pub max_connections: Option<u32>,
+    /// TCP keepalive on client sockets; `None`: off (`enabled: false`). On by default.
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    /// Default [`defaults::PROXY_HEADER_TIMEOUT`].
+    pub proxy_header_timeout: Duration,
+}
+
+/// `tcp_keepalive` of a frontend (client sockets) or backend (server sockets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpKeepalive {
+    /// Default [`defaults::TCP_KEEPALIVE_IDLE`].
+    pub idle: Duration,
+    /// Default [`defaults::TCP_KEEPALIVE_INTERVAL`].
+    pub interval: Duration,
+    /// Default [`defaults::TCP_KEEPALIVE_COUNT`].
+    pub count: u32,
+    /// TCP_USER_TIMEOUT; default unset.
+    pub user_timeout: Option<Duration>,
+}
+
+impl Default for TcpKeepalive {
+    fn default() -> Self {
+        Self {
+            idle: defaults::TCP_KEEPALIVE_IDLE,
+            interval: defaults::TCP_KEEPALIVE_INTERVAL,
+            count: defaults::TCP_KEEPALIVE_COUNT,
+            user_timeout: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -314,6 +342,8 @@ pub struct Backend {
     pub max_queue: u32,
     /// Never empty.
     pub servers: Vec<Server>,
+    /// TCP keepalive on server sockets; `None`: off (`enabled: false`). On by default.
+    pub tcp_keepalive: Option<TcpKeepalive>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

@@ -173,6 +173,20 @@ pub struct Frontend {
     pub backend: Option<String>,
     pub accept_proxy: Option<bool>,
     pub max_connections: Option<i64>,
+    /// Added to the contract: TCP keepalive on client sockets.
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    /// Added to the contract: how long a client may take to send its PROXY header.
+    pub proxy_header_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpKeepalive {
+    pub enabled: Option<bool>,
+    pub idle: Option<String>,
+    pub interval: Option<String>,
+    pub count: Option<i64>,
+    pub user_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +203,8 @@ pub struct Backend {
     pub max_queue: Option<i64>,
     #[serde(default)]
     pub servers: Vec<Server>,
+    /// Added to the contract: TCP keepalive on server sockets.
+    pub tcp_keepalive: Option<TcpKeepalive>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

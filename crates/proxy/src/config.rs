@@ -52,6 +52,10 @@ pub struct FrontendConfig {
     pub accept_proxy: bool,
     /// Concurrent sessions of this frontend; further clients wait in the accept backlog.
     pub max_connections: usize,
+    /// TCP keepalive on client sockets (HAProxy's `option clitcpka`); `None`: off.
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    /// How long a client may take to send its PROXY header (`accept_proxy`).
+    pub proxy_header_timeout: Duration,
 }
 
 impl FrontendConfig {
@@ -64,6 +68,8 @@ impl FrontendConfig {
             backend: backend.into(),
             accept_proxy: false,
             max_connections: widen(defaults::FRONTEND_MAX_CONNECTIONS),
+            tcp_keepalive: Some(TcpKeepalive::default()),
+            proxy_header_timeout: defaults::PROXY_HEADER_TIMEOUT,
         }
     }
 }
@@ -129,6 +135,48 @@ impl Default for Timeouts {
     }
 }
 
+/// TCP keepalive of a session's socket (`tcp_keepalive`): after `idle` without traffic the kernel
+/// probes the peer every `interval`; `count` probes unanswered and the socket fails with
+/// ETIMEDOUT, which ends the session (the other side gets a reset). So a peer that vanished
+/// without FIN or RST (powered off, cable cut, a NAT that forgot the flow) frees its session
+/// after `idle + interval × count` instead of holding it until `tunnel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpKeepalive {
+    pub idle: Duration,
+    pub interval: Duration,
+    pub count: u32,
+    /// TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before the socket fails (also
+    /// bounds keepalive probing); `None` leaves the kernel's retransmission limits.
+    pub user_timeout: Option<Duration>,
+}
+
+impl Default for TcpKeepalive {
+    /// The contract's defaults (`vipd_config::defaults`).
+    fn default() -> Self {
+        Self {
+            idle: defaults::TCP_KEEPALIVE_IDLE,
+            interval: defaults::TCP_KEEPALIVE_INTERVAL,
+            count: defaults::TCP_KEEPALIVE_COUNT,
+            user_timeout: None,
+        }
+    }
+}
+
+impl TcpKeepalive {
+    /// Turns keepalive on for `socket` with these settings.
+    pub(crate) fn apply(&self, socket: &socket2::SockRef<'_>) -> std::io::Result<()> {
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(self.idle)
+            .with_interval(self.interval)
+            .with_retries(self.count);
+        socket.set_tcp_keepalive(&keepalive)?;
+        if let Some(timeout) = self.user_timeout {
+            socket.set_tcp_user_timeout(Some(timeout))?;
+        }
+        Ok(())
+    }
+}
+
 /// One `backends:` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendConfig {
@@ -146,6 +194,8 @@ pub struct BackendConfig {
     /// Sessions that may wait for a free slot when every usable server is at its `max_connections`;
     /// beyond this, new sessions are refused at once.
     pub max_queue: usize,
+    /// TCP keepalive on server sockets (HAProxy's `option srvtcpka`); `None`: off.
+    pub tcp_keepalive: Option<TcpKeepalive>,
 }
 
 impl BackendConfig {
@@ -161,6 +211,7 @@ impl BackendConfig {
             health: None,
             servers,
             max_queue: widen(defaults::BACKEND_MAX_QUEUE),
+            tcp_keepalive: Some(TcpKeepalive::default()),
         }
     }
 }

@@ -173,6 +173,8 @@ impl Engine {
             let settings = FrontendSettings {
                 backend: frontend.backend.clone(),
                 accept_proxy: frontend.accept_proxy,
+                tcp_keepalive: frontend.tcp_keepalive,
+                proxy_header_timeout: frontend.proxy_header_timeout,
             };
             let shared = if let Some(shared) = old_frontends.get(&frontend.name) {
                 shared.settings.store(Arc::new(settings));

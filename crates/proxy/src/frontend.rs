@@ -13,6 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::TcpKeepalive;
 use crate::engine::Engine;
 use crate::session::{self, Accepted};
 
@@ -26,6 +27,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub struct FrontendSettings {
     pub backend: String,
     pub accept_proxy: bool,
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    pub proxy_header_timeout: Duration,
 }
 
 /// State of a frontend that outlives configuration snapshots (kept across reloads by name).
@@ -135,6 +138,8 @@ pub async fn accept_loop(
         }
     };
     let mut backoff = Duration::ZERO;
+    let mut keepalive = KeepaliveOnListener::default();
+    keepalive.follow(&listener, &frontend);
     // One wait for the stop for the whole loop: the token is shared with the other threads'
     // loops, and a wait made afresh per connection would register with it (a lock) every time.
     let mut stopped = std::pin::pin!(stop.cancelled());
@@ -177,12 +182,14 @@ pub async fn accept_loop(
             },
         };
         let settings = frontend.settings.load_full();
+        keepalive.follow(&listener, &frontend);
         let Some(backend) = engine.backend(&settings.backend) else {
             tracing::warn!(frontend = %frontend.name, backend = %settings.backend, "backend missing, closing");
             continue;
         };
         let (target, load) = engine.threads.pick(thread);
         let (accept_proxy, session_frontend) = (settings.accept_proxy, Arc::clone(&frontend));
+        let proxy_header_timeout = settings.proxy_header_timeout;
         let accepted = move |client| Accepted {
             client,
             peer,
@@ -191,6 +198,7 @@ pub async fn accept_loop(
             backend,
             permits,
             load,
+            proxy_header_timeout,
         };
         if target == thread {
             engine.sessions.spawn(session::run(accepted(client)));
@@ -212,6 +220,41 @@ pub async fn accept_loop(
                     .spawn_on(session, &engine.threads.handles()[target]);
             }
             Err(error) => tracing::debug!(%error, "cannot hand a session over"),
+        }
+    }
+}
+
+/// The keepalive settings last set on a listening socket. Linux copies SO_KEEPALIVE, TCP_KEEPIDLE,
+/// TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT from a listener to the connections it accepts
+/// (as TCP_NODELAY, see [`bind`]), so setting them on the listener costs no system call per
+/// connection; a reload that changes them sets them again, on the next accept.
+#[derive(Default)]
+enum KeepaliveOnListener {
+    /// Nothing set yet: the socket has the kernel's defaults (keepalive off).
+    #[default]
+    Unset,
+    Applied(Option<TcpKeepalive>),
+}
+
+impl KeepaliveOnListener {
+    fn follow(&mut self, listener: &TcpListener, frontend: &FrontendShared) {
+        let wanted = frontend.settings.load().tcp_keepalive;
+        if matches!(self, Self::Applied(applied) if *applied == wanted) {
+            return;
+        }
+        let socket = socket2::SockRef::from(listener);
+        let result = match &wanted {
+            Some(keepalive) => keepalive.apply(&socket),
+            None => socket
+                .set_keepalive(false)
+                .and_then(|()| socket.set_tcp_user_timeout(None)),
+        };
+        match result {
+            Ok(()) => *self = Self::Applied(wanted),
+            Err(error) => {
+                // Tried again on the next accept; sessions are served without it meanwhile.
+                tracing::warn!(frontend = %frontend.name, %error, "cannot set TCP keepalive on the listener");
+            }
         }
     }
 }
@@ -301,6 +344,36 @@ mod tests {
             }
         }
         assert_eq!(accepted, clients.len());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn accepted_connections_inherit_keepalive_from_the_listener() {
+        let listener =
+            TcpListener::from_std(bind("127.0.0.1:0".parse().unwrap()).unwrap()).unwrap();
+        let keepalive = TcpKeepalive {
+            idle: Duration::from_secs(17),
+            interval: Duration::from_secs(3),
+            count: 4,
+            user_timeout: Some(Duration::from_secs(29)),
+        };
+        let settings = FrontendSettings {
+            backend: "b".into(),
+            accept_proxy: false,
+            tcp_keepalive: Some(keepalive),
+            proxy_header_timeout: Duration::from_secs(5),
+        };
+        let frontend = FrontendShared::new("f", settings, 10);
+        KeepaliveOnListener::default().follow(&listener, &frontend);
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let socket = socket2::SockRef::from(&accepted);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), keepalive.idle);
+        assert_eq!(socket.tcp_keepalive_interval().unwrap(), keepalive.interval);
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), keepalive.count);
+        assert_eq!(socket.tcp_user_timeout().unwrap(), keepalive.user_timeout);
     }
 
     #[test]

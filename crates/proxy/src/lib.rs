@@ -52,6 +52,7 @@ mod forward;
 mod frontend;
 mod health;
 pub mod proxy_protocol;
+pub mod resources;
 mod session;
 mod session_threads;
 mod stats;

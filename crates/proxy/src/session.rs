@@ -13,16 +13,14 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::backend::{Backend, Pick, ServerSlot};
-use crate::config::ProxyProtocol;
+use crate::config::{ProxyProtocol, TcpKeepalive};
 use crate::forward::{
     SessionCounters, SessionEnd, Side, forward, read_waiting, send_now, write_all,
 };
 use crate::frontend::FrontendShared;
 use crate::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader, ProxyHeaderError};
+use crate::resources::is_local_shortage;
 use crate::session_threads::LoadShare;
-
-/// How long a client may take to send its PROXY header (`accept_proxy`).
-pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a session ended before forwarding; logged at debug level and counted where it happens.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +51,12 @@ pub enum SessionError {
     },
     #[error("sending to server {server}: {source}")]
     ServerWrite { server: String, source: io::Error },
+    #[error("backend {backend}: no local resources to connect to server {server}: {source}")]
+    LocalShortage {
+        backend: String,
+        server: String,
+        source: io::Error,
+    },
 }
 
 /// An accepted client connection and what it needs.
@@ -66,6 +70,8 @@ pub struct Accepted {
     pub permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
     /// The session counted on its thread, for the choice of thread for the next ones.
     pub load: LoadShare,
+    /// How long the client may take to send its PROXY header.
+    pub proxy_header_timeout: Duration,
 }
 
 /// Increments a gauge now, decrements it on drop.
@@ -133,7 +139,7 @@ async fn client_origin(accepted: &mut Accepted) -> Result<Origin, SessionError> 
         })?;
         return Ok((accepted.peer, None, early));
     }
-    let header = tokio::time::timeout(PROXY_HEADER_TIMEOUT, read_proxy_header(accepted))
+    let header = tokio::time::timeout(accepted.proxy_header_timeout, read_proxy_header(accepted))
         .await
         .unwrap_or_else(|_| {
             Err(SessionError::ProxyHeaderIo {
@@ -190,14 +196,13 @@ async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
 
     let (server_stream, slot, sent) = connect(&backend, source.ip(), &first_bytes).await?;
     let server = Arc::clone(&slot.server);
-    if sent < first_bytes.len() {
-        write_all(&server_stream, &first_bytes[sent..])
-            .await
-            .map_err(|source| SessionError::ServerWrite {
-                server: server.name.clone(),
-                source,
-            })?;
-    }
+    let first_write = backend.config.timeout.connect;
+    write_first_bytes(&server_stream, &first_bytes[sent..], first_write)
+        .await
+        .map_err(|source| SessionError::ServerWrite {
+            server: server.name.clone(),
+            source,
+        })?;
     // connect_to turned quick ACKs off for the first bytes; forwarding turns them back on.
     let server_acks_delayed = !first_bytes.is_empty();
     // Not held through the session: up to 16 KiB (`forward::read_waiting`).
@@ -213,7 +218,7 @@ async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
     }
 
     let cancel = server.session_token();
-    let end = forward(
+    let forwarding = forward(
         &accepted.client,
         &server_stream,
         early_bytes > 0,
@@ -233,10 +238,51 @@ async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
             ],
             spliced: &frontend.bytes_spliced,
         },
-    )
-    .await;
+    );
+    let keepalive = backend.config.tcp_keepalive.as_ref();
+    let end = tokio::select! {
+        end = forwarding => end,
+        never = keepalive_later(&server_stream, keepalive) => match never {},
+    };
     drop(slot);
     Ok(end)
+}
+
+/// Sessions shorter than this never turn keepalive on for their server socket.
+const KEEPALIVE_AFTER: Duration = Duration::from_secs(1);
+
+/// Turns TCP keepalive on for the server socket once the session has lasted [`KEEPALIVE_AFTER`]
+/// (the client socket has it from the listener, at no cost: `frontend::KeepaliveOnListener`). A
+/// probe comes only after `idle` without traffic, so a shorter session could never send one, and
+/// most sessions (requests with `Connection: close`) skip four system calls. Never returns.
+async fn keepalive_later(
+    server: &TcpStream,
+    keepalive: Option<&TcpKeepalive>,
+) -> std::convert::Infallible {
+    if let Some(keepalive) = keepalive {
+        tokio::time::sleep(KEEPALIVE_AFTER).await;
+        if let Err(error) = keepalive.apply(&socket2::SockRef::from(server)) {
+            tracing::debug!(%error, "cannot set TCP keepalive on the server socket");
+        }
+    }
+    std::future::pending().await
+}
+
+/// Sends the rest of the first bytes (PROXY header, the client's early bytes) that the connect
+/// did not take, within `limit`: a server that accepts but never reads must not hold the session
+/// (and its slot) forever before forwarding even starts.
+async fn write_first_bytes(server: &TcpStream, rest: &[u8], limit: Duration) -> io::Result<()> {
+    if rest.is_empty() {
+        return Ok(());
+    }
+    tokio::time::timeout(limit, write_all(server, rest))
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the server did not take the first bytes within the connect timeout",
+            ))
+        })
 }
 
 /// Reads the client's PROXY header; returns it and any payload bytes read past it.
@@ -298,6 +344,14 @@ async fn connect(
             Ok(Err(error)) => error,
             Err(_) => io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
         };
+        if is_local_shortage(&failure) {
+            // Not the server's fault, and a retry now would meet the same shortage.
+            return Err(SessionError::LocalShortage {
+                backend: backend.config.name.clone(),
+                server: server.name.clone(),
+                source: failure,
+            });
+        }
         server
             .counters
             .connect_errors
@@ -460,6 +514,25 @@ async fn wait_for_slot(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_server_that_never_reads_fails_the_first_write_at_the_limit() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (_never_reads, _) = listener.accept().await.unwrap();
+        // More than the socket buffers of both ends hold.
+        let first_bytes = vec![0u8; 64 << 20];
+        let limit = Duration::from_millis(300);
+        let written = tokio::time::timeout(
+            Duration::from_secs(20),
+            write_first_bytes(&server, &first_bytes, limit),
+        )
+        .await
+        .expect("the first write is bounded");
+        assert_eq!(written.unwrap_err().kind(), io::ErrorKind::TimedOut);
+    }
 
     #[test]
     fn connects_that_never_finish_at_once_are_tried_one_in_64() {

@@ -77,6 +77,15 @@ pub fn vips(instance: &VrrpInstance) -> Vec<vipd_net::Vip> {
         .collect()
 }
 
+fn tcp_keepalive(keepalive: vipd_config::TcpKeepalive) -> vipd_proxy::TcpKeepalive {
+    vipd_proxy::TcpKeepalive {
+        idle: keepalive.idle,
+        interval: keepalive.interval,
+        count: keepalive.count,
+        user_timeout: keepalive.user_timeout,
+    }
+}
+
 /// The proxy's configuration: every frontend and backend of the file.
 // Starting from the proxy's defaults keeps its settings that vipd.yaml does not expose yet.
 #[allow(clippy::field_reassign_with_default)]
@@ -95,6 +104,8 @@ pub fn proxy_config(config: &Config) -> vipd_proxy::ProxyConfig {
                     .max_connections
                     .unwrap_or(vipd_config::defaults::FRONTEND_MAX_CONNECTIONS),
             ),
+            tcp_keepalive: frontend.tcp_keepalive.map(tcp_keepalive),
+            proxy_header_timeout: frontend.proxy_header_timeout,
         })
         .collect();
     let backends = config
@@ -168,6 +179,7 @@ pub fn proxy_config(config: &Config) -> vipd_proxy::ProxyConfig {
             };
             mapped.health = Some(check);
             mapped.max_queue = widen(backend.max_queue);
+            mapped.tcp_keepalive = backend.tcp_keepalive.map(tcp_keepalive);
             mapped
         })
         .collect();

@@ -431,5 +431,6 @@ pub fn is_interface_name(name: &str) -> bool {
 
 #[cfg(test)]
 mod connection_tests;
+mod connections;
 #[cfg(test)]
 mod tests;

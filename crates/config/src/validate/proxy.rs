@@ -79,6 +79,11 @@ impl Checker<'_> {
                     1u32,
                 )
             }),
+            tcp_keepalive: self.tcp_keepalive(raw.tcp_keepalive, &format!("{path}.tcp_keepalive")),
+            proxy_header_timeout: self.proxy_header_timeout(
+                raw.proxy_header_timeout.as_deref(),
+                &format!("{path}.proxy_header_timeout"),
+            ),
         }
     }
 
@@ -197,6 +202,7 @@ impl Checker<'_> {
                 BACKEND_MAX_QUEUE,
             ),
             servers,
+            tcp_keepalive: self.tcp_keepalive(raw.tcp_keepalive, &format!("{path}.tcp_keepalive")),
         }
     }
 

@@ -2,6 +2,7 @@
 //! from the FIN, TCP keepalive on both sockets.
 
 use std::io::ErrorKind;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::test_servers::*;
@@ -103,4 +104,68 @@ async fn the_fin_timeout_counts_from_the_fin() {
     let (received, ended) = read_until_end(&mut client).await;
     ended.unwrap();
     assert_eq!(received, b"answer");
+}
+
+/// The established socket from `local` to `peer`, as `ss` shows it with its timers: kernel state
+/// that vipd's code does not report itself.
+fn socket_line(local: SocketAddr, peer: SocketAddr) -> String {
+    let filter = format!("( sport = :{} and dport = :{} )", local.port(), peer.port());
+    let output = std::process::Command::new("ss")
+        .args(["-tnoH", "state", "established", &filter])
+        .output()
+        .expect("ss (iproute2) runs");
+    // Without a state column: Recv-Q Send-Q Local Peer [timer].
+    let (local, peer) = (local.to_string(), peer.to_string());
+    let lines: Vec<String> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            columns.get(2) == Some(&local.as_str()) && columns.get(3) == Some(&peer.as_str())
+        })
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 1, "{local} → {peer}: {lines:?}");
+    lines[0].clone()
+}
+
+/// Both of a session's sockets carry a keepalive timer: a peer that vanished without FIN or RST
+/// is found out by probes, the session then fails and frees its slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_sockets_of_a_session_keep_alive() {
+    let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let server_address = listener.local_addr().unwrap();
+    let proxy = Proxy::start(single(&[("s", server_address)]))
+        .await
+        .unwrap();
+    let front = frontend_address(&proxy, "front");
+    let mut client = TcpStream::connect(front).await.unwrap();
+    client.write_all(b"hello").await.unwrap();
+    let (mut server, proxy_end) = listener.accept().await.unwrap();
+    let mut hello = [0u8; 5];
+    server.read_exact(&mut hello).await.unwrap();
+    // The server socket gets keepalive once the session has lasted a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let client_side = socket_line(front, client.local_addr().unwrap());
+    assert!(client_side.contains("timer:(keepalive"), "{client_side}");
+    let server_side = socket_line(proxy_end, server_address);
+    assert!(server_side.contains("timer:(keepalive"), "{server_side}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_header_timeout_is_configurable() {
+    let echo = EchoServer::start(addr("127.0.0.2:0")).await;
+    let mut config = single(&[("e", echo.address)]);
+    config.frontends[0].accept_proxy = true;
+    config.frontends[0].proxy_header_timeout = Duration::from_millis(300);
+    let proxy = Proxy::start(config).await.unwrap();
+    let mut silent = TcpStream::connect(frontend_address(&proxy, "front"))
+        .await
+        .unwrap();
+    // Well under the 5 s default, well over 300 ms.
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(Duration::from_secs(3), silent.read(&mut byte))
+        .await
+        .expect("closed after the configured PROXY header timeout");
+    assert!(matches!(read, Ok(0) | Err(_)));
+    assert_eq!(proxy.stats().frontends[0].proxy_header_errors, 1);
 }
