@@ -123,6 +123,27 @@ pub struct Frontend {
     pub backend: String,
     pub accept_proxy: bool,
     pub max_connections: Option<u32>,
+    /// `tcp_keepalive` of client sockets; `None` writes nothing (vipd's default: on).
+    pub tcp_keepalive: Option<TcpKeepalive>,
+}
+
+/// `tcp_keepalive`: `enabled` and the timings HAProxy gave.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TcpKeepalive {
+    pub enabled: bool,
+    pub idle: Option<Duration>,
+    pub interval: Option<Duration>,
+    pub count: Option<u32>,
+}
+
+impl TcpKeepalive {
+    /// On, with vipd's timings: nothing to write.
+    pub fn default_enabled() -> Self {
+        Self {
+            enabled: true,
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -138,6 +159,8 @@ pub struct Backend {
     pub health: Health,
     pub max_queue: Option<u32>,
     pub servers: Vec<Server>,
+    /// `tcp_keepalive` of server sockets; `None` writes nothing (vipd's default: on).
+    pub tcp_keepalive: Option<TcpKeepalive>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -195,6 +195,25 @@ fn render_frontend(out: &mut String, frontend: &Frontend) {
     if let Some(max) = frontend.max_connections {
         let _ = writeln!(out, "    max_connections: {max}");
     }
+    render_tcp_keepalive(out, frontend.tcp_keepalive.as_ref());
+}
+
+fn render_tcp_keepalive(out: &mut String, keepalive: Option<&crate::draft::TcpKeepalive>) {
+    let Some(keepalive) = keepalive else { return };
+    let mut fields = Vec::new();
+    if !keepalive.enabled {
+        fields.push("enabled: false".to_owned());
+    }
+    if let Some(idle) = keepalive.idle {
+        fields.push(format!("idle: {}", duration(idle)));
+    }
+    if let Some(interval) = keepalive.interval {
+        fields.push(format!("interval: {}", duration(interval)));
+    }
+    if let Some(count) = keepalive.count {
+        fields.push(format!("count: {count}"));
+    }
+    let _ = writeln!(out, "    tcp_keepalive: {{ {} }}", fields.join(", "));
 }
 
 fn render_backend(out: &mut String, backend: &Backend) {
@@ -232,6 +251,7 @@ fn render_backend(out: &mut String, backend: &Backend) {
     if let Some(max_queue) = backend.max_queue {
         let _ = writeln!(out, "    max_queue: {max_queue}");
     }
+    render_tcp_keepalive(out, backend.tcp_keepalive.as_ref());
     out.push_str("    servers:\n");
     for server in &backend.servers {
         let mut parts = vec![

@@ -3,6 +3,7 @@
 
 use super::bind::socket_address;
 use super::check::{health, is_tls_check};
+use super::keepalive::draft_keepalive;
 use super::section::{Kind, Section, ServerLine, ServerOptions};
 use super::timeout::timeouts;
 use crate::draft::{Backend, Server};
@@ -89,6 +90,7 @@ pub(super) fn backend(
     }
     let health = health(section, first_checked, &mut notes, warnings);
     let timeout = timeouts(section, &frontends, &mut notes);
+    let tcp_keepalive = draft_keepalive(&section.server_keepalive, &mut notes);
     Some(Backend {
         from: section.at.clone(),
         notes,
@@ -101,6 +103,7 @@ pub(super) fn backend(
         health,
         max_queue,
         servers,
+        tcp_keepalive,
     })
 }
 

@@ -10,6 +10,7 @@ mod bind;
 mod check;
 mod directives;
 mod frontends;
+mod keepalive;
 mod section;
 mod server;
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::keepalive::KeepaliveSide;
 use crate::Location;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,6 +71,8 @@ pub(super) struct Section {
     pub(super) expect_status: Option<Vec<u16>>,
     pub(super) default_server: ServerOptions,
     pub(super) servers: Vec<ServerLine>,
+    pub(super) client_keepalive: KeepaliveSide,
+    pub(super) server_keepalive: KeepaliveSide,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -103,6 +106,8 @@ impl Section {
             expect_status: None,
             default_server: ServerOptions::default(),
             servers: Vec::new(),
+            client_keepalive: KeepaliveSide::default(),
+            server_keepalive: KeepaliveSide::default(),
         }
     }
 

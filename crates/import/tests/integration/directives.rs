@@ -704,3 +704,36 @@ fn a_relative_program_is_skipped_with_what_to_write() {
         "keepalived.conf:5: `vip-up` is not an absolute path",
     );
 }
+
+#[test]
+fn tcp_keepalive_options_and_timings_map_to_each_side() {
+    let haproxy = "\
+frontend api
+    bind 198.51.100.50:6443
+    option clitcpka
+    clitcpka-idle 300
+    clitcpka-intvl 30s
+    default_backend apis
+backend apis
+    no option srvtcpka
+    server m1 198.51.100.21:6443 check
+";
+    let imported = translate(&in_instance(""), Some(haproxy));
+    let frontend = &imported.config.frontends[0];
+    let keepalive = frontend.tcp_keepalive.expect("client keepalive on");
+    assert_eq!(keepalive.idle, std::time::Duration::from_secs(300));
+    assert_eq!(keepalive.interval, std::time::Duration::from_secs(30));
+    assert_eq!(keepalive.count, 6, "vipd's default where HAProxy gave none");
+    assert_eq!(
+        imported.config.backends[0].tcp_keepalive, None,
+        "{}",
+        imported.yaml
+    );
+    assert!(
+        !warnings(&imported)
+            .iter()
+            .any(|warning| warning.contains("tcpka")),
+        "{:?}",
+        warnings(&imported)
+    );
+}
