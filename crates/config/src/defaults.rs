@@ -46,3 +46,15 @@ pub const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 pub const TCP_KEEPALIVE_COUNT: u32 = 6;
 /// `frontends[].proxy_header_timeout`: how long a client may take to send its PROXY header.
 pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `shutdown_grace`: how long SIGTERM lets proxy sessions drain.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The longest `shutdown_grace`. With [`SHUTDOWN_AFTER_DRAIN`] it fits in the shipped unit's
+/// `TimeoutStopSec` (deploy/systemd/vipd.service), so systemd never kills a drain vipd would
+/// have finished. Longer drains save little: once the VIP has moved, the sessions still open on
+/// it cannot reach this node (docs/operations.md, Stopping and draining).
+pub const SHUTDOWN_GRACE_MAX: Duration = Duration::from_secs(120);
+/// What a stop may take besides the drain: releasing the VIPs before it (priority-0 adverts,
+/// netlink) and stopping the control server after it. The daemon exits at
+/// `shutdown_grace + SHUTDOWN_AFTER_DRAIN` whatever is still running.
+pub const SHUTDOWN_AFTER_DRAIN: Duration = Duration::from_secs(10);

@@ -18,7 +18,8 @@ pub struct Config {
     /// `node`; `None` means "use the hostname", see [`Config::node_name`].
     pub node: Option<String>,
     pub control: Control,
-    /// How long SIGTERM waits for proxy sessions to drain (default 5s).
+    /// How long SIGTERM waits for proxy sessions to drain (default 5s, at most
+    /// [`defaults::SHUTDOWN_GRACE_MAX`]).
     pub shutdown_grace: Duration,
     /// Concurrent proxy sessions over all frontends (default 100000).
     pub max_connections: u32,

@@ -246,6 +246,11 @@ impl<H: Host> Supervisor<H> {
         })
     }
 
+    /// `shutdown_grace` of the configuration in force.
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        self.config.shutdown_grace
+    }
+
     /// SIGTERM: every instance releases (priority 0, VIPs removed) first, so the peer takes over
     /// at once; then the proxy drains for up to `shutdown_grace`.
     pub async fn shutdown(self) {

@@ -97,3 +97,13 @@ fn the_proxy_header_timeout_defaults_to_5s() {
         Duration::from_millis(300)
     );
 }
+
+#[test]
+fn shutdown_grace_is_bounded_by_what_the_unit_waits_for() {
+    let limit = crate::defaults::SHUTDOWN_GRACE_MAX;
+    let at_limit = format!("shutdown_grace: {}s\n{BASE}", limit.as_secs());
+    assert_eq!(valid(&at_limit).shutdown_grace, limit);
+    let beyond = format!("shutdown_grace: {}s\n{BASE}", limit.as_secs() + 1);
+    let errors = Config::from_yaml_str(&beyond).unwrap_err().0;
+    assert_eq!(errors[0].path, "shutdown_grace", "{errors:?}");
+}

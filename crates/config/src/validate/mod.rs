@@ -36,8 +36,8 @@ pub fn validate(
     let shutdown_grace = checker.duration(
         document.shutdown_grace.as_deref(),
         "shutdown_grace",
-        Duration::from_secs(5),
-        Duration::ZERO..=Duration::from_secs(3600),
+        crate::defaults::SHUTDOWN_GRACE,
+        Duration::ZERO..=crate::defaults::SHUTDOWN_GRACE_MAX,
     );
     let max_connections = checker.integer(
         document.max_connections,
