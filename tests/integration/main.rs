@@ -22,6 +22,7 @@ mod import;
 mod keepalived_interop;
 mod lab_command;
 mod own_address;
+mod proxy_keepalive;
 mod reload_control;
 mod renumbered_peer;
 mod scenarios_active_standby;
