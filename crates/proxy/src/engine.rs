@@ -253,8 +253,14 @@ impl Engine {
             };
             let actual = socket.local_addr().unwrap_or(address);
             let stop = self.hard_stop.child_token();
-            let tasks = self
-                .listener_group(socket, &name, actual)
+            let group = self.listener_group(socket, &name, actual);
+            let keepalive = shared.settings.load().tcp_keepalive;
+            for socket in &group {
+                if let Err(error) = frontend::set_listener_keepalive(socket, keepalive.as_ref()) {
+                    tracing::warn!(frontend = %name, %error, "cannot set TCP keepalive on the listener");
+                }
+            }
+            let tasks = group
                 .into_iter()
                 .zip(self.threads.handles().iter().enumerate())
                 .map(|(socket, (index, thread))| {

@@ -242,20 +242,29 @@ impl KeepaliveOnListener {
         if matches!(self, Self::Applied(applied) if *applied == wanted) {
             return;
         }
-        let socket = socket2::SockRef::from(listener);
-        let result = match &wanted {
-            Some(keepalive) => keepalive.apply(&socket),
-            None => socket
-                .set_keepalive(false)
-                .and_then(|()| socket.set_tcp_user_timeout(None)),
-        };
-        match result {
+        match set_listener_keepalive(listener, wanted.as_ref()) {
             Ok(()) => *self = Self::Applied(wanted),
             Err(error) => {
                 // Tried again on the next accept; sessions are served without it meanwhile.
                 tracing::warn!(frontend = %frontend.name, %error, "cannot set TCP keepalive on the listener");
             }
         }
+    }
+}
+
+/// Sets (or clears) the keepalive settings of a listening socket, which the connections it
+/// accepts from now on inherit ([`KeepaliveOnListener`]). Called at bind time too, so that the
+/// first connections, which may arrive before the accept loop first runs, have it.
+pub fn set_listener_keepalive(
+    listener: &impl std::os::fd::AsFd,
+    keepalive: Option<&TcpKeepalive>,
+) -> io::Result<()> {
+    let socket = socket2::SockRef::from(listener);
+    match keepalive {
+        Some(keepalive) => keepalive.apply(&socket),
+        None => socket
+            .set_keepalive(false)
+            .and_then(|()| socket.set_tcp_user_timeout(None)),
     }
 }
 

@@ -33,6 +33,21 @@ fn open_fds() -> u64 {
     std::fs::read_dir("/proc/self/fd").unwrap().count() as u64
 }
 
+/// Lowers the fd limit and takes every free fd but `spare`; the guard restores the limit, and
+/// dropping the files frees them.
+fn exhaust_fds_but(spare: usize) -> (FdLimitGuard, Vec<std::fs::File>) {
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    let restore = FdLimitGuard { soft, hard };
+    setrlimit(Resource::RLIMIT_NOFILE, open_fds() + 64, hard).unwrap();
+    let mut filler = Vec::new();
+    while let Ok(file) = std::fs::File::open("/dev/null") {
+        filler.push(file);
+        assert!(filler.len() < 10_000, "fd limit not effective");
+    }
+    filler.truncate(filler.len() - spare);
+    (restore, filler)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emfile_on_accept_backs_off_and_recovers() {
     let _alone = ONE_AT_A_TIME.lock().await;
@@ -41,16 +56,8 @@ async fn emfile_on_accept_backs_off_and_recovers() {
     let front = frontend_address(&proxy, "front");
     assert_eq!(echo_once(front, b"warm").await.unwrap(), b"warm");
 
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    let _restore = FdLimitGuard { soft, hard };
-    setrlimit(Resource::RLIMIT_NOFILE, open_fds() + 64, hard).unwrap();
-    // Fill every free fd, then free exactly one for the client's socket.
-    let mut filler = Vec::new();
-    while let Ok(file) = std::fs::File::open("/dev/null") {
-        filler.push(file);
-        assert!(filler.len() < 10_000, "fd limit not effective");
-    }
-    filler.pop();
+    // Every free fd taken but one, for the client's socket.
+    let (_restore, filler) = exhaust_fds_but(1);
     let mut client = TcpStream::connect(front).await.unwrap();
     client.write_all(b"after the drought").await.unwrap();
 
@@ -84,16 +91,8 @@ async fn emfile_on_connect_does_not_count_against_the_server() {
     let front = frontend_address(&proxy, "front");
     assert_eq!(echo_once(front, b"warm").await.unwrap(), b"warm");
 
-    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    let _restore = FdLimitGuard { soft, hard };
-    setrlimit(Resource::RLIMIT_NOFILE, open_fds() + 64, hard).unwrap();
-    let mut filler = Vec::new();
-    while let Ok(file) = std::fs::File::open("/dev/null") {
-        filler.push(file);
-        assert!(filler.len() < 10_000, "fd limit not effective");
-    }
     // Two fds: the client's socket and the proxy's accepted one; none for the server socket.
-    filler.truncate(filler.len() - 2);
+    let (_restore, filler) = exhaust_fds_but(2);
     let mut client = TcpStream::connect(front).await.unwrap();
     let mut byte = [0u8; 1];
     let read = tokio::time::timeout(PATIENCE, client.read(&mut byte))

@@ -19,6 +19,29 @@ fn reset(stream: TcpStream) {
     drop(stream);
 }
 
+/// A server on 127.0.0.2 that hands its first connection to `handle`.
+async fn serve_one<F, Fut>(handle: F) -> (SocketAddr, tokio::task::JoinHandle<Fut::Output>)
+where
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future + Send + 'static,
+    Fut::Output: Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        handle(stream).await
+    });
+    (address, server)
+}
+
+/// A client of the proxy's frontend `front`.
+async fn client_of(proxy: &Proxy) -> TcpStream {
+    TcpStream::connect(frontend_address(proxy, "front"))
+        .await
+        .unwrap()
+}
+
 /// Reads until end of stream or an error; what was read, and how it ended.
 async fn read_until_end(stream: &mut TcpStream) -> (Vec<u8>, std::io::Result<()>) {
     let mut received = Vec::new();
@@ -30,22 +53,18 @@ async fn read_until_end(stream: &mut TcpStream) -> (Vec<u8>, std::io::Result<()>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_reset_mid_response_reaches_the_client_as_a_reset() {
-    let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
-    let server_address = listener.local_addr().unwrap();
-    let _server = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
+    let (server_address, _server) = serve_one(|mut stream| async move {
         let mut request = [0u8; 7];
         stream.read_exact(&mut request).await.unwrap();
         stream.write_all(b"first half of the resp").await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         reset(stream);
-    });
+    })
+    .await;
     let proxy = Proxy::start(single(&[("s", server_address)]))
         .await
         .unwrap();
-    let mut client = TcpStream::connect(frontend_address(&proxy, "front"))
-        .await
-        .unwrap();
+    let mut client = client_of(&proxy).await;
     client.write_all(b"request").await.unwrap();
     let (received, ended) = read_until_end(&mut client).await;
     assert!(b"first half of the resp".starts_with(&received));
@@ -55,18 +74,12 @@ async fn a_server_reset_mid_response_reaches_the_client_as_a_reset() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_reset_reaches_the_server_as_a_reset() {
-    let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
-    let server_address = listener.local_addr().unwrap();
-    let server = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
-        read_until_end(&mut stream).await
-    });
+    let (server_address, server) =
+        serve_one(|mut stream| async move { read_until_end(&mut stream).await }).await;
     let proxy = Proxy::start(single(&[("s", server_address)]))
         .await
         .unwrap();
-    let mut client = TcpStream::connect(frontend_address(&proxy, "front"))
-        .await
-        .unwrap();
+    let mut client = client_of(&proxy).await;
     client.write_all(b"half an upload").await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     reset(client);
@@ -79,24 +92,20 @@ async fn a_client_reset_reaches_the_server_as_a_reset() {
 /// gets an answer sent within `fin` of it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fin_timeout_counts_from_the_fin() {
-    let listener = TcpListener::bind("127.0.0.2:0").await.unwrap();
-    let server_address = listener.local_addr().unwrap();
-    let _server = tokio::spawn(async move {
-        let (mut stream, _) = listener.accept().await.unwrap();
+    let (server_address, _server) = serve_one(|mut stream| async move {
         let mut request = Vec::new();
         stream.read_to_end(&mut request).await.unwrap();
         tokio::time::sleep(Duration::from_millis(1200)).await;
         stream.write_all(b"answer").await.unwrap();
-    });
+    })
+    .await;
     let mut config = single(&[("s", server_address)]);
     config.backends[0].timeout = Timeouts {
         fin: Some(Duration::from_secs(2)),
         ..Timeouts::default()
     };
     let proxy = Proxy::start(config).await.unwrap();
-    let mut client = TcpStream::connect(frontend_address(&proxy, "front"))
-        .await
-        .unwrap();
+    let mut client = client_of(&proxy).await;
     client.write_all(b"question").await.unwrap();
     // Quiet for most of `fin` before the FIN: from the last byte, the answer comes after `fin`.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -158,9 +167,7 @@ async fn the_proxy_header_timeout_is_configurable() {
     config.frontends[0].accept_proxy = true;
     config.frontends[0].proxy_header_timeout = Duration::from_millis(300);
     let proxy = Proxy::start(config).await.unwrap();
-    let mut silent = TcpStream::connect(frontend_address(&proxy, "front"))
-        .await
-        .unwrap();
+    let mut silent = client_of(&proxy).await;
     // Well under the 5 s default, well over 300 ms.
     let mut byte = [0u8; 1];
     let read = tokio::time::timeout(Duration::from_secs(3), silent.read(&mut byte))
