@@ -252,6 +252,11 @@ async fn reload(
             return None;
         }
     };
+    // Before the proxy admits more sessions: a reload may raise max_connections.
+    let (fd_limit, fd_warning) = crate::daemon::fd_limit::raise(&config);
+    if let Some(warning) = fd_warning {
+        warn!(fd_limit, "{warning}");
+    }
     match supervisor.reload(config.clone()).await {
         Ok(()) => {
             info!("reload done");
