@@ -144,6 +144,9 @@ pub struct BackendConfig {
     /// Sessions that may wait for a free slot when every usable server is at its `max_connections`;
     /// beyond this, new sessions are refused at once.
     pub max_queue: usize,
+    /// A server that comes back (up again, or out of maintenance) ramps its weight and
+    /// `max_connections` from nothing to full over this long (HAProxy's `slowstart`).
+    pub slow_start: Option<Duration>,
 }
 
 impl BackendConfig {
@@ -159,6 +162,7 @@ impl BackendConfig {
             health: None,
             servers,
             max_queue: widen(defaults::BACKEND_MAX_QUEUE),
+            slow_start: None,
         }
     }
 }

@@ -51,14 +51,16 @@ mod error;
 mod forward;
 mod frontend;
 mod health;
+mod limit;
 pub mod proxy_protocol;
 mod session;
 mod session_threads;
+mod slow_start;
 mod stats;
 
 pub use balance::{Balancer, Candidate};
 pub use config::*;
-pub use engine::Proxy;
+pub use engine::{PreparedReload, Proxy};
 pub use error::Error;
 pub use health::{CheckFailure, Checker, HealthState};
 pub use stats::*;

@@ -9,13 +9,13 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::backend::{Backend, Pick, ServerSlot};
 use crate::config::ProxyProtocol;
 use crate::forward::{SessionCounters, SessionEnd, forward, read_waiting, send_now, write_all};
 use crate::frontend::FrontendShared;
+use crate::limit::LimitPermit;
 use crate::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader, ProxyHeaderError};
 use crate::session_threads::LoadShare;
 
@@ -61,7 +61,7 @@ pub struct Accepted {
     pub frontend: Arc<FrontendShared>,
     pub backend: Arc<Backend>,
     /// Frontend and global connection-limit permits, released when the session ends.
-    pub permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    pub permits: (LimitPermit, LimitPermit),
     /// The session counted on its thread, for the choice of thread for the next ones.
     pub load: LoadShare,
 }

@@ -31,6 +31,10 @@ pub struct ProxySummary {
     pub sessions_current: u64,
     /// The global `max_connections` of the proxy.
     pub max_connections: u64,
+    /// The global limit in force: above `max_connections` after a reload lowered it while more
+    /// sessions were open, until enough of them end.
+    #[serde(default)]
+    pub max_connections_in_force: u64,
 }
 
 impl NodeStatus {
@@ -52,6 +56,7 @@ impl NodeStatus {
         self.proxy = ProxySummary {
             sessions_current: stats.sessions_current,
             max_connections: saturating_u64(stats.max_connections),
+            max_connections_in_force: saturating_u64(stats.max_connections_in_force),
         };
         self.frontends = stats.frontends.iter().map(FrontendStatus::from).collect();
         self.backends = stats.backends.iter().map(BackendStatus::from).collect();
@@ -249,6 +254,10 @@ pub struct FrontendStatus {
     pub bytes_spliced: u64,
     pub proxy_header_errors: u64,
     pub accept_errors: u64,
+    /// The limit in force: above `max_connections` after a reload lowered it while more sessions
+    /// were open, until enough of them end.
+    #[serde(default)]
+    pub max_connections_in_force: u64,
 }
 
 impl From<&FrontendStats> for FrontendStatus {
@@ -265,6 +274,7 @@ impl From<&FrontendStats> for FrontendStatus {
             bytes_spliced: stats.bytes_spliced,
             proxy_header_errors: stats.proxy_header_errors,
             accept_errors: stats.accept_errors,
+            max_connections_in_force: saturating_u64(stats.max_connections_in_force),
         }
     }
 }
