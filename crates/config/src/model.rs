@@ -314,6 +314,9 @@ pub struct Backend {
     pub max_queue: u32,
     /// Never empty.
     pub servers: Vec<Server>,
+    /// A server that comes back (up again, or out of maintenance) ramps its weight and
+    /// `max_connections` up over this long (HAProxy's `slowstart`); `None`: at once.
+    pub slow_start: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]

@@ -189,6 +189,8 @@ pub struct Backend {
     pub max_queue: Option<i64>,
     #[serde(default)]
     pub servers: Vec<Server>,
+    /// Added to the contract (docs/design/proxy.md, Slow start): a server coming back ramps up.
+    pub slow_start: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -11,7 +11,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::balance::{Balancer, Candidate};
-use crate::config::{Balance, BackendConfig, OnServerDown, ServerConfig};
+use crate::config::{BackendConfig, Balance, OnServerDown, ServerConfig};
 use crate::health::{Checker, HealthState};
 use crate::session::ConnectsAtOnce;
 use crate::slow_start::SlowStart;

@@ -533,7 +533,11 @@ impl Proxy {
 
     /// Clears the weight set by [`Proxy::set_server_weight`]: the configured weight applies again.
     pub fn reset_server_weight(&self, backend: &str, server: &str) -> Result<(), Error> {
-        self.with_server(backend, server, crate::backend::Server::clear_weight_override)
+        self.with_server(
+            backend,
+            server,
+            crate::backend::Server::clear_weight_override,
+        )
     }
 
     fn set_admin_state(&self, backend: &str, server: &str, state: AdminState) -> Result<(), Error> {

@@ -78,8 +78,7 @@ impl SlowStart {
 
     /// `max_connections` in force now: ramped while the server comes back.
     pub fn limit(&self, max: u64) -> u64 {
-        self.progress()
-            .map_or(max, |progress| ramp(max, progress))
+        self.progress().map_or(max, |progress| ramp(max, progress))
     }
 }
 

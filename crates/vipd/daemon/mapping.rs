@@ -168,6 +168,7 @@ pub fn proxy_config(config: &Config) -> vipd_proxy::ProxyConfig {
             };
             mapped.health = Some(check);
             mapped.max_queue = widen(backend.max_queue);
+            mapped.slow_start = backend.slow_start;
             mapped
         })
         .collect();

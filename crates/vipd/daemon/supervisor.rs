@@ -538,6 +538,7 @@ impl Control for NodeControl {
             ServerAction::SetWeight(weight) => {
                 self.proxy.set_server_weight(backend, server, weight)?;
             }
+            ServerAction::ResetWeight => self.proxy.reset_server_weight(backend, server)?,
         }
         info!(backend, server, ?action, "server admin action");
         Ok(())

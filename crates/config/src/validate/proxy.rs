@@ -197,6 +197,18 @@ impl Checker<'_> {
                 BACKEND_MAX_QUEUE,
             ),
             servers,
+            slow_start: raw
+                .slow_start
+                .as_deref()
+                .map(|text| {
+                    self.duration(
+                        Some(text),
+                        &format!("{path}.slow_start"),
+                        Duration::ZERO,
+                        Duration::ZERO..=Duration::from_secs(3600),
+                    )
+                })
+                .filter(|duration| !duration.is_zero()),
         }
     }
 

@@ -9,4 +9,5 @@ mod test_servers;
 
 mod forwarding;
 mod proxy_protocol;
+mod reload_state;
 mod runtime;
