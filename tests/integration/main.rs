@@ -23,6 +23,7 @@ mod keepalived_interop;
 mod lab_command;
 mod own_address;
 mod reload_control;
+mod reload_under_load;
 mod renumbered_peer;
 mod scenarios_active_standby;
 mod scenarios_failures;
