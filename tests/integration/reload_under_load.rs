@@ -3,6 +3,7 @@
 //! server's state. No request fails, the frontend tracker never sees a server down (the node's
 //! priority stays constant), and a server drained through the API stays drained.
 
+use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -28,10 +29,10 @@ fn start_nginx(lab: &Lab, scratch: &Scratch) -> LabProcess {
         std::fs::create_dir_all(work.join(dir)).expect("nginx dirs");
     }
     let address = lab.host(BACKEND).ipv4;
-    let listens: String = PORTS
-        .iter()
-        .map(|port| format!("        listen {address}:{port};\n"))
-        .collect();
+    let mut listens = String::new();
+    for port in PORTS {
+        let _ = writeln!(listens, "        listen {address}:{port};");
+    }
     let work = work.display();
     let conf = scratch.write(
         "nginx.conf",
@@ -69,18 +70,17 @@ fn config(round: usize, vip: IpAddr, backend: IpAddr) -> String {
         0 => String::new(),
         step => format!(", max_connections: {}", 40 + 10 * step + round),
     };
-    let servers: String = (0..3)
-        .map(|server| {
-            format!(
-                "      - {{ name: s{}, address: \"{backend}:{}\", weight: {}, backup: {}{} }}\n",
-                server + 1,
-                PORTS[server],
-                1 + (server + round) % 3,
-                server == 1 && round % 2 == 1,
-                limit(server),
-            )
-        })
-        .collect();
+    let mut servers = String::new();
+    for (server, port) in PORTS.iter().enumerate() {
+        let _ = writeln!(
+            servers,
+            "      - {{ name: s{}, address: \"{backend}:{port}\", weight: {}, backup: {}{} }}",
+            server + 1,
+            1 + (server + round) % 3,
+            server == 1 && round % 2 == 1,
+            limit(server),
+        );
+    }
     format!(
         "node: lb1
 shutdown_grace: 1s

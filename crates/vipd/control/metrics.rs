@@ -585,6 +585,18 @@ fn server_metrics(encoder: &mut DescriptorEncoder, backends: &[BackendStatus]) -
         MetricType::Gauge,
         limits,
     )?;
+    let in_force = servers().filter_map(|(labels, server)| {
+        server
+            .max_connections_in_force
+            .map(|limit| (labels, Value::Count(limit)))
+    });
+    family(
+        encoder,
+        "vipd_server_sessions_limit_in_force",
+        "Maximum of concurrent sessions in force: below the configured one during slow start (absent when unlimited).",
+        MetricType::Gauge,
+        in_force,
+    )?;
     family(
         encoder,
         "vipd_server_check_last_change_seconds",

@@ -240,3 +240,47 @@ async fn a_server_back_from_maintenance_ramps_up_instead_of_taking_every_new_cli
         "{on_b} of 10 new sessions went to the server coming back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_back_from_failed_checks_ramps_up_but_not_at_start() {
+    let a = EchoServer::start(addr("127.0.0.2:0")).await;
+    let b = EchoServer::start(addr("127.0.0.3:0")).await;
+    let mut config = single(&[("a", a.address), ("b", b.address)]);
+    config.backends[0].balance = Balance::LeastConn;
+    config.backends[0].slow_start = Some(Duration::from_secs(30));
+    let mut health = HealthCheckConfig::new(HealthCheckKind::Tcp);
+    health.interval = Duration::from_millis(100);
+    health.timeout = Duration::from_millis(100);
+    (health.rise, health.fall) = (1, 1);
+    config.backends[0].health = Some(health);
+    let proxy = Proxy::start(config).await.unwrap();
+    let front = frontend_address(&proxy, "front");
+    eventually("both up", || proxy.stats().backends[0].servers_up == 2).await;
+    assert!(
+        !server_stats(&proxy.stats(), "back", "b").slow_starting,
+        "no slow start when the proxy starts"
+    );
+
+    let b_address = b.address;
+    b.stop();
+    drop(b);
+    eventually("b down", || !server_stats(&proxy.stats(), "back", "b").up).await;
+    let mut sessions = Vec::new();
+    for _ in 0..20 {
+        sessions.push(open_session(front).await);
+    }
+    let _b = EchoServer::start(b_address).await;
+    eventually("b up again", || {
+        server_stats(&proxy.stats(), "back", "b").up
+    })
+    .await;
+    assert!(server_stats(&proxy.stats(), "back", "b").slow_starting);
+    for _ in 0..10 {
+        sessions.push(open_session(front).await);
+    }
+    let on_b = server_stats(&proxy.stats(), "back", "b").sessions_current;
+    assert!(
+        on_b <= 3,
+        "{on_b} of 10 new sessions went to the server coming back"
+    );
+}
