@@ -6,8 +6,8 @@
 //! are withdrawn one by one as sessions end, so the limit in force comes down to the configured
 //! one and never drifts upward across reloads; raising the limit first cancels what is owed.
 
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -15,15 +15,13 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 #[derive(Debug)]
 pub struct Limit {
     permits: Arc<Semaphore>,
-    state: Mutex<LimitState>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct LimitState {
-    /// The configured limit.
-    max: usize,
-    /// Permits still to withdraw when sessions end: `max + owed` permits exist now.
-    owed: usize,
+    /// The configured limit; changed only under `changing`.
+    max: AtomicUsize,
+    /// Permits still to withdraw when sessions end: `max + owed` permits exist now. A session's
+    /// end reads it (one load while nothing is owed, the usual case).
+    owed: AtomicUsize,
+    /// Serialises [`Limit::set_max`].
+    changing: Mutex<()>,
 }
 
 /// One session's share of a [`Limit`]; returned (or withdrawn, if the limit owes one) on drop.
@@ -37,15 +35,10 @@ impl Limit {
     pub fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
             permits: Arc::new(Semaphore::new(max)),
-            state: Mutex::new(LimitState { max, owed: 0 }),
+            max: AtomicUsize::new(max),
+            owed: AtomicUsize::new(0),
+            changing: Mutex::new(()),
         })
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, LimitState> {
-        // Plain numbers: a panic elsewhere cannot leave them half-updated.
-        self.state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Waits for a free place, in order of arrival. `None` only if the limit was closed.
@@ -59,44 +52,51 @@ impl Limit {
 
     /// Changes the configured limit. Permits in use are withdrawn as their sessions end.
     pub fn set_max(&self, new: usize) {
-        let mut state = self.state();
-        let old = state.max;
+        let _one_at_a_time = self
+            .changing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let old = self.max.swap(new, Ordering::AcqRel);
         if new > old {
-            let mut raise = new - old;
-            let cancelled = raise.min(state.owed);
-            state.owed -= cancelled;
-            raise -= cancelled;
-            self.permits.add_permits(raise);
+            let raise = new - old;
+            let cancelled = take_up_to(&self.owed, raise);
+            self.permits.add_permits(raise - cancelled);
         } else if new < old {
             let lower = old - new;
             let withdrawn = self.permits.forget_permits(lower);
-            state.owed += lower - withdrawn;
+            self.owed.fetch_add(lower - withdrawn, Ordering::AcqRel);
         }
-        state.max = new;
     }
 
     /// The configured limit.
     pub fn max(&self) -> usize {
-        self.state().max
+        self.max.load(Ordering::Acquire)
     }
 
     /// How many sessions may be open right now: the configured limit plus the permits still owed
     /// after a lowering (sessions opened under the old limit that have not ended yet).
     pub fn in_force(&self) -> usize {
-        let state = self.state();
-        state.max + state.owed
+        self.max() + self.owed.load(Ordering::Acquire)
     }
 
     /// Withdraws `permit` if a lowering still owes one; else it goes back to the semaphore.
     fn give_back(&self, permit: OwnedSemaphorePermit) {
-        let mut state = self.state();
-        if state.owed > 0 {
-            state.owed -= 1;
+        if take_up_to(&self.owed, 1) == 1 {
             permit.forget();
         } else {
             drop(permit);
         }
     }
+}
+
+/// Takes at most `wanted` from `counter`; returns how much it took.
+fn take_up_to(counter: &AtomicUsize, wanted: usize) -> usize {
+    let previous = counter
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |owed| {
+            (owed > 0).then(|| owed - owed.min(wanted))
+        })
+        .unwrap_or(0);
+    previous.min(wanted)
 }
 
 impl Drop for LimitPermit {

@@ -63,7 +63,14 @@ impl SlowStart {
         let now = Instant::now().saturating_duration_since(*ORIGIN);
         let now = u64::try_from(now.as_nanos()).unwrap_or(u64::MAX);
         let elapsed = now.saturating_sub(began - 1);
-        (elapsed < total).then_some(Progress { elapsed, total })
+        if elapsed >= total {
+            // Over: later calls stop at the loads above (unless a new ramp began meanwhile).
+            let _ = self
+                .began
+                .compare_exchange(began, 0, Ordering::Relaxed, Ordering::Relaxed);
+            return None;
+        }
+        Some(Progress { elapsed, total })
     }
 
     /// `weight` as balancing sees it: scaled by [`WEIGHT_SCALE`] and ramped.
