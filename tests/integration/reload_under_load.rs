@@ -5,9 +5,9 @@
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::reload_control::{hang_up, log_of};
 use crate::support::{
     Scratch, holds, http_request, start_vipd, status, wait_for_control, wait_until,
 };
@@ -101,15 +101,6 @@ backends:
     servers:
 {servers}"
     )
-}
-
-fn log_of(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-fn hang_up(vipd: &LabProcess) {
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(vipd.pid()).expect("pid fits"));
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
 }
 
 /// Server `name` of backend `web` in the `/status` JSON.

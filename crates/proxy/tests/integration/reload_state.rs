@@ -217,9 +217,7 @@ async fn a_reload_that_fails_to_bind_changes_nothing() {
 async fn a_server_back_from_maintenance_ramps_up_instead_of_taking_every_new_client() {
     let a = EchoServer::start(addr("127.0.0.2:0")).await;
     let b = EchoServer::start(addr("127.0.0.3:0")).await;
-    let mut config = single(&[("a", a.address), ("b", b.address)]);
-    config.backends[0].balance = Balance::LeastConn;
-    config.backends[0].slow_start = Some(Duration::from_secs(30));
+    let config = least_conn_with_slow_start(&a, &b);
     let proxy = Proxy::start(config).await.unwrap();
     let front = frontend_address(&proxy, "front");
     proxy.disable_server("back", "b").unwrap();
@@ -228,26 +226,14 @@ async fn a_server_back_from_maintenance_ramps_up_instead_of_taking_every_new_cli
         sessions.push(open_session(front).await);
     }
     proxy.enable_server("back", "b").unwrap();
-    assert!(server_stats(&proxy.stats(), "back", "b").slow_starting);
-    for _ in 0..10 {
-        sessions.push(open_session(front).await);
-    }
-    // Without slow start least_conn gives b all ten (0 against 20 open); at the start of a 30 s
-    // ramp b's weight is 1/16 of a's, so a's 20 sessions weigh like b's 1.25.
-    let on_b = server_stats(&proxy.stats(), "back", "b").sessions_current;
-    assert!(
-        on_b <= 3,
-        "{on_b} of 10 new sessions went to the server coming back"
-    );
+    ten_new_sessions_mostly_avoid_b(&proxy, front, &mut sessions).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_back_from_failed_checks_ramps_up_but_not_at_start() {
     let a = EchoServer::start(addr("127.0.0.2:0")).await;
     let b = EchoServer::start(addr("127.0.0.3:0")).await;
-    let mut config = single(&[("a", a.address), ("b", b.address)]);
-    config.backends[0].balance = Balance::LeastConn;
-    config.backends[0].slow_start = Some(Duration::from_secs(30));
+    let mut config = least_conn_with_slow_start(&a, &b);
     let mut health = HealthCheckConfig::new(HealthCheckKind::Tcp);
     health.interval = Duration::from_millis(100);
     health.timeout = Duration::from_millis(100);
@@ -274,6 +260,25 @@ async fn a_server_back_from_failed_checks_ramps_up_but_not_at_start() {
         server_stats(&proxy.stats(), "back", "b").up
     })
     .await;
+    ten_new_sessions_mostly_avoid_b(&proxy, front, &mut sessions).await;
+}
+
+/// Servers `a` and `b` under `least_conn` with a 30 s `slow_start`.
+fn least_conn_with_slow_start(a: &EchoServer, b: &EchoServer) -> ProxyConfig {
+    let mut config = single(&[("a", a.address), ("b", b.address)]);
+    config.backends[0].balance = Balance::LeastConn;
+    config.backends[0].slow_start = Some(Duration::from_secs(30));
+    config
+}
+
+/// With 20 sessions on `a` and none on `b`, which just came back: without slow start
+/// least_conn gives `b` all ten new sessions; at the start of a 30 s ramp `b`'s weight is 1/16
+/// of `a`'s, so `a`'s 20 sessions weigh like `b`'s 1.25.
+async fn ten_new_sessions_mostly_avoid_b(
+    proxy: &Proxy,
+    front: SocketAddr,
+    sessions: &mut Vec<TcpStream>,
+) {
     assert!(server_stats(&proxy.stats(), "back", "b").slow_starting);
     for _ in 0..10 {
         sessions.push(open_session(front).await);
