@@ -165,8 +165,9 @@ impl<H: Host> Supervisor<H> {
 
     /// The fallible part of each instance's reload, done before anything changes: the router
     /// configuration of every instance the reload starts or changes, and the sockets of instances
-    /// that are new (a restarted one opens its sockets once the old one has released; a virtual
-    /// MAC interface is made once a removed instance that may own it has released).
+    /// that are new or restarted (a restarted one opens them again once the old one has
+    /// released). Instances with a virtual MAC are checked only for their configuration: their
+    /// interface is made once a removed instance that may own it has released.
     fn prepare_instances(&self, new: &Config) -> Result<HashMap<String, PreparedInstance<H>>> {
         let mut prepared = HashMap::new();
         for instance in &new.vrrp {
@@ -178,12 +179,23 @@ impl<H: Host> Supervisor<H> {
             let unspecified = unspecified_of(instance);
             VirtualRouter::new(mapping::router_config(instance, unspecified)?)
                 .with_context(|| format!("vrrp {}", instance.name))?;
-            if running.is_none() && instance.virtual_mac.is_none() {
-                let opened = self
-                    .open_instance(instance)
-                    .with_context(|| format!("vrrp {}", instance.name))?;
+            let restarts = running.is_some_and(|running| {
+                matches!(
+                    reload_effect(&running.config, instance),
+                    ReloadEffect::Restart(_)
+                )
+            });
+            if instance.virtual_mac.is_some() || (running.is_some() && !restarts) {
+                continue;
+            }
+            let opened = self
+                .open_instance(instance)
+                .with_context(|| format!("vrrp {}", instance.name))?;
+            if running.is_none() {
                 prepared.insert(instance.name.clone(), opened);
             }
+            // A restart opens its sockets again once the old router has released; opening them
+            // here proved it can (its new interface exists, say), and they close now.
         }
         Ok(prepared)
     }

@@ -536,6 +536,44 @@ backends:
     supervisor.shutdown().await;
 }
 
+/// docs/design/architecture.md, Reload: a restart onto an interface without a usable socket is
+/// found out before the running instance hands over, and refuses the reload.
+#[tokio::test(start_paused = true)]
+async fn a_restart_that_cannot_open_its_socket_leaves_the_master_running() {
+    let lan = MemoryLan::new();
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let addresses = Arc::clone(&host.addresses);
+    host.failing_interfaces
+        .lock()
+        .expect("lock")
+        .push("eth9".to_owned());
+    let mut supervisor = Supervisor::start(host, one_instance(150, "1s", "", ""))
+        .await
+        .expect("starts");
+    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+    let moved = config(&format!(
+        "vrrp:
+  - name: api
+    interface: eth9
+    vrid: 51
+    priority: 150
+    vips: [{VIP}/24]
+"
+    ));
+    let error = supervisor
+        .reload(moved)
+        .await
+        .expect_err("the restart cannot open its socket");
+    assert!(format!("{error:#}").contains("vrrp api"), "{error:#}");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let api = status(&supervisor, "api");
+    assert_eq!(api.state, VrrpState::Master);
+    assert_eq!(api.interface, "eth0");
+    assert_eq!(api.counters.priority_zero_sent, 0, "api never handed over");
+    assert!(has_vip(&addresses));
+    supervisor.shutdown().await;
+}
+
 /// Two nodes on one LAN: the higher priority becomes master; when it shuts down (priority 0),
 /// the other takes over after Skew_Time (RFC 9568 6.4.2), not after a full Master_Down_Interval.
 #[tokio::test(start_paused = true)]
