@@ -131,6 +131,10 @@ impl Server {
             .store(u64::from(config.weight), Ordering::Relaxed);
         self.slow_start
             .configure(backend.slow_start, backend.balance != Balance::Source);
+        if backend.health.is_none() {
+            // Without checks a server counts as up; nothing else would ever bring it back.
+            self.come_up_unchecked();
+        }
         // A raised or removed limit may have room for queued sessions.
         self.slot_freed.notify_waiters();
     }
@@ -255,6 +259,23 @@ impl Server {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         token.cancel();
         *token = self.hard_stop.child_token();
+    }
+
+    /// Up without a check: the backend's checks were removed by a reload.
+    fn come_up_unchecked(&self) {
+        let mut record = self.health();
+        if record.state.is_up() {
+            return;
+        }
+        let now = Instant::now();
+        let down_for = now.duration_since(record.since);
+        record.downtime += down_for;
+        record.since = now;
+        record.state = HealthState::new(true);
+        record.last_check = None;
+        record.been_up = true;
+        self.up.store(true, Ordering::Relaxed);
+        self.counters.transitions.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records one check result; returns whether the server flipped state.

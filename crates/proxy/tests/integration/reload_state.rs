@@ -289,3 +289,27 @@ async fn ten_new_sessions_mostly_avoid_b(
         "{on_b} of 10 new sessions went to the server coming back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_that_removes_the_checks_brings_a_down_server_up() {
+    let a = EchoServer::start(addr("127.0.0.2:0")).await;
+    let silent = std::net::TcpListener::bind("127.0.0.3:0").unwrap();
+    let nobody = silent.local_addr().unwrap();
+    drop(silent);
+    let mut config = single(&[("a", a.address), ("gone", nobody)]);
+    let mut health = HealthCheckConfig::new(HealthCheckKind::Tcp);
+    health.interval = Duration::from_millis(100);
+    health.rise = 1;
+    config.backends[0].health = Some(health);
+    let proxy = Proxy::start(config.clone()).await.unwrap();
+    eventually("a up", || server_stats(&proxy.stats(), "back", "a").up).await;
+    assert!(!server_stats(&proxy.stats(), "back", "gone").up);
+
+    config.backends[0].health = None;
+    proxy.apply(config).await.unwrap();
+    assert!(
+        server_stats(&proxy.stats(), "back", "gone").up,
+        "without checks every server counts as up"
+    );
+    assert_eq!(proxy.health().borrow().frontends["front"].servers_usable, 2);
+}
