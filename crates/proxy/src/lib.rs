@@ -3,8 +3,10 @@
 //! # Use
 //!
 //! The daemon maps its YAML model onto [`ProxyConfig`] and calls [`Proxy::start`]. From then on:
-//! [`Proxy::apply`] reloads by difference, [`Proxy::drain_server`] / [`Proxy::disable_server`] /
-//! [`Proxy::enable_server`] / [`Proxy::set_server_weight`] are the admin actions,
+//! [`Proxy::apply`] reloads by difference, all or nothing ([`Proxy::prepare`] does what can fail,
+//! [`PreparedReload::commit`] the rest), [`Proxy::drain_server`] / [`Proxy::disable_server`] /
+//! [`Proxy::enable_server`] / [`Proxy::set_server_weight`] / [`Proxy::reset_server_weight`] are
+//! the admin actions,
 //! [`Proxy::health`] is a `watch` channel of per-frontend backend health (for the trackers),
 //! [`Proxy::stats`] is a plain-data snapshot of every counter (for the metrics layer) and
 //! [`Proxy::shutdown`] drains with a deadline.
