@@ -952,3 +952,20 @@ fn warns_when_a_check_cannot_fail_on_both_nodes_within_the_window() {
         "    track: [{ interface: eth1, weight: -60 }, { file: /run/m, weight: -60 }]\n",
     ));
 }
+
+#[test]
+fn slow_start_is_off_by_default_and_bounded() {
+    let (config, _) = valid(BASE);
+    assert_eq!(config.backends[0].slow_start, None);
+    let with = |value: &str| {
+        BASE.replace(
+            "    health: { kind: https, path: /readyz }\n",
+            &format!("    health: {{ kind: https, path: /readyz }}\n    slow_start: {value}\n"),
+        )
+    };
+    let (config, _) = valid(&with("30s"));
+    assert_eq!(config.backends[0].slow_start, Some(Duration::from_secs(30)));
+    let (config, _) = valid(&with("0s"));
+    assert_eq!(config.backends[0].slow_start, None, "0 turns it off");
+    assert_error(&with("2h"), "backends[0].slow_start", 15, "out of range");
+}
