@@ -1,4 +1,4 @@
-//! SIGHUP under `wrk` load (docs/design/proxy.md, Reload and drain): ten reloads that change
+//! SIGHUP under load (docs/design/proxy.md, Reload and drain): ten reloads that change
 //! every server's `max_connections`, weights, backup flags and the backend's `balance` keep each
 //! server's state. No request fails, the frontend tracker never sees a server down (the node's
 //! priority stays constant), and a server drained through the API stays drained.
@@ -265,4 +265,102 @@ fn ten_reloads_under_wrk_load_fail_no_request_and_keep_every_server_state() {
         BALANCES[RELOADS % BALANCES.len()],
         "the last reload applied"
     );
+}
+
+/// docs/design/proxy.md, Reload and drain: a bind moves from the VIP to the wildcard of its port
+/// and back, one SIGHUP each, while a client loops through the VIP: no attempt fails, and the
+/// wildcard serves the node's own address too while it is bound.
+#[test]
+fn a_bind_moves_to_the_wildcard_of_its_port_and_back_without_a_failed_request() {
+    if !vipd_lab::e2e_enabled(
+        "a_bind_moves_to_the_wildcard_of_its_port_and_back_without_a_failed_request",
+    ) {
+        return;
+    }
+    const ANSWER: &str = "wildcard-move-backend";
+    let lab = Lab::new(3).expect("lab");
+    let scratch = Scratch::new("reload-wildcard");
+    let _backend = crate::support::start_backend(&lab, BACKEND, 8080, ANSWER);
+    let backend = lab.host(BACKEND).ipv4;
+    let vip = IpAddr::V4(Lab::vip_v4(5));
+    let own = IpAddr::V4(lab.host(LB).ipv4);
+    let file = |bind: IpAddr| {
+        format!(
+            "node: lb1
+shutdown_grace: 1s
+vrrp:
+  - {{ name: api, interface: eth0, vrid: 65, priority: 150, advert_interval: 100ms, vips: [{vip}/24] }}
+frontends:
+  - {{ name: web, bind: [\"{}\"], backend: web }}
+backends:
+  - name: web
+    health: {{ kind: tcp, interval: 200ms, timeout: 100ms, rise: 1, fall: 2 }}
+    servers:
+      - {{ name: b1, address: \"{backend}:8080\" }}
+",
+            SocketAddr::new(bind, 80)
+        )
+    };
+    let config_path = scratch.write("vipd.yaml", &file(vip));
+    let log = scratch.path("vipd.log");
+    let vipd = start_vipd(&lab, LB, &config_path, &log);
+    let serves = |address: IpAddr| {
+        crate::support::fetch(&lab, CLIENT, SocketAddr::new(address, 80))
+            .is_ok_and(|text| text.contains(ANSWER))
+    };
+    assert!(
+        wait_until(Duration::from_secs(15), || serves(vip)).is_some(),
+        "the VIP never served:\n{}",
+        log_of(&log)
+    );
+    assert!(!serves(own), "only the VIP is bound");
+    let client = crate::support::takeover_probe::retrying_client(
+        &lab,
+        CLIENT,
+        SocketAddr::new(vip, 80),
+        ANSWER,
+        Duration::from_secs(4),
+        Duration::from_secs(1),
+        Duration::from_secs(2),
+    );
+    let reload = |bind: IpAddr, count: usize| {
+        std::fs::write(&config_path, file(bind)).expect("rewrite the file");
+        hang_up(&vipd);
+        assert!(
+            wait_until(Duration::from_secs(5), || log_of(&log)
+                .matches("reload done")
+                .count()
+                >= count)
+            .is_some(),
+            "reload {count} not done:\n{}",
+            log_of(&log)
+        );
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    reload(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 1);
+    assert!(
+        serves(own),
+        "the wildcard does not serve the node's address"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    reload(vip, 2);
+    let record = client
+        .join()
+        .expect("client thread")
+        .expect("in client host");
+    eprintln!(
+        "wildcard move: {} requests answered, {} failed attempts, {} failed requests",
+        record.answered,
+        record.retried.len(),
+        record.errors.len()
+    );
+    assert!(record.answered > 0, "the client was never answered");
+    assert!(
+        record.errors.is_empty() && record.retried.is_empty(),
+        "requests failed while the bind moved: {:?} / {:?}\n{}",
+        record.retried,
+        record.errors,
+        log_of(&log)
+    );
+    assert!(!serves(own), "the wildcard was closed");
 }
