@@ -1,7 +1,8 @@
 //! SIGHUP under load (docs/design/proxy.md, Reload and drain): ten reloads that change
 //! every server's `max_connections`, weights, backup flags and the backend's `balance` keep each
 //! server's state. No request fails, the frontend tracker never sees a server down (the node's
-//! priority stays constant), and a server drained through the API stays drained.
+//! priority stays constant), and a server drained through the API stays drained. And a bind
+//! moving to the wildcard of its port and back, one reload each.
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +21,7 @@ const BACKEND: usize = 2;
 const PORTS: [u16; 3] = [8081, 8082, 8083];
 const RELOADS: usize = 10;
 const PRIORITY: u64 = 150;
+const ANSWER: &str = "wildcard-move-backend";
 const BALANCES: [&str; 4] = ["round_robin", "least_conn", "random", "source"];
 
 /// One nginx in the backend host answering 200 on each of [`PORTS`].
@@ -277,7 +279,6 @@ fn a_bind_moves_to_the_wildcard_of_its_port_and_back_without_a_failed_request() 
     ) {
         return;
     }
-    const ANSWER: &str = "wildcard-move-backend";
     let lab = Lab::new(3).expect("lab");
     let scratch = Scratch::new("reload-wildcard");
     let _backend = crate::support::start_backend(&lab, BACKEND, 8080, ANSWER);
