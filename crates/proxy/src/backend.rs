@@ -261,6 +261,14 @@ impl Server {
         *token = self.hard_stop.child_token();
     }
 
+    /// During slow start the limit grows with time, not only when a session ends: queued
+    /// sessions look again at every check.
+    fn wake_queue_while_ramping(&self) {
+        if self.max_connections().is_some() && self.slow_start.progress().is_some() {
+            self.slot_freed.notify_waiters();
+        }
+    }
+
     /// Up without a check: the backend's checks were removed by a reload.
     fn come_up_unchecked(&self) {
         let mut record = self.health();
@@ -616,6 +624,7 @@ impl CheckTask {
                 }
                 (self.on_flip)();
             }
+            self.server.wake_queue_while_ramping();
             // Faster checks while a state change is pending (HAProxy's fastinter).
             let interval = if self.server.is_transitioning() {
                 (config.interval / 4).max(Duration::from_millis(50))
