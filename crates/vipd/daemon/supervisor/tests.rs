@@ -466,12 +466,10 @@ async fn a_priority_lowered_in_place_below_the_peer_hands_over_like_a_tracker() 
     lb1.shutdown().await;
 }
 
-/// docs/design/architecture.md, Reload: all or nothing. A reload whose new instance cannot open
-/// its socket (here: its interface has none) is refused as a whole: the proxy keeps its
-/// listeners and limits (the new frontend is not bound, the port is free again), the trackers and
-/// the running instance keep their configuration.
-#[tokio::test(start_paused = true)]
-async fn a_reload_with_an_instance_that_cannot_start_changes_nothing() {
+/// `api` master on a host where interface eth9 has no usable VRRP socket, and the host's
+/// addresses.
+async fn master_on_a_host_without_eth9() -> (Supervisor<MemoryHost>, Arc<vipd_net::MemoryAddresses>)
+{
     let lan = MemoryLan::new();
     let host = MemoryHost::new(&lan, ip(LB1));
     let addresses = Arc::clone(&host.addresses);
@@ -479,10 +477,20 @@ async fn a_reload_with_an_instance_that_cannot_start_changes_nothing() {
         .lock()
         .expect("lock")
         .push("eth9".to_owned());
-    let mut supervisor = Supervisor::start(host, one_instance(150, "1s", "", ""))
+    let supervisor = Supervisor::start(host, one_instance(150, "1s", "", ""))
         .await
         .expect("starts");
     wait_for_state(&supervisor, "api", VrrpState::Master).await;
+    (supervisor, addresses)
+}
+
+/// docs/design/architecture.md, Reload: all or nothing. A reload whose new instance cannot open
+/// its socket (here: its interface has none) is refused as a whole: the proxy keeps its
+/// listeners and limits (the new frontend is not bound, the port is free again), the trackers and
+/// the running instance keep their configuration.
+#[tokio::test(start_paused = true)]
+async fn a_reload_with_an_instance_that_cannot_start_changes_nothing() {
+    let (mut supervisor, addresses) = master_on_a_host_without_eth9().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
@@ -540,17 +548,7 @@ backends:
 /// found out before the running instance hands over, and refuses the reload.
 #[tokio::test(start_paused = true)]
 async fn a_restart_that_cannot_open_its_socket_leaves_the_master_running() {
-    let lan = MemoryLan::new();
-    let host = MemoryHost::new(&lan, ip(LB1));
-    let addresses = Arc::clone(&host.addresses);
-    host.failing_interfaces
-        .lock()
-        .expect("lock")
-        .push("eth9".to_owned());
-    let mut supervisor = Supervisor::start(host, one_instance(150, "1s", "", ""))
-        .await
-        .expect("starts");
-    wait_for_state(&supervisor, "api", VrrpState::Master).await;
+    let (mut supervisor, addresses) = master_on_a_host_without_eth9().await;
     let moved = config(&format!(
         "vrrp:
   - name: api
