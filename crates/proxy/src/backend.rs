@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::balance::{Balancer, Candidate};
 use crate::config::{BackendConfig, OnServerDown, ServerConfig};
-use crate::health::{Checker, HealthState};
+use crate::health::{CheckTarget, Checker, HealthState, first_check_delay, jittered};
 use crate::session::ConnectsAtOnce;
 use crate::stats::{AdminState, BackendStats, ServerStats};
 
@@ -476,10 +476,11 @@ impl Backend {
         let Some(checker) = &self.checker else {
             return;
         };
-        for server in &self.servers {
+        for (server, server_config) in self.servers.iter().zip(&self.config.servers) {
             let task = CheckTask {
                 backend: self.config.name.clone(),
                 server: Arc::clone(server),
+                target: CheckTarget::of(&self.config, server_config),
                 checker: checker.clone(),
                 shutdown_sessions: self.config.on_server_down == OnServerDown::ShutdownSessions,
                 on_flip: Arc::clone(on_flip),
@@ -498,6 +499,7 @@ impl Backend {
 struct CheckTask {
     backend: String,
     server: Arc<Server>,
+    target: CheckTarget,
     checker: Checker,
     shutdown_sessions: bool,
     on_flip: Arc<dyn Fn() + Send + Sync>,
@@ -506,10 +508,12 @@ struct CheckTask {
 impl CheckTask {
     async fn run(self) {
         let config = self.checker.config().clone();
+        let mut random = fastrand::Rng::new();
+        tokio::time::sleep(first_check_delay(config.interval, &mut random)).await;
         loop {
             let result = self
                 .checker
-                .check(self.server.address)
+                .check(self.target)
                 .await
                 .map_err(|failure| failure.to_string());
             let failure = result.as_ref().err().cloned();
@@ -534,7 +538,7 @@ impl CheckTask {
             } else {
                 config.interval
             };
-            tokio::time::sleep(interval).await;
+            tokio::time::sleep(jittered(interval, config.jitter_percent, &mut random)).await;
         }
     }
 }
