@@ -128,6 +128,7 @@ pub fn proxy_config(config: &Config) -> vipd_proxy::ProxyConfig {
             check.rise = health.rise;
             check.fall = health.fall;
             check.initially_up = health.initially_up;
+            map_check_options(&health.options, &mut check);
             let mut mapped = proxy::BackendConfig::new(
                 backend.name.clone(),
                 backend
@@ -139,6 +140,7 @@ pub fn proxy_config(config: &Config) -> vipd_proxy::ProxyConfig {
                         weight: server.weight,
                         backup: server.backup,
                         max_connections: server.max_connections.map(widen),
+                        check_address: server.check_address,
                     })
                     .collect(),
             );
@@ -176,6 +178,37 @@ pub fn proxy_config(config: &Config) -> vipd_proxy::ProxyConfig {
     mapped.backends = backends;
     mapped.max_connections = widen(config.max_connections);
     mapped
+}
+
+/// `health` options of real clusters (docs/configuration.md, Health checks of real clusters).
+fn map_check_options(
+    options: &vipd_config::CheckOptions,
+    check: &mut vipd_proxy::HealthCheckConfig,
+) {
+    check.port = options.port;
+    check.send_proxy = options.send_proxy.map(proxy_protocol);
+    check.headers.clone_from(&options.headers);
+    check
+        .bearer_token_file
+        .clone_from(&options.bearer_token_file);
+    check.client_certificate =
+        options
+            .client_certificate
+            .as_ref()
+            .map(|client| vipd_proxy::ClientCertificate {
+                certificate_file: client.certificate_file.clone(),
+                key_file: client.key_file.clone(),
+            });
+    check.sni.clone_from(&options.sni);
+    check.jitter_percent = options.jitter_percent;
+}
+
+fn proxy_protocol(protocol: vipd_config::ProxyProtocol) -> vipd_proxy::ProxyProtocol {
+    match protocol {
+        vipd_config::ProxyProtocol::None => vipd_proxy::ProxyProtocol::None,
+        vipd_config::ProxyProtocol::V1 => vipd_proxy::ProxyProtocol::V1,
+        vipd_config::ProxyProtocol::V2 => vipd_proxy::ProxyProtocol::V2,
+    }
 }
 
 fn widen(limit: u32) -> usize {
