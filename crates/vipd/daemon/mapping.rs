@@ -214,3 +214,52 @@ fn proxy_protocol(protocol: vipd_config::ProxyProtocol) -> vipd_proxy::ProxyProt
 fn widen(limit: u32) -> usize {
     usize::try_from(limit).unwrap_or(usize::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_options_of_real_clusters_reach_the_proxy() {
+        let text = "\
+node: lb1
+frontends:
+  - { name: ingress, bind: [\"198.51.100.50:443\"], backend: ingress }
+backends:
+  - name: ingress
+    send_proxy: v2
+    health:
+      kind: https
+      port: 10254
+      send_proxy: v1
+      headers: { X-Probe: vipd }
+      bearer_token_file: /run/token
+      client_certificate: /etc/pki/client.pem
+      sni: ingress.test
+      jitter_percent: 20
+    servers:
+      - { name: n1, address: \"198.51.100.21:443\", check_address: 198.51.100.31 }
+";
+        let (config, _) = Config::from_yaml_str(text).unwrap();
+        let mapped = proxy_config(&config);
+        let backend = &mapped.backends[0];
+        let check = backend.health.as_ref().unwrap();
+        assert_eq!(check.port, Some(10254));
+        assert_eq!(check.send_proxy, Some(vipd_proxy::ProxyProtocol::V1));
+        assert_eq!(check.headers, vec![("X-Probe".into(), "vipd".into())]);
+        assert_eq!(check.bearer_token_file, Some("/run/token".into()));
+        assert_eq!(
+            check.client_certificate,
+            Some(vipd_proxy::ClientCertificate {
+                certificate_file: "/etc/pki/client.pem".into(),
+                key_file: None,
+            })
+        );
+        assert_eq!(check.sni.as_deref(), Some("ingress.test"));
+        assert_eq!(check.jitter_percent, 20);
+        assert_eq!(
+            backend.servers[0].check_address,
+            Some("198.51.100.31".parse().unwrap())
+        );
+    }
+}

@@ -157,3 +157,7 @@ pub(super) fn is_host_name(name: &str) -> bool {
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || c == '/')
 }
+
+#[cfg(test)]
+#[path = "check_options_tests.rs"]
+mod tests;
