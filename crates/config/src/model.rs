@@ -382,8 +382,8 @@ pub struct HealthCheck {
     pub options: CheckOptions,
 }
 
-/// What checks of real clusters need beyond kind and timing (docs/configuration.md, Health
-/// checks of real clusters).
+/// What checks of real clusters need beyond kind and timing (docs/design/proxy.md, Checks of real
+/// clusters).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckOptions {
     /// Port of every server's checks; `None`: the server's port.

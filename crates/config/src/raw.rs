@@ -238,7 +238,7 @@ pub struct Health {
     pub fall: Option<i64>,
     /// Added to the contract (docs/design/proxy.md): servers start up instead of down.
     pub initially_up: Option<bool>,
-    /// Options of real clusters (docs/configuration.md, Health checks of real clusters).
+    /// Options of real clusters (docs/design/proxy.md, Checks of real clusters).
     pub port: Option<i64>,
     pub send_proxy: Option<SendProxy>,
     pub headers: Option<BTreeMap<String, String>>,

@@ -180,7 +180,7 @@ pub fn proxy_config(config: &Config) -> vipd_proxy::ProxyConfig {
     mapped
 }
 
-/// `health` options of real clusters (docs/configuration.md, Health checks of real clusters).
+/// `health` options of real clusters (docs/design/proxy.md, Checks of real clusters).
 fn map_check_options(
     options: &vipd_config::CheckOptions,
     check: &mut vipd_proxy::HealthCheckConfig,
