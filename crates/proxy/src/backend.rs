@@ -509,7 +509,8 @@ impl CheckTask {
     async fn run(self) {
         let config = self.checker.config().clone();
         let mut random = fastrand::Rng::new();
-        tokio::time::sleep(first_check_delay(config.interval, &mut random)).await;
+        let first_wait = first_check_delay(config.interval, self.server.is_up(), &mut random);
+        tokio::time::sleep(first_wait).await;
         loop {
             let result = self
                 .checker

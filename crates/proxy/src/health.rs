@@ -310,10 +310,24 @@ fn parse_status_line(head: &[u8]) -> Result<Option<u16>, CheckFailure> {
     }
 }
 
-/// Wait before the first check after a start or reload: anywhere in the first interval, so that
-/// the checks of many servers, and all those a reload restarts, do not fire at the same instant.
-pub(crate) fn first_check_delay(interval: Duration, random: &mut fastrand::Rng) -> Duration {
-    interval.mul_f64(random.f64())
+/// Longest wait before the first check of a server that is not up: it is wanted in service soon.
+const MAX_FIRST_CHECK_WAIT_WHILE_DOWN: Duration = Duration::from_secs(1);
+
+/// Wait before the first check after a start or reload, at random so that the checks of many
+/// servers, and all those a reload restarts, do not fire at the same instant: within the interval
+/// for a server that is up, within the short interval (at most 1 s) for one that is not, so that a
+/// starting node's servers come up soon.
+pub(crate) fn first_check_delay(
+    interval: Duration,
+    up: bool,
+    random: &mut fastrand::Rng,
+) -> Duration {
+    let window = if up {
+        interval
+    } else {
+        (interval / 4).min(MAX_FIRST_CHECK_WAIT_WHILE_DOWN)
+    };
+    window.mul_f64(random.f64())
 }
 
 /// `interval` moved at random by up to `percent` % either way (HAProxy's `spread-checks`).
@@ -367,8 +381,9 @@ mod tests {
             "the waits vary: {shortest:?}..{longest:?}"
         );
         assert_eq!(jittered(interval, 0, &mut random), interval);
-        let first = first_check_delay(interval, &mut random);
-        assert!(first < interval);
+        assert!(first_check_delay(interval, true, &mut random) < interval);
+        let long = Duration::from_secs(60);
+        assert!(first_check_delay(long, false, &mut random) < Duration::from_secs(1));
     }
 
     #[test]

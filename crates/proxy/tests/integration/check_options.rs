@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -40,13 +41,18 @@ fn last_check(proxy: &Proxy, server: &str) -> String {
         .unwrap_or_default()
 }
 
-/// A file in the temporary directory, removed when dropped.
+/// A file in the temporary directory, removed when dropped; its name is unique in the process
+/// (the tests run side by side).
 struct TempFile(PathBuf);
 
 impl TempFile {
     fn new(name: &str, content: &[u8]) -> Self {
-        let path =
-            std::env::temp_dir().join(format!("vipd-check-options-{}-{name}", std::process::id()));
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let unique = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!(
+            "vipd-check-options-{}-{unique}-{name}",
+            std::process::id()
+        ));
         std::fs::write(&path, content).unwrap();
         Self(path)
     }
