@@ -424,6 +424,32 @@ async fn bad_check_files_fail_the_start_with_their_name() {
     assert!(error.contains("client key"), "{error}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_naming_a_missing_token_file_is_refused_and_checks_go_on() {
+    let server = HttpServer::start(addr("127.0.0.2:0"), 200, None).await;
+    let token = TempFile::new("token-reload", b"abc");
+    let mut config = single(&[("s", server.address)]);
+    let mut health = fast_check(HealthCheckKind::Http);
+    health.bearer_token_file = Some(token.0.clone());
+    config.backends[0].health = Some(health);
+    let proxy = Proxy::start(config.clone()).await.unwrap();
+    eventually("up", || is_up(&proxy, "s")).await;
+    let missing = token.0.with_extension("missing");
+    config.backends[0]
+        .health
+        .as_mut()
+        .unwrap()
+        .bearer_token_file = Some(missing.clone());
+    let error = proxy.apply(config).await.unwrap_err().to_string();
+    assert!(error.contains(&missing.display().to_string()), "{error}");
+    let requests = server.requests.load(Ordering::Relaxed);
+    eventually("the old checks go on", || {
+        server.requests.load(Ordering::Relaxed) > requests + 2
+    })
+    .await;
+    assert!(is_up(&proxy, "s"));
+}
+
 /// First check of each of 32 servers, then of each after a reload, measured by a listener that
 /// records when each check connects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
