@@ -459,6 +459,22 @@ mod tests {
     }
 
     #[test]
+    fn rejects_check_headers_that_would_split_the_request() {
+        for header in [("X-A", "a\r\nX-B: b"), ("Bad Name", "x"), ("", "x")] {
+            let mut config = valid();
+            let mut health = HealthCheckConfig::new(HealthCheckKind::Http);
+            health.headers = vec![(header.0.to_owned(), header.1.to_owned())];
+            config.backends[0].health = Some(health);
+            assert!(config.validate().is_err(), "{header:?}");
+        }
+        let mut config = valid();
+        let mut health = HealthCheckConfig::new(HealthCheckKind::Http);
+        health.jitter_percent = 51;
+        config.backends[0].health = Some(health);
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
     fn rejects_a_port_bound_twice() {
         let mut config = valid();
         config.frontends.push(FrontendConfig::new(
