@@ -39,3 +39,6 @@ pub const CHECK_FALL: u32 = 3;
 pub const HEALTH_PATH: &str = "/";
 /// `backends[].health.expect_status` of http and https checks.
 pub const HEALTH_EXPECT_STATUS: u16 = 200;
+/// `backends[].health.jitter_percent`: each wait between checks varies by up to this percent
+/// either way (HAProxy's `spread-checks` advises 2 to 5).
+pub const CHECK_JITTER_PERCENT: u8 = 5;

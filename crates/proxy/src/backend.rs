@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::balance::{Balancer, Candidate};
 use crate::config::{BackendConfig, Balance, OnServerDown, ServerConfig};
-use crate::health::{Checker, HealthState};
+use crate::health::{CheckTarget, Checker, HealthState, first_check_delay, jittered};
 use crate::session::ConnectsAtOnce;
 use crate::slow_start::SlowStart;
 use crate::stats::{AdminState, BackendStats, ServerStats};
@@ -572,10 +572,11 @@ impl Backend {
         let Some(checker) = &self.checker else {
             return;
         };
-        for server in &self.servers {
+        for (server, server_config) in self.servers.iter().zip(&self.config.servers) {
             let task = CheckTask {
                 backend: self.config.name.clone(),
                 server: Arc::clone(server),
+                target: CheckTarget::of(&self.config, server_config),
                 checker: checker.clone(),
                 shutdown_sessions: self.config.on_server_down == OnServerDown::ShutdownSessions,
                 on_flip: Arc::clone(on_flip),
@@ -594,6 +595,7 @@ impl Backend {
 struct CheckTask {
     backend: String,
     server: Arc<Server>,
+    target: CheckTarget,
     checker: Checker,
     shutdown_sessions: bool,
     on_flip: Arc<dyn Fn() + Send + Sync>,
@@ -602,10 +604,13 @@ struct CheckTask {
 impl CheckTask {
     async fn run(self) {
         let config = self.checker.config().clone();
+        let mut random = fastrand::Rng::new();
+        let first_wait = first_check_delay(config.interval, self.server.is_up(), &mut random);
+        tokio::time::sleep(first_wait).await;
         loop {
             let result = self
                 .checker
-                .check(self.server.address)
+                .check(self.target)
                 .await
                 .map_err(|failure| failure.to_string());
             let failure = result.as_ref().err().cloned();
@@ -631,7 +636,7 @@ impl CheckTask {
             } else {
                 config.interval
             };
-            tokio::time::sleep(interval).await;
+            tokio::time::sleep(jittered(interval, config.jitter_percent, &mut random)).await;
         }
     }
 }

@@ -47,6 +47,8 @@
 
 mod backend;
 mod balance;
+mod bearer_token;
+mod check_tls;
 mod config;
 mod engine;
 mod error;
@@ -64,5 +66,5 @@ pub use balance::{Balancer, Candidate};
 pub use config::*;
 pub use engine::{PreparedReload, Proxy};
 pub use error::Error;
-pub use health::{CheckFailure, Checker, HealthState};
+pub use health::{CheckFailure, CheckTarget, Checker, HealthState};
 pub use stats::*;

@@ -128,6 +128,7 @@ pub fn proxy_config(config: &Config) -> vipd_proxy::ProxyConfig {
             check.rise = health.rise;
             check.fall = health.fall;
             check.initially_up = health.initially_up;
+            map_check_options(&health.options, &mut check);
             let mut mapped = proxy::BackendConfig::new(
                 backend.name.clone(),
                 backend
@@ -139,6 +140,7 @@ pub fn proxy_config(config: &Config) -> vipd_proxy::ProxyConfig {
                         weight: server.weight,
                         backup: server.backup,
                         max_connections: server.max_connections.map(widen),
+                        check_address: server.check_address,
                     })
                     .collect(),
             );
@@ -179,6 +181,86 @@ pub fn proxy_config(config: &Config) -> vipd_proxy::ProxyConfig {
     mapped
 }
 
+/// `health` options of real clusters (docs/design/proxy.md, Checks of real clusters).
+fn map_check_options(
+    options: &vipd_config::CheckOptions,
+    check: &mut vipd_proxy::HealthCheckConfig,
+) {
+    check.port = options.port;
+    check.send_proxy = options.send_proxy.map(proxy_protocol);
+    check.headers.clone_from(&options.headers);
+    check
+        .bearer_token_file
+        .clone_from(&options.bearer_token_file);
+    check.client_certificate =
+        options
+            .client_certificate
+            .as_ref()
+            .map(|client| vipd_proxy::ClientCertificate {
+                certificate_file: client.certificate_file.clone(),
+                key_file: client.key_file.clone(),
+            });
+    check.sni.clone_from(&options.sni);
+    check.jitter_percent = options.jitter_percent;
+}
+
+fn proxy_protocol(protocol: vipd_config::ProxyProtocol) -> vipd_proxy::ProxyProtocol {
+    match protocol {
+        vipd_config::ProxyProtocol::None => vipd_proxy::ProxyProtocol::None,
+        vipd_config::ProxyProtocol::V1 => vipd_proxy::ProxyProtocol::V1,
+        vipd_config::ProxyProtocol::V2 => vipd_proxy::ProxyProtocol::V2,
+    }
+}
+
 fn widen(limit: u32) -> usize {
     usize::try_from(limit).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn health_options_of_real_clusters_reach_the_proxy() {
+        let text = "\
+node: lb1
+frontends:
+  - { name: ingress, bind: [\"198.51.100.50:443\"], backend: ingress }
+backends:
+  - name: ingress
+    send_proxy: v2
+    health:
+      kind: https
+      port: 10254
+      send_proxy: v1
+      headers: { X-Probe: vipd }
+      bearer_token_file: /run/token
+      client_certificate: /etc/pki/client.pem
+      sni: ingress.test
+      jitter_percent: 20
+    servers:
+      - { name: n1, address: \"198.51.100.21:443\", check_address: 198.51.100.31 }
+";
+        let (config, _) = Config::from_yaml_str(text).unwrap();
+        let mapped = proxy_config(&config);
+        let backend = &mapped.backends[0];
+        let check = backend.health.as_ref().unwrap();
+        assert_eq!(check.port, Some(10254));
+        assert_eq!(check.send_proxy, Some(vipd_proxy::ProxyProtocol::V1));
+        assert_eq!(check.headers, vec![("X-Probe".into(), "vipd".into())]);
+        assert_eq!(check.bearer_token_file, Some("/run/token".into()));
+        assert_eq!(
+            check.client_certificate,
+            Some(vipd_proxy::ClientCertificate {
+                certificate_file: "/etc/pki/client.pem".into(),
+                key_file: None,
+            })
+        );
+        assert_eq!(check.sni.as_deref(), Some("ingress.test"));
+        assert_eq!(check.jitter_percent, 20);
+        assert_eq!(
+            backend.servers[0].check_address,
+            Some("198.51.100.31".parse().unwrap())
+        );
+    }
 }

@@ -7,6 +7,7 @@
 
 mod test_servers;
 
+mod check_options;
 mod forwarding;
 mod proxy_protocol;
 mod reload_state;
