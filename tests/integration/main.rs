@@ -24,6 +24,7 @@ mod lab_command;
 mod own_address;
 mod proxy_keepalive;
 mod reload_control;
+mod reload_under_load;
 mod renumbered_peer;
 mod scenarios_active_standby;
 mod scenarios_failures;

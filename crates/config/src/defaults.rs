@@ -58,3 +58,6 @@ pub const SHUTDOWN_GRACE_MAX: Duration = Duration::from_secs(120);
 /// netlink) and stopping the control server after it. The daemon exits at
 /// `shutdown_grace + SHUTDOWN_AFTER_DRAIN` whatever is still running.
 pub const SHUTDOWN_AFTER_DRAIN: Duration = Duration::from_secs(10);
+/// `backends[].health.jitter_percent`: each wait between checks varies by up to this percent
+/// either way (HAProxy's `spread-checks` advises 2 to 5).
+pub const CHECK_JITTER_PERCENT: u8 = 5;

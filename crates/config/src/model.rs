@@ -345,6 +345,9 @@ pub struct Backend {
     pub servers: Vec<Server>,
     /// TCP keepalive on server sockets; `None`: off (`enabled: false`). On by default.
     pub tcp_keepalive: Option<TcpKeepalive>,
+    /// A server that comes back (up again, or out of maintenance) ramps its weight and
+    /// `max_connections` up over this long (HAProxy's `slowstart`); `None`: at once.
+    pub slow_start: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -411,6 +414,49 @@ pub struct HealthCheck {
     pub fall: u32,
     /// Servers start up rather than down until `rise` checks pass (default false).
     pub initially_up: bool,
+    pub options: CheckOptions,
+}
+
+/// What checks of real clusters need beyond kind and timing (docs/design/proxy.md, Checks of real
+/// clusters).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// Port of every server's checks; `None`: the server's port.
+    pub port: Option<u16>,
+    /// PROXY header on checks; `None`: the backend's `send_proxy` when the checks go to the
+    /// traffic address and port (HAProxy's default), else none.
+    pub send_proxy: Option<ProxyProtocol>,
+    /// Request headers of http and https checks (not Host: see `host`).
+    pub headers: Vec<(String, String)>,
+    /// Sent as `Authorization: Bearer`, read again whenever the file changes.
+    pub bearer_token_file: Option<PathBuf>,
+    /// https checks: the client certificate of mTLS.
+    pub client_certificate: Option<ClientCertificate>,
+    /// https checks: the TLS server name, when it is not `host`.
+    pub sni: Option<String>,
+    /// 0..=50; each wait between checks varies by up to this percent (default 5).
+    pub jitter_percent: u8,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        Self {
+            port: None,
+            send_proxy: None,
+            headers: Vec::new(),
+            bearer_token_file: None,
+            client_certificate: None,
+            sni: None,
+            jitter_percent: defaults::CHECK_JITTER_PERCENT,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// PEM chain, leaf first; holds the key too when `key_file` is `None`.
+    pub certificate_file: PathBuf,
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -451,4 +497,6 @@ pub struct Server {
     /// Used only while no primary server is up (default false).
     pub backup: bool,
     pub max_connections: Option<u32>,
+    /// Where the health checks connect instead of `address`'s IP.
+    pub check_address: Option<IpAddr>,
 }

@@ -205,6 +205,8 @@ pub struct Backend {
     pub servers: Vec<Server>,
     /// Added to the contract: TCP keepalive on server sockets.
     pub tcp_keepalive: Option<TcpKeepalive>,
+    /// Added to the contract (docs/design/proxy.md, Slow start): a server coming back ramps up.
+    pub slow_start: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -254,6 +256,15 @@ pub struct Health {
     pub fall: Option<i64>,
     /// Added to the contract (docs/design/proxy.md): servers start up instead of down.
     pub initially_up: Option<bool>,
+    /// Options of real clusters (docs/design/proxy.md, Checks of real clusters).
+    pub port: Option<i64>,
+    pub send_proxy: Option<SendProxy>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub bearer_token_file: Option<String>,
+    pub client_certificate: Option<String>,
+    pub client_key: Option<String>,
+    pub sni: Option<String>,
+    pub jitter_percent: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -309,4 +320,6 @@ pub struct Server {
     pub weight: Option<i64>,
     pub backup: Option<bool>,
     pub max_connections: Option<i64>,
+    /// Address of the health checks instead of `address`'s IP (HAProxy's `addr`).
+    pub check_address: Option<String>,
 }

@@ -184,6 +184,14 @@ pub struct Health {
     pub rise: Option<u32>,
     pub fall: Option<u32>,
     pub initially_up: bool,
+    /// HAProxy's `port`, `check-send-proxy`, `http-check send hdr`, `crt`, `check-sni` and
+    /// the global `spread-checks`.
+    pub port: Option<u16>,
+    pub send_proxy: Option<&'static str>,
+    pub headers: Vec<(String, String)>,
+    pub client_certificate: Option<String>,
+    pub sni: Option<String>,
+    pub jitter_percent: Option<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -200,4 +208,6 @@ pub struct Server {
     pub backup: bool,
     pub max_connections: Option<u32>,
     pub note: Option<String>,
+    /// HAProxy's `addr`.
+    pub check_address: Option<IpAddr>,
 }

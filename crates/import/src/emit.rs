@@ -267,6 +267,9 @@ fn render_backend(out: &mut String, backend: &Backend) {
         if let Some(max) = server.max_connections {
             parts.push(format!("max_connections: {max}"));
         }
+        if let Some(address) = server.check_address {
+            parts.push(format!("check_address: {}", quoted(&address.to_string())));
+        }
         let _ = write!(out, "      - {{ {} }}", parts.join(", "));
         if let Some(note) = &server.note {
             let _ = write!(out, "  # {}", one_line(note));
@@ -319,6 +322,37 @@ fn render_health(out: &mut String, health: &Health) {
     }
     if health.initially_up {
         field(out, "initially_up", "true");
+    }
+    render_check_options(out, health);
+}
+
+/// The options of real clusters (docs/design/proxy.md, Checks of real clusters).
+fn render_check_options(out: &mut String, health: &Health) {
+    let field = |out: &mut String, key: &str, value: &str| {
+        let _ = writeln!(out, "      {key}: {value}");
+    };
+    if let Some(port) = health.port {
+        field(out, "port", &port.to_string());
+    }
+    if let Some(send_proxy) = health.send_proxy {
+        field(out, "send_proxy", send_proxy);
+    }
+    if !health.headers.is_empty() {
+        let headers: Vec<String> = health
+            .headers
+            .iter()
+            .map(|(name, value)| format!("{}: {}", scalar(name), quoted(value)))
+            .collect();
+        field(out, "headers", &format!("{{ {} }}", headers.join(", ")));
+    }
+    if let Some(certificate) = &health.client_certificate {
+        field(out, "client_certificate", &scalar(certificate));
+    }
+    if let Some(sni) = &health.sni {
+        field(out, "sni", &scalar(sni));
+    }
+    if let Some(percent) = health.jitter_percent {
+        field(out, "jitter_percent", &percent.to_string());
     }
 }
 

@@ -6,7 +6,7 @@
 //! (unique names, references, non-zero `rise`/`fall`).
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -196,6 +196,9 @@ pub struct BackendConfig {
     pub max_queue: usize,
     /// TCP keepalive on server sockets (HAProxy's `option srvtcpka`); `None`: off.
     pub tcp_keepalive: Option<TcpKeepalive>,
+    /// A server that comes back (up again, or out of maintenance) ramps its weight and
+    /// `max_connections` from nothing to full over this long (HAProxy's `slowstart`).
+    pub slow_start: Option<Duration>,
 }
 
 impl BackendConfig {
@@ -212,6 +215,7 @@ impl BackendConfig {
             servers,
             max_queue: widen(defaults::BACKEND_MAX_QUEUE),
             tcp_keepalive: Some(TcpKeepalive::default()),
+            slow_start: None,
         }
     }
 }
@@ -228,6 +232,8 @@ pub struct ServerConfig {
     pub backup: bool,
     /// Concurrent sessions on this server; `None` = unlimited. Excess sessions queue in the backend.
     pub max_connections: Option<usize>,
+    /// Address the health checks connect to instead of `address`'s IP (HAProxy's `addr`).
+    pub check_address: Option<IpAddr>,
 }
 
 impl ServerConfig {
@@ -238,6 +244,7 @@ impl ServerConfig {
             weight: 1,
             backup: false,
             max_connections: None,
+            check_address: None,
         }
     }
 }
@@ -261,6 +268,31 @@ pub struct HealthCheckConfig {
     pub fall: u32,
     /// Servers start down until they pass `rise` checks; `true` starts them up.
     pub initially_up: bool,
+    /// Port the checks connect to; `None`: each server's traffic port.
+    pub port: Option<u16>,
+    /// PROXY header in front of each check (v1 `UNKNOWN`, v2 `LOCAL`). `None` follows HAProxy:
+    /// the backend's `send_proxy` when the check goes to the server's traffic address and port.
+    pub send_proxy: Option<ProxyProtocol>,
+    /// Further request headers of `http`/`https` checks, in order.
+    pub headers: Vec<(String, String)>,
+    /// A file holding a token sent as `Authorization: Bearer`; re-read when it changes.
+    pub bearer_token_file: Option<PathBuf>,
+    /// Client certificate of `https` checks (mTLS).
+    pub client_certificate: Option<ClientCertificate>,
+    /// TLS server name (SNI, and the name verified); `None`: `host`, else the server's IP.
+    pub sni: Option<String>,
+    /// Each wait between two checks varies at random by up to this percent of it, either way, so
+    /// the checks of many servers drift apart instead of firing together.
+    pub jitter_percent: u8,
+}
+
+/// `health.client_certificate` / `client_key`: PEM files read at start and at each reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// Certificate chain, leaf first; may also hold the key.
+    pub certificate_file: PathBuf,
+    /// Private key; `None`: the key is in `certificate_file` (HAProxy's `crt`).
+    pub key_file: Option<PathBuf>,
 }
 
 impl HealthCheckConfig {
@@ -276,6 +308,13 @@ impl HealthCheckConfig {
             rise: defaults::CHECK_RISE,
             fall: defaults::CHECK_FALL,
             initially_up: false,
+            port: None,
+            send_proxy: None,
+            headers: Vec::new(),
+            bearer_token_file: None,
+            client_certificate: None,
+            sni: None,
+            jitter_percent: defaults::CHECK_JITTER_PERCENT,
         }
     }
 }
@@ -344,6 +383,9 @@ impl ProxyConfig {
                         "interval and timeout must be positive",
                     ));
                 }
+                validate_check_request(health).map_err(|reason| {
+                    invalid(format!("backends.{}.health", backend.name), reason)
+                })?;
             }
         }
         let mut frontend_names = BTreeSet::new();
@@ -381,6 +423,34 @@ impl ProxyConfig {
         }
         Ok(())
     }
+}
+
+/// What goes into a check's request as it is: header names and values that cannot break the
+/// request (RFC 9110 section 5.1 token names, no CR, LF or NUL in values), jitter of at most 50 %.
+fn validate_check_request(health: &HealthCheckConfig) -> Result<(), String> {
+    if health.jitter_percent > 50 {
+        return Err("jitter_percent must be 0..=50".to_owned());
+    }
+    for (name, value) in &health.headers {
+        if !is_header_name(name) {
+            return Err(format!(
+                "header name `{}` is not a token",
+                name.escape_debug()
+            ));
+        }
+        if value.contains(['\r', '\n', '\0']) {
+            return Err(format!("header {name}: the value holds CR, LF or NUL"));
+        }
+    }
+    Ok(())
+}
+
+/// RFC 9110 section 5.6.2: `token = 1*tchar`.
+pub(crate) fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
 }
 
 fn invalid(path: String, reason: impl Into<String>) -> Error {
@@ -441,6 +511,22 @@ mod tests {
         let mut config = valid();
         let mut health = HealthCheckConfig::new(HealthCheckKind::Tcp);
         health.rise = 0;
+        config.backends[0].health = Some(health);
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn rejects_check_headers_that_would_split_the_request() {
+        for header in [("X-A", "a\r\nX-B: b"), ("Bad Name", "x"), ("", "x")] {
+            let mut config = valid();
+            let mut health = HealthCheckConfig::new(HealthCheckKind::Http);
+            health.headers = vec![(header.0.to_owned(), header.1.to_owned())];
+            config.backends[0].health = Some(health);
+            assert!(config.validate().is_err(), "{header:?}");
+        }
+        let mut config = valid();
+        let mut health = HealthCheckConfig::new(HealthCheckKind::Http);
+        health.jitter_percent = 51;
         config.backends[0].health = Some(health);
         assert!(config.validate().is_err());
     }

@@ -10,11 +10,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::TcpKeepalive;
 use crate::engine::Engine;
+use crate::limit::Limit;
 use crate::session::{self, Accepted};
 
 /// Listen backlog: clients wait here while a connection limit is reached.
@@ -36,8 +36,8 @@ pub struct FrontendSettings {
 pub struct FrontendShared {
     pub name: String,
     pub settings: ArcSwap<FrontendSettings>,
-    pub limit: Arc<Semaphore>,
-    pub max_connections: std::sync::atomic::AtomicUsize,
+    /// `max_connections`, changed in place by a reload.
+    pub limit: Arc<Limit>,
     pub sessions_current: AtomicU64,
     pub sessions_total: AtomicU64,
     pub bytes_in: AtomicU64,
@@ -52,8 +52,7 @@ impl FrontendShared {
         Self {
             name: name.to_owned(),
             settings: ArcSwap::from_pointee(settings),
-            limit: Arc::new(Semaphore::new(max_connections)),
-            max_connections: std::sync::atomic::AtomicUsize::new(max_connections),
+            limit: Limit::new(max_connections),
             sessions_current: AtomicU64::new(0),
             sessions_total: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
@@ -83,6 +82,27 @@ pub fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = listening_socket(address, true)?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
+}
+
+/// Binds `address` beside a listener of our own that it overlaps ([`overlaps`]): the same
+/// address held by another frontend, or the wildcard of a port one of our specific addresses
+/// listens on (or the reverse). [`bind`]'s probe would fail on our own socket; SO_REUSEPORT lets
+/// both listen until the old one closes, and the kernel gives each connection to the most
+/// specific match, so nothing is split. The probe's guard against another process is lost for
+/// this one bind: only a process of our user that bound with SO_REUSEPORT could share it.
+pub fn bind_beside_own(address: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = listening_socket(address, true)?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Whether listening on `new` conflicts with a listener on `own` without SO_REUSEPORT: the same
+/// port and family, and the same address or either one the wildcard. Port 0 picks a free port.
+pub fn overlaps(own: SocketAddr, new: SocketAddr) -> bool {
+    new.port() != 0
+        && own.port() == new.port()
+        && own.is_ipv4() == new.is_ipv4()
+        && (own.ip() == new.ip() || own.ip().is_unspecified() || new.ip().is_unspecified())
 }
 
 /// One more socket on the address `first` (from [`bind`]) is listening on, for another session
@@ -173,8 +193,8 @@ pub async fn accept_loop(
         let permits = tokio::select! {
             () = &mut stopped => return,
             permits = async {
-                let frontend_permit = Arc::clone(&frontend.limit).acquire_owned().await.ok()?;
-                let global_permit = Arc::clone(&engine.global_limit).acquire_owned().await.ok()?;
+                let frontend_permit = frontend.limit.acquire().await?;
+                let global_permit = engine.global_limit.acquire().await?;
                 Some((frontend_permit, global_permit))
             } => match permits {
                 Some(permits) => permits,

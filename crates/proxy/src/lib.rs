@@ -3,8 +3,10 @@
 //! # Use
 //!
 //! The daemon maps its YAML model onto [`ProxyConfig`] and calls [`Proxy::start`]. From then on:
-//! [`Proxy::apply`] reloads by difference, [`Proxy::drain_server`] / [`Proxy::disable_server`] /
-//! [`Proxy::enable_server`] / [`Proxy::set_server_weight`] are the admin actions,
+//! [`Proxy::apply`] reloads by difference, all or nothing ([`Proxy::prepare`] does what can fail,
+//! [`PreparedReload::commit`] the rest), [`Proxy::drain_server`] / [`Proxy::disable_server`] /
+//! [`Proxy::enable_server`] / [`Proxy::set_server_weight`] / [`Proxy::reset_server_weight`] are
+//! the admin actions,
 //! [`Proxy::health`] is a `watch` channel of per-frontend backend health (for the trackers),
 //! [`Proxy::stats`] is a plain-data snapshot of every counter (for the metrics layer) and
 //! [`Proxy::shutdown`] drains with a deadline.
@@ -45,21 +47,25 @@
 
 mod backend;
 mod balance;
+mod bearer_token;
+mod check_tls;
 mod config;
 mod engine;
 mod error;
 mod forward;
 mod frontend;
 mod health;
+mod limit;
 pub mod proxy_protocol;
 pub mod resources;
 mod session;
 mod session_threads;
+mod slow_start;
 mod stats;
 
 pub use balance::{Balancer, Candidate};
 pub use config::*;
-pub use engine::Proxy;
+pub use engine::{PreparedReload, Proxy};
 pub use error::Error;
-pub use health::{CheckFailure, Checker, HealthState};
+pub use health::{CheckFailure, CheckTarget, Checker, HealthState};
 pub use stats::*;

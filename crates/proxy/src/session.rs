@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::backend::{Backend, Pick, ServerSlot};
@@ -18,6 +17,7 @@ use crate::forward::{
     SessionCounters, SessionEnd, Side, forward, read_waiting, send_now, write_all,
 };
 use crate::frontend::FrontendShared;
+use crate::limit::LimitPermit;
 use crate::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader, ProxyHeaderError};
 use crate::resources::is_local_shortage;
 use crate::session_threads::LoadShare;
@@ -67,7 +67,7 @@ pub struct Accepted {
     pub frontend: Arc<FrontendShared>,
     pub backend: Arc<Backend>,
     /// Frontend and global connection-limit permits, released when the session ends.
-    pub permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    pub permits: (LimitPermit, LimitPermit),
     /// The session counted on its thread, for the choice of thread for the next ones.
     pub load: LoadShare,
     /// How long the client may take to send its PROXY header.

@@ -3,6 +3,7 @@
 //! Each check records its problem and carries on with a stand-in value, so one run reports
 //! everything that is wrong with a file. Only at the end do errors turn into `Err`.
 
+mod check_options;
 mod detection_window;
 mod proxy;
 mod vrrp;

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::check_options::is_host_name;
 use super::{Checker, MAX_CONNECTIONS};
 use crate::defaults::{
     BACKEND_MAX_QUEUE, BACKEND_RETRIES, CHECK_FALL, CHECK_RISE, HEALTH_EXPECT_STATUS, HEALTH_PATH,
@@ -203,6 +204,18 @@ impl Checker<'_> {
             ),
             servers,
             tcp_keepalive: self.tcp_keepalive(raw.tcp_keepalive, &format!("{path}.tcp_keepalive")),
+            slow_start: raw
+                .slow_start
+                .as_deref()
+                .map(|text| {
+                    self.duration(
+                        Some(text),
+                        &format!("{path}.slow_start"),
+                        Duration::ZERO,
+                        Duration::ZERO..=Duration::from_secs(3600),
+                    )
+                })
+                .filter(|duration| !duration.is_zero()),
         }
     }
 
@@ -250,6 +263,7 @@ impl Checker<'_> {
                     1u32,
                 )
             }),
+            check_address: self.check_address(raw.check_address, &format!("{path}.check_address")),
         }
     }
 
@@ -282,8 +296,9 @@ impl Checker<'_> {
         }
     }
 
-    fn health(&mut self, raw: raw::Health, path: &str) -> HealthCheck {
+    fn health(&mut self, mut raw: raw::Health, path: &str) -> HealthCheck {
         let kind = raw.kind.unwrap_or(raw::HealthKind::Tcp);
+        let options = self.check_options(&mut raw, kind, path);
         let http = self.http_fields(&raw, kind, path);
         let tls_verify = match (raw.tls_verify, kind) {
             (None | Some(raw::TlsVerify::None), _) => TlsVerify::None,
@@ -315,6 +330,7 @@ impl Checker<'_> {
             rise: self.integer(raw.rise, &format!("{path}.rise"), 1..=100, CHECK_RISE),
             fall: self.integer(raw.fall, &format!("{path}.fall"), 1..=100, CHECK_FALL),
             initially_up: raw.initially_up.unwrap_or(false),
+            options,
         }
     }
 
@@ -368,10 +384,7 @@ impl Checker<'_> {
                 .collect(),
         };
         if let Some(host) = &raw.host
-            && (host.is_empty()
-                || host
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == '/'))
+            && !is_host_name(host)
         {
             self.error(&format!("{path}.host"), "must be a host name");
         }

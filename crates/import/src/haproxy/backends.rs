@@ -202,6 +202,7 @@ fn server(
         backup: line.options.backup,
         max_connections: line.options.maxconn,
         note,
+        check_address: line.options.check_addr.filter(|_| line.options.check),
     })
 }
 
@@ -216,6 +217,10 @@ fn warn_differing_checks(checked: &[&ServerLine], warnings: &mut Vec<ImportWarni
             || a.fall != b.fall
             || is_tls_check(a) != is_tls_check(b)
             || a.ca_file != b.ca_file
+            || a.check_port != b.check_port
+            || a.check_send_proxy != b.check_send_proxy
+            || a.check_sni != b.check_sni
+            || a.crt != b.crt
         {
             warn(
                 warnings,

@@ -35,6 +35,12 @@ pub(super) struct ServerOptions {
     pub(super) verify_none: bool,
     pub(super) ca_file: Option<String>,
     pub(super) shutdown_sessions: bool,
+    /// `port`, `addr`, `check-send-proxy`, `check-sni`, `crt`: where and how checks go.
+    pub(super) check_port: Option<u16>,
+    pub(super) check_addr: Option<std::net::IpAddr>,
+    pub(super) check_send_proxy: bool,
+    pub(super) check_sni: Option<String>,
+    pub(super) crt: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -79,6 +85,8 @@ pub(super) struct Section {
 pub(super) struct HttpCheck {
     pub(super) path: Option<String>,
     pub(super) host: Option<String>,
+    /// Headers other than Host, in order.
+    pub(super) headers: Vec<(String, String)>,
 }
 
 impl Section {

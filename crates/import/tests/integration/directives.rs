@@ -26,7 +26,7 @@ fn warnings(imported: &Imported) -> Vec<String> {
     imported.warnings.iter().map(ToString::to_string).collect()
 }
 
-fn assert_warned(imported: &Imported, expected: &str) {
+pub(crate) fn assert_warned(imported: &Imported, expected: &str) {
     let warnings = warnings(imported);
     assert!(
         warnings.iter().any(|warning| warning == expected),
@@ -444,7 +444,7 @@ fn an_instance_vipd_cannot_have_is_skipped_with_its_reason() {
 const PROXY_BASE: &str = "defaults\n  mode tcp\n  timeout connect 5000\n  timeout client 30s\n  \
                           timeout server 1m\n  retries 2\n";
 
-fn proxy(haproxy: &str) -> Imported {
+pub(crate) fn proxy(haproxy: &str) -> Imported {
     translate(&in_instance(""), Some(&format!("{PROXY_BASE}{haproxy}")))
 }
 

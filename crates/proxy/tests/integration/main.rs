@@ -7,7 +7,9 @@
 
 mod test_servers;
 
+mod check_options;
 mod connections;
 mod forwarding;
 mod proxy_protocol;
+mod reload_state;
 mod runtime;
