@@ -3,7 +3,9 @@
 //! enforces per-server `max_connections`, and the health-check task of each server.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -11,19 +13,24 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::balance::{Balancer, Candidate};
-use crate::config::{BackendConfig, OnServerDown, ServerConfig};
-use crate::health::{Checker, HealthState};
+use crate::config::{BackendConfig, Balance, OnServerDown, ServerConfig};
+use crate::health::{CheckTarget, Checker, HealthState, first_check_delay, jittered};
 use crate::queue::SlotQueue;
 use crate::session::ConnectsAtOnce;
+use crate::slow_start::SlowStart;
 use crate::stats::{AdminState, BackendStats, ServerStats};
 
-/// A server's live state. Kept across reloads while the server keeps its name and address.
+/// A server's live state. Kept across reloads while the server keeps its backend, name and
+/// address; every other field of its configuration changes in place (docs/design/proxy.md,
+/// Reload).
 #[derive(Debug)]
 pub struct Server {
     pub name: String,
     pub address: SocketAddr,
-    pub backup: bool,
-    pub max_connections: Option<usize>,
+    backup: AtomicBool,
+    /// `max_connections`, 0 for none (the configuration refuses 0).
+    max_connections: AtomicUsize,
+    slow_start: SlowStart,
     configured_weight: AtomicU64,
     /// Weight set by an admin action, or -1: survives reloads, unlike the configured weight.
     weight_override: AtomicI64,
@@ -55,6 +62,9 @@ struct HealthRecord {
     since: Instant,
     downtime: Duration,
     last_check: Option<String>,
+    /// Has been up since the proxy started: coming up again starts slow start, the first time
+    /// does not.
+    been_up: bool,
 }
 
 /// Monotonic counters of a server.
@@ -86,8 +96,9 @@ impl Server {
         Self {
             name: config.name.clone(),
             address: config.address,
-            backup: config.backup,
-            max_connections: config.max_connections,
+            backup: AtomicBool::new(config.backup),
+            max_connections: AtomicUsize::new(config.max_connections.unwrap_or(0)),
+            slow_start: SlowStart::default(),
             configured_weight: AtomicU64::new(u64::from(config.weight)),
             weight_override: AtomicI64::new(-1),
             admin: AtomicU8::new(ADMIN_READY),
@@ -97,6 +108,7 @@ impl Server {
                 since: Instant::now(),
                 downtime: Duration::ZERO,
                 last_check: None,
+                been_up: initially_up,
             }),
             active: AtomicU64::new(0),
             sessions_cut: Mutex::new(hard_stop.child_token()),
@@ -120,6 +132,42 @@ impl Server {
         self.up.load(Ordering::Relaxed)
     }
 
+    /// Takes a reload's configuration of this server in place: its state (health, admin state,
+    /// weight override, sessions, counters) stays.
+    fn reconfigure(&self, config: &ServerConfig, backend: &BackendConfig) {
+        self.backup.store(config.backup, Ordering::Relaxed);
+        self.max_connections
+            .store(config.max_connections.unwrap_or(0), Ordering::Relaxed);
+        self.configured_weight
+            .store(u64::from(config.weight), Ordering::Relaxed);
+        self.slow_start
+            .configure(backend.slow_start, backend.balance != Balance::Source);
+        if backend.health.is_none() {
+            // Without checks a server counts as up; nothing else would ever bring it back.
+            self.come_up_unchecked();
+        }
+        // A raised or removed limit may have room for queued sessions.
+        self.queue.wake_all();
+    }
+
+    pub fn is_backup(&self) -> bool {
+        self.backup.load(Ordering::Relaxed)
+    }
+
+    /// The configured `max_connections`.
+    pub fn max_connections(&self) -> Option<usize> {
+        match self.max_connections.load(Ordering::Relaxed) {
+            0 => None,
+            max => Some(max),
+        }
+    }
+
+    /// The limit sessions are held to now: `max_connections`, ramped during slow start.
+    pub fn limit_in_force(&self) -> Option<u64> {
+        self.max_connections()
+            .map(|max| self.slow_start.limit(max as u64))
+    }
+
     pub fn admin_state(&self) -> AdminState {
         match self.admin.load(Ordering::Relaxed) {
             ADMIN_DRAIN => AdminState::Drain,
@@ -134,7 +182,11 @@ impl Server {
             AdminState::Drain => ADMIN_DRAIN,
             AdminState::Maintenance => ADMIN_MAINTENANCE,
         };
-        self.admin.store(value, Ordering::Relaxed);
+        let previous = self.admin.swap(value, Ordering::Relaxed);
+        if previous == ADMIN_MAINTENANCE && value == ADMIN_READY {
+            // Back from maintenance: ramp up like a server back from a failure.
+            self.slow_start.begin();
+        }
         // Queued sessions may now have a server.
         self.queue.wake_all();
     }
@@ -142,6 +194,15 @@ impl Server {
     pub fn set_weight_override(&self, weight: u32) {
         self.weight_override
             .store(i64::from(weight), Ordering::Relaxed);
+    }
+
+    /// Back to the configured weight.
+    pub fn clear_weight_override(&self) {
+        self.weight_override.store(-1, Ordering::Relaxed);
+    }
+
+    pub fn has_weight_override(&self) -> bool {
+        self.weight_override.load(Ordering::Relaxed) >= 0
     }
 
     /// The weight balancing uses: 0 when draining or in maintenance.
@@ -162,8 +223,8 @@ impl Server {
     }
 
     fn has_free_slot(&self) -> bool {
-        self.max_connections
-            .is_none_or(|max| self.active.load(Ordering::Relaxed) < max as u64)
+        self.limit_in_force()
+            .is_none_or(|max| self.active.load(Ordering::Relaxed) < max)
     }
 
     pub fn active_sessions(&self) -> u64 {
@@ -173,10 +234,7 @@ impl Server {
     /// Reserves a session slot, honouring `max_connections`.
     fn reserve(self: &Arc<Self>) -> Option<ServerSlot> {
         let previous = self.active.fetch_add(1, Ordering::AcqRel);
-        if self
-            .max_connections
-            .is_some_and(|max| previous >= max as u64)
-        {
+        if self.limit_in_force().is_some_and(|max| previous >= max) {
             self.release();
             return None;
         }
@@ -190,7 +248,7 @@ impl Server {
         self.active.fetch_sub(1, Ordering::AcqRel);
         // Sessions wait for a slot only when every usable server is full, which a server without
         // a limit never is.
-        if self.max_connections.is_some() {
+        if self.max_connections().is_some() {
             self.queue.wake_one();
         }
     }
@@ -212,6 +270,31 @@ impl Server {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         token.cancel();
         *token = self.hard_stop.child_token();
+    }
+
+    /// During slow start the limit grows with time, not only when a session ends: queued
+    /// sessions look again at every check.
+    fn wake_queue_while_ramping(&self) {
+        if self.max_connections().is_some() && self.slow_start.progress().is_some() {
+            self.queue.wake_all();
+        }
+    }
+
+    /// Up without a check: the backend's checks were removed by a reload.
+    fn come_up_unchecked(&self) {
+        let mut record = self.health();
+        if record.state.is_up() {
+            return;
+        }
+        let now = Instant::now();
+        let down_for = now.duration_since(record.since);
+        record.downtime += down_for;
+        record.since = now;
+        record.state = HealthState::new(true);
+        record.last_check = None;
+        record.been_up = true;
+        self.up.store(true, Ordering::Relaxed);
+        self.counters.transitions.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records one check result; returns whether the server flipped state.
@@ -241,6 +324,10 @@ impl Server {
             let down_for = now.duration_since(record.since);
             record.downtime += down_for;
             self.connect_failures.store(0, Ordering::Relaxed);
+            if record.been_up {
+                self.slow_start.begin();
+            }
+            record.been_up = true;
         }
         record.since = now;
         self.up.store(record.state.is_up(), Ordering::Relaxed);
@@ -287,13 +374,18 @@ impl Server {
         ServerStats {
             name: self.name.clone(),
             address: self.address,
-            backup: self.backup,
+            backup: self.is_backup(),
             weight: self.effective_weight(),
             admin: self.admin_state(),
             up,
             sessions_current: self.active_sessions(),
             sessions_total: self.counters.sessions_total.load(Ordering::Relaxed),
-            max_connections: self.max_connections,
+            max_connections: self.max_connections(),
+            max_connections_in_force: self
+                .limit_in_force()
+                .map(|limit| usize::try_from(limit).unwrap_or(usize::MAX)),
+            weight_overridden: self.has_weight_override(),
+            slow_starting: self.slow_start.progress().is_some(),
             bytes_in: self.counters.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.counters.bytes_out.load(Ordering::Relaxed),
             connect_errors: self.counters.connect_errors.load(Ordering::Relaxed),
@@ -317,7 +409,7 @@ impl Candidate for Arc<Server> {
         &self.name
     }
     fn weight(&self) -> u32 {
-        self.effective_weight()
+        self.slow_start.weight(self.effective_weight())
     }
     fn active(&self) -> u64 {
         self.active_sessions()
@@ -404,23 +496,21 @@ impl Backend {
                         old.name == server_config.name && old.address == server_config.address
                     })
                 });
-                match reused {
-                    Some(server)
-                        if server.backup == server_config.backup
-                            && server.max_connections == server_config.max_connections =>
-                    {
-                        server
-                            .configured_weight
-                            .store(u64::from(server_config.weight), Ordering::Relaxed);
-                        Arc::clone(server)
-                    }
-                    _ => Arc::new(Server::new(
-                        server_config,
-                        initially_up,
-                        Arc::clone(&shared.queue),
-                        hard_stop,
-                    )),
-                }
+                // A kept server takes its new configuration only at commit
+                // (`take_configuration`): a reload that fails later leaves it as it was.
+                reused.map_or_else(
+                    || {
+                        let server = Server::new(
+                            server_config,
+                            initially_up,
+                            Arc::clone(&shared.queue),
+                            hard_stop,
+                        );
+                        server.reconfigure(server_config, config);
+                        Arc::new(server)
+                    },
+                    Arc::clone,
+                )
             })
             .collect::<Vec<_>>();
         // Seed `random` from the clock: different on each node is fine (and wanted) for it.
@@ -438,6 +528,14 @@ impl Backend {
         })
     }
 
+    /// Commits this snapshot's configuration to its servers, kept ones included. Called when the
+    /// reload that built the snapshot can no longer fail.
+    pub fn take_configuration(&self) {
+        for (server, config) in self.servers.iter().zip(&self.config.servers) {
+            server.reconfigure(config, &self.config);
+        }
+    }
+
     pub fn server(&self, name: &str) -> Option<&Arc<Server>> {
         self.servers.iter().find(|server| server.name == name)
     }
@@ -447,7 +545,7 @@ impl Backend {
         let usable = |backup: bool| -> Vec<usize> {
             (0..self.servers.len())
                 .filter(|&index| {
-                    self.servers[index].backup == backup && self.servers[index].is_usable()
+                    self.servers[index].is_backup() == backup && self.servers[index].is_usable()
                 })
                 .collect()
         };
@@ -521,10 +619,11 @@ impl Backend {
         let Some(checker) = &self.checker else {
             return;
         };
-        for server in &self.servers {
+        for (server, server_config) in self.servers.iter().zip(&self.config.servers) {
             let task = CheckTask {
                 backend: self.config.name.clone(),
                 server: Arc::clone(server),
+                target: CheckTarget::of(&self.config, server_config),
                 checker: checker.clone(),
                 shutdown_sessions: self.config.on_server_down == OnServerDown::ShutdownSessions,
                 on_flip: Arc::clone(on_flip),
@@ -543,6 +642,7 @@ impl Backend {
 struct CheckTask {
     backend: String,
     server: Arc<Server>,
+    target: CheckTarget,
     checker: Checker,
     shutdown_sessions: bool,
     on_flip: Arc<dyn Fn() + Send + Sync>,
@@ -551,16 +651,20 @@ struct CheckTask {
 impl CheckTask {
     async fn run(self) {
         let config = self.checker.config().clone();
+        let mut random = fastrand::Rng::new();
+        let first_wait = first_check_delay(config.interval, self.server.is_up(), &mut random);
+        tokio::time::sleep(first_wait).await;
         loop {
             let result = self
                 .checker
-                .check(self.server.address)
+                .check(self.target)
                 .await
                 .map_err(|failure| failure.to_string());
             let failure = result.as_ref().err().cloned();
             if self.server.record_check(result, config.rise, config.fall) {
                 self.announce(failure.as_deref().unwrap_or("check passed"));
             }
+            self.server.wake_queue_while_ramping();
             // Faster checks while a state change is pending (HAProxy's fastinter).
             let interval = if self.server.is_transitioning() {
                 (config.interval / 4).max(Duration::from_millis(50))
@@ -568,7 +672,7 @@ impl CheckTask {
                 config.interval
             };
             tokio::select! {
-                () = tokio::time::sleep(interval) => {}
+                () = tokio::time::sleep(jittered(interval, config.jitter_percent, &mut random)) => {}
                 () = self.server.marked_down_by_traffic.notified() => {
                     self.announce("connection attempts of client traffic failed in a row");
                 }

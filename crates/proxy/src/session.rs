@@ -9,18 +9,18 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::backend::{Backend, Pick, Server, ServerSlot};
-use crate::config::{ProxyProtocol, Timeouts};
-use crate::forward::{SessionCounters, SessionEnd, forward, read_waiting, send_now, write_all};
+use crate::config::{ProxyProtocol, TcpKeepalive, Timeouts};
+use crate::forward::{
+    SessionCounters, SessionEnd, Side, forward, read_waiting, send_now, write_all,
+};
 use crate::frontend::FrontendShared;
+use crate::limit::LimitPermit;
 use crate::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader, ProxyHeaderError};
+use crate::resources::is_local_shortage;
 use crate::session_threads::LoadShare;
-
-/// How long a client may take to send its PROXY header (`accept_proxy`).
-pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a session ended before forwarding; logged at debug level and counted where it happens.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,12 @@ pub enum SessionError {
         server: String,
         source: io::Error,
     },
+    #[error("backend {backend}: no local resources to connect to server {server}: {source}")]
+    LocalShortage {
+        backend: String,
+        server: String,
+        source: io::Error,
+    },
 }
 
 /// An accepted client connection and what it needs.
@@ -59,9 +65,11 @@ pub struct Accepted {
     pub frontend: Arc<FrontendShared>,
     pub backend: Arc<Backend>,
     /// Frontend and global connection-limit permits, released when the session ends.
-    pub permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    pub permits: (LimitPermit, LimitPermit),
     /// The session counted on its thread, for the choice of thread for the next ones.
     pub load: LoadShare,
+    /// How long the client may take to send its PROXY header.
+    pub proxy_header_timeout: Duration,
 }
 
 /// Increments a gauge now, decrements it on drop.
@@ -87,14 +95,18 @@ pub async fn run(mut accepted: Accepted) {
     let outcome = serve(&mut accepted).await;
     match outcome {
         Ok(SessionEnd::Closed) => {}
-        Ok(SessionEnd::TimedOut { timeout }) => {
-            tracing::debug!(frontend = %frontend.name, client = %accepted.peer, timeout, "session timed out");
+        Ok(SessionEnd::TimedOut {
+            timeout,
+            half_closed_by,
+        }) => {
+            let half_closed_by = half_closed_by.map(Side::name);
+            tracing::debug!(frontend = %frontend.name, client = %accepted.peer, timeout, half_closed_by, "session timed out");
         }
         Ok(SessionEnd::Cancelled) => {
             tracing::debug!(frontend = %frontend.name, client = %accepted.peer, "session cut");
         }
-        Ok(SessionEnd::Failed(error)) => {
-            tracing::debug!(frontend = %frontend.name, client = %accepted.peer, %error, "session failed");
+        Ok(SessionEnd::Failed { side, error }) => {
+            tracing::debug!(frontend = %frontend.name, client = %accepted.peer, side = side.name(), %error, "session failed, both sides reset");
         }
         Err(error) => tracing::debug!(frontend = %frontend.name, %error, "session refused"),
     }
@@ -117,7 +129,7 @@ async fn client_origin(accepted: &mut Accepted) -> Result<Origin, SessionError> 
         })?;
         return Ok((accepted.peer, None, early));
     }
-    let header = tokio::time::timeout(PROXY_HEADER_TIMEOUT, read_proxy_header(accepted))
+    let header = tokio::time::timeout(accepted.proxy_header_timeout, read_proxy_header(accepted))
         .await
         .unwrap_or_else(|_| {
             Err(SessionError::ProxyHeaderIo {
@@ -190,7 +202,7 @@ async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
     }
 
     let cancel = server.session_token();
-    let end = forward(
+    let forwarding = forward(
         &accepted.client,
         &server_stream,
         early_bytes > 0,
@@ -210,10 +222,51 @@ async fn serve(accepted: &mut Accepted) -> Result<SessionEnd, SessionError> {
             ],
             spliced: &frontend.bytes_spliced,
         },
-    )
-    .await;
+    );
+    let keepalive = backend.config.tcp_keepalive.as_ref();
+    let end = tokio::select! {
+        end = forwarding => end,
+        never = keepalive_later(&server_stream, keepalive) => match never {},
+    };
     drop(slot);
     Ok(end)
+}
+
+/// Sessions shorter than this never turn keepalive on for their server socket.
+const KEEPALIVE_AFTER: Duration = Duration::from_secs(1);
+
+/// Turns TCP keepalive on for the server socket once the session has lasted [`KEEPALIVE_AFTER`]
+/// (the client socket has it from the listener, at no cost: `frontend::KeepaliveOnListener`). A
+/// probe comes only after `idle` without traffic, so a shorter session could never send one, and
+/// most sessions (requests with `Connection: close`) skip four system calls. Never returns.
+async fn keepalive_later(
+    server: &TcpStream,
+    keepalive: Option<&TcpKeepalive>,
+) -> std::convert::Infallible {
+    if let Some(keepalive) = keepalive {
+        tokio::time::sleep(KEEPALIVE_AFTER).await;
+        if let Err(error) = keepalive.apply(&socket2::SockRef::from(server)) {
+            tracing::debug!(%error, "cannot set TCP keepalive on the server socket");
+        }
+    }
+    std::future::pending().await
+}
+
+/// Sends the rest of the first bytes (PROXY header, the client's early bytes) that the connect
+/// did not take, within `limit`: a server that accepts but never reads must not hold the session
+/// (and its slot) forever before forwarding even starts.
+async fn write_first_bytes(server: &TcpStream, rest: &[u8], limit: Duration) -> io::Result<()> {
+    if rest.is_empty() {
+        return Ok(());
+    }
+    tokio::time::timeout(limit, write_all(server, rest))
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the server did not take the first bytes within the connect timeout",
+            ))
+        })
 }
 
 /// Reads the client's PROXY header; returns it and any payload bytes read past it.
@@ -289,12 +342,20 @@ async fn connect(
             }
             Err(error) => error,
         };
+        if is_local_shortage(&failure) {
+            // Not the server's fault, and a retry now would meet the same shortage.
+            return Err(SessionError::LocalShortage {
+                backend: backend.config.name.clone(),
+                server: server.name.clone(),
+                source: failure,
+            });
+        }
         server
             .counters
             .connect_errors
             .fetch_add(1, Ordering::Relaxed);
         shared.connect_errors.fetch_add(1, Ordering::Relaxed);
-        if !is_proxy_local(&failure) && server.record_connect_failure(error_limit) {
+        if server.record_connect_failure(error_limit) {
             tracing::warn!(backend = %backend.config.name, server = %server.name, error = %failure, error_limit, "server marked down: connection attempts of client traffic failed in a row");
         }
         if attempt >= retries {
@@ -317,7 +378,7 @@ async fn connect(
 }
 
 /// One attempt on `server`: connect within `timeout.connect`, send `first_bytes` (what
-/// [`connect_to`] could not send at once goes with `write_all`), then [`first_sign`].
+/// [`connect_to`] could not send at once goes with [`write_first_bytes`]), then [`first_sign`].
 async fn try_server(
     server: &Server,
     client: &TcpStream,
@@ -328,9 +389,7 @@ async fn try_server(
     let (stream, sent) = tokio::time::timeout(timeouts.connect, connecting)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-    if sent < first_bytes.len() {
-        write_all(&stream, &first_bytes[sent..]).await?;
-    }
+    write_first_bytes(&stream, &first_bytes[sent..], timeouts.connect).await?;
     first_sign(&stream, client, timeouts.connect).await?;
     Ok(stream)
 }
@@ -377,16 +436,6 @@ async fn pick_for_attempt(
     drop(slot);
     tokio::time::sleep(RETRY_BACKOFF.min(backend.config.timeout.connect)).await;
     wait_for_slot(backend, client, excluded).await
-}
-
-/// Errors of this host rather than of the server (out of descriptors, memory or local ports):
-/// they say nothing of the server's health.
-fn is_proxy_local(error: &io::Error) -> bool {
-    use nix::libc::{EADDRNOTAVAIL, EMFILE, ENFILE, ENOBUFS, ENOMEM};
-    matches!(
-        error.raw_os_error(),
-        Some(EMFILE | ENFILE | ENOBUFS | ENOMEM | EADDRNOTAVAIL)
-    )
 }
 
 /// Whether connects to a server finish inside connect(2). To an address of this host they do:
@@ -529,6 +578,25 @@ async fn wait_for_slot(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_server_that_never_reads_fails_the_first_write_at_the_limit() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (_never_reads, _) = listener.accept().await.unwrap();
+        // More than the socket buffers of both ends hold.
+        let first_bytes = vec![0u8; 64 << 20];
+        let limit = Duration::from_millis(300);
+        let written = tokio::time::timeout(
+            Duration::from_secs(20),
+            write_first_bytes(&server, &first_bytes, limit),
+        )
+        .await
+        .expect("the first write is bounded");
+        assert_eq!(written.unwrap_err().kind(), io::ErrorKind::TimedOut);
+    }
 
     #[test]
     fn connects_that_never_finish_at_once_are_tried_one_in_64() {

@@ -3,6 +3,7 @@
 
 use super::bind::bind;
 use super::check::{http_check_expect, http_check_send, httpchk};
+use super::keepalive::{keepalive_option, keepalive_timing};
 use super::section::{Kind, Section, ServerLine};
 use super::server::server_options;
 use super::timeout::timeout;
@@ -42,6 +43,10 @@ pub(super) fn directive(
             ),
         },
         ("option", Some(option)) => self_option(section, option, &words[2..], at, warnings),
+        ("no", Some("option")) if matches!(arg(2), Some("tcpka" | "clitcpka" | "srvtcpka")) => {
+            keepalive_option(section, arg(2).unwrap_or_default(), false);
+        }
+        (keyword, value) if keepalive_timing(section, keyword, value, at, warnings) => {}
         ("no", Some("option")) => warn(
             warnings,
             at,
@@ -80,12 +85,13 @@ fn self_option(
         | "tcp-smart-connect" => {}
         "httpchk" => section.http_check = Some(httpchk(args, at, warnings)),
         "tcp-check" => section.http_check = None,
-        "tcplog" | "dontlognull" | "tcpka" | "clitcpka" | "srvtcpka" => {
+        "tcpka" | "clitcpka" | "srvtcpka" => keepalive_option(section, option, true),
+        "tcplog" | "dontlognull" => {
             warn(
                 warnings,
                 at,
                 format!(
-                    "option {option}: no vipd equivalent needed (vipd logs and keeps TCP keepalive on its own): skipped"
+                    "option {option}: no vipd equivalent needed (vipd logs on its own): skipped"
                 ),
             );
         }

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::keepalive::KeepaliveSide;
 use crate::Location;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -40,6 +41,12 @@ pub(super) struct ServerOptions {
     pub(super) error_limit: Option<u32>,
     /// `on-error ACTION` (HAProxy's default `fastinter`).
     pub(super) on_error: Option<String>,
+    /// `port`, `addr`, `check-send-proxy`, `check-sni`, `crt`: where and how checks go.
+    pub(super) check_port: Option<u16>,
+    pub(super) check_addr: Option<std::net::IpAddr>,
+    pub(super) check_send_proxy: bool,
+    pub(super) check_sni: Option<String>,
+    pub(super) crt: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -77,12 +84,16 @@ pub(super) struct Section {
     pub(super) expect_status: Option<Vec<u16>>,
     pub(super) default_server: ServerOptions,
     pub(super) servers: Vec<ServerLine>,
+    pub(super) client_keepalive: KeepaliveSide,
+    pub(super) server_keepalive: KeepaliveSide,
 }
 
 #[derive(Clone, Debug, Default)]
 pub(super) struct HttpCheck {
     pub(super) path: Option<String>,
     pub(super) host: Option<String>,
+    /// Headers other than Host, in order.
+    pub(super) headers: Vec<(String, String)>,
 }
 
 impl Section {
@@ -111,6 +122,8 @@ impl Section {
             expect_status: None,
             default_server: ServerOptions::default(),
             servers: Vec::new(),
+            client_keepalive: KeepaliveSide::default(),
+            server_keepalive: KeepaliveSide::default(),
         }
     }
 

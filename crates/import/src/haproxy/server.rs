@@ -75,12 +75,26 @@ pub(super) fn server_options(
                 _ => warn(warnings, at, "error-limit is not 1..=1000: skipped"),
             },
             "on-error" => options.on_error = value().map(str::to_owned),
-            "check-sni" | "sni" | "port" | "addr" | "id" | "cookie" | "slowstart"
-            | "on-marked-up" | "resolvers" | "resolve-prefer" | "init-addr" | "minconn"
-            | "source" | "proto" | "alpn" | "check-alpn" | "pool-max-conn" | "crt" | "ciphers"
-            | "agent-port" | "agent-inter" | "agent-send" | "verifyhost" | "track" | "redir"
-            | "namespace" | "ssl-min-ver" | "ssl-max-ver" | "pool-purge-delay" | "max-reuse"
-            | "tfo" | "check-proto" | "check-send-proxy" | "ws" | "log-proto" => {
+            "port" => match value().map(str::parse::<u16>) {
+                Some(Ok(port)) if port > 0 => options.check_port = Some(port),
+                _ => warn(warnings, at, "server port is not 1..=65535: skipped"),
+            },
+            "addr" => match value().map(str::parse) {
+                Some(Ok(address)) => options.check_addr = Some(address),
+                _ => warn(
+                    warnings,
+                    at,
+                    "server addr is not an IP address (vipd does not resolve names): skipped",
+                ),
+            },
+            "check-sni" => options.check_sni = value().map(str::to_owned),
+            "crt" => options.crt = value().map(str::to_owned),
+            "sni" | "id" | "cookie" | "slowstart" | "on-marked-up" | "resolvers"
+            | "resolve-prefer" | "init-addr" | "minconn" | "source" | "proto" | "alpn"
+            | "check-alpn" | "pool-max-conn" | "ciphers" | "agent-port" | "agent-inter"
+            | "agent-send" | "verifyhost" | "track" | "redir" | "namespace" | "ssl-min-ver"
+            | "ssl-max-ver" | "pool-purge-delay" | "max-reuse" | "tfo" | "check-proto" | "ws"
+            | "log-proto" => {
                 let value = value().unwrap_or("");
                 warn(
                     warnings,
@@ -111,6 +125,7 @@ fn set_flag(options: &mut ServerOptions, keyword: &str) -> bool {
         "disabled" => options.disabled = true,
         "enabled" => options.disabled = false,
         "check-ssl" => options.check_ssl = true,
+        "check-send-proxy" => options.check_send_proxy = true,
         "no-check-ssl" => options.no_check_ssl = true,
         "ssl" => options.ssl = true,
         "no-ssl" => options.ssl = false,

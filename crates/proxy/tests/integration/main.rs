@@ -7,8 +7,11 @@
 
 mod test_servers;
 
+mod check_options;
+mod connections;
 mod dead_servers;
 mod forwarding;
 mod proxy_protocol;
 mod queue_order;
+mod reload_state;
 mod runtime;
