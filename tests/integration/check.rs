@@ -13,6 +13,16 @@ fn check(file: &Path) -> Output {
         .expect("vipd runs")
 }
 
+/// stdout without the fd-limit warning, which depends on the host (its hard RLIMIT_NOFILE), not
+/// on the file.
+fn file_output(stdout: &[u8]) -> String {
+    text(stdout)
+        .lines()
+        .filter(|line| !line.contains("RLIMIT_NOFILE"))
+        .flat_map(|line| [line, "\n"])
+        .collect()
+}
+
 fn repository_file(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
@@ -22,7 +32,7 @@ fn a_valid_file_prints_a_summary_and_exits_0() {
     let output = check(&repository_file("deploy/examples/active-standby-lb1.yaml"));
     assert!(output.status.success(), "{output:?}");
     assert_eq!(
-        text(&output.stdout),
+        file_output(&output.stdout),
         "ok: node lb1, 1 vrrp instance, 3 frontends, 3 backends, 0 scripts\n"
     );
     assert!(output.stderr.is_empty(), "{output:?}");
@@ -97,7 +107,7 @@ backends:
     );
     let output = check(&config);
     assert!(output.status.success(), "{output:?}");
-    let stdout = text(&output.stdout);
+    let stdout = file_output(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
         lines[0],
@@ -184,7 +194,7 @@ backends:
     );
     let output = check(&config);
     assert!(output.status.success(), "{output:?}");
-    let stdout = text(&output.stdout);
+    let stdout = file_output(&output.stdout);
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{stdout}");
     assert!(
@@ -231,7 +241,7 @@ vrrp:
         .output()
         .expect("vipd runs");
     assert!(output.status.success(), "{output:?}");
-    let stdout = text(&output.stdout);
+    let stdout = file_output(&output.stdout);
     for expected in [
         "reload: vrrp old: removed (a master releases its VIPs)\n",
         "reload: vrrp api: changed in place (vips)\n",
@@ -240,4 +250,26 @@ vrrp:
     ] {
         assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
     }
+}
+
+/// `vipd check` runs where `vipd run` will (ExecStartPre in the unit): it says when that fd limit
+/// cannot hold the connection limits.
+#[test]
+fn a_fd_limit_too_low_for_max_connections_is_a_warning() {
+    let file = repository_file("deploy/examples/active-standby-lb1.yaml");
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 256 && exec {} check -c {}",
+            crate::support::VIPD,
+            file.display()
+        ))
+        .output()
+        .expect("sh runs");
+    assert!(output.status.success(), "{output:?}");
+    let stdout = text(&output.stdout);
+    assert!(
+        stdout.contains("warning: the fd limit (RLIMIT_NOFILE) is 256: too low for"),
+        "{stdout}"
+    );
 }

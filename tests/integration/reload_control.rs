@@ -41,7 +41,7 @@ fn action_status(lab: &Lab, listen: &str, token: &str) -> Result<u16, String> {
     http_request(lab, NODE, client, "POST", listen, path).map(|response| response.status)
 }
 
-fn hang_up(vipd: &LabProcess) {
+pub(crate) fn hang_up(vipd: &LabProcess) {
     kill(
         Pid::from_raw(i32::try_from(vipd.pid()).expect("pid fits")),
         Signal::SIGHUP,
@@ -49,7 +49,7 @@ fn hang_up(vipd: &LabProcess) {
     .expect("SIGHUP");
 }
 
-fn log_of(path: &Path) -> String {
+pub(crate) fn log_of(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_default()
 }
 

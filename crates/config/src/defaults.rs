@@ -24,8 +24,6 @@ pub const TIMEOUT_CONNECT: Duration = Duration::from_secs(3);
 pub const TIMEOUT_IDLE: Duration = Duration::from_secs(300);
 /// `backends[].timeout.tunnel`: inactivity once both sides have spoken (watches, TLS).
 pub const TIMEOUT_TUNNEL: Duration = Duration::from_secs(3600);
-/// `backends[].timeout.fin`: inactivity of the open direction after a FIN in the other.
-pub const TIMEOUT_FIN: Duration = Duration::from_secs(5);
 
 /// `interval` of health checks and scripts.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(2);
@@ -35,7 +33,34 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
 pub const CHECK_RISE: u32 = 2;
 /// `fall` of health checks and scripts: failures in a row that make a good one failed.
 pub const CHECK_FALL: u32 = 3;
+/// `backends[].health.error_limit`: connection attempts of client traffic that fail in a row
+/// and mark a server down at once.
+pub const HEALTH_ERROR_LIMIT: u32 = 3;
 /// `backends[].health.path` of http and https checks.
 pub const HEALTH_PATH: &str = "/";
 /// `backends[].health.expect_status` of http and https checks.
 pub const HEALTH_EXPECT_STATUS: u16 = 200;
+
+/// `tcp_keepalive.idle` of frontends and backends: quiet time before the first probe.
+pub const TCP_KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+/// `tcp_keepalive.interval`: time between probes.
+pub const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+/// `tcp_keepalive.count`: probes unanswered before the peer counts as gone.
+pub const TCP_KEEPALIVE_COUNT: u32 = 6;
+/// `frontends[].proxy_header_timeout`: how long a client may take to send its PROXY header.
+pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `shutdown_grace`: how long SIGTERM lets proxy sessions drain.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The longest `shutdown_grace`. With [`SHUTDOWN_AFTER_DRAIN`] it fits in the shipped unit's
+/// `TimeoutStopSec` (deploy/systemd/vipd.service), so systemd never kills a drain vipd would
+/// have finished. Longer drains save little: once the VIP has moved, the sessions still open on
+/// it cannot reach this node (docs/operations.md, Stopping and draining).
+pub const SHUTDOWN_GRACE_MAX: Duration = Duration::from_secs(120);
+/// What a stop may take besides the drain: releasing the VIPs before it (priority-0 adverts,
+/// netlink) and stopping the control server after it. The daemon exits at
+/// `shutdown_grace + SHUTDOWN_AFTER_DRAIN` whatever is still running.
+pub const SHUTDOWN_AFTER_DRAIN: Duration = Duration::from_secs(10);
+/// `backends[].health.jitter_percent`: each wait between checks varies by up to this percent
+/// either way (HAProxy's `spread-checks` advises 2 to 5).
+pub const CHECK_JITTER_PERCENT: u8 = 5;

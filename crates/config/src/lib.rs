@@ -25,9 +25,10 @@ use std::path::Path;
 
 pub use diagnostic::{Diagnostic, Errors, LoadError, Warning};
 pub use model::{
-    Backend, Balance, Command, Config, Control, Frontend, Garp, HealthCheck, HealthKind, HttpCheck,
-    Notify, OnServerDown, ProxyProtocol, Script, Server, Timeouts, TlsVerify, TrackTarget, Tracker,
-    Unicast, V3Checksum, Vip, VirtualMac, VrrpInstance, VrrpVersion,
+    Backend, Balance, CheckOptions, ClientCertificate, Command, Config, Control, Frontend, Garp,
+    HealthCheck, HealthKind, HttpCheck, Notify, OnServerDown, ProxyProtocol, Script, Server,
+    TcpKeepalive, Timeouts, TlsVerify, TrackTarget, Tracker, Unicast, V3Checksum, Vip, VirtualMac,
+    VrrpInstance, VrrpVersion,
 };
 pub use script_permissions::{non_root_writer, script_permission_warnings};
 // The validator's own checks, for vipd-import to adapt names rather than copy the rules.

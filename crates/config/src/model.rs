@@ -18,7 +18,8 @@ pub struct Config {
     /// `node`; `None` means "use the hostname", see [`Config::node_name`].
     pub node: Option<String>,
     pub control: Control,
-    /// How long SIGTERM waits for proxy sessions to drain (default 5s).
+    /// How long SIGTERM waits for proxy sessions to drain (default 5s, at most
+    /// [`defaults::SHUTDOWN_GRACE_MAX`]).
     pub shutdown_grace: Duration,
     /// Concurrent proxy sessions over all frontends (default 100000).
     pub max_connections: u32,
@@ -298,6 +299,34 @@ pub struct Frontend {
     pub accept_proxy: bool,
     /// Concurrent sessions of this frontend; `None`: [`defaults::FRONTEND_MAX_CONNECTIONS`].
     pub max_connections: Option<u32>,
+    /// TCP keepalive on client sockets; `None`: off (`enabled: false`). On by default.
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    /// Default [`defaults::PROXY_HEADER_TIMEOUT`].
+    pub proxy_header_timeout: Duration,
+}
+
+/// `tcp_keepalive` of a frontend (client sockets) or backend (server sockets).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TcpKeepalive {
+    /// Default [`defaults::TCP_KEEPALIVE_IDLE`].
+    pub idle: Duration,
+    /// Default [`defaults::TCP_KEEPALIVE_INTERVAL`].
+    pub interval: Duration,
+    /// Default [`defaults::TCP_KEEPALIVE_COUNT`].
+    pub count: u32,
+    /// TCP_USER_TIMEOUT; default unset.
+    pub user_timeout: Option<Duration>,
+}
+
+impl Default for TcpKeepalive {
+    fn default() -> Self {
+        Self {
+            idle: defaults::TCP_KEEPALIVE_IDLE,
+            interval: defaults::TCP_KEEPALIVE_INTERVAL,
+            count: defaults::TCP_KEEPALIVE_COUNT,
+            user_timeout: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -314,6 +343,11 @@ pub struct Backend {
     pub max_queue: u32,
     /// Never empty.
     pub servers: Vec<Server>,
+    /// TCP keepalive on server sockets; `None`: off (`enabled: false`). On by default.
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    /// A server that comes back (up again, or out of maintenance) ramps its weight and
+    /// `max_connections` up over this long (HAProxy's `slowstart`); `None`: at once.
+    pub slow_start: Option<Duration>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
@@ -351,8 +385,11 @@ pub struct Timeouts {
     pub idle: Duration,
     /// Default 1h.
     pub tunnel: Duration,
-    /// Default 5s.
-    pub fin: Duration,
+    /// Inactivity after one side's FIN; default unset: `idle` / `tunnel` stay in force, as in
+    /// HAProxy without `timeout client-fin` / `server-fin`.
+    pub fin: Option<Duration>,
+    /// The wait in a full backend's queue; default `connect`.
+    pub queue: Duration,
 }
 
 impl Default for Timeouts {
@@ -361,7 +398,8 @@ impl Default for Timeouts {
             connect: defaults::TIMEOUT_CONNECT,
             idle: defaults::TIMEOUT_IDLE,
             tunnel: defaults::TIMEOUT_TUNNEL,
-            fin: defaults::TIMEOUT_FIN,
+            fin: None,
+            queue: defaults::TIMEOUT_CONNECT,
         }
     }
 }
@@ -379,6 +417,52 @@ pub struct HealthCheck {
     pub fall: u32,
     /// Servers start up rather than down until `rise` checks pass (default false).
     pub initially_up: bool,
+    /// Failed connection attempts of client traffic in a row that mark a server down at once;
+    /// 0 turns it off (default 3).
+    pub error_limit: u32,
+    pub options: CheckOptions,
+}
+
+/// What checks of real clusters need beyond kind and timing (docs/design/proxy.md, Checks of real
+/// clusters).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckOptions {
+    /// Port of every server's checks; `None`: the server's port.
+    pub port: Option<u16>,
+    /// PROXY header on checks; `None`: the backend's `send_proxy` when the checks go to the
+    /// traffic address and port (HAProxy's default), else none.
+    pub send_proxy: Option<ProxyProtocol>,
+    /// Request headers of http and https checks (not Host: see `host`).
+    pub headers: Vec<(String, String)>,
+    /// Sent as `Authorization: Bearer`, read again whenever the file changes.
+    pub bearer_token_file: Option<PathBuf>,
+    /// https checks: the client certificate of mTLS.
+    pub client_certificate: Option<ClientCertificate>,
+    /// https checks: the TLS server name, when it is not `host`.
+    pub sni: Option<String>,
+    /// 0..=50; each wait between checks varies by up to this percent (default 5).
+    pub jitter_percent: u8,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        Self {
+            port: None,
+            send_proxy: None,
+            headers: Vec::new(),
+            bearer_token_file: None,
+            client_certificate: None,
+            sni: None,
+            jitter_percent: defaults::CHECK_JITTER_PERCENT,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// PEM chain, leaf first; holds the key too when `key_file` is `None`.
+    pub certificate_file: PathBuf,
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -419,4 +503,6 @@ pub struct Server {
     /// Used only while no primary server is up (default false).
     pub backup: bool,
     pub max_connections: Option<u32>,
+    /// Where the health checks connect instead of `address`'s IP.
+    pub check_address: Option<IpAddr>,
 }

@@ -173,6 +173,20 @@ pub struct Frontend {
     pub backend: Option<String>,
     pub accept_proxy: Option<bool>,
     pub max_connections: Option<i64>,
+    /// Added to the contract: TCP keepalive on client sockets.
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    /// Added to the contract: how long a client may take to send its PROXY header.
+    pub proxy_header_timeout: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TcpKeepalive {
+    pub enabled: Option<bool>,
+    pub idle: Option<String>,
+    pub interval: Option<String>,
+    pub count: Option<i64>,
+    pub user_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +203,10 @@ pub struct Backend {
     pub max_queue: Option<i64>,
     #[serde(default)]
     pub servers: Vec<Server>,
+    /// Added to the contract: TCP keepalive on server sockets.
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    /// Added to the contract (docs/design/proxy.md, Slow start): a server coming back ramps up.
+    pub slow_start: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -222,6 +240,8 @@ pub struct Timeouts {
     pub idle: Option<String>,
     pub tunnel: Option<String>,
     pub fin: Option<String>,
+    /// Added to the contract (docs/design/proxy.md): the wait in a full backend's queue.
+    pub queue: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -238,6 +258,18 @@ pub struct Health {
     pub fall: Option<i64>,
     /// Added to the contract (docs/design/proxy.md): servers start up instead of down.
     pub initially_up: Option<bool>,
+    /// Added to the contract (docs/design/proxy.md): failed connection attempts of client
+    /// traffic in a row that mark a server down.
+    pub error_limit: Option<i64>,
+    /// Options of real clusters (docs/design/proxy.md, Checks of real clusters).
+    pub port: Option<i64>,
+    pub send_proxy: Option<SendProxy>,
+    pub headers: Option<BTreeMap<String, String>>,
+    pub bearer_token_file: Option<String>,
+    pub client_certificate: Option<String>,
+    pub client_key: Option<String>,
+    pub sni: Option<String>,
+    pub jitter_percent: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -293,4 +325,6 @@ pub struct Server {
     pub weight: Option<i64>,
     pub backup: Option<bool>,
     pub max_connections: Option<i64>,
+    /// Address of the health checks instead of `address`'s IP (HAProxy's `addr`).
+    pub check_address: Option<String>,
 }

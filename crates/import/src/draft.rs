@@ -123,6 +123,27 @@ pub struct Frontend {
     pub backend: String,
     pub accept_proxy: bool,
     pub max_connections: Option<u32>,
+    /// `tcp_keepalive` of client sockets; `None` writes nothing (vipd's default: on).
+    pub tcp_keepalive: Option<TcpKeepalive>,
+}
+
+/// `tcp_keepalive`: `enabled` and the timings HAProxy gave.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TcpKeepalive {
+    pub enabled: bool,
+    pub idle: Option<Duration>,
+    pub interval: Option<Duration>,
+    pub count: Option<u32>,
+}
+
+impl TcpKeepalive {
+    /// On, with vipd's timings: nothing to write.
+    pub fn default_enabled() -> Self {
+        Self {
+            enabled: true,
+            ..Self::default()
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -138,6 +159,8 @@ pub struct Backend {
     pub health: Health,
     pub max_queue: Option<u32>,
     pub servers: Vec<Server>,
+    /// `tcp_keepalive` of server sockets; `None` writes nothing (vipd's default: on).
+    pub tcp_keepalive: Option<TcpKeepalive>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -146,6 +169,7 @@ pub struct Timeouts {
     pub idle: Option<Duration>,
     pub tunnel: Option<Duration>,
     pub fin: Option<Duration>,
+    pub queue: Option<Duration>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -161,6 +185,15 @@ pub struct Health {
     pub rise: Option<u32>,
     pub fall: Option<u32>,
     pub initially_up: bool,
+    pub error_limit: Option<u32>,
+    /// HAProxy's `port`, `check-send-proxy`, `http-check send hdr`, `crt`, `check-sni` and
+    /// the global `spread-checks`.
+    pub port: Option<u16>,
+    pub send_proxy: Option<&'static str>,
+    pub headers: Vec<(String, String)>,
+    pub client_certificate: Option<String>,
+    pub sni: Option<String>,
+    pub jitter_percent: Option<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,4 +210,6 @@ pub struct Server {
     pub backup: bool,
     pub max_connections: Option<u32>,
     pub note: Option<String>,
+    /// HAProxy's `addr`.
+    pub check_address: Option<IpAddr>,
 }

@@ -195,6 +195,25 @@ fn render_frontend(out: &mut String, frontend: &Frontend) {
     if let Some(max) = frontend.max_connections {
         let _ = writeln!(out, "    max_connections: {max}");
     }
+    render_tcp_keepalive(out, frontend.tcp_keepalive.as_ref());
+}
+
+fn render_tcp_keepalive(out: &mut String, keepalive: Option<&crate::draft::TcpKeepalive>) {
+    let Some(keepalive) = keepalive else { return };
+    let mut fields = Vec::new();
+    if !keepalive.enabled {
+        fields.push("enabled: false".to_owned());
+    }
+    if let Some(idle) = keepalive.idle {
+        fields.push(format!("idle: {}", duration(idle)));
+    }
+    if let Some(interval) = keepalive.interval {
+        fields.push(format!("interval: {}", duration(interval)));
+    }
+    if let Some(count) = keepalive.count {
+        fields.push(format!("count: {count}"));
+    }
+    let _ = writeln!(out, "    tcp_keepalive: {{ {} }}", fields.join(", "));
 }
 
 fn render_backend(out: &mut String, backend: &Backend) {
@@ -220,6 +239,7 @@ fn render_backend(out: &mut String, backend: &Backend) {
         ("idle", backend.timeout.idle),
         ("tunnel", backend.timeout.tunnel),
         ("fin", backend.timeout.fin),
+        ("queue", backend.timeout.queue),
     ];
     let timeouts: Vec<String> = timeouts
         .iter()
@@ -232,6 +252,7 @@ fn render_backend(out: &mut String, backend: &Backend) {
     if let Some(max_queue) = backend.max_queue {
         let _ = writeln!(out, "    max_queue: {max_queue}");
     }
+    render_tcp_keepalive(out, backend.tcp_keepalive.as_ref());
     out.push_str("    servers:\n");
     for server in &backend.servers {
         let mut parts = vec![
@@ -246,6 +267,9 @@ fn render_backend(out: &mut String, backend: &Backend) {
         }
         if let Some(max) = server.max_connections {
             parts.push(format!("max_connections: {max}"));
+        }
+        if let Some(address) = server.check_address {
+            parts.push(format!("check_address: {}", quoted(&address.to_string())));
         }
         let _ = write!(out, "      - {{ {} }}", parts.join(", "));
         if let Some(note) = &server.note {
@@ -299,6 +323,40 @@ fn render_health(out: &mut String, health: &Health) {
     }
     if health.initially_up {
         field(out, "initially_up", "true");
+    }
+    if let Some(error_limit) = health.error_limit {
+        field(out, "error_limit", &error_limit.to_string());
+    }
+    render_check_options(out, health);
+}
+
+/// The options of real clusters (docs/design/proxy.md, Checks of real clusters).
+fn render_check_options(out: &mut String, health: &Health) {
+    let field = |out: &mut String, key: &str, value: &str| {
+        let _ = writeln!(out, "      {key}: {value}");
+    };
+    if let Some(port) = health.port {
+        field(out, "port", &port.to_string());
+    }
+    if let Some(send_proxy) = health.send_proxy {
+        field(out, "send_proxy", send_proxy);
+    }
+    if !health.headers.is_empty() {
+        let headers: Vec<String> = health
+            .headers
+            .iter()
+            .map(|(name, value)| format!("{}: {}", scalar(name), quoted(value)))
+            .collect();
+        field(out, "headers", &format!("{{ {} }}", headers.join(", ")));
+    }
+    if let Some(certificate) = &health.client_certificate {
+        field(out, "client_certificate", &scalar(certificate));
+    }
+    if let Some(sni) = &health.sni {
+        field(out, "sni", &scalar(sni));
+    }
+    if let Some(percent) = health.jitter_percent {
+        field(out, "jitter_percent", &percent.to_string());
     }
 }
 

@@ -3,7 +3,9 @@
 //! enforces per-server `max_connections`, and the health-check task of each server.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -11,18 +13,24 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::balance::{Balancer, Candidate};
-use crate::config::{BackendConfig, OnServerDown, ServerConfig};
-use crate::health::{Checker, HealthState};
+use crate::config::{BackendConfig, Balance, OnServerDown, ServerConfig};
+use crate::health::{CheckTarget, Checker, HealthState, first_check_delay, jittered};
+use crate::queue::SlotQueue;
 use crate::session::ConnectsAtOnce;
+use crate::slow_start::SlowStart;
 use crate::stats::{AdminState, BackendStats, ServerStats};
 
-/// A server's live state. Kept across reloads while the server keeps its name and address.
+/// A server's live state. Kept across reloads while the server keeps its backend, name and
+/// address; every other field of its configuration changes in place (docs/design/proxy.md,
+/// Reload).
 #[derive(Debug)]
 pub struct Server {
     pub name: String,
     pub address: SocketAddr,
-    pub backup: bool,
-    pub max_connections: Option<usize>,
+    backup: AtomicBool,
+    /// `max_connections`, 0 for none (the configuration refuses 0).
+    max_connections: AtomicUsize,
+    slow_start: SlowStart,
     configured_weight: AtomicU64,
     /// Weight set by an admin action, or -1: survives reloads, unlike the configured weight.
     weight_override: AtomicI64,
@@ -35,11 +43,17 @@ pub struct Server {
     sessions_cut: Mutex<CancellationToken>,
     /// Parent of `sessions_cut` (the engine's hard stop), so one token per session says both.
     hard_stop: CancellationToken,
-    /// The backend's "a slot was freed" signal for queued sessions.
-    slot_freed: Arc<Notify>,
+    /// The backend's queue: woken one waiter per freed slot, every waiter when servers change.
+    queue: Arc<SlotQueue>,
     pub counters: ServerCounters,
     /// Whether connects to this server finish inside connect(2), for sending the first bytes.
     pub connects_at_once: ConnectsAtOnce,
+    /// Connection attempts of client traffic that failed in a row (docs/design/proxy.md,
+    /// Connect, retries and redispatch).
+    connect_failures: AtomicU32,
+    /// Wakes the health-check task when client traffic marked the server down, so that it
+    /// announces the change as a failed check would.
+    marked_down_by_traffic: Notify,
 }
 
 #[derive(Debug)]
@@ -48,6 +62,9 @@ struct HealthRecord {
     since: Instant,
     downtime: Duration,
     last_check: Option<String>,
+    /// Has been up since the proxy started: coming up again starts slow start, the first time
+    /// does not.
+    been_up: bool,
 }
 
 /// Monotonic counters of a server.
@@ -73,14 +90,15 @@ impl Server {
     fn new(
         config: &ServerConfig,
         initially_up: bool,
-        slot_freed: Arc<Notify>,
+        queue: Arc<SlotQueue>,
         hard_stop: &CancellationToken,
     ) -> Self {
         Self {
             name: config.name.clone(),
             address: config.address,
-            backup: config.backup,
-            max_connections: config.max_connections,
+            backup: AtomicBool::new(config.backup),
+            max_connections: AtomicUsize::new(config.max_connections.unwrap_or(0)),
+            slow_start: SlowStart::default(),
             configured_weight: AtomicU64::new(u64::from(config.weight)),
             weight_override: AtomicI64::new(-1),
             admin: AtomicU8::new(ADMIN_READY),
@@ -90,13 +108,16 @@ impl Server {
                 since: Instant::now(),
                 downtime: Duration::ZERO,
                 last_check: None,
+                been_up: initially_up,
             }),
             active: AtomicU64::new(0),
             sessions_cut: Mutex::new(hard_stop.child_token()),
             hard_stop: hard_stop.clone(),
-            slot_freed,
+            queue,
             counters: ServerCounters::default(),
             connects_at_once: ConnectsAtOnce::default(),
+            connect_failures: AtomicU32::new(0),
+            marked_down_by_traffic: Notify::new(),
         }
     }
 
@@ -109,6 +130,42 @@ impl Server {
 
     pub fn is_up(&self) -> bool {
         self.up.load(Ordering::Relaxed)
+    }
+
+    /// Takes a reload's configuration of this server in place: its state (health, admin state,
+    /// weight override, sessions, counters) stays.
+    fn reconfigure(&self, config: &ServerConfig, backend: &BackendConfig) {
+        self.backup.store(config.backup, Ordering::Relaxed);
+        self.max_connections
+            .store(config.max_connections.unwrap_or(0), Ordering::Relaxed);
+        self.configured_weight
+            .store(u64::from(config.weight), Ordering::Relaxed);
+        self.slow_start
+            .configure(backend.slow_start, backend.balance != Balance::Source);
+        if backend.health.is_none() {
+            // Without checks a server counts as up; nothing else would ever bring it back.
+            self.come_up_unchecked();
+        }
+        // A raised or removed limit may have room for queued sessions.
+        self.queue.wake_all();
+    }
+
+    pub fn is_backup(&self) -> bool {
+        self.backup.load(Ordering::Relaxed)
+    }
+
+    /// The configured `max_connections`.
+    pub fn max_connections(&self) -> Option<usize> {
+        match self.max_connections.load(Ordering::Relaxed) {
+            0 => None,
+            max => Some(max),
+        }
+    }
+
+    /// The limit sessions are held to now: `max_connections`, ramped during slow start.
+    pub fn limit_in_force(&self) -> Option<u64> {
+        self.max_connections()
+            .map(|max| self.slow_start.limit(max as u64))
     }
 
     pub fn admin_state(&self) -> AdminState {
@@ -125,14 +182,27 @@ impl Server {
             AdminState::Drain => ADMIN_DRAIN,
             AdminState::Maintenance => ADMIN_MAINTENANCE,
         };
-        self.admin.store(value, Ordering::Relaxed);
+        let previous = self.admin.swap(value, Ordering::Relaxed);
+        if previous == ADMIN_MAINTENANCE && value == ADMIN_READY {
+            // Back from maintenance: ramp up like a server back from a failure.
+            self.slow_start.begin();
+        }
         // Queued sessions may now have a server.
-        self.slot_freed.notify_waiters();
+        self.queue.wake_all();
     }
 
     pub fn set_weight_override(&self, weight: u32) {
         self.weight_override
             .store(i64::from(weight), Ordering::Relaxed);
+    }
+
+    /// Back to the configured weight.
+    pub fn clear_weight_override(&self) {
+        self.weight_override.store(-1, Ordering::Relaxed);
+    }
+
+    pub fn has_weight_override(&self) -> bool {
+        self.weight_override.load(Ordering::Relaxed) >= 0
     }
 
     /// The weight balancing uses: 0 when draining or in maintenance.
@@ -153,8 +223,8 @@ impl Server {
     }
 
     fn has_free_slot(&self) -> bool {
-        self.max_connections
-            .is_none_or(|max| self.active.load(Ordering::Relaxed) < max as u64)
+        self.limit_in_force()
+            .is_none_or(|max| self.active.load(Ordering::Relaxed) < max)
     }
 
     pub fn active_sessions(&self) -> u64 {
@@ -164,10 +234,7 @@ impl Server {
     /// Reserves a session slot, honouring `max_connections`.
     fn reserve(self: &Arc<Self>) -> Option<ServerSlot> {
         let previous = self.active.fetch_add(1, Ordering::AcqRel);
-        if self
-            .max_connections
-            .is_some_and(|max| previous >= max as u64)
-        {
+        if self.limit_in_force().is_some_and(|max| previous >= max) {
             self.release();
             return None;
         }
@@ -180,9 +247,9 @@ impl Server {
     fn release(&self) {
         self.active.fetch_sub(1, Ordering::AcqRel);
         // Sessions wait for a slot only when every usable server is full, which a server without
-        // a limit never is: its sessions need not take the lock of the shared Notify.
-        if self.max_connections.is_some() {
-            self.slot_freed.notify_waiters();
+        // a limit never is.
+        if self.max_connections().is_some() {
+            self.queue.wake_one();
         }
     }
 
@@ -205,6 +272,31 @@ impl Server {
         *token = self.hard_stop.child_token();
     }
 
+    /// During slow start the limit grows with time, not only when a session ends: queued
+    /// sessions look again at every check.
+    fn wake_queue_while_ramping(&self) {
+        if self.max_connections().is_some() && self.slow_start.progress().is_some() {
+            self.queue.wake_all();
+        }
+    }
+
+    /// Up without a check: the backend's checks were removed by a reload.
+    fn come_up_unchecked(&self) {
+        let mut record = self.health();
+        if record.state.is_up() {
+            return;
+        }
+        let now = Instant::now();
+        let down_for = now.duration_since(record.since);
+        record.downtime += down_for;
+        record.since = now;
+        record.state = HealthState::new(true);
+        record.last_check = None;
+        record.been_up = true;
+        self.up.store(true, Ordering::Relaxed);
+        self.counters.transitions.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records one check result; returns whether the server flipped state.
     fn record_check(&self, result: Result<(), String>, rise: u32, fall: u32) -> bool {
         let mut record = self.health();
@@ -219,18 +311,56 @@ impl Server {
         };
         record.last_check = Some(result.err().unwrap_or_else(|| "ok".to_owned()));
         if flipped {
-            let now = Instant::now();
-            if record.state.is_up() {
-                // Coming up: the time spent down counts as downtime.
-                let down_for = now.duration_since(record.since);
-                record.downtime += down_for;
-            }
-            record.since = now;
-            self.up.store(record.state.is_up(), Ordering::Relaxed);
-            self.slot_freed.notify_waiters();
-            self.counters.transitions.fetch_add(1, Ordering::Relaxed);
+            self.flipped(&mut record);
         }
         flipped
+    }
+
+    /// Bookkeeping of an up/down change that `record.state` already made.
+    fn flipped(&self, record: &mut HealthRecord) {
+        let now = Instant::now();
+        if record.state.is_up() {
+            // Coming up: the time spent down counts as downtime.
+            let down_for = now.duration_since(record.since);
+            record.downtime += down_for;
+            self.connect_failures.store(0, Ordering::Relaxed);
+            if record.been_up {
+                self.slow_start.begin();
+            }
+            record.been_up = true;
+        }
+        record.since = now;
+        self.up.store(record.state.is_up(), Ordering::Relaxed);
+        self.queue.wake_all();
+        self.counters.transitions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A connection attempt of client traffic succeeded: the failure streak ends.
+    pub fn record_connect_success(&self) {
+        // Written only on a change: every session to this server reads the cache line.
+        if self.connect_failures.load(Ordering::Relaxed) != 0 {
+            self.connect_failures.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// A connection attempt of client traffic failed (timed out, refused, reset): `limit` in a
+    /// row mark the server down at once, without waiting for checks (HAProxy's `observe layer4`
+    /// with `on-error mark-down`); 0 never does. Returns whether this failure marked it down.
+    pub fn record_connect_failure(&self, limit: u32) -> bool {
+        let streak = self.connect_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if limit == 0 || streak < limit {
+            return false;
+        }
+        let mut record = self.health();
+        if !record.state.mark_down() {
+            return false;
+        }
+        record.last_check = Some(format!(
+            "{streak} connection attempts of client traffic failed in a row"
+        ));
+        self.flipped(&mut record);
+        self.marked_down_by_traffic.notify_one();
+        true
     }
 
     fn is_transitioning(&self) -> bool {
@@ -244,13 +374,18 @@ impl Server {
         ServerStats {
             name: self.name.clone(),
             address: self.address,
-            backup: self.backup,
+            backup: self.is_backup(),
             weight: self.effective_weight(),
             admin: self.admin_state(),
             up,
             sessions_current: self.active_sessions(),
             sessions_total: self.counters.sessions_total.load(Ordering::Relaxed),
-            max_connections: self.max_connections,
+            max_connections: self.max_connections(),
+            max_connections_in_force: self
+                .limit_in_force()
+                .map(|limit| usize::try_from(limit).unwrap_or(usize::MAX)),
+            weight_overridden: self.has_weight_override(),
+            slow_starting: self.slow_start.progress().is_some(),
             bytes_in: self.counters.bytes_in.load(Ordering::Relaxed),
             bytes_out: self.counters.bytes_out.load(Ordering::Relaxed),
             connect_errors: self.counters.connect_errors.load(Ordering::Relaxed),
@@ -274,7 +409,7 @@ impl Candidate for Arc<Server> {
         &self.name
     }
     fn weight(&self) -> u32 {
-        self.effective_weight()
+        self.slow_start.weight(self.effective_weight())
     }
     fn active(&self) -> u64 {
         self.active_sessions()
@@ -305,8 +440,8 @@ pub struct BackendShared {
     pub redispatches: AtomicU64,
     /// Sessions refused: no usable server, queue full or queue timeout.
     pub refused: AtomicU64,
-    pub queued: AtomicUsize,
-    pub slot_freed: Arc<Notify>,
+    /// Sessions waiting for a server slot, first come first served.
+    pub queue: Arc<SlotQueue>,
 }
 
 /// One immutable backend snapshot: configuration, servers and balancer.
@@ -361,23 +496,21 @@ impl Backend {
                         old.name == server_config.name && old.address == server_config.address
                     })
                 });
-                match reused {
-                    Some(server)
-                        if server.backup == server_config.backup
-                            && server.max_connections == server_config.max_connections =>
-                    {
-                        server
-                            .configured_weight
-                            .store(u64::from(server_config.weight), Ordering::Relaxed);
-                        Arc::clone(server)
-                    }
-                    _ => Arc::new(Server::new(
-                        server_config,
-                        initially_up,
-                        Arc::clone(&shared.slot_freed),
-                        hard_stop,
-                    )),
-                }
+                // A kept server takes its new configuration only at commit
+                // (`take_configuration`): a reload that fails later leaves it as it was.
+                reused.map_or_else(
+                    || {
+                        let server = Server::new(
+                            server_config,
+                            initially_up,
+                            Arc::clone(&shared.queue),
+                            hard_stop,
+                        );
+                        server.reconfigure(server_config, config);
+                        Arc::new(server)
+                    },
+                    Arc::clone,
+                )
             })
             .collect::<Vec<_>>();
         // Seed `random` from the clock: different on each node is fine (and wanted) for it.
@@ -395,6 +528,14 @@ impl Backend {
         })
     }
 
+    /// Commits this snapshot's configuration to its servers, kept ones included. Called when the
+    /// reload that built the snapshot can no longer fail.
+    pub fn take_configuration(&self) {
+        for (server, config) in self.servers.iter().zip(&self.config.servers) {
+            server.reconfigure(config, &self.config);
+        }
+    }
+
     pub fn server(&self, name: &str) -> Option<&Arc<Server>> {
         self.servers.iter().find(|server| server.name == name)
     }
@@ -404,7 +545,7 @@ impl Backend {
         let usable = |backup: bool| -> Vec<usize> {
             (0..self.servers.len())
                 .filter(|&index| {
-                    self.servers[index].backup == backup && self.servers[index].is_usable()
+                    self.servers[index].is_backup() == backup && self.servers[index].is_usable()
                 })
                 .collect()
         };
@@ -463,10 +604,12 @@ impl Backend {
             retries: shared.retries.load(Ordering::Relaxed),
             redispatches: shared.redispatches.load(Ordering::Relaxed),
             refused: shared.refused.load(Ordering::Relaxed),
-            queue_current: shared.queued.load(Ordering::Relaxed),
+            queue_current: shared.queue.len(),
             servers_up: self.servers.iter().filter(|server| server.is_up()).count(),
             servers_usable: self.usable_servers(),
             servers: self.servers.iter().map(|server| server.stats()).collect(),
+            queued_total: shared.queue.queued_total(),
+            queue_wait_p99: shared.queue.wait_p99(),
         }
     }
 
@@ -476,10 +619,11 @@ impl Backend {
         let Some(checker) = &self.checker else {
             return;
         };
-        for server in &self.servers {
+        for (server, server_config) in self.servers.iter().zip(&self.config.servers) {
             let task = CheckTask {
                 backend: self.config.name.clone(),
                 server: Arc::clone(server),
+                target: CheckTarget::of(&self.config, server_config),
                 checker: checker.clone(),
                 shutdown_sessions: self.config.on_server_down == OnServerDown::ShutdownSessions,
                 on_flip: Arc::clone(on_flip),
@@ -498,6 +642,7 @@ impl Backend {
 struct CheckTask {
     backend: String,
     server: Arc<Server>,
+    target: CheckTarget,
     checker: Checker,
     shutdown_sessions: bool,
     on_flip: Arc<dyn Fn() + Send + Sync>,
@@ -506,35 +651,50 @@ struct CheckTask {
 impl CheckTask {
     async fn run(self) {
         let config = self.checker.config().clone();
+        let mut random = fastrand::Rng::new();
+        let first_wait = first_check_delay(config.interval, self.server.is_up(), &mut random);
+        tokio::time::sleep(first_wait).await;
         loop {
             let result = self
                 .checker
-                .check(self.server.address)
+                .check(self.target)
                 .await
                 .map_err(|failure| failure.to_string());
             let failure = result.as_ref().err().cloned();
             if self.server.record_check(result, config.rise, config.fall) {
-                let up = self.server.is_up();
-                tracing::info!(
-                    backend = %self.backend,
-                    server = %self.server.name,
-                    address = %self.server.address,
-                    up,
-                    reason = failure.as_deref().unwrap_or("check passed"),
-                    "server health changed"
-                );
-                if !up && self.shutdown_sessions {
-                    self.server.cut_sessions();
-                }
-                (self.on_flip)();
+                self.announce(failure.as_deref().unwrap_or("check passed"));
             }
+            self.server.wake_queue_while_ramping();
             // Faster checks while a state change is pending (HAProxy's fastinter).
             let interval = if self.server.is_transitioning() {
                 (config.interval / 4).max(Duration::from_millis(50))
             } else {
                 config.interval
             };
-            tokio::time::sleep(interval).await;
+            tokio::select! {
+                () = tokio::time::sleep(jittered(interval, config.jitter_percent, &mut random)) => {}
+                () = self.server.marked_down_by_traffic.notified() => {
+                    self.announce("connection attempts of client traffic failed in a row");
+                }
+            }
         }
+    }
+
+    /// Logs an up/down change, cuts the sessions of a server gone down if configured, and
+    /// republishes health.
+    fn announce(&self, reason: &str) {
+        let up = self.server.is_up();
+        tracing::info!(
+            backend = %self.backend,
+            server = %self.server.name,
+            address = %self.server.address,
+            up,
+            reason,
+            "server health changed"
+        );
+        if !up && self.shutdown_sessions {
+            self.server.cut_sessions();
+        }
+        (self.on_flip)();
     }
 }

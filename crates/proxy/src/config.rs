@@ -6,7 +6,7 @@
 //! (unique names, references, non-zero `rise`/`fall`).
 
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,6 +52,10 @@ pub struct FrontendConfig {
     pub accept_proxy: bool,
     /// Concurrent sessions of this frontend; further clients wait in the accept backlog.
     pub max_connections: usize,
+    /// TCP keepalive on client sockets (HAProxy's `option clitcpka`); `None`: off.
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    /// How long a client may take to send its PROXY header (`accept_proxy`).
+    pub proxy_header_timeout: Duration,
 }
 
 impl FrontendConfig {
@@ -64,6 +68,8 @@ impl FrontendConfig {
             backend: backend.into(),
             accept_proxy: false,
             max_connections: widen(defaults::FRONTEND_MAX_CONNECTIONS),
+            tcp_keepalive: Some(TcpKeepalive::default()),
+            proxy_header_timeout: defaults::PROXY_HEADER_TIMEOUT,
         }
     }
 }
@@ -102,17 +108,29 @@ pub enum OnServerDown {
 
 /// Session timeouts (`timeout: { connect, idle, tunnel, fin }`).
 ///
-/// - `connect`: per connection attempt to a server; also bounds the wait in a full backend's queue.
+/// - `connect`: per connection attempt to a server.
 /// - `idle`: inactivity (no byte in either direction) before the session has carried data both ways.
 /// - `tunnel`: inactivity once both sides have spoken (a watch stream, a TLS session); replaces `idle`,
 ///   as HAProxy's `timeout tunnel` supersedes `timeout client/server`.
-/// - `fin`: inactivity of the remaining direction after one side sent FIN (half-closed session).
+/// - `fin`: inactivity of the remaining direction after one side sent FIN (half-closed session),
+///   counted from that FIN and restarted by every byte moved; `None` (the default, as HAProxy's
+///   unset `timeout client-fin` / `server-fin`) keeps `idle` or `tunnel` in force.
+/// - `queue`: the wait in a full backend's queue; `None` is `connect` (HAProxy's default
+///   `timeout queue`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timeouts {
     pub connect: Duration,
     pub idle: Duration,
     pub tunnel: Duration,
-    pub fin: Duration,
+    pub fin: Option<Duration>,
+    pub queue: Option<Duration>,
+}
+
+impl Timeouts {
+    /// The longest a session waits in the queue.
+    pub fn queue_wait(&self) -> Duration {
+        self.queue.unwrap_or(self.connect)
+    }
 }
 
 impl Default for Timeouts {
@@ -122,8 +140,51 @@ impl Default for Timeouts {
             connect: defaults::TIMEOUT_CONNECT,
             idle: defaults::TIMEOUT_IDLE,
             tunnel: defaults::TIMEOUT_TUNNEL,
-            fin: defaults::TIMEOUT_FIN,
+            fin: None,
+            queue: None,
         }
+    }
+}
+
+/// TCP keepalive of a session's socket (`tcp_keepalive`): after `idle` without traffic the kernel
+/// probes the peer every `interval`; `count` probes unanswered and the socket fails with
+/// ETIMEDOUT, which ends the session (the other side gets a reset). So a peer that vanished
+/// without FIN or RST (powered off, cable cut, a NAT that forgot the flow) frees its session
+/// after `idle + interval × count` instead of holding it until `tunnel`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpKeepalive {
+    pub idle: Duration,
+    pub interval: Duration,
+    pub count: u32,
+    /// TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before the socket fails (also
+    /// bounds keepalive probing); `None` leaves the kernel's retransmission limits.
+    pub user_timeout: Option<Duration>,
+}
+
+impl Default for TcpKeepalive {
+    /// The contract's defaults (`vipd_config::defaults`).
+    fn default() -> Self {
+        Self {
+            idle: defaults::TCP_KEEPALIVE_IDLE,
+            interval: defaults::TCP_KEEPALIVE_INTERVAL,
+            count: defaults::TCP_KEEPALIVE_COUNT,
+            user_timeout: None,
+        }
+    }
+}
+
+impl TcpKeepalive {
+    /// Turns keepalive on for `socket` with these settings.
+    pub(crate) fn apply(&self, socket: &socket2::SockRef<'_>) -> std::io::Result<()> {
+        let keepalive = socket2::TcpKeepalive::new()
+            .with_time(self.idle)
+            .with_interval(self.interval)
+            .with_retries(self.count);
+        socket.set_tcp_keepalive(&keepalive)?;
+        if let Some(timeout) = self.user_timeout {
+            socket.set_tcp_user_timeout(Some(timeout))?;
+        }
+        Ok(())
     }
 }
 
@@ -133,8 +194,8 @@ pub struct BackendConfig {
     pub name: String,
     pub balance: Balance,
     pub send_proxy: ProxyProtocol,
-    /// Connection attempts after the first failed one; retries after a refusal and the last retry
-    /// go to another server (redispatch).
+    /// Connection attempts after the first failed one; each goes to another server than those
+    /// that failed this session while one is left (redispatch).
     pub retries: u32,
     pub on_server_down: OnServerDown,
     pub timeout: Timeouts,
@@ -144,6 +205,11 @@ pub struct BackendConfig {
     /// Sessions that may wait for a free slot when every usable server is at its `max_connections`;
     /// beyond this, new sessions are refused at once.
     pub max_queue: usize,
+    /// TCP keepalive on server sockets (HAProxy's `option srvtcpka`); `None`: off.
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    /// A server that comes back (up again, or out of maintenance) ramps its weight and
+    /// `max_connections` from nothing to full over this long (HAProxy's `slowstart`).
+    pub slow_start: Option<Duration>,
 }
 
 impl BackendConfig {
@@ -159,6 +225,8 @@ impl BackendConfig {
             health: None,
             servers,
             max_queue: widen(defaults::BACKEND_MAX_QUEUE),
+            tcp_keepalive: Some(TcpKeepalive::default()),
+            slow_start: None,
         }
     }
 }
@@ -175,6 +243,8 @@ pub struct ServerConfig {
     pub backup: bool,
     /// Concurrent sessions on this server; `None` = unlimited. Excess sessions queue in the backend.
     pub max_connections: Option<usize>,
+    /// Address the health checks connect to instead of `address`'s IP (HAProxy's `addr`).
+    pub check_address: Option<IpAddr>,
 }
 
 impl ServerConfig {
@@ -185,6 +255,7 @@ impl ServerConfig {
             weight: 1,
             backup: false,
             max_connections: None,
+            check_address: None,
         }
     }
 }
@@ -208,6 +279,35 @@ pub struct HealthCheckConfig {
     pub fall: u32,
     /// Servers start down until they pass `rise` checks; `true` starts them up.
     pub initially_up: bool,
+    /// Connection attempts of client traffic that fail in a row (timed out, refused, reset
+    /// before the server sent a byte) and mark an up server down at once; 0 turns this off.
+    /// HAProxy's `observe layer4` with `error-limit` and `on-error mark-down`.
+    pub error_limit: u32,
+    /// Port the checks connect to; `None`: each server's traffic port.
+    pub port: Option<u16>,
+    /// PROXY header in front of each check (v1 `UNKNOWN`, v2 `LOCAL`). `None` follows HAProxy:
+    /// the backend's `send_proxy` when the check goes to the server's traffic address and port.
+    pub send_proxy: Option<ProxyProtocol>,
+    /// Further request headers of `http`/`https` checks, in order.
+    pub headers: Vec<(String, String)>,
+    /// A file holding a token sent as `Authorization: Bearer`; re-read when it changes.
+    pub bearer_token_file: Option<PathBuf>,
+    /// Client certificate of `https` checks (mTLS).
+    pub client_certificate: Option<ClientCertificate>,
+    /// TLS server name (SNI, and the name verified); `None`: `host`, else the server's IP.
+    pub sni: Option<String>,
+    /// Each wait between two checks varies at random by up to this percent of it, either way, so
+    /// the checks of many servers drift apart instead of firing together.
+    pub jitter_percent: u8,
+}
+
+/// `health.client_certificate` / `client_key`: PEM files read at start and at each reload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertificate {
+    /// Certificate chain, leaf first; may also hold the key.
+    pub certificate_file: PathBuf,
+    /// Private key; `None`: the key is in `certificate_file` (HAProxy's `crt`).
+    pub key_file: Option<PathBuf>,
 }
 
 impl HealthCheckConfig {
@@ -223,6 +323,14 @@ impl HealthCheckConfig {
             rise: defaults::CHECK_RISE,
             fall: defaults::CHECK_FALL,
             initially_up: false,
+            error_limit: defaults::HEALTH_ERROR_LIMIT,
+            port: None,
+            send_proxy: None,
+            headers: Vec::new(),
+            bearer_token_file: None,
+            client_certificate: None,
+            sni: None,
+            jitter_percent: defaults::CHECK_JITTER_PERCENT,
         }
     }
 }
@@ -291,6 +399,9 @@ impl ProxyConfig {
                         "interval and timeout must be positive",
                     ));
                 }
+                validate_check_request(health).map_err(|reason| {
+                    invalid(format!("backends.{}.health", backend.name), reason)
+                })?;
             }
         }
         let mut frontend_names = BTreeSet::new();
@@ -328,6 +439,34 @@ impl ProxyConfig {
         }
         Ok(())
     }
+}
+
+/// What goes into a check's request as it is: header names and values that cannot break the
+/// request (RFC 9110 section 5.1 token names, no CR, LF or NUL in values), jitter of at most 50 %.
+fn validate_check_request(health: &HealthCheckConfig) -> Result<(), String> {
+    if health.jitter_percent > 50 {
+        return Err("jitter_percent must be 0..=50".to_owned());
+    }
+    for (name, value) in &health.headers {
+        if !is_header_name(name) {
+            return Err(format!(
+                "header name `{}` is not a token",
+                name.escape_debug()
+            ));
+        }
+        if value.contains(['\r', '\n', '\0']) {
+            return Err(format!("header {name}: the value holds CR, LF or NUL"));
+        }
+    }
+    Ok(())
+}
+
+/// RFC 9110 section 5.6.2: `token = 1*tchar`.
+pub(crate) fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
 }
 
 fn invalid(path: String, reason: impl Into<String>) -> Error {
@@ -388,6 +527,22 @@ mod tests {
         let mut config = valid();
         let mut health = HealthCheckConfig::new(HealthCheckKind::Tcp);
         health.rise = 0;
+        config.backends[0].health = Some(health);
+        assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn rejects_check_headers_that_would_split_the_request() {
+        for header in [("X-A", "a\r\nX-B: b"), ("Bad Name", "x"), ("", "x")] {
+            let mut config = valid();
+            let mut health = HealthCheckConfig::new(HealthCheckKind::Http);
+            health.headers = vec![(header.0.to_owned(), header.1.to_owned())];
+            config.backends[0].health = Some(health);
+            assert!(config.validate().is_err(), "{header:?}");
+        }
+        let mut config = valid();
+        let mut health = HealthCheckConfig::new(HealthCheckKind::Http);
+        health.jitter_percent = 51;
         config.backends[0].health = Some(health);
         assert!(config.validate().is_err());
     }

@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -16,13 +16,14 @@ use crate::Error;
 use crate::backend::Backend;
 use crate::config::ProxyConfig;
 use crate::frontend::{self, FrontendSettings, FrontendShared};
+use crate::limit::Limit;
 use crate::session_threads::SessionThreads;
 use crate::stats::{AdminState, FrontendHealth, FrontendStats, HealthReport, ProxyStats};
 
 /// Shared by the listener, session and check tasks.
 pub struct Engine {
-    pub global_limit: Arc<Semaphore>,
-    global_max: std::sync::atomic::AtomicUsize,
+    /// The global `max_connections`.
+    pub global_limit: Arc<Limit>,
     pub sessions: TaskTracker,
     /// Cancelled to cut every session (end of the shutdown grace period, or the handle dropped).
     pub hard_stop: CancellationToken,
@@ -30,15 +31,14 @@ pub struct Engine {
     frontends: ArcSwap<BTreeMap<String, Arc<FrontendShared>>>,
     listening: ArcSwap<BTreeMap<String, Vec<SocketAddr>>>,
     health: watch::Sender<HealthReport>,
-    control: tokio::sync::Mutex<Control>,
+    /// Held from a reload's preparation to its commit ([`PreparedReload`]).
+    control: Arc<tokio::sync::Mutex<Control>>,
     /// Where the accept loops and the sessions run.
     pub threads: SessionThreads,
 }
 
 /// What only `apply` and `shutdown` touch, one at a time.
 struct Control {
-    global_max: usize,
-    frontend_max: BTreeMap<String, usize>,
     /// Per frontend, per configured bind address.
     listeners: BTreeMap<String, BTreeMap<SocketAddr, Listener>>,
     checks: CancellationToken,
@@ -135,56 +135,70 @@ impl Engine {
         });
     }
 
-    /// Reload by difference; see [`Proxy::apply`].
-    async fn apply(self: &Arc<Self>, config: ProxyConfig) -> Result<(), Error> {
+    /// The fallible half of a reload: validation, backends (TLS of checks) and every socket a new
+    /// listener needs. Changes nothing; see [`Proxy::prepare`].
+    async fn prepare(self: &Arc<Self>, config: ProxyConfig) -> Result<PreparedReload, Error> {
         config.validate()?;
-        let mut control = self.control.lock().await;
+        let control = Arc::clone(&self.control).lock_owned().await;
         if control.shut_down {
             return Err(Error::ShutDown);
         }
-        // Everything that can fail comes before anything changes.
         let old_backends = self.backends.load_full();
         let backends = Arc::new(build_backends(&config, &old_backends, &self.hard_stop)?);
         let fresh = bind_fresh(&config, &control)?;
+        Ok(PreparedReload {
+            engine: Arc::clone(self),
+            control,
+            config,
+            old_backends,
+            backends,
+            fresh,
+        })
+    }
 
-        // Commit. New sessions see the new backends from here on; established ones keep theirs.
+    /// The other half: cannot fail. New sessions see the new backends from here on; established
+    /// ones keep theirs.
+    async fn commit(self: &Arc<Self>, prepared: PreparedReload) {
+        let PreparedReload {
+            mut control,
+            config,
+            old_backends,
+            backends,
+            fresh,
+            ..
+        } = prepared;
+        for backend in backends.values() {
+            backend.take_configuration();
+        }
         self.backends.store(Arc::clone(&backends));
         if let Some(after) = config.hard_stop_after {
             self.cut_removed_servers_later(&old_backends, &backends, after);
         }
         let wanted = wanted_listeners(&config);
+        let frontends = self.update_frontends(&config);
+        // The new sockets accept before the old ones close: an address moving to the wildcard
+        // of its port (or to another frontend) is served throughout.
+        self.start_listeners(&mut control, &frontends, fresh);
         close_unwanted(&mut control, &wanted).await;
-        let frontends = self.update_frontends(&config, &mut control);
-        let first_error = self.start_listeners(&mut control, &frontends, &wanted, fresh);
+        self.publish_listening(&control);
         self.restart_checks(&mut control);
         self.publish_health();
-        first_error.map_or(Ok(()), Err)
     }
 
     /// Frontend state is kept by name; settings and limits change in place.
-    fn update_frontends(
-        &self,
-        config: &ProxyConfig,
-        control: &mut Control,
-    ) -> BTreeMap<String, Arc<FrontendShared>> {
+    fn update_frontends(&self, config: &ProxyConfig) -> BTreeMap<String, Arc<FrontendShared>> {
         let old_frontends = self.frontends.load_full();
         let mut frontends = BTreeMap::new();
         for frontend in &config.frontends {
             let settings = FrontendSettings {
                 backend: frontend.backend.clone(),
                 accept_proxy: frontend.accept_proxy,
+                tcp_keepalive: frontend.tcp_keepalive,
+                proxy_header_timeout: frontend.proxy_header_timeout,
             };
             let shared = if let Some(shared) = old_frontends.get(&frontend.name) {
                 shared.settings.store(Arc::new(settings));
-                let old_max = control
-                    .frontend_max
-                    .get(&frontend.name)
-                    .copied()
-                    .unwrap_or(frontend.max_connections);
-                resize(&shared.limit, old_max, frontend.max_connections);
-                shared
-                    .max_connections
-                    .store(frontend.max_connections, Ordering::Relaxed);
+                shared.limit.set_max(frontend.max_connections);
                 Arc::clone(shared)
             } else {
                 Arc::new(FrontendShared::new(
@@ -195,64 +209,32 @@ impl Engine {
             };
             frontends.insert(frontend.name.clone(), shared);
         }
-        control.frontend_max = config
-            .frontends
-            .iter()
-            .map(|frontend| (frontend.name.clone(), frontend.max_connections))
-            .collect();
         self.frontends.store(Arc::new(frontends.clone()));
-        resize(
-            &self.global_limit,
-            control.global_max,
-            config.max_connections,
-        );
-        control.global_max = config.max_connections;
-        self.global_max
-            .store(config.max_connections, Ordering::Relaxed);
+        self.global_limit.set_max(config.max_connections);
         frontends
     }
 
-    /// Starts the fresh listeners and binds addresses that moved between frontends (free now
-    /// that their old listener is closed). Returns the first bind error, if any.
+    /// Starts an accept loop per session thread on each fresh socket.
     fn start_listeners(
         self: &Arc<Self>,
         control: &mut Control,
         frontends: &BTreeMap<String, Arc<FrontendShared>>,
-        wanted: &BTreeSet<(String, SocketAddr)>,
         fresh: Vec<(String, SocketAddr, std::net::TcpListener)>,
-    ) -> Option<Error> {
-        let mut first_error = None;
-        let mut to_start = fresh;
-        for (name, address) in wanted {
-            let listening = control
-                .listeners
-                .get(name)
-                .is_some_and(|listeners| listeners.contains_key(address))
-                || to_start.iter().any(|(fresh_name, fresh_address, _)| {
-                    fresh_name == name && fresh_address == address
-                });
-            if listening {
-                continue;
-            }
-            match frontend::bind(*address) {
-                Ok(socket) => to_start.push((name.clone(), *address, socket)),
-                Err(source) => {
-                    first_error.get_or_insert(Error::Bind {
-                        frontend: name.clone(),
-                        address: *address,
-                        source,
-                    });
-                }
-            }
-        }
-        for (name, address, socket) in to_start {
+    ) {
+        for (name, address, socket) in fresh {
             let Some(shared) = frontends.get(&name) else {
                 continue;
             };
             let actual = socket.local_addr().unwrap_or(address);
             let stop = self.hard_stop.child_token();
-            let tasks = self
-                .listener_group(socket, &name, actual)
+            let group = self.listener_group(socket, &name, actual);
+            let keepalive = shared.settings.load().tcp_keepalive;
+            for socket in &group {
+                if let Err(error) = frontend::set_listener_keepalive(socket, keepalive.as_ref()) {
+                    tracing::warn!(frontend = %name, %error, "cannot set TCP keepalive on the listener");
+                }
+            }
+            let tasks = group
                 .into_iter()
                 .zip(self.threads.handles().iter().enumerate())
                 .map(|(socket, (index, thread))| {
@@ -275,6 +257,9 @@ impl Engine {
                 },
             );
         }
+    }
+
+    fn publish_listening(&self, control: &Control) {
         self.listening.store(Arc::new(
             control
                 .listeners
@@ -285,7 +270,6 @@ impl Engine {
                 })
                 .collect(),
         ));
-        first_error
     }
 
     /// The listening socket and a sibling on the same address for every further session thread
@@ -345,24 +329,34 @@ fn build_backends(
     Ok(backends)
 }
 
-/// Binds the addresses no current listener holds, so a bind error leaves everything as it was.
+/// Binds every listener `config` wants that its frontend does not have yet, so a bind error
+/// leaves everything as it was. An address that overlaps one of our own listeners (the same
+/// address under another frontend, or the wildcard and a specific address of one port) is bound
+/// beside it ([`frontend::bind_beside_own`]): the old listener closes only at commit.
 fn bind_fresh(
     config: &ProxyConfig,
     control: &Control,
 ) -> Result<Vec<(String, SocketAddr, std::net::TcpListener)>, Error> {
-    let bound: BTreeSet<SocketAddr> = control
+    let own: Vec<SocketAddr> = control
         .listeners
         .values()
-        .flat_map(|listeners| listeners.keys().copied())
+        .flat_map(|listeners| listeners.values().map(|listener| listener.actual))
         .collect();
     let mut fresh = Vec::new();
     for frontend in &config.frontends {
+        let held = control.listeners.get(&frontend.name);
         for &address in frontend
             .bind
             .iter()
-            .filter(|address| !bound.contains(address))
+            .filter(|address| held.is_none_or(|held| !held.contains_key(address)))
         {
-            let socket = frontend::bind(address).map_err(|source| Error::Bind {
+            let beside_own = own.iter().any(|own| frontend::overlaps(*own, address));
+            let socket = if beside_own {
+                frontend::bind_beside_own(address)
+            } else {
+                frontend::bind(address)
+            };
+            let socket = socket.map_err(|source| Error::Bind {
                 frontend: frontend.name.clone(),
                 address,
                 source,
@@ -408,13 +402,29 @@ async fn close_unwanted(control: &mut Control, wanted: &BTreeSet<(String, Socket
     }
 }
 
-/// Changes a limit semaphore from `old` to `new` permits. Lowering takes effect as sessions end:
-/// only permits not in use can be withdrawn at once.
-fn resize(limit: &Semaphore, old: usize, new: usize) {
-    if new > old {
-        limit.add_permits(new - old);
-    } else if new < old {
-        limit.forget_permits(old - new);
+/// A reload ready to commit ([`Proxy::prepare`]).
+pub struct PreparedReload {
+    engine: Arc<Engine>,
+    control: tokio::sync::OwnedMutexGuard<Control>,
+    config: ProxyConfig,
+    old_backends: Arc<BTreeMap<String, Arc<Backend>>>,
+    backends: Arc<BTreeMap<String, Arc<Backend>>>,
+    fresh: Vec<(String, SocketAddr, std::net::TcpListener)>,
+}
+
+impl PreparedReload {
+    /// Applies the reload; nothing can fail any more.
+    pub async fn commit(self) {
+        let engine = Arc::clone(&self.engine);
+        engine.commit(self).await;
+    }
+}
+
+impl std::fmt::Debug for PreparedReload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedReload")
+            .field("new_listeners", &self.fresh.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -433,36 +443,46 @@ impl Proxy {
         let threads =
             SessionThreads::start(&hard_stop).map_err(|source| Error::Threads { source })?;
         let engine = Arc::new(Engine {
-            global_limit: Arc::new(Semaphore::new(0)),
-            global_max: std::sync::atomic::AtomicUsize::new(0),
+            global_limit: Limit::new(0),
             sessions: TaskTracker::new(),
             backends: ArcSwap::from_pointee(BTreeMap::new()),
             frontends: ArcSwap::from_pointee(BTreeMap::new()),
             listening: ArcSwap::from_pointee(BTreeMap::new()),
             health,
-            control: tokio::sync::Mutex::new(Control {
-                global_max: 0,
-                frontend_max: BTreeMap::new(),
+            control: Arc::new(tokio::sync::Mutex::new(Control {
                 listeners: BTreeMap::new(),
                 checks: hard_stop.child_token(),
                 shut_down: false,
-            }),
+            })),
             hard_stop,
             threads,
         });
         // A refused configuration ends the session threads with the engine.
         let stop_on_error = engine.hard_stop.clone().drop_guard();
-        engine.apply(config).await?;
+        let prepared = engine.prepare(config).await?;
+        engine.commit(prepared).await;
         stop_on_error.disarm();
         Ok(Self { engine })
     }
 
     /// Reloads by difference. Listeners whose frontend keeps its name and address keep their socket
     /// (no refused connection); established sessions continue on the servers they have; new sessions
-    /// use the new backends; servers keeping name and address keep health, admin state, counters and
-    /// active sessions. Validation, TLS and fresh-bind errors leave the running config untouched.
+    /// use the new backends; servers keeping backend, name and address keep health, admin state,
+    /// weight override, counters and active sessions, and take every other setting in place.
+    /// All or nothing: an error leaves the running configuration untouched. Same as
+    /// [`Proxy::prepare`] then [`PreparedReload::commit`].
     pub async fn apply(&self, config: ProxyConfig) -> Result<(), Error> {
-        self.engine.apply(config).await
+        let prepared = self.prepare(config).await?;
+        prepared.commit().await;
+        Ok(())
+    }
+
+    /// Does everything of a reload that can fail (validation, health-check TLS, binding new
+    /// addresses) and changes nothing: the daemon prepares every part of a reload before it
+    /// commits any (docs/design/architecture.md, Reload). Other reloads wait until the result is
+    /// committed or dropped; dropping it abandons the reload (its new sockets close).
+    pub async fn prepare(&self, config: ProxyConfig) -> Result<PreparedReload, Error> {
+        self.engine.prepare(config).await
     }
 
     /// Stops accepting, stops health checks, lets sessions finish for up to `grace`, then cuts the
@@ -519,6 +539,15 @@ impl Proxy {
         self.with_server(backend, server, |server| server.set_weight_override(weight))
     }
 
+    /// Clears the weight set by [`Proxy::set_server_weight`]: the configured weight applies again.
+    pub fn reset_server_weight(&self, backend: &str, server: &str) -> Result<(), Error> {
+        self.with_server(
+            backend,
+            server,
+            crate::backend::Server::clear_weight_override,
+        )
+    }
+
     fn set_admin_state(&self, backend: &str, server: &str, state: AdminState) -> Result<(), Error> {
         self.with_server(backend, server, |server| server.set_admin_state(state))
     }
@@ -560,7 +589,8 @@ impl Proxy {
                 bind: listening.get(&frontend.name).cloned().unwrap_or_default(),
                 sessions_current: frontend.sessions_current.load(Relaxed),
                 sessions_total: frontend.sessions_total.load(Relaxed),
-                max_connections: frontend.max_connections.load(Relaxed),
+                max_connections: frontend.limit.max(),
+                max_connections_in_force: frontend.limit.in_force(),
                 bytes_in: frontend.bytes_in.load(Relaxed),
                 bytes_out: frontend.bytes_out.load(Relaxed),
                 bytes_spliced: frontend.bytes_spliced.load(Relaxed),
@@ -574,7 +604,8 @@ impl Proxy {
             .sum::<u64>();
         ProxyStats {
             sessions_current,
-            max_connections: self.engine.global_max.load(Relaxed),
+            max_connections: self.engine.global_limit.max(),
+            max_connections_in_force: self.engine.global_limit.in_force(),
             frontends: frontend_stats,
             backends: self
                 .engine

@@ -23,4 +23,6 @@ pub enum Error {
     ShutDown,
     #[error("cannot start the session threads: {source}")]
     Threads { source: std::io::Error },
+    #[error("backend {backend}: health check: {reason}")]
+    HealthCheck { backend: String, reason: String },
 }

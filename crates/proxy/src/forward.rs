@@ -2,15 +2,21 @@
 //!
 //! Bulk traffic splices socket → pipe → socket (`splice(2)`, zero copy: the payload never enters
 //! user space). Each direction starts with a buffered copy through a 16 KiB scratch buffer of the
-//! worker thread, and switches to its own pipe once a read fills that buffer (see [`pump`]). If a
-//! pipe cannot be made (fd limit) or the kernel refuses to splice these sockets, the direction stays
-//! with the buffered copy. A direction owns a buffer only while its destination is slower than its
-//! source; an idle session holds neither buffer nor pipe.
+//! worker thread, and switches to splice once a read fills that buffer (see [`pump`]). A direction
+//! takes a pipe from its thread's pool for each chunk and gives it back once the chunk is written,
+//! so only bytes in flight hold a pipe: an idle watch stream that once carried bulk data holds
+//! none. If a pipe cannot be made (fd limit) or the kernel refuses to splice these sockets, the
+//! direction copies through the buffer. A direction owns a buffer only while its destination is
+//! slower than its source; an idle session holds neither buffer nor pipe.
+//!
+//! A socket error on either side (a reset, a keepalive that found the peer gone) is passed on as a
+//! reset to the other side (SO_LINGER 0 before closing), never as a FIN: a client whose server
+//! reset mid-response must not take the truncated response for a complete one.
 
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use nix::fcntl::{OFlag, SpliceFFlags, splice};
@@ -26,17 +32,55 @@ const PIPE_CHUNK: usize = 64 * 1024;
 /// Scratch buffer of the buffered path, per worker thread.
 pub const COPY_BUFFER: usize = 16 * 1024;
 
+/// Pipes a thread keeps for the next chunk to splice: enough for the bulk directions of a busy
+/// thread to find one without a system call, few enough that a burst of bulk traffic does not keep
+/// hundreds of fds once it is over.
+pub const POOLED_PIPES_PER_THREAD: usize = 32;
+
+/// One side of a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Server,
+}
+
+impl Side {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Client => "client",
+            Self::Server => "server",
+        }
+    }
+}
+
 /// How a session ended.
 #[derive(Debug)]
 pub enum SessionEnd {
     /// Both directions finished with FIN.
     Closed,
-    /// No activity for the timeout that applied (`idle`, `tunnel` or `fin`).
-    TimedOut { timeout: &'static str },
+    /// No activity for the timeout that applied (`idle`, `tunnel` or `fin`); `half_closed_by` is
+    /// the side whose FIN came first, if one did.
+    TimedOut {
+        timeout: &'static str,
+        half_closed_by: Option<Side>,
+    },
     /// Cut from outside: server marked down with `shutdown_sessions`, or hard stop.
     Cancelled,
-    /// A socket error (reset, ...) on either side.
-    Failed(io::Error),
+    /// A socket error on `side`'s socket (`ConnectionReset`: that side reset); the other side was
+    /// reset in turn.
+    Failed { side: Side, error: io::Error },
+}
+
+/// A socket error and the side whose socket it came from.
+#[derive(Debug)]
+struct Failure {
+    side: Side,
+    error: io::Error,
+}
+
+/// Tags an error of `side`'s socket.
+fn on(side: Side) -> impl FnOnce(io::Error) -> Failure {
+    move |error| Failure { side, error }
 }
 
 /// Where a direction's byte counts go (frontend, backend, server, the session's own).
@@ -56,7 +100,8 @@ struct Activity {
     last_millis: AtomicU64,
     client_spoke: AtomicBool,
     server_spoke: AtomicBool,
-    half_closed: AtomicBool,
+    /// The side whose FIN came first: [`NO_FIN`], or a [`Side`] as [`fin_code`] encodes it.
+    first_fin: AtomicU8,
     /// Bytes moved but not yet added to the shared counters (client → server, server → client,
     /// spliced): the shared counters are hit by every session, so each session batches.
     unflushed: [AtomicU64; 3],
@@ -69,15 +114,38 @@ impl Activity {
             last_millis: AtomicU64::new(0),
             client_spoke: AtomicBool::new(false),
             server_spoke: AtomicBool::new(false),
-            half_closed: AtomicBool::new(false),
+            first_fin: AtomicU8::new(NO_FIN),
             unflushed: [AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)],
         }
     }
 
     fn touch(&self, spoke: &AtomicBool) {
+        self.moved();
+        spoke.store(true, Ordering::Relaxed);
+    }
+
+    /// Bytes moved (read, or written in part) or a FIN received: the inactivity clock restarts.
+    fn moved(&self) {
         let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_millis.fetch_max(elapsed, Ordering::Relaxed);
-        spoke.store(true, Ordering::Relaxed);
+    }
+
+    /// Records `side`'s FIN; whether the other side's FIN had come already (both finished).
+    fn fin_from(&self, side: Side) -> bool {
+        // The FIN counts as activity: the `fin` timeout runs from it, not from the last byte
+        // before it.
+        self.moved();
+        self.first_fin
+            .compare_exchange(NO_FIN, fin_code(side), Ordering::Relaxed, Ordering::Relaxed)
+            .is_err()
+    }
+
+    fn half_closed_by(&self) -> Option<Side> {
+        match self.first_fin.load(Ordering::Relaxed) {
+            NO_FIN => None,
+            code if code == fin_code(Side::Client) => Some(Side::Client),
+            _ => Some(Side::Server),
+        }
     }
 
     /// Adds the batched byte counts to the shared counters.
@@ -104,11 +172,11 @@ impl Activity {
         self.start + Duration::from_millis(self.last_millis.load(Ordering::Relaxed))
     }
 
-    /// The inactivity timeout in force: `fin` once half closed, `tunnel` once both sides have
-    /// spoken, `idle` before.
+    /// The inactivity timeout in force: `fin` once half closed, if set; else `tunnel` once both
+    /// sides have spoken, `idle` before (HAProxy's `timeout client-fin` / `server-fin` unset).
     fn timeout(&self, timeouts: &Timeouts) -> (Duration, &'static str) {
-        if self.half_closed.load(Ordering::Relaxed) {
-            (timeouts.fin, "fin")
+        if let (Some(fin), Some(_)) = (timeouts.fin, self.half_closed_by()) {
+            (fin, "fin")
         } else if self.client_spoke.load(Ordering::Relaxed)
             && self.server_spoke.load(Ordering::Relaxed)
         {
@@ -116,6 +184,15 @@ impl Activity {
         } else {
             (timeouts.idle, "idle")
         }
+    }
+}
+
+const NO_FIN: u8 = 0;
+
+fn fin_code(side: Side) -> u8 {
+    match side {
+        Side::Client => 1,
+        Side::Server => 2,
     }
 }
 
@@ -137,7 +214,7 @@ pub async fn forward(
     activity.client_spoke.store(client_spoke, Ordering::Relaxed);
     let [up, down, zero_copy] = &activity.unflushed;
     let upstream = pump(
-        client,
+        (client, Side::Client),
         server,
         false,
         &activity,
@@ -146,7 +223,7 @@ pub async fn forward(
         zero_copy,
     );
     let downstream = pump(
-        server,
+        (server, Side::Server),
         client,
         server_acks_delayed,
         &activity,
@@ -162,13 +239,27 @@ pub async fn forward(
     let end = tokio::select! {
         result = both => match result {
             Ok(_) => SessionEnd::Closed,
-            Err(error) => SessionEnd::Failed(error),
+            Err(Failure { side, error }) => SessionEnd::Failed { side, error },
         },
-        timeout = watchdog(&activity, timeouts, &flush) => SessionEnd::TimedOut { timeout },
+        timeout = watchdog(&activity, timeouts, &flush) => SessionEnd::TimedOut {
+            timeout,
+            half_closed_by: activity.half_closed_by(),
+        },
         () = cancel.cancelled() => SessionEnd::Cancelled,
     };
     flush();
+    if matches!(end, SessionEnd::Failed { .. }) {
+        reset_on_close(client);
+        reset_on_close(server);
+    }
     end
+}
+
+/// Makes closing `socket` send a reset (SO_LINGER 0) instead of a FIN. Set on both sockets when
+/// one failed: the other side learns the stream broke, and the failed one, whose peer is gone or
+/// reset already, does not linger in FIN-WAIT retransmitting to nobody.
+fn reset_on_close(socket: &TcpStream) {
+    let _ = socket2::SockRef::from(socket).set_linger(Some(Duration::ZERO));
 }
 
 async fn watchdog(activity: &Activity, timeouts: &Timeouts, flush: &impl Fn()) -> &'static str {
@@ -177,7 +268,7 @@ async fn watchdog(activity: &Activity, timeouts: &Timeouts, flush: &impl Fn()) -
     let shortest = timeouts
         .idle
         .min(timeouts.tunnel)
-        .min(timeouts.fin)
+        .min(timeouts.fin.unwrap_or(Duration::MAX))
         .max(Duration::from_millis(10));
     loop {
         flush();
@@ -197,43 +288,49 @@ async fn watchdog(activity: &Activity, timeouts: &Timeouts, flush: &impl Fn()) -
 /// Small exchanges (requests, responses) go through the worker thread's scratch buffer: a pipe
 /// costs three system calls to make and close, more than it saves on a few hundred bytes. A read
 /// that fills the whole buffer means bulk traffic: the direction then switches to splice for good
-/// (HAProxy's `splice-auto`).
+/// (HAProxy's `splice-auto`), with a pipe of the thread's pool per chunk ([`Pipes`]).
 async fn pump(
-    from: &TcpStream,
+    (from, from_side): (&TcpStream, Side),
     to: &TcpStream,
     mut acks_delayed: bool,
     activity: &Activity,
     spoke: &AtomicBool,
     unflushed: &AtomicU64,
     spliced: &AtomicU64,
-) -> io::Result<()> {
-    let mut pipe: Option<(OwnedFd, OwnedFd)> = None;
+) -> Result<(), Failure> {
+    let to_side = match from_side {
+        Side::Client => Side::Server,
+        Side::Server => Side::Client,
+    };
+    let mut bulk = false;
     let mut may_splice = true;
     loop {
         // EPOLLRDHUP came with the data: the peer's FIN is queued behind what we read now.
-        let fin_queued = from.ready(Interest::READABLE).await?.is_read_closed();
+        let fin_queued = from
+            .ready(Interest::READABLE)
+            .await
+            .map_err(on(from_side))?
+            .is_read_closed();
+        let pipe = if bulk { Pipes::take() } else { None };
         let via_pipe = pipe.is_some();
-        let moved = if let Some((pipe_out, pipe_in)) = &pipe {
-            match splice_through(from, to, pipe_out, pipe_in).await {
-                Err(error) if error.raw_os_error() == Some(nix::libc::EINVAL) => {
+        let moved = if let Some(pipe) = pipe {
+            let sides = (from_side, to_side);
+            match splice_through(from, to, &pipe, sides, activity).await {
+                Err(failure) if failure.error.raw_os_error() == Some(nix::libc::EINVAL) => {
                     // The kernel will not splice these sockets: copy for good.
-                    tracing::debug!(%error, "splice refused, copying through a buffer");
-                    pipe = None;
+                    tracing::debug!(error = %failure.error, "splice refused, copying through a buffer");
+                    bulk = false;
                     may_splice = false;
                     continue;
                 }
-                other => other?,
+                // Drained: the pipe is empty and goes back to the pool. On an error it is closed
+                // with what it holds.
+                other => other.inspect(|_| Pipes::give(pipe))?,
             }
         } else {
-            let moved = copy_through(from, to, fin_queued).await?;
+            let moved = copy_through(from, to, fin_queued, (from_side, to_side), activity).await?;
             if may_splice && moved == Some(COPY_BUFFER) {
-                match nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC) {
-                    Ok(pair) => pipe = Some(pair),
-                    Err(error) => {
-                        tracing::debug!(%error, "no pipe for splice, copying through a buffer");
-                        may_splice = false;
-                    }
-                }
+                bulk = true;
             }
             moved
         };
@@ -264,41 +361,86 @@ async fn pump(
     // FIN received. If the other direction has already passed on its FIN, both are finished and
     // the session closes both sockets right away: close sends this FIN, and a shutdown would only
     // be one more system call per connection.
-    if activity.half_closed.swap(true, Ordering::Relaxed) {
+    if activity.fin_from(from_side) {
         return Ok(());
     }
     // Pass the FIN on and keep the other direction open (half-close).
     match socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write) {
-        Err(error) if error.kind() != io::ErrorKind::NotConnected => Err(error),
+        Err(error) if error.kind() != io::ErrorKind::NotConnected => Err(on(to_side)(error)),
         _ => Ok(()),
     }
 }
 
-/// Moves what is readable now through the pipe; `None` if nothing was readable after all,
-/// `Some(0)` at end of stream.
+/// A pipe for splice: (read end, write end).
+type Pipe = (OwnedFd, OwnedFd);
+
+thread_local! {
+    /// Empty pipes of this thread, for the next chunk to splice ([`Pipes`]).
+    static PIPES: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The thread's pool of empty pipes: a direction holds a pipe only while bytes are in it.
+struct Pipes;
+
+impl Pipes {
+    /// A pipe from the pool, or a new one; `None` if none can be made (fd limit): the chunk is
+    /// copied instead.
+    fn take() -> Option<Pipe> {
+        if let Some(pipe) = PIPES.with_borrow_mut(Vec::pop) {
+            return Some(pipe);
+        }
+        nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
+            .inspect_err(
+                |error| tracing::debug!(%error, "no pipe for splice, copying through a buffer"),
+            )
+            .ok()
+    }
+
+    /// Returns an empty pipe to the pool, or closes it if the pool is full.
+    fn give(pipe: Pipe) {
+        PIPES.with_borrow_mut(|pool| {
+            if pool.len() < POOLED_PIPES_PER_THREAD {
+                pool.push(pipe);
+            }
+        });
+    }
+
+    #[cfg(test)]
+    fn pooled() -> usize {
+        PIPES.with_borrow(Vec::len)
+    }
+}
+
+/// Moves what is readable now through the pipe and writes it all; `None` if nothing was readable
+/// after all, `Some(0)` at end of stream. Returns with the pipe empty, unless it fails.
 async fn splice_through(
     from: &TcpStream,
     to: &TcpStream,
-    pipe_out: &OwnedFd,
-    pipe_in: &OwnedFd,
-) -> io::Result<Option<usize>> {
+    (pipe_out, pipe_in): &Pipe,
+    (from_side, to_side): (Side, Side),
+    activity: &Activity,
+) -> Result<Option<usize>, Failure> {
     let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
     let filled = match from.try_io(Interest::READABLE, || {
         splice(from, None, pipe_in, None, PIPE_CHUNK, flags).map_err(io::Error::from)
     }) {
         Ok(filled) => filled,
         Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(None),
-        Err(error) => return Err(error),
+        Err(error) => return Err(on(from_side)(error)),
     };
     let mut in_pipe = filled;
     while in_pipe > 0 {
-        to.writable().await?;
+        to.writable().await.map_err(on(to_side))?;
         match to.try_io(Interest::WRITABLE, || {
             splice(pipe_out, None, to, None, in_pipe, flags).map_err(io::Error::from)
         }) {
-            Ok(drained) => in_pipe -= drained,
+            Ok(drained) => {
+                in_pipe -= drained;
+                // A slow reader taking the chunk in parts is activity too.
+                activity.moved();
+            }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
-            Err(error) => return Err(error),
+            Err(error) => return Err(on(to_side)(error)),
         }
     }
     Ok(Some(filled))
@@ -330,17 +472,19 @@ async fn copy_through(
     from: &TcpStream,
     to: &TcpStream,
     fin_queued: bool,
-) -> io::Result<Option<usize>> {
-    let relayed = SCRATCH.with_borrow_mut(|scratch| -> io::Result<_> {
+    (from_side, to_side): (Side, Side),
+    activity: &Activity,
+) -> Result<Option<usize>, Failure> {
+    let relayed = SCRATCH.with_borrow_mut(|scratch| -> Result<_, Failure> {
         if scratch.is_empty() {
             scratch.resize(COPY_BUFFER, 0);
         }
-        let Some(read) = read_draining(from, scratch)? else {
+        let Some(read) = read_draining(from, scratch).map_err(on(from_side))? else {
             return Ok(None);
         };
         let last_before_fin = fin_queued && read < scratch.len();
         let written = if read > 0 {
-            send_now(to, &scratch[..read], last_before_fin)?
+            send_now(to, &scratch[..read], last_before_fin).map_err(on(to_side))?
         } else {
             0
         };
@@ -350,7 +494,10 @@ async fn copy_through(
         return Ok(None);
     };
     if !unwritten.is_empty() {
-        write_all(to, &unwritten).await?;
+        activity.moved();
+        write_all_reporting(to, &unwritten, || activity.moved())
+            .await
+            .map_err(on(to_side))?;
     }
     Ok(Some(read))
 }
@@ -436,14 +583,93 @@ pub fn send_now(to: &TcpStream, bytes: &[u8], more: bool) -> io::Result<usize> {
 }
 
 /// Writes all of `bytes` to a shared (`&`) stream.
-pub async fn write_all(to: &TcpStream, mut bytes: &[u8]) -> io::Result<()> {
+pub async fn write_all(to: &TcpStream, bytes: &[u8]) -> io::Result<()> {
+    write_all_reporting(to, bytes, || {}).await
+}
+
+/// [`write_all`], calling `progress` after each write that took some of the bytes.
+async fn write_all_reporting(
+    to: &TcpStream,
+    mut bytes: &[u8],
+    progress: impl Fn(),
+) -> io::Result<()> {
     while !bytes.is_empty() {
         to.writable().await?;
         match to.try_write(bytes) {
-            Ok(written) => bytes = &bytes[written..],
+            Ok(written) => {
+                bytes = &bytes[written..];
+                progress();
+            }
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
             Err(error) => return Err(error),
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// Two ends of a TCP connection on loopback.
+    async fn connected() -> (TcpStream, TcpStream) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let near = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (far, _) = listener.accept().await.unwrap();
+        (near, far)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_idle_session_gives_its_pipe_back_to_the_pool() {
+        let (mut client, client_near) = connected().await;
+        let (server_near, mut server) = connected().await;
+        let zero = AtomicU64::new(0);
+        let counters = SessionCounters {
+            client_to_server: [&zero, &zero, &zero, &zero],
+            server_to_client: [&zero, &zero, &zero, &zero],
+            spliced: &zero,
+        };
+        let cancel = CancellationToken::new();
+        let timeouts = Timeouts::default();
+        let forwarding = forward(
+            &client_near,
+            &server_near,
+            false,
+            false,
+            &timeouts,
+            &cancel,
+            counters,
+        );
+        let bulk_then_idle = async {
+            let bulk = vec![7u8; 4 << 20];
+            let mut received = vec![0u8; bulk.len()];
+            let (sent, read) =
+                tokio::join!(server.write_all(&bulk), client.read_exact(&mut received));
+            sent.unwrap();
+            read.unwrap();
+            // Everything arrived and the session is idle, still open: its pipe is pooled.
+            assert_eq!(Pipes::pooled(), 1);
+            cancel.cancel();
+        };
+        let (end, ()) = tokio::join!(forwarding, bulk_then_idle);
+        assert!(matches!(end, SessionEnd::Cancelled), "{end:?}");
+        assert!(zero.load(Ordering::Relaxed) > 0, "bytes were spliced");
+    }
+
+    #[test]
+    fn the_pool_keeps_at_most_its_cap() {
+        for _ in 0..POOLED_PIPES_PER_THREAD + 8 {
+            Pipes::give(nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap());
+        }
+        assert_eq!(Pipes::pooled(), POOLED_PIPES_PER_THREAD);
+        assert!(Pipes::take().is_some());
+        assert_eq!(Pipes::pooled(), POOLED_PIPES_PER_THREAD - 1);
+    }
 }

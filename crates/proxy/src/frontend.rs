@@ -10,10 +10,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::TcpKeepalive;
 use crate::engine::Engine;
+use crate::limit::Limit;
 use crate::session::{self, Accepted};
 use crate::session_log::RefusalLog;
 
@@ -27,6 +28,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 pub struct FrontendSettings {
     pub backend: String,
     pub accept_proxy: bool,
+    pub tcp_keepalive: Option<TcpKeepalive>,
+    pub proxy_header_timeout: Duration,
 }
 
 /// State of a frontend that outlives configuration snapshots (kept across reloads by name).
@@ -34,8 +37,8 @@ pub struct FrontendSettings {
 pub struct FrontendShared {
     pub name: String,
     pub settings: ArcSwap<FrontendSettings>,
-    pub limit: Arc<Semaphore>,
-    pub max_connections: std::sync::atomic::AtomicUsize,
+    /// `max_connections`, changed in place by a reload.
+    pub limit: Arc<Limit>,
     pub sessions_current: AtomicU64,
     pub sessions_total: AtomicU64,
     pub bytes_in: AtomicU64,
@@ -52,8 +55,7 @@ impl FrontendShared {
         Self {
             name: name.to_owned(),
             settings: ArcSwap::from_pointee(settings),
-            limit: Arc::new(Semaphore::new(max_connections)),
-            max_connections: std::sync::atomic::AtomicUsize::new(max_connections),
+            limit: Limit::new(max_connections),
             sessions_current: AtomicU64::new(0),
             sessions_total: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
@@ -84,6 +86,27 @@ pub fn bind(address: SocketAddr) -> io::Result<std::net::TcpListener> {
     let socket = listening_socket(address, true)?;
     socket.listen(BACKLOG)?;
     Ok(socket.into())
+}
+
+/// Binds `address` beside a listener of our own that it overlaps ([`overlaps`]): the same
+/// address held by another frontend, or the wildcard of a port one of our specific addresses
+/// listens on (or the reverse). [`bind`]'s probe would fail on our own socket; SO_REUSEPORT lets
+/// both listen until the old one closes, and the kernel gives each connection to the most
+/// specific match, so nothing is split. The probe's guard against another process is lost for
+/// this one bind: only a process of our user that bound with SO_REUSEPORT could share it.
+pub fn bind_beside_own(address: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = listening_socket(address, true)?;
+    socket.listen(BACKLOG)?;
+    Ok(socket.into())
+}
+
+/// Whether listening on `new` conflicts with a listener on `own` without SO_REUSEPORT: the same
+/// port and family, and the same address or either one the wildcard. Port 0 picks a free port.
+pub fn overlaps(own: SocketAddr, new: SocketAddr) -> bool {
+    new.port() != 0
+        && own.port() == new.port()
+        && own.is_ipv4() == new.is_ipv4()
+        && (own.ip() == new.ip() || own.ip().is_unspecified() || new.ip().is_unspecified())
 }
 
 /// One more socket on the address `first` (from [`bind`]) is listening on, for another session
@@ -139,6 +162,8 @@ pub async fn accept_loop(
         }
     };
     let mut backoff = Duration::ZERO;
+    let mut keepalive = KeepaliveOnListener::default();
+    keepalive.follow(&listener, &frontend);
     // One wait for the stop for the whole loop: the token is shared with the other threads'
     // loops, and a wait made afresh per connection would register with it (a lock) every time.
     let mut stopped = std::pin::pin!(stop.cancelled());
@@ -172,8 +197,8 @@ pub async fn accept_loop(
         let permits = tokio::select! {
             () = &mut stopped => return,
             permits = async {
-                let frontend_permit = Arc::clone(&frontend.limit).acquire_owned().await.ok()?;
-                let global_permit = Arc::clone(&engine.global_limit).acquire_owned().await.ok()?;
+                let frontend_permit = frontend.limit.acquire().await?;
+                let global_permit = engine.global_limit.acquire().await?;
                 Some((frontend_permit, global_permit))
             } => match permits {
                 Some(permits) => permits,
@@ -181,12 +206,14 @@ pub async fn accept_loop(
             },
         };
         let settings = frontend.settings.load_full();
+        keepalive.follow(&listener, &frontend);
         let Some(backend) = engine.backend(&settings.backend) else {
             tracing::warn!(frontend = %frontend.name, backend = %settings.backend, "backend missing, closing");
             continue;
         };
         let (target, load) = engine.threads.pick(thread);
         let (accept_proxy, session_frontend) = (settings.accept_proxy, Arc::clone(&frontend));
+        let proxy_header_timeout = settings.proxy_header_timeout;
         let accepted = move |client| Accepted {
             client,
             peer,
@@ -195,6 +222,7 @@ pub async fn accept_loop(
             backend,
             permits,
             load,
+            proxy_header_timeout,
         };
         if target == thread {
             engine.sessions.spawn(session::run(accepted(client)));
@@ -217,6 +245,50 @@ pub async fn accept_loop(
             }
             Err(error) => tracing::debug!(%error, "cannot hand a session over"),
         }
+    }
+}
+
+/// The keepalive settings last set on a listening socket. Linux copies SO_KEEPALIVE, TCP_KEEPIDLE,
+/// TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT from a listener to the connections it accepts
+/// (as TCP_NODELAY, see [`bind`]), so setting them on the listener costs no system call per
+/// connection; a reload that changes them sets them again, on the next accept.
+#[derive(Default)]
+enum KeepaliveOnListener {
+    /// Nothing set yet: the socket has the kernel's defaults (keepalive off).
+    #[default]
+    Unset,
+    Applied(Option<TcpKeepalive>),
+}
+
+impl KeepaliveOnListener {
+    fn follow(&mut self, listener: &TcpListener, frontend: &FrontendShared) {
+        let wanted = frontend.settings.load().tcp_keepalive;
+        if matches!(self, Self::Applied(applied) if *applied == wanted) {
+            return;
+        }
+        match set_listener_keepalive(listener, wanted.as_ref()) {
+            Ok(()) => *self = Self::Applied(wanted),
+            Err(error) => {
+                // Tried again on the next accept; sessions are served without it meanwhile.
+                tracing::warn!(frontend = %frontend.name, %error, "cannot set TCP keepalive on the listener");
+            }
+        }
+    }
+}
+
+/// Sets (or clears) the keepalive settings of a listening socket, which the connections it
+/// accepts from now on inherit ([`KeepaliveOnListener`]). Called at bind time too, so that the
+/// first connections, which may arrive before the accept loop first runs, have it.
+pub fn set_listener_keepalive(
+    listener: &impl std::os::fd::AsFd,
+    keepalive: Option<&TcpKeepalive>,
+) -> io::Result<()> {
+    let socket = socket2::SockRef::from(listener);
+    match keepalive {
+        Some(keepalive) => keepalive.apply(&socket),
+        None => socket
+            .set_keepalive(false)
+            .and_then(|()| socket.set_tcp_user_timeout(None)),
     }
 }
 
@@ -305,6 +377,36 @@ mod tests {
             }
         }
         assert_eq!(accepted, clients.len());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn accepted_connections_inherit_keepalive_from_the_listener() {
+        let listener =
+            TcpListener::from_std(bind("127.0.0.1:0".parse().unwrap()).unwrap()).unwrap();
+        let keepalive = TcpKeepalive {
+            idle: Duration::from_secs(17),
+            interval: Duration::from_secs(3),
+            count: 4,
+            user_timeout: Some(Duration::from_secs(29)),
+        };
+        let settings = FrontendSettings {
+            backend: "b".into(),
+            accept_proxy: false,
+            tcp_keepalive: Some(keepalive),
+            proxy_header_timeout: Duration::from_secs(5),
+        };
+        let frontend = FrontendShared::new("f", settings, 10);
+        KeepaliveOnListener::default().follow(&listener, &frontend);
+        let _client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let socket = socket2::SockRef::from(&accepted);
+        assert!(socket.keepalive().unwrap());
+        assert_eq!(socket.tcp_keepalive_time().unwrap(), keepalive.idle);
+        assert_eq!(socket.tcp_keepalive_interval().unwrap(), keepalive.interval);
+        assert_eq!(socket.tcp_keepalive_retries().unwrap(), keepalive.count);
+        assert_eq!(socket.tcp_user_timeout().unwrap(), keepalive.user_timeout);
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! # Use
 //!
 //! The daemon maps its YAML model onto [`ProxyConfig`] and calls [`Proxy::start`]. From then on:
-//! [`Proxy::apply`] reloads by difference, [`Proxy::drain_server`] / [`Proxy::disable_server`] /
-//! [`Proxy::enable_server`] / [`Proxy::set_server_weight`] are the admin actions,
+//! [`Proxy::apply`] reloads by difference, all or nothing ([`Proxy::prepare`] does what can fail,
+//! [`PreparedReload::commit`] the rest), [`Proxy::drain_server`] / [`Proxy::disable_server`] /
+//! [`Proxy::enable_server`] / [`Proxy::set_server_weight`] / [`Proxy::reset_server_weight`] are
+//! the admin actions,
 //! [`Proxy::health`] is a `watch` channel of per-frontend backend health (for the trackers),
 //! [`Proxy::stats`] is a plain-data snapshot of every counter (for the metrics layer) and
 //! [`Proxy::shutdown`] drains with a deadline.
@@ -32,8 +34,8 @@
 //! Bounded and independent of traffic: the session task (its future is a few KiB) and two sockets,
 //! plus per direction, only while its destination lags, a copy of the bytes it has not taken yet
 //! (at most 16 KiB; small messages pass through the thread's 16 KiB scratch buffer), which a bulk
-//! direction trades for a pipe (2 fds; the kernel pipe holds at most 64 KiB, the default capacity,
-//! and only while bytes are in flight). So at most 32 KiB of user memory per session, none while
+//! direction trades for a pipe of its thread's pool per chunk (2 fds; the kernel pipe holds at most
+//! 64 KiB, the default capacity, and the direction holds it only while bytes are in it). So at most 32 KiB of user memory per session, none while
 //! idle. Before forwarding, a session holds what the client sent before it connected to a
 //! server: at most 16 KiB read at once, or a PROXY header read through a 512-byte chunk into at
 //! most [`proxy_protocol::MAX_HEADER_LEN`] bytes with what came after it in the same reads.
@@ -41,28 +43,34 @@
 //! # Timeouts
 //!
 //! See [`Timeouts`]: `idle` applies until both sides have spoken, then `tunnel`; after a FIN in one
-//! direction the other stays open until `fin` passes without activity.
+//! direction the other stays open until `fin` (if set) passes without activity from that FIN.
 
 #![forbid(unsafe_code)]
 
 mod backend;
 mod balance;
+mod bearer_token;
+mod check_tls;
 mod config;
 mod engine;
 mod error;
 mod forward;
 mod frontend;
 mod health;
+mod limit;
 pub mod proxy_protocol;
+mod queue;
+pub mod resources;
 mod session;
 mod session_log;
 mod session_threads;
+mod slow_start;
 mod stats;
 
 pub use balance::{Balancer, Candidate};
 pub use config::*;
-pub use engine::Proxy;
+pub use engine::{PreparedReload, Proxy};
 pub use error::Error;
-pub use health::{CheckFailure, Checker, HealthState};
+pub use health::{CheckFailure, CheckTarget, Checker, HealthState};
 pub use session_log::{REFUSAL_LOG_PERIOD, SESSION_LOG_TARGET};
 pub use stats::*;

@@ -235,6 +235,21 @@ pub fn encode_v1(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The v1 line of a connection the sender makes for itself, as a health check (section 2.1:
+/// `UNKNOWN`, "the receiver must ignore anything presented before the CRLF").
+pub const V1_LOCAL: &[u8] = b"PROXY UNKNOWN\r\n";
+
+/// The v2 header of a connection the sender makes for itself (section 2.2: command `LOCAL`, "e.g.
+/// health checks"), family `AF_UNSPEC` and no address block.
+pub fn encode_v2_local() -> Vec<u8> {
+    let mut header = Vec::with_capacity(V2_FIXED_LEN);
+    header.extend_from_slice(&V2_SIGNATURE);
+    header.push(0x20); // version 2, command LOCAL
+    header.push(0x00); // AF_UNSPEC, UNSPEC
+    header.extend_from_slice(&0u16.to_be_bytes());
+    header
+}
+
 /// Emits a v2 `PROXY` header without TLVs for a TCP connection (section 2.2).
 pub fn encode_v2(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
     let (source, destination) = same_family(source, destination);
@@ -308,6 +323,16 @@ mod tests {
             parse(b"PROXY UNKNOWN whatever\r\nrest").unwrap(),
             Some((ProxyHeader::Local, 24))
         );
+    }
+
+    #[test]
+    fn local_headers_of_health_checks_parse_as_local() {
+        assert_eq!(
+            parse(V1_LOCAL).unwrap(),
+            Some((ProxyHeader::Local, V1_LOCAL.len()))
+        );
+        let v2 = encode_v2_local();
+        assert_eq!(parse(&v2).unwrap(), Some((ProxyHeader::Local, 16)));
     }
 
     #[test]

@@ -4,24 +4,24 @@
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, Interest};
 use tokio::net::TcpStream;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
 use crate::backend::{Backend, Pick, Server, ServerSlot};
-use crate::config::ProxyProtocol;
-use crate::forward::{SessionCounters, SessionEnd, forward, read_waiting, send_now, write_all};
+use crate::config::{ProxyProtocol, TcpKeepalive, Timeouts};
+use crate::forward::{
+    SessionCounters, SessionEnd, Side, forward, read_waiting, send_now, write_all,
+};
 use crate::frontend::FrontendShared;
+use crate::limit::LimitPermit;
 use crate::proxy_protocol::{self, MAX_HEADER_LEN, ProxyHeader, ProxyHeaderError};
+use crate::resources::is_local_shortage;
 use crate::session_log::{ConnectTimings, Outcome, SessionRecord, termination};
 use crate::session_threads::LoadShare;
-
-/// How long a client may take to send its PROXY header (`accept_proxy`).
-pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why a session ended before forwarding; logged at debug level and counted where it happens,
 /// and in the session log as a refusal (`session_log`).
@@ -45,7 +45,7 @@ pub enum SessionError {
     NoServer { backend: String },
     #[error("backend {backend}: all servers full and the queue is full")]
     QueueFull { backend: String },
-    #[error("backend {backend}: no server slot freed within the connect timeout")]
+    #[error("backend {backend}: no server slot freed within the queue timeout")]
     QueueTimeout { backend: String },
     #[error("backend {backend}: connecting to server {server} failed: {source}")]
     ConnectFailed {
@@ -53,8 +53,12 @@ pub enum SessionError {
         server: String,
         source: io::Error,
     },
-    #[error("sending to server {server}: {source}")]
-    ServerWrite { server: String, source: io::Error },
+    #[error("backend {backend}: no local resources to connect to server {server}: {source}")]
+    LocalShortage {
+        backend: String,
+        server: String,
+        source: io::Error,
+    },
 }
 
 /// An accepted client connection and what it needs.
@@ -65,9 +69,11 @@ pub struct Accepted {
     pub frontend: Arc<FrontendShared>,
     pub backend: Arc<Backend>,
     /// Frontend and global connection-limit permits, released when the session ends.
-    pub permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
+    pub permits: (LimitPermit, LimitPermit),
     /// The session counted on its thread, for the choice of thread for the next ones.
     pub load: LoadShare,
+    /// How long the client may take to send its PROXY header.
+    pub proxy_header_timeout: Duration,
 }
 
 /// Increments a gauge now, decrements it on drop.
@@ -86,14 +92,6 @@ impl Drop for Gauge<'_> {
     }
 }
 
-struct QueueSeat<'a>(&'a AtomicUsize);
-
-impl Drop for QueueSeat<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 pub async fn run(mut accepted: Accepted) {
     let frontend = Arc::clone(&accepted.frontend);
     let _current = Gauge::enter(&frontend.sessions_current);
@@ -106,14 +104,18 @@ pub async fn run(mut accepted: Accepted) {
     let outcome = serve(&mut accepted, &mut record).await;
     match &outcome {
         Ok(SessionEnd::Closed) => {}
-        Ok(SessionEnd::TimedOut { timeout }) => {
-            tracing::debug!(frontend = %frontend.name, client = %accepted.peer, timeout, "session timed out");
+        Ok(SessionEnd::TimedOut {
+            timeout,
+            half_closed_by,
+        }) => {
+            let half_closed_by = half_closed_by.map(Side::name);
+            tracing::debug!(frontend = %frontend.name, client = %accepted.peer, timeout, half_closed_by, "session timed out");
         }
         Ok(SessionEnd::Cancelled) => {
             tracing::debug!(frontend = %frontend.name, client = %accepted.peer, "session cut");
         }
-        Ok(SessionEnd::Failed(error)) => {
-            tracing::debug!(frontend = %frontend.name, client = %accepted.peer, %error, "session failed");
+        Ok(SessionEnd::Failed { side, error }) => {
+            tracing::debug!(frontend = %frontend.name, client = %accepted.peer, side = side.name(), %error, "session failed, both sides reset");
         }
         Err(error) => tracing::debug!(frontend = %frontend.name, %error, "session refused"),
     }
@@ -137,7 +139,7 @@ async fn client_origin(accepted: &mut Accepted) -> Result<Origin, SessionError> 
         })?;
         return Ok((accepted.peer, None, early));
     }
-    let header = tokio::time::timeout(PROXY_HEADER_TIMEOUT, read_proxy_header(accepted))
+    let header = tokio::time::timeout(accepted.proxy_header_timeout, read_proxy_header(accepted))
         .await
         .unwrap_or(Err(SessionError::ProxyHeaderTimeout {
             client: accepted.peer,
@@ -194,18 +196,16 @@ async fn serve(
         first_bytes
     };
 
-    let (server_stream, slot, sent) =
-        connect(backend, source.ip(), &first_bytes, &mut record.timings).await?;
+    let (server_stream, slot) = connect(
+        backend,
+        &accepted.client,
+        source.ip(),
+        &first_bytes,
+        &mut record.timings,
+    )
+    .await?;
     // The record holds the session's handle on the server; `slot` holds its place.
     let server: &Server = record.server.insert(Arc::clone(&slot.server));
-    if sent < first_bytes.len() {
-        write_all(&server_stream, &first_bytes[sent..])
-            .await
-            .map_err(|source| SessionError::ServerWrite {
-                server: server.name.clone(),
-                source,
-            })?;
-    }
     // connect_to turned quick ACKs off for the first bytes; forwarding turns them back on.
     let server_acks_delayed = !first_bytes.is_empty();
     // Not held through the session: up to 16 KiB (`forward::read_waiting`).
@@ -222,7 +222,7 @@ async fn serve(
     }
 
     let cancel = server.session_token();
-    let end = forward(
+    let forwarding = forward(
         &accepted.client,
         &server_stream,
         early_bytes > 0,
@@ -244,17 +244,56 @@ async fn serve(
             ],
             spliced: &frontend.bytes_spliced,
         },
-    )
-    .await;
+    );
+    let keepalive = backend.config.tcp_keepalive.as_ref();
+    let end = tokio::select! {
+        end = forwarding => end,
+        never = keepalive_later(&server_stream, keepalive) => match never {},
+    };
     drop(slot);
     record.termination = Some(termination(Outcome::Forwarded {
         end: &end,
-        client: &accepted.client,
-        server: &server_stream,
         server_state: server,
         bytes_in: record.bytes_in.load(Ordering::Relaxed),
     }));
     Ok(end)
+}
+
+/// Sessions shorter than this never turn keepalive on for their server socket.
+const KEEPALIVE_AFTER: Duration = Duration::from_secs(1);
+
+/// Turns TCP keepalive on for the server socket once the session has lasted [`KEEPALIVE_AFTER`]
+/// (the client socket has it from the listener, at no cost: `frontend::KeepaliveOnListener`). A
+/// probe comes only after `idle` without traffic, so a shorter session could never send one, and
+/// most sessions (requests with `Connection: close`) skip four system calls. Never returns.
+async fn keepalive_later(
+    server: &TcpStream,
+    keepalive: Option<&TcpKeepalive>,
+) -> std::convert::Infallible {
+    if let Some(keepalive) = keepalive {
+        tokio::time::sleep(KEEPALIVE_AFTER).await;
+        if let Err(error) = keepalive.apply(&socket2::SockRef::from(server)) {
+            tracing::debug!(%error, "cannot set TCP keepalive on the server socket");
+        }
+    }
+    std::future::pending().await
+}
+
+/// Sends the rest of the first bytes (PROXY header, the client's early bytes) that the connect
+/// did not take, within `limit`: a server that accepts but never reads must not hold the session
+/// (and its slot) forever before forwarding even starts.
+async fn write_first_bytes(server: &TcpStream, rest: &[u8], limit: Duration) -> io::Result<()> {
+    if rest.is_empty() {
+        return Ok(());
+    }
+    tokio::time::timeout(limit, write_all(server, rest))
+        .await
+        .unwrap_or_else(|_| {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the server did not take the first bytes within the connect timeout",
+            ))
+        })
 }
 
 /// Reads the client's PROXY header; returns it and any payload bytes read past it.
@@ -294,41 +333,64 @@ async fn read_proxy_header(
     }
 }
 
-/// Connects to a server, retrying up to `retries` times, and sends it what it can take of
-/// `first_bytes` at once (see [`connect_to`]); returns how much that was. A refused connection
-/// (nothing listens) and the last retry go to another server (redispatch); a timed-out one is
-/// retried on the same server, which may only be busy. `timings` gets the time queued and
+/// The pause before another attempt on a server that refused this session, when no other
+/// server is left: HAProxy's one-second turn-around, never longer than `timeout.connect`.
+const RETRY_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Connects to a server and sends it `first_bytes` ([`try_server`]), retrying up to `retries`
+/// times. Every failed attempt (timed out, refused, reset before the server's first byte)
+/// excludes its server for the session's next attempts while another is left (HAProxy's
+/// `option redispatch 1`), and counts toward marking it down (`health.error_limit`). See
+/// docs/design/proxy.md, Connect, retries and redispatch. `timings` gets the time queued and
 /// connecting and the retries, for the session log.
 async fn connect(
     backend: &Backend,
+    client_stream: &TcpStream,
     client: IpAddr,
     first_bytes: &[u8],
     timings: &mut ConnectTimings,
-) -> Result<(TcpStream, ServerSlot, usize), SessionError> {
+) -> Result<(TcpStream, ServerSlot), SessionError> {
     let shared = &backend.shared;
     let retries = backend.config.retries;
+    let error_limit = backend
+        .config
+        .health
+        .as_ref()
+        .map_or(0, |health| health.error_limit);
     let mut excluded = Vec::new();
+    let mut refused = false;
     let mut attempt = 0u32;
     loop {
         let queued_since = Instant::now();
-        let picked = wait_for_slot(backend, client, &excluded).await;
+        let picked = pick_for_attempt(backend, client, &excluded, refused).await;
         timings.add_queued(queued_since.elapsed());
         let (index, slot) = picked?;
         let server = &slot.server;
-        let connecting = connect_to(server.address, first_bytes, &server.connects_at_once);
-        let connecting_since = Instant::now();
-        let connected = tokio::time::timeout(backend.config.timeout.connect, connecting).await;
-        timings.add_connecting(connecting_since.elapsed());
-        let failure = match connected {
-            Ok(Ok((stream, sent))) => return Ok((stream, slot, sent)),
-            Ok(Err(error)) => error,
-            Err(_) => io::Error::new(io::ErrorKind::TimedOut, "connect timed out"),
+        let timeouts = &backend.config.timeout;
+        let tried = try_server(server, client_stream, first_bytes, timeouts, timings).await;
+        let failure = match tried {
+            Ok(stream) => {
+                server.record_connect_success();
+                return Ok((stream, slot));
+            }
+            Err(error) => error,
         };
+        if is_local_shortage(&failure) {
+            // Not the server's fault, and a retry now would meet the same shortage.
+            return Err(SessionError::LocalShortage {
+                backend: backend.config.name.clone(),
+                server: server.name.clone(),
+                source: failure,
+            });
+        }
         server
             .counters
             .connect_errors
             .fetch_add(1, Ordering::Relaxed);
         shared.connect_errors.fetch_add(1, Ordering::Relaxed);
+        if server.record_connect_failure(error_limit) {
+            tracing::warn!(backend = %backend.config.name, server = %server.name, error = %failure, error_limit, "server marked down: connection attempts of client traffic failed in a row");
+        }
         if attempt >= retries {
             return Err(SessionError::ConnectFailed {
                 backend: backend.config.name.clone(),
@@ -341,11 +403,76 @@ async fn connect(
         tracing::debug!(backend = %backend.config.name, server = %server.name, error = %failure, attempt, "connect failed, retrying");
         shared.retries.fetch_add(1, Ordering::Relaxed);
         server.counters.retries.fetch_add(1, Ordering::Relaxed);
-        if failure.kind() == io::ErrorKind::ConnectionRefused || attempt == retries {
+        refused = failure.kind() != io::ErrorKind::TimedOut;
+        if !excluded.contains(&index) {
             excluded.push(index);
             shared.redispatches.fetch_add(1, Ordering::Relaxed);
         }
     }
+}
+
+/// One attempt on `server`: connect within `timeout.connect`, send `first_bytes` (what
+/// [`connect_to`] could not send at once goes with [`write_first_bytes`]), then [`first_sign`].
+async fn try_server(
+    server: &Server,
+    client: &TcpStream,
+    first_bytes: &[u8],
+    timeouts: &Timeouts,
+    timings: &mut ConnectTimings,
+) -> io::Result<TcpStream> {
+    let connecting_since = Instant::now();
+    let connecting = connect_to(server.address, first_bytes, &server.connects_at_once);
+    let connected = tokio::time::timeout(timeouts.connect, connecting).await;
+    timings.add_connecting(connecting_since.elapsed());
+    let (stream, sent) =
+        connected.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    write_first_bytes(&stream, &first_bytes[sent..], timeouts.connect).await?;
+    first_sign(&stream, client, timeouts.connect).await?;
+    Ok(stream)
+}
+
+/// Waits for the server's first sign before forwarding starts, so that a connection it resets
+/// before answering (one that sat in the accept queue of a server that was killed) is a failed
+/// attempt, retried elsewhere with the same first bytes, instead of a reset for the client.
+/// Only a socket error counts: data, a FIN, the client sending more, or `limit` passing hand the
+/// session to forwarding. Bytes are never sent twice to a server that may have acted on them:
+/// a server that read them and died closes with a FIN (Linux resets only a connection closed
+/// with bytes unread), and once the client sends more, nothing is retried.
+async fn first_sign(server: &TcpStream, client: &TcpStream, limit: Duration) -> io::Result<()> {
+    let server_sign = async {
+        let ready = server.ready(Interest::READABLE | Interest::ERROR).await?;
+        // EPOLLERR only: a FIN without an error needs no system call here.
+        if ready.is_error() {
+            server.take_error()?.map_or(Ok(()), Err)
+        } else {
+            Ok(())
+        }
+    };
+    tokio::select! {
+        biased;
+        sign = server_sign => sign,
+        _ = client.ready(Interest::READABLE) => Ok(()),
+        () = tokio::time::sleep(limit) => Ok(()),
+    }
+}
+
+/// A server slot for the next attempt. When the only server left already refused this session,
+/// waits [`RETRY_BACKOFF`] first: a server that restarts needs a moment, and retrying at once
+/// would spend every retry within a millisecond. A timed-out attempt has waited already.
+async fn pick_for_attempt(
+    backend: &Backend,
+    client: IpAddr,
+    excluded: &[usize],
+    refused: bool,
+) -> Result<(usize, ServerSlot), SessionError> {
+    let (index, slot) = wait_for_slot(backend, client, excluded).await?;
+    if !(refused && excluded.contains(&index)) {
+        return Ok((index, slot));
+    }
+    // The slot goes back during the pause: other sessions may use the server meanwhile.
+    drop(slot);
+    tokio::time::sleep(RETRY_BACKOFF.min(backend.config.timeout.connect)).await;
+    wait_for_slot(backend, client, excluded).await
 }
 
 /// Whether connects to a server finish inside connect(2). To an address of this host they do:
@@ -433,60 +560,80 @@ async fn connect_to(
     Ok((stream, 0))
 }
 
-/// Picks a server with a free slot, waiting in the backend's bounded queue (up to the connect
-/// timeout, HAProxy's default `timeout queue`) while every usable server is full.
+/// Picks a server with a free slot, waiting in the backend's bounded FIFO queue (up to
+/// `timeout.queue`) while every usable server is full. While anyone waits, a newcomer queues
+/// behind them rather than taking a slot freed for the head (docs/design/proxy.md, Queue).
 async fn wait_for_slot(
     backend: &Backend,
     client: IpAddr,
     excluded: &[usize],
 ) -> Result<(usize, ServerSlot), SessionError> {
     let shared = &backend.shared;
-    // The usual case, a server with a free slot, without registering for slot_freed: that is a
-    // lock on a Notify every session on every thread shares.
-    if let Pick::Server { index, slot } = backend.pick(client, excluded) {
-        return Ok((index, slot));
-    }
-    let deadline = Instant::now() + backend.config.timeout.connect;
-    let mut seat: Option<QueueSeat<'_>> = None;
-    loop {
-        // Registered before looking, so a slot freed in between still wakes us.
-        let notified = shared.slot_freed.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let refuse = |error: SessionError| {
-            shared.refused.fetch_add(1, Ordering::Relaxed);
-            Err(error)
-        };
+    let queue = &shared.queue;
+    let refuse = |error: SessionError| {
+        shared.refused.fetch_add(1, Ordering::Relaxed);
+        Err(error)
+    };
+    let name = || backend.config.name.clone();
+    // The usual case: nobody waits and a server has a free slot; the queue's lock is not taken.
+    if queue.is_empty() {
         match backend.pick(client, excluded) {
             Pick::Server { index, slot } => return Ok((index, slot)),
-            Pick::NoServer => {
-                return refuse(SessionError::NoServer {
-                    backend: backend.config.name.clone(),
-                });
-            }
-            Pick::AllFull => {
-                if seat.is_none() {
-                    if shared.queued.fetch_add(1, Ordering::Relaxed) >= backend.config.max_queue {
-                        shared.queued.fetch_sub(1, Ordering::Relaxed);
-                        return refuse(SessionError::QueueFull {
-                            backend: backend.config.name.clone(),
-                        });
-                    }
-                    seat = Some(QueueSeat(&shared.queued));
-                }
-                if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                    return refuse(SessionError::QueueTimeout {
-                        backend: backend.config.name.clone(),
-                    });
-                }
+            Pick::NoServer => return refuse(SessionError::NoServer { backend: name() }),
+            Pick::AllFull => {}
+        }
+    } else if backend.usable_servers() == 0 {
+        // No server to wait for: waiters ahead are being refused too.
+        return refuse(SessionError::NoServer { backend: name() });
+    }
+    if queue.len() >= backend.config.max_queue {
+        return refuse(SessionError::QueueFull { backend: name() });
+    }
+    let ticket = queue.join();
+    let deadline = Instant::now() + backend.config.timeout.queue_wait();
+    // The head looks at once: a slot freed while the queue was empty woke nobody.
+    let mut may_pick = ticket.is_first();
+    loop {
+        if may_pick {
+            ticket.claim_wake();
+            match backend.pick(client, excluded) {
+                Pick::Server { index, slot } => return Ok((index, slot)),
+                Pick::NoServer => return refuse(SessionError::NoServer { backend: name() }),
+                Pick::AllFull => {}
             }
         }
+        if tokio::time::timeout_at(deadline, ticket.woken())
+            .await
+            .is_err()
+        {
+            return refuse(SessionError::QueueTimeout { backend: name() });
+        }
+        may_pick = true;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_server_that_never_reads_fails_the_first_write_at_the_limit() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (_never_reads, _) = listener.accept().await.unwrap();
+        // More than the socket buffers of both ends hold.
+        let first_bytes = vec![0u8; 64 << 20];
+        let limit = Duration::from_millis(300);
+        let written = tokio::time::timeout(
+            Duration::from_secs(20),
+            write_first_bytes(&server, &first_bytes, limit),
+        )
+        .await
+        .expect("the first write is bounded");
+        assert_eq!(written.unwrap_err().kind(), io::ErrorKind::TimedOut);
+    }
 
     #[test]
     fn connects_that_never_finish_at_once_are_tried_one_in_64() {

@@ -9,18 +9,18 @@
 
 use std::fmt;
 use std::io;
-use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use crate::backend::{Backend, Server};
 use crate::forward::SessionEnd;
-use crate::frontend::{FrontendShared, is_resource_exhaustion};
+use crate::forward::Side;
+use crate::frontend::FrontendShared;
+use crate::resources::is_local_shortage;
 use crate::session::SessionError;
 
 /// The tracing target of session lines: `VIPD_LOG=info,vipd::session=off` switches them off.
@@ -114,11 +114,9 @@ impl Termination {
 /// What [`termination`] is asked about.
 #[derive(Clone, Copy)]
 pub enum Outcome<'a> {
-    /// Forwarding ended; the sockets are still open, for finding out which side failed.
+    /// Forwarding ended.
     Forwarded {
         end: &'a SessionEnd,
-        client: &'a TcpStream,
-        server: &'a TcpStream,
         server_state: &'a Server,
         /// Client → server bytes of the session.
         bytes_in: u64,
@@ -132,15 +130,16 @@ pub fn termination(outcome: Outcome<'_>) -> Termination {
     match outcome {
         Outcome::Forwarded {
             end,
-            client,
-            server,
             server_state,
             bytes_in,
         } => match end {
             SessionEnd::Closed => Termination::new(Cause::Closed, "--", None),
-            SessionEnd::TimedOut { timeout } => {
+            SessionEnd::TimedOut {
+                timeout,
+                half_closed_by,
+            } => {
                 let detail = Some(format!("{timeout} timeout"));
-                match silent_side(timeout, client, bytes_in) {
+                match silent_side(timeout, *half_closed_by, bytes_in) {
                     Side::Client => Termination::new(Cause::ClientTimeout, "cD", detail),
                     Side::Server => Termination::new(Cause::ServerTimeout, "sD", detail),
                 }
@@ -150,46 +149,21 @@ pub fn termination(outcome: Outcome<'_>) -> Termination {
                 Termination::new(Cause::Shutdown, "KD", None)
             }
             SessionEnd::Cancelled => Termination::new(Cause::ServerDown, "DD", None),
-            SessionEnd::Failed(error) => socket_failure(error, failed_side(client, server)),
+            SessionEnd::Failed { side, error } => socket_failure(error, Some(*side)),
         },
         Outcome::Refused(error) => refusal(error),
     }
 }
 
-#[derive(Clone, Copy)]
-enum Side {
-    Client,
-    Server,
-}
-
 /// Which side left the session idle: after a FIN, the side that did not send it; before both
 /// sides spoke, the client if it sent nothing, else the server that did not answer; in a quiet
 /// tunnel both were, and the client is named, as HAProxy logs `cD` there.
-fn silent_side(timeout: &str, client: &TcpStream, bytes_in: u64) -> Side {
-    match timeout {
-        "fin" if sent_fin(client) => Side::Server,
-        "idle" if bytes_in > 0 => Side::Server,
+fn silent_side(timeout: &str, half_closed_by: Option<Side>, bytes_in: u64) -> Side {
+    match (timeout, half_closed_by) {
+        ("fin", Some(Side::Client)) => Side::Server,
+        ("idle", _) if bytes_in > 0 => Side::Server,
+        // The server's FIN left the client to speak; a quiet tunnel; an idle client.
         _ => Side::Client,
-    }
-}
-
-/// Whether the peer of `stream` has sent FIN: a peek finds the end of the stream (forwarding
-/// read everything before it).
-fn sent_fin(stream: &TcpStream) -> bool {
-    let mut byte = [MaybeUninit::uninit()];
-    matches!(socket2::SockRef::from(stream).peek(&mut byte), Ok(0))
-}
-
-/// The side whose connection is gone: a reset or fatal error moves a socket to CLOSE, where it
-/// no longer has a peer address (getpeername answers ENOTCONN); a side that is only
-/// half-closed still has one.
-fn failed_side(client: &TcpStream, server: &TcpStream) -> Option<Side> {
-    if client.peer_addr().is_err() {
-        Some(Side::Client)
-    } else if server.peer_addr().is_err() {
-        Some(Side::Server)
-    } else {
-        None
     }
 }
 
@@ -199,12 +173,14 @@ fn socket_failure(error: &io::Error, side: Option<Side>) -> Termination {
         io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe
     );
     let detail = Some(error.to_string());
+    if is_local_shortage(error) {
+        return Termination::new(Cause::ProxyResources, "RD", detail);
+    }
     match side {
         Some(Side::Client) if reset => Termination::new(Cause::ClientReset, "CD", detail),
         Some(Side::Client) => Termination::new(Cause::ClientError, "CD", detail),
         Some(Side::Server) if reset => Termination::new(Cause::ServerReset, "SD", detail),
         Some(Side::Server) => Termination::new(Cause::ServerError, "SD", detail),
-        None if is_local_shortage(error) => Termination::new(Cause::ProxyResources, "RD", detail),
         None => Termination::new(Cause::ProxyError, "PD", detail),
     }
 }
@@ -229,7 +205,9 @@ fn refusal(error: &SessionError) -> Termination {
         SessionError::QueueFull { .. } => Termination::new(Cause::QueueFull, "PQ", None),
         SessionError::QueueTimeout { .. } => Termination::new(Cause::QueueTimeout, "sQ", None),
         SessionError::ConnectFailed { source, .. } => connect_failure(source),
-        SessionError::ServerWrite { source, .. } => socket_failure(source, Some(Side::Server)),
+        SessionError::LocalShortage { source, .. } => {
+            Termination::new(Cause::ProxyResources, "RC", Some(source.to_string()))
+        }
     }
 }
 
@@ -243,11 +221,6 @@ fn connect_failure(error: &io::Error) -> Termination {
         io::ErrorKind::TimedOut => Termination::new(Cause::ConnectTimeout, "sC", detail),
         _ => Termination::new(Cause::ConnectError, "SC", detail),
     }
-}
-
-/// Errors that say the proxy ran short (fds, memory, source ports), not that a peer failed.
-fn is_local_shortage(error: &io::Error) -> bool {
-    is_resource_exhaustion(error) || error.raw_os_error() == Some(nix::libc::EADDRNOTAVAIL)
 }
 
 /// Time spent before forwarding, for the `queue_ms`, `connect_ms` and `retries` fields.
@@ -354,7 +327,7 @@ impl SessionRecord {
                 if let Some(suppressed) = self.frontend.refusal_log.allow(termination.cause) {
                     let server = match error {
                         SessionError::ConnectFailed { server, .. }
-                        | SessionError::ServerWrite { server, .. } => Some(server.as_str()),
+                        | SessionError::LocalShortage { server, .. } => Some(server.as_str()),
                         _ => None,
                     };
                     session_line!(

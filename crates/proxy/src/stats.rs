@@ -27,9 +27,13 @@ pub enum AdminState {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProxyStats {
     pub sessions_current: u64,
+    /// The configured global limit.
     pub max_connections: usize,
     pub frontends: Vec<FrontendStats>,
     pub backends: Vec<BackendStats>,
+    /// The global limit in force: above `max_connections` after a reload lowered it while more
+    /// sessions were open, until enough of them end.
+    pub max_connections_in_force: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,6 +52,9 @@ pub struct FrontendStats {
     pub proxy_header_errors: u64,
     /// accept(2) failures (EMFILE, ...), each followed by a back-off.
     pub accept_errors: u64,
+    /// The limit in force: above `max_connections` after a reload lowered it while more sessions
+    /// were open, until enough of them end.
+    pub max_connections_in_force: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +76,11 @@ pub struct BackendStats {
     /// Servers that take new sessions now (up, ready, weight > 0; backups only if no primary is).
     pub servers_usable: usize,
     pub servers: Vec<ServerStats>,
+    /// Sessions that have waited in the queue (served, timed out or refused).
+    pub queued_total: u64,
+    /// 99th percentile of the time sessions waited in the queue, rounded up to a power of two
+    /// milliseconds; `None` before any session queued.
+    pub queue_wait_p99: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +97,7 @@ pub struct ServerStats {
     /// Sessions assigned to this server, counting each connection attempt (a retry elsewhere
     /// counts on both servers).
     pub sessions_total: u64,
+    /// The configured `max_connections`.
     pub max_connections: Option<usize>,
     pub bytes_in: u64,
     pub bytes_out: u64,
@@ -100,6 +113,12 @@ pub struct ServerStats {
     pub time_in_state: Duration,
     /// Total time spent down.
     pub downtime: Duration,
+    /// The limit sessions are held to now: `max_connections`, ramped during slow start.
+    pub max_connections_in_force: Option<usize>,
+    /// The weight was set by an admin action and survives reloads until reset.
+    pub weight_overridden: bool,
+    /// Coming back: weight and limit ramp up over `slow_start`.
+    pub slow_starting: bool,
 }
 
 /// Health of every frontend's backend, published on a `watch` channel for the trackers.

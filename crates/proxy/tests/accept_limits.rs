@@ -26,27 +26,38 @@ impl Drop for FdLimitGuard {
     }
 }
 
+/// The tests lower the fd limit of the whole process: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn open_fds() -> u64 {
     std::fs::read_dir("/proc/self/fd").unwrap().count() as u64
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn emfile_on_accept_backs_off_and_recovers() {
-    let echo = EchoServer::start(addr("127.0.0.2:0")).await;
-    let proxy = Proxy::start(single(&[("e", echo.address)])).await.unwrap();
-    let front = frontend_address(&proxy, "front");
-    assert_eq!(echo_once(front, b"warm").await.unwrap(), b"warm");
-
+/// Lowers the fd limit and takes every free fd but `spare`; the guard restores the limit, and
+/// dropping the files frees them.
+fn exhaust_fds_but(spare: usize) -> (FdLimitGuard, Vec<std::fs::File>) {
     let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
-    let _restore = FdLimitGuard { soft, hard };
+    let restore = FdLimitGuard { soft, hard };
     setrlimit(Resource::RLIMIT_NOFILE, open_fds() + 64, hard).unwrap();
-    // Fill every free fd, then free exactly one for the client's socket.
     let mut filler = Vec::new();
     while let Ok(file) = std::fs::File::open("/dev/null") {
         filler.push(file);
         assert!(filler.len() < 10_000, "fd limit not effective");
     }
-    filler.pop();
+    filler.truncate(filler.len() - spare);
+    (restore, filler)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emfile_on_accept_backs_off_and_recovers() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let echo = EchoServer::start(addr("127.0.0.2:0")).await;
+    let proxy = Proxy::start(single(&[("e", echo.address)])).await.unwrap();
+    let front = frontend_address(&proxy, "front");
+    assert_eq!(echo_once(front, b"warm").await.unwrap(), b"warm");
+
+    // Every free fd taken but one, for the client's socket.
+    let (_restore, filler) = exhaust_fds_but(1);
     let mut client = TcpStream::connect(front).await.unwrap();
     client.write_all(b"after the drought").await.unwrap();
 
@@ -68,4 +79,32 @@ async fn emfile_on_accept_backs_off_and_recovers() {
         .unwrap()
         .unwrap();
     assert_eq!(echoed, b"after the drought");
+}
+
+/// A connect that fails for want of an fd here is not the server's fault: no connect error is
+/// counted against it and no retry is spent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emfile_on_connect_does_not_count_against_the_server() {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let echo = EchoServer::start(addr("127.0.0.2:0")).await;
+    let proxy = Proxy::start(single(&[("e", echo.address)])).await.unwrap();
+    let front = frontend_address(&proxy, "front");
+    assert_eq!(echo_once(front, b"warm").await.unwrap(), b"warm");
+
+    // Two fds: the client's socket and the proxy's accepted one; none for the server socket.
+    let (_restore, filler) = exhaust_fds_but(2);
+    let mut client = TcpStream::connect(front).await.unwrap();
+    let mut byte = [0u8; 1];
+    let read = tokio::time::timeout(PATIENCE, client.read(&mut byte))
+        .await
+        .expect("the client is closed");
+    assert!(matches!(read, Ok(0) | Err(_)));
+    drop(filler);
+    let stats = proxy.stats();
+    let server = server_stats(&stats, "back", "e");
+    assert_eq!(server.connect_errors, 0, "the server is not to blame");
+    assert_eq!(
+        stats.backends[0].retries, 0,
+        "no retry spent on a local shortage"
+    );
 }

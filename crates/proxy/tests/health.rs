@@ -5,9 +5,10 @@
 //! every one of its clients' connections, and under the load of the forwarding tests beside it a
 //! connection that completed its handshake in the killed server's accept queue is reset before
 //! any byte comes back (the client reads an empty answer): 4 grouped runs of 31 lost one, all
-//! within minutes after the end-to-end suite. That is a real cost of a dying server, which the
-//! proxy does not retry today; until it does, this test measures the proxy alone, as it did
-//! before the tests were grouped.
+//! within minutes after the end-to-end suite. The proxy retries such a connection only when it
+//! had the client's bytes before it picked the server (docs/design/proxy.md, Connect, retries
+//! and redispatch), which the client here, sending after its connect, does not guarantee; so
+//! this test measures the proxy alone, as it did before the tests were grouped.
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 #[path = "integration/test_servers/mod.rs"]
@@ -92,9 +93,11 @@ async fn killed_server_costs_64_looping_clients_nothing_and_flips_down_then_up()
     assert_eq!(usable(&proxy), 2);
     let stats = proxy.stats();
     let a_stats = server_stats(&stats, "back", "a");
+    // Down after `fall` failed checks, or sooner after `error_limit` failed connection attempts
+    // of the clients.
     assert!(
-        a_stats.check_failures >= 3,
-        "down only after `fall` failures: {a_stats:?}"
+        a_stats.check_failures >= 3 || a_stats.connect_errors >= 3,
+        "down only after `fall` checks or `error_limit` attempts failed: {a_stats:?}"
     );
     assert!(stats.backends[0].retries > 0 || a_stats.connect_errors == 0);
     let before_restart = succeeded.load(Ordering::Relaxed);

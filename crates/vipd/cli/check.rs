@@ -33,6 +33,12 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             warnings.sort_by_key(|warning| (warning.line, warning.column));
             println!("ok: {}", summary(&config));
             print_warnings(&warnings);
+            // Host-dependent, not the file's: the limit of the shell or unit `check` runs in.
+            if let Some(warning) = crate::daemon::fd_limit::hard_limit()
+                .and_then(|hard| crate::daemon::fd_limit::shortfall(&config, hard))
+            {
+                println!("warning: {warning}");
+            }
             if let Some(running) = &args.against {
                 let (running, _) = vipd_config::load(running).context("vipd check --against")?;
                 for line in reload_plan(&running, &config) {

@@ -37,8 +37,13 @@ pub struct RunArgs {
     log_format: LogFormat,
 }
 
-/// A drain that outlives this after SIGTERM is abandoned: the VIPs were released already.
-const SHUTDOWN_HARD_LIMIT: Duration = Duration::from_secs(60);
+/// How long a stop may take in all: the drain (`shutdown_grace`) and the VIP release and control
+/// stop around it. Past it vipd exits anyway (the VIPs were released first). The shipped unit's
+/// `TimeoutStopSec` is longer than this for any valid `shutdown_grace`, so systemd's SIGKILL stays
+/// a backstop for a stuck process, never the end of a drain.
+fn shutdown_hard_limit(grace: Duration) -> Duration {
+    grace + vipd_config::defaults::SHUTDOWN_AFTER_DRAIN
+}
 
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     init_logging(args.log_format);
@@ -55,6 +60,13 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
+    // Before the proxy opens its first socket.
+    let (fd_limit, fd_warning) = crate::daemon::fd_limit::raise(&config);
+    if let Some(warning) = fd_warning {
+        warn!(fd_limit, "{warning}");
+    } else {
+        info!(fd_limit, "fd limit holds max_connections");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("vipd")
@@ -89,11 +101,12 @@ async fn serve(path: PathBuf, config: vipd_config::Config) -> Result<ExitCode> {
         }
     }
     info!("shutting down: releasing VIPs, draining the proxy");
-    if tokio::time::timeout(SHUTDOWN_HARD_LIMIT, supervisor.shutdown())
+    let hard_limit = shutdown_hard_limit(supervisor.shutdown_grace());
+    if tokio::time::timeout(hard_limit, supervisor.shutdown())
         .await
         .is_err()
     {
-        warn!("shutdown did not finish in {SHUTDOWN_HARD_LIMIT:?}; exiting anyway");
+        warn!("shutdown did not finish in {hard_limit:?}; exiting anyway");
     }
     control.stop().await;
     info!("vipd stopped");
@@ -239,6 +252,11 @@ async fn reload(
             return None;
         }
     };
+    // Before the proxy admits more sessions: a reload may raise max_connections.
+    let (fd_limit, fd_warning) = crate::daemon::fd_limit::raise(&config);
+    if let Some(warning) = fd_warning {
+        warn!(fd_limit, "{warning}");
+    }
     match supervisor.reload(config.clone()).await {
         Ok(()) => {
             info!("reload done");
@@ -280,5 +298,36 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vipd_config::defaults::{SHUTDOWN_AFTER_DRAIN, SHUTDOWN_GRACE_MAX};
+
+    /// The unit vipd ships (deploy/systemd/vipd.service).
+    const UNIT: &str = include_str!("../../../deploy/systemd/vipd.service");
+
+    fn timeout_stop_sec() -> Duration {
+        let value = UNIT
+            .lines()
+            .find_map(|line| line.strip_prefix("TimeoutStopSec="))
+            .expect("the unit sets TimeoutStopSec");
+        Duration::from_secs(value.trim().parse().expect("TimeoutStopSec in seconds"))
+    }
+
+    #[test]
+    fn the_deadlines_of_a_stop_agree() {
+        // vipd's own limit follows the drain, with room for the release around it.
+        let grace = Duration::from_secs(7);
+        assert_eq!(shutdown_hard_limit(grace), grace + SHUTDOWN_AFTER_DRAIN);
+        // systemd's SIGKILL never comes before vipd's own limit, for any valid shutdown_grace.
+        assert!(
+            timeout_stop_sec() > shutdown_hard_limit(SHUTDOWN_GRACE_MAX),
+            "TimeoutStopSec {:?} <= {:?}",
+            timeout_stop_sec(),
+            shutdown_hard_limit(SHUTDOWN_GRACE_MAX)
+        );
     }
 }

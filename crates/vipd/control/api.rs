@@ -43,7 +43,9 @@ pub fn router<C: Control>(token: Option<String>, control: Arc<C>) -> Router {
         )
         .route(
             "/api/v1/servers/{backend}/{server}/weight",
-            post(set_weight::<C>).put(set_weight::<C>),
+            post(set_weight::<C>)
+                .put(set_weight::<C>)
+                .delete(reset_weight::<C>),
         )
         .route(
             "/api/v1/instances/{name}/maintenance",
@@ -259,6 +261,13 @@ async fn set_weight<C: Control>(
     server_action(state, path, ServerAction::SetWeight(request.weight)).await
 }
 
+async fn reset_weight<C: Control>(
+    state: State<AppState<C>>,
+    path: ServerPath,
+) -> Result<Response, ApiError> {
+    server_action(state, path, ServerAction::ResetWeight).await
+}
+
 async fn server_action<C: Control>(
     State(state): State<AppState<C>>,
     path: ServerPath,
@@ -274,6 +283,7 @@ async fn server_action<C: Control>(
         ServerAction::Enable => ("enable", None),
         ServerAction::Disable => ("disable", None),
         ServerAction::SetWeight(weight) => ("weight", Some(weight)),
+        ServerAction::ResetWeight => ("reset_weight", None),
     };
     tracing::info!(backend, server, action = name, weight, "admin action");
     let mut body = serde_json::json!({ "backend": backend, "server": server, "action": name });

@@ -153,6 +153,16 @@ fn proxy_metrics(encoder: &mut DescriptorEncoder, status: &NodeStatus) -> fmt::R
         "The proxy's global maximum of concurrent sessions.",
         MetricType::Gauge,
         [(Labels::new(), Value::Count(status.proxy.max_connections))],
+    )?;
+    family(
+        encoder,
+        "vipd_proxy_sessions_limit_in_force",
+        "The global limit in force: above the configured one after a reload lowered it while more sessions were open.",
+        MetricType::Gauge,
+        [(
+            Labels::new(),
+            Value::Count(status.proxy.max_connections_in_force),
+        )],
     )
 }
 
@@ -325,7 +335,7 @@ fn vrrp_metrics(encoder: &mut DescriptorEncoder, instances: &[InstanceStatus]) -
     )
 }
 
-const FRONTEND_GAUGES: [Column<FrontendStatus>; 2] = [
+const FRONTEND_GAUGES: [Column<FrontendStatus>; 3] = [
     (
         "vipd_frontend_sessions_current",
         "Sessions open now.",
@@ -335,6 +345,11 @@ const FRONTEND_GAUGES: [Column<FrontendStatus>; 2] = [
         "vipd_frontend_sessions_limit",
         "Configured maximum of concurrent sessions.",
         |f| f.max_connections,
+    ),
+    (
+        "vipd_frontend_sessions_limit_in_force",
+        "Limit in force: above the configured one after a reload lowered it while more sessions were open.",
+        |f| f.max_connections_in_force,
     ),
 ];
 
@@ -411,7 +426,7 @@ const BACKEND_GAUGES: [Column<BackendStatus>; 5] = [
     ),
 ];
 
-const BACKEND_COUNTERS: [Column<BackendStatus>; 7] = [
+const BACKEND_COUNTERS: [Column<BackendStatus>; 8] = [
     (
         "vipd_backend_sessions",
         "Sessions handed to the backend.",
@@ -447,6 +462,11 @@ const BACKEND_COUNTERS: [Column<BackendStatus>; 7] = [
         "Sessions closed without a server: none usable, queue full or queue timeout.",
         |b| b.refused,
     ),
+    (
+        "vipd_backend_queued",
+        "Sessions that waited in the queue: served, timed out or refused.",
+        |b| b.queued_total,
+    ),
 ];
 
 fn backend_metrics(encoder: &mut DescriptorEncoder, backends: &[BackendStatus]) -> fmt::Result {
@@ -464,6 +484,18 @@ fn backend_metrics(encoder: &mut DescriptorEncoder, backends: &[BackendStatus]) 
         &BACKEND_COUNTERS,
         backends,
         labels,
+    )?;
+    family(
+        encoder,
+        "vipd_backend_queue_wait_p99_seconds",
+        "99th percentile of queue waits since start, rounded up to a power of two milliseconds.",
+        MetricType::Gauge,
+        backends.iter().map(|backend| {
+            (
+                labels(backend),
+                Value::Seconds(backend.queue_wait_p99_seconds),
+            )
+        }),
     )
 }
 
@@ -569,6 +601,18 @@ fn server_metrics(encoder: &mut DescriptorEncoder, backends: &[BackendStatus]) -
         "Configured maximum of concurrent sessions (absent when unlimited).",
         MetricType::Gauge,
         limits,
+    )?;
+    let in_force = servers().filter_map(|(labels, server)| {
+        server
+            .max_connections_in_force
+            .map(|limit| (labels, Value::Count(limit)))
+    });
+    family(
+        encoder,
+        "vipd_server_sessions_limit_in_force",
+        "Maximum of concurrent sessions in force: below the configured one during slow start (absent when unlimited).",
+        MetricType::Gauge,
+        in_force,
     )?;
     family(
         encoder,

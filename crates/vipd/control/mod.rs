@@ -65,6 +65,8 @@ pub enum ServerAction {
     Disable,
     /// Overrides the configured weight, 0..=[`MAX_WEIGHT`].
     SetWeight(u32),
+    /// Drops the override: the configured weight applies again (overrides survive reloads).
+    ResetWeight,
 }
 
 /// Highest weight the admin API accepts (HAProxy's limit).

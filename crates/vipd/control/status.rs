@@ -31,6 +31,10 @@ pub struct ProxySummary {
     pub sessions_current: u64,
     /// The global `max_connections` of the proxy.
     pub max_connections: u64,
+    /// The global limit in force: above `max_connections` after a reload lowered it while more
+    /// sessions were open, until enough of them end.
+    #[serde(default)]
+    pub max_connections_in_force: u64,
 }
 
 impl NodeStatus {
@@ -52,6 +56,7 @@ impl NodeStatus {
         self.proxy = ProxySummary {
             sessions_current: stats.sessions_current,
             max_connections: saturating_u64(stats.max_connections),
+            max_connections_in_force: saturating_u64(stats.max_connections_in_force),
         };
         self.frontends = stats.frontends.iter().map(FrontendStatus::from).collect();
         self.backends = stats.backends.iter().map(BackendStatus::from).collect();
@@ -249,6 +254,10 @@ pub struct FrontendStatus {
     pub bytes_spliced: u64,
     pub proxy_header_errors: u64,
     pub accept_errors: u64,
+    /// The limit in force: above `max_connections` after a reload lowered it while more sessions
+    /// were open, until enough of them end.
+    #[serde(default)]
+    pub max_connections_in_force: u64,
 }
 
 impl From<&FrontendStats> for FrontendStatus {
@@ -265,6 +274,7 @@ impl From<&FrontendStats> for FrontendStatus {
             bytes_spliced: stats.bytes_spliced,
             proxy_header_errors: stats.proxy_header_errors,
             accept_errors: stats.accept_errors,
+            max_connections_in_force: saturating_u64(stats.max_connections_in_force),
         }
     }
 }
@@ -290,6 +300,13 @@ pub struct BackendStatus {
     /// Servers that take new sessions now.
     pub servers_usable: u64,
     pub servers: Vec<ServerStatus>,
+    /// Sessions that have waited in the queue (served, timed out or refused).
+    #[serde(default)]
+    pub queued_total: u64,
+    /// 99th percentile of queue waits, rounded up to a power of two milliseconds; 0 before any
+    /// session queued.
+    #[serde(default)]
+    pub queue_wait_p99_seconds: f64,
 }
 
 impl From<&BackendStats> for BackendStatus {
@@ -309,6 +326,8 @@ impl From<&BackendStats> for BackendStatus {
             servers_up: saturating_u64(stats.servers_up),
             servers_usable: saturating_u64(stats.servers_usable),
             servers: stats.servers.iter().map(ServerStatus::from).collect(),
+            queued_total: stats.queued_total,
+            queue_wait_p99_seconds: stats.queue_wait_p99.map_or(0.0, |wait| wait.as_secs_f64()),
         }
     }
 }
@@ -396,6 +415,15 @@ pub struct ServerStatus {
     pub transitions: u64,
     pub time_in_state_seconds: f64,
     pub downtime_seconds: f64,
+    /// The limit sessions are held to now: `max_connections`, ramped during slow start.
+    #[serde(default)]
+    pub max_connections_in_force: Option<u64>,
+    /// The weight was set through the API; it survives reloads until reset (`DELETE .../weight`).
+    #[serde(default)]
+    pub weight_overridden: bool,
+    /// Coming back from a failure or maintenance: weight and limit ramp up over `slow_start`.
+    #[serde(default)]
+    pub slow_starting: bool,
 }
 
 impl From<&ServerStats> for ServerStatus {
@@ -420,6 +448,9 @@ impl From<&ServerStats> for ServerStatus {
             transitions: stats.transitions,
             time_in_state_seconds: stats.time_in_state.as_secs_f64(),
             downtime_seconds: stats.downtime.as_secs_f64(),
+            max_connections_in_force: stats.max_connections_in_force.map(saturating_u64),
+            weight_overridden: stats.weight_overridden,
+            slow_starting: stats.slow_starting,
         }
     }
 }
@@ -508,10 +539,14 @@ pub(crate) mod tests {
             transitions: 1,
             time_in_state: Duration::from_millis(12_500),
             downtime: Duration::from_secs(5),
+            max_connections_in_force: Some(500),
+            weight_overridden: false,
+            slow_starting: false,
         };
         ProxyStats {
             sessions_current: 4,
             max_connections: 10_000,
+            max_connections_in_force: 10_000,
             frontends: vec![FrontendStats {
                 name: "apiserver".to_owned(),
                 backend: "apiservers".to_owned(),
@@ -524,6 +559,7 @@ pub(crate) mod tests {
                 bytes_spliced: 100_000,
                 proxy_header_errors: 0,
                 accept_errors: 0,
+                max_connections_in_force: 10_000,
             }],
             backends: vec![BackendStats {
                 name: "apiservers".to_owned(),
@@ -544,6 +580,8 @@ pub(crate) mod tests {
                     server("cp2", 6443, true, AdminState::Drain),
                     server("cp3", 6443, false, AdminState::Ready),
                 ],
+                queued_total: 3,
+                queue_wait_p99: Some(Duration::from_millis(64)),
             }],
         }
     }

@@ -284,12 +284,23 @@ async fn without_a_token_actions_are_open_to_local_tools() {
     )
     .await;
     assert_eq!(reply.status, 200);
+    let reply = request(
+        server.address,
+        "DELETE",
+        "/api/v1/servers/apiservers/cp2/weight",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["action"], "reset_weight");
     assert_eq!(
         *server.node.actions.lock().unwrap(),
         [
             "apiservers/cp2 SetWeight(256)",
             "api maintenance true",
-            "apiservers/cp3 Disable"
+            "apiservers/cp3 Disable",
+            "apiservers/cp2 ResetWeight"
         ]
     );
 }
@@ -377,7 +388,7 @@ async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
             b"",
             405,
         ),
-        ("DELETE", weight, vec![AUTH], b"", 405),
+        ("PATCH", weight, vec![AUTH], b"", 405),
         ("POST", "/status", vec![], b"", 405),
         ("PUT", "/metrics", vec![], b"", 405),
         (

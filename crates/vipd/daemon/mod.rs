@@ -12,9 +12,11 @@
 //! - `notify`, `exec`: operators' hooks and scripts, run as programs (argv, never a shell).
 //! - `release`: `vipd release`, the cleanup after a daemon that died without a shutdown.
 //! - `mapping`: from the YAML model to the engines' own configuration types.
+//! - `fd_limit`: RLIMIT_NOFILE raised at start to what the connection limits need.
 
 pub mod advert_drops;
 pub mod exec;
+pub mod fd_limit;
 pub mod host;
 pub mod instance;
 pub mod mapping;

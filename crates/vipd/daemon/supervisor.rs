@@ -51,6 +51,23 @@ impl<V> RunningInstance<V> {
     }
 }
 
+/// An instance's sockets and router, opened before a reload commits.
+struct PreparedInstance<H: Host> {
+    transport: H::Transport,
+    router: VirtualRouter,
+    announcers: Vec<(String, H::Announcer)>,
+}
+
+/// The unspecified address of `instance`'s family: a running router keeps the primary address
+/// it follows, so a reload's router configuration may take any of the family.
+fn unspecified_of(instance: &VrrpInstance) -> IpAddr {
+    if instance.is_ipv6() {
+        IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED)
+    }
+}
+
 /// What the control server needs of one instance.
 #[derive(Clone)]
 struct InstanceEntry {
@@ -126,13 +143,71 @@ impl<H: Host> Supervisor<H> {
     /// Applies a new configuration by difference: unchanged instances keep running with their
     /// state and VIPs, changed ones take what they can in place (their state kept) and restart
     /// only when redefined (`reload::reload_effect`), unchanged listeners keep their sockets,
-    /// established sessions continue. An instance that cannot start does not stop the others:
-    /// every instance is dealt with, then the failures are returned together.
+    /// established sessions continue.
+    ///
+    /// All or nothing (docs/design/architecture.md, Reload): everything that can fail is prepared
+    /// first (the proxy's sockets and backends, every instance's router configuration, the
+    /// sockets of new instances) while nothing changes; any failure there drops what was
+    /// prepared and leaves the proxy, the trackers and every instance as they were. Only then is
+    /// the reload committed.
     pub async fn reload(&mut self, new: Config) -> Result<()> {
-        self.proxy
-            .apply(mapping::proxy_config(&new))
+        let proxy = self
+            .proxy
+            .prepare(mapping::proxy_config(&new))
             .await
             .context("applying the proxy configuration")?;
+        let mut prepared = self
+            .prepare_instances(&new)
+            .context("nothing was changed")?;
+        proxy.commit().await;
+        self.commit_instances(new, &mut prepared).await
+    }
+
+    /// The fallible part of each instance's reload, done before anything changes: the router
+    /// configuration of every instance the reload starts or changes, and the sockets of instances
+    /// that are new or restarted (a restarted one opens them again once the old one has
+    /// released). Instances with a virtual MAC are checked only for their configuration: their
+    /// interface is made once a removed instance that may own it has released.
+    fn prepare_instances(&self, new: &Config) -> Result<HashMap<String, PreparedInstance<H>>> {
+        let mut prepared = HashMap::new();
+        for instance in &new.vrrp {
+            let running = self.instances.get(&instance.name);
+            if running.is_some_and(|running| running.config == *instance) {
+                continue;
+            }
+            // The router's own checks, on the configuration the instance would run with.
+            let unspecified = unspecified_of(instance);
+            VirtualRouter::new(mapping::router_config(instance, unspecified)?)
+                .with_context(|| format!("vrrp {}", instance.name))?;
+            let restarts = running.is_some_and(|running| {
+                matches!(
+                    reload_effect(&running.config, instance),
+                    ReloadEffect::Restart(_)
+                )
+            });
+            if instance.virtual_mac.is_some() || (running.is_some() && !restarts) {
+                continue;
+            }
+            let opened = self
+                .open_instance(instance)
+                .with_context(|| format!("vrrp {}", instance.name))?;
+            if running.is_none() {
+                prepared.insert(instance.name.clone(), opened);
+            }
+            // A restart opens its sockets again once the old router has released; opening them
+            // here proved it can (its new interface exists, say), and they close now.
+        }
+        Ok(prepared)
+    }
+
+    /// The commit: trackers, removed instances, then every instance in file order. From here
+    /// on, what fails is an instance that cannot restart (its interface vanished in between);
+    /// it is reported, and the others are still dealt with.
+    async fn commit_instances(
+        &mut self,
+        new: Config,
+        prepared: &mut HashMap<String, PreparedInstance<H>>,
+    ) -> Result<()> {
         let restarted_trackers = self.sync_trackers(&new);
 
         let mut old_instances = std::mem::take(&mut self.instances);
@@ -156,7 +231,8 @@ impl<H: Host> Supervisor<H> {
                     .await
             } else {
                 info!(instance = %instance.name, "new instance");
-                self.start_instance(instance, &new).await
+                let opened = prepared.remove(&instance.name);
+                self.start_opened_instance(instance, &new, opened).await
             };
             if let Err(error) = outcome {
                 error!(instance = %instance.name, error = format!("{error:#}"), "instance not running after the reload");
@@ -226,14 +302,8 @@ impl<H: Host> Supervisor<H> {
 
     /// What a running instance needs to take `instance` in place.
     fn reconfiguration(&self, instance: &VrrpInstance) -> Result<instance::Reconfiguration> {
-        // The running router keeps the primary address it follows; any of the family will do.
-        let unspecified = if instance.is_ipv6() {
-            IpAddr::from(std::net::Ipv6Addr::UNSPECIFIED)
-        } else {
-            IpAddr::from(std::net::Ipv4Addr::UNSPECIFIED)
-        };
         Ok(instance::Reconfiguration {
-            router: mapping::router_config(instance, unspecified)?,
+            router: mapping::router_config(instance, unspecified_of(instance))?,
             checksum: mapping::checksum_form(instance),
             vips: mapping::vips(instance),
             vip_strings: vip_strings(instance),
@@ -244,6 +314,11 @@ impl<H: Host> Supervisor<H> {
                 .map(|unicast| unicast.peers.clone()),
             trackers: self.tracker_readings(instance),
         })
+    }
+
+    /// `shutdown_grace` of the configuration in force.
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        self.config.shutdown_grace
     }
 
     /// SIGTERM: every instance releases (priority 0, VIPs removed) first, so the peer takes over
@@ -266,12 +341,27 @@ impl<H: Host> Supervisor<H> {
     }
 
     async fn start_instance(&mut self, instance: &VrrpInstance, config: &Config) -> Result<()> {
+        self.start_opened_instance(instance, config, None).await
+    }
+
+    /// Starts `instance`, on the sockets `opened` for it during a reload's preparation if any.
+    async fn start_opened_instance(
+        &mut self,
+        instance: &VrrpInstance,
+        config: &Config,
+        opened: Option<PreparedInstance<H>>,
+    ) -> Result<()> {
         let virtual_mac = match &instance.virtual_mac {
             Some(virtual_mac) => Some(self.host.create_virtual_mac(instance, virtual_mac).await?),
             None => None,
         };
-        match self.spawn_instance(instance, config) {
-            Ok(handle) => {
+        let opened = match opened {
+            Some(opened) => Ok(opened),
+            None => self.open_instance(instance),
+        };
+        match opened {
+            Ok(opened) => {
+                let handle = self.spawn_instance(instance, config, opened);
                 self.instances.insert(
                     instance.name.clone(),
                     RunningInstance {
@@ -293,16 +383,36 @@ impl<H: Host> Supervisor<H> {
         }
     }
 
-    fn spawn_instance(
-        &mut self,
-        instance: &VrrpInstance,
-        config: &Config,
-    ) -> Result<instance::Handle> {
+    /// What can fail in starting `instance`: its sockets, its announcers and its router. Nothing
+    /// runs yet; dropping the result closes the sockets.
+    fn open_instance(&self, instance: &VrrpInstance) -> Result<PreparedInstance<H>> {
         let transport = self.host.transport(instance)?;
         let primary = vipd_net::VrrpTransport::source_address(&transport);
         let router = VirtualRouter::new(mapping::router_config(instance, primary)?)
             .with_context(|| format!("vrrp {}", instance.name))?
             .checking_host_every(instance::HOST_CHECK_EVERY);
+        let announcers = vip_interfaces(instance)
+            .into_iter()
+            .map(|interface| Ok((interface.clone(), self.host.announcer(&interface)?)))
+            .collect::<Result<_>>()?;
+        Ok(PreparedInstance {
+            transport,
+            router,
+            announcers,
+        })
+    }
+
+    fn spawn_instance(
+        &mut self,
+        instance: &VrrpInstance,
+        config: &Config,
+        opened: PreparedInstance<H>,
+    ) -> instance::Handle {
+        let PreparedInstance {
+            transport,
+            router,
+            announcers,
+        } = opened;
         let vip_interface = mapping::vip_interface(instance).to_owned();
         // The instance is in Fault while its interface, or its IPv4 macvlan, is down or gone (an
         // IPv6 macvlan is down whenever the instance is not master).
@@ -314,12 +424,7 @@ impl<H: Host> Supervisor<H> {
         // Address events are published for followed interfaces only: a VIP deleted by hand on
         // its own interface comes back at once, not at the next host check. Their link state
         // does not make a Fault (keepalived tracks only the instance's interface too).
-        let vip_links = vip_interfaces(instance);
-        self.host.follow_links(&vip_links);
-        let announcers = vip_links
-            .into_iter()
-            .map(|interface| Ok((interface.clone(), self.host.announcer(&interface)?)))
-            .collect::<Result<_>>()?;
+        self.host.follow_links(&vip_interfaces(instance));
         // Only the same family: an IPv4 and an IPv6 raw socket never see each other's adverts,
         // and the IPv4 and IPv6 virtual routers with one VRID are independent (RFC 9568
         // section 6), so the other family's VRID may well be ours.
@@ -355,7 +460,7 @@ impl<H: Host> Supervisor<H> {
                 vipd_config::VrrpVersion::V3 => 3,
             },
         };
-        Ok(instance::spawn(parts))
+        instance::spawn(parts)
     }
 
     fn tracker_readings(
@@ -538,6 +643,7 @@ impl Control for NodeControl {
             ServerAction::SetWeight(weight) => {
                 self.proxy.set_server_weight(backend, server, weight)?;
             }
+            ServerAction::ResetWeight => self.proxy.reset_server_weight(backend, server)?,
         }
         info!(backend, server, ?action, "server admin action");
         Ok(())

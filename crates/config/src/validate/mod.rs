@@ -3,6 +3,7 @@
 //! Each check records its problem and carries on with a stand-in value, so one run reports
 //! everything that is wrong with a file. Only at the end do errors turn into `Err`.
 
+mod check_options;
 mod detection_window;
 mod proxy;
 mod vrrp;
@@ -36,8 +37,8 @@ pub fn validate(
     let shutdown_grace = checker.duration(
         document.shutdown_grace.as_deref(),
         "shutdown_grace",
-        Duration::from_secs(5),
-        Duration::ZERO..=Duration::from_secs(3600),
+        crate::defaults::SHUTDOWN_GRACE,
+        Duration::ZERO..=crate::defaults::SHUTDOWN_GRACE_MAX,
     );
     let max_connections = checker.integer(
         document.max_connections,
@@ -429,5 +430,8 @@ pub fn is_interface_name(name: &str) -> bool {
             .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
 }
 
+#[cfg(test)]
+mod connection_tests;
+mod connections;
 #[cfg(test)]
 mod tests;

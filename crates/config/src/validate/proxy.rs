@@ -3,9 +3,11 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::check_options::is_host_name;
 use super::{Checker, MAX_CONNECTIONS};
 use crate::defaults::{
-    BACKEND_MAX_QUEUE, BACKEND_RETRIES, CHECK_FALL, CHECK_RISE, HEALTH_EXPECT_STATUS, HEALTH_PATH,
+    BACKEND_MAX_QUEUE, BACKEND_RETRIES, CHECK_FALL, CHECK_RISE, HEALTH_ERROR_LIMIT,
+    HEALTH_EXPECT_STATUS, HEALTH_PATH,
 };
 use crate::model::{
     Backend, Balance, Control, Frontend, HealthCheck, HealthKind, HttpCheck, OnServerDown,
@@ -79,6 +81,11 @@ impl Checker<'_> {
                     1u32,
                 )
             }),
+            tcp_keepalive: self.tcp_keepalive(raw.tcp_keepalive, &format!("{path}.tcp_keepalive")),
+            proxy_header_timeout: self.proxy_header_timeout(
+                raw.proxy_header_timeout.as_deref(),
+                &format!("{path}.proxy_header_timeout"),
+            ),
         }
     }
 
@@ -197,6 +204,19 @@ impl Checker<'_> {
                 BACKEND_MAX_QUEUE,
             ),
             servers,
+            tcp_keepalive: self.tcp_keepalive(raw.tcp_keepalive, &format!("{path}.tcp_keepalive")),
+            slow_start: raw
+                .slow_start
+                .as_deref()
+                .map(|text| {
+                    self.duration(
+                        Some(text),
+                        &format!("{path}.slow_start"),
+                        Duration::ZERO,
+                        Duration::ZERO..=Duration::from_secs(3600),
+                    )
+                })
+                .filter(|duration| !duration.is_zero()),
         }
     }
 
@@ -244,19 +264,21 @@ impl Checker<'_> {
                     1u32,
                 )
             }),
+            check_address: self.check_address(raw.check_address, &format!("{path}.check_address")),
         }
     }
 
     fn timeouts(&mut self, raw: &raw::Timeouts, path: &str) -> Timeouts {
         let defaults = Timeouts::default();
         let range = Duration::from_millis(1)..=Duration::from_secs(7 * 86_400);
+        let connect = self.duration(
+            raw.connect.as_deref(),
+            &format!("{path}.connect"),
+            defaults.connect,
+            range.clone(),
+        );
         Timeouts {
-            connect: self.duration(
-                raw.connect.as_deref(),
-                &format!("{path}.connect"),
-                defaults.connect,
-                range.clone(),
-            ),
+            connect,
             idle: self.duration(
                 raw.idle.as_deref(),
                 &format!("{path}.idle"),
@@ -269,17 +291,26 @@ impl Checker<'_> {
                 defaults.tunnel,
                 range.clone(),
             ),
-            fin: self.duration(
-                raw.fin.as_deref(),
-                &format!("{path}.fin"),
-                defaults.fin,
+            fin: raw.fin.as_deref().map(|fin| {
+                self.duration(
+                    Some(fin),
+                    &format!("{path}.fin"),
+                    Duration::ZERO,
+                    range.clone(),
+                )
+            }),
+            queue: self.duration(
+                raw.queue.as_deref(),
+                &format!("{path}.queue"),
+                connect,
                 range,
             ),
         }
     }
 
-    fn health(&mut self, raw: raw::Health, path: &str) -> HealthCheck {
+    fn health(&mut self, mut raw: raw::Health, path: &str) -> HealthCheck {
         let kind = raw.kind.unwrap_or(raw::HealthKind::Tcp);
+        let options = self.check_options(&mut raw, kind, path);
         let http = self.http_fields(&raw, kind, path);
         let tls_verify = match (raw.tls_verify, kind) {
             (None | Some(raw::TlsVerify::None), _) => TlsVerify::None,
@@ -311,6 +342,13 @@ impl Checker<'_> {
             rise: self.integer(raw.rise, &format!("{path}.rise"), 1..=100, CHECK_RISE),
             fall: self.integer(raw.fall, &format!("{path}.fall"), 1..=100, CHECK_FALL),
             initially_up: raw.initially_up.unwrap_or(false),
+            error_limit: self.integer(
+                raw.error_limit,
+                &format!("{path}.error_limit"),
+                0..=1000,
+                HEALTH_ERROR_LIMIT,
+            ),
+            options,
         }
     }
 
@@ -364,10 +402,7 @@ impl Checker<'_> {
                 .collect(),
         };
         if let Some(host) = &raw.host
-            && (host.is_empty()
-                || host
-                    .chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == '/'))
+            && !is_host_name(host)
         {
             self.error(&format!("{path}.host"), "must be a host name");
         }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use crate::{Config, Diagnostic, HealthKind, TrackTarget, VrrpVersion};
 
 /// A small valid configuration; tests append to or edit it.
-const BASE: &str = "\
+pub(super) const BASE: &str = "\
 node: lb1
 vrrp:
   - name: api
@@ -24,14 +24,14 @@ backends:
       - { name: m1, address: \"198.51.100.21:6443\" }
 ";
 
-fn valid(text: &str) -> (Config, Vec<Diagnostic>) {
+pub(super) fn valid(text: &str) -> (Config, Vec<Diagnostic>) {
     match Config::from_yaml_str(text) {
         Ok(found) => found,
         Err(errors) => panic!("expected a valid file, got:\n{errors}"),
     }
 }
 
-fn errors(text: &str) -> Vec<Diagnostic> {
+pub(super) fn errors(text: &str) -> Vec<Diagnostic> {
     match Config::from_yaml_str(text) {
         Ok(_) => panic!("expected errors for:\n{text}"),
         Err(errors) => errors.0,
@@ -39,7 +39,7 @@ fn errors(text: &str) -> Vec<Diagnostic> {
 }
 
 /// Asserts that `text` fails with an error at `path` on `line` whose message contains `words`.
-fn assert_error(text: &str, path: &str, line: u64, words: &str) {
+pub(super) fn assert_error(text: &str, path: &str, line: u64, words: &str) {
     let found = errors(text);
     assert!(
         found
@@ -54,7 +54,7 @@ fn assert_error(text: &str, path: &str, line: u64, words: &str) {
     );
 }
 
-fn assert_warning(text: &str, path: &str, words: &str) {
+pub(super) fn assert_warning(text: &str, path: &str, words: &str) {
     let (_, warnings) = valid(text);
     assert!(
         warnings
@@ -951,4 +951,46 @@ fn warns_when_a_check_cannot_fail_on_both_nodes_within_the_window() {
     quiet(&with_instance_fields(
         "    track: [{ interface: eth1, weight: -60 }, { file: /run/m, weight: -60 }]\n",
     ));
+}
+
+#[test]
+fn queue_timeout_follows_connect_and_error_limit_defaults_to_three() {
+    let (config, _) = valid(BASE);
+    assert_eq!(config.backends[0].timeout.queue, Duration::from_secs(3));
+    assert_eq!(config.backends[0].health.error_limit, 3);
+    let text = BASE.replace(
+        "    health: { kind: https, path: /readyz }",
+        "    timeout: { connect: 2s }\n    health: { kind: https, path: /readyz, error_limit: 0 }",
+    );
+    let (config, _) = valid(&text);
+    assert_eq!(config.backends[0].timeout.queue, Duration::from_secs(2));
+    assert_eq!(config.backends[0].health.error_limit, 0);
+    let text = BASE.replace(
+        "    health: { kind: https, path: /readyz }",
+        "    timeout: { queue: 10s }\n    health: { kind: https, path: /readyz, error_limit: 5000 }",
+    );
+    let found = errors(&text);
+    assert!(
+        found
+            .iter()
+            .any(|error| error.path == "backends[0].health.error_limit"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn slow_start_is_off_by_default_and_bounded() {
+    let (config, _) = valid(BASE);
+    assert_eq!(config.backends[0].slow_start, None);
+    let with = |value: &str| {
+        BASE.replace(
+            "    health: { kind: https, path: /readyz }\n",
+            &format!("    health: {{ kind: https, path: /readyz }}\n    slow_start: {value}\n"),
+        )
+    };
+    let (config, _) = valid(&with("30s"));
+    assert_eq!(config.backends[0].slow_start, Some(Duration::from_secs(30)));
+    let (config, _) = valid(&with("0s"));
+    assert_eq!(config.backends[0].slow_start, None, "0 turns it off");
+    assert_error(&with("2h"), "backends[0].slow_start", 15, "out of range");
 }

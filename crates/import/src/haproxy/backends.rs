@@ -3,6 +3,7 @@
 
 use super::bind::socket_address;
 use super::check::{health, is_tls_check};
+use super::keepalive::draft_keepalive;
 use super::section::{Kind, Section, ServerLine, ServerOptions};
 use super::timeout::timeouts;
 use crate::draft::{Backend, Server};
@@ -89,6 +90,7 @@ pub(super) fn backend(
     }
     let health = health(section, first_checked, &mut notes, warnings);
     let timeout = timeouts(section, &frontends, &mut notes);
+    let tcp_keepalive = draft_keepalive(&section.server_keepalive, &mut notes);
     Some(Backend {
         from: section.at.clone(),
         notes,
@@ -101,6 +103,7 @@ pub(super) fn backend(
         health,
         max_queue,
         servers,
+        tcp_keepalive,
     })
 }
 
@@ -199,6 +202,7 @@ fn server(
         backup: line.options.backup,
         max_connections: line.options.maxconn,
         note,
+        check_address: line.options.check_addr.filter(|_| line.options.check),
     })
 }
 
@@ -213,6 +217,10 @@ fn warn_differing_checks(checked: &[&ServerLine], warnings: &mut Vec<ImportWarni
             || a.fall != b.fall
             || is_tls_check(a) != is_tls_check(b)
             || a.ca_file != b.ca_file
+            || a.check_port != b.check_port
+            || a.check_send_proxy != b.check_send_proxy
+            || a.check_sni != b.check_sni
+            || a.crt != b.crt
         {
             warn(
                 warnings,

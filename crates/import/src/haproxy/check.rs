@@ -43,18 +43,13 @@ pub(super) fn httpchk(
     }
     if let Some(version) = version {
         for header in version.split("\r\n").skip(1) {
-            if let Some((name, value)) = header.split_once(':')
-                && name.trim().eq_ignore_ascii_case("host")
-            {
-                check.host = host_name(value.trim(), at, warnings);
+            if let Some((name, value)) = header.split_once(':') {
+                add_header(&mut check, name.trim(), value.trim(), at, warnings);
             } else if !header.trim().is_empty() {
                 warn(
                     warnings,
                     at,
-                    format!(
-                        "httpchk header `{}`: vipd sends only Host: skipped",
-                        header.trim()
-                    ),
+                    format!("httpchk header `{}` has no `:`: skipped", header.trim()),
                 );
             }
         }
@@ -84,6 +79,46 @@ fn host_name(host: &str, at: &Location, warnings: &mut Vec<ImportWarning>) -> Op
     Some(host.to_owned())
 }
 
+/// One request header of a check: Host becomes `host`; others go to `headers` unless vipd
+/// writes them itself or they would not survive as one header line.
+fn add_header(
+    check: &mut HttpCheck,
+    name: &str,
+    value: &str,
+    at: &Location,
+    warnings: &mut Vec<ImportWarning>,
+) {
+    let lower = name.to_ascii_lowercase();
+    if lower == "host" {
+        check.host = host_name(value, at, warnings);
+    } else if matches!(
+        lower.as_str(),
+        "connection" | "content-length" | "transfer-encoding"
+    ) {
+        warn(
+            warnings,
+            at,
+            format!("check header {name}: vipd sets it itself: skipped"),
+        );
+    } else if name.is_empty()
+        || !name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&byte))
+        || value.contains(['\r', '\n', '\0'])
+    {
+        warn(
+            warnings,
+            at,
+            format!(
+                "check header `{}`: not a header vipd can send: skipped",
+                name.escape_debug()
+            ),
+        );
+    } else {
+        check.headers.push((name.to_owned(), value.to_owned()));
+    }
+}
+
 /// `http-check send [meth M] [uri U] [ver V] [hdr NAME VALUE]...` (HAProxy 2.2+).
 pub(super) fn http_check_send(
     section: &mut Section,
@@ -96,8 +131,9 @@ pub(super) fn http_check_send(
     while let Some(word) = words.next() {
         match (word.as_str(), words.next()) {
             ("uri", Some(uri)) if is_request_path(uri) => check.path = Some(uri.clone()),
-            ("hdr", Some(name)) if name.eq_ignore_ascii_case("host") => {
-                check.host = words.next().and_then(|host| host_name(host, at, warnings));
+            ("hdr", Some(name)) => {
+                let value = words.next().map_or("", String::as_str);
+                add_header(check, name, value, at, warnings);
             }
             ("meth", Some(method)) if method == "GET" => {}
             ("ver", Some(_)) => {}
@@ -107,7 +143,7 @@ pub(super) fn http_check_send(
                     warnings,
                     at,
                     format!(
-                        "http-check send {word}{value}: vipd sends `GET path` with an optional Host: skipped"
+                        "http-check send {word}{value}: vipd sends `GET path` with headers: skipped"
                     ),
                 );
             }
@@ -188,6 +224,7 @@ pub(super) fn health(
         interval: options.inter,
         rise: options.rise,
         fall: options.fall,
+        error_limit: error_limit(section, options, notes, warnings),
         ..Health::default()
     };
     let tls = is_tls_check(options) || section.check_connect_ssl;
@@ -207,6 +244,7 @@ pub(super) fn health(
             health.kind = Some(if tls { "https" } else { "http" });
             health.path.clone_from(&check.path);
             health.host.clone_from(&check.host);
+            health.headers.clone_from(&check.headers);
             match &section.expect_status {
                 Some(statuses) => health.expect_status = Some(statuses.clone()),
                 None => notes.push("HAProxy's httpchk accepted any 2xx or 3xx status; vipd expects 200 unless `expect_status` says more.".to_owned()),
@@ -219,6 +257,7 @@ pub(super) fn health(
             }
         }
     }
+    check_target(section, options, &mut health, warnings);
     if let Some(timeout) = section.timeout_check {
         let interval = health.interval.unwrap_or(Duration::from_secs(2));
         health.timeout = Some(timeout.min(interval));
@@ -243,6 +282,86 @@ pub(super) fn health(
         health.timeout = Some(interval);
     }
     health
+}
+
+/// `observe layer4` with `error-limit` and `on-error` as vipd's `error_limit`: consecutive
+/// connection failures of client traffic that mark the server down. Without `observe`, vipd's
+/// default (3) applies: HAProxy left such a server in rotation until its checks failed.
+fn error_limit(
+    section: &Section,
+    options: &ServerOptions,
+    notes: &mut Vec<String>,
+    warnings: &mut Vec<ImportWarning>,
+) -> Option<u32> {
+    if !options.observe_layer4 {
+        notes.push("error_limit: HAProxy did not observe client traffic; vipd marks a server down after 3 failed connection attempts in a row (health.error_limit: 0 turns it off).".to_owned());
+        return None;
+    }
+    // HAProxy's default error-limit.
+    let limit = options.error_limit.unwrap_or(10);
+    match options.on_error.as_deref() {
+        Some("mark-down") => {}
+        other => warn(
+            warnings,
+            &section.at,
+            format!(
+                "backend {}: on-error {}: vipd marks the server down after error-limit errors (as `on-error mark-down`); written as error_limit {limit}",
+                section.name,
+                other.unwrap_or("fastinter (HAProxy's default)")
+            ),
+        ),
+    }
+    Some(limit)
+}
+
+/// `port`, `check-send-proxy`, `check-sni` and `crt` of the first checked server (`addr` is per
+/// server: backends.rs).
+fn check_target(
+    section: &Section,
+    options: &ServerOptions,
+    health: &mut Health,
+    warnings: &mut Vec<ImportWarning>,
+) {
+    health.port = options.check_port;
+    if options.check_send_proxy {
+        // HAProxy sends the server's PROXY version, v1 when the server sends none.
+        health.send_proxy = Some(match options.send_proxy {
+            Some("v2") => "v2",
+            _ => "v1",
+        });
+    }
+    let tls_only = [
+        ("check-sni", options.check_sni.is_some()),
+        ("crt", options.crt.is_some()),
+    ];
+    for (option, set) in tls_only {
+        if set && health.kind != Some("https") {
+            warn(
+                warnings,
+                &section.at,
+                format!(
+                    "backend {}: {option} applies to vipd's https checks only (check-ssl with option httpchk): skipped",
+                    section.name
+                ),
+            );
+        }
+    }
+    if health.kind != Some("https") {
+        return;
+    }
+    health.sni.clone_from(&options.check_sni);
+    match &options.crt {
+        Some(crt) if crt.starts_with('/') => health.client_certificate = Some(crt.clone()),
+        Some(crt) => warn(
+            warnings,
+            &section.at,
+            format!(
+                "backend {}: crt `{crt}` is relative (crt-base): vipd needs an absolute path: skipped",
+                section.name
+            ),
+        ),
+        None => {}
+    }
 }
 
 pub(super) fn is_tls_check(options: &ServerOptions) -> bool {

@@ -3,6 +3,7 @@
 
 use super::bind::bind;
 use super::check::{http_check_expect, http_check_send, httpchk};
+use super::keepalive::{keepalive_option, keepalive_timing};
 use super::section::{Kind, Section, ServerLine};
 use super::server::server_options;
 use super::timeout::timeout;
@@ -42,6 +43,10 @@ pub(super) fn directive(
             ),
         },
         ("option", Some(option)) => self_option(section, option, &words[2..], at, warnings),
+        ("no", Some("option")) if matches!(arg(2), Some("tcpka" | "clitcpka" | "srvtcpka")) => {
+            keepalive_option(section, arg(2).unwrap_or_default(), false);
+        }
+        (keyword, value) if keepalive_timing(section, keyword, value, at, warnings) => {}
         ("no", Some("option")) => warn(
             warnings,
             at,
@@ -74,22 +79,14 @@ fn self_option(
     warnings: &mut Vec<ImportWarning>,
 ) {
     match option {
-        // What vipd always does: the last retry goes to another server; splice(2) once a
+        // What vipd always does: every retry goes to another server while one is left; splice(2) once a
         // direction carries bulk traffic; the first bytes ride on the handshake's last ACK.
         "redispatch" | "splice-auto" | "splice-request" | "splice-response"
         | "tcp-smart-connect" => {}
         "httpchk" => section.http_check = Some(httpchk(args, at, warnings)),
         "tcp-check" => section.http_check = None,
         "tcplog" | "httplog" | "dontlognull" => log_option(option, at, warnings),
-        "tcpka" | "clitcpka" | "srvtcpka" => {
-            warn(
-                warnings,
-                at,
-                format!(
-                    "option {option}: no vipd equivalent needed (vipd keeps TCP keepalive on its own): skipped"
-                ),
-            );
-        }
+        "tcpka" | "clitcpka" | "srvtcpka" => keepalive_option(section, option, true),
         "ssl-hello-chk" => warn(
             warnings,
             at,

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 
 use super::backends::backend;
+use super::keepalive::draft_keepalive;
 use super::section::{Kind, Section, kind_word};
 use crate::draft::{Draft, Frontend};
 use crate::{ImportWarning, unique_name, vipd_name, warn};
@@ -82,6 +83,7 @@ pub(super) fn build(sections: &[Section], draft: &mut Draft, warnings: &mut Vec<
             ));
         }
         let backend_name = backend.name.clone();
+        let tcp_keepalive = draft_keepalive(&section.client_keepalive, &mut notes);
         draft.frontends.push(Frontend {
             from: section.at.clone(),
             notes,
@@ -90,6 +92,7 @@ pub(super) fn build(sections: &[Section], draft: &mut Draft, warnings: &mut Vec<
             backend: backend_name,
             accept_proxy: section.accept_proxy,
             max_connections: section.maxconn,
+            tcp_keepalive,
         });
     }
     warn_unused_backends(draft, warnings);

@@ -10,6 +10,7 @@ mod bind;
 mod check;
 mod directives;
 mod frontends;
+mod keepalive;
 mod section;
 mod server;
 #[cfg(test)]
@@ -83,6 +84,11 @@ pub fn translate(
         });
     }
     frontends::build(&reader.sections, draft, warnings);
+    if let Some(percent) = reader.spread_checks {
+        for backend in &mut draft.backends {
+            backend.health.jitter_percent = Some(percent);
+        }
+    }
     Ok(())
 }
 
@@ -96,6 +102,8 @@ struct Reader {
     skipping: bool,
     first_line: Option<Location>,
     sections_seen: usize,
+    /// The global `spread-checks`: every backend's `health.jitter_percent`.
+    spread_checks: Option<u8>,
 }
 
 impl Reader {
@@ -108,6 +116,7 @@ impl Reader {
             skipping: false,
             first_line: None,
             sections_seen: 0,
+            spread_checks: None,
         }
     }
 
@@ -143,7 +152,7 @@ impl Reader {
             return Ok(());
         }
         if self.in_global {
-            global(words, &at, draft, warnings);
+            global(words, &at, draft, &mut self.spread_checks, warnings);
             return Ok(());
         }
         let Some(section) = self.current.as_mut() else {
@@ -226,9 +235,23 @@ fn finish(current: &mut Option<Section>, defaults: &mut Section, sections: &mut 
     }
 }
 
-fn global(words: &[String], at: &Location, draft: &mut Draft, warnings: &mut Vec<ImportWarning>) {
+fn global(
+    words: &[String],
+    at: &Location,
+    draft: &mut Draft,
+    spread_checks: &mut Option<u8>,
+    warnings: &mut Vec<ImportWarning>,
+) {
     match (words[0].as_str(), words.get(1)) {
         ("maxconn", Some(value)) => draft.max_connections = connections(value, at, warnings),
+        ("spread-checks", Some(value)) => match value.parse::<u8>() {
+            Ok(percent) if percent <= 50 => *spread_checks = Some(percent),
+            _ => warn(
+                warnings,
+                at,
+                format!("spread-checks `{value}` is not 0..=50: skipped"),
+            ),
+        },
         ("nbthread", _) => draft.header.push(format!(
             "{at}: nbthread: vipd runs one proxy thread per core by itself."
         )),

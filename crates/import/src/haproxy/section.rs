@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::keepalive::KeepaliveSide;
 use crate::Location;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +35,18 @@ pub(super) struct ServerOptions {
     pub(super) verify_none: bool,
     pub(super) ca_file: Option<String>,
     pub(super) shutdown_sessions: bool,
+    /// `observe layer4`: connection errors of client traffic feed the server's health.
+    pub(super) observe_layer4: bool,
+    /// `error-limit N`: consecutive errors before `on-error` applies (HAProxy's default 10).
+    pub(super) error_limit: Option<u32>,
+    /// `on-error ACTION` (HAProxy's default `fastinter`).
+    pub(super) on_error: Option<String>,
+    /// `port`, `addr`, `check-send-proxy`, `check-sni`, `crt`: where and how checks go.
+    pub(super) check_port: Option<u16>,
+    pub(super) check_addr: Option<std::net::IpAddr>,
+    pub(super) check_send_proxy: bool,
+    pub(super) check_sni: Option<String>,
+    pub(super) crt: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -63,6 +76,7 @@ pub(super) struct Section {
     pub(super) timeout_client_fin: Option<Duration>,
     pub(super) timeout_server_fin: Option<Duration>,
     pub(super) timeout_check: Option<Duration>,
+    pub(super) timeout_queue: Option<Duration>,
     pub(super) retries: Option<u32>,
     pub(super) http_check: Option<HttpCheck>,
     /// `http-check connect ssl`: the checks use TLS whatever the server lines say.
@@ -70,12 +84,16 @@ pub(super) struct Section {
     pub(super) expect_status: Option<Vec<u16>>,
     pub(super) default_server: ServerOptions,
     pub(super) servers: Vec<ServerLine>,
+    pub(super) client_keepalive: KeepaliveSide,
+    pub(super) server_keepalive: KeepaliveSide,
 }
 
 #[derive(Clone, Debug, Default)]
 pub(super) struct HttpCheck {
     pub(super) path: Option<String>,
     pub(super) host: Option<String>,
+    /// Headers other than Host, in order.
+    pub(super) headers: Vec<(String, String)>,
 }
 
 impl Section {
@@ -97,12 +115,15 @@ impl Section {
             timeout_client_fin: None,
             timeout_server_fin: None,
             timeout_check: None,
+            timeout_queue: None,
             retries: None,
             http_check: None,
             check_connect_ssl: false,
             expect_status: None,
             default_server: ServerOptions::default(),
             servers: Vec::new(),
+            client_keepalive: KeepaliveSide::default(),
+            server_keepalive: KeepaliveSide::default(),
         }
     }
 

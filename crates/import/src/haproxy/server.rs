@@ -57,13 +57,44 @@ pub(super) fn server_options(
                     ),
                 ),
             },
-            "check-sni" | "sni" | "port" | "addr" | "id" | "cookie" | "slowstart"
-            | "on-marked-up" | "on-error" | "error-limit" | "resolvers" | "resolve-prefer"
-            | "init-addr" | "minconn" | "source" | "proto" | "alpn" | "check-alpn" | "observe"
-            | "pool-max-conn" | "crt" | "ciphers" | "agent-port" | "agent-inter" | "agent-send"
-            | "verifyhost" | "track" | "redir" | "namespace" | "ssl-min-ver" | "ssl-max-ver"
-            | "pool-purge-delay" | "max-reuse" | "tfo" | "check-proto" | "check-send-proxy"
-            | "ws" | "log-proto" => {
+            "observe" => match value() {
+                Some("layer4") => options.observe_layer4 = true,
+                other => warn(
+                    warnings,
+                    at,
+                    format!(
+                        "observe {}: vipd observes connection errors only (layer4): skipped",
+                        other.unwrap_or("")
+                    ),
+                ),
+            },
+            "error-limit" => match value().map(str::parse::<u32>) {
+                Some(Ok(limit)) if (1..=1000).contains(&limit) => {
+                    options.error_limit = Some(limit);
+                }
+                _ => warn(warnings, at, "error-limit is not 1..=1000: skipped"),
+            },
+            "on-error" => options.on_error = value().map(str::to_owned),
+            "port" => match value().map(str::parse::<u16>) {
+                Some(Ok(port)) if port > 0 => options.check_port = Some(port),
+                _ => warn(warnings, at, "server port is not 1..=65535: skipped"),
+            },
+            "addr" => match value().map(str::parse) {
+                Some(Ok(address)) => options.check_addr = Some(address),
+                _ => warn(
+                    warnings,
+                    at,
+                    "server addr is not an IP address (vipd does not resolve names): skipped",
+                ),
+            },
+            "check-sni" => options.check_sni = value().map(str::to_owned),
+            "crt" => options.crt = value().map(str::to_owned),
+            "sni" | "id" | "cookie" | "slowstart" | "on-marked-up" | "resolvers"
+            | "resolve-prefer" | "init-addr" | "minconn" | "source" | "proto" | "alpn"
+            | "check-alpn" | "pool-max-conn" | "ciphers" | "agent-port" | "agent-inter"
+            | "agent-send" | "verifyhost" | "track" | "redir" | "namespace" | "ssl-min-ver"
+            | "ssl-max-ver" | "pool-purge-delay" | "max-reuse" | "tfo" | "check-proto" | "ws"
+            | "log-proto" => {
                 let value = value().unwrap_or("");
                 warn(
                     warnings,
@@ -94,6 +125,7 @@ fn set_flag(options: &mut ServerOptions, keyword: &str) -> bool {
         "disabled" => options.disabled = true,
         "enabled" => options.disabled = false,
         "check-ssl" => options.check_ssl = true,
+        "check-send-proxy" => options.check_send_proxy = true,
         "no-check-ssl" => options.no_check_ssl = true,
         "ssl" => options.ssl = true,
         "no-ssl" => options.ssl = false,

@@ -28,14 +28,7 @@ pub(super) fn timeout(
         "client-fin" => &mut section.timeout_client_fin,
         "server-fin" => &mut section.timeout_server_fin,
         "check" => &mut section.timeout_check,
-        "queue" => {
-            warn(
-                warnings,
-                at,
-                "timeout queue: vipd bounds the wait in a full backend's queue by `timeout.connect`: skipped",
-            );
-            return;
-        }
+        "queue" => &mut section.timeout_queue,
         "http-request" | "http-keep-alive" => {
             warn(
                 warnings,
@@ -79,6 +72,7 @@ pub(super) fn timeouts(
         idle.inspect(|_| notes.push("tunnel: HAProxy had no `timeout tunnel`, so client/server timeouts applied to established sessions too.".to_owned()))
     });
     Timeouts {
+        queue: section.timeout_queue,
         connect: section.timeout_connect,
         idle,
         tunnel,

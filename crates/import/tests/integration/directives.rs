@@ -26,7 +26,7 @@ fn warnings(imported: &Imported) -> Vec<String> {
     imported.warnings.iter().map(ToString::to_string).collect()
 }
 
-fn assert_warned(imported: &Imported, expected: &str) {
+pub(crate) fn assert_warned(imported: &Imported, expected: &str) {
     let warnings = warnings(imported);
     assert!(
         warnings.iter().any(|warning| warning == expected),
@@ -444,7 +444,7 @@ fn an_instance_vipd_cannot_have_is_skipped_with_its_reason() {
 const PROXY_BASE: &str = "defaults\n  mode tcp\n  timeout connect 5000\n  timeout client 30s\n  \
                           timeout server 1m\n  retries 2\n";
 
-fn proxy(haproxy: &str) -> Imported {
+pub(crate) fn proxy(haproxy: &str) -> Imported {
     translate(&in_instance(""), Some(&format!("{PROXY_BASE}{haproxy}")))
 }
 
@@ -733,5 +733,76 @@ fn a_relative_program_is_skipped_with_what_to_write() {
     assert_warned_starting(
         &imported,
         "keepalived.conf:5: `vip-up` is not an absolute path",
+    );
+}
+
+#[test]
+fn observe_layer4_error_limit_and_timeout_queue_are_mapped() {
+    let imported = proxy(
+        "frontend web\n  bind 198.51.100.50:80\n  default_backend pool\nbackend pool\n  \
+         timeout queue 7s\n  \
+         server a 198.51.100.21:80 check observe layer4 error-limit 5 on-error mark-down\n  \
+         server b 198.51.100.22:80 check observe layer4 error-limit 5 on-error mark-down\n",
+    );
+    let backend = &imported.config.backends[0];
+    assert_eq!(backend.health.error_limit, 5);
+    assert_eq!(backend.timeout.queue, Duration::from_secs(7));
+    assert!(
+        !warnings(&imported)
+            .iter()
+            .any(|warning| warning.contains("observe") || warning.contains("queue")),
+        "{:#?}",
+        warnings(&imported)
+    );
+
+    let imported = proxy(
+        "frontend web\n  bind 198.51.100.50:80\n  default_backend pool\nbackend pool\n  \
+         server a 198.51.100.21:80 check observe layer4\n",
+    );
+    assert_eq!(imported.config.backends[0].health.error_limit, 10);
+    assert!(
+        warnings(&imported)
+            .iter()
+            .any(|warning| warning.contains("on-error fastinter")),
+        "{:#?}",
+        warnings(&imported)
+    );
+    let imported = proxy(
+        "frontend web\n  bind 198.51.100.50:80\n  default_backend pool\nbackend pool\n  \
+         server a 198.51.100.21:80 check\n",
+    );
+    assert_eq!(imported.config.backends[0].health.error_limit, 3);
+}
+
+#[test]
+fn tcp_keepalive_options_and_timings_map_to_each_side() {
+    let haproxy = "\
+frontend api
+    bind 198.51.100.50:6443
+    option clitcpka
+    clitcpka-idle 300
+    clitcpka-intvl 30s
+    default_backend apis
+backend apis
+    no option srvtcpka
+    server m1 198.51.100.21:6443 check
+";
+    let imported = translate(&in_instance(""), Some(haproxy));
+    let frontend = &imported.config.frontends[0];
+    let keepalive = frontend.tcp_keepalive.expect("client keepalive on");
+    assert_eq!(keepalive.idle, std::time::Duration::from_secs(300));
+    assert_eq!(keepalive.interval, std::time::Duration::from_secs(30));
+    assert_eq!(keepalive.count, 6, "vipd's default where HAProxy gave none");
+    assert_eq!(
+        imported.config.backends[0].tcp_keepalive, None,
+        "{}",
+        imported.yaml
+    );
+    assert!(
+        !warnings(&imported)
+            .iter()
+            .any(|warning| warning.contains("tcpka")),
+        "{:?}",
+        warnings(&imported)
     );
 }

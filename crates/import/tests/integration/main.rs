@@ -3,5 +3,6 @@
 //! hostile input that must never panic (`hostile`).
 
 mod directives;
+mod health_options;
 mod hostile;
 mod samples;

@@ -286,7 +286,7 @@ async fn fin_timeout_bounds_a_half_closed_session() {
         tokio::time::sleep(Duration::from_secs(300)).await;
     });
     let timeouts = Timeouts {
-        fin: Duration::from_secs(1),
+        fin: Some(Duration::from_secs(1)),
         ..Timeouts::default()
     };
     let proxy = Proxy::start(with_timeouts(server_address, timeouts))

@@ -7,7 +7,12 @@
 
 mod test_servers;
 
+mod check_options;
+mod connections;
+mod dead_servers;
 mod forwarding;
 mod proxy_protocol;
+mod queue_order;
+mod reload_state;
 mod runtime;
 mod session_log;

@@ -256,7 +256,7 @@ async fn after_the_clients_fin_a_server_that_never_closes_is_the_silent_one() {
     });
     let mut config = single(&[("open", server_address)]);
     config.backends[0].timeout = Timeouts {
-        fin: Duration::from_millis(500),
+        fin: Some(Duration::from_millis(500)),
         ..Timeouts::default()
     };
     let (_proxy, front) = proxy_named("log-fin", config).await;

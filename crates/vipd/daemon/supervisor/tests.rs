@@ -466,10 +466,10 @@ async fn a_priority_lowered_in_place_below_the_peer_hands_over_like_a_tracker() 
     lb1.shutdown().await;
 }
 
-/// An instance that cannot start (here: its interface has no usable socket) does not cost the
-/// instances after it in the file: they are still reloaded, not dropped unreleased.
-#[tokio::test(start_paused = true)]
-async fn an_instance_that_cannot_start_does_not_drop_the_ones_after_it() {
+/// `api` master on a host where interface eth9 has no usable VRRP socket, and the host's
+/// addresses.
+async fn master_on_a_host_without_eth9() -> (Supervisor<MemoryHost>, Arc<vipd_net::MemoryAddresses>)
+{
     let lan = MemoryLan::new();
     let host = MemoryHost::new(&lan, ip(LB1));
     let addresses = Arc::clone(&host.addresses);
@@ -477,35 +477,98 @@ async fn an_instance_that_cannot_start_does_not_drop_the_ones_after_it() {
         .lock()
         .expect("lock")
         .push("eth9".to_owned());
-    let mut supervisor = Supervisor::start(host, one_instance(150, "1s", "", ""))
+    let supervisor = Supervisor::start(host, one_instance(150, "1s", "", ""))
         .await
         .expect("starts");
     wait_for_state(&supervisor, "api", VrrpState::Master).await;
+    (supervisor, addresses)
+}
 
-    let with_a_broken_one_first = config(&format!(
+/// docs/design/architecture.md, Reload: all or nothing. A reload whose new instance cannot open
+/// its socket (here: its interface has none) is refused as a whole: the proxy keeps its
+/// listeners and limits (the new frontend is not bound, the port is free again), the trackers and
+/// the running instance keep their configuration.
+#[tokio::test(start_paused = true)]
+async fn a_reload_with_an_instance_that_cannot_start_changes_nothing() {
+    let (mut supervisor, addresses) = master_on_a_host_without_eth9().await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let file = scratch("all-or-nothing");
+
+    let with_a_broken_one = config(&format!(
         "vrrp:
+  - name: api
+    interface: eth0
+    vrid: 51
+    priority: 140
+    vips: [{VIP}/24]
+    track: [{}]
   - name: broken
     interface: eth9
     vrid: 52
     vips: [198.51.100.60/24]
+frontends:
+  - name: web
+    bind: [\"127.0.0.1:{port}\"]
+    backend: web
+backends:
+  - name: web
+    servers:
+      - {{ name: w1, address: \"127.0.0.2:80\" }}
+",
+        file_tracker(&file, -60)
+    ));
+    let error = supervisor
+        .reload(with_a_broken_one)
+        .await
+        .expect_err("the broken instance refuses the reload");
+    assert!(format!("{error:#}").contains("vrrp broken"), "{error:#}");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+
+    let api = status(&supervisor, "api");
+    assert_eq!(api.state, VrrpState::Master, "api still runs");
+    assert_eq!(api.counters.priority_zero_sent, 0, "api never released");
+    assert_eq!(api.configured_priority, 150, "api kept its configuration");
+    assert!(api.trackers.is_empty(), "no tracker was added");
+    assert!(supervisor.trackers.is_empty(), "no tracker was started");
+    assert!(has_vip(&addresses));
+    assert!(!supervisor.instances.contains_key("broken"));
+    assert!(
+        supervisor.proxy.stats().frontends.is_empty(),
+        "proxy unchanged"
+    );
+    std::net::TcpListener::bind(("127.0.0.1", port)).expect("the prepared listener was closed");
+    assert_eq!(supervisor.config.vrrp.len(), 1);
+    supervisor.shutdown().await;
+}
+
+/// docs/design/architecture.md, Reload: a restart onto an interface without a usable socket is
+/// found out before the running instance hands over, and refuses the reload.
+#[tokio::test(start_paused = true)]
+async fn a_restart_that_cannot_open_its_socket_leaves_the_master_running() {
+    let (mut supervisor, addresses) = master_on_a_host_without_eth9().await;
+    let moved = config(&format!(
+        "vrrp:
   - name: api
-    interface: eth0
+    interface: eth9
     vrid: 51
     priority: 150
     vips: [{VIP}/24]
 "
     ));
     let error = supervisor
-        .reload(with_a_broken_one_first)
+        .reload(moved)
         .await
-        .expect_err("the broken instance is reported");
-    assert!(format!("{error:#}").contains("vrrp broken"), "{error:#}");
+        .expect_err("the restart cannot open its socket");
+    assert!(format!("{error:#}").contains("vrrp api"), "{error:#}");
     tokio::time::sleep(Duration::from_secs(10)).await;
     let api = status(&supervisor, "api");
-    assert_eq!(api.state, VrrpState::Master, "api still runs");
-    assert_eq!(api.counters.priority_zero_sent, 0, "api never released");
+    assert_eq!(api.state, VrrpState::Master);
+    assert_eq!(api.interface, "eth0");
+    assert_eq!(api.counters.priority_zero_sent, 0, "api never handed over");
     assert!(has_vip(&addresses));
-    assert!(!supervisor.instances.contains_key("broken"));
     supervisor.shutdown().await;
 }
 
