@@ -652,9 +652,9 @@ impl CheckTask {
     async fn run(self) {
         let config = self.checker.config().clone();
         let mut random = fastrand::Rng::new();
-        let first_wait = first_check_delay(config.interval, self.server.is_up(), &mut random);
-        tokio::time::sleep(first_wait).await;
+        let mut wait = first_check_delay(config.interval, self.server.is_up(), &mut random);
         loop {
+            self.sleep_or_announce_traffic_verdict(wait).await;
             let result = self
                 .checker
                 .check(self.target)
@@ -671,11 +671,18 @@ impl CheckTask {
             } else {
                 config.interval
             };
-            tokio::select! {
-                () = tokio::time::sleep(jittered(interval, config.jitter_percent, &mut random)) => {}
-                () = self.server.marked_down_by_traffic.notified() => {
-                    self.announce("connection attempts of client traffic failed in a row");
-                }
+            wait = jittered(interval, config.jitter_percent, &mut random);
+        }
+    }
+
+    /// Sleeps until the next check, unless client traffic marks the server down first: that is
+    /// announced at once, also during the spread first wait after a start or reload, which may
+    /// last a whole interval.
+    async fn sleep_or_announce_traffic_verdict(&self, wait: Duration) {
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = self.server.marked_down_by_traffic.notified() => {
+                self.announce("connection attempts of client traffic failed in a row");
             }
         }
     }
