@@ -152,7 +152,12 @@ async fn both_sockets_of_a_session_keep_alive() {
     let (mut server, proxy_end) = listener.accept().await.unwrap();
     let mut hello = [0u8; 5];
     server.read_exact(&mut hello).await.unwrap();
-    // The server socket gets keepalive once the session has lasted a second.
+    // The server's answer starts forwarding at once (else the proxy waits up to
+    // `timeout.connect` for the server's first sign: session.rs, first_sign).
+    server.write_all(b"hi").await.unwrap();
+    let mut hi = [0u8; 2];
+    client.read_exact(&mut hi).await.unwrap();
+    // The server socket gets keepalive once forwarding has lasted a second.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let client_side = socket_line(front, client.local_addr().unwrap());
     assert!(client_side.contains("timer:(keepalive"), "{client_side}");
