@@ -434,16 +434,17 @@ async fn try_server(
 /// Waits for the server's first sign before forwarding starts, so that a connection it resets
 /// before answering (one that sat in the accept queue of a server that was killed) is a failed
 /// attempt, retried elsewhere with the same first bytes, instead of a reset for the client.
-/// Only a socket error counts: data, a FIN, the client sending more, or `limit` passing hand the
-/// session to forwarding. Bytes are never sent twice to a server that may have acted on them:
-/// a server that read them and died closes with a FIN (Linux resets only a connection closed
-/// with bytes unread), and once the client sends more, nothing is retried.
+/// Only a socket error before any answer counts: data (even followed by a reset), a FIN, the
+/// client sending more, or `limit` passing hand the session to forwarding. Bytes are never sent
+/// twice to a server that may have acted on them: a server that read them and died closes with
+/// a FIN (Linux resets only a connection closed with bytes unread), one that answered and reset
+/// has its answer forwarded, and once the client sends more, nothing is retried.
 async fn first_sign(server: &TcpStream, client: &TcpStream, limit: Duration) -> io::Result<()> {
     let server_sign = async {
         let ready = server.ready(Interest::READABLE | Interest::ERROR).await?;
         // EPOLLERR only: a FIN without an error needs no system call here.
         if ready.is_error() {
-            server.take_error()?.map_or(Ok(()), Err)
+            error_before_any_answer(server)
         } else {
             Ok(())
         }
@@ -453,6 +454,18 @@ async fn first_sign(server: &TcpStream, client: &TcpStream, limit: Duration) -> 
         sign = server_sign => sign,
         _ = client.ready(Interest::READABLE) => Ok(()),
         () = tokio::time::sleep(limit) => Ok(()),
+    }
+}
+
+/// The error of a server socket that reported one, unless the server sent bytes first: those
+/// are an answer, even with a reset after them (the kernel keeps received bytes readable before
+/// it reports the reset). A peek that finds no bytes returns the pending error itself.
+fn error_before_any_answer(server: &TcpStream) -> io::Result<()> {
+    let mut byte = [std::mem::MaybeUninit::uninit()];
+    match socket2::SockRef::from(server).peek(&mut byte) {
+        Ok(read) if read > 0 => Ok(()),
+        Err(error) if error.kind() != io::ErrorKind::WouldBlock => Err(error),
+        _ => server.take_error()?.map_or(Ok(()), Err),
     }
 }
 
@@ -633,6 +646,32 @@ mod tests {
         .await
         .expect("the first write is bounded");
         assert_eq!(written.unwrap_err().kind(), io::ErrorKind::TimedOut);
+    }
+
+    /// A server that answered and then reset (linger 0, or a close with the request unread)
+    /// has answered: its bytes are forwarded, the request is not sent to another server.
+    #[tokio::test(flavor = "current_thread")]
+    async fn an_answer_followed_by_a_reset_is_an_answer_not_a_failed_attempt() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(client_listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let server = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (mut answering, _) = listener.accept().await.unwrap();
+        answering.write_all(b"partial").await.unwrap();
+        socket2::SockRef::from(&answering)
+            .set_linger(Some(Duration::ZERO))
+            .unwrap();
+        drop(answering);
+        // Both the answer and the reset have arrived before the proxy looks.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        first_sign(&server, &client, Duration::from_secs(5))
+            .await
+            .expect("an answer, not a failed attempt");
     }
 
     #[test]
