@@ -161,6 +161,8 @@ pub struct Backend {
     pub servers: Vec<Server>,
     /// `tcp_keepalive` of server sockets; `None` writes nothing (vipd's default: on).
     pub tcp_keepalive: Option<TcpKeepalive>,
+    /// HAProxy's per-server `slowstart`, the longest of the backend's servers.
+    pub slow_start: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]

@@ -253,6 +253,9 @@ fn render_backend(out: &mut String, backend: &Backend) {
         let _ = writeln!(out, "    max_queue: {max_queue}");
     }
     render_tcp_keepalive(out, backend.tcp_keepalive.as_ref());
+    if let Some(slow_start) = backend.slow_start {
+        let _ = writeln!(out, "    slow_start: {}", duration(slow_start));
+    }
     out.push_str("    servers:\n");
     for server in &backend.servers {
         let mut parts = vec![

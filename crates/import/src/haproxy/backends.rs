@@ -88,6 +88,7 @@ pub(super) fn backend(
                 .to_owned(),
         );
     }
+    let slow_start = slow_start(section, &mut notes);
     let health = health(section, first_checked, &mut notes, warnings);
     let timeout = timeouts(section, &frontends, &mut notes);
     let tcp_keepalive = draft_keepalive(&section.server_keepalive, &mut notes);
@@ -104,7 +105,26 @@ pub(super) fn backend(
         max_queue,
         servers,
         tcp_keepalive,
+        slow_start,
     })
+}
+
+/// HAProxy's `slowstart` is per server, vipd's `slow_start` per backend: the longest, with a
+/// note when the servers differ.
+fn slow_start(section: &Section, notes: &mut Vec<String>) -> Option<std::time::Duration> {
+    let ramps: Vec<Option<std::time::Duration>> = section
+        .servers
+        .iter()
+        .map(|line| line.options.slowstart.filter(|ramp| !ramp.is_zero()))
+        .collect();
+    let longest = ramps.iter().flatten().max().copied();
+    if longest.is_some() && ramps.iter().any(|ramp| *ramp != longest) {
+        notes.push(
+            "slow_start: the longest of HAProxy's per-server slowstart (vipd ramps every server of a backend alike)."
+                .to_owned(),
+        );
+    }
+    longest
 }
 
 /// A per-server setting vipd has per backend: the first server's, with a warning if they differ.

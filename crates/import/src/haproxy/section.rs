@@ -26,6 +26,8 @@ pub(super) struct ServerOptions {
     pub(super) fall: Option<u32>,
     pub(super) maxconn: Option<u32>,
     pub(super) maxqueue: Option<u32>,
+    /// `slowstart TIME`: vipd ramps per backend (`slow_start`).
+    pub(super) slowstart: Option<std::time::Duration>,
     pub(super) send_proxy: Option<&'static str>,
     pub(super) disabled: bool,
     /// Checks over TLS: `check-ssl`, or `ssl` without `no-check-ssl`.

@@ -87,14 +87,16 @@ pub(super) fn server_options(
                     "server addr is not an IP address (vipd does not resolve names): skipped",
                 ),
             },
+            "slowstart" => {
+                options.slowstart = value().and_then(|value| haproxy_time(value, at, warnings));
+            }
             "check-sni" => options.check_sni = value().map(str::to_owned),
             "crt" => options.crt = value().map(str::to_owned),
-            "sni" | "id" | "cookie" | "slowstart" | "on-marked-up" | "resolvers"
-            | "resolve-prefer" | "init-addr" | "minconn" | "source" | "proto" | "alpn"
-            | "check-alpn" | "pool-max-conn" | "ciphers" | "agent-port" | "agent-inter"
-            | "agent-send" | "verifyhost" | "track" | "redir" | "namespace" | "ssl-min-ver"
-            | "ssl-max-ver" | "pool-purge-delay" | "max-reuse" | "tfo" | "check-proto" | "ws"
-            | "log-proto" => {
+            "sni" | "id" | "cookie" | "on-marked-up" | "resolvers" | "resolve-prefer"
+            | "init-addr" | "minconn" | "source" | "proto" | "alpn" | "check-alpn"
+            | "pool-max-conn" | "ciphers" | "agent-port" | "agent-inter" | "agent-send"
+            | "verifyhost" | "track" | "redir" | "namespace" | "ssl-min-ver" | "ssl-max-ver"
+            | "pool-purge-delay" | "max-reuse" | "tfo" | "check-proto" | "ws" | "log-proto" => {
                 let value = value().unwrap_or("");
                 warn(
                     warnings,

@@ -52,14 +52,50 @@ fn check_options_vipd_cannot_apply_are_named() {
          server w 198.51.100.31:80 check check-sni web.example crt client.pem addr web.local slowstart 30s\n",
     );
     assert_eq!(imported.config.backends[0].health.options.jitter_percent, 5);
+    assert_eq!(
+        imported.config.backends[0].slow_start,
+        Some(std::time::Duration::from_secs(30)),
+        "slowstart is mapped"
+    );
     for expected in [
         "haproxy.cfg:8: spread-checks `80` is not 0..=50: skipped",
         "haproxy.cfg:12: check header Connection: vipd sets it itself: skipped",
         "haproxy.cfg:13: server addr is not an IP address (vipd does not resolve names): skipped",
-        "haproxy.cfg:13: server option slowstart 30s: no vipd equivalent: skipped",
         "haproxy.cfg:9: backend web: check-sni applies to vipd's https checks only (check-ssl with option httpchk): skipped",
         "haproxy.cfg:9: backend web: crt applies to vipd's https checks only (check-ssl with option httpchk): skipped",
     ] {
         assert_warned(&imported, expected);
     }
+}
+
+#[test]
+fn per_server_slowstart_becomes_the_backends_longest_with_a_note() {
+    let imported = proxy(
+        "frontend web\n  bind 198.51.100.50:80\n  default_backend pool\nbackend pool\n  \
+         server a 198.51.100.21:80 check slowstart 10s\n  \
+         server b 198.51.100.22:80 check slowstart 1m\n  \
+         server c 198.51.100.23:80 check\n",
+    );
+    assert_eq!(
+        imported.config.backends[0].slow_start,
+        Some(std::time::Duration::from_secs(60))
+    );
+    assert!(
+        imported.yaml.contains("slow_start: 1m"),
+        "{}",
+        imported.yaml
+    );
+    assert!(
+        imported
+            .yaml
+            .contains("longest of HAProxy's per-server slowstart")
+    );
+    assert!(
+        !imported
+            .warnings
+            .iter()
+            .any(|warning| warning.message.contains("slowstart")),
+        "{:?}",
+        imported.warnings
+    );
 }
