@@ -57,24 +57,9 @@ pub(super) fn server_options(
                     ),
                 ),
             },
-            "observe" => match value() {
-                Some("layer4") => options.observe_layer4 = true,
-                other => warn(
-                    warnings,
-                    at,
-                    format!(
-                        "observe {}: vipd observes connection errors only (layer4): skipped",
-                        other.unwrap_or("")
-                    ),
-                ),
-            },
-            "error-limit" => match value().map(str::parse::<u32>) {
-                Some(Ok(limit)) if (1..=1000).contains(&limit) => {
-                    options.error_limit = Some(limit);
-                }
-                _ => warn(warnings, at, "error-limit is not 1..=1000: skipped"),
-            },
-            "on-error" => options.on_error = value().map(str::to_owned),
+            "observe" | "error-limit" | "on-error" => {
+                passive_check_option(options, keyword, value(), at, warnings);
+            }
             "port" => match value().map(str::parse::<u16>) {
                 Some(Ok(port)) if port > 0 => options.check_port = Some(port),
                 _ => warn(warnings, at, "server port is not 1..=65535: skipped"),
@@ -110,6 +95,38 @@ pub(super) fn server_options(
                 format!("server option {other}: no vipd equivalent: skipped"),
             ),
         }
+    }
+}
+
+/// `observe`, `error-limit`, `on-error`: client traffic feeding a server's health
+/// (`health.error_limit`).
+fn passive_check_option(
+    options: &mut ServerOptions,
+    keyword: &str,
+    value: Option<&str>,
+    at: &Location,
+    warnings: &mut Vec<ImportWarning>,
+) {
+    match keyword {
+        "observe" => match value {
+            Some("layer4") => options.observe_layer4 = true,
+            other => warn(
+                warnings,
+                at,
+                format!(
+                    "observe {}: vipd observes connection errors only (layer4): skipped",
+                    other.unwrap_or("")
+                ),
+            ),
+        },
+        "error-limit" => match value.map(str::parse::<u32>) {
+            Some(Ok(limit)) if (1..=1000).contains(&limit) => {
+                options.error_limit = Some(limit);
+            }
+            _ => warn(warnings, at, "error-limit is not 1..=1000: skipped"),
+        },
+        "on-error" => options.on_error = value.map(str::to_owned),
+        _ => {}
     }
 }
 
