@@ -194,11 +194,14 @@ impl Server {
     pub fn set_weight_override(&self, weight: u32) {
         self.weight_override
             .store(i64::from(weight), Ordering::Relaxed);
+        // A server given weight may take queued sessions.
+        self.queue.wake_all();
     }
 
     /// Back to the configured weight.
     pub fn clear_weight_override(&self) {
         self.weight_override.store(-1, Ordering::Relaxed);
+        self.queue.wake_all();
     }
 
     pub fn has_weight_override(&self) -> bool {

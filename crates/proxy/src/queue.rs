@@ -142,9 +142,15 @@ impl Ticket<'_> {
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         let mut waiters = self.queue.lock();
+        let was_first = waiters
+            .front()
+            .is_some_and(|first| Arc::ptr_eq(first, &self.waiter));
         waiters.retain(|waiter| !Arc::ptr_eq(waiter, &self.waiter));
         self.queue.len.store(waiters.len(), Ordering::Release);
-        if self.waiter.woken.load(Ordering::Relaxed) {
+        // An unclaimed wake-up goes on; so does the head's turn: the new head looks once, so
+        // that slots freed while it waited behind (or a server a reload added, which frees no
+        // slot) serve the queue in a cascade rather than one per released session.
+        if was_first || self.waiter.woken.load(Ordering::Relaxed) {
             SlotQueue::wake_first_sleeper(&waiters);
         }
         drop(waiters);
@@ -233,13 +239,29 @@ mod tests {
         let queue = SlotQueue::default();
         let first = queue.join();
         let second = queue.join();
+        let third = queue.join();
         queue.wake_one();
-        first.claim_wake();
-        drop(first);
-        assert!(!second.waiter.woken.load(Ordering::Relaxed));
+        queue.wake_one();
+        second.claim_wake();
         drop(second);
+        assert!(!third.waiter.woken.load(Ordering::Relaxed));
+        drop(first);
+        drop(third);
         assert!(queue.is_empty());
-        assert_eq!(queue.queued_total(), 2);
+        assert_eq!(queue.queued_total(), 3);
+    }
+
+    #[test]
+    fn the_head_leaving_with_a_slot_lets_the_next_one_look() {
+        let queue = SlotQueue::default();
+        let first = queue.join();
+        let second = queue.join();
+        // The head found a slot on its own (it claimed nothing; nobody was woken).
+        drop(first);
+        assert!(
+            second.waiter.woken.load(Ordering::Relaxed),
+            "the new head looks for a free slot"
+        );
     }
 
     #[test]

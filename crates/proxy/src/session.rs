@@ -200,7 +200,10 @@ async fn serve(
         backend,
         &accepted.client,
         source.ip(),
-        &first_bytes,
+        FirstBytes {
+            bytes: &first_bytes,
+            carry_client_payload: early_bytes > 0,
+        },
         &mut record.timings,
     )
     .await?;
@@ -337,6 +340,16 @@ async fn read_proxy_header(
 /// server is left: HAProxy's one-second turn-around, never longer than `timeout.connect`.
 const RETRY_BACKOFF: Duration = Duration::from_secs(1);
 
+/// What a session sends a server with the connection: the PROXY header and what the client sent
+/// already.
+#[derive(Clone, Copy)]
+struct FirstBytes<'a> {
+    bytes: &'a [u8],
+    /// The client's payload is among them: the server may act on it, so a reset after sending
+    /// them is the client's to see, never a reason to send them to another server.
+    carry_client_payload: bool,
+}
+
 /// Connects to a server and sends it `first_bytes` ([`try_server`]), retrying up to `retries`
 /// times. Every failed attempt (timed out, refused, reset before the server's first byte)
 /// excludes its server for the session's next attempts while another is left (HAProxy's
@@ -347,7 +360,7 @@ async fn connect(
     backend: &Backend,
     client_stream: &TcpStream,
     client: IpAddr,
-    first_bytes: &[u8],
+    first_bytes: FirstBytes<'_>,
     timings: &mut ConnectTimings,
 ) -> Result<(TcpStream, ServerSlot), SessionError> {
     let shared = &backend.shared;
@@ -412,22 +425,25 @@ async fn connect(
 }
 
 /// One attempt on `server`: connect within `timeout.connect`, send `first_bytes` (what
-/// [`connect_to`] could not send at once goes with [`write_first_bytes`]), then [`first_sign`].
+/// [`connect_to`] could not send at once goes with [`write_first_bytes`]), then, unless they
+/// carried the client's payload, [`first_sign`].
 async fn try_server(
     server: &Server,
     client: &TcpStream,
-    first_bytes: &[u8],
+    first_bytes: FirstBytes<'_>,
     timeouts: &Timeouts,
     timings: &mut ConnectTimings,
 ) -> io::Result<TcpStream> {
     let connecting_since = Instant::now();
-    let connecting = connect_to(server.address, first_bytes, &server.connects_at_once);
+    let connecting = connect_to(server.address, first_bytes.bytes, &server.connects_at_once);
     let connected = tokio::time::timeout(timeouts.connect, connecting).await;
     timings.add_connecting(connecting_since.elapsed());
     let (stream, sent) =
         connected.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-    write_first_bytes(&stream, &first_bytes[sent..], timeouts.connect).await?;
-    first_sign(&stream, client, timeouts.connect).await?;
+    write_first_bytes(&stream, &first_bytes.bytes[sent..], timeouts.connect).await?;
+    if !first_bytes.carry_client_payload {
+        first_sign(&stream, client, timeouts.connect).await?;
+    }
     Ok(stream)
 }
 
@@ -435,10 +451,11 @@ async fn try_server(
 /// before answering (one that sat in the accept queue of a server that was killed) is a failed
 /// attempt, retried elsewhere with the same first bytes, instead of a reset for the client.
 /// Only a socket error before any answer counts: data (even followed by a reset), a FIN, the
-/// client sending more, or `limit` passing hand the session to forwarding. Bytes are never sent
-/// twice to a server that may have acted on them: a server that read them and died closes with
-/// a FIN (Linux resets only a connection closed with bytes unread), one that answered and reset
-/// has its answer forwarded, and once the client sends more, nothing is retried.
+/// client sending more, or `limit` passing hand the session to forwarding. Only sessions whose
+/// first bytes carry no client payload (none, or only a PROXY header) wait here: a server may
+/// read part of a payload, act on it and reset with the rest unread, and that request must not
+/// reach a second server (HAProxy does not replay TCP data either). A client that sends more
+/// ends the wait, and nothing is retried after that.
 async fn first_sign(server: &TcpStream, client: &TcpStream, limit: Duration) -> io::Result<()> {
     let server_sign = async {
         let ready = server.ready(Interest::READABLE | Interest::ERROR).await?;

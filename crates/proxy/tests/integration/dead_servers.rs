@@ -12,6 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use vipd_proxy::{
     Balance, Balancer, Candidate, HealthCheckConfig, HealthCheckKind, Proxy, ProxyConfig,
+    ProxyProtocol,
 };
 
 /// A server that never answers a SYN: it listens with a backlog of 0 and never accepts, and
@@ -198,32 +199,72 @@ async fn resetting_server(address: &str) -> SocketAddr {
     address
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reset_before_the_server_answers_sends_the_first_bytes_elsewhere() {
+/// A proxy whose frontend expects a PROXY header and whose backend sends one, with a resetting
+/// server and an echo server; and a client address that `source` hashes to the resetting one.
+async fn resetting_and_alive() -> (Proxy, EchoServer, IpAddr) {
     let resetting = resetting_server("127.0.0.2:0").await;
     let echo = EchoServer::start(addr("127.0.0.3:0")).await;
     let mut config = single(&[("resetting", resetting), ("alive", echo.address)]);
     config.backends[0].balance = Balance::Source;
-    // The request comes with the PROXY header, so the proxy has it when it picks a server
-    // (without one, when the request arrives a moment after the accept, it is forwarded and
-    // nothing is retried).
+    config.backends[0].send_proxy = ProxyProtocol::V1;
     config.frontends[0].accept_proxy = true;
     let proxy = Proxy::start(config).await.unwrap();
-    let client = client_hashed_to(["resetting", "alive"], 0);
+    (proxy, echo, client_hashed_to(["resetting", "alive"], 0))
+}
 
-    // The client waits for the answer without closing its side, as a request does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_before_any_client_payload_sends_the_session_elsewhere() {
+    let (proxy, _echo, client) = resetting_and_alive().await;
     let mut stream = tokio::net::TcpStream::connect(frontend_address(&proxy, "front"))
         .await
         .unwrap();
-    let request = format!("PROXY TCP4 {client} 127.0.0.1 40000 80\r\nhello");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut echoed = [0u8; 5];
-    tokio::time::timeout(PATIENCE, stream.read_exact(&mut echoed))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(&echoed, b"hello");
+    // Only the PROXY header at first: the server is sent nothing of the client's, and its reset
+    // (the PROXY header left unread) is a failed attempt, retried on the other server.
+    let header = format!("PROXY TCP4 {client} 127.0.0.1 40000 80\r\n");
+    stream.write_all(header.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    stream.write_all(b"hello").await.unwrap();
+    // The echo server returns the proxy's PROXY header, then the payload.
+    let mut echoed = Vec::new();
+    let mut chunk = [0u8; 256];
+    while !echoed.ends_with(b"hello") {
+        let read = tokio::time::timeout(PATIENCE, stream.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            read > 0,
+            "closed after {:?}",
+            String::from_utf8_lossy(&echoed)
+        );
+        echoed.extend_from_slice(&chunk[..read]);
+    }
     let stats = proxy.stats();
     assert_eq!(server_stats(&stats, "back", "resetting").connect_errors, 1);
     assert_eq!(server_stats(&stats, "back", "alive").sessions_total, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reset_after_the_clients_payload_reaches_the_client_not_another_server() {
+    let (proxy, _echo, client) = resetting_and_alive().await;
+    let mut stream = tokio::net::TcpStream::connect(frontend_address(&proxy, "front"))
+        .await
+        .unwrap();
+    // The payload comes with the header: the server may have acted on part of it.
+    let request = format!("PROXY TCP4 {client} 127.0.0.1 40000 80\r\nhello");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    assert!(
+        ended.is_err() || rest.is_empty(),
+        "no answer from another server: {ended:?} {rest:?}"
+    );
+    let stats = proxy.stats();
+    assert_eq!(
+        server_stats(&stats, "back", "alive").sessions_total,
+        0,
+        "the request never reached a second server"
+    );
 }
