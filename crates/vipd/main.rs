@@ -42,6 +42,9 @@ enum Command {
     Run(cli::run::RunArgs),
     /// Print a running daemon's status: instances, trackers, frontends, servers.
     Status(cli::status::StatusArgs),
+    /// Admin actions on a running daemon: drain/disable/enable servers, weights, maintenance,
+    /// sessions (exit 0 done, 1 refused by the daemon, 2 daemon not reached or usage error).
+    Ctl(cli::ctl::CtlArgs),
     /// Translate keepalived.conf (and haproxy.cfg) to vipd.yaml; lists what it could not translate.
     Import(cli::import::ImportArgs),
     /// Run a vipd pair, backends and a client in network namespaces and demonstrate failover (root).
@@ -64,6 +67,7 @@ fn main() -> ExitCode {
         Command::Check(args) => cli::check::run(&args),
         Command::Run(args) => cli::run::run(&args),
         Command::Status(args) => cli::status::run(&args),
+        Command::Ctl(args) => Ok(cli::ctl::run(&args)),
         Command::Import(args) => cli::import::run(&args),
         Command::Lab(args) => cli::lab::run(&args),
         Command::Release(args) => cli::release::run(&args),

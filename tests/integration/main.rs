@@ -11,11 +11,13 @@
 
 mod support;
 
+mod admin_ctl;
 mod check;
 mod control_api;
 mod cpu_saturation;
 mod crash_restart;
 mod daemon_pair;
+mod dashboard_browser;
 mod dead_servers;
 mod dual_stack;
 mod hostile_adverts;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::balance::{Balancer, Candidate};
 use crate::config::{BackendConfig, Balance, OnServerDown, ServerConfig};
 use crate::health::{CheckTarget, Checker, HealthState, first_check_delay, jittered};
+use crate::live_sessions::LiveSessions;
 use crate::queue::SlotQueue;
 use crate::session::ConnectsAtOnce;
 use crate::slow_start::SlowStart;
@@ -43,6 +44,8 @@ pub struct Server {
     sessions_cut: Mutex<CancellationToken>,
     /// Parent of `sessions_cut` (the engine's hard stop), so one token per session says both.
     hard_stop: CancellationToken,
+    /// The sessions forwarding to this server, for the admin API to list and kill.
+    pub sessions: LiveSessions,
     /// The backend's queue: woken one waiter per freed slot, every waiter when servers change.
     queue: Arc<SlotQueue>,
     pub counters: ServerCounters,
@@ -113,6 +116,7 @@ impl Server {
             active: AtomicU64::new(0),
             sessions_cut: Mutex::new(hard_stop.child_token()),
             hard_stop: hard_stop.clone(),
+            sessions: LiveSessions::default(),
             queue,
             counters: ServerCounters::default(),
             connects_at_once: ConnectsAtOnce::default(),

@@ -17,6 +17,7 @@ use crate::backend::Backend;
 use crate::config::ProxyConfig;
 use crate::frontend::{self, FrontendSettings, FrontendShared};
 use crate::limit::Limit;
+use crate::live_sessions::{SessionFilter, SessionInfo};
 use crate::session_threads::SessionThreads;
 use crate::stats::{AdminState, FrontendHealth, FrontendStats, HealthReport, ProxyStats};
 
@@ -548,6 +549,56 @@ impl Proxy {
         )
     }
 
+    /// The sessions forwarding to `server` of `backend`, or to every server of it, oldest first.
+    /// Sessions still queued or connecting have no server yet and are not listed.
+    pub fn sessions(&self, backend: &str, server: Option<&str>) -> Result<Vec<SessionInfo>, Error> {
+        let snapshot = self.backend_snapshot(backend)?;
+        let servers: Vec<&Arc<crate::backend::Server>> = match server {
+            Some(name) => vec![Self::server_of(&snapshot, backend, name)?],
+            None => snapshot.servers.iter().collect(),
+        };
+        Ok(servers
+            .into_iter()
+            .flat_map(|server| server.sessions.list(backend, &server.name))
+            .collect())
+    }
+
+    /// Cuts the sessions of `server` that `filter` picks, as a server going down under
+    /// `shutdown_sessions` cuts them (both sockets closed); returns how many.
+    pub fn kill_sessions(
+        &self,
+        backend: &str,
+        server: &str,
+        filter: SessionFilter,
+    ) -> Result<usize, Error> {
+        let snapshot = self.backend_snapshot(backend)?;
+        let found = Self::server_of(&snapshot, backend, server)?;
+        let killed = found.sessions.kill(filter);
+        tracing::info!(backend, server, ?filter, killed, "sessions killed");
+        Ok(killed)
+    }
+
+    fn backend_snapshot(&self, backend: &str) -> Result<Arc<Backend>, Error> {
+        self.engine
+            .backend(backend)
+            .ok_or_else(|| Error::UnknownBackend {
+                backend: backend.to_owned(),
+            })
+    }
+
+    fn server_of<'a>(
+        snapshot: &'a Backend,
+        backend: &str,
+        server: &str,
+    ) -> Result<&'a Arc<crate::backend::Server>, Error> {
+        snapshot
+            .server(server)
+            .ok_or_else(|| Error::UnknownServer {
+                backend: backend.to_owned(),
+                server: server.to_owned(),
+            })
+    }
+
     fn set_admin_state(&self, backend: &str, server: &str, state: AdminState) -> Result<(), Error> {
         self.with_server(backend, server, |server| server.set_admin_state(state))
     }
@@ -558,18 +609,8 @@ impl Proxy {
         server: &str,
         action: impl FnOnce(&crate::backend::Server),
     ) -> Result<(), Error> {
-        let snapshot = self
-            .engine
-            .backend(backend)
-            .ok_or_else(|| Error::UnknownBackend {
-                backend: backend.to_owned(),
-            })?;
-        let found = snapshot
-            .server(server)
-            .ok_or_else(|| Error::UnknownServer {
-                backend: backend.to_owned(),
-                server: server.to_owned(),
-            })?;
+        let snapshot = self.backend_snapshot(backend)?;
+        let found = Self::server_of(&snapshot, backend, server)?;
         action(found);
         tracing::info!(backend, server, "server admin state changed");
         self.engine.publish_health();

@@ -6,7 +6,8 @@
 //! [`Proxy::apply`] reloads by difference, all or nothing ([`Proxy::prepare`] does what can fail,
 //! [`PreparedReload::commit`] the rest), [`Proxy::drain_server`] / [`Proxy::disable_server`] /
 //! [`Proxy::enable_server`] / [`Proxy::set_server_weight`] / [`Proxy::reset_server_weight`] are
-//! the admin actions,
+//! the admin actions, [`Proxy::sessions`] and [`Proxy::kill_sessions`] list and cut the sessions
+//! of a server,
 //! [`Proxy::health`] is a `watch` channel of per-frontend backend health (for the trackers),
 //! [`Proxy::stats`] is a plain-data snapshot of every counter (for the metrics layer) and
 //! [`Proxy::shutdown`] drains with a deadline.
@@ -58,6 +59,7 @@ mod forward;
 mod frontend;
 mod health;
 mod limit;
+mod live_sessions;
 pub mod proxy_protocol;
 mod queue;
 pub mod resources;
@@ -72,5 +74,6 @@ pub use config::*;
 pub use engine::{PreparedReload, Proxy};
 pub use error::Error;
 pub use health::{CheckFailure, CheckTarget, Checker, HealthState};
+pub use live_sessions::{SessionFilter, SessionInfo};
 pub use session_log::{REFUSAL_LOG_PERIOD, SESSION_LOG_TARGET};
 pub use stats::*;

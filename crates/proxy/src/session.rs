@@ -213,18 +213,26 @@ async fn serve(
     let server_acks_delayed = !first_bytes.is_empty();
     // Not held through the session: up to 16 KiB (`forward::read_waiting`).
     drop(first_bytes);
+    let cancel = server.session_token();
+    // Listed for the admin API until forwarding ends; its byte counts are the session's.
+    let registered = slot.server.sessions.register(
+        accepted.load.thread(),
+        record.client,
+        Arc::clone(&record.frontend),
+        cancel.clone(),
+    );
+    let live = &*registered.session;
     if early_bytes > 0 {
         for counter in [
             &frontend.bytes_in,
             &shared.bytes_in,
             &server.counters.bytes_in,
-            &record.bytes_in,
+            &live.bytes_in,
         ] {
             counter.fetch_add(early_bytes, Ordering::Relaxed);
         }
     }
 
-    let cancel = server.session_token();
     let forwarding = forward(
         &accepted.client,
         &server_stream,
@@ -237,13 +245,13 @@ async fn serve(
                 &frontend.bytes_in,
                 &shared.bytes_in,
                 &server.counters.bytes_in,
-                &record.bytes_in,
+                &live.bytes_in,
             ],
             server_to_client: [
                 &frontend.bytes_out,
                 &shared.bytes_out,
                 &server.counters.bytes_out,
-                &record.bytes_out,
+                &live.bytes_out,
             ],
             spliced: &frontend.bytes_spliced,
         },
@@ -253,11 +261,20 @@ async fn serve(
         end = forwarding => end,
         never = keepalive_later(&server_stream, keepalive) => match never {},
     };
+    let killed = live.was_killed();
+    for (to, from) in [
+        (&record.bytes_in, &live.bytes_in),
+        (&record.bytes_out, &live.bytes_out),
+    ] {
+        to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+    drop(registered);
     drop(slot);
     record.termination = Some(termination(Outcome::Forwarded {
         end: &end,
         server_state: server,
         bytes_in: record.bytes_in.load(Ordering::Relaxed),
+        killed,
     }));
     Ok(end)
 }

@@ -52,6 +52,8 @@ pub enum Cause {
     /// Cut by the proxy: the drain deadline at shutdown, or `hard_stop_after` for a server that a
     /// reload removed.
     Shutdown,
+    /// Killed by an operator through the admin API.
+    Killed,
     /// The client closed before a server was connected (before or during its PROXY header).
     ClientAbort,
     BadProxyHeader,
@@ -80,6 +82,7 @@ impl Cause {
             Cause::ProxyResources => "proxy_resources",
             Cause::ServerDown => "server_down",
             Cause::Shutdown => "shutdown",
+            Cause::Killed => "killed",
             Cause::ClientAbort => "client_abort",
             Cause::BadProxyHeader => "bad_proxy_header",
             Cause::NoServer => "no_server",
@@ -120,6 +123,8 @@ pub enum Outcome<'a> {
         server_state: &'a Server,
         /// Client → server bytes of the session.
         bytes_in: u64,
+        /// An operator killed it (its end is then `Cancelled`).
+        killed: bool,
     },
     /// The session ended before forwarding.
     Refused(&'a SessionError),
@@ -132,6 +137,7 @@ pub fn termination(outcome: Outcome<'_>) -> Termination {
             end,
             server_state,
             bytes_in,
+            killed,
         } => match end {
             SessionEnd::Closed => Termination::new(Cause::Closed, "--", None),
             SessionEnd::TimedOut {
@@ -143,6 +149,9 @@ pub fn termination(outcome: Outcome<'_>) -> Termination {
                     Side::Client => Termination::new(Cause::ClientTimeout, "cD", detail),
                     Side::Server => Termination::new(Cause::ServerTimeout, "sD", detail),
                 }
+            }
+            SessionEnd::Cancelled if killed => {
+                Termination::new(Cause::Killed, "KD", Some("killed by an admin".to_owned()))
             }
             // A server that is up was cut by the proxy, not by its health check.
             SessionEnd::Cancelled if server_state.is_up() => {

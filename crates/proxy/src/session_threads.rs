@@ -44,6 +44,13 @@ pub struct LoadShare {
     thread: usize,
 }
 
+impl LoadShare {
+    /// The session thread the session runs on.
+    pub fn thread(&self) -> usize {
+        self.thread
+    }
+}
+
 impl Drop for LoadShare {
     fn drop(&mut self) {
         self.loads[self.thread].0.fetch_sub(1, Ordering::Relaxed);

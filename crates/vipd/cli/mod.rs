@@ -3,6 +3,7 @@
 //! daemon's control server, build a lab, or (`release`) clean up after a daemon that died.
 
 pub mod check;
+pub mod ctl;
 pub mod import;
 pub mod lab;
 pub mod release;

@@ -80,7 +80,8 @@ async fn serve(path: PathBuf, config: vipd_config::Config) -> Result<ExitCode> {
     let node = config.node_name();
     let wanted = WantedControl::of(&config)?;
     let host = LinuxHost::start()?;
-    let supervisor = Supervisor::start(host, config).await?;
+    let admin_state = crate::daemon::admin_state::AdminStateStore::from_environment();
+    let supervisor = Supervisor::start_with_admin_state(host, config, admin_state).await?;
     let mut control = RunningControl::start(wanted, &supervisor, node.clone(), started).await?;
     info!(%node, config = %path.display(), control = %control.address, "vipd running");
 
@@ -275,6 +276,11 @@ fn read_token(config: &vipd_config::Config) -> Result<Option<String>> {
     let Some(path) = &config.control.token_file else {
         return Ok(None);
     };
+    read_token_file(path).map(Some)
+}
+
+/// The token in `path`, as the daemon reads it (`vipd ctl` reads it the same way).
+pub(crate) fn read_token_file(path: &std::path::Path) -> Result<String> {
     let token = std::fs::read_to_string(path)
         .with_context(|| format!("control.token_file {}", path.display()))?;
     let token = token.trim().to_owned();
@@ -283,7 +289,7 @@ fn read_token(config: &vipd_config::Config) -> Result<Option<String>> {
         "control.token_file {} is empty",
         path.display()
     );
-    Ok(Some(token))
+    Ok(token)
 }
 
 fn init_logging(format: LogFormat) {

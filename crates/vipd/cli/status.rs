@@ -64,20 +64,41 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
 /// `control.listen` of the given file (or of the default file when it exists), reached on
 /// loopback when it is a wildcard; the built-in default when there is no usable file.
 fn control_address_from_config(path: Option<&Path>) -> SocketAddr {
+    control_from_config(path, "vipd status").address
+}
+
+/// Where a client of the control server finds it, and the token file that guards `/api/v1`.
+pub struct ControlSettings {
+    pub address: SocketAddr,
+    pub token_file: Option<PathBuf>,
+}
+
+/// The control settings of the given file (or of the default file when it exists): its
+/// `control.listen`, reached on loopback when it is a wildcard, and its `control.token_file`;
+/// the built-in default address and no token when there is no usable file. `command` names the
+/// caller in the message about an unusable file.
+pub fn control_from_config(path: Option<&Path>, command: &str) -> ControlSettings {
+    let fallback = ControlSettings {
+        address: DEFAULT_CONTROL,
+        token_file: None,
+    };
     let default_path = Path::new(vipd_config::DEFAULT_PATH);
     let (path, explicit) = match path {
         Some(path) => (path, true),
         None if default_path.exists() => (default_path, false),
-        None => return DEFAULT_CONTROL,
+        None => return fallback,
     };
     match vipd_config::load(path) {
-        Ok((config, _warnings)) => reachable(config.control.listen),
+        Ok((config, _warnings)) => ControlSettings {
+            address: reachable(config.control.listen),
+            token_file: config.control.token_file,
+        },
         Err(error) => {
             // The default file is often readable by root only: say nothing unless asked for it.
             if explicit {
-                eprintln!("vipd status: {error:#}; using {DEFAULT_CONTROL}");
+                eprintln!("{command}: {error:#}; using {DEFAULT_CONTROL}");
             }
-            DEFAULT_CONTROL
+            fallback
         }
     }
 }
@@ -111,22 +132,22 @@ async fn http_get(address: &str, path: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Columns padded to their widest cell, two spaces apart.
-struct TextTable {
+pub struct TextTable {
     rows: Vec<Vec<String>>,
 }
 
 impl TextTable {
-    fn new(header: &[&str]) -> Self {
+    pub fn new(header: &[&str]) -> Self {
         Self {
             rows: vec![header.iter().map(|title| (*title).to_owned()).collect()],
         }
     }
 
-    fn push(&mut self, row: Vec<String>) {
+    pub fn push(&mut self, row: Vec<String>) {
         self.rows.push(row);
     }
 
-    fn render(&self, out: &mut String) {
+    pub fn render(&self, out: &mut String) {
         let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
         let widths: Vec<usize> = (0..columns)
             .map(|column| {
@@ -360,7 +381,7 @@ fn u64_seconds(seconds: u64) -> f64 {
 }
 
 /// `0.4s`, `12s`, `3m05s`, `2h03m`, `4d02h`: short and exact enough for a glance.
-fn duration_text(seconds: f64) -> String {
+pub fn duration_text(seconds: f64) -> String {
     if !seconds.is_finite() || seconds < 0.0 {
         return "-".to_owned();
     }

@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+use super::sessions::{KillRequest, SessionList};
 use super::{ActionError, Control, MAX_BODY_BYTES, MAX_WEIGHT, ServerAction, dashboard, metrics};
 
 /// What the handlers share. Not derived: `derive(Clone)` would demand `C: Clone`.
@@ -50,6 +51,18 @@ pub fn router<C: Control>(token: Option<String>, control: Arc<C>) -> Router {
         .route(
             "/api/v1/instances/{name}/maintenance",
             post(maintenance::<C>),
+        )
+        .route(
+            "/api/v1/backends/{backend}/sessions",
+            get(backend_sessions::<C>),
+        )
+        .route(
+            "/api/v1/servers/{backend}/{server}/sessions",
+            get(server_sessions::<C>),
+        )
+        .route(
+            "/api/v1/servers/{backend}/{server}/sessions/kill",
+            post(kill_sessions::<C>),
         )
         .route_layer(middleware::from_fn_with_state(token, authorize));
     Router::new()
@@ -317,6 +330,42 @@ async fn maintenance<C: Control>(
     );
     Ok(
         Json(serde_json::json!({ "instance": instance, "maintenance": request.enabled }))
+            .into_response(),
+    )
+}
+
+async fn backend_sessions<C: Control>(
+    State(state): State<AppState<C>>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(backend) = path?;
+    let sessions = state.control.sessions(&backend, None)?;
+    Ok(Json(SessionList { sessions }).into_response())
+}
+
+async fn server_sessions<C: Control>(
+    State(state): State<AppState<C>>,
+    path: ServerPath,
+) -> Result<Response, ApiError> {
+    let Path((backend, server)) = path?;
+    let sessions = state.control.sessions(&backend, Some(&server))?;
+    Ok(Json(SessionList { sessions }).into_response())
+}
+
+async fn kill_sessions<C: Control>(
+    State(state): State<AppState<C>>,
+    path: ServerPath,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Path((backend, server)) = path?;
+    let request: KillRequest = parse_json(&body?)?;
+    let filter = request
+        .filter()
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
+    let killed = state.control.kill_sessions(&backend, &server, filter)?;
+    tracing::info!(backend, server, ?filter, killed, "admin action: sessions killed");
+    Ok(
+        Json(serde_json::json!({ "backend": backend, "server": server, "killed": killed }))
             .into_response(),
     )
 }

@@ -12,6 +12,7 @@ mod api;
 mod connections;
 mod dashboard;
 pub mod metrics;
+pub mod sessions;
 pub mod status;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 
 pub use connections::ConnectionLimits;
+pub use sessions::{SessionList, SessionStatus};
 
 pub use status::{
     InstanceCounters, InstanceStatus, MasterSeen, NodeStatus, TrackerKind, TrackerState,
@@ -52,6 +54,21 @@ pub trait Control: Send + Sync + 'static {
         instance: &str,
         enabled: bool,
     ) -> impl Future<Output = Result<(), ActionError>> + Send;
+
+    /// The sessions forwarding to `server` of `backend`, or to any server of it.
+    fn sessions(
+        &self,
+        backend: &str,
+        server: Option<&str>,
+    ) -> Result<Vec<SessionStatus>, ActionError>;
+
+    /// Cuts the sessions of one server that `filter` picks; how many.
+    fn kill_sessions(
+        &self,
+        backend: &str,
+        server: &str,
+        filter: vipd_proxy::SessionFilter,
+    ) -> Result<usize, ActionError>;
 }
 
 /// An admin action on one server.

@@ -11,7 +11,10 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use super::status::tests::sample_status;
-use super::{ActionError, ConnectionLimits, Control, ControlError, NodeStatus, ServerAction, bind};
+use super::{
+    ActionError, ConnectionLimits, Control, ControlError, NodeStatus, ServerAction, SessionList,
+    SessionStatus, bind,
+};
 
 /// A node with backend `apiservers` (servers cp1..cp3) and instances `api` and `stopping` (whose
 /// task is gone); it records every action it accepts.
@@ -66,6 +69,62 @@ impl Control for FakeNode {
             }),
         }
     }
+
+    fn sessions(
+        &self,
+        backend: &str,
+        server: Option<&str>,
+    ) -> Result<Vec<SessionStatus>, ActionError> {
+        fake_server(backend, server.unwrap_or("cp1"))?;
+        Ok(if server.is_none_or(|server| server == "cp1") {
+            vec![fake_session()]
+        } else {
+            Vec::new()
+        })
+    }
+
+    fn kill_sessions(
+        &self,
+        backend: &str,
+        server: &str,
+        filter: vipd_proxy::SessionFilter,
+    ) -> Result<usize, ActionError> {
+        fake_server(backend, server)?;
+        self.actions
+            .lock()
+            .unwrap()
+            .push(format!("{backend}/{server} kill {filter:?}"));
+        Ok(usize::from(server == "cp1"))
+    }
+}
+
+/// The fake node's one session, on cp1.
+pub fn fake_session() -> SessionStatus {
+    SessionStatus {
+        id: 17,
+        backend: "apiservers".to_owned(),
+        server: "cp1".to_owned(),
+        frontend: "apiserver".to_owned(),
+        client: "198.51.100.7:40000".to_owned(),
+        age_seconds: 2.5,
+        bytes_in: 100,
+        bytes_out: 2000,
+    }
+}
+
+fn fake_server(backend: &str, server: &str) -> Result<(), ActionError> {
+    if backend != "apiservers" {
+        return Err(ActionError::UnknownBackend {
+            backend: backend.to_owned(),
+        });
+    }
+    if !["cp1", "cp2", "cp3"].contains(&server) {
+        return Err(ActionError::UnknownServer {
+            backend: backend.to_owned(),
+            server: server.to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// A running server on an ephemeral loopback port; stops when dropped.
@@ -249,6 +308,69 @@ async fn actions_need_the_bearer_token() {
     assert_eq!(
         *server.node.actions.lock().unwrap(),
         ["apiservers/cp1 Drain", "apiservers/cp1 Enable"]
+    );
+}
+
+#[tokio::test]
+async fn sessions_are_listed_and_killed_with_the_token_only() {
+    let server = start(Some(TOKEN)).await;
+    let listing = "/api/v1/servers/apiservers/cp1/sessions";
+    let kill = "/api/v1/servers/apiservers/cp1/sessions/kill";
+    let open = request(server.address, "GET", listing, &[], b"").await;
+    assert_eq!(open.status, 401, "client addresses are not for everyone");
+    let refused = request(server.address, "POST", kill, &[], br#"{"all": true}"#).await;
+    assert_eq!(refused.status, 401);
+
+    let listed = request(server.address, "GET", listing, &[AUTH], b"").await;
+    assert_eq!(listed.status, 200, "{}", listed.text());
+    let parsed: SessionList = serde_json::from_slice(&listed.body).unwrap();
+    assert_eq!(parsed.sessions, [fake_session()]);
+    let whole_backend = request(
+        server.address,
+        "GET",
+        "/api/v1/backends/apiservers/sessions",
+        &[AUTH],
+        b"",
+    )
+    .await;
+    assert_eq!(whole_backend.status, 200);
+    assert_eq!(whole_backend.json()["sessions"][0]["id"], 17);
+    let unknown = request(
+        server.address,
+        "GET",
+        "/api/v1/servers/apiservers/cp9/sessions",
+        &[AUTH],
+        b"",
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+
+    let killed = request(server.address, "POST", kill, &[AUTH], br#"{"all": true}"#).await;
+    assert_eq!(killed.status, 200, "{}", killed.text());
+    assert_eq!(
+        killed.json(),
+        serde_json::json!({"backend": "apiservers", "server": "cp1", "killed": 1})
+    );
+    let by_client = request(
+        server.address,
+        "POST",
+        kill,
+        &[AUTH],
+        br#"{"client": "198.51.100.7"}"#,
+    )
+    .await;
+    assert_eq!(by_client.status, 200, "{}", by_client.text());
+    for bad in [&b""[..], b"{}", br#"{"client": "nowhere"}"#, br#"{"all": true, "id": 3}"#] {
+        let reply = request(server.address, "POST", kill, &[AUTH], bad).await;
+        assert_eq!(reply.status, 400, "{}", String::from_utf8_lossy(bad));
+        assert!(reply.json()["error"].is_string());
+    }
+    assert_eq!(
+        *server.node.actions.lock().unwrap(),
+        [
+            "apiservers/cp1 kill All",
+            "apiservers/cp1 kill ClientIp(198.51.100.7)"
+        ]
     );
 }
 

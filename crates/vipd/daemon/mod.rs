@@ -2,6 +2,7 @@
 //! vipd-proxy, trackers, notify hooks) to the host (vipd-net) and to the control server.
 //!
 //! - `supervisor`: start, reload by difference, shutdown; one instance task per VRRP instance.
+//! - `admin_state`: drained servers, weights and maintenance set by operators, kept across restarts.
 //! - `reload`: which changes of an instance a reload applies in place, which restart it.
 //! - `instance`: one VRRP instance's task: inputs into `vipd_vrrp::VirtualRouter`, outputs to the host.
 //! - `host`: the Linux host (sockets, rtnetlink, monitors) and an in-memory one for tests.
@@ -14,6 +15,7 @@
 //! - `mapping`: from the YAML model to the engines' own configuration types.
 //! - `fd_limit`: RLIMIT_NOFILE raised at start to what the connection limits need.
 
+pub mod admin_state;
 pub mod advert_drops;
 pub mod exec;
 pub mod fd_limit;

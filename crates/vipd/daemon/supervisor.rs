@@ -13,7 +13,10 @@ use tracing::{error, info, warn};
 use vipd_config::{Config, TrackTarget, VrrpInstance};
 use vipd_vrrp::VirtualRouter;
 
-use crate::control::{ActionError, Control, InstanceStatus, NodeStatus, ServerAction, TrackerKind};
+use crate::control::{
+    ActionError, Control, InstanceStatus, NodeStatus, ServerAction, SessionStatus, TrackerKind,
+};
+use crate::daemon::admin_state::{AdminStateStore, OutOfService};
 use crate::daemon::host::Host;
 use crate::daemon::instance::{self, Command};
 use crate::daemon::mapping;
@@ -85,11 +88,24 @@ pub struct Supervisor<H: Host> {
     instances: BTreeMap<String, RunningInstance<H::VirtualMac>>,
     /// The instances in configuration order, republished after every start and reload.
     registry: watch::Sender<Vec<InstanceEntry>>,
+    /// What operators set through the admin API; applied again to a restarted instance.
+    admin: Arc<AdminStateStore>,
 }
 
 impl<H: Host> Supervisor<H> {
-    /// Starts the proxy, the trackers and every instance of `config`.
+    /// Starts the proxy, the trackers and every instance of `config`, with an admin state kept
+    /// in memory only.
     pub async fn start(host: H, config: Config) -> Result<Self> {
+        Self::start_with_admin_state(host, config, AdminStateStore::in_memory()).await
+    }
+
+    /// Starts as [`Supervisor::start`] does, then applies what `admin` kept of an earlier run
+    /// (drained servers, weights, maintenance) before any instance starts.
+    pub async fn start_with_admin_state(
+        host: H,
+        config: Config,
+        admin: Arc<AdminStateStore>,
+    ) -> Result<Self> {
         let proxy = vipd_proxy::Proxy::start(mapping::proxy_config(&config))
             .await
             .context("starting the proxy")?;
@@ -103,7 +119,9 @@ impl<H: Host> Supervisor<H> {
             trackers: HashMap::new(),
             instances: BTreeMap::new(),
             registry: watch::channel(Vec::new()).0,
+            admin,
         };
+        supervisor.restore_server_admin_state(&config);
         supervisor.sync_trackers(&config);
         for instance in &config.vrrp {
             supervisor.start_instance(instance, &config).await?;
@@ -120,6 +138,42 @@ impl<H: Host> Supervisor<H> {
             started,
             proxy: Arc::clone(&self.proxy),
             instances: self.registry.subscribe(),
+            admin: Arc::clone(&self.admin),
+        }
+    }
+
+    /// Applies the kept server overrides to the proxy, after dropping those of servers and
+    /// instances `config` does not have.
+    fn restore_server_admin_state(&self, config: &Config) {
+        let kept = self.admin.retain(
+            |backend, server| {
+                config.backends.iter().any(|candidate| {
+                    candidate.name == backend
+                        && candidate.servers.iter().any(|entry| entry.name == server)
+                })
+            },
+            |instance| config.instance(instance).is_some(),
+        );
+        for (backend, servers) in &kept.servers {
+            for (server, wanted) in servers {
+                let mut applied = Ok(());
+                if let Some(weight) = wanted.weight {
+                    applied = applied.and(self.proxy.set_server_weight(backend, server, weight));
+                }
+                applied = applied.and(match wanted.admin {
+                    Some(OutOfService::Drain) => self.proxy.drain_server(backend, server),
+                    Some(OutOfService::Disable) => self.proxy.disable_server(backend, server),
+                    None => Ok(()),
+                });
+                match applied {
+                    Ok(()) => {
+                        info!(backend = %backend, server = %server, admin = ?wanted.admin, weight = wanted.weight, "admin state restored");
+                    }
+                    Err(error) => {
+                        warn!(backend = %backend, server = %server, %error, "cannot restore the admin state");
+                    }
+                }
+            }
         }
     }
 
@@ -410,9 +464,17 @@ impl<H: Host> Supervisor<H> {
     ) -> instance::Handle {
         let PreparedInstance {
             transport,
-            router,
+            mut router,
             announcers,
         } = opened;
+        if self.admin.in_maintenance(&instance.name) {
+            // Before Startup: the router starts as backup and never takes over.
+            info!(instance = %instance.name, "instance kept in maintenance by an operator");
+            router.handle_input(
+                tokio::time::Instant::now().into_std(),
+                vipd_vrrp::Input::Maintenance(true),
+            );
+        }
         let vip_interface = mapping::vip_interface(instance).to_owned();
         // The instance is in Fault while its interface, or its IPv4 macvlan, is down or gone (an
         // IPv6 macvlan is down whenever the instance is not master).
@@ -615,6 +677,7 @@ pub struct NodeControl {
     started: Instant,
     proxy: Arc<vipd_proxy::Proxy>,
     instances: watch::Receiver<Vec<InstanceEntry>>,
+    admin: Arc<AdminStateStore>,
 }
 
 impl Control for NodeControl {
@@ -646,7 +709,28 @@ impl Control for NodeControl {
             ServerAction::ResetWeight => self.proxy.reset_server_weight(backend, server)?,
         }
         info!(backend, server, ?action, "server admin action");
+        self.admin
+            .update(|state| state.record_server(backend, server, action))
+            .await;
         Ok(())
+    }
+
+    fn sessions(
+        &self,
+        backend: &str,
+        server: Option<&str>,
+    ) -> Result<Vec<SessionStatus>, ActionError> {
+        let sessions = self.proxy.sessions(backend, server)?;
+        Ok(sessions.iter().map(SessionStatus::from).collect())
+    }
+
+    fn kill_sessions(
+        &self,
+        backend: &str,
+        server: &str,
+        filter: vipd_proxy::SessionFilter,
+    ) -> Result<usize, ActionError> {
+        Ok(self.proxy.kill_sessions(backend, server, filter)?)
     }
 
     async fn maintenance(&self, instance: &str, enabled: bool) -> Result<(), ActionError> {
@@ -662,6 +746,12 @@ impl Control for NodeControl {
         commands
             .send(Command::Maintenance(enabled))
             .await
-            .map_err(|_| ActionError::Unavailable(format!("instance {instance} is shutting down")))
+            .map_err(|_| {
+                ActionError::Unavailable(format!("instance {instance} is shutting down"))
+            })?;
+        self.admin
+            .update(|state| state.record_maintenance(instance, enabled))
+            .await;
+        Ok(())
     }
 }

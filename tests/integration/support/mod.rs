@@ -2,6 +2,7 @@
 //! backend and a client; configuration files; waiting for VIPs; talking to the control server.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod browser;
 pub mod failover;
 pub mod failover_timing;
 pub mod keepalived;
@@ -74,6 +75,34 @@ pub fn start_vipd(lab: &Lab, host: usize, config: &Path, log: &Path) -> LabProce
 /// Starts `vipd run --log-format json -c config` in `host` as root, logging to `log`.
 pub fn start_vipd_logging_json(lab: &Lab, host: usize, config: &Path, log: &Path) -> LabProcess {
     start_vipd_with(lab, host, &[], &["--log-format", "json"], config, log)
+}
+
+/// Starts `vipd run -c config` in `host` as root with `STATE_DIRECTORY=state` (where systemd's
+/// `StateDirectory=` points it), so that the admin state survives a restart; logs to `log`
+/// (appended to, so that a restarted daemon's lines follow the first one's).
+pub fn start_vipd_keeping_state(
+    lab: &Lab,
+    host: usize,
+    config: &Path,
+    log: &Path,
+    state: &Path,
+) -> LabProcess {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    let config = config.display().to_string();
+    let mut command = lab
+        .command_in(host, &[VIPD, "run", "-c", &config])
+        .expect("host exists");
+    command
+        .env("VIPD_LOG", "info")
+        .env("STATE_DIRECTORY", state)
+        .stdin(std::process::Stdio::null())
+        .stdout(log_file.try_clone().expect("log file"))
+        .stderr(log_file);
+    lab.spawn_command(command).expect("vipd starts")
 }
 
 /// The capabilities deploy/systemd/vipd.service grants, and nothing else.
