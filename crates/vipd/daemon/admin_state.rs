@@ -84,6 +84,33 @@ impl AdminState {
             self.maintenance.remove(instance);
         }
     }
+
+    /// Drops what the configuration no longer has (`server_exists` and `instance_exists` say),
+    /// logging each: a server or instance added again later starts afresh, as the proxy and the
+    /// routers do.
+    pub fn retain(
+        &mut self,
+        server_exists: impl Fn(&str, &str) -> bool,
+        instance_exists: impl Fn(&str) -> bool,
+    ) {
+        for (backend, servers) in &mut self.servers {
+            servers.retain(|server, _| {
+                let keep = server_exists(backend, server);
+                if !keep {
+                    info!(backend = %backend, server = %server, "admin state of a server the configuration no longer has: dropped");
+                }
+                keep
+            });
+        }
+        self.servers.retain(|_, servers| !servers.is_empty());
+        self.maintenance.retain(|instance| {
+            let keep = instance_exists(instance);
+            if !keep {
+                info!(instance = %instance, "maintenance of an instance the configuration no longer has: dropped");
+            }
+            keep
+        });
+    }
 }
 
 /// The admin state of the running daemon and where it is kept.
@@ -91,6 +118,9 @@ pub struct AdminStateStore {
     /// None: in memory only.
     path: Option<PathBuf>,
     state: Mutex<AdminState>,
+    /// Held from a change to the end of its write, so that files are written in the order of
+    /// the changes.
+    writing: tokio::sync::Mutex<()>,
 }
 
 impl AdminStateStore {
@@ -99,6 +129,7 @@ impl AdminStateStore {
         Arc::new(Self {
             path: None,
             state: Mutex::new(AdminState::default()),
+            writing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -122,6 +153,7 @@ impl AdminStateStore {
         Arc::new(Self {
             path: Some(path),
             state: Mutex::new(state),
+            writing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -142,12 +174,17 @@ impl AdminStateStore {
         self.lock().maintenance.contains(instance)
     }
 
-    /// Changes the state with `change` and writes it to the file, if any. A write that fails is
-    /// logged: the action itself has been done.
+    /// Changes the state with `change` and writes it to the file, if any and if it changed. A
+    /// write that fails is logged: the action itself has been done.
     pub async fn update(&self, change: impl FnOnce(&mut AdminState)) {
+        let _writing = self.writing.lock().await;
         let state = {
             let mut state = self.lock();
+            let before = state.clone();
             change(&mut state);
+            if *state == before {
+                return;
+            }
             state.clone()
         };
         let Some(path) = self.path.clone() else {
@@ -162,34 +199,6 @@ impl AdminStateStore {
                 warn!(error = format!("{error:#}"), "cannot save the admin state; it will not survive a restart");
             }
         }
-    }
-
-    /// Drops what `keep` refuses (servers or instances the configuration no longer has), logging
-    /// each; returns what is left.
-    pub fn retain(
-        &self,
-        server_exists: impl Fn(&str, &str) -> bool,
-        instance_exists: impl Fn(&str) -> bool,
-    ) -> AdminState {
-        let mut state = self.lock();
-        for (backend, servers) in &mut state.servers {
-            servers.retain(|server, _| {
-                let keep = server_exists(backend, server);
-                if !keep {
-                    info!(backend = %backend, server = %server, "admin state of a server the configuration no longer has: dropped");
-                }
-                keep
-            });
-        }
-        state.servers.retain(|_, servers| !servers.is_empty());
-        state.maintenance.retain(|instance| {
-            let keep = instance_exists(instance);
-            if !keep {
-                info!(instance = %instance, "maintenance of an instance the configuration no longer has: dropped");
-            }
-            keep
-        });
-        state.clone()
     }
 }
 
@@ -294,7 +303,10 @@ mod tests {
         assert_eq!(restarted.snapshot(), store.snapshot());
         assert!(restarted.in_maintenance("api"));
 
-        let kept = restarted.retain(|backend, _| backend == "other", |_| true);
+        restarted
+            .update(|state| state.retain(|backend, _| backend == "other", |_| true))
+            .await;
+        let kept = AdminStateStore::in_file(path.clone()).snapshot();
         assert!(kept.servers.is_empty(), "servers gone from the configuration are dropped");
         assert!(kept.maintenance.contains("api"));
 

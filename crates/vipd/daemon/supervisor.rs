@@ -121,7 +121,7 @@ impl<H: Host> Supervisor<H> {
             registry: watch::channel(Vec::new()).0,
             admin,
         };
-        supervisor.restore_server_admin_state(&config);
+        supervisor.restore_server_admin_state(&config).await;
         supervisor.sync_trackers(&config);
         for instance in &config.vrrp {
             supervisor.start_instance(instance, &config).await?;
@@ -144,16 +144,9 @@ impl<H: Host> Supervisor<H> {
 
     /// Applies the kept server overrides to the proxy, after dropping those of servers and
     /// instances `config` does not have.
-    fn restore_server_admin_state(&self, config: &Config) {
-        let kept = self.admin.retain(
-            |backend, server| {
-                config.backends.iter().any(|candidate| {
-                    candidate.name == backend
-                        && candidate.servers.iter().any(|entry| entry.name == server)
-                })
-            },
-            |instance| config.instance(instance).is_some(),
-        );
+    async fn restore_server_admin_state(&self, config: &Config) {
+        self.forget_unconfigured_admin_state(config).await;
+        let kept = self.admin.snapshot();
         for (backend, servers) in &kept.servers {
             for (server, wanted) in servers {
                 let mut applied = Ok(());
@@ -214,6 +207,7 @@ impl<H: Host> Supervisor<H> {
             .prepare_instances(&new)
             .context("nothing was changed")?;
         proxy.commit().await;
+        self.forget_unconfigured_admin_state(&new).await;
         self.commit_instances(new, &mut prepared).await
     }
 
@@ -368,6 +362,23 @@ impl<H: Host> Supervisor<H> {
                 .map(|unicast| unicast.peers.clone()),
             trackers: self.tracker_readings(instance),
         })
+    }
+
+    /// Drops the admin state of servers and instances `config` does not have: one that a reload
+    /// adds again starts afresh, as the proxy and the routers start it.
+    async fn forget_unconfigured_admin_state(&self, config: &Config) {
+        self.admin
+            .update(|state| {
+                state.retain(
+                    |backend, server| {
+                        config.backend(backend).is_some_and(|backend| {
+                            backend.servers.iter().any(|entry| entry.name == server)
+                        })
+                    },
+                    |instance| config.instance(instance).is_some(),
+                );
+            })
+            .await;
     }
 
     /// `shutdown_grace` of the configuration in force.

@@ -57,6 +57,15 @@ impl Browser {
                     "--no-default-browser-check",
                     "--disable-extensions",
                     "--mute-audio",
+                    // Nothing but the page: no update, sync, metrics or safe-browsing traffic
+                    // (the lab host has no route out anyway).
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--disable-default-apps",
+                    "--disable-domain-reliability",
+                    "--disable-client-side-phishing-detection",
+                    "--no-pings",
                     &port,
                     &profile_arg,
                     &window,
@@ -241,7 +250,7 @@ fn send_frame(stream: &mut TcpStream, payload: &[u8]) -> std::io::Result<()> {
         }
         length => {
             frame.push(0x80 | 127);
-            frame.extend((length as u64).to_be_bytes());
+            frame.extend(u64::try_from(length).unwrap_or(u64::MAX).to_be_bytes());
         }
     }
     frame.extend(mask);
@@ -323,7 +332,8 @@ fn encode_base64(bytes: &[u8]) -> String {
             });
         for index in 0..4 {
             if index <= chunk.len() {
-                out.push(char::from(BASE64[(word >> (18 - 6 * index) & 0x3f) as usize]));
+                let sextet = usize::try_from(word >> (18 - 6 * index) & 0x3f).unwrap_or(0);
+                out.push(char::from(BASE64[sextet]));
             } else {
                 out.push('=');
             }

@@ -649,6 +649,83 @@ async fn maintenance_releases_with_priority_zero_and_stays_backup() {
     supervisor.shutdown().await;
 }
 
+/// docs/operations.md, Admin from the command line: what an operator set (a drained server, a
+/// weight, maintenance) is applied again by a daemon restarted on the same state file, before the
+/// instance could take the VIP; a reload-restarted instance keeps maintenance too.
+#[tokio::test(start_paused = true)]
+async fn admin_state_survives_a_restart_of_the_daemon() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let with_backend = one_instance(
+        150,
+        "1s",
+        "",
+        &format!(
+            "frontends:
+  - name: web
+    bind: [\"127.0.0.1:{port}\"]
+    backend: web
+backends:
+  - name: web
+    servers:
+      - {{ name: w1, address: \"127.0.0.2:80\" }}
+      - {{ name: w2, address: \"127.0.0.3:80\" }}
+"
+        ),
+    );
+    let file = scratch("admin-state.json");
+    let lan = MemoryLan::new();
+    let observer = lan.join(ip(OBSERVER));
+    let first = Supervisor::start_with_admin_state(
+        MemoryHost::new(&lan, ip(LB1)),
+        with_backend.clone(),
+        AdminStateStore::in_file(file.clone()),
+    )
+    .await
+    .expect("starts");
+    advert_with_priority(&observer, LB1, 150).await;
+    let control = first.control_handle("lb1".into(), std::time::Instant::now());
+    control.maintenance("api", true).await.expect("known instance");
+    for action in [ServerAction::Drain, ServerAction::SetWeight(7)] {
+        control
+            .server_action("web", "w1", action)
+            .await
+            .expect("known server");
+    }
+    control
+        .server_action("web", "w2", ServerAction::Disable)
+        .await
+        .expect("known server");
+    first.shutdown().await;
+
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let addresses = Arc::clone(&host.addresses);
+    let second = Supervisor::start_with_admin_state(
+        host,
+        with_backend,
+        AdminStateStore::in_file(file.clone()),
+    )
+    .await
+    .expect("restarts");
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let api = status(&second, "api");
+    assert_eq!(api.state, VrrpState::Backup, "kept in maintenance");
+    assert!(api.maintenance);
+    assert!(!has_vip(&addresses));
+    let servers = &second.proxy.stats().backends[0].servers;
+    assert_eq!(servers[0].admin, vipd_proxy::AdminState::Drain);
+    assert!(servers[0].weight_overridden);
+    assert_eq!(servers[1].admin, vipd_proxy::AdminState::Maintenance);
+
+    let control = second.control_handle("lb1".into(), std::time::Instant::now());
+    control.maintenance("api", false).await.expect("known instance");
+    wait_for_state(&second, "api", VrrpState::Master).await;
+    second.shutdown().await;
+    let _ = std::fs::remove_file(file);
+}
+
 /// `virtual_mac: true`: the macvlan exists while the instance runs, holds its VIPs, and goes
 /// when a reload drops the instance (and at shutdown).
 #[tokio::test(start_paused = true)]
