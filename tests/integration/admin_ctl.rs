@@ -69,7 +69,11 @@ fn ctl_json(lab: &Lab, host: usize, config: &Path, args: &[&str]) -> Value {
     let mut all = vec!["--json"];
     all.extend(args);
     let output = ctl(lab, host, config, &all);
-    assert_eq!(output.status.code(), Some(0), "vipd ctl {args:?}: {output:?}");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "vipd ctl {args:?}: {output:?}"
+    );
     serde_json::from_slice(&output.stdout)
         .unwrap_or_else(|error| panic!("vipd ctl {args:?} --json: {error}: {output:?}"))
 }
@@ -136,8 +140,12 @@ fn ctl_drains_lists_and_kills_sessions_sets_weights_and_moves_the_vip_by_mainten
         wait_until(Duration::from_secs(10), || holds(&lab, LB1, vip)).is_some(),
         "lb1 never took the VIP"
     );
-    let usable = || status(&lab, LB1).is_ok_and(|status| status["backends"][0]["servers_usable"] == 2);
-    assert!(wait_until(Duration::from_secs(10), usable).is_some(), "both servers up");
+    let usable =
+        || status(&lab, LB1).is_ok_and(|status| status["backends"][0]["servers_usable"] == 2);
+    assert!(
+        wait_until(Duration::from_secs(10), usable).is_some(),
+        "both servers up"
+    );
 
     // A session, found by its client address in the backend's listing.
     let target = SocketAddr::new(vip, 80);
@@ -148,7 +156,11 @@ fn ctl_drains_lists_and_kills_sessions_sets_weights_and_moves_the_vip_by_mainten
         .as_array()
         .expect("a list")
         .iter()
-        .find(|entry| entry["client"].as_str().is_some_and(|address| address.starts_with(&client)))
+        .find(|entry| {
+            entry["client"]
+                .as_str()
+                .is_some_and(|address| address.starts_with(&client))
+        })
         .cloned()
         .unwrap_or_else(|| panic!("our session is not listed: {listing}"));
     let server = ours["server"].as_str().expect("server name").to_owned();
@@ -158,7 +170,12 @@ fn ctl_drains_lists_and_kills_sessions_sets_weights_and_moves_the_vip_by_mainten
     let drained = ctl_json(&lab, LB1, &lb1_config, &["server", "drain", "web", &server]);
     assert_eq!(drained["action"], "drain");
     assert_eq!(server_status(&lab, LB1, &server)["admin"], "drain");
-    let human = ctl(&lab, LB1, &lb1_config, &["sessions", "list", "web", &server]);
+    let human = ctl(
+        &lab,
+        LB1,
+        &lb1_config,
+        &["sessions", "list", "web", &server],
+    );
     assert_eq!(human.status.code(), Some(0), "{human:?}");
     assert!(text(&human.stdout).contains(&client), "{human:?}");
 
@@ -170,38 +187,78 @@ fn ctl_drains_lists_and_kills_sessions_sets_weights_and_moves_the_vip_by_mainten
         &["sessions", "kill", "web", &server, "--client", &client],
     );
     assert_eq!(killed.status.code(), Some(0), "{killed:?}");
-    assert!(text(&killed.stdout).contains("1 session(s) killed"), "{killed:?}");
+    assert!(
+        text(&killed.stdout).contains("1 session(s) killed"),
+        "{killed:?}"
+    );
     let mut rest = Vec::new();
     let ended = session.read_to_end(&mut rest);
     assert!(
-        ended.is_ok() || ended.as_ref().is_err_and(|error| error.kind() == std::io::ErrorKind::ConnectionReset),
+        ended.is_ok()
+            || ended
+                .as_ref()
+                .is_err_and(|error| error.kind() == std::io::ErrorKind::ConnectionReset),
         "the killed session must end, not time out: {ended:?}"
     );
-    let after = ctl_json(&lab, LB1, &lb1_config, &["sessions", "list", "web", &server]);
+    let after = ctl_json(
+        &lab,
+        LB1,
+        &lb1_config,
+        &["sessions", "list", "web", &server],
+    );
     assert_eq!(after["sessions"], Value::Array(Vec::new()), "{after}");
 
     // Weight: set, seen, reset to the file's.
     assert_eq!(
-        ctl_json(&lab, LB1, &lb1_config, &["server", "enable", "web", &server])["action"],
+        ctl_json(
+            &lab,
+            LB1,
+            &lb1_config,
+            &["server", "enable", "web", &server]
+        )["action"],
         "enable"
     );
     assert_eq!(
-        ctl_json(&lab, LB1, &lb1_config, &["server", "weight", "web", &server, "7"])["weight"],
+        ctl_json(
+            &lab,
+            LB1,
+            &lb1_config,
+            &["server", "weight", "web", &server, "7"]
+        )["weight"],
         7
     );
     let weighted = server_status(&lab, LB1, &server);
-    assert_eq!((weighted["weight"].clone(), weighted["weight_overridden"].clone()), (7.into(), true.into()));
-    ctl_json(&lab, LB1, &lb1_config, &["server", "weight", "web", &server, "reset"]);
+    assert_eq!(
+        (
+            weighted["weight"].clone(),
+            weighted["weight_overridden"].clone()
+        ),
+        (7.into(), true.into())
+    );
+    ctl_json(
+        &lab,
+        LB1,
+        &lb1_config,
+        &["server", "weight", "web", &server, "reset"],
+    );
     let reset = server_status(&lab, LB1, &server);
-    assert_eq!((reset["weight"].clone(), reset["weight_overridden"].clone()), (1.into(), false.into()));
+    assert_eq!(
+        (reset["weight"].clone(), reset["weight_overridden"].clone()),
+        (1.into(), false.into())
+    );
 
     refusals_and_unreachable_daemon(&lab, &lb1_config, &scratch);
 
     // Maintenance for the node (no instance named): the VIP moves to lb2, and back.
     let on = ctl_json(&lab, LB1, &lb1_config, &["maintenance", "on"]);
-    assert_eq!(on, serde_json::json!([{"instance": "api", "maintenance": true}]));
+    assert_eq!(
+        on,
+        serde_json::json!([{"instance": "api", "maintenance": true}])
+    );
     assert!(
-        wait_until(Duration::from_secs(5), || holds(&lab, LB2, vip) && !holds(&lab, LB1, vip)).is_some(),
+        wait_until(Duration::from_secs(5), || holds(&lab, LB2, vip)
+            && !holds(&lab, LB1, vip))
+        .is_some(),
         "the VIP did not move to lb2"
     );
 
@@ -212,10 +269,16 @@ fn ctl_drains_lists_and_kills_sessions_sets_weights_and_moves_the_vip_by_mainten
         start_vipd_keeping_state(&lab, LB1, &lb1_config, &scratch.path("lb1.log"), &state);
     wait_for_control(&lab, LB1);
     let restarted = status(&lab, LB1).expect("status");
-    assert_eq!(restarted["instances"][0]["maintenance"], true, "{restarted}");
+    assert_eq!(
+        restarted["instances"][0]["maintenance"], true,
+        "{restarted}"
+    );
     assert_eq!(server_status(&lab, LB1, "b2")["admin"], "drain");
     std::thread::sleep(Duration::from_secs(1));
-    assert!(holds(&lab, LB2, vip) && !holds(&lab, LB1, vip), "maintenance held over the restart");
+    assert!(
+        holds(&lab, LB2, vip) && !holds(&lab, LB1, vip),
+        "maintenance held over the restart"
+    );
 
     let off = ctl(&lab, LB1, &lb1_config, &["maintenance", "off", "api"]);
     assert_eq!(off.status.code(), Some(0), "{off:?}");
@@ -232,21 +295,46 @@ fn ctl_drains_lists_and_kills_sessions_sets_weights_and_moves_the_vip_by_mainten
 fn refusals_and_unreachable_daemon(lab: &Lab, config: &Path, scratch: &Scratch) {
     let unknown = ctl(lab, LB1, config, &["server", "drain", "web", "nosuch"]);
     assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
-    assert!(text(&unknown.stderr).contains("no server named"), "{unknown:?}");
-    let unknown_json = ctl(lab, LB1, config, &["--json", "server", "drain", "web", "nosuch"]);
+    assert!(
+        text(&unknown.stderr).contains("no server named"),
+        "{unknown:?}"
+    );
+    let unknown_json = ctl(
+        lab,
+        LB1,
+        config,
+        &["--json", "server", "drain", "web", "nosuch"],
+    );
     let answer: Value = serde_json::from_slice(&unknown_json.stdout).expect("JSON error body");
     assert!(answer["error"].is_string(), "{answer}");
 
     let wrong = scratch.write("wrong-token", "not-the-token\n");
     let wrong = wrong.display().to_string();
-    let refused = ctl(lab, LB1, config, &["--token-file", &wrong, "server", "drain", "web", "b1"]);
+    let refused = ctl(
+        lab,
+        LB1,
+        config,
+        &["--token-file", &wrong, "server", "drain", "web", "b1"],
+    );
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     assert!(text(&refused.stderr).contains("401"), "{refused:?}");
 
-    let unreachable = ctl(lab, LB1, config, &["--control", "127.0.0.1:1", "server", "drain", "web", "b1"]);
+    let unreachable = ctl(
+        lab,
+        LB1,
+        config,
+        &["--control", "127.0.0.1:1", "server", "drain", "web", "b1"],
+    );
     assert_eq!(unreachable.status.code(), Some(2), "{unreachable:?}");
-    assert!(text(&unreachable.stderr).contains("is vipd running?"), "{unreachable:?}");
+    assert!(
+        text(&unreachable.stderr).contains("is vipd running?"),
+        "{unreachable:?}"
+    );
 
     let usage = ctl(lab, LB1, config, &["sessions", "kill", "web", "b1"]);
-    assert_eq!(usage.status.code(), Some(2), "kill needs --all, --client or --id: {usage:?}");
+    assert_eq!(
+        usage.status.code(),
+        Some(2),
+        "kill needs --all, --client or --id: {usage:?}"
+    );
 }

@@ -24,7 +24,14 @@ const TOKEN: &str = "dashboard-test-token";
 const BANNER_RED: [u8; 3] = [0xb3, 0x26, 0x1e];
 const WAIT: Duration = Duration::from_secs(10);
 
-fn node_config(node: &str, listen: IpAddr, priority: u8, token: &Path, backend: IpAddr, vip: IpAddr) -> String {
+fn node_config(
+    node: &str,
+    listen: IpAddr,
+    priority: u8,
+    token: &Path,
+    backend: IpAddr,
+    vip: IpAddr,
+) -> String {
     format!(
         "node: {node}
 control:
@@ -94,27 +101,38 @@ fn the_dashboard_shows_master_backup_fault_server_down_admin_actions_and_a_daemo
     ) {
         return;
     }
-    assert!(chromium_installed(), "Debian's chromium is needed (tests/run installs it)");
+    assert!(
+        chromium_installed(),
+        "Debian's chromium is needed (tests/run installs it)"
+    );
     let started = Instant::now();
     let lab = Lab::new(4).expect("lab");
     let scratch = Scratch::new("dashboard-browser");
     let vip = IpAddr::V4(Lab::vip_v4(7));
     let [lb1_ip, lb2_ip, backend] = [LB1, LB2, BACKEND].map(|host| IpAddr::V4(lab.host(host).ipv4));
     for host in [LB1, LB2] {
-        lab.run(host, &["ip", "link", "add", "probe0", "type", "dummy"]).expect("dummy link");
-        lab.run(host, &["ip", "link", "set", "probe0", "up"]).expect("link up");
+        lab.run(host, &["ip", "link", "add", "probe0", "type", "dummy"])
+            .expect("dummy link");
+        lab.run(host, &["ip", "link", "set", "probe0", "up"])
+            .expect("link up");
     }
     let [_b1, mut b2] = start_backends(&lab);
     let token = scratch.write("token", TOKEN);
-    let configs = [(LB1, "lb1", lb1_ip, 150), (LB2, "lb2", lb2_ip, 100)].map(|(host, name, ip, priority)| {
-        let file = scratch.write(&format!("{name}.yaml"), &node_config(name, ip, priority, &token, backend, vip));
-        start_vipd(&lab, host, &file, &scratch.path(&format!("{name}.log")))
-    });
+    let configs =
+        [(LB1, "lb1", lb1_ip, 150), (LB2, "lb2", lb2_ip, 100)].map(|(host, name, ip, priority)| {
+            let file = scratch.write(
+                &format!("{name}.yaml"),
+                &node_config(name, ip, priority, &token, backend, vip),
+            );
+            start_vipd(&lab, host, &file, &scratch.path(&format!("{name}.log")))
+        });
     let [mut lb1, _lb2] = configs;
     wait_for_control(&lab, LB1);
     wait_for_control(&lab, LB2);
     assert!(
-        wait_until(WAIT, || holds(&lab, LB1, vip) && instance_state(&lab, LB2, "api").as_deref() == Some("backup")).is_some(),
+        wait_until(WAIT, || holds(&lab, LB1, vip)
+            && instance_state(&lab, LB2, "api").as_deref() == Some("backup"))
+        .is_some(),
         "no lb1 master / lb2 backup"
     );
 
@@ -124,55 +142,120 @@ fn the_dashboard_shows_master_backup_fault_server_down_admin_actions_and_a_daemo
     let page = &mut browser.page;
 
     // Master, with both servers up and usable.
-    page.wait_for("lb1 as master", &row_has("tr[data-instance=\"api\"]", "data-state", "master"), WAIT);
-    page.wait_for("both servers usable", &row_has("tr[data-backend=\"web\"]", "data-servers-usable", "2"), WAIT);
-    page.wait_for("the last reload (unknown or known)", "document.getElementById('last-reload').textContent.startsWith('last reload')", WAIT);
+    page.wait_for(
+        "lb1 as master",
+        &row_has("tr[data-instance=\"api\"]", "data-state", "master"),
+        WAIT,
+    );
+    page.wait_for(
+        "both servers usable",
+        &row_has("tr[data-backend=\"web\"]", "data-servers-usable", "2"),
+        WAIT,
+    );
+    page.wait_for(
+        "the last reload (unknown or known)",
+        "document.getElementById('last-reload').textContent.startsWith('last reload')",
+        WAIT,
+    );
     screenshot(page, &scratch, "master", false);
 
     // Backup on the other node, then fault when its tracked interface goes down.
     page.navigate(&lb2_page);
-    page.wait_for("lb2 as backup", &row_has("tr[data-instance=\"api\"]", "data-state", "backup"), WAIT);
+    page.wait_for(
+        "lb2 as backup",
+        &row_has("tr[data-instance=\"api\"]", "data-state", "backup"),
+        WAIT,
+    );
     page.wait_for("lb1 as the master lb2 sees", &format!("document.querySelector('tr[data-instance=\"api\"] [data-field=\"master\"]').textContent.startsWith('{lb1_ip}')"), WAIT);
     screenshot(page, &scratch, "backup", false);
-    lab.run(LB2, &["ip", "link", "set", "probe0", "down"]).expect("link down");
-    page.wait_for("lb2 in fault", &row_has("tr[data-instance=\"api\"]", "data-state", "fault"), WAIT);
+    lab.run(LB2, &["ip", "link", "set", "probe0", "down"])
+        .expect("link down");
+    page.wait_for(
+        "lb2 in fault",
+        &row_has("tr[data-instance=\"api\"]", "data-state", "fault"),
+        WAIT,
+    );
     screenshot(page, &scratch, "fault", false);
-    lab.run(LB2, &["ip", "link", "set", "probe0", "up"]).expect("link up");
+    lab.run(LB2, &["ip", "link", "set", "probe0", "up"])
+        .expect("link up");
 
     // A server down: its process killed.
     page.navigate(&lb1_page);
     b2.stop();
-    page.wait_for("b2 down", &row_has("tr[data-server=\"b2\"]", "data-health", "down"), WAIT);
-    page.wait_for("one server up", &row_has("tr[data-backend=\"web\"]", "data-servers-up", "1"), WAIT);
+    page.wait_for(
+        "b2 down",
+        &row_has("tr[data-server=\"b2\"]", "data-health", "down"),
+        WAIT,
+    );
+    page.wait_for(
+        "one server up",
+        &row_has("tr[data-backend=\"web\"]", "data-servers-up", "1"),
+        WAIT,
+    );
     screenshot(page, &scratch, "server-down", false);
 
     admin_actions_need_the_token(page);
 
     // The daemon gone while the page is open: the last data stays, under the STALE banner.
     lb1.stop();
-    page.wait_for("the STALE banner", "document.body.dataset.stale === 'true' && !document.getElementById('stale').hidden", WAIT);
+    page.wait_for(
+        "the STALE banner",
+        "document.body.dataset.stale === 'true' && !document.getElementById('stale').hidden",
+        WAIT,
+    );
     let banner = page.evaluate("document.getElementById('stale').textContent");
-    assert!(banner.as_str().is_some_and(|text| text.starts_with("STALE") && text.contains("the data below is from")), "{banner}");
-    assert_eq!(page.evaluate(&row_has("tr[data-instance=\"api\"]", "data-state", "master")), true, "the last data stays visible");
+    assert!(
+        banner.as_str().is_some_and(
+            |text| text.starts_with("STALE") && text.contains("the data below is from")
+        ),
+        "{banner}"
+    );
+    assert_eq!(
+        page.evaluate(&row_has(
+            "tr[data-instance=\"api\"]",
+            "data-state",
+            "master"
+        )),
+        true,
+        "the last data stays visible"
+    );
     screenshot(page, &scratch, "daemon-gone", true);
     drop(browser);
-    assert!(started.elapsed() < Duration::from_secs(60), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 /// Without the token the page's drain is refused (401, said on the page); with it, b1 drains and
 /// is enabled again.
 fn admin_actions_need_the_token(page: &mut Page) {
     let click = |action: &str| {
-        format!("document.querySelector('tr[data-server=\"b1\"] button[data-action=\"{action}\"]').click()")
+        format!(
+            "document.querySelector('tr[data-server=\"b1\"] button[data-action=\"{action}\"]').click()"
+        )
     };
     page.evaluate(&click("drain"));
     page.wait_for("the refusal", "document.getElementById('action-result').dataset.outcome === 'error' && document.getElementById('action-result').textContent.includes('token')", WAIT);
     page.evaluate(&format!(
         "document.getElementById('token').value = '{TOKEN}'; document.getElementById('token-save').click()"
     ));
-    page.wait_for("the token set", "document.getElementById('token-state').dataset.token === 'set'", WAIT);
+    page.wait_for(
+        "the token set",
+        "document.getElementById('token-state').dataset.token === 'set'",
+        WAIT,
+    );
     page.evaluate(&click("drain"));
-    page.wait_for("b1 drained", &row_has("tr[data-server=\"b1\"]", "data-admin", "drain"), WAIT);
+    page.wait_for(
+        "b1 drained",
+        &row_has("tr[data-server=\"b1\"]", "data-admin", "drain"),
+        WAIT,
+    );
     page.evaluate(&click("enable"));
-    page.wait_for("b1 ready again", &row_has("tr[data-server=\"b1\"]", "data-admin", "ready"), WAIT);
+    page.wait_for(
+        "b1 ready again",
+        &row_has("tr[data-server=\"b1\"]", "data-admin", "ready"),
+        WAIT,
+    );
 }

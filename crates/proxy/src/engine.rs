@@ -591,12 +591,10 @@ impl Proxy {
         backend: &str,
         server: &str,
     ) -> Result<&'a Arc<crate::backend::Server>, Error> {
-        snapshot
-            .server(server)
-            .ok_or_else(|| Error::UnknownServer {
-                backend: backend.to_owned(),
-                server: server.to_owned(),
-            })
+        snapshot.server(server).ok_or_else(|| Error::UnknownServer {
+            backend: backend.to_owned(),
+            server: server.to_owned(),
+        })
     }
 
     fn set_admin_state(&self, backend: &str, server: &str, state: AdminState) -> Result<(), Error> {

@@ -201,14 +201,15 @@ impl Session {
 
     /// Sends one request; the body of a 200 answer. Anything else is reported here.
     fn call(&self, method: &str, path: &str, body: &str) -> Result<Vec<u8>, Failure> {
-        let sent = self.runtime.block_on(self.client.send(
-            method,
-            &self.address,
-            path,
-            body.as_bytes(),
-        ));
+        let sent =
+            self.runtime.block_on(
+                self.client
+                    .send(method, &self.address, path, body.as_bytes()),
+            );
         match sent {
-            Ok(Response { status: 200, body, .. }) => Ok(body),
+            Ok(Response {
+                status: 200, body, ..
+            }) => Ok(body),
             Ok(response) => {
                 let message = serde_json::from_slice::<serde_json::Value>(&response.body)
                     .ok()
@@ -247,9 +248,7 @@ impl Session {
     fn server(&self, command: &ServerCommand) -> Result<(), Failure> {
         let (method, backend, server, action, body) = match command {
             ServerCommand::Drain { backend, server } => ("POST", backend, server, "drain", ""),
-            ServerCommand::Disable { backend, server } => {
-                ("POST", backend, server, "disable", "")
-            }
+            ServerCommand::Disable { backend, server } => ("POST", backend, server, "disable", ""),
             ServerCommand::Enable { backend, server } => ("POST", backend, server, "enable", ""),
             ServerCommand::Weight {
                 backend,

@@ -363,7 +363,13 @@ async fn kill_sessions<C: Control>(
         .filter()
         .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
     let killed = state.control.kill_sessions(&backend, &server, filter)?;
-    tracing::info!(backend, server, ?filter, killed, "admin action: sessions killed");
+    tracing::info!(
+        backend,
+        server,
+        ?filter,
+        killed,
+        "admin action: sessions killed"
+    );
     Ok(
         Json(serde_json::json!({ "backend": backend, "server": server, "killed": killed }))
             .into_response(),

@@ -360,7 +360,12 @@ async fn sessions_are_listed_and_killed_with_the_token_only() {
     )
     .await;
     assert_eq!(by_client.status, 200, "{}", by_client.text());
-    for bad in [&b""[..], b"{}", br#"{"client": "nowhere"}"#, br#"{"all": true, "id": 3}"#] {
+    for bad in [
+        &b""[..],
+        b"{}",
+        br#"{"client": "nowhere"}"#,
+        br#"{"all": true, "id": 3}"#,
+    ] {
         let reply = request(server.address, "POST", kill, &[AUTH], bad).await;
         assert_eq!(reply.status, 400, "{}", String::from_utf8_lossy(bad));
         assert!(reply.json()["error"].is_string());

@@ -196,7 +196,10 @@ impl AdminStateStore {
         match written {
             Ok(Ok(())) => {}
             Ok(Err(error)) | Err(error) => {
-                warn!(error = format!("{error:#}"), "cannot save the admin state; it will not survive a restart");
+                warn!(
+                    error = format!("{error:#}"),
+                    "cannot save the admin state; it will not survive a restart"
+                );
             }
         }
     }
@@ -254,10 +257,8 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "vipd-admin-state-{}-{name}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("vipd-admin-state-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
     }
@@ -307,12 +308,23 @@ mod tests {
             .update(|state| state.retain(|backend, _| backend == "other", |_| true))
             .await;
         let kept = AdminStateStore::in_file(path.clone()).snapshot();
-        assert!(kept.servers.is_empty(), "servers gone from the configuration are dropped");
+        assert!(
+            kept.servers.is_empty(),
+            "servers gone from the configuration are dropped"
+        );
         assert!(kept.maintenance.contains("api"));
 
-        for corrupt in [&b"{not json"[..], b"{\"servers\": 5}", b"{\"surprise\": 1}", b""] {
+        for corrupt in [
+            &b"{not json"[..],
+            b"{\"servers\": 5}",
+            b"{\"surprise\": 1}",
+            b"",
+        ] {
             std::fs::write(&path, corrupt).unwrap();
-            assert_eq!(AdminStateStore::in_file(path.clone()).snapshot(), AdminState::default());
+            assert_eq!(
+                AdminStateStore::in_file(path.clone()).snapshot(),
+                AdminState::default()
+            );
         }
         let _ = std::fs::remove_dir_all(dir);
     }

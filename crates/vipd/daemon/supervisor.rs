@@ -94,7 +94,8 @@ pub struct Supervisor<H: Host> {
 
 impl<H: Host> Supervisor<H> {
     /// Starts the proxy, the trackers and every instance of `config`, with an admin state kept
-    /// in memory only.
+    /// in memory only (the tests' daemon; `vipd run` keeps it in the state directory).
+    #[cfg(test)]
     pub async fn start(host: H, config: Config) -> Result<Self> {
         Self::start_with_admin_state(host, config, AdminStateStore::in_memory()).await
     }

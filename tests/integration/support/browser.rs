@@ -116,7 +116,10 @@ impl Page {
             });
             socket_path.is_some()
         });
-        assert!(found.is_some(), "Chromium never offered a page over DevTools");
+        assert!(
+            found.is_some(),
+            "Chromium never offered a page over DevTools"
+        );
         let path = socket_path.expect("found");
         let stream = lab
             .in_host(host, move || connect_websocket(&path))
@@ -324,12 +327,9 @@ fn decode_base64(text: &str) -> Vec<u8> {
 fn encode_base64(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let word = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |word, (index, &byte)| {
-                word | u32::from(byte) << (16 - 8 * index)
-            });
+        let word = chunk.iter().enumerate().fold(0u32, |word, (index, &byte)| {
+            word | u32::from(byte) << (16 - 8 * index)
+        });
         for index in 0..4 {
             if index <= chunk.len() {
                 let sextet = usize::try_from(word >> (18 - 6 * index) & 0x3f).unwrap_or(0);
@@ -344,7 +344,14 @@ fn encode_base64(bytes: &[u8]) -> String {
 
 #[test]
 fn base64_round_trips() {
-    for sample in [&b""[..], b"f", b"fo", b"foo", b"foob", b"\x89PNG\r\n\x1a\n\xff"] {
+    for sample in [
+        &b""[..],
+        b"f",
+        b"fo",
+        b"foo",
+        b"foob",
+        b"\x89PNG\r\n\x1a\n\xff",
+    ] {
         assert_eq!(decode_base64(&encode_base64(sample)), sample);
     }
     assert_eq!(encode_base64(b"foob"), "Zm9vYg==");

@@ -687,7 +687,10 @@ backends:
     .expect("starts");
     advert_with_priority(&observer, LB1, 150).await;
     let control = first.control_handle("lb1".into(), std::time::Instant::now());
-    control.maintenance("api", true).await.expect("known instance");
+    control
+        .maintenance("api", true)
+        .await
+        .expect("known instance");
     for action in [ServerAction::Drain, ServerAction::SetWeight(7)] {
         control
             .server_action("web", "w1", action)
@@ -720,7 +723,10 @@ backends:
     assert_eq!(servers[1].admin, vipd_proxy::AdminState::Maintenance);
 
     let control = second.control_handle("lb1".into(), std::time::Instant::now());
-    control.maintenance("api", false).await.expect("known instance");
+    control
+        .maintenance("api", false)
+        .await
+        .expect("known instance");
     wait_for_state(&second, "api", VrrpState::Master).await;
     second.shutdown().await;
     let _ = std::fs::remove_file(file);
