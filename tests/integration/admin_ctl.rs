@@ -15,8 +15,8 @@ use serde_json::Value;
 use vipd_lab::{Lab, LabProcess};
 
 use crate::support::{
-    Scratch, VIPD, holds, start_vipd, start_vipd_keeping_state, status, text, wait_for_control,
-    wait_until,
+    Scratch, VIPD, holds, instance_state, start_vipd, start_vipd_keeping_state, status, text,
+    wait_for_control, wait_until,
 };
 
 const LB1: usize = 0;
@@ -268,6 +268,13 @@ fn ctl_drains_lists_and_kills_sessions_sets_weights_and_moves_the_vip_by_mainten
     let mut lb1 =
         start_vipd_keeping_state(&lab, LB1, &lb1_config, &scratch.path("lb1.log"), &state);
     wait_for_control(&lab, LB1);
+    assert!(
+        wait_until(Duration::from_secs(5), || instance_state(&lab, LB1, "api")
+            .as_deref()
+            == Some("backup"))
+        .is_some(),
+        "lb1 back as backup"
+    );
     let restarted = status(&lab, LB1).expect("status");
     assert_eq!(
         restarted["instances"][0]["maintenance"], true,

@@ -24,18 +24,13 @@ const TOKEN: &str = "dashboard-test-token";
 const BANNER_RED: [u8; 3] = [0xb3, 0x26, 0x1e];
 const WAIT: Duration = Duration::from_secs(10);
 
-fn node_config(
-    node: &str,
-    listen: IpAddr,
-    priority: u8,
-    token: &Path,
-    backend: IpAddr,
-    vip: IpAddr,
-) -> String {
+/// A node of the pair; the control server listens on every address, so that the browser in the
+/// client's namespace reaches it at the node's own address.
+fn node_config(node: &str, priority: u8, token: &Path, backend: IpAddr, vip: IpAddr) -> String {
     format!(
         "node: {node}
 control:
-  listen: \"{listen}:9650\"
+  listen: \"0.0.0.0:9650\"
   token_file: {token}
 vrrp:
   - name: api
@@ -110,22 +105,27 @@ fn the_dashboard_shows_master_backup_fault_server_down_admin_actions_and_a_daemo
     let scratch = Scratch::new("dashboard-browser");
     let vip = IpAddr::V4(Lab::vip_v4(7));
     let [lb1_ip, lb2_ip, backend] = [LB1, LB2, BACKEND].map(|host| IpAddr::V4(lab.host(host).ipv4));
+    // The tracked link: a veth pair of its own in each node (no dummy module on every kernel).
     for host in [LB1, LB2] {
-        lab.run(host, &["ip", "link", "add", "probe0", "type", "dummy"])
-            .expect("dummy link");
-        lab.run(host, &["ip", "link", "set", "probe0", "up"])
-            .expect("link up");
+        for command in [
+            &[
+                "ip", "link", "add", "probe0", "type", "veth", "peer", "name", "probe1",
+            ][..],
+            &["ip", "link", "set", "probe1", "up"],
+            &["ip", "link", "set", "probe0", "up"],
+        ] {
+            lab.run(host, command).expect("tracked link");
+        }
     }
     let [_b1, mut b2] = start_backends(&lab);
     let token = scratch.write("token", TOKEN);
-    let configs =
-        [(LB1, "lb1", lb1_ip, 150), (LB2, "lb2", lb2_ip, 100)].map(|(host, name, ip, priority)| {
-            let file = scratch.write(
-                &format!("{name}.yaml"),
-                &node_config(name, ip, priority, &token, backend, vip),
-            );
-            start_vipd(&lab, host, &file, &scratch.path(&format!("{name}.log")))
-        });
+    let configs = [(LB1, "lb1", 150), (LB2, "lb2", 100)].map(|(host, name, priority)| {
+        let file = scratch.write(
+            &format!("{name}.yaml"),
+            &node_config(name, priority, &token, backend, vip),
+        );
+        start_vipd(&lab, host, &file, &scratch.path(&format!("{name}.log")))
+    });
     let [mut lb1, _lb2] = configs;
     wait_for_control(&lab, LB1);
     wait_for_control(&lab, LB2);

@@ -136,7 +136,8 @@ where
         vrid: parts.vrid,
         version: parts.version,
         state: VrrpState::Initialize,
-        maintenance: false,
+        // Kept by an operator across a restart (the supervisor applies it before the start).
+        maintenance: parts.router.in_maintenance(),
         configured_priority: parts.router.configured_priority().get(),
         effective_priority: parts.router.effective_priority().get(),
         vips: parts.vip_strings.clone(),
