@@ -90,6 +90,10 @@ fn start_backends(lab: &Lab) -> [LabProcess; 2] {
 }
 
 #[test]
+#[expect(
+    clippy::too_many_lines,
+    reason = "one page kept open through the states an operator must tell apart, in order"
+)]
 fn the_dashboard_shows_master_backup_fault_server_down_admin_actions_and_a_daemon_gone() {
     if !vipd_lab::e2e_enabled(
         "the_dashboard_shows_master_backup_fault_server_down_admin_actions_and_a_daemon_gone",

@@ -43,12 +43,21 @@ impl LiveSession {
         self.killed.load(Ordering::Relaxed)
     }
 
+    /// Client → server and server → client bytes so far.
+    pub fn bytes(&self) -> (u64, u64) {
+        (
+            self.bytes_in.load(Ordering::Relaxed),
+            self.bytes_out.load(Ordering::Relaxed),
+        )
+    }
+
     fn kill(&self) {
         self.killed.store(true, Ordering::Relaxed);
         self.cut.cancel();
     }
 
     fn info(&self, backend: &str, server: &str) -> SessionInfo {
+        let (bytes_in, bytes_out) = self.bytes();
         SessionInfo {
             id: self.id,
             backend: backend.to_owned(),
@@ -56,8 +65,8 @@ impl LiveSession {
             frontend: self.frontend.name.clone(),
             client: self.client,
             age: self.started.elapsed(),
-            bytes_in: self.bytes_in.load(Ordering::Relaxed),
-            bytes_out: self.bytes_out.load(Ordering::Relaxed),
+            bytes_in,
+            bytes_out,
         }
     }
 }

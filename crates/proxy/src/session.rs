@@ -261,13 +261,9 @@ async fn serve(
         end = forwarding => end,
         never = keepalive_later(&server_stream, keepalive) => match never {},
     };
-    let killed = live.was_killed();
-    for (to, from) in [
-        (&record.bytes_in, &live.bytes_in),
-        (&record.bytes_out, &live.bytes_out),
-    ] {
-        to.store(from.load(Ordering::Relaxed), Ordering::Relaxed);
-    }
+    let (killed, (bytes_in, bytes_out)) = (live.was_killed(), live.bytes());
+    record.bytes_in.store(bytes_in, Ordering::Relaxed);
+    record.bytes_out.store(bytes_out, Ordering::Relaxed);
     drop(registered);
     drop(slot);
     record.termination = Some(termination(Outcome::Forwarded {

@@ -128,13 +128,13 @@ impl Page {
         let mut page = Self { stream, next_id: 1 };
         page.call(
             "Emulation.setDeviceMetricsOverride",
-            json!({"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": false}),
+            &json!({"width": WIDTH, "height": HEIGHT, "deviceScaleFactor": 1, "mobile": false}),
         );
         page
     }
 
     /// One CDP command; its `result`. Events that arrive meanwhile are skipped.
-    pub fn call(&mut self, method: &str, params: Value) -> Value {
+    pub fn call(&mut self, method: &str, params: &Value) -> Value {
         let id = self.next_id;
         self.next_id += 1;
         let message = json!({"id": id, "method": method, "params": params}).to_string();
@@ -156,7 +156,7 @@ impl Page {
     pub fn evaluate(&mut self, expression: &str) -> Value {
         let result = self.call(
             "Runtime.evaluate",
-            json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
+            &json!({"expression": expression, "returnByValue": true, "awaitPromise": true}),
         );
         assert!(
             result["exceptionDetails"].is_null(),
@@ -176,12 +176,12 @@ impl Page {
     }
 
     pub fn navigate(&mut self, url: &str) {
-        self.call("Page.navigate", json!({"url": url}));
+        self.call("Page.navigate", &json!({"url": url}));
     }
 
     /// A PNG of the viewport, written to `path`; its bytes.
     pub fn screenshot(&mut self, path: &Path) -> Vec<u8> {
-        let shot = self.call("Page.captureScreenshot", json!({"format": "png"}));
+        let shot = self.call("Page.captureScreenshot", &json!({"format": "png"}));
         let png = decode_base64(shot["data"].as_str().expect("screenshot data"));
         std::fs::write(path, &png).expect("write screenshot");
         png
@@ -248,11 +248,11 @@ fn send_frame(stream: &mut TcpStream, payload: &[u8]) -> std::io::Result<()> {
     match payload.len() {
         length @ 0..126 => frame.push(0x80 | u8::try_from(length).expect("below 126")),
         length @ 126..65536 => {
-            frame.push(0x80 | 126);
+            frame.push(0x80 | 0x7e);
             frame.extend(u16::try_from(length).expect("below 65536").to_be_bytes());
         }
         length => {
-            frame.push(0x80 | 127);
+            frame.push(0x80 | 0x7f);
             frame.extend(u64::try_from(length).unwrap_or(u64::MAX).to_be_bytes());
         }
     }
