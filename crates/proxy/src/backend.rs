@@ -17,6 +17,7 @@ use crate::config::{BackendConfig, Balance, OnServerDown, ServerConfig};
 use crate::health::{CheckTarget, Checker, HealthState, first_check_delay, jittered};
 use crate::queue::SlotQueue;
 use crate::session::ConnectsAtOnce;
+use crate::session_times::SessionTimes;
 use crate::slow_start::SlowStart;
 use crate::stats::{AdminState, BackendStats, ServerStats};
 
@@ -445,6 +446,8 @@ pub struct BackendShared {
     pub refused: AtomicU64,
     /// Sessions waiting for a server slot, first come first served.
     pub queue: Arc<SlotQueue>,
+    /// Queue, connect and session times of the sessions that ended.
+    pub times: SessionTimes,
 }
 
 /// One immutable backend snapshot: configuration, servers and balancer.
@@ -613,6 +616,7 @@ impl Backend {
             servers: self.servers.iter().map(|server| server.stats()).collect(),
             queued_total: shared.queue.queued_total(),
             queue_wait_p99: shared.queue.wait_p99(),
+            times: shared.times.stats(),
         }
     }
 

@@ -64,6 +64,7 @@ pub mod resources;
 mod session;
 mod session_log;
 mod session_threads;
+mod session_times;
 mod slow_start;
 mod stats;
 
@@ -73,4 +74,5 @@ pub use engine::{PreparedReload, Proxy};
 pub use error::Error;
 pub use health::{CheckFailure, CheckTarget, Checker, HealthState};
 pub use session_log::{REFUSAL_LOG_PERIOD, SESSION_LOG_TARGET};
+pub use session_times::{SessionTimeStats, TIME_BUCKET_BOUNDS, TimeDistribution};
 pub use stats::*;
