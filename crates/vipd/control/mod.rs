@@ -12,6 +12,7 @@ mod api;
 mod connections;
 mod dashboard;
 pub mod metrics;
+pub mod process;
 pub mod status;
 #[cfg(test)]
 pub(crate) mod tests;

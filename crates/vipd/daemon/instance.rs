@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::mem::Discriminant;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt as _;
 use futures::future::select_all;
@@ -143,6 +143,8 @@ where
         master: None,
         trackers: Vec::new(),
         counters: InstanceCounters::default(),
+        state_since_unix_seconds: unix_seconds(SystemTime::now()),
+        vips_held: Vec::new(),
     };
     let (status_tx, status) = watch::channel(initial);
     let task = tokio::spawn(Instance::new(parts, status_tx).run(command_rx));
@@ -172,6 +174,10 @@ struct Instance<T, A, N> {
     reopen_failed: Option<String>,
     /// One limiter per kind of router notice: a peer can cause them with every advert.
     notice_logs: HashMap<Discriminant<Notice>, RateLimitedLog>,
+    /// When the router entered its state (for status: "in state since").
+    state_since: SystemTime,
+    /// The VIPs on the host, as last added, removed or checked.
+    held_vips: HeldVips,
 }
 
 impl<T, A, N> Instance<T, A, N>
@@ -190,6 +196,8 @@ where
             no_own_address: false,
             reopen_failed: None,
             notice_logs: HashMap::new(),
+            state_since: SystemTime::now(),
+            held_vips: HeldVips::default(),
         }
     }
 
@@ -244,11 +252,12 @@ where
 
     /// The router's start: whether the host holds VIPs of ours that a killed predecessor left
     /// is the router's to weigh (docs/design/vrrp.md, "Restart after a crash").
-    async fn startup(&self) -> Input {
+    async fn startup(&mut self) -> Input {
         for vip in &self.parts.vips {
             match self.parts.addresses.contains(vip).await {
                 Ok(true) => {
                     info!(instance = %self.parts.name, vip = %vip.address, "found a VIP of ours on the host at start: listening before keeping or removing it");
+                    self.held_vips.set(vip, true);
                     return Input::StartupHoldingVips;
                 }
                 Ok(false) => {}
@@ -510,8 +519,11 @@ where
         let mut missing = 0;
         for vip in &self.parts.vips {
             match self.parts.addresses.contains(vip).await {
-                Ok(true) => {}
-                Ok(false) => missing += 1,
+                Ok(true) => self.held_vips.set(vip, true),
+                Ok(false) => {
+                    self.held_vips.set(vip, false);
+                    missing += 1;
+                }
                 Err(error) => {
                     error!(instance = %self.parts.name, vip = %vip.address, %error, "cannot read the host's addresses");
                 }
@@ -534,6 +546,7 @@ where
                 Output::CheckHost { vips } => self.check_host(vips).await,
                 Output::Notice(notice) => self.log_notice(&notice),
                 Output::StateChanged { from, to, reason } => {
+                    self.state_since = SystemTime::now();
                     let priority = self.parts.router.effective_priority().get();
                     info!(instance = %self.parts.name, from = ?from, to = ?to, reason = ?reason, priority, "state changed");
                     let hook = match to {
@@ -602,9 +615,10 @@ where
         for vip in &self.parts.vips {
             match self.parts.addresses.add(vip).await {
                 Ok(Change::Applied) => {
+                    self.held_vips.set(vip, true);
                     debug!(instance = %self.parts.name, vip = %vip.address, "VIP added");
                 }
-                Ok(Change::AlreadyInPlace) => {}
+                Ok(Change::AlreadyInPlace) => self.held_vips.set(vip, true),
                 Err(error) => {
                     error!(instance = %self.parts.name, vip = %vip.address, %error, "adding VIP failed");
                 }
@@ -618,7 +632,11 @@ where
         let never_master = self.parts.router.stats().became_master == 0;
         self.removal_failed = false;
         for vip in &self.parts.vips {
-            match self.parts.addresses.remove(vip).await {
+            let removed = self.parts.addresses.remove(vip).await;
+            if removed.is_ok() {
+                self.held_vips.set(vip, false);
+            }
+            match removed {
                 Ok(Change::Applied) if never_master => {
                     warn!(instance = %self.parts.name, vip = %vip.address, "removed a VIP left over from an earlier run");
                 }
@@ -721,6 +739,14 @@ where
                 .saturating_duration_since(master.seen_at)
                 .as_secs_f64(),
         });
+        let vips_held = self
+            .parts
+            .vips
+            .iter()
+            .zip(&self.parts.vip_strings)
+            .filter(|(vip, _)| self.held_vips.contains(vip))
+            .map(|(_, configured)| configured.clone())
+            .collect();
         self.status.send_modify(|status| {
             status.state = vrrp_state(router.state());
             status.maintenance = router.in_maintenance();
@@ -728,8 +754,35 @@ where
             status.master = master;
             status.trackers = trackers;
             status.counters = counters;
+            status.state_since_unix_seconds = unix_seconds(self.state_since);
+            status.vips_held = vips_held;
         });
     }
+}
+
+/// The VIPs on the host as the instance last added, removed or checked them, for status (and
+/// the `vipd_vrrp_vip_present` metric). VIPs a reload dropped may stay listed; status shows
+/// only the configured ones.
+#[derive(Debug, Default)]
+struct HeldVips(Vec<vipd_net::Vip>);
+
+impl HeldVips {
+    fn set(&mut self, vip: &vipd_net::Vip, held: bool) {
+        self.0.retain(|other| other != vip);
+        if held {
+            self.0.push(vip.clone());
+        }
+    }
+
+    fn contains(&self, vip: &vipd_net::Vip) -> bool {
+        self.0.contains(vip)
+    }
+}
+
+/// Seconds since the Unix epoch, 0 for a clock set before it.
+fn unix_seconds(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
 }
 
 /// Sends `advert` from the transport's source to each of its destinations (the group, or every

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
@@ -115,9 +115,14 @@ impl<H: Host> Supervisor<H> {
 
     /// The control server's view of this node; it follows reloads.
     pub fn control_handle(&self, node: String, started: Instant) -> NodeControl {
+        // The wall clock once: `process_start_time_seconds` must not jitter between scrapes.
+        let started_at = SystemTime::now()
+            .checked_sub(started.elapsed())
+            .unwrap_or_else(SystemTime::now);
         NodeControl {
             node,
             started,
+            started_at,
             proxy: Arc::clone(&self.proxy),
             instances: self.registry.subscribe(),
         }
@@ -613,6 +618,8 @@ fn link_watch(
 pub struct NodeControl {
     node: String,
     started: Instant,
+    /// `started` on the wall clock.
+    started_at: SystemTime,
     proxy: Arc<vipd_proxy::Proxy>,
     instances: watch::Receiver<Vec<InstanceEntry>>,
 }
@@ -627,6 +634,7 @@ impl Control for NodeControl {
             .map(|entry| entry.status.borrow().clone())
             .collect();
         status.set_proxy_stats(&self.proxy.stats());
+        status.process = crate::control::process::read(self.started_at);
         status
     }
 

@@ -608,6 +608,49 @@ async fn a_pair_elects_the_higher_priority_and_hands_over_on_shutdown_within_ske
     lb2.shutdown().await;
 }
 
+/// docs/metrics.md: status says since when each instance is in its state, which master a backup
+/// hears, and which VIPs the node holds, a VIP that a failed removal left on a backup included
+/// (what the alert VipdVipOnNonMaster looks for).
+#[tokio::test(start_paused = true)]
+async fn status_says_since_when_who_is_master_and_which_vips_are_held() {
+    let lan = MemoryLan::new();
+    let lb1_host = MemoryHost::new(&lan, ip(LB1));
+    let lb1_addresses = Arc::clone(&lb1_host.addresses);
+    let before = std::time::SystemTime::now() - Duration::from_millis(1);
+    let (lb1, lb2) = master_and_backup(&lan, lb1_host, one_instance(150, "1s", "", "")).await;
+    let vip = format!("{VIP}/24");
+    let since = |status: &InstanceStatus| {
+        std::time::UNIX_EPOCH + Duration::from_secs_f64(status.state_since_unix_seconds)
+    };
+
+    let master = status(&lb1, "api");
+    assert_eq!(master.vips_held, [vip.clone()]);
+    assert!(since(&master) >= before, "{master:?}");
+    let backup = status(&lb2, "api");
+    assert!(backup.vips_held.is_empty());
+    assert_eq!(backup.master.map(|master| master.address), Some(ip(LB1)));
+
+    let control = lb1.control_handle("lb1".into(), std::time::Instant::now());
+    lb1_addresses.fail_next_removals(1);
+    control
+        .maintenance("api", true)
+        .await
+        .expect("known instance");
+    wait_for_state(&lb1, "api", VrrpState::Backup).await;
+    let released = status(&lb1, "api");
+    assert_eq!(released.vips_held, [vip.clone()], "the removal failed");
+    assert!(since(&released) > since(&master));
+    tokio::time::sleep(instance::HOST_CHECK_EVERY * 2).await;
+    assert!(
+        status(&lb1, "api").vips_held.is_empty(),
+        "removed again at a host check"
+    );
+    wait_for_state(&lb2, "api", VrrpState::Master).await;
+    assert_eq!(status(&lb2, "api").vips_held, [vip]);
+    lb1.shutdown().await;
+    lb2.shutdown().await;
+}
+
 /// docs/design/vrrp.md, Maintenance: maintenance releases mastership with priority 0 and stays backup until lifted.
 #[tokio::test(start_paused = true)]
 async fn maintenance_releases_with_priority_zero_and_stays_backup() {
