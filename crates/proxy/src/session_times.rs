@@ -65,7 +65,7 @@ impl TimeHistogram {
     }
 }
 
-/// A snapshot of a [`TimeHistogram`].
+/// A snapshot of a backend's histogram of one kind of time.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TimeDistribution {
     /// Per bucket, not cumulative: `bucket_counts[i]` counts the durations above
@@ -102,7 +102,8 @@ impl SessionTimes {
     }
 }
 
-/// Snapshots of a backend's [`SessionTimes`], of the sessions handed to it that have ended.
+/// Snapshots of a backend's queue, connect and session times, of the sessions handed to it that
+/// have ended.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SessionTimeStats {
     pub queue: TimeDistribution,

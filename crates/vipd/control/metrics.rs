@@ -29,6 +29,16 @@ type Labels = Vec<(&'static str, String)>;
 /// One metric of a table: name, help text, and how to read its value from a status entry.
 type Column<T> = (&'static str, &'static str, fn(&T) -> u64);
 
+/// One histogram of a backend's times: name, help text, and which of the times it is.
+type TimeColumn = (
+    &'static str,
+    &'static str,
+    fn(&SessionTimes) -> &TimeHistogram,
+);
+
+/// A histogram series: labels, `(le, count)` buckets, and the histogram (for sum and count).
+type HistogramSeries<'a> = (Labels, Vec<(f64, u64)>, &'a TimeHistogram);
+
 /// A sample's value: a count, or seconds (fractional).
 #[derive(Debug, Clone, Copy)]
 enum Value {
@@ -96,7 +106,7 @@ fn histogram_family<'a>(
     help: &str,
     series: impl IntoIterator<Item = (Labels, &'a TimeHistogram)>,
 ) -> fmt::Result {
-    let series: Vec<(Labels, Vec<(f64, u64)>, &TimeHistogram)> = series
+    let series: Vec<HistogramSeries> = series
         .into_iter()
         .filter_map(|(labels, histogram)| {
             let buckets = histogram_buckets(histogram)?;
@@ -637,7 +647,7 @@ fn backend_metrics(encoder: &mut DescriptorEncoder, backends: &[BackendStatus]) 
         backends,
         labels,
     )?;
-    let times: [(&str, &str, fn(&SessionTimes) -> &TimeHistogram); 3] = [
+    let times: [TimeColumn; 3] = [
         (
             "vipd_backend_queue_time_seconds",
             "Time sessions waited for a server slot, over every attempt (near 0 when one was free).",

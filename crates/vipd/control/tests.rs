@@ -728,6 +728,17 @@ fn family_of<'a>(sample: &'a str, types: &BTreeMap<String, String>) -> &'a str {
         .unwrap_or(sample)
 }
 
+/// The names of the samples, a histogram's under its family's name.
+fn sample_families<'a>(
+    samples: &'a [Sample],
+    types: &BTreeMap<String, String>,
+) -> std::collections::BTreeSet<&'a str> {
+    samples
+        .iter()
+        .map(|sample| family_of(&sample.name, types))
+        .collect()
+}
+
 /// Every `vipd_...` and `process_...` name in backticks in docs/metrics.md.
 fn documented_names() -> Vec<String> {
     let doc = include_str!("../../../docs/metrics.md");
@@ -752,10 +763,7 @@ fn documented_names() -> Vec<String> {
 fn metrics_parse_and_match_the_documentation() {
     let text = super::metrics::render(sample_status());
     let (types, samples) = parse_exposition(&text);
-    let sample_names: std::collections::BTreeSet<&str> = samples
-        .iter()
-        .map(|sample| family_of(&sample.name, &types))
-        .collect();
+    let sample_names = sample_families(&samples, &types);
     let documented = documented_names();
     for name in &documented {
         assert!(

@@ -624,7 +624,7 @@ async fn status_says_since_when_who_is_master_and_which_vips_are_held() {
     };
 
     let master = status(&lb1, "api");
-    assert_eq!(master.vips_held, [vip.clone()]);
+    assert_eq!(master.vips_held, [vip.as_str()]);
     assert!(since(&master) >= before, "{master:?}");
     let backup = status(&lb2, "api");
     assert!(backup.vips_held.is_empty());
@@ -638,7 +638,7 @@ async fn status_says_since_when_who_is_master_and_which_vips_are_held() {
         .expect("known instance");
     wait_for_state(&lb1, "api", VrrpState::Backup).await;
     let released = status(&lb1, "api");
-    assert_eq!(released.vips_held, [vip.clone()], "the removal failed");
+    assert_eq!(released.vips_held, [vip.as_str()], "the removal failed");
     assert!(since(&released) > since(&master));
     tokio::time::sleep(instance::HOST_CHECK_EVERY * 2).await;
     assert!(
