@@ -67,7 +67,7 @@ async fn slow_client(
 }
 
 /// Runs the slow clients inside the lab host until `stop`; how many connections they made.
-fn hold_slow_clients(stop: Arc<AtomicBool>) -> u64 {
+fn hold_slow_clients(stop: &Arc<AtomicBool>) -> u64 {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -80,7 +80,7 @@ fn hold_slow_clients(stop: Arc<AtomicBool>) -> u64 {
                 tokio::spawn(slow_client(
                     address,
                     index % 2 == 0,
-                    Arc::clone(&stop),
+                    Arc::clone(stop),
                     Arc::clone(&connects),
                 ))
             })
@@ -112,7 +112,7 @@ fn status_and_the_admin_api_answer_within_a_second_under_200_slow_clients() {
     let stop = Arc::new(AtomicBool::new(false));
     let stop_clients = Arc::clone(&stop);
     let clients = lab
-        .spawn_in_host(NODE, move || hold_slow_clients(stop_clients))
+        .spawn_in_host(NODE, move || hold_slow_clients(&stop_clients))
         .expect("host exists");
     // Long enough for every slot to be taken and for the head deadline (5 s) to cycle twice.
     std::thread::sleep(Duration::from_secs(2));

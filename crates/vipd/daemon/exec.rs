@@ -298,7 +298,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_program_reports_its_first_stderr_line_cleaned_up() {
-        let script = r#"printf '\n  \n\033[31mdatabase down\r\nsecond line\n' >&2; exit 3"#;
+        let script = r"printf '\n  \n\033[31mdatabase down\r\nsecond line\n' >&2; exit 3";
         let ran = run(
             Path::new("/bin/sh"),
             &["-c".into(), script.into()],

@@ -211,14 +211,11 @@ async fn slow_client(address: SocketAddr, pause: Option<Duration>, stop: Arc<Ato
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        match pause {
-            Some(pause) => {
-                let _ = trickle(&mut stream, &head, pause).await;
-            }
-            None => {
-                let mut sink = Vec::new();
-                let _ = stream.read_to_end(&mut sink).await;
-            }
+        if let Some(pause) = pause {
+            let _ = trickle(&mut stream, &head, pause).await;
+        } else {
+            let mut sink = Vec::new();
+            let _ = stream.read_to_end(&mut sink).await;
         }
     }
 }
