@@ -13,6 +13,7 @@ mod support;
 
 mod check;
 mod control_api;
+mod control_under_load;
 mod cpu_saturation;
 mod crash_restart;
 mod daemon_pair;
@@ -22,6 +23,7 @@ mod hostile_adverts;
 mod import;
 mod keepalived_interop;
 mod lab_command;
+mod operator_logs;
 mod own_address;
 mod proxy_keepalive;
 mod reload_control;

@@ -5,6 +5,7 @@
 pub mod check;
 pub mod import;
 pub mod lab;
+pub mod logging;
 pub mod release;
 pub mod run;
 pub mod status;

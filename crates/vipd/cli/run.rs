@@ -8,33 +8,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::ConfigFileArg;
+use crate::cli::logging;
 use crate::control;
 use crate::daemon::host::LinuxHost;
 use crate::daemon::supervisor::Supervisor;
-
-/// How log events are written.
-#[derive(Clone, Copy, Debug, Default, ValueEnum)]
-pub enum LogFormat {
-    /// One readable line per event.
-    #[default]
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
 
 #[derive(Args)]
 pub struct RunArgs {
     #[command(flatten)]
     config: ConfigFileArg,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
+    #[command(flatten)]
+    log: logging::LogArgs,
 }
 
 /// How long a stop may take in all: the drain (`shutdown_grace`) and the VIP release and control
@@ -46,7 +36,7 @@ fn shutdown_hard_limit(grace: Duration) -> Duration {
 }
 
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
-    init_logging(args.log_format);
+    logging::init(&args.log);
     let config = match vipd_config::load(&args.config.path) {
         Ok((config, warnings)) => {
             for warning in warnings {
@@ -284,21 +274,6 @@ fn read_token(config: &vipd_config::Config) -> Result<Option<String>> {
         path.display()
     );
     Ok(Some(token))
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VIPD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only for a terminal: in the journal or a file, escape codes would split the text
-    // that `journalctl -g` and log shippers match (docs/operations.md, Session log).
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
 }
 
 #[cfg(test)]

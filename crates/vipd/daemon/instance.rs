@@ -548,7 +548,9 @@ where
                 Output::StateChanged { from, to, reason } => {
                     self.state_since = SystemTime::now();
                     let priority = self.parts.router.effective_priority().get();
-                    info!(instance = %self.parts.name, from = ?from, to = ?to, reason = ?reason, priority, "state changed");
+                    let name = &self.parts.name;
+                    // keepalived's words ("(VI_1) Entering MASTER STATE"), which operators grep.
+                    info!(instance = %name, from = ?from, to = ?to, reason = ?reason, priority, "({name}) entering {} state", state_word(to));
                     let hook = match to {
                         State::Master => Some(HookState::Master),
                         State::Backup => Some(HookState::Backup),
@@ -600,8 +602,26 @@ where
             Notice::OwnerHearsAdvert { source, priority } => {
                 error!(%instance, %source, priority = priority.get(), suppressed, "configuration error: another router of this VRID is an address owner (priority 255) too; only one router may own the addresses");
             }
-            Notice::TwoMasters { source, priority } => {
-                warn!(%instance, %source, priority = priority.get(), suppressed, "another master of this VRID: split brain (adverts were lost or blocked); healing");
+            Notice::TwoMasters {
+                source,
+                priority,
+                ours,
+                kept_master: true,
+            } => {
+                let (theirs, ours) = (priority.get(), ours.get());
+                warn!(%instance, %source, priority = theirs, ours, suppressed, "({instance}) two masters: kept MASTER over peer {source} (priority {ours} vs {theirs}) and answered with an advert, so it yields; adverts were lost or blocked between them");
+            }
+            Notice::TwoMasters {
+                source,
+                priority,
+                ours,
+                kept_master: false,
+            } => {
+                let (theirs, ours) = (priority.get(), ours.get());
+                warn!(%instance, %source, priority = theirs, ours, suppressed, "({instance}) two masters: yielding to peer {source} (priority {theirs} vs {ours}); adverts were lost or blocked between them");
+            }
+            Notice::AuthMismatch { source } => {
+                warn!(%instance, %source, suppressed, "an advert's authentication (auth_type or password) differs from this instance's: dropped (RFC 3768 7.1), so both may become master; give every node the same authentication");
             }
             Notice::LostToOwner { source } => {
                 warn!(%instance, owner = %source, suppressed, "the address owner (priority 255) took over");
@@ -803,6 +823,16 @@ pub async fn send_advertisement<T: VrrpTransport>(
         }
     }
     Ok(failures)
+}
+
+/// The state as keepalived's log names it, for "entering MASTER state" and its siblings.
+fn state_word(state: State) -> &'static str {
+    match state {
+        State::Initialize => "INIT",
+        State::Backup => "BACKUP",
+        State::Master => "MASTER",
+        State::Fault => "FAULT",
+    }
 }
 
 fn vrrp_state(state: State) -> VrrpState {

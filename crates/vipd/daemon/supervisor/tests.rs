@@ -1075,7 +1075,11 @@ async fn a_flood_of_lower_priority_adverts_is_answered_and_logged_once_per_perio
     assert!(sent <= 2, "{sent} adverts in one interval");
     // One burst of garp.repeat (5) for the one VIP.
     assert_eq!(announcer.announced().len() - bursts_before, 5);
-    assert_eq!(log.lines_with("split brain").len(), 1);
+    // In the words operators grep for (issue 15), with the peer and both priorities.
+    let kept = log.lines_with("(api) two masters: kept MASTER over peer 198.51.100.99");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].contains("(priority 100 vs 50)"), "{}", kept[0]);
+    assert_eq!(log.lines_with("(api) entering MASTER state").len(), 1);
     assert_eq!(log.lines_with("address list differs").len(), 1);
 
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -1089,6 +1093,52 @@ async fn a_flood_of_lower_priority_adverts_is_answered_and_logged_once_per_perio
         "the next line counts what was left out: {}",
         mismatch[1]
     );
+    assert_eq!(status(&supervisor, "api").state, VrrpState::Master);
+    supervisor.shutdown().await;
+}
+
+/// Issue 15: a v2 advert with another password is dropped (RFC 3768 7.1), and the operator hears
+/// of it, once per period however many arrive.
+#[tokio::test(start_paused = true)]
+async fn adverts_with_another_password_are_logged_once_per_period() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let lan = MemoryLan::new();
+    let peer = lan.join(ip(OBSERVER));
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let extra = "    version: 2\n    advert_interval: 1s\n    auth_password: s3cret\n";
+    let settings = config(&format!(
+        "vrrp:\n  - name: api\n    interface: eth0\n    vrid: 51\n    priority: 100\n    vips: [{VIP}/24]\n{extra}"
+    ));
+    let supervisor = Supervisor::start(host, settings).await.expect("starts");
+    let guess = Advertisement {
+        vrid: vipd_vrrp::Vrid::try_from(51).expect("vrid"),
+        priority: vipd_vrrp::Priority::new(200),
+        fields: vipd_vrrp::VersionFields::V2 {
+            advert_interval_secs: std::num::NonZeroU8::MIN,
+            auth: vipd_vrrp::Auth::simple_password(b"guess").expect("password"),
+        },
+        addresses: vec![ip(VIP)],
+    };
+    let group = ip("224.0.0.18");
+    let bytes = guess
+        .to_bytes(ip(OBSERVER), group, vipd_vrrp::ChecksumForm::MessageOnly)
+        .expect("emit");
+    // 5 s of adverts at priority 200, longer than the Master_Down_Interval (3.6 s).
+    for _ in 0..500 {
+        peer.send_to(&bytes, group).await.expect("send");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lines = log.lines_with("authentication (auth_type or password) differs");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("198.51.100.99"), "{}", lines[0]);
+    assert!(!lines[0].contains("guess") && !lines[0].contains("s3cret"));
+    // Dropped: the instance does not follow a master it cannot authenticate.
     assert_eq!(status(&supervisor, "api").state, VrrpState::Master);
     supervisor.shutdown().await;
 }
