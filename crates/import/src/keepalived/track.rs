@@ -100,7 +100,7 @@ fn track_script(
         } else {
             weight
         };
-        if !source.checks_haproxy {
+        if source.haproxy.is_none() {
             track.push(Tracker {
                 target: TrackTarget::Script(source.script.name.clone()),
                 weight,
