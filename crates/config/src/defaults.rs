@@ -93,7 +93,11 @@ mod tests {
 
     #[test]
     fn the_deadlines_of_a_stop_agree() {
-        assert_eq!(unit_timeout_stop(), UNIT_TIMEOUT_STOP, "the constant follows the unit");
+        assert_eq!(
+            unit_timeout_stop(),
+            UNIT_TIMEOUT_STOP,
+            "the constant follows the unit"
+        );
         let grace = Duration::from_secs(7);
         assert_eq!(shutdown_hard_limit(grace), grace + SHUTDOWN_AFTER_DRAIN);
         // systemd's SIGKILL never comes before vipd's own limit, for any valid shutdown_grace.

@@ -104,7 +104,9 @@ mod tests {
         let found = recognize(text).expect("haproxy");
         assert_eq!(found.line, 1);
         assert!(
-            found.message.starts_with("this looks like haproxy.cfg (`global` at line 1)"),
+            found
+                .message
+                .starts_with("this looks like haproxy.cfg (`global` at line 1)"),
             "{found}"
         );
         let found = recognize("# lb\nlisten stats 0.0.0.0:8404\n  mode http\n").expect("haproxy");

@@ -95,10 +95,8 @@ mod tests {
     use super::*;
 
     fn scratch(test: &str) -> std::path::PathBuf {
-        let directory = std::env::temp_dir().join(format!(
-            "vipd-config-files-{test}-{}",
-            std::process::id()
-        ));
+        let directory =
+            std::env::temp_dir().join(format!("vipd-config-files-{test}-{}", std::process::id()));
         std::fs::create_dir_all(&directory).unwrap();
         directory
     }
@@ -145,7 +143,9 @@ backends:
         assert_eq!(found[0].1, 8);
         assert!(
             found[0].2.starts_with("CA file ")
-                && found[0].2.ends_with("ca.pem: cannot be read: No such file or directory"),
+                && found[0]
+                    .2
+                    .ends_with("ca.pem: cannot be read: No such file or directory"),
             "{found:?}"
         );
         assert_eq!(found[1].0, "backends[0].health.bearer_token_file");

@@ -55,6 +55,13 @@ pub struct LogArgs {
     log_level: Option<LogLevel>,
 }
 
+impl LogArgs {
+    /// Whether events are JSON objects: a plain line on stderr would then break the stream.
+    pub fn is_json(&self) -> bool {
+        matches!(self.log_format, LogFormat::Json)
+    }
+}
+
 /// Installs the subscriber for the rest of the process.
 pub fn init(args: &LogArgs) {
     let from_environment = std::env::var(FILTER_VARIABLE).ok();

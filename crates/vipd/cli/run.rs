@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -27,14 +27,6 @@ pub struct RunArgs {
     log: logging::LogArgs,
 }
 
-/// How long a stop may take in all: the drain (`shutdown_grace`) and the VIP release and control
-/// stop around it. Past it vipd exits anyway (the VIPs were released first). The shipped unit's
-/// `TimeoutStopSec` is longer than this for any valid `shutdown_grace`, so systemd's SIGKILL stays
-/// a backstop for a stuck process, never the end of a drain.
-fn shutdown_hard_limit(grace: Duration) -> Duration {
-    grace + vipd_config::defaults::SHUTDOWN_AFTER_DRAIN
-}
-
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
     logging::init(&args.log);
     let config = match vipd_config::load(&args.config.path) {
@@ -45,8 +37,12 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
             config
         }
         Err(error) => {
-            error!("{error}");
-            eprintln!("vipd: {error}");
+            // Once, on stderr: as the log's JSON event for collectors, else as one plain line.
+            if args.log.is_json() {
+                error!("{error}");
+            } else {
+                eprintln!("vipd: {error}");
+            }
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -91,7 +87,7 @@ async fn serve(path: PathBuf, config: vipd_config::Config) -> Result<ExitCode> {
         }
     }
     info!("shutting down: releasing VIPs, draining the proxy");
-    let hard_limit = shutdown_hard_limit(supervisor.shutdown_grace());
+    let hard_limit = vipd_config::defaults::shutdown_hard_limit(supervisor.shutdown_grace());
     if tokio::time::timeout(hard_limit, supervisor.shutdown())
         .await
         .is_err()
@@ -274,35 +270,4 @@ fn read_token(config: &vipd_config::Config) -> Result<Option<String>> {
         path.display()
     );
     Ok(Some(token))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use vipd_config::defaults::{SHUTDOWN_AFTER_DRAIN, SHUTDOWN_GRACE_MAX};
-
-    /// The unit vipd ships (deploy/systemd/vipd.service).
-    const UNIT: &str = include_str!("../../../deploy/systemd/vipd.service");
-
-    fn timeout_stop_sec() -> Duration {
-        let value = UNIT
-            .lines()
-            .find_map(|line| line.strip_prefix("TimeoutStopSec="))
-            .expect("the unit sets TimeoutStopSec");
-        Duration::from_secs(value.trim().parse().expect("TimeoutStopSec in seconds"))
-    }
-
-    #[test]
-    fn the_deadlines_of_a_stop_agree() {
-        // vipd's own limit follows the drain, with room for the release around it.
-        let grace = Duration::from_secs(7);
-        assert_eq!(shutdown_hard_limit(grace), grace + SHUTDOWN_AFTER_DRAIN);
-        // systemd's SIGKILL never comes before vipd's own limit, for any valid shutdown_grace.
-        assert!(
-            timeout_stop_sec() > shutdown_hard_limit(SHUTDOWN_GRACE_MAX),
-            "TimeoutStopSec {:?} <= {:?}",
-            timeout_stop_sec(),
-            shutdown_hard_limit(SHUTDOWN_GRACE_MAX)
-        );
-    }
 }

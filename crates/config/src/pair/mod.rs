@@ -242,7 +242,12 @@ impl Pair<'_> {
             peer_path,
         } = matched;
         let (this_file, peer_file) = (self.this.file, self.peer.file);
-        let both = |field: &str| (format!("{this_path}.{field}"), format!("{peer_path}.{field}"));
+        let both = |field: &str| {
+            (
+                format!("{this_path}.{field}"),
+                format!("{peer_path}.{field}"),
+            )
+        };
         if this.version != peer.version {
             let (this_at, peer_at) = both("version");
             self.report(

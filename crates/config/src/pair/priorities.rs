@@ -198,7 +198,13 @@ impl Pair<'_> {
     }
 
     /// A warning at the master's `master_at` and the backup's `backup_at`, in file order.
-    fn report_roles(&mut self, roles: &Roles<'_>, master_at: &str, backup_at: &str, message: String) {
+    fn report_roles(
+        &mut self,
+        roles: &Roles<'_>,
+        master_at: &str,
+        backup_at: &str,
+        message: String,
+    ) {
         if roles.master_is_this {
             self.report(Severity::Warning, master_at, backup_at, message);
         } else {

@@ -41,7 +41,13 @@ fn findings(lb1: &str, lb2: &str) -> Vec<PairFinding> {
         Err(errors) => panic!("invalid test file:\n{errors}\n{text}"),
     };
     // Each file is named after its node, whichever comes first.
-    let name = |text: &str| if text.contains("node: lb1") { "lb1.yaml" } else { "lb2.yaml" };
+    let name = |text: &str| {
+        if text.contains("node: lb1") {
+            "lb1.yaml"
+        } else {
+            "lb2.yaml"
+        }
+    };
     let (first, second) = (load(lb1), load(lb2));
     pair_findings(
         Node {
@@ -77,8 +83,14 @@ fn different_vips_for_one_vrid_are_an_error_with_both_lines() {
     let peer = lb2().replace("[198.51.100.50/24]", "[198.51.100.50/24, 198.51.100.51/24]");
     let found = only_finding(LB1, &peer, "198.51.100.51/24 only in lb2.yaml");
     assert_eq!(found.severity, Severity::Error);
-    assert_eq!((found.this.path.as_str(), found.this.line), ("vrrp[0].vips", 11));
-    assert_eq!((found.peer.path.as_str(), found.peer.line), ("vrrp[0].vips", 11));
+    assert_eq!(
+        (found.this.path.as_str(), found.this.line),
+        ("vrrp[0].vips", 11)
+    );
+    assert_eq!(
+        (found.peer.path.as_str(), found.peer.line),
+        ("vrrp[0].vips", 11)
+    );
     let peer = lb2().replace("198.51.100.50/24]", "198.51.100.50/25]");
     only_finding(
         LB1,
@@ -103,7 +115,10 @@ fn a_different_password_is_an_error_that_does_not_print_it() {
         "auth_password is set in lb1.yaml only",
     );
     // The missing field points at its instance.
-    assert_eq!((found.peer.path.as_str(), found.peer.line), ("vrrp[0].auth_password", 3));
+    assert_eq!(
+        (found.peer.path.as_str(), found.peer.line),
+        ("vrrp[0].auth_password", 3)
+    );
 }
 
 #[test]
@@ -141,8 +156,14 @@ fn a_different_address_family_is_an_error() {
     let v3 = |text: &str| {
         text.replace("version: 2", "version: 3")
             .replace("    auth_password: secret\n", "")
-            .replace("    unicast: { source: 198.51.100.11, peers: [198.51.100.12] }\n", "")
-            .replace("    unicast: { source: 198.51.100.12, peers: [198.51.100.11] }\n", "")
+            .replace(
+                "    unicast: { source: 198.51.100.11, peers: [198.51.100.12] }\n",
+                "",
+            )
+            .replace(
+                "    unicast: { source: 198.51.100.12, peers: [198.51.100.11] }\n",
+                "",
+            )
     };
     let peer = v3(&lb2()).replace("[198.51.100.50/24]", "[\"2001:db8::50/64\"]");
     let found = only_finding(&v3(LB1), &peer, "lb1.yaml advertises IPv4, lb2.yaml IPv6");
@@ -169,9 +190,19 @@ fn without_a_source_the_peers_cannot_be_checked_and_a_note_says_so() {
     let found = only_finding(LB1, &peer, "lb2.yaml sets no unicast.source");
     assert_eq!(found.severity, Severity::Note);
     // Two nodes naming the same single peer: one of them names itself.
-    let first = LB1.replace("source: 198.51.100.11, peers: [198.51.100.12]", "peers: [198.51.100.12]");
-    let peer = lb2().replace("source: 198.51.100.12, peers: [198.51.100.11]", "peers: [198.51.100.12]");
-    let found = only_finding(&first, &peer, "both files name 198.51.100.12 as the one unicast peer");
+    let first = LB1.replace(
+        "source: 198.51.100.11, peers: [198.51.100.12]",
+        "peers: [198.51.100.12]",
+    );
+    let peer = lb2().replace(
+        "source: 198.51.100.12, peers: [198.51.100.11]",
+        "peers: [198.51.100.12]",
+    );
+    let found = only_finding(
+        &first,
+        &peer,
+        "both files name 198.51.100.12 as the one unicast peer",
+    );
     assert_eq!(found.severity, Severity::Error);
 }
 
@@ -234,9 +265,13 @@ fn equal_priorities_two_owners_and_a_wrong_peer_priority() {
         "priority 150 in both files: the node with the higher primary address wins",
     );
     assert_eq!(found.severity, Severity::Warning);
-    let no_preempt = |text: &str| text.replace("    vrid: 51\n", "    vrid: 51\n    preempt: false\n");
+    let no_preempt =
+        |text: &str| text.replace("    vrid: 51\n", "    vrid: 51\n    preempt: false\n");
     assert_eq!(
-        findings(&no_preempt(LB1), &no_preempt(&lb2().replace("priority: 100", "priority: 150"))),
+        findings(
+            &no_preempt(LB1),
+            &no_preempt(&lb2().replace("priority: 100", "priority: 150"))
+        ),
         []
     );
     let owner = |text: &str| {
@@ -262,16 +297,16 @@ fn instances_without_a_counterpart_and_different_trackers() {
     let found = findings(LB1, &peer);
     assert_eq!(found.len(), 2, "{found:#?}");
     assert!(
-        found
-            .iter()
-            .any(|finding| finding.message.starts_with("lb1.yaml has VRID 51 (IPv4) on eth0, `api`, and lb2.yaml has no instance")),
+        found.iter().any(|finding| finding.message.starts_with(
+            "lb1.yaml has VRID 51 (IPv4) on eth0, `api`, and lb2.yaml has no instance"
+        )),
         "{found:#?}"
     );
     assert!(
-        found
-            .iter()
-            .any(|finding| finding.message.starts_with("lb2.yaml has VRID 52")
-                && finding.peer.path == "vrrp[0].vrid"),
+        found.iter().any(
+            |finding| finding.message.starts_with("lb2.yaml has VRID 52")
+                && finding.peer.path == "vrrp[0].vrid"
+        ),
         "{found:#?}"
     );
     let peer = lb2().replace(

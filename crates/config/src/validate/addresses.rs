@@ -34,9 +34,7 @@ pub(super) fn ip_address(text: &str) -> Result<IpAddr, String> {
         && host.parse::<IpAddr>().is_ok()
         && port.parse::<u16>().is_ok()
     {
-        return Err(format!(
-            "`{trimmed}` has a port; expected an address alone"
-        ));
+        return Err(format!("`{trimmed}` has a port; expected an address alone"));
     }
     if trimmed.contains(':') {
         return Err(format!(
@@ -125,9 +123,16 @@ pub(super) fn socket_address(text: &str) -> Result<SocketAddr, String> {
         (host, port)
     } else {
         if trimmed.parse::<Ipv6Addr>().is_ok() {
+            // `2001:db8::1:443` is an address of its own; the port was probably meant.
+            let example = match trimmed.rsplit_once(':') {
+                Some((host, port)) if host.parse::<Ipv6Addr>().is_ok() && !port.is_empty() => {
+                    format!("[{host}]:{port}")
+                }
+                _ => format!("[{trimmed}]:443"),
+            };
             return Err(format!(
-                "`{trimmed}` has no port; an IPv6 address with a port is written in brackets, \
-                 like `[{trimmed}]:443`"
+                "`{trimmed}` is an IPv6 address without a port; with a port it is written in \
+                 brackets, like `{example}`"
             ));
         }
         let Some((host, port)) = trimmed.rsplit_once(':') else {
@@ -152,12 +157,10 @@ pub(super) fn socket_address(text: &str) -> Result<SocketAddr, String> {
 
 fn port_number(text: &str) -> Result<u16, String> {
     match text.parse::<u64>() {
-        Ok(port) => u16::try_from(port)
-            .map_err(|_| format!("port {port} is out of range 1..=65535")),
-        Err(_) => Err(format!(
-            "port `{}` is not a number",
-            text.escape_debug()
-        )),
+        Ok(port) => {
+            u16::try_from(port).map_err(|_| format!("port {port} is out of range 1..=65535"))
+        }
+        Err(_) => Err(format!("port `{}` is not a number", text.escape_debug())),
     }
 }
 
@@ -179,7 +182,10 @@ mod tests {
 
     #[test]
     fn addresses_parse() {
-        assert_eq!(ip_address(" 198.51.100.1 ").unwrap().to_string(), "198.51.100.1");
+        assert_eq!(
+            ip_address(" 198.51.100.1 ").unwrap().to_string(),
+            "198.51.100.1"
+        );
         assert_eq!(ip_network("2001:db8::50/64").unwrap().prefix_len(), 64);
         assert_eq!(socket_address("[2001:db8::1]:443").unwrap().port(), 443);
         assert_eq!(socket_address("198.51.100.1:80").unwrap().port(), 80);
@@ -228,6 +234,11 @@ mod tests {
             "port 70000 is out of range 1..=65535"
         );
         assert!(problem(socket_address("198.51.100.1")).contains("has no port"));
+        assert_eq!(
+            problem(socket_address("2001:db8::1:443")),
+            "`2001:db8::1:443` is an IPv6 address without a port; with a port it is written in \
+             brackets, like `[2001:db8::1]:443`"
+        );
         assert!(problem(socket_address("2001:db8::1")).contains("in brackets"));
         assert!(problem(socket_address("2001:db8::1:x")).contains("in brackets"));
         assert!(problem(socket_address("[2001:db8::1]")).contains("has no port"));

@@ -210,7 +210,13 @@ impl Checker<'_> {
 
     /// An apiserver (port 6443) speaks HTTPS only: a tcp check keeps a server that is not ready
     /// in rotation, and a plain http check is answered with 400 by every server, ready or not.
-    fn apiserver_check(&mut self, name: &str, servers: &[Server], health: &HealthCheck, path: &str) {
+    fn apiserver_check(
+        &mut self,
+        name: &str,
+        servers: &[Server],
+        health: &HealthCheck,
+        path: &str,
+    ) {
         let checked_port = |server: &Server| health.options.port.unwrap_or(server.address.port());
         if !servers
             .iter()
@@ -219,10 +225,14 @@ impl Checker<'_> {
             return;
         }
         let problem = match health.kind {
-            HealthKind::Tcp => "only a tcp check: an apiserver that accepts connections but is not \
-                                ready stays in rotation",
-            HealthKind::Http(_) => "a plain http check: an apiserver answers HTTP on its TLS port \
-                                    with 400, so every server is marked down",
+            HealthKind::Tcp => {
+                "only a tcp check: an apiserver that accepts connections but is not \
+                                ready stays in rotation"
+            }
+            HealthKind::Http(_) => {
+                "a plain http check: an apiserver answers HTTP on its TLS port \
+                                    with 400, so every server is marked down"
+            }
             HealthKind::Https { .. } => return,
         };
         self.warn(

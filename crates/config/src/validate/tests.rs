@@ -706,14 +706,22 @@ fn warns_about_a_plain_http_checked_apiserver_backend() {
     );
     // The check's own port counts, not only the servers'.
     let text = BASE
-        .replace("kind: https, path: /readyz", "kind: http, path: /readyz, port: 6443")
+        .replace(
+            "kind: https, path: /readyz",
+            "kind: http, path: /readyz, port: 6443",
+        )
         .replace("198.51.100.21:6443", "198.51.100.21:443");
     assert_warning(&text, "backends[0].health.kind", "plain http check");
 }
 
 #[test]
 fn an_empty_or_truncated_file_is_refused() {
-    for text in ["", "# nothing yet\n", "node: lb1\n", "node: lb1\ncontrol: { listen: \"127.0.0.1:9650\" }\n"] {
+    for text in [
+        "",
+        "# nothing yet\n",
+        "node: lb1\n",
+        "node: lb1\ncontrol: { listen: \"127.0.0.1:9650\" }\n",
+    ] {
         let found = errors(text);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(found[0].path, "");

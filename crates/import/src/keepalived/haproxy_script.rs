@@ -50,7 +50,9 @@ pub(super) fn recognize(words: &[String]) -> Option<HaproxyCheck> {
             restarts_haproxy: actions.restarts_haproxy,
             stops_keepalived: actions.stops_keepalived,
         }),
-        Err(reason) if name.contains("haproxy") && (name.contains("check") || name.contains("chk")) => {
+        Err(reason)
+            if name.contains("haproxy") && (name.contains("check") || name.contains("chk")) =>
+        {
             Some(HaproxyCheck::ByName {
                 file: program.clone(),
                 reason,
@@ -133,16 +135,33 @@ fn simple_commands(line: &str) -> Vec<Vec<String>> {
 fn is_shell_syntax(word: &str) -> bool {
     matches!(
         word,
-        "if" | "then" | "else" | "elif" | "fi" | "while" | "until" | "do" | "done" | "!" | "["
-            | "[[" | "]" | "]]" | "=" | "==" | "!=" | "{" | "}" | "test"
+        "if" | "then"
+            | "else"
+            | "elif"
+            | "fi"
+            | "while"
+            | "until"
+            | "do"
+            | "done"
+            | "!"
+            | "["
+            | "[["
+            | "]"
+            | "]]"
+            | "="
+            | "=="
+            | "!="
+            | "{"
+            | "}"
+            | "test"
     ) || word.starts_with('$')
         || word.starts_with('-')
         || word.starts_with('>')
         || word.starts_with("2>")
         || word.parse::<i64>().is_ok()
-        || word
-            .split_once('=')
-            .is_some_and(|(name, _)| !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        || word.split_once('=').is_some_and(|(name, _)| {
+            !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
 }
 
 fn classify(words: &[&str]) -> Option<Command> {
@@ -170,7 +189,9 @@ fn is_check(words: &[&str]) -> bool {
     let Some(program) = words.first().map(|program| base_name(program)) else {
         return false;
     };
-    let mentions_haproxy = words[1..].iter().any(|word| service_name(word) == "haproxy");
+    let mentions_haproxy = words[1..]
+        .iter()
+        .any(|word| service_name(word) == "haproxy");
     mentions_haproxy
         && match program {
             "killall" => words.contains(&"-0"),
@@ -207,7 +228,11 @@ mod tests {
             "systemctl is-active haproxy.service",
             "/usr/bin/killall -0 haproxy",
         ] {
-            assert_eq!(recognize(&words(command)), Some(HaproxyCheck::Inline), "{command}");
+            assert_eq!(
+                recognize(&words(command)),
+                Some(HaproxyCheck::Inline),
+                "{command}"
+            );
         }
         let shell = vec![
             "/bin/sh".to_owned(),
@@ -215,7 +240,11 @@ mod tests {
             "pidof haproxy || exit 1".to_owned(),
         ];
         assert_eq!(recognize(&shell), Some(HaproxyCheck::Inline));
-        for command in ["killall -0 nginx", "killall haproxy", "/etc/keepalived/check_apiserver.sh"] {
+        for command in [
+            "killall -0 nginx",
+            "killall haproxy",
+            "/etc/keepalived/check_apiserver.sh",
+        ] {
             assert_eq!(recognize(&words(command)), None, "{command}");
         }
     }
@@ -267,7 +296,8 @@ fi
 
     #[test]
     fn a_script_file_is_read_or_recognised_by_its_name() {
-        let directory = std::env::temp_dir().join(format!("vipd-import-haproxy-script-{}", std::process::id()));
+        let directory =
+            std::env::temp_dir().join(format!("vipd-import-haproxy-script-{}", std::process::id()));
         std::fs::create_dir_all(&directory).unwrap();
         let script = directory.join("check_haproxy.sh");
         std::fs::write(&script, ARTICLE).unwrap();

@@ -668,7 +668,10 @@ fn a_file_of_the_wrong_kind_is_refused() {
     for haproxy in [None, Some((Path::new(HAPROXY), ""))] {
         let error = import_texts(Path::new(KEEPALIVED), "# nothing yet\n", haproxy)
             .expect_err("nothing to serve");
-        assert!(matches!(error, ImportError::NothingImported { .. }), "{error}");
+        assert!(
+            matches!(error, ImportError::NothingImported { .. }),
+            "{error}"
+        );
     }
 }
 

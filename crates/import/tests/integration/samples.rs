@@ -159,7 +159,10 @@ fn the_articles_check_haproxy_script_is_replaced_by_frontend_trackers() {
                     vipd, the proxy included): vipd's frontend trackers replace it, not carried \
                     over"
         .to_owned();
-    assert!(warnings.contains(&expected), "no {expected:?} in {warnings:#?}");
+    assert!(
+        warnings.contains(&expected),
+        "no {expected:?} in {warnings:#?}"
+    );
     assert!(
         warnings.iter().any(|warning| warning.starts_with(
             "haproxy.cfg:25: backend kube-apiserver: port 6443 with a TCP connect check"
@@ -170,7 +173,8 @@ fn the_articles_check_haproxy_script_is_replaced_by_frontend_trackers() {
 
 #[test]
 fn a_check_haproxy_script_that_cannot_be_read_is_taken_by_its_name() {
-    let imported = import_article_node("lb1", Path::new("/nonexistent/keepalived/check_haproxy.sh"));
+    let imported =
+        import_article_node("lb1", Path::new("/nonexistent/keepalived/check_haproxy.sh"));
     assert!(imported.config.scripts.is_empty(), "{}", imported.yaml);
     let warnings = relative(&imported);
     assert!(
@@ -234,19 +238,31 @@ fn a_haproxy_cfg_that_gives_no_frontend_is_an_error() {
     match error {
         ImportError::NothingImported { at, message, .. } => {
             assert_eq!(at.line, 1);
-            assert!(message.starts_with("no frontend or listen section"), "{message}");
+            assert!(
+                message.starts_with("no frontend or listen section"),
+                "{message}"
+            );
         }
         other => panic!("{other}"),
     }
     let backends_only = "backend web\n  server a 198.51.100.31:80 check\n";
     assert!(matches!(
-        import_texts(&keepalived, &keepalived_text, Some((&haproxy, backends_only))),
+        import_texts(
+            &keepalived,
+            &keepalived_text,
+            Some((&haproxy, backends_only))
+        ),
         Err(ImportError::NothingImported { .. })
     ));
     let skipped = "frontend web\n  bind 198.51.100.50:80\n  default_backend nowhere\n";
     match import_texts(&keepalived, &keepalived_text, Some((&haproxy, skipped))) {
-        Err(ImportError::NothingImported { message, warnings, .. }) => {
-            assert!(message.starts_with("none of its 1 frontend and listen sections"), "{message}");
+        Err(ImportError::NothingImported {
+            message, warnings, ..
+        }) => {
+            assert!(
+                message.starts_with("none of its 1 frontend and listen sections"),
+                "{message}"
+            );
             assert!(!warnings.is_empty());
         }
         other => panic!("{other:?}"),
