@@ -250,17 +250,7 @@ mod tests {
     }
 
     /// The script of the common keepalived + HAProxy articles.
-    const ARTICLE: &str = r#"#!/bin/bash
-# check_haproxy.sh: restart HAProxy, or give up the VIP
-A=`ps -C haproxy --no-header | wc -l`
-if [ $A -eq 0 ];then
-    systemctl restart haproxy
-    sleep 3
-    if [ `ps -C haproxy --no-header | wc -l` -eq 0 ];then
-        systemctl stop keepalived
-    fi
-fi
-"#;
+    const ARTICLE: &str = include_str!("../../tests/samples/article-pair/check_haproxy.sh");
 
     #[test]
     fn the_article_script_restarts_haproxy_and_stops_keepalived() {
