@@ -66,7 +66,11 @@ fn read_script(path: &Path) -> Result<String, String> {
     let mut bytes = Vec::new();
     std::fs::File::open(path)
         .and_then(|file| file.take(MAX_SCRIPT + 1).read_to_end(&mut bytes))
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| {
+            // `No such file or directory`, without the ` (os error 2)` people need not read.
+            let text = error.to_string();
+            text.split(" (os error").next().unwrap_or(&text).to_owned()
+        })?;
     if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > MAX_SCRIPT {
         return Err("too large for a liveness script".to_owned());
     }
