@@ -38,6 +38,8 @@ struct ScriptSource {
     /// `killall -0 haproxy` and friends: HAProxy's liveness, replaced by frontend trackers.
     haproxy: Option<haproxy_script::HaproxyCheck>,
     tracked: bool,
+    /// A HAProxy check that became frontend trackers somewhere (not only skipped).
+    replaced: bool,
 }
 
 /// The `vrrp_track_file`s by name: the file and the weight a `track_file` inherits.
@@ -140,9 +142,9 @@ fn definitions(
 fn keep_scripts(scripts: Scripts, draft: &mut Draft, warnings: &mut Vec<ImportWarning>) {
     for (_, source) in scripts {
         if let Some(check) = &source.haproxy {
-            if source.tracked {
+            if source.replaced {
                 replaced_haproxy_script(&source.script, check, warnings);
-            } else {
+            } else if !source.tracked {
                 warn(
                     warnings,
                     &source.script.from,

@@ -109,6 +109,7 @@ pub(super) fn vrrp_script(
             weight,
             haproxy,
             tracked: false,
+            replaced: false,
         },
     ))
 }

@@ -130,6 +130,7 @@ fn track_script(
             );
             continue;
         }
+        source.replaced = true;
         for frontend in frontends {
             track.push(Tracker {
                 target: TrackTarget::Frontend(frontend.to_owned()),

@@ -676,6 +676,29 @@ fn a_file_of_the_wrong_kind_is_refused() {
 }
 
 #[test]
+fn a_haproxy_script_file_without_frontends_to_replace_it_is_not_said_to_be_replaced() {
+    let text = format!(
+        "vrrp_script chk {{\n  script \"/nonexistent/keepalived/check_haproxy.sh\"\n}}\n{}",
+        in_instance("    track_script {\n        chk\n    }")
+    );
+    let imported = translate(&text, None);
+    let warnings = warnings(&imported);
+    assert!(
+        warnings
+            .iter()
+            .any(|warning| warning
+                .starts_with("keepalived.conf:6: track_script chk follows HAProxy")),
+        "{warnings:#?}"
+    );
+    assert!(
+        !warnings
+            .iter()
+            .any(|warning| warning.contains("replace it")),
+        "{warnings:#?}"
+    );
+}
+
+#[test]
 fn an_untracked_haproxy_check_is_named_too() {
     let text = format!(
         "vrrp_script chk_haproxy {{\n  script \"pidof haproxy\"\n}}\n{}",
