@@ -875,6 +875,43 @@ fn metrics_of_an_empty_node_still_parse() {
 }
 
 #[test]
+#[expect(
+    clippy::float_cmp,
+    reason = "the values are exact in f64: 0, 1 and a timestamp with a quarter second"
+)]
+fn the_last_reload_is_in_the_metrics_under_prometheus_names() {
+    let mut status = sample_status();
+    let (types, samples) = parse_exposition(&super::metrics::render(status.clone()));
+    let value = |samples: &[Sample], name: &str| {
+        samples
+            .iter()
+            .find(|sample| sample.name == name)
+            .map(|sample| sample.value)
+    };
+    assert_eq!(types["vipd_config_last_reload_successful"], "gauge");
+    assert_eq!(
+        value(&samples, "vipd_config_last_reload_successful"),
+        Some(0.0),
+        "the sample's last reload was rejected"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "vipd_config_last_reload_success_timestamp_seconds"
+        ),
+        Some(1_764_925_000.25)
+    );
+    if let Some(last) = status.last_reload.as_mut() {
+        last.ok = true;
+    }
+    let (_, samples) = parse_exposition(&super::metrics::render(status));
+    assert_eq!(
+        value(&samples, "vipd_config_last_reload_successful"),
+        Some(1.0)
+    );
+}
+
+#[test]
 fn label_values_are_escaped() {
     let mut status = sample_status();
     status.backends[0].name = "we\"ird\\name\nx".to_owned();
