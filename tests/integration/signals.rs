@@ -164,7 +164,12 @@ fn every_signal_vipd_does_not_use_leaves_the_master_in_place() {
             "no log line for {name}:\n{logged}"
         );
     }
+    assert_dumps(&runtime_dir, &log);
+    drop(vipd);
+}
 
+/// SIGUSR1 and SIGUSR2 left their dumps in `runtime_dir`, and the status is in the log too.
+fn assert_dumps(runtime_dir: &Path, log: &Path) {
     // SIGUSR1: the status, as /status serves it, in the log and the runtime directory.
     let status_file = runtime_dir.join("vipd.status.json");
     let stats_file = runtime_dir.join("vipd.stats");
@@ -172,15 +177,16 @@ fn every_signal_vipd_does_not_use_leaves_the_master_in_place() {
         wait_until(Duration::from_secs(5), || status_file.exists()
             && stats_file.exists())
         .is_some(),
-        "no dumps in {}:\n{logged}",
-        runtime_dir.display()
+        "no dumps in {}:\n{}",
+        runtime_dir.display(),
+        log_of(log)
     );
     let dumped: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&status_file).expect("status file"))
             .expect("the status dump is JSON");
     assert_eq!(dumped["instances"][0]["state"], "master");
     assert_eq!(dumped["node"], "lb1");
-    let logged = log_of(&log);
+    let logged = log_of(log);
     assert!(
         logged
             .lines()
@@ -194,7 +200,6 @@ fn every_signal_vipd_does_not_use_leaves_the_master_in_place() {
         "{stats}"
     );
     assert!(stats.ends_with("# EOF\n"), "{stats}");
-    drop(vipd);
 }
 
 /// lb1 and lb2 share VRID 73; lb1 (the master) drains for up to a minute, and proxies its own

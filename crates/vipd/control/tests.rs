@@ -875,10 +875,6 @@ fn metrics_of_an_empty_node_still_parse() {
 }
 
 #[test]
-#[expect(
-    clippy::float_cmp,
-    reason = "the values are exact in f64: 0, 1 and a timestamp with a quarter second"
-)]
 fn the_last_reload_is_in_the_metrics_under_prometheus_names() {
     let mut status = sample_status();
     let (types, samples) = parse_exposition(&super::metrics::render(status.clone()));

@@ -49,7 +49,7 @@ pub fn dump_stats(status: NodeStatus, dir: &Path) {
     match write_atomically(dir, STATS_FILE, text.as_bytes()) {
         Ok(path) => info!(path = %path.display(), "SIGUSR2: statistics written"),
         Err(error) => {
-            warn!(dir = %dir.display(), %error, "SIGUSR2: cannot write the statistics file")
+            warn!(dir = %dir.display(), %error, "SIGUSR2: cannot write the statistics file");
         }
     }
 }
