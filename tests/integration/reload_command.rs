@@ -1,8 +1,8 @@
 //! `vipd reload` against a running daemon (docs/operations.md, Reload): a good file is applied
 //! and reported (exit 0); a file the daemon rejects leaves the running configuration and fails
 //! with the errors (exit 1), and `/status` and `/metrics` say so; a file that does not parse is
-//! refused before the daemon is signalled. systemd's notifications (`NOTIFY_SOCKET`) frame each
-//! reload and the start and stop.
+//! refused before the daemon is signalled; a reload that moves the control server is found with
+//! `--pid`. systemd's notifications (`NOTIFY_SOCKET`) frame each reload and the start and stop.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
@@ -44,8 +44,15 @@ const MISSING_INTERFACE: &str = "  - name: web
 ";
 
 fn vipd_reload(lab: &Lab, config: &Path) -> Output {
+    vipd_reload_with(lab, config, &[])
+}
+
+/// `vipd reload -c config` with `options` added.
+fn vipd_reload_with(lab: &Lab, config: &Path, options: &[&str]) -> Output {
     let config = config.display().to_string();
-    lab.command_in(NODE, &[VIPD, "reload", "-c", &config, "--timeout", "20"])
+    let mut args = vec![VIPD, "reload", "-c", &config, "--timeout", "20"];
+    args.extend(options);
+    lab.command_in(NODE, &args)
         .expect("host exists")
         .stdin(std::process::Stdio::null())
         .output()
@@ -90,7 +97,7 @@ fn notification(systemd: &UnixDatagram) -> String {
 #[test]
 #[expect(
     clippy::too_many_lines,
-    reason = "one daemon through its reloads, told in order: good, rejected, unparsable, SIGHUP"
+    reason = "one daemon through its reloads, told in order: good, rejected, unparsable, SIGHUP, moved"
 )]
 fn vipd_reload_reports_the_verdict_and_status_and_metrics_keep_it() {
     if !vipd_lab::e2e_enabled("vipd_reload_reports_the_verdict_and_status_and_metrics_keep_it") {
@@ -219,6 +226,42 @@ fn vipd_reload_reports_the_verdict_and_status_and_metrics_keep_it() {
             .as_str()
             .is_some_and(|error| error.contains("line")),
         "{by_signal}"
+    );
+    let _ = notification(&systemd);
+    let _ = notification(&systemd);
+
+    // A reload that moves the control server: the file's control.listen does not answer yet,
+    // so the daemon cannot be found there; --pid (systemd's $MAINPID) names it, and the verdict
+    // comes from the new address.
+    let moved = scratch.write(
+        "vipd.yaml",
+        &config(160, "control:\n  listen: \"127.0.0.1:9651\"\n"),
+    );
+    let unfound = vipd_reload(&lab, &moved);
+    assert_eq!(unfound.status.code(), Some(1));
+    assert!(
+        text(&unfound.stderr).contains("--pid names the daemon"),
+        "{}",
+        text(&unfound.stderr)
+    );
+    assert_eq!(
+        last_reload(&lab)["sequence"],
+        3,
+        "signalled without a verdict to wait for"
+    );
+    let pid = vipd.pid().to_string();
+    let found = vipd_reload_with(&lab, &moved, &["--pid", &pid]);
+    assert!(
+        found.status.success(),
+        "{}{}\n{}",
+        text(&found.stdout),
+        text(&found.stderr),
+        log_of(&log)
+    );
+    assert!(
+        text(&found.stdout).contains("reload done: load 4"),
+        "{}",
+        text(&found.stdout)
     );
     let _ = notification(&systemd);
     let _ = notification(&systemd);
