@@ -64,6 +64,7 @@ impl Collector for Snapshot {
         let status = &self.0;
         node_metrics(&mut encoder, status)?;
         process_metrics(&mut encoder, &status.process)?;
+        reload_metrics(&mut encoder, status)?;
         proxy_metrics(&mut encoder, status)?;
         vrrp_metrics(&mut encoder, &status.instances)?;
         frontend_metrics(&mut encoder, &status.frontends)?;
@@ -244,6 +245,31 @@ fn process_metrics(encoder: &mut DescriptorEncoder, process: &ProcessStatus) -> 
         [(
             Labels::new(),
             Value::Seconds(process.start_time_unix_seconds),
+        )],
+    )
+}
+
+/// Prometheus' own names for its configuration reloads, so that alerts written for Prometheus
+/// and Alertmanager (`..._config_last_reload_successful == 0`) work unchanged.
+fn reload_metrics(encoder: &mut DescriptorEncoder, status: &NodeStatus) -> fmt::Result {
+    let Some(last) = &status.last_reload else {
+        return Ok(());
+    };
+    family(
+        encoder,
+        "vipd_config_last_reload_successful",
+        "1 when the last configuration load applied the whole file, 0 when it was rejected or applied in part.",
+        MetricType::Gauge,
+        [(Labels::new(), Value::Count(u64::from(last.ok)))],
+    )?;
+    family(
+        encoder,
+        "vipd_config_last_reload_success_timestamp_seconds",
+        "When the configuration was last loaded in full (start-up counts), seconds since the Unix epoch.",
+        MetricType::Gauge,
+        [(
+            Labels::new(),
+            Value::Seconds(status.last_successful_reload_at_unix_seconds),
         )],
     )
 }

@@ -33,6 +33,35 @@ pub struct NodeStatus {
     /// The daemon process: file descriptors, memory, CPU (absent from a daemon that predates it).
     #[serde(default)]
     pub process: ProcessStatus,
+    /// The daemon's process id: what `vipd reload` signals.
+    #[serde(default)]
+    pub pid: u32,
+    /// The last configuration load: the start-up load or the last SIGHUP (absent from a daemon
+    /// that predates it).
+    #[serde(default)]
+    pub last_reload: Option<LastReload>,
+    /// When the configuration was last loaded in full (the start-up load counts), seconds since
+    /// the Unix epoch: Prometheus' `..._config_last_reload_success_timestamp_seconds`.
+    #[serde(default)]
+    pub last_successful_reload_at_unix_seconds: f64,
+}
+
+/// The verdict of one configuration load, as `vipd reload` reports it. Sequence 0 is the
+/// start-up load; each SIGHUP adds one, whatever its verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastReload {
+    pub sequence: u64,
+    /// When the verdict was known, seconds since the Unix epoch.
+    pub at_unix_seconds: f64,
+    /// The whole file was applied.
+    pub ok: bool,
+    /// The file was applied, but not all of it (an instance that could not restart, a control
+    /// address that could not be bound): `errors` says what is missing.
+    pub partial: bool,
+    /// Why the file was rejected or applied only in part; empty when `ok`.
+    pub errors: Vec<String>,
+    /// `sha256:<hex>` of the file in force after this load: the previous file's when rejected.
+    pub config_digest: String,
 }
 
 /// The daemon process as the kernel accounts for it: Prometheus's standard `process_*` metrics.
@@ -75,6 +104,9 @@ impl NodeStatus {
             frontends: Vec::new(),
             backends: Vec::new(),
             process: ProcessStatus::default(),
+            pid: std::process::id(),
+            last_reload: None,
+            last_successful_reload_at_unix_seconds: 0.0,
         }
     }
 
@@ -597,6 +629,15 @@ pub(crate) mod tests {
             cpu_seconds: Some(12.5),
             start_time_unix_seconds: 1_795_996_277.0,
         };
+        status.last_reload = Some(LastReload {
+            sequence: 3,
+            at_unix_seconds: 1_764_926_000.5,
+            ok: false,
+            partial: false,
+            errors: vec!["vrrp[0].vrid (line 5, column 11): must be 1..255, got 300".to_owned()],
+            config_digest: format!("sha256:{}", "ab".repeat(32)),
+        });
+        status.last_successful_reload_at_unix_seconds = 1_764_925_000.25;
         status
     }
 
@@ -716,6 +757,41 @@ pub(crate) mod tests {
         value.as_object_mut().unwrap().remove("schema_version");
         let parsed: NodeStatus = serde_json::from_value(value).unwrap();
         assert_eq!(parsed.schema_version, 0);
+    }
+
+    #[test]
+    fn last_reload_has_the_shape_dashboards_read() {
+        let value = serde_json::to_value(sample_status()).unwrap();
+        let reload = value["last_reload"].as_object().unwrap();
+        let mut keys: Vec<&str> = reload.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "at_unix_seconds",
+                "config_digest",
+                "errors",
+                "ok",
+                "partial",
+                "sequence"
+            ]
+        );
+        assert_eq!(reload["sequence"], 3);
+        assert_eq!(reload["at_unix_seconds"], 1_764_926_000.5);
+        assert!(
+            reload["config_digest"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256:")
+        );
+        // A daemon that predates it: no last reload, and still vipd's status.
+        let mut old = value.clone();
+        let object = old.as_object_mut().unwrap();
+        object.remove("last_reload");
+        object.remove("pid");
+        object.remove("last_successful_reload_at_unix_seconds");
+        let parsed: NodeStatus = serde_json::from_value(old).unwrap();
+        assert_eq!(parsed.last_reload, None);
     }
 
     #[test]

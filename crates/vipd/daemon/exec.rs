@@ -117,7 +117,10 @@ pub async fn run(
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true);
+        .kill_on_drop(true)
+        // systemd listens to the main process only (NotifyAccess=main); a script has nothing
+        // to tell it in vipd's name.
+        .env_remove("NOTIFY_SOCKET");
     if let Some(user) = user {
         // std drops supplementary groups when a root parent sets a uid.
         command.uid(user.uid).gid(user.gid);

@@ -524,6 +524,7 @@ backends:
         .reload(with_a_broken_one)
         .await
         .expect_err("the broken instance refuses the reload");
+    assert!(matches!(error, ReloadError::Rejected(_)), "{error:?}");
     assert!(format!("{error:#}").contains("vrrp broken"), "{error:#}");
     tokio::time::sleep(Duration::from_secs(10)).await;
 
@@ -562,6 +563,7 @@ async fn a_restart_that_cannot_open_its_socket_leaves_the_master_running() {
         .reload(moved)
         .await
         .expect_err("the restart cannot open its socket");
+    assert!(matches!(error, ReloadError::Rejected(_)), "{error:?}");
     assert!(format!("{error:#}").contains("vrrp api"), "{error:#}");
     tokio::time::sleep(Duration::from_secs(10)).await;
     let api = status(&supervisor, "api");
@@ -630,7 +632,11 @@ async fn status_says_since_when_who_is_master_and_which_vips_are_held() {
     assert!(backup.vips_held.is_empty());
     assert_eq!(backup.master.map(|master| master.address), Some(ip(LB1)));
 
-    let control = lb1.control_handle("lb1".into(), std::time::Instant::now());
+    let control = lb1.control_handle(
+        "lb1".into(),
+        std::time::Instant::now(),
+        watch::channel(ReloadRecord::started("sha256:00".into(), 0.0)).1,
+    );
     lb1_addresses.fail_next_removals(1);
     control
         .maintenance("api", true)
@@ -662,7 +668,11 @@ async fn maintenance_releases_with_priority_zero_and_stays_backup() {
         .await
         .expect("starts");
     advert_with_priority(&observer, LB1, 150).await;
-    let control = supervisor.control_handle("lb1".into(), std::time::Instant::now());
+    let control = supervisor.control_handle(
+        "lb1".into(),
+        std::time::Instant::now(),
+        watch::channel(ReloadRecord::started("sha256:00".into(), 0.0)).1,
+    );
 
     control
         .maintenance("api", true)
@@ -892,7 +902,11 @@ async fn a_vip_whose_removal_failed_is_removed_at_the_next_host_checks() {
         .await
         .expect("starts");
     wait_for_state(&supervisor, "api", VrrpState::Master).await;
-    let control = supervisor.control_handle("lb1".into(), std::time::Instant::now());
+    let control = supervisor.control_handle(
+        "lb1".into(),
+        std::time::Instant::now(),
+        watch::channel(ReloadRecord::started("sha256:00".into(), 0.0)).1,
+    );
 
     // The release's removal and the first retry fail.
     addresses.fail_next_removals(2);
