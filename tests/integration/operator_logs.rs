@@ -15,7 +15,10 @@ const ESCAPE: u8 = 0x1b;
 fn a_log_to_a_pipe_has_no_colour_escapes() {
     let scratch = Scratch::new("log-no-ansi");
     let missing = scratch.path("missing.yaml");
+    // An invalid filter is logged as a warning through the log formatter (where colours would
+    // come from), then the missing file is reported and vipd exits.
     let output = vipd()
+        .env("VIPD_LOG", "vipd=notalevel")
         .args(["run", "--log-level", "info", "-c"])
         .arg(&missing)
         .output()
@@ -23,8 +26,10 @@ fn a_log_to_a_pipe_has_no_colour_escapes() {
     assert!(!output.status.success());
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains("ERROR") && stderr.contains("missing.yaml"),
-        "the error is logged: {stderr}"
+        stderr.contains("WARN")
+            && stderr.contains("VIPD_LOG ignored")
+            && stderr.contains("missing.yaml"),
+        "the warning and the error are on stderr: {stderr}"
     );
     assert!(!output.stderr.contains(&ESCAPE), "{stderr:?}");
 }

@@ -196,7 +196,7 @@ fn assert_dumps(runtime_dir: &Path, log: &Path) {
     // SIGUSR2: the statistics, as /metrics serves them.
     let stats = std::fs::read_to_string(&stats_file).expect("stats file");
     assert!(
-        stats.contains("vipd_vrrp_state{instance=\"api\",state=\"master\"} 1"),
+        stats.contains("vipd_vrrp_state{vrrp_instance=\"api\",state=\"master\"} 1"),
         "{stats}"
     );
     assert!(stats.ends_with("# EOF\n"), "{stats}");
