@@ -4,7 +4,7 @@
 //!
 //! - `main.rs` (here): the command line; one front-end per subcommand in [`cli`].
 //! - [`cli::run`]: reads and validates the configuration, starts the Linux host, the control
-//!   server and the supervisor, and turns signals into reload and shutdown.
+//!   server and the supervisor, and turns signals into reload, shutdown and state dumps.
 //! - [`daemon::supervisor`]: one instance task per VRRP instance, the proxy engine, the trackers;
 //!   reload by difference.
 //! - [`daemon::instance`]: one VRRP instance: carries inputs into `vipd_vrrp::VirtualRouter`
@@ -33,13 +33,17 @@ struct Cli {
     command: Command,
 }
 
-/// One variant per subcommand; `run`, `status`, `import`, `lab` and `release` join `check` here.
+/// One variant per subcommand; `run`, `reload`, `status`, `import`, `lab` and `release` join
+/// `check` here.
 #[derive(Subcommand)]
 enum Command {
     /// Validate a configuration file: a summary and warnings (exit 0), or every error (exit 1).
     Check(cli::check::CheckArgs),
     /// Run the daemon: VRRP instances, the proxy, trackers and the control server.
     Run(cli::run::RunArgs),
+    /// Reload the running daemon and wait for its verdict: exit 1 with the errors when the file
+    /// was rejected or applied only in part (the unit's ExecReload).
+    Reload(cli::reload::ReloadArgs),
     /// Print a running daemon's status: instances, trackers, frontends, servers.
     Status(cli::status::StatusArgs),
     /// Admin actions on a running daemon: drain/disable/enable servers, weights, maintenance,
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Check(args) => cli::check::run(&args),
         Command::Run(args) => cli::run::run(&args),
+        Command::Reload(args) => cli::reload::run(&args),
         Command::Status(args) => cli::status::run(&args),
         Command::Ctl(args) => Ok(cli::ctl::run(&args)),
         Command::Import(args) => cli::import::run(&args),

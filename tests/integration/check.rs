@@ -27,9 +27,20 @@ fn repository_file(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(relative)
 }
 
+/// An example of deploy/examples/ as it would be installed: its `control.token_file`
+/// (/etc/vipd/token) replaced by a token file that exists.
+fn installed_example(scratch: &Scratch, name: &str) -> PathBuf {
+    let token = scratch.write("token", "s3cret\n");
+    let text = std::fs::read_to_string(repository_file(&format!("deploy/examples/{name}")))
+        .expect("the example")
+        .replace("/etc/vipd/token", &token.display().to_string());
+    scratch.write(name, &text)
+}
+
 #[test]
 fn a_valid_file_prints_a_summary_and_exits_0() {
-    let output = check(&repository_file("deploy/examples/active-standby-lb1.yaml"));
+    let scratch = Scratch::new("check-valid");
+    let output = check(&installed_example(&scratch, "active-standby-lb1.yaml"));
     assert!(output.status.success(), "{output:?}");
     assert_eq!(
         file_output(&output.stdout),
@@ -37,9 +48,164 @@ fn a_valid_file_prints_a_summary_and_exits_0() {
     );
     assert!(output.stderr.is_empty(), "{output:?}");
 
-    let output = check(&repository_file("deploy/examples/active-active-lb2.yaml"));
+    let output = check(&installed_example(&scratch, "active-active-lb2.yaml"));
     assert!(output.status.success(), "{output:?}");
     assert!(text(&output.stdout).starts_with("ok: node lb2, 2 vrrp instances,"));
+}
+
+/// The token the daemon would fail to read at start is an error of `check`, with its line.
+#[test]
+fn a_missing_token_file_is_an_error() {
+    let output = check(&repository_file("deploy/examples/active-standby-lb1.yaml"));
+    if std::path::Path::new("/etc/vipd/token").exists() {
+        return;
+    }
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.lines().any(|line| line
+            == "control.token_file (line 10, column 15): token file /etc/vipd/token: cannot be read: No such file or directory"),
+        "{stderr}"
+    );
+}
+
+/// An empty file would release every VIP on reload; keepalived.conf in its place is named as such.
+#[test]
+fn empty_files_and_other_programs_files_are_refused_with_a_reason() {
+    let scratch = Scratch::new("check-refused");
+    let output = check(&scratch.write("vipd.yaml", "# to be written\n"));
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains("(document) (line 1, column 1): no vrrp instance and no frontend"),
+        "{stderr}"
+    );
+    let keepalived = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crates/import/tests/samples/apiserver-active-standby/keepalived.conf");
+    let output = check(&keepalived);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.contains(
+            "(document) (line 2, column 1): this looks like keepalived.conf (`global_defs {` at line 2), not vipd.yaml: translate it with `vipd import"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
+}
+
+/// `--strict`: the same warnings, and exit 1 because of them.
+#[test]
+fn strict_makes_warnings_fatal() {
+    let scratch = Scratch::new("check-strict");
+    let config = scratch.write(
+        "vipd.yaml",
+        "\
+control: { listen: \"198.51.100.11:9650\" }
+max_connections: 1000
+vrrp:
+  - { name: api, interface: eth0, vrid: 51, vips: [198.51.100.50/24] }
+",
+    );
+    let output = check(&config);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        text(&output.stdout).contains("warning: control.listen (line 1, column 20): 198.51.100.11:9650 is reachable from other hosts and no token_file is set"),
+        "{output:?}"
+    );
+    let output = vipd()
+        .args(["check", "--strict", "-c"])
+        .arg(&config)
+        .output()
+        .expect("vipd runs");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(
+        text(&output.stdout).contains("warning: control.listen"),
+        "{output:?}"
+    );
+    assert_eq!(
+        text(&output.stderr),
+        "vipd check: 1 warning, fatal with --strict\n"
+    );
+    let clean = scratch.write(
+        "clean.yaml",
+        "max_connections: 1000\nvrrp:\n  - { name: api, interface: eth0, vrid: 51, vips: [198.51.100.50/24] }\n",
+    );
+    let output = vipd()
+        .args(["check", "--strict", "-c"])
+        .arg(&clean)
+        .output()
+        .expect("vipd runs");
+    assert!(output.status.success(), "{output:?}");
+}
+
+/// `--peer`: the twin examples agree; a twin with other VIPs and another interval does not, and
+/// each mismatch names both files' lines.
+#[test]
+fn the_two_files_of_a_pair_are_compared() {
+    let scratch = Scratch::new("check-peer");
+    let lb1 = installed_example(&scratch, "active-standby-lb1.yaml");
+    let lb2 = installed_example(&scratch, "active-standby-lb2.yaml");
+    let check_pair = |first: &Path, second: &Path| {
+        vipd()
+            .args(["check", "-c"])
+            .arg(first)
+            .arg("--peer")
+            .arg(second)
+            .output()
+            .expect("vipd runs")
+    };
+    let output = check_pair(&lb1, &lb2);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = file_output(&output.stdout);
+    assert_eq!(
+        stdout,
+        "ok: node lb1, 1 vrrp instance, 3 frontends, 3 backends, 0 scripts\n\
+         peer ok: node lb2, 1 vrrp instance, 3 frontends, 3 backends, 0 scripts\n",
+    );
+
+    let output = check_pair(
+        &installed_example(&scratch, "active-active-lb2.yaml"),
+        &installed_example(&scratch, "active-active-lb1.yaml"),
+    );
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        !text(&output.stdout).contains("pair "),
+        "{}",
+        text(&output.stdout)
+    );
+
+    let text_of = std::fs::read_to_string(&lb2).expect("read");
+    let broken = scratch.write(
+        "lb2-broken.yaml",
+        &text_of
+            .replace(
+                "      - 198.51.100.50/24\n",
+                "      - 198.51.100.50/24\n      - 198.51.100.51/24\n",
+            )
+            .replace("advert_interval: 1s", "advert_interval: 2s"),
+    );
+    let output = check_pair(&lb1, &broken);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stdout = file_output(&output.stdout);
+    let (first, second) = (lb1.display(), broken.display());
+    for expected in [
+        format!(
+            "pair warning: {first}:18 (vrrp[0].advert_interval) / {second}:18 (vrrp[0].advert_interval): VRID 51: advert_interval 1s in {first}, 2s in {second}"
+        ),
+        format!(
+            "pair error: {first}:20 (vrrp[0].vips) / {second}:20 (vrrp[0].vips): VRID 51: the VIPs differ (198.51.100.51/24 only in {second})"
+        ),
+    ] {
+        assert!(
+            stdout.lines().any(|line| line.starts_with(&expected)),
+            "no line starting {expected:?} in:\n{stdout}"
+        );
+    }
+    assert_eq!(
+        text(&output.stderr),
+        "vipd check: 1 pair error between the two files\n"
+    );
 }
 
 #[test]
@@ -134,14 +300,23 @@ backends:
     assert_eq!(lines.len(), 4, "{stdout}");
 }
 
+/// One line, one prefix: not `vipd: vipd check: ...: reason: reason (os error 2)`.
 #[test]
-fn an_unreadable_file_exits_1_with_the_reason() {
+fn an_unreadable_file_exits_1_with_the_reason_once() {
     let output = check(Path::new("/nonexistent/vipd.yaml"));
     assert_eq!(output.status.code(), Some(1), "{output:?}");
-    let stderr = text(&output.stderr);
-    assert!(
-        stderr.contains("cannot read /nonexistent/vipd.yaml"),
-        "{stderr}"
+    assert_eq!(
+        text(&output.stderr),
+        "vipd: cannot read /nonexistent/vipd.yaml: No such file or directory\n"
+    );
+    let output = vipd()
+        .args(["run", "-c", "/nonexistent/vipd.yaml"])
+        .output()
+        .expect("vipd runs");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(
+        text(&output.stderr),
+        "vipd: cannot read /nonexistent/vipd.yaml: No such file or directory\n"
     );
 }
 
@@ -256,7 +431,8 @@ vrrp:
 /// cannot hold the connection limits.
 #[test]
 fn a_fd_limit_too_low_for_max_connections_is_a_warning() {
-    let file = repository_file("deploy/examples/active-standby-lb1.yaml");
+    let scratch = Scratch::new("check-fd-limit");
+    let file = installed_example(&scratch, "active-standby-lb1.yaml");
     let output = std::process::Command::new("sh")
         .arg("-c")
         .arg(format!(

@@ -178,3 +178,125 @@ fn garbage_exits_1_with_a_position_and_no_panic() {
     );
     assert_no_panic(&output);
 }
+
+/// The article pair (crates/import/tests/samples/article-pair) copied to `scratch`, its
+/// keepalived files pointing at the copied check_haproxy.sh; lb2 edited by `edit_lb2`.
+fn article_pair(scratch: &Scratch, edit_lb2: impl Fn(String) -> String) -> [PathBuf; 3] {
+    let script = scratch.write(
+        "check_haproxy.sh",
+        &std::fs::read_to_string(sample("article-pair", "check_haproxy.sh")).expect("sample"),
+    );
+    let node = |name: &str| {
+        std::fs::read_to_string(sample("article-pair", &format!("{name}-keepalived.conf")))
+            .expect("sample")
+            .replace(
+                "/etc/keepalived/check_haproxy.sh",
+                &script.display().to_string(),
+            )
+    };
+    let haproxy = std::fs::read_to_string(sample("article-pair", "haproxy.cfg")).expect("sample");
+    [
+        scratch.write("lb1.conf", &node("lb1")),
+        scratch.write("lb2.conf", &edit_lb2(node("lb2"))),
+        scratch.write("haproxy.cfg", &haproxy),
+    ]
+}
+
+/// `--peer`: both nodes' keepalived.conf translated and compared; each mismatch names the
+/// `vrrp_instance` line of both files, and a pair error exits 1 with the output still written.
+#[test]
+fn a_pair_is_imported_and_compared_with_both_keepalived_lines() {
+    let scratch = Scratch::new("import-peer");
+    let [lb1, lb2, haproxy] = article_pair(&scratch, |text| {
+        text.replace("auth_pass k8sVIP51", "auth_pass k8sVIP52")
+    });
+    let output_file = scratch.path("lb1.yaml");
+    let output = run(vipd()
+        .arg("import")
+        .arg(&lb1)
+        .arg(&haproxy)
+        .arg("--peer")
+        .arg(&lb2)
+        .arg("-o")
+        .arg(&output_file));
+    assert_no_panic(&output);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let stderr = text(&output.stderr);
+    let (first, second) = (lb1.display(), lb2.display());
+    for expected in [
+        format!(
+            "pair error: {first}:16 / {second}:16: VRID 51: auth_password is not the same in both files"
+        ),
+        format!(
+            "pair warning: {first}:16 / {second}:16: VRID 51: with every tracker failed, the priority of {first} is 248, not below 200 of a healthy {second}"
+        ),
+        format!("vipd import: 1 pair error between {first} and {second}"),
+        format!("{first}:8: vrrp_script check_haproxy ("),
+    ] {
+        assert!(
+            stderr.lines().any(|line| line.starts_with(&expected)),
+            "no line starting {expected:?} in:\n{stderr}"
+        );
+    }
+    assert!(
+        stderr.contains(
+            "only checks that HAProxy runs; it also restarts HAProxy and stops keepalived"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("backend kube-apiserver: port 6443 with a TCP connect check"),
+        "{stderr}"
+    );
+    let written = std::fs::read_to_string(&output_file).expect("the output is written");
+    assert!(!written.contains("scripts:"), "{written}");
+    assert!(
+        written.contains("{ frontend: kube-apiserver, weight: -2 }"),
+        "{written}"
+    );
+
+    // Agreeing keepalived files: the weight warning only, exit 0.
+    let agreeing = Scratch::new("import-peer-agreeing");
+    let [lb1, lb2, haproxy] = article_pair(&agreeing, |text| text);
+    let output = run(vipd()
+        .arg("import")
+        .arg(&lb1)
+        .arg(&haproxy)
+        .arg("--peer")
+        .arg(&lb2));
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_eq!(
+        text(&output.stderr)
+            .lines()
+            .filter(|line| line.starts_with("pair "))
+            .count(),
+        1,
+        "{}",
+        text(&output.stderr)
+    );
+}
+
+/// A haproxy.cfg copied off a web page with its line breaks lost used to give an empty proxy
+/// and exit 0.
+#[test]
+fn a_haproxy_cfg_without_a_frontend_exits_1() {
+    let scratch = Scratch::new("import-no-frontend");
+    let [lb1, _, haproxy] = article_pair(&scratch, |text| text);
+    let mangled = std::fs::read_to_string(&haproxy)
+        .expect("read")
+        .replace('\n', " ");
+    std::fs::write(&haproxy, mangled).expect("write");
+    let output = run(vipd().arg("import").arg(&lb1).arg(&haproxy));
+    assert_no_panic(&output);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    assert!(output.stdout.is_empty(), "{}", text(&output.stdout));
+    let stderr = text(&output.stderr);
+    assert!(
+        stderr.lines().any(|line| line
+            == format!(
+                "vipd import: {}:1: no frontend or listen section: vipd would import nothing to serve",
+                haproxy.display()
+            )),
+        "{stderr}"
+    );
+}

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use crate::support::takeover_probe::{
     ConnectProbe, master_down_interval, retrying_client, skew_time,
 };
-use crate::support::{Scratch, fetch, holds, instance_state, start_vipd, status, wait_until};
+use crate::support::{
+    Scratch, control_get, fetch, holds, instance_state, start_vipd, status, wait_until,
+};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use vipd_lab::{AddressWatch, Lab, LabProcess};
@@ -651,6 +653,45 @@ fn scenario_5_a_failing_tracked_script_of_weight_0_puts_the_master_in_fault() {
     site.wait_serves(vip());
 }
 
+/// What Prometheus scrapes from the active-active pair (docs/metrics.md): each node is master of
+/// its instance with its VIP and lacks the other's, names the other's master as its backup hears
+/// it, and no series has a label `instance`, which Prometheus reserves for the node scraped (the
+/// shipped alert rules count masters by `vrrp_instance`).
+fn assert_metrics_of_the_pair(site: &Site, vips: [IpAddr; 2]) {
+    let nodes = [(LB1, "a", "b"), (LB2, "b", "a")];
+    for (host, mastered, backed_up) in nodes {
+        let text = control_get(&site.lab, host, "/metrics").expect("metrics");
+        let other = if host == LB1 { LB2 } else { LB1 };
+        let (own_vip, other_vip) = if host == LB1 {
+            (vips[0], vips[1])
+        } else {
+            (vips[1], vips[0])
+        };
+        let expected = [
+            format!(r#"vipd_vrrp_state{{vrrp_instance="{mastered}",state="master"}} 1"#),
+            format!(r#"vipd_vrrp_state{{vrrp_instance="{backed_up}",state="backup"}} 1"#),
+            format!(r#"vipd_vrrp_vip_present{{vrrp_instance="{mastered}",vip="{own_vip}/24"}} 1"#),
+            format!(
+                r#"vipd_vrrp_vip_present{{vrrp_instance="{backed_up}",vip="{other_vip}/24"}} 0"#
+            ),
+            format!(
+                r#"vipd_vrrp_master_info{{vrrp_instance="{backed_up}",address="{}"}} 1"#,
+                site.lab.host(other).ipv4
+            ),
+        ];
+        for line in expected {
+            assert!(
+                text.lines().any(|sample| sample == line),
+                "node{host}: no `{line}` in\n{text}"
+            );
+        }
+        assert!(
+            !text.contains("{instance=") && !text.contains(",instance="),
+            "node{host}: a label `instance`:\n{text}"
+        );
+    }
+}
+
 #[test]
 fn active_active_each_node_masters_one_vip_and_the_survivor_holds_both() {
     if !vipd_lab::e2e_enabled("active_active_each_node_masters_one_vip_and_the_survivor_holds_both")
@@ -677,6 +718,7 @@ fn active_active_each_node_masters_one_vip_and_the_survivor_holds_both() {
     site.wait_sole_holder(LB2, vip_b, Duration::from_secs(10));
     site.wait_serves(vip_a);
     site.wait_serves(vip_b);
+    assert_metrics_of_the_pair(&site, [vip_a, vip_b]);
 
     // lb1 dies: lb2 takes vip_a within its Master_Down_Interval and keeps vip_b.
     let watch = AddressWatch::added(vip_a, Duration::from_secs(5))

@@ -61,6 +61,51 @@ pub const SHUTDOWN_GRACE_MAX: Duration = Duration::from_secs(120);
 /// netlink) and stopping the control server after it. The daemon exits at
 /// `shutdown_grace + SHUTDOWN_AFTER_DRAIN` whatever is still running.
 pub const SHUTDOWN_AFTER_DRAIN: Duration = Duration::from_secs(10);
+/// The shipped unit's `TimeoutStopSec` (deploy/systemd/vipd.service; a test reads the unit):
+/// systemd's SIGKILL, which must never come before vipd's own limit.
+pub const UNIT_TIMEOUT_STOP: Duration = Duration::from_secs(135);
+
+/// How long a stop may take in all: the drain (`shutdown_grace`) and the VIP release and control
+/// stop around it. Past it vipd exits anyway (the VIPs were released first). Validation bounds
+/// `shutdown_grace` by [`SHUTDOWN_GRACE_MAX`] so that this stays within [`UNIT_TIMEOUT_STOP`],
+/// and systemd's SIGKILL stays a backstop for a stuck process, never the end of a drain.
+pub const fn shutdown_hard_limit(grace: Duration) -> Duration {
+    grace.saturating_add(SHUTDOWN_AFTER_DRAIN)
+}
 /// `backends[].health.jitter_percent`: each wait between checks varies by up to this percent
 /// either way (HAProxy's `spread-checks` advises 2 to 5).
 pub const CHECK_JITTER_PERCENT: u8 = 5;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The unit vipd ships.
+    const UNIT: &str = include_str!("../../../deploy/systemd/vipd.service");
+
+    fn unit_timeout_stop() -> Duration {
+        let value = UNIT
+            .lines()
+            .find_map(|line| line.strip_prefix("TimeoutStopSec="))
+            .expect("the unit sets TimeoutStopSec");
+        Duration::from_secs(value.trim().parse().expect("TimeoutStopSec in seconds"))
+    }
+
+    #[test]
+    fn the_deadlines_of_a_stop_agree() {
+        assert_eq!(
+            unit_timeout_stop(),
+            UNIT_TIMEOUT_STOP,
+            "the constant follows the unit"
+        );
+        let grace = Duration::from_secs(7);
+        assert_eq!(shutdown_hard_limit(grace), grace + SHUTDOWN_AFTER_DRAIN);
+        // systemd's SIGKILL never comes before vipd's own limit, for any valid shutdown_grace.
+        assert!(
+            shutdown_hard_limit(SHUTDOWN_GRACE_MAX) < unit_timeout_stop(),
+            "TimeoutStopSec {:?} <= {:?}",
+            unit_timeout_stop(),
+            shutdown_hard_limit(SHUTDOWN_GRACE_MAX)
+        );
+    }
+}

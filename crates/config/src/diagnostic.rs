@@ -86,10 +86,20 @@ impl<'a> IntoIterator for &'a Errors {
     }
 }
 
+/// The reason of an I/O error as people read it: `No such file or directory`, without the
+/// standard library's ` (os error 2)`.
+pub(crate) fn io_reason(error: &std::io::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" (os error ") {
+        Some(cut) if text.ends_with(')') => text[..cut].to_owned(),
+        _ => text,
+    }
+}
+
 /// Why [`crate::load`] failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {}", path.display(), io_reason(source))]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -100,4 +110,16 @@ pub enum LoadError {
     NotUtf8 { path: PathBuf },
     #[error("{} is invalid ({} errors):\n{errors}", path.display(), errors.len())]
     Invalid { path: PathBuf, errors: Errors },
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_read_error_is_one_plain_line() {
+        let error = crate::load("/nonexistent/vipd/vipd.yaml").expect_err("missing");
+        assert_eq!(
+            error.to_string(),
+            "cannot read /nonexistent/vipd/vipd.yaml: No such file or directory"
+        );
+    }
 }

@@ -3,8 +3,10 @@
 //! [`Config::from_yaml_str`] turns text into a typed [`Config`] with every default resolved, plus
 //! the [`Warning`]s a valid file may deserve; or into [`Errors`], every problem in the file, each
 //! naming its field path and line and column (`vrrp[0].vrid (line 7, column 11): ...`).
-//! [`load`] does the same for a file. Neither performs any IO beyond reading that file; the one
-//! check that looks at other files, [`script_permission_warnings`], is a separate call.
+//! [`load`] does the same for a file. Neither performs any IO beyond reading that file; the
+//! checks that look at other files, [`referenced_file_errors`] and
+//! [`script_permission_warnings`], are separate calls, made together by [`check_file`] (what
+//! `vipd check` runs). [`pair_findings`] compares the files of the two nodes of a pair.
 //!
 //! The field names are a contract: added, never renamed (docs/design/configuration.md);
 //! docs/configuration.md is the operator's reference.
@@ -15,7 +17,10 @@ pub mod defaults;
 mod diagnostic;
 mod location;
 mod model;
+mod other_formats;
+mod pair;
 mod raw;
+mod referenced_files;
 mod script_permissions;
 mod validate;
 mod yaml;
@@ -30,6 +35,8 @@ pub use model::{
     TcpKeepalive, Timeouts, TlsVerify, TrackTarget, Tracker, Unicast, V3Checksum, Vip, VirtualMac,
     VrrpInstance, VrrpVersion,
 };
+pub use pair::{Node, PairFinding, Place, Severity, pair_findings};
+pub use referenced_files::referenced_file_errors;
 pub use script_permissions::{non_root_writer, script_permission_warnings};
 // The validator's own checks, for vipd-import to adapt names rather than copy the rules.
 pub use validate::{is_interface_name, name_problem};
@@ -47,7 +54,11 @@ impl Config {
     /// Every problem found: a YAML or type error stops parsing (one error); past that point,
     /// every semantic problem of the file is reported.
     pub fn from_yaml_str(text: &str) -> Result<(Config, Vec<Warning>), Errors> {
-        let (document, index) = yaml::parse(text).map_err(|error| Errors(vec![error]))?;
+        let (document, index) = yaml::parse(text).map_err(|error| {
+            // A keepalived.conf or haproxy.cfg in vipd.yaml's place: say so, not where its
+            // first brace broke the YAML.
+            Errors(vec![other_formats::recognize(text).unwrap_or(error)])
+        })?;
         validate::validate(document, &index)
     }
 }
@@ -59,6 +70,41 @@ pub fn load(path: impl AsRef<Path>) -> Result<(Config, Vec<Warning>), LoadError>
     Config::from_yaml_str(&text).map_err(|errors| LoadError::Invalid {
         path: path.to_owned(),
         errors,
+    })
+}
+
+/// A file that passed every check of `vipd check`: the configuration, its text (for positions)
+/// and its warnings, in file order.
+#[derive(Debug)]
+pub struct Checked {
+    pub config: Config,
+    pub text: String,
+    pub warnings: Vec<Warning>,
+}
+
+/// Everything `vipd check` verifies about the file at `path`, for it and for any command that
+/// must give the same verdict (a reload): [`load`]'s validation, plus the files the
+/// configuration names, which must be readable ([`referenced_file_errors`], errors), and the
+/// programs it runs ([`script_permission_warnings`], warnings). Unlike [`load`], this reads
+/// files other than `path`.
+pub fn check_file(path: impl AsRef<Path>) -> Result<Checked, LoadError> {
+    let path = path.as_ref();
+    let text = read_text(path)?;
+    let invalid = |errors| LoadError::Invalid {
+        path: path.to_owned(),
+        errors,
+    };
+    let (config, mut warnings) = Config::from_yaml_str(&text).map_err(invalid)?;
+    let errors = referenced_file_errors(&config, &text);
+    if !errors.is_empty() {
+        return Err(invalid(Errors(errors)));
+    }
+    warnings.extend(script_permission_warnings(&config, &text));
+    warnings.sort_by_key(|warning| (warning.line, warning.column));
+    Ok(Checked {
+        config,
+        text,
+        warnings,
     })
 }
 

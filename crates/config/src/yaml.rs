@@ -23,7 +23,8 @@ pub fn parse(text: &str) -> Result<(Document, LocationIndex), Diagnostic> {
         merge_keys: MergeKeyPolicy::Error,
         with_snippet: false,
     };
-    // An empty file (or one holding only comments) is an empty configuration, not an error.
+    // An empty file (or one holding only comments) is an empty document, not a syntax error;
+    // validation refuses it with a message that says why (`nothing_to_do`).
     let parsed = if text
         .trim()
         .lines()

@@ -57,13 +57,22 @@ impl fmt::Display for ImportWarning {
 /// Why nothing (or nothing usable) could be produced.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
-    #[error("{}: {source}", path.display())]
+    #[error("cannot read {}: {source}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
     },
     #[error("{at}: {message}")]
     Syntax { at: Location, message: String },
+    /// Nothing to serve came out: a haproxy.cfg that gave no frontend (a mangled copy, the
+    /// wrong file), or sources that gave neither a VRRP instance nor a frontend, which vipd
+    /// refuses as a configuration. `warnings` say why each part was skipped.
+    #[error("{at}: {message}")]
+    NothingImported {
+        at: Location,
+        message: String,
+        warnings: Vec<ImportWarning>,
+    },
     /// The translation loaded back as vipd.yaml has errors (a bug of the importer, or a value
     /// both source programs accept that vipd refuses): the text is kept for the operator to fix.
     #[error("the generated vipd.yaml does not pass `vipd check`:\n{errors}")]
@@ -76,6 +85,22 @@ pub struct Imported {
     pub yaml: String,
     pub config: Config,
     pub warnings: Vec<ImportWarning>,
+    /// Where each entry of `config.vrrp` came from (its `vrrp_instance`), in the same order.
+    pub instance_sources: Vec<Location>,
+}
+
+impl Imported {
+    /// The source line of a field of the output (`vrrp[1].vips` → its `vrrp_instance`), for
+    /// messages about the output that the operator reads against the sources.
+    pub fn source_of(&self, field_path: &str) -> Option<&Location> {
+        let position: usize = field_path
+            .strip_prefix("vrrp[")?
+            .split_once(']')?
+            .0
+            .parse()
+            .ok()?;
+        self.instance_sources.get(position)
+    }
 }
 
 /// Reads and translates `keepalived_conf` and, when given, `haproxy_cfg`.
@@ -120,12 +145,30 @@ pub fn import_texts(
     keepalived::translate(&keepalived, &mut draft, &mut warnings);
     // In file order, whatever order the translation met them in.
     warnings.sort_by(|a, b| (&a.at.file, a.at.line).cmp(&(&b.at.file, b.at.line)));
+    if draft.instances.is_empty() && draft.frontends.is_empty() {
+        return Err(ImportError::NothingImported {
+            at: Location {
+                file: keepalived_conf.display().to_string().into(),
+                line: 1,
+            },
+            message: "no vrrp_instance could be imported, and no frontend: vipd refuses a \
+                      configuration that serves nothing"
+                .to_owned(),
+            warnings,
+        });
+    }
     let yaml = emit::render(&draft);
+    let instance_sources = draft
+        .instances
+        .iter()
+        .map(|instance| instance.from.clone())
+        .collect();
     match Config::from_yaml_str(&yaml) {
         Ok((config, _)) => Ok(Imported {
             yaml,
             config,
             warnings,
+            instance_sources,
         }),
         Err(errors) => Err(ImportError::Invalid { yaml, errors }),
     }

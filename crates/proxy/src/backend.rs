@@ -18,6 +18,7 @@ use crate::health::{CheckTarget, Checker, HealthState, first_check_delay, jitter
 use crate::live_sessions::LiveSessions;
 use crate::queue::SlotQueue;
 use crate::session::ConnectsAtOnce;
+use crate::session_times::SessionTimes;
 use crate::slow_start::SlowStart;
 use crate::stats::{AdminState, BackendStats, ServerStats};
 
@@ -449,6 +450,8 @@ pub struct BackendShared {
     pub refused: AtomicU64,
     /// Sessions waiting for a server slot, first come first served.
     pub queue: Arc<SlotQueue>,
+    /// Queue, connect and session times of the sessions that ended.
+    pub times: SessionTimes,
 }
 
 /// One immutable backend snapshot: configuration, servers and balancer.
@@ -617,6 +620,7 @@ impl Backend {
             servers: self.servers.iter().map(|server| server.stats()).collect(),
             queued_total: shared.queue.queued_total(),
             queue_wait_p99: shared.queue.wait_p99(),
+            times: shared.times.stats(),
         }
     }
 

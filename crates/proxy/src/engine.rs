@@ -489,6 +489,13 @@ impl Proxy {
     /// Stops accepting, stops health checks, lets sessions finish for up to `grace`, then cuts the
     /// rest. Returns when every session is gone.
     pub async fn shutdown(&self, grace: Duration) {
+        self.shutdown_unless_cut(grace, std::future::pending())
+            .await;
+    }
+
+    /// [`Proxy::shutdown`], but the drain also ends, and the sessions left are cut, as soon as
+    /// `cut` completes: an operator who sends a second SIGTERM does not want to wait for it.
+    pub async fn shutdown_unless_cut(&self, grace: Duration, cut: impl Future<Output = ()>) {
         let mut control = self.engine.control.lock().await;
         control.shut_down = true;
         control.checks.cancel();
@@ -499,11 +506,17 @@ impl Proxy {
         self.engine.listening.store(Arc::new(BTreeMap::new()));
         let sessions = &self.engine.sessions;
         sessions.close();
-        if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
-            tracing::info!(
-                remaining = sessions.len(),
-                "grace period over, cutting sessions"
-            );
+        tokio::select! {
+            () = sessions.wait() => {}
+            () = tokio::time::sleep(grace) => {
+                tracing::info!(
+                    remaining = sessions.len(),
+                    "grace period over, cutting sessions"
+                );
+            }
+            () = cut => {
+                tracing::info!(remaining = sessions.len(), "drain cut short, cutting sessions");
+            }
         }
         self.engine.hard_stop.cancel();
         sessions.wait().await;

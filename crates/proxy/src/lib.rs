@@ -66,6 +66,7 @@ pub mod resources;
 mod session;
 mod session_log;
 mod session_threads;
+mod session_times;
 mod slow_start;
 mod stats;
 
@@ -76,4 +77,5 @@ pub use error::Error;
 pub use health::{CheckFailure, CheckTarget, Checker, HealthState};
 pub use live_sessions::{SessionFilter, SessionInfo};
 pub use session_log::{REFUSAL_LOG_PERIOD, SESSION_LOG_TARGET};
+pub use session_times::{SessionTimeStats, TIME_BUCKET_BOUNDS, TimeDistribution};
 pub use stats::*;

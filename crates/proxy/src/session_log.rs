@@ -330,6 +330,7 @@ impl SessionRecord {
     /// the frontend ([`RefusalLog`]).
     pub fn log(&mut self, refused: Option<&SessionError>) {
         self.logged = true;
+        self.record_times();
         match (refused, &self.termination) {
             (Some(error), _) => {
                 let termination = termination(Outcome::Refused(error));
@@ -352,6 +353,21 @@ impl SessionRecord {
             // Forwarding always sets a termination.
             (None, None) => {}
         }
+    }
+
+    /// Adds the session's times to its backend's histograms, if the session was handed to the
+    /// backend: it asked for a server. Refused before that (a bad PROXY header), it was the
+    /// frontend's alone, and the backend's counters do not have it either.
+    fn record_times(&self) {
+        let Some(queued) = self.timings.queued else {
+            return;
+        };
+        let times = &self.backend.shared.times;
+        times.queue.record(queued);
+        if let Some(connecting) = self.timings.connecting {
+            times.connect.record(connecting);
+        }
+        times.total.record(self.started.elapsed());
     }
 
     fn server_name(&self) -> Option<&str> {

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::Balance;
+use crate::session_times::SessionTimeStats;
 
 /// A server's administrative state (set by admin actions, kept across reloads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,6 +82,8 @@ pub struct BackendStats {
     /// 99th percentile of the time sessions waited in the queue, rounded up to a power of two
     /// milliseconds; `None` before any session queued.
     pub queue_wait_p99: Option<Duration>,
+    /// Queue, connect and session times of the sessions handed to the backend that ended.
+    pub times: SessionTimeStats,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

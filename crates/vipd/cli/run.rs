@@ -1,62 +1,56 @@
 //! `vipd run`: the daemon. Loads the configuration, starts the supervisor and the control server,
-//! and handles signals: SIGHUP reloads by difference, SIGTERM / SIGINT shut down gracefully.
+//! and answers signals: SIGHUP reloads by difference and records the verdict, SIGTERM / SIGINT
+//! shut down gracefully (a second one cuts the drain short), SIGUSR1 / SIGUSR2 dump the status
+//! and the statistics, and every other signal that would end or stop the process is logged and
+//! ignored (docs/operations.md, Signals). systemd hears when vipd is ready, reloading and
+//! stopping (`Type=notify`).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
-use clap::{Args, ValueEnum};
-use tokio::signal::unix::{SignalKind, signal};
+use clap::Args;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::ConfigFileArg;
-use crate::control;
+use crate::cli::logging;
+use crate::control::{self, Control as _};
+use crate::daemon::dumps;
 use crate::daemon::host::LinuxHost;
-use crate::daemon::supervisor::Supervisor;
-
-/// How log events are written.
-#[derive(Clone, Copy, Debug, Default, ValueEnum)]
-pub enum LogFormat {
-    /// One readable line per event.
-    #[default]
-    Text,
-    /// One JSON object per line, for log collectors.
-    Json,
-}
+use crate::daemon::reload_verdict::{self, ReloadRecord, Verdict, unix_now};
+use crate::daemon::signals::{DaemonSignal, Signals};
+use crate::daemon::supervisor::{NodeControl, ReloadError, Supervisor};
+use crate::daemon::systemd_notify::SystemdNotify;
 
 #[derive(Args)]
 pub struct RunArgs {
     #[command(flatten)]
     config: ConfigFileArg,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-}
-
-/// How long a stop may take in all: the drain (`shutdown_grace`) and the VIP release and control
-/// stop around it. Past it vipd exits anyway (the VIPs were released first). The shipped unit's
-/// `TimeoutStopSec` is longer than this for any valid `shutdown_grace`, so systemd's SIGKILL stays
-/// a backstop for a stuck process, never the end of a drain.
-fn shutdown_hard_limit(grace: Duration) -> Duration {
-    grace + vipd_config::defaults::SHUTDOWN_AFTER_DRAIN
+    #[command(flatten)]
+    log: logging::LogArgs,
 }
 
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
-    init_logging(args.log_format);
-    let config = match vipd_config::load(&args.config.path) {
-        Ok((config, warnings)) => {
+    logging::init(&args.log);
+    let (config, digest) = match reload_verdict::load(&args.config.path) {
+        Ok((config, warnings, digest)) => {
             for warning in warnings {
                 warn!(%warning, "configuration warning");
             }
-            config
+            (config, digest)
         }
         Err(error) => {
-            error!("{error}");
-            eprintln!("vipd: {error}");
+            // Once, on stderr: as the log's JSON event for collectors, else as one plain line.
+            if args.log.is_json() {
+                error!("{error}");
+            } else {
+                eprintln!("vipd: {error}");
+            }
             return Ok(ExitCode::FAILURE);
         }
     };
@@ -72,46 +66,99 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         .thread_name("vipd")
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args.config.path.clone(), config))
+    runtime.block_on(serve(args.config.path.clone(), config, digest))
 }
 
-async fn serve(path: PathBuf, config: vipd_config::Config) -> Result<ExitCode> {
+async fn serve(path: PathBuf, config: vipd_config::Config, digest: String) -> Result<ExitCode> {
+    // First of all: from here on, no signal vipd does not use can end it, even during start-up.
+    let mut signals = Signals::install().context("installing the signal handlers")?;
+    let systemd = SystemdNotify::from_environment();
+    let runtime_dir = dumps::runtime_dir();
     let started = Instant::now();
     let node = config.node_name();
     let wanted = WantedControl::of(&config)?;
     let host = LinuxHost::start()?;
     let admin_state = crate::daemon::admin_state::AdminStateStore::from_environment();
-    let supervisor = Supervisor::start_with_admin_state(host, config, admin_state).await?;
-    let mut control = RunningControl::start(wanted, &supervisor, node.clone(), started).await?;
+    let mut supervisor = Supervisor::start_with_admin_state(host, config, admin_state).await?;
+    let reloads = watch::Sender::new(ReloadRecord::started(digest, unix_now()));
+    let mut control = RunningControl::start(
+        wanted,
+        &supervisor,
+        node.clone(),
+        started,
+        reloads.subscribe(),
+    )
+    .await?;
+    // The status that SIGUSR1 and SIGUSR2 dump, whether the control server runs or not.
+    let dumped = supervisor.control_handle(node.clone(), started, reloads.subscribe());
     info!(%node, config = %path.display(), control = %control.address, "vipd running");
-
-    let mut hangup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut supervisor = supervisor;
+    systemd.ready(&reloads.borrow().summary());
     loop {
-        tokio::select! {
-            _ = hangup.recv() => {
-                if let Some(config) = reload(&mut supervisor, &path).await {
-                    control = control.follow(&config, &supervisor, started).await;
-                }
+        match signals.recv().await {
+            DaemonSignal::Reload => {
+                systemd.reloading();
+                control = reload(&mut supervisor, control, &path, started, &reloads).await;
+                systemd.ready(&reloads.borrow().summary());
             }
-            _ = terminate.recv() => break,
-            _ = interrupt.recv() => break,
+            DaemonSignal::Stop => break,
+            other => answer(other, &dumped, &runtime_dir),
         }
     }
-    info!("shutting down: releasing VIPs, draining the proxy");
-    let hard_limit = shutdown_hard_limit(supervisor.shutdown_grace());
-    if tokio::time::timeout(hard_limit, supervisor.shutdown())
-        .await
-        .is_err()
-    {
-        warn!("shutdown did not finish in {hard_limit:?}; exiting anyway");
-    }
+    systemd.stopping();
+    stop(supervisor, &mut signals, &dumped, &runtime_dir).await;
     control.stop().await;
     info!("vipd stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// SIGTERM / SIGINT: every VIP released, then the drain, all within the hard limit. A second
+/// SIGTERM or SIGINT cuts the drain short; the release still completes, so a master that exits
+/// sends its priority-0 advert. Dumps are still answered: a long drain is worth a look.
+async fn stop(
+    supervisor: Supervisor<LinuxHost>,
+    signals: &mut Signals,
+    dumped: &NodeControl,
+    runtime_dir: &Path,
+) {
+    info!(
+        "shutting down: releasing VIPs, draining the proxy (a second SIGTERM cuts the drain short)"
+    );
+    let hard_limit = vipd_config::defaults::shutdown_hard_limit(supervisor.shutdown_grace());
+    let cut = CancellationToken::new();
+    let stopping = supervisor.shutdown_unless_cut(cut.clone().cancelled_owned());
+    let deadline = tokio::time::sleep(hard_limit);
+    tokio::pin!(stopping, deadline);
+    loop {
+        tokio::select! {
+            () = &mut stopping => return,
+            () = &mut deadline => {
+                warn!("shutdown did not finish in {hard_limit:?}; exiting anyway");
+                return;
+            }
+            signal = signals.recv() => match signal {
+                DaemonSignal::Stop => {
+                    if !cut.is_cancelled() {
+                        info!("second stop signal: cutting the drain short");
+                        cut.cancel();
+                    }
+                }
+                DaemonSignal::Reload => info!("SIGHUP ignored: vipd is shutting down"),
+                other => answer(other, dumped, runtime_dir),
+            },
+        }
+    }
+}
+
+/// The signals that change nothing: the dumps, and those vipd has no use for.
+fn answer(signal: DaemonSignal, dumped: &NodeControl, runtime_dir: &Path) {
+    match signal {
+        DaemonSignal::DumpStatus => dumps::dump_status(&dumped.status(), runtime_dir),
+        DaemonSignal::DumpStats => dumps::dump_stats(dumped.status(), runtime_dir),
+        DaemonSignal::Unused(signal) => {
+            warn!(%signal, "signal ignored: vipd does not use it (SIGUSR1 dumps the status, SIGUSR2 the statistics)");
+        }
+        DaemonSignal::Reload | DaemonSignal::Stop => {}
+    }
 }
 
 /// What the control server should be: where it listens and which token guards `/api/v1`.
@@ -136,6 +183,8 @@ struct RunningControl {
     address: SocketAddr,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<Result<(), control::ControlError>>,
+    /// What each configuration load came to, for `/status` of this server and the next.
+    reloads: watch::Receiver<ReloadRecord>,
 }
 
 impl RunningControl {
@@ -144,8 +193,9 @@ impl RunningControl {
         supervisor: &Supervisor<LinuxHost>,
         node: String,
         started: Instant,
+        reloads: watch::Receiver<ReloadRecord>,
     ) -> Result<Self> {
-        let handle = Arc::new(supervisor.control_handle(node, started));
+        let handle = Arc::new(supervisor.control_handle(node, started, reloads.clone()));
         let server = control::bind(wanted.listen, wanted.token.clone(), handle).await?;
         let address = server.local_addr();
         let stop = CancellationToken::new();
@@ -155,6 +205,7 @@ impl RunningControl {
             address,
             stop,
             task,
+            reloads,
         })
     }
 
@@ -165,55 +216,60 @@ impl RunningControl {
 
     /// After a reload: a changed `control.listen` or token file takes effect without a restart.
     /// A new address is bound before the old one is let go, so a bad address keeps the running
-    /// server; the same address with a new token needs the old listener closed first.
+    /// server; the same address with a new token needs the old listener closed first. Returns
+    /// the server as it now runs, and what of the file it could not follow.
     async fn follow(
         self,
         config: &vipd_config::Config,
         supervisor: &Supervisor<LinuxHost>,
         started: Instant,
-    ) -> Self {
+    ) -> (Self, Option<String>) {
         let wanted = match WantedControl::of(config) {
             Ok(wanted) => wanted,
             Err(error) => {
-                error!("control server unchanged: {error:#}");
-                return self;
+                let problem = format!("control server unchanged: {error:#}");
+                error!("{problem}");
+                return (self, Some(problem));
             }
         };
         if wanted == self.wanted {
-            return self;
+            return (self, None);
         }
         let node = config.node_name();
+        let reloads = self.reloads.clone();
         if wanted.listen == self.wanted.listen {
             let (previous, address) = (self.wanted.clone(), self.address);
             self.stop().await;
-            match Self::start(wanted, supervisor, node.clone(), started).await {
+            match Self::start(wanted, supervisor, node.clone(), started, reloads.clone()).await {
                 Ok(restarted) => {
                     info!(address = %restarted.address, "control server token changed");
-                    restarted
+                    (restarted, None)
                 }
                 Err(error) => {
-                    error!(
+                    let problem = format!(
                         "control server with the new token failed, keeping the old one: {error:#}"
                     );
-                    match Self::start(previous, supervisor, node, started).await {
-                        Ok(restored) => restored,
+                    error!("{problem}");
+                    match Self::start(previous, supervisor, node, started, reloads.clone()).await {
+                        Ok(restored) => (restored, Some(problem)),
                         Err(error) => {
                             error!("control server is down until the next reload: {error:#}");
-                            Self::stopped(address)
+                            (Self::stopped(address, reloads), Some(problem))
                         }
                     }
                 }
             }
         } else {
-            match Self::start(wanted, supervisor, node, started).await {
+            match Self::start(wanted, supervisor, node, started, reloads).await {
                 Ok(moved) => {
                     info!(from = %self.address, to = %moved.address, "control server moved");
                     self.stop().await;
-                    moved
+                    (moved, None)
                 }
                 Err(error) => {
-                    error!("control server stays at {}: {error:#}", self.address);
-                    self
+                    let problem = format!("control server stays at {}: {error:#}", self.address);
+                    error!("{problem}");
+                    (self, Some(problem))
                 }
             }
         }
@@ -221,7 +277,7 @@ impl RunningControl {
 
     /// A placeholder for a server that could not be bound again: it wants an address no
     /// configuration names, so the next reload binds whatever the file says.
-    fn stopped(address: SocketAddr) -> Self {
+    fn stopped(address: SocketAddr, reloads: watch::Receiver<ReloadRecord>) -> Self {
         Self {
             wanted: WantedControl {
                 listen: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -230,43 +286,75 @@ impl RunningControl {
             address,
             stop: CancellationToken::new(),
             task: tokio::spawn(async { Ok(()) }),
+            reloads,
         }
     }
 }
 
-/// SIGHUP: an invalid file is rejected with every error logged, and the running configuration
-/// stays as it is. Returns the configuration that was applied.
+/// SIGHUP: the file applied by difference and the control server following it, then the verdict
+/// recorded for `/status`, `/metrics` and `vipd reload` (docs/operations.md, Reload). Returns
+/// the control server as it now runs.
 async fn reload(
     supervisor: &mut Supervisor<LinuxHost>,
-    path: &std::path::Path,
-) -> Option<vipd_config::Config> {
+    control: RunningControl,
+    path: &Path,
+    started: Instant,
+    reloads: &watch::Sender<ReloadRecord>,
+) -> RunningControl {
     info!(config = %path.display(), "reloading");
-    let config = match vipd_config::load(path) {
-        Ok((config, warnings)) => {
-            for warning in warnings {
-                warn!(%warning, "configuration warning");
+    let (verdict, control) = match apply(supervisor, path).await {
+        (verdict, Some(config)) => {
+            let (control, problem) = control.follow(&config, supervisor, started).await;
+            match problem {
+                Some(problem) => (verdict.with_problem(problem), control),
+                None => (verdict, control),
             }
-            config
         }
+        (verdict, None) => (verdict, control),
+    };
+    match &verdict {
+        Verdict::Applied { .. } => info!("reload done"),
+        Verdict::Partial { errors, .. } => error!(
+            errors = %errors.join("; "),
+            "reload applied in part: the file is in force, but not all of it"
+        ),
+        Verdict::Rejected { .. } => {}
+    }
+    reloads.send_modify(|record| record.record(verdict, unix_now()));
+    control
+}
+
+/// Reads, validates and applies the file: the verdict so far, and the configuration in force
+/// when the file was applied (in whole or in part). An invalid file is rejected with every error
+/// logged, and the running configuration stays as it is.
+async fn apply(
+    supervisor: &mut Supervisor<LinuxHost>,
+    path: &Path,
+) -> (Verdict, Option<vipd_config::Config>) {
+    let (config, warnings, digest) = match reload_verdict::load(path) {
+        Ok(loaded) => loaded,
         Err(error) => {
             error!("reload rejected, keeping the running configuration: {error}");
-            return None;
+            let errors = reload_verdict::error_lines(&error);
+            return (Verdict::Rejected { errors }, None);
         }
     };
+    for warning in warnings {
+        warn!(%warning, "configuration warning");
+    }
     // Before the proxy admits more sessions: a reload may raise max_connections.
     let (fd_limit, fd_warning) = crate::daemon::fd_limit::raise(&config);
     if let Some(warning) = fd_warning {
         warn!(fd_limit, "{warning}");
     }
     match supervisor.reload(config.clone()).await {
-        Ok(()) => {
-            info!("reload done");
-            Some(config)
-        }
-        Err(error) => {
+        Ok(()) => (Verdict::Applied { digest }, Some(config)),
+        Err(ReloadError::Rejected(error)) => {
             error!("reload failed: {error:#}");
-            None
+            let errors = vec![format!("{error:#}")];
+            (Verdict::Rejected { errors }, None)
         }
+        Err(ReloadError::Partial(errors)) => (Verdict::Partial { digest, errors }, Some(config)),
     }
 }
 
@@ -290,50 +378,4 @@ pub(crate) fn read_token_file(path: &std::path::Path) -> Result<String> {
         path.display()
     );
     Ok(token)
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("VIPD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Colours only for a terminal: in the journal or a file, escape codes would split the text
-    // that `journalctl -g` and log shippers match (docs/operations.md, Session log).
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().flatten_event(true).init(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use vipd_config::defaults::{SHUTDOWN_AFTER_DRAIN, SHUTDOWN_GRACE_MAX};
-
-    /// The unit vipd ships (deploy/systemd/vipd.service).
-    const UNIT: &str = include_str!("../../../deploy/systemd/vipd.service");
-
-    fn timeout_stop_sec() -> Duration {
-        let value = UNIT
-            .lines()
-            .find_map(|line| line.strip_prefix("TimeoutStopSec="))
-            .expect("the unit sets TimeoutStopSec");
-        Duration::from_secs(value.trim().parse().expect("TimeoutStopSec in seconds"))
-    }
-
-    #[test]
-    fn the_deadlines_of_a_stop_agree() {
-        // vipd's own limit follows the drain, with room for the release around it.
-        let grace = Duration::from_secs(7);
-        assert_eq!(shutdown_hard_limit(grace), grace + SHUTDOWN_AFTER_DRAIN);
-        // systemd's SIGKILL never comes before vipd's own limit, for any valid shutdown_grace.
-        assert!(
-            timeout_stop_sec() > shutdown_hard_limit(SHUTDOWN_GRACE_MAX),
-            "TimeoutStopSec {:?} <= {:?}",
-            timeout_stop_sec(),
-            shutdown_hard_limit(SHUTDOWN_GRACE_MAX)
-        );
-    }
 }

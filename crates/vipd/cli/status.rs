@@ -104,7 +104,7 @@ pub fn control_from_config(path: Option<&Path>, command: &str) -> ControlSetting
 }
 
 /// A listen address one can connect to: the unspecified address becomes loopback.
-fn reachable(listen: SocketAddr) -> SocketAddr {
+pub(crate) fn reachable(listen: SocketAddr) -> SocketAddr {
     match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => {
             SocketAddr::new(Ipv4Addr::LOCALHOST.into(), listen.port())
@@ -117,7 +117,7 @@ fn reachable(listen: SocketAddr) -> SocketAddr {
 }
 
 /// One `GET` over a fresh connection; the body of a 200 answer, an error with the body otherwise.
-async fn http_get(address: &str, path: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) async fn http_get(address: &str, path: &str) -> anyhow::Result<Vec<u8>> {
     // The client's default body limit (16 MiB) is far above a status of a few hundred servers.
     let client = Client::new()
         .header("Accept", "application/json")

@@ -17,8 +17,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use super::status::{
-    BackendStatus, FrontendStatus, Health, InstanceStatus, NodeStatus, ServerAdmin, ServerStatus,
-    TrackerState, VrrpState,
+    BackendStatus, FrontendStatus, Health, InstanceStatus, NodeStatus, ProcessStatus, ServerAdmin,
+    ServerStatus, SessionTimes, TimeHistogram, TrackerState, VrrpState,
 };
 
 /// What Prometheus is told the body is: the format prometheus-client writes (ends in `# EOF`).
@@ -28,6 +28,16 @@ type Labels = Vec<(&'static str, String)>;
 
 /// One metric of a table: name, help text, and how to read its value from a status entry.
 type Column<T> = (&'static str, &'static str, fn(&T) -> u64);
+
+/// One histogram of a backend's times: name, help text, and which of the times it is.
+type TimeColumn = (
+    &'static str,
+    &'static str,
+    fn(&SessionTimes) -> &TimeHistogram,
+);
+
+/// A histogram series: labels, `(le, count)` buckets, and the histogram (for sum and count).
+type HistogramSeries<'a> = (Labels, Vec<(f64, u64)>, &'a TimeHistogram);
 
 /// A sample's value: a count, or seconds (fractional).
 #[derive(Debug, Clone, Copy)]
@@ -53,6 +63,8 @@ impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let status = &self.0;
         node_metrics(&mut encoder, status)?;
+        process_metrics(&mut encoder, &status.process)?;
+        reload_metrics(&mut encoder, status)?;
         proxy_metrics(&mut encoder, status)?;
         vrrp_metrics(&mut encoder, &status.instances)?;
         frontend_metrics(&mut encoder, &status.frontends)?;
@@ -84,6 +96,59 @@ fn family(
         write_value(metric_type, *value, metric.encode_family(labels)?)?;
     }
     Ok(())
+}
+
+/// Writes one histogram family. A histogram whose buckets do not match
+/// [`vipd_proxy::TIME_BUCKET_BOUNDS`] (a status from another version) is left out rather than
+/// written with wrong bounds.
+fn histogram_family<'a>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl IntoIterator<Item = (Labels, &'a TimeHistogram)>,
+) -> fmt::Result {
+    let series: Vec<HistogramSeries> = series
+        .into_iter()
+        .filter_map(|(labels, histogram)| {
+            let buckets = histogram_buckets(histogram)?;
+            Some((labels, buckets, histogram))
+        })
+        .collect();
+    if series.is_empty() {
+        return Ok(());
+    }
+    let mut metric = encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+    for (labels, buckets, histogram) in &series {
+        metric.encode_family(labels)?.encode_histogram::<Labels>(
+            histogram.sum_seconds,
+            histogram.count,
+            buckets,
+            None,
+        )?;
+    }
+    Ok(())
+}
+
+/// `(le in seconds, count)` per bucket, not cumulative (the encoder adds them up), ending
+/// with `+Inf`.
+fn histogram_buckets(histogram: &TimeHistogram) -> Option<Vec<(f64, u64)>> {
+    let bounds = vipd_proxy::TIME_BUCKET_BOUNDS;
+    if histogram.bucket_counts.len() != bounds.len() + 1 {
+        return None;
+    }
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "the bounds are at most 3.6e9 microseconds, exact in f64"
+    )]
+    let upper_bounds = bounds
+        .iter()
+        .map(|&micros| micros as f64 / 1e6)
+        .chain([f64::INFINITY]);
+    Some(
+        upper_bounds
+            .zip(histogram.bucket_counts.iter().copied())
+            .collect(),
+    )
 }
 
 fn write_value(
@@ -136,6 +201,76 @@ fn node_metrics(encoder: &mut DescriptorEncoder, status: &NodeStatus) -> fmt::Re
         "Seconds since the daemon started.",
         MetricType::Gauge,
         [(Labels::new(), Value::Count(status.uptime_seconds))],
+    )
+}
+
+/// Prometheus's standard process metrics, under their standard names (client libraries of other
+/// languages export the same), so that existing dashboards and alerts apply.
+fn process_metrics(encoder: &mut DescriptorEncoder, process: &ProcessStatus) -> fmt::Result {
+    let gauges = [
+        (
+            "process_open_fds",
+            "Number of open file descriptors.",
+            process.open_fds,
+        ),
+        (
+            "process_max_fds",
+            "Maximum number of open file descriptors (the soft RLIMIT_NOFILE).",
+            process.max_fds,
+        ),
+        (
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes.",
+            process.resident_memory_bytes,
+        ),
+    ];
+    for (name, help, value) in gauges {
+        let series = value.map(|value| (Labels::new(), Value::Count(value)));
+        family(encoder, name, help, MetricType::Gauge, series)?;
+    }
+    family(
+        encoder,
+        "process_cpu_seconds",
+        "Total user and system CPU time spent in seconds.",
+        MetricType::Counter,
+        process
+            .cpu_seconds
+            .map(|seconds| (Labels::new(), Value::Seconds(seconds))),
+    )?;
+    family(
+        encoder,
+        "process_start_time_seconds",
+        "Start time of the process since unix epoch in seconds.",
+        MetricType::Gauge,
+        [(
+            Labels::new(),
+            Value::Seconds(process.start_time_unix_seconds),
+        )],
+    )
+}
+
+/// Prometheus' own names for its configuration reloads, so that alerts written for Prometheus
+/// and Alertmanager (`..._config_last_reload_successful == 0`) work unchanged.
+fn reload_metrics(encoder: &mut DescriptorEncoder, status: &NodeStatus) -> fmt::Result {
+    let Some(last) = &status.last_reload else {
+        return Ok(());
+    };
+    family(
+        encoder,
+        "vipd_config_last_reload_successful",
+        "1 when the last configuration load applied the whole file, 0 when it was rejected or applied in part.",
+        MetricType::Gauge,
+        [(Labels::new(), Value::Count(u64::from(last.ok)))],
+    )?;
+    family(
+        encoder,
+        "vipd_config_last_reload_success_timestamp_seconds",
+        "When the configuration was last loaded in full (start-up counts), seconds since the Unix epoch.",
+        MetricType::Gauge,
+        [(
+            Labels::new(),
+            Value::Seconds(status.last_successful_reload_at_unix_seconds),
+        )],
     )
 }
 
@@ -253,8 +388,11 @@ const INSTANCE_COUNTERS: [Column<InstanceStatus>; 13] = [
     ),
 ];
 
+/// The instance's label. Not `instance`: Prometheus gives every series of a target the labels
+/// `instance` and `job`, and renames an exported label of either name (`exported_instance`), so
+/// queries by it would group by node instead.
 fn instance_labels(instance: &InstanceStatus) -> Labels {
-    vec![("instance", instance.name.clone())]
+    vec![("vrrp_instance", instance.name.clone())]
 }
 
 fn vrrp_metrics(encoder: &mut DescriptorEncoder, instances: &[InstanceStatus]) -> fmt::Result {
@@ -293,13 +431,14 @@ fn vrrp_metrics(encoder: &mut DescriptorEncoder, instances: &[InstanceStatus]) -
         MetricType::Gauge,
         masters,
     )?;
+    vrrp_whereabouts(encoder, instances)?;
     let trackers = instances.iter().flat_map(|instance| {
         instance.trackers.iter().map(|tracker| {
-            let labels = vec![
-                ("instance", instance.name.clone()),
+            let mut labels = instance_labels(instance);
+            labels.extend([
                 ("kind", tracker.kind.as_str().to_owned()),
                 ("target", tracker.target.clone()),
-            ];
+            ]);
             let up = tracker.state != TrackerState::Down;
             (labels, Value::Count(u64::from(up)))
         })
@@ -332,6 +471,55 @@ fn vrrp_metrics(encoder: &mut DescriptorEncoder, instances: &[InstanceStatus]) -
         "Advertisements dropped as invalid, by reason (ttl, checksum, length, version, ...).",
         MetricType::Counter,
         drops,
+    )
+}
+
+/// Since when each instance is in its state, who the master is as a backup sees it, and which
+/// VIPs the node holds: what an operator asks first in a failover, and what the shipped alert
+/// "VIP not on the node that says master" needs (deploy/prometheus/vipd-alerts.yaml).
+fn vrrp_whereabouts(encoder: &mut DescriptorEncoder, instances: &[InstanceStatus]) -> fmt::Result {
+    family(
+        encoder,
+        "vipd_vrrp_state_since_timestamp_seconds",
+        "When the instance entered its state, in seconds since the Unix epoch.",
+        MetricType::Gauge,
+        instances.iter().map(|instance| {
+            (
+                instance_labels(instance),
+                Value::Seconds(instance.state_since_unix_seconds),
+            )
+        }),
+    )?;
+    // A master's `master` is the one it heard before it took over: only a backup's is news.
+    let masters = instances.iter().filter_map(|instance| {
+        let master = instance.master.as_ref()?;
+        (instance.state == VrrpState::Backup).then(|| {
+            let mut labels = instance_labels(instance);
+            labels.push(("address", master.address.to_string()));
+            (labels, Value::Count(1))
+        })
+    });
+    family(
+        encoder,
+        "vipd_vrrp_master_info",
+        "Always 1, on a backup that hears a master; the label address is the master's.",
+        MetricType::Gauge,
+        masters,
+    )?;
+    let vips = instances.iter().flat_map(|instance| {
+        instance.vips.iter().map(|vip| {
+            let mut labels = instance_labels(instance);
+            labels.push(("vip", vip.clone()));
+            let held = instance.vips_held.contains(vip);
+            (labels, Value::Count(u64::from(held)))
+        })
+    });
+    family(
+        encoder,
+        "vipd_vrrp_vip_present",
+        "1 when the virtual address is on this node's interface, as last added, removed or checked.",
+        MetricType::Gauge,
+        vips,
     )
 }
 
@@ -485,6 +673,29 @@ fn backend_metrics(encoder: &mut DescriptorEncoder, backends: &[BackendStatus]) 
         backends,
         labels,
     )?;
+    let times: [TimeColumn; 3] = [
+        (
+            "vipd_backend_queue_time_seconds",
+            "Time sessions waited for a server slot, over every attempt (near 0 when one was free).",
+            |times| &times.queue,
+        ),
+        (
+            "vipd_backend_connect_time_seconds",
+            "Time sessions spent connecting to servers, over every attempt.",
+            |times| &times.connect,
+        ),
+        (
+            "vipd_backend_session_time_seconds",
+            "Time from accept to close of the sessions handed to the backend.",
+            |times| &times.session,
+        ),
+    ];
+    for (name, help, read) in times {
+        let series = backends
+            .iter()
+            .map(|backend| (labels(backend), read(&backend.times)));
+        histogram_family(encoder, name, help, series)?;
+    }
     family(
         encoder,
         "vipd_backend_queue_wait_p99_seconds",

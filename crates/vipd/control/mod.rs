@@ -12,12 +12,13 @@ mod api;
 mod connections;
 mod dashboard;
 pub mod metrics;
+pub mod process;
 pub mod sessions;
 pub mod status;
 #[cfg(test)]
 pub(crate) mod tests;
 
-use std::future::{Future, IntoFuture as _};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -118,16 +119,11 @@ impl From<vipd_proxy::Error> for ActionError {
     }
 }
 
-/// Why the control server could not start or stopped.
+/// Why the control server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ControlError {
     #[error("control server: cannot listen on {address}: {source}")]
     Bind {
-        address: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("control server on {address}: {source}")]
-    Serve {
         address: SocketAddr,
         source: std::io::Error,
     },
@@ -191,26 +187,9 @@ impl ControlServer {
         tracing::info!(address = %self.address, "control server listening");
         let address = self.address;
         let grace = self.limits.shutdown_grace;
-        let listener = connections::BoundedListener::new(self.listener, self.limits);
-        let (stopping_tx, mut stopping) = tokio::sync::watch::channel(false);
-        let signal = async move {
-            shutdown.await;
-            let _ = stopping_tx.send(true);
-        };
-        let serving = axum::serve(listener, self.router).with_graceful_shutdown(signal);
-        let grace_over = async move {
-            // An error means the sender is gone, which only happens once the signal fired.
-            let _ = stopping.wait_for(|stopping| *stopping).await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            result = serving.into_future() => {
-                result.map_err(|source| ControlError::Serve { address, source })
-            }
-            () = grace_over => {
-                tracing::warn!(%address, ?grace, "control server: connections still open after the grace period; closing");
-                Ok(())
-            }
+        if !connections::serve(self.listener, self.router, self.limits, shutdown).await {
+            tracing::warn!(%address, ?grace, "control server: connections still open after the grace period; closing");
         }
+        Ok(())
     }
 }

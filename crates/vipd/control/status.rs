@@ -11,9 +11,16 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 use vipd_proxy::{AdminState, BackendStats, Balance, FrontendStats, ProxyStats, ServerStats};
 
+/// The version of the `/status` schema this daemon serves. Adding a field keeps it; renaming or
+/// removing one, or changing a field's meaning or type, raises it (docs/metrics.md).
+pub const STATUS_SCHEMA_VERSION: u32 = 1;
+
 /// Everything this node knows about itself at one instant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NodeStatus {
+    /// [`STATUS_SCHEMA_VERSION`]; 0 from a daemon that predates it.
+    #[serde(default)]
+    pub schema_version: u32,
     pub node: String,
     pub version: String,
     pub uptime_seconds: u64,
@@ -23,6 +30,53 @@ pub struct NodeStatus {
     pub proxy: ProxySummary,
     pub frontends: Vec<FrontendStatus>,
     pub backends: Vec<BackendStatus>,
+    /// The daemon process: file descriptors, memory, CPU (absent from a daemon that predates it).
+    #[serde(default)]
+    pub process: ProcessStatus,
+    /// The daemon's process id: what `vipd reload` signals.
+    #[serde(default)]
+    pub pid: u32,
+    /// The last configuration load: the start-up load or the last SIGHUP (absent from a daemon
+    /// that predates it).
+    #[serde(default)]
+    pub last_reload: Option<LastReload>,
+    /// When the configuration was last loaded in full (the start-up load counts), seconds since
+    /// the Unix epoch: Prometheus' `..._config_last_reload_success_timestamp_seconds`.
+    #[serde(default)]
+    pub last_successful_reload_at_unix_seconds: f64,
+}
+
+/// The verdict of one configuration load, as `vipd reload` reports it. Sequence 0 is the
+/// start-up load; each SIGHUP adds one, whatever its verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastReload {
+    pub sequence: u64,
+    /// When the verdict was known, seconds since the Unix epoch.
+    pub at_unix_seconds: f64,
+    /// The whole file was applied.
+    pub ok: bool,
+    /// The file was applied, but not all of it (an instance that could not restart, a control
+    /// address that could not be bound): `errors` says what is missing.
+    pub partial: bool,
+    /// Why the file was rejected or applied only in part; empty when `ok`.
+    pub errors: Vec<String>,
+    /// `sha256:<hex>` of the file in force after this load: the previous file's when rejected.
+    pub config_digest: String,
+}
+
+/// The daemon process as the kernel accounts for it: Prometheus's standard `process_*` metrics.
+/// A reading the kernel refused is `None` (its metric is left out).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProcessStatus {
+    /// File descriptors open now.
+    pub open_fds: Option<u64>,
+    /// The soft RLIMIT_NOFILE: past it, accepts and connects fail with EMFILE.
+    pub max_fds: Option<u64>,
+    pub resident_memory_bytes: Option<u64>,
+    /// User and system CPU time used since start.
+    pub cpu_seconds: Option<f64>,
+    /// When the daemon started, in seconds since the Unix epoch.
+    pub start_time_unix_seconds: f64,
 }
 
 /// The proxy as a whole: HAProxy's process-level `CurrConns` / `Maxconn`.
@@ -41,6 +95,7 @@ impl NodeStatus {
     /// A node with no instances and no proxy yet; the supervisor fills in the rest.
     pub fn new(node: impl Into<String>, uptime_seconds: u64) -> Self {
         Self {
+            schema_version: STATUS_SCHEMA_VERSION,
             node: node.into(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
             uptime_seconds,
@@ -48,6 +103,10 @@ impl NodeStatus {
             proxy: ProxySummary::default(),
             frontends: Vec::new(),
             backends: Vec::new(),
+            process: ProcessStatus::default(),
+            pid: std::process::id(),
+            last_reload: None,
+            last_successful_reload_at_unix_seconds: 0.0,
         }
     }
 
@@ -83,6 +142,13 @@ pub struct InstanceStatus {
     pub master: Option<MasterSeen>,
     pub trackers: Vec<TrackerStatus>,
     pub counters: InstanceCounters,
+    /// When the instance entered its state, in seconds since the Unix epoch.
+    #[serde(default)]
+    pub state_since_unix_seconds: f64,
+    /// Of `vips`, those on the host's interfaces as this node last added, removed or checked
+    /// them: all of them on a master, none on a backup (a master checks every 5 s).
+    #[serde(default)]
+    pub vips_held: Vec<String>,
 }
 
 /// The state of a virtual router (RFC 9568 section 6.4), plus `fault` for a tracker with weight 0.
@@ -307,6 +373,40 @@ pub struct BackendStatus {
     /// session queued.
     #[serde(default)]
     pub queue_wait_p99_seconds: f64,
+    /// Queue, connect and session times of the sessions handed to the backend that ended.
+    #[serde(default)]
+    pub times: SessionTimes,
+}
+
+/// A backend's times: the session log's `queue_ms`, `connect_ms` and `total_ms` as histograms.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionTimes {
+    /// Waiting for a server slot, over every attempt (near zero when a server was free).
+    pub queue: TimeHistogram,
+    /// Connecting to servers, over every attempt, of sessions that tried one.
+    pub connect: TimeHistogram,
+    /// From accept to close.
+    pub session: TimeHistogram,
+}
+
+/// Durations counted by bucket. The buckets' upper bounds are fixed (the `le` values of
+/// docs/metrics.md, [`vipd_proxy::TIME_BUCKET_BOUNDS`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimeHistogram {
+    pub count: u64,
+    pub sum_seconds: f64,
+    /// Per bucket, not cumulative: one count per bound, then one for the longer durations.
+    pub bucket_counts: Vec<u64>,
+}
+
+impl From<&vipd_proxy::TimeDistribution> for TimeHistogram {
+    fn from(distribution: &vipd_proxy::TimeDistribution) -> Self {
+        Self {
+            count: distribution.count(),
+            sum_seconds: distribution.sum.as_secs_f64(),
+            bucket_counts: distribution.bucket_counts.clone(),
+        }
+    }
 }
 
 impl From<&BackendStats> for BackendStatus {
@@ -328,6 +428,11 @@ impl From<&BackendStats> for BackendStatus {
             servers: stats.servers.iter().map(ServerStatus::from).collect(),
             queued_total: stats.queued_total,
             queue_wait_p99_seconds: stats.queue_wait_p99.map_or(0.0, |wait| wait.as_secs_f64()),
+            times: SessionTimes {
+                queue: (&stats.times.queue).into(),
+                connect: (&stats.times.connect).into(),
+                session: (&stats.times.total).into(),
+            },
         }
     }
 }
@@ -513,9 +618,41 @@ pub(crate) mod tests {
                 interval_mismatch: 5,
                 ..InstanceCounters::default()
             },
+            state_since_unix_seconds: 1_796_000_000.25,
+            vips_held: Vec::new(),
         });
         status.set_proxy_stats(&sample_proxy_stats());
+        status.process = ProcessStatus {
+            open_fds: Some(120),
+            max_fds: Some(1024),
+            resident_memory_bytes: Some(25_165_824),
+            cpu_seconds: Some(12.5),
+            start_time_unix_seconds: 1_795_996_277.0,
+        };
+        status.last_reload = Some(LastReload {
+            sequence: 3,
+            at_unix_seconds: 1_764_926_000.5,
+            ok: false,
+            partial: false,
+            errors: vec!["vrrp[0].vrid (line 5, column 11): must be 1..255, got 300".to_owned()],
+            config_digest: format!("sha256:{}", "ab".repeat(32)),
+        });
+        status.last_successful_reload_at_unix_seconds = 1_764_925_000.25;
         status
+    }
+
+    /// Times of 80 sessions: queued 100 µs or less, connected within 1 ms, done within 1 s.
+    fn sample_times() -> vipd_proxy::SessionTimeStats {
+        let distribution = |bucket: usize, sum: Duration| {
+            let mut bucket_counts = vec![0; vipd_proxy::TIME_BUCKET_BOUNDS.len() + 1];
+            bucket_counts[bucket] = 80;
+            vipd_proxy::TimeDistribution { bucket_counts, sum }
+        };
+        vipd_proxy::SessionTimeStats {
+            queue: distribution(0, Duration::from_micros(1_600)),
+            connect: distribution(3, Duration::from_millis(24)),
+            total: distribution(12, Duration::from_secs(40)),
+        }
     }
 
     fn sample_proxy_stats() -> ProxyStats {
@@ -582,6 +719,7 @@ pub(crate) mod tests {
                 ],
                 queued_total: 3,
                 queue_wait_p99: Some(Duration::from_millis(64)),
+                times: sample_times(),
             }],
         }
     }
@@ -609,6 +747,51 @@ pub(crate) mod tests {
         assert_eq!(server["address"], "198.51.100.21:6443");
         assert_eq!(value["backends"][0]["balance"], "least_conn");
         assert_eq!(server["time_in_state_seconds"], 12.5);
+    }
+
+    #[test]
+    fn the_schema_version_comes_first_and_is_0_from_an_older_daemon() {
+        let text = serde_json::to_string(&sample_status()).unwrap();
+        assert!(text.starts_with(r#"{"schema_version":1,"#), "{text}");
+        let mut value = serde_json::to_value(sample_status()).unwrap();
+        value.as_object_mut().unwrap().remove("schema_version");
+        let parsed: NodeStatus = serde_json::from_value(value).unwrap();
+        assert_eq!(parsed.schema_version, 0);
+    }
+
+    #[test]
+    fn last_reload_has_the_shape_dashboards_read() {
+        let value = serde_json::to_value(sample_status()).unwrap();
+        let reload = value["last_reload"].as_object().unwrap();
+        let mut keys: Vec<&str> = reload.keys().map(String::as_str).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "at_unix_seconds",
+                "config_digest",
+                "errors",
+                "ok",
+                "partial",
+                "sequence"
+            ]
+        );
+        assert_eq!(reload["sequence"], 3);
+        assert_eq!(reload["at_unix_seconds"], 1_764_926_000.5);
+        assert!(
+            reload["config_digest"]
+                .as_str()
+                .unwrap()
+                .starts_with("sha256:")
+        );
+        // A daemon that predates it: no last reload, and still vipd's status.
+        let mut old = value.clone();
+        let object = old.as_object_mut().unwrap();
+        object.remove("last_reload");
+        object.remove("pid");
+        object.remove("last_successful_reload_at_unix_seconds");
+        let parsed: NodeStatus = serde_json::from_value(old).unwrap();
+        assert_eq!(parsed.last_reload, None);
     }
 
     #[test]

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
@@ -589,169 +588,6 @@ async fn garbage_on_the_socket_does_not_stop_the_server() {
     assert_eq!(after.status, 200);
 }
 
-/// Small limits so the tests see them act quickly.
-const TIGHT: ConnectionLimits = ConnectionLimits {
-    max_connections: 2,
-    idle_timeout: Duration::from_millis(300),
-    max_lifetime: Duration::from_secs(60),
-    shutdown_grace: Duration::from_millis(200),
-};
-
-/// Upper bound for anything these tests wait on; far above the 300 ms idle timeout.
-const PATIENCE: Duration = Duration::from_secs(10);
-
-#[tokio::test]
-async fn a_silent_connection_is_closed_when_idle() {
-    let server = start_with_limits(None, TIGHT).await;
-    let mut silent = TcpStream::connect(server.address).await.unwrap();
-    let mut slow = TcpStream::connect(server.address).await.unwrap();
-    slow.write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
-    for stream in [&mut silent, &mut slow] {
-        let mut sink = Vec::new();
-        let closed = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut sink)).await;
-        assert!(closed.is_ok(), "the server closes an idle connection");
-    }
-}
-
-#[tokio::test]
-async fn held_slots_free_up_and_the_next_client_is_served() {
-    let server = start_with_limits(None, TIGHT).await;
-    // Two slow clients take both slots; a third waits in the backlog until they time out.
-    let mut holders = Vec::new();
-    for _ in 0..2 {
-        let mut stream = TcpStream::connect(server.address).await.unwrap();
-        stream.write_all(b"GET /st").await.unwrap();
-        holders.push(stream);
-    }
-    let reply = tokio::time::timeout(
-        PATIENCE,
-        request(server.address, "GET", "/status", &[], b""),
-    )
-    .await
-    .expect("served once the idle slots are reclaimed");
-    assert_eq!(reply.status, 200);
-    drop(holders);
-}
-
-#[tokio::test]
-async fn at_the_cap_a_client_waits_until_a_slot_is_released() {
-    let limits = ConnectionLimits {
-        max_connections: 1,
-        idle_timeout: Duration::from_secs(60),
-        ..ConnectionLimits::default()
-    };
-    let server = start_with_limits(None, limits).await;
-    // A keep-alive client that got an answer holds the only slot (it was accepted).
-    let mut holder = TcpStream::connect(server.address).await.unwrap();
-    holder
-        .write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut first_bytes = [0_u8; 12];
-    holder.read_exact(&mut first_bytes).await.unwrap();
-    assert_eq!(&first_bytes, b"HTTP/1.1 200");
-    let waiting = tokio::spawn(request(server.address, "GET", "/status", &[], b""));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!waiting.is_finished(), "the only slot is taken for 60 s");
-    drop(holder);
-    let reply = tokio::time::timeout(PATIENCE, waiting)
-        .await
-        .expect("served once the holder leaves")
-        .unwrap();
-    assert_eq!(reply.status, 200);
-}
-
-#[tokio::test]
-async fn a_trickling_client_is_closed_at_the_end_of_its_lifetime() {
-    let limits = ConnectionLimits {
-        idle_timeout: Duration::from_millis(400),
-        max_lifetime: Duration::from_millis(600),
-        ..TIGHT
-    };
-    let server = start_with_limits(None, limits).await;
-    let mut trickle = TcpStream::connect(server.address).await.unwrap();
-    let header =
-        b"GET /status HTTP/1.1\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
-    // One byte per 100 ms never trips the idle timeout; the lifetime cuts it off.
-    // (A write after the server closed fails once its RST is back: the next byte at the latest.)
-    let mut closed = false;
-    for byte in header {
-        if trickle.write_all(&[*byte]).await.is_err() {
-            closed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        closed,
-        "the server closed the trickling connection while it was still sending"
-    );
-}
-
-#[tokio::test]
-async fn shutdown_does_not_wait_for_a_stuck_client() {
-    let node = Arc::new(FakeNode::default());
-    let server = bind("127.0.0.1:0".parse().unwrap(), None, node)
-        .await
-        .unwrap()
-        .with_limits(ConnectionLimits {
-            idle_timeout: Duration::from_secs(60),
-            max_lifetime: Duration::from_secs(60),
-            ..TIGHT
-        });
-    let address = server.local_addr();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let running = tokio::spawn(server.run(async {
-        let _ = stopped.await;
-    }));
-    // Half a request: hyper waits for the rest, which never comes.
-    let mut stuck = TcpStream::connect(address).await.unwrap();
-    stuck.write_all(b"GET /status HTTP/1.1\r\n").await.unwrap();
-    let reply = request(address, "GET", "/status", &[], b"").await;
-    assert_eq!(
-        reply.status, 200,
-        "the server is up and has accepted the stuck client"
-    );
-    stop.send(()).unwrap();
-    let result = tokio::time::timeout(PATIENCE, running)
-        .await
-        .expect("run() returns after the grace period despite the stuck client");
-    assert!(result.unwrap().is_ok());
-    drop(stuck);
-}
-
-#[tokio::test]
-async fn keep_alive_serves_several_requests_on_one_connection() {
-    let server = start(None).await;
-    let mut stream = TcpStream::connect(server.address).await.unwrap();
-    for _ in 0..3 {
-        stream
-            .write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut head = Vec::new();
-        while !head.ends_with(b"\r\n\r\n") {
-            let mut byte = [0_u8; 1];
-            stream.read_exact(&mut byte).await.unwrap();
-            head.push(byte[0]);
-        }
-        let head = String::from_utf8(head).unwrap().to_ascii_lowercase();
-        assert!(head.starts_with("http/1.1 200"), "{head}");
-        let length: usize = head
-            .lines()
-            .find_map(|line| line.strip_prefix("content-length:"))
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap();
-        let mut body = vec![0_u8; length];
-        stream.read_exact(&mut body).await.unwrap();
-        let _: NodeStatus = serde_json::from_slice(&body).unwrap();
-    }
-}
-
 #[tokio::test]
 async fn an_empty_token_is_refused_at_start() {
     let result = bind(
@@ -804,7 +640,10 @@ fn parse_exposition(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let (name, kind) = rest.split_once(' ').unwrap();
             assert!(valid_name(name), "{line}");
-            assert!(["counter", "gauge", "info"].contains(&kind), "{line}");
+            assert!(
+                ["counter", "gauge", "info", "histogram"].contains(&kind),
+                "{line}"
+            );
             types.insert(name.to_owned(), kind.to_owned());
             continue;
         }
@@ -841,13 +680,35 @@ fn parse_exposition(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
     (types, samples)
 }
 
-/// Every `vipd_...` name in backticks in docs/metrics.md.
+/// The family a sample belongs to: a histogram's `_bucket`, `_sum` and `_count` samples are its.
+fn family_of<'a>(sample: &'a str, types: &BTreeMap<String, String>) -> &'a str {
+    ["_bucket", "_sum", "_count"]
+        .into_iter()
+        .find_map(|suffix| {
+            let family = sample.strip_suffix(suffix)?;
+            (types.get(family)?.as_str() == "histogram").then_some(family)
+        })
+        .unwrap_or(sample)
+}
+
+/// The names of the samples, a histogram's under its family's name.
+fn sample_families<'a>(
+    samples: &'a [Sample],
+    types: &BTreeMap<String, String>,
+) -> std::collections::BTreeSet<&'a str> {
+    samples
+        .iter()
+        .map(|sample| family_of(&sample.name, types))
+        .collect()
+}
+
+/// Every `vipd_...` and `process_...` name in backticks in docs/metrics.md.
 fn documented_names() -> Vec<String> {
     let doc = include_str!("../../../docs/metrics.md");
     doc.split('`')
         .skip(1)
         .step_by(2)
-        .filter(|quoted| quoted.starts_with("vipd_"))
+        .filter(|quoted| quoted.starts_with("vipd_") || quoted.starts_with("process_"))
         .map(|quoted| {
             quoted
                 .chars()
@@ -865,8 +726,7 @@ fn documented_names() -> Vec<String> {
 fn metrics_parse_and_match_the_documentation() {
     let text = super::metrics::render(sample_status());
     let (types, samples) = parse_exposition(&text);
-    let sample_names: std::collections::BTreeSet<&str> =
-        samples.iter().map(|sample| sample.name.as_str()).collect();
+    let sample_names = sample_families(&samples, &types);
     let documented = documented_names();
     for name in &documented {
         assert!(
@@ -925,23 +785,26 @@ fn metrics_parse_and_match_the_documentation() {
     assert_eq!(
         find(
             "vipd_vrrp_state",
-            &[("instance", "api"), ("state", "backup")]
+            &[("vrrp_instance", "api"), ("state", "backup")]
         ),
         1.0
     );
     assert_eq!(
         find(
             "vipd_vrrp_state",
-            &[("instance", "api"), ("state", "master")]
+            &[("vrrp_instance", "api"), ("state", "master")]
         ),
         0.0
     );
     assert_eq!(
-        find("vipd_vrrp_effective_priority", &[("instance", "api")]),
+        find("vipd_vrrp_effective_priority", &[("vrrp_instance", "api")]),
         90.0
     );
     assert_eq!(
-        find("vipd_vrrp_two_masters_seen_total", &[("instance", "api")]),
+        find(
+            "vipd_vrrp_two_masters_seen_total",
+            &[("vrrp_instance", "api")]
+        ),
         1.0
     );
     assert_eq!(
@@ -975,7 +838,7 @@ fn metrics_count_dropped_adverts_by_reason_and_other_vrids_apart() {
             .iter()
             .find(|sample| {
                 sample.name == name
-                    && sample.labels.get("instance").map(String::as_str) == Some("api")
+                    && sample.labels.get("vrrp_instance").map(String::as_str) == Some("api")
                     && sample.labels.get("reason").map(String::as_str) == reason
             })
             .unwrap_or_else(|| panic!("no {name} {reason:?}"))
@@ -990,6 +853,115 @@ fn metrics_count_dropped_adverts_by_reason_and_other_vrids_apart() {
     assert_eq!(value("vipd_vrrp_interval_mismatch_total", None), 5.0);
 }
 
+/// Prometheus gives every series it scrapes the labels `instance` (the target) and `job`; a label
+/// of either name from vipd would be renamed `exported_instance` / `exported_job`, and a query by
+/// it would group by node instead (the alert of issue 15 that fired on every healthy backup).
+#[test]
+fn no_series_has_a_label_that_prometheus_overwrites() {
+    let text = super::metrics::render(sample_status());
+    let (types, samples) = parse_exposition(&text);
+    assert!(types.len() >= 70, "the sample node has every family");
+    for sample in &samples {
+        for reserved in ["instance", "job"] {
+            assert!(
+                !sample.labels.contains_key(reserved),
+                "{} has a label {reserved}: {:?}",
+                sample.name,
+                sample.labels
+            );
+        }
+    }
+}
+
+/// The alert rules use only metrics vipd exports (docs/metrics.md checks the names against
+/// /metrics above), so that a renamed metric cannot silence an alert.
+#[test]
+fn the_shipped_alert_rules_use_documented_metrics() {
+    let rules = include_str!("../../../deploy/prometheus/vipd-alerts.yaml");
+    let documented = documented_names();
+    let mut used = 0;
+    for word in rules.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("vipd_") || word.starts_with("process_") {
+            used += 1;
+            assert!(
+                documented.iter().any(|name| name == word),
+                "the alert rules use {word}, which docs/metrics.md does not document"
+            );
+        }
+    }
+    assert!(used >= 8, "the rules were read: {used} metric names");
+}
+
+#[test]
+fn metrics_say_who_is_master_since_when_and_which_vips_are_here() {
+    let mut status = sample_status();
+    let backup = super::metrics::render(status.clone());
+    for line in [
+        r#"vipd_vrrp_master_info{vrrp_instance="api",address="198.51.100.12"} 1"#,
+        r#"vipd_vrrp_vip_present{vrrp_instance="api",vip="198.51.100.50/24"} 0"#,
+        r#"vipd_vrrp_state_since_timestamp_seconds{vrrp_instance="api"} 1796000000.25"#,
+    ] {
+        assert!(
+            backup.contains(&format!("\n{line}\n")),
+            "{line} in\n{backup}"
+        );
+    }
+    let instance = &mut status.instances[0];
+    instance.state = super::VrrpState::Master;
+    instance.vips_held.clone_from(&instance.vips);
+    let master = super::metrics::render(status);
+    assert!(
+        !master.contains("vipd_vrrp_master_info{"),
+        "a master's last master heard is history, not news"
+    );
+    assert!(
+        master.contains(
+            "\nvipd_vrrp_vip_present{vrrp_instance=\"api\",vip=\"198.51.100.50/24\"} 1\n"
+        )
+    );
+}
+
+#[test]
+fn process_metrics_have_the_standard_names() {
+    let mut status = sample_status();
+    let text = super::metrics::render(status.clone());
+    for line in [
+        "process_open_fds 120",
+        "process_max_fds 1024",
+        "process_resident_memory_bytes 25165824",
+        "process_cpu_seconds_total 12.5",
+        "process_start_time_seconds 1795996277.0",
+    ] {
+        assert!(text.contains(&format!("\n{line}\n")), "{line} in\n{text}");
+    }
+    status.process.open_fds = None;
+    let text = super::metrics::render(status);
+    assert!(
+        !text.contains("process_open_fds"),
+        "a reading the kernel refused is left out, not 0"
+    );
+}
+
+#[test]
+fn backend_times_are_histograms_in_seconds() {
+    let text = super::metrics::render(sample_status());
+    let connect = "vipd_backend_connect_time_seconds";
+    for line in [
+        format!("# TYPE {connect} histogram"),
+        format!(r#"{connect}_sum{{backend="apiservers"}} 0.024"#),
+        format!(r#"{connect}_count{{backend="apiservers"}} 80"#),
+        format!(r#"{connect}_bucket{{le="0.0005",backend="apiservers"}} 0"#),
+        format!(r#"{connect}_bucket{{le="0.001",backend="apiservers"}} 80"#),
+        format!(r#"{connect}_bucket{{le="3600.0",backend="apiservers"}} 80"#),
+        format!(r#"{connect}_bucket{{le="+Inf",backend="apiservers"}} 80"#),
+        r#"vipd_backend_queue_time_seconds_bucket{le="0.0001",backend="apiservers"} 80"#.to_owned(),
+        r#"vipd_backend_session_time_seconds_bucket{le="0.5",backend="apiservers"} 0"#.to_owned(),
+        r#"vipd_backend_session_time_seconds_bucket{le="1.0",backend="apiservers"} 80"#.to_owned(),
+    ] {
+        assert!(text.contains(&format!("\n{line}\n")), "{line} in\n{text}");
+    }
+}
+
 #[test]
 fn metrics_of_an_empty_node_still_parse() {
     let text = super::metrics::render(NodeStatus::new("lb1", 0));
@@ -998,6 +970,39 @@ fn metrics_of_an_empty_node_still_parse() {
         samples
             .iter()
             .any(|sample| sample.name == "vipd_uptime_seconds")
+    );
+}
+
+#[test]
+fn the_last_reload_is_in_the_metrics_under_prometheus_names() {
+    let mut status = sample_status();
+    let (types, samples) = parse_exposition(&super::metrics::render(status.clone()));
+    let value = |samples: &[Sample], name: &str| {
+        samples
+            .iter()
+            .find(|sample| sample.name == name)
+            .map(|sample| sample.value)
+    };
+    assert_eq!(types["vipd_config_last_reload_successful"], "gauge");
+    assert_eq!(
+        value(&samples, "vipd_config_last_reload_successful"),
+        Some(0.0),
+        "the sample's last reload was rejected"
+    );
+    assert_eq!(
+        value(
+            &samples,
+            "vipd_config_last_reload_success_timestamp_seconds"
+        ),
+        Some(1_764_925_000.25)
+    );
+    if let Some(last) = status.last_reload.as_mut() {
+        last.ok = true;
+    }
+    let (_, samples) = parse_exposition(&super::metrics::render(status));
+    assert_eq!(
+        value(&samples, "vipd_config_last_reload_successful"),
+        Some(1.0)
     );
 }
 

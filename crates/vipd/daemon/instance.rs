@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::mem::Discriminant;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt as _;
 use futures::future::select_all;
@@ -144,6 +144,8 @@ where
         master: None,
         trackers: Vec::new(),
         counters: InstanceCounters::default(),
+        state_since_unix_seconds: unix_seconds(SystemTime::now()),
+        vips_held: Vec::new(),
     };
     let (status_tx, status) = watch::channel(initial);
     let task = tokio::spawn(Instance::new(parts, status_tx).run(command_rx));
@@ -173,6 +175,10 @@ struct Instance<T, A, N> {
     reopen_failed: Option<String>,
     /// One limiter per kind of router notice: a peer can cause them with every advert.
     notice_logs: HashMap<Discriminant<Notice>, RateLimitedLog>,
+    /// When the router entered its state (for status: "in state since").
+    state_since: SystemTime,
+    /// The VIPs on the host, as last added, removed or checked.
+    held_vips: HeldVips,
 }
 
 impl<T, A, N> Instance<T, A, N>
@@ -191,6 +197,8 @@ where
             no_own_address: false,
             reopen_failed: None,
             notice_logs: HashMap::new(),
+            state_since: SystemTime::now(),
+            held_vips: HeldVips::default(),
         }
     }
 
@@ -245,11 +253,12 @@ where
 
     /// The router's start: whether the host holds VIPs of ours that a killed predecessor left
     /// is the router's to weigh (docs/design/vrrp.md, "Restart after a crash").
-    async fn startup(&self) -> Input {
+    async fn startup(&mut self) -> Input {
         for vip in &self.parts.vips {
             match self.parts.addresses.contains(vip).await {
                 Ok(true) => {
                     info!(instance = %self.parts.name, vip = %vip.address, "found a VIP of ours on the host at start: listening before keeping or removing it");
+                    self.held_vips.set(vip, true);
                     return Input::StartupHoldingVips;
                 }
                 Ok(false) => {}
@@ -511,8 +520,11 @@ where
         let mut missing = 0;
         for vip in &self.parts.vips {
             match self.parts.addresses.contains(vip).await {
-                Ok(true) => {}
-                Ok(false) => missing += 1,
+                Ok(true) => self.held_vips.set(vip, true),
+                Ok(false) => {
+                    self.held_vips.set(vip, false);
+                    missing += 1;
+                }
                 Err(error) => {
                     error!(instance = %self.parts.name, vip = %vip.address, %error, "cannot read the host's addresses");
                 }
@@ -535,8 +547,11 @@ where
                 Output::CheckHost { vips } => self.check_host(vips).await,
                 Output::Notice(notice) => self.log_notice(&notice),
                 Output::StateChanged { from, to, reason } => {
+                    self.state_since = SystemTime::now();
                     let priority = self.parts.router.effective_priority().get();
-                    info!(instance = %self.parts.name, from = ?from, to = ?to, reason = ?reason, priority, "state changed");
+                    let name = &self.parts.name;
+                    // keepalived's words ("(VI_1) Entering MASTER STATE"), which operators grep.
+                    info!(instance = %name, from = ?from, to = ?to, reason = ?reason, priority, "({name}) entering {} state", state_word(to));
                     let hook = match to {
                         State::Master => Some(HookState::Master),
                         State::Backup => Some(HookState::Backup),
@@ -588,8 +603,26 @@ where
             Notice::OwnerHearsAdvert { source, priority } => {
                 error!(%instance, %source, priority = priority.get(), suppressed, "configuration error: another router of this VRID is an address owner (priority 255) too; only one router may own the addresses");
             }
-            Notice::TwoMasters { source, priority } => {
-                warn!(%instance, %source, priority = priority.get(), suppressed, "another master of this VRID: split brain (adverts were lost or blocked); healing");
+            Notice::TwoMasters {
+                source,
+                priority,
+                ours,
+                kept_master: true,
+            } => {
+                let (theirs, ours) = (priority.get(), ours.get());
+                warn!(%instance, %source, priority = theirs, ours, suppressed, "({instance}) two masters: kept MASTER over peer {source} (priority {ours} vs {theirs}) and answered with an advert, so it yields; adverts were lost or blocked between them");
+            }
+            Notice::TwoMasters {
+                source,
+                priority,
+                ours,
+                kept_master: false,
+            } => {
+                let (theirs, ours) = (priority.get(), ours.get());
+                warn!(%instance, %source, priority = theirs, ours, suppressed, "({instance}) two masters: yielding to peer {source} (priority {theirs} vs {ours}); adverts were lost or blocked between them");
+            }
+            Notice::AuthMismatch { source } => {
+                warn!(%instance, %source, suppressed, "an advert's authentication (auth_type or password) differs from this instance's: dropped (RFC 3768 7.1), so both may become master; give every node the same authentication");
             }
             Notice::LostToOwner { source } => {
                 warn!(%instance, owner = %source, suppressed, "the address owner (priority 255) took over");
@@ -603,9 +636,10 @@ where
         for vip in &self.parts.vips {
             match self.parts.addresses.add(vip).await {
                 Ok(Change::Applied) => {
+                    self.held_vips.set(vip, true);
                     debug!(instance = %self.parts.name, vip = %vip.address, "VIP added");
                 }
-                Ok(Change::AlreadyInPlace) => {}
+                Ok(Change::AlreadyInPlace) => self.held_vips.set(vip, true),
                 Err(error) => {
                     error!(instance = %self.parts.name, vip = %vip.address, %error, "adding VIP failed");
                 }
@@ -619,7 +653,11 @@ where
         let never_master = self.parts.router.stats().became_master == 0;
         self.removal_failed = false;
         for vip in &self.parts.vips {
-            match self.parts.addresses.remove(vip).await {
+            let removed = self.parts.addresses.remove(vip).await;
+            if removed.is_ok() {
+                self.held_vips.set(vip, false);
+            }
+            match removed {
                 Ok(Change::Applied) if never_master => {
                     warn!(instance = %self.parts.name, vip = %vip.address, "removed a VIP left over from an earlier run");
                 }
@@ -722,6 +760,14 @@ where
                 .saturating_duration_since(master.seen_at)
                 .as_secs_f64(),
         });
+        let vips_held = self
+            .parts
+            .vips
+            .iter()
+            .zip(&self.parts.vip_strings)
+            .filter(|(vip, _)| self.held_vips.contains(vip))
+            .map(|(_, configured)| configured.clone())
+            .collect();
         self.status.send_modify(|status| {
             status.state = vrrp_state(router.state());
             status.maintenance = router.in_maintenance();
@@ -729,8 +775,35 @@ where
             status.master = master;
             status.trackers = trackers;
             status.counters = counters;
+            status.state_since_unix_seconds = unix_seconds(self.state_since);
+            status.vips_held = vips_held;
         });
     }
+}
+
+/// The VIPs on the host as the instance last added, removed or checked them, for status (and
+/// the `vipd_vrrp_vip_present` metric). VIPs a reload dropped may stay listed; status shows
+/// only the configured ones.
+#[derive(Debug, Default)]
+struct HeldVips(Vec<vipd_net::Vip>);
+
+impl HeldVips {
+    fn set(&mut self, vip: &vipd_net::Vip, held: bool) {
+        self.0.retain(|other| other != vip);
+        if held {
+            self.0.push(vip.clone());
+        }
+    }
+
+    fn contains(&self, vip: &vipd_net::Vip) -> bool {
+        self.0.contains(vip)
+    }
+}
+
+/// Seconds since the Unix epoch, 0 for a clock set before it.
+fn unix_seconds(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |since| since.as_secs_f64())
 }
 
 /// Sends `advert` from the transport's source to each of its destinations (the group, or every
@@ -751,6 +824,16 @@ pub async fn send_advertisement<T: VrrpTransport>(
         }
     }
     Ok(failures)
+}
+
+/// The state as keepalived's log names it, for "entering MASTER state" and its siblings.
+fn state_word(state: State) -> &'static str {
+    match state {
+        State::Initialize => "INIT",
+        State::Backup => "BACKUP",
+        State::Master => "MASTER",
+        State::Fault => "FAULT",
+    }
 }
 
 fn vrrp_state(state: State) -> VrrpState {

@@ -14,9 +14,14 @@
 //! - `release`: `vipd release`, the cleanup after a daemon that died without a shutdown.
 //! - `mapping`: from the YAML model to the engines' own configuration types.
 //! - `fd_limit`: RLIMIT_NOFILE raised at start to what the connection limits need.
+//! - `signals`: the signals vipd answers (reload, stop, dumps) and the ones it catches and logs
+//!   only so that they cannot end it; `dumps`: what SIGUSR1 and SIGUSR2 write.
+//! - `reload_verdict`: what came of each configuration load, for status, metrics and `vipd reload`.
+//! - `systemd_notify`: readiness, reload and stop reported to systemd (`Type=notify`).
 
 pub mod admin_state;
 pub mod advert_drops;
+pub mod dumps;
 pub mod exec;
 pub mod fd_limit;
 pub mod host;
@@ -27,6 +32,9 @@ pub mod priority;
 pub mod rate_limited_log;
 pub mod release;
 pub mod reload;
+pub mod reload_verdict;
+pub mod signals;
 pub mod supervisor;
+pub mod systemd_notify;
 pub mod tracker;
 pub mod unknown_peer;

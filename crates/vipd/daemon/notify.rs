@@ -54,11 +54,11 @@ impl Notifier {
                 args.extend(extra);
                 // Hooks run as vipd's own user: they typically act on the host (restart a
                 // service, update a route) with the privileges the operator gave vipd.
-                let outcome = exec::run(&command.program, &args, None, timeout).await;
-                if outcome.succeeded() {
+                let ran = exec::run(&command.program, &args, None, timeout).await;
+                if ran.succeeded() {
                     debug!(instance = %task_instance, program = %command.program.display(), "notify hook done");
                 } else {
-                    warn!(instance = %task_instance, program = %command.program.display(), ?outcome, "notify hook failed");
+                    warn!(instance = %task_instance, program = %command.program.display(), outcome = %ran, "notify hook failed");
                 }
             }
         });

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use anyhow::{Context, Result};
 use tokio::sync::{mpsc, watch};
@@ -22,6 +22,7 @@ use crate::daemon::instance::{self, Command};
 use crate::daemon::mapping;
 use crate::daemon::notify::Notifier;
 use crate::daemon::reload::{ReloadEffect, reload_effect};
+use crate::daemon::reload_verdict::ReloadRecord;
 use crate::daemon::tracker::{self, Reading, TrackerInfo};
 
 #[cfg(test)]
@@ -79,6 +80,18 @@ struct InstanceEntry {
     commands: mpsc::Sender<Command>,
 }
 
+/// Why a reload was not applied in full.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// Refused while preparing: nothing changed, the running configuration stays whole.
+    #[error("{0:#}")]
+    Rejected(anyhow::Error),
+    /// Committed, but what each entry says did not happen: an instance that could not start
+    /// again once its old self had released.
+    #[error("{}", .0.join("; "))]
+    Partial(Vec<String>),
+}
+
 /// The running daemon.
 pub struct Supervisor<H: Host> {
     host: H,
@@ -132,13 +145,25 @@ impl<H: Host> Supervisor<H> {
         Ok(supervisor)
     }
 
-    /// The control server's view of this node; it follows reloads.
-    pub fn control_handle(&self, node: String, started: Instant) -> NodeControl {
+    /// The control server's view of this node; it follows reloads, and `reloads` says what came
+    /// of each.
+    pub fn control_handle(
+        &self,
+        node: String,
+        started: Instant,
+        reloads: watch::Receiver<ReloadRecord>,
+    ) -> NodeControl {
+        // The wall clock once: `process_start_time_seconds` must not jitter between scrapes.
+        let started_at = SystemTime::now()
+            .checked_sub(started.elapsed())
+            .unwrap_or_else(SystemTime::now);
         NodeControl {
             node,
             started,
+            started_at,
             proxy: Arc::clone(&self.proxy),
             instances: self.registry.subscribe(),
+            reloads,
             admin: Arc::clone(&self.admin),
         }
     }
@@ -196,20 +221,25 @@ impl<H: Host> Supervisor<H> {
     /// All or nothing (docs/design/architecture.md, Reload): everything that can fail is prepared
     /// first (the proxy's sockets and backends, every instance's router configuration, the
     /// sockets of new instances) while nothing changes; any failure there drops what was
-    /// prepared and leaves the proxy, the trackers and every instance as they were. Only then is
-    /// the reload committed.
-    pub async fn reload(&mut self, new: Config) -> Result<()> {
+    /// prepared and leaves the proxy, the trackers and every instance as they were
+    /// ([`ReloadError::Rejected`]). Only then is the reload committed; what fails after that is
+    /// [`ReloadError::Partial`].
+    pub async fn reload(&mut self, new: Config) -> Result<(), ReloadError> {
         let proxy = self
             .proxy
             .prepare(mapping::proxy_config(&new))
             .await
-            .context("applying the proxy configuration")?;
+            .context("applying the proxy configuration")
+            .map_err(ReloadError::Rejected)?;
         let mut prepared = self
             .prepare_instances(&new)
-            .context("nothing was changed")?;
+            .context("nothing was changed")
+            .map_err(ReloadError::Rejected)?;
         proxy.commit().await;
         self.forget_unconfigured_admin_state(&new).await;
-        self.commit_instances(new, &mut prepared).await
+        self.commit_instances(new, &mut prepared)
+            .await
+            .map_err(ReloadError::Partial)
     }
 
     /// The fallible part of each instance's reload, done before anything changes: the router
@@ -251,12 +281,12 @@ impl<H: Host> Supervisor<H> {
 
     /// The commit: trackers, removed instances, then every instance in file order. From here
     /// on, what fails is an instance that cannot restart (its interface vanished in between);
-    /// it is reported, and the others are still dealt with.
+    /// it is reported, one entry per instance, and the others are still dealt with.
     async fn commit_instances(
         &mut self,
         new: Config,
         prepared: &mut HashMap<String, PreparedInstance<H>>,
-    ) -> Result<()> {
+    ) -> Result<(), Vec<String>> {
         let restarted_trackers = self.sync_trackers(&new);
 
         let mut old_instances = std::mem::take(&mut self.instances);
@@ -293,7 +323,7 @@ impl<H: Host> Supervisor<H> {
         if failures.is_empty() {
             Ok(())
         } else {
-            Err(anyhow::anyhow!(failures.join("; ")))
+            Err(failures)
         }
     }
 
@@ -389,7 +419,15 @@ impl<H: Host> Supervisor<H> {
 
     /// SIGTERM: every instance releases (priority 0, VIPs removed) first, so the peer takes over
     /// at once; then the proxy drains for up to `shutdown_grace`.
+    #[cfg(test)]
     pub async fn shutdown(self) {
+        self.shutdown_unless_cut(std::future::pending()).await;
+    }
+
+    /// [`Supervisor::shutdown`], with a drain that ends as soon as `cut` completes (a second
+    /// SIGTERM). The release runs to its end whatever `cut` does: a master that exits sends its
+    /// priority-0 advert, so the peer takes over after Skew_Time rather than Master_Down_Interval.
+    pub async fn shutdown_unless_cut(self, cut: impl std::future::Future<Output = ()>) {
         let Self {
             host,
             config,
@@ -403,7 +441,7 @@ impl<H: Host> Supervisor<H> {
         for tracker in trackers.values() {
             tracker.cancel.cancel();
         }
-        proxy.shutdown(config.shutdown_grace).await;
+        proxy.shutdown_unless_cut(config.shutdown_grace, cut).await;
     }
 
     async fn start_instance(&mut self, instance: &VrrpInstance, config: &Config) -> Result<()> {
@@ -687,8 +725,11 @@ fn link_watch(
 pub struct NodeControl {
     node: String,
     started: Instant,
+    /// `started` on the wall clock.
+    started_at: SystemTime,
     proxy: Arc<vipd_proxy::Proxy>,
     instances: watch::Receiver<Vec<InstanceEntry>>,
+    reloads: watch::Receiver<ReloadRecord>,
     admin: Arc<AdminStateStore>,
 }
 
@@ -702,6 +743,10 @@ impl Control for NodeControl {
             .map(|entry| entry.status.borrow().clone())
             .collect();
         status.set_proxy_stats(&self.proxy.stats());
+        status.process = crate::control::process::read(self.started_at);
+        let reloads = self.reloads.borrow();
+        status.last_reload = Some(reloads.last.clone());
+        status.last_successful_reload_at_unix_seconds = reloads.last_success_at_unix_seconds;
         status
     }
 

@@ -83,14 +83,14 @@ pub fn spawn_script(
                 () = cancel.cancelled() => return,
                 _ = ticker.tick() => {}
             }
-            let outcome = exec::run(
+            let ran = exec::run(
                 &script.command.program,
                 &script.command.args,
                 user.as_ref(),
                 script.timeout,
             )
             .await;
-            let success = outcome.succeeded();
+            let success = ran.succeeded();
             let flipped = match state.as_mut() {
                 None => {
                     state = Some(HealthState::new(success));
@@ -100,9 +100,11 @@ pub fn spawn_script(
                 Some(state) => state.record_failure(script.fall),
             };
             let up = state.is_some_and(|state| state.is_up());
-            let last_failure = (!success).then(|| format!("{outcome:?}"));
+            // How it failed and its first stderr line: shown in status, so that "why is this
+            // node backup" has its answer without running the script by hand.
+            let last_failure = (!success).then(|| ran.to_string());
             if flipped {
-                info!(script = %name, up, "check script changed state");
+                info!(script = %name, up, detail = last_failure.as_deref().unwrap_or("-"), "check script changed state");
             }
             tx.send_if_modified(|status| {
                 let next = Reading {
@@ -310,6 +312,24 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// Issue 15: the detail said `Exited(ExitStatus(unix_wait_status(512)))` and nothing of why.
+    #[tokio::test]
+    async fn a_failing_script_puts_its_exit_status_and_first_stderr_line_in_the_detail() {
+        let cancel = CancellationToken::new();
+        let check = "echo 'db: connection refused' >&2; echo more >&2; exit 2";
+        let mut reading = spawn_script(
+            "db".into(),
+            script("/bin/sh", &["-c", check], 1000, 1000),
+            cancel.clone(),
+        );
+        let down = wait_for_verdict(&mut reading, Verdict::Down).await;
+        assert_eq!(
+            down.detail.as_deref(),
+            Some("exit status: 2, stderr: db: connection refused")
+        );
+        cancel.cancel();
+    }
+
     #[test]
     fn a_tracked_value_beyond_i64_saturates_and_garbage_is_a_failure() {
         assert_eq!(tracked_value(" -42\n"), -42);
@@ -330,7 +350,7 @@ mod tests {
         assert!(
             down.detail
                 .as_deref()
-                .is_some_and(|detail| detail.contains("TimedOut")),
+                .is_some_and(|detail| detail.contains("timed out")),
             "{down:?}"
         );
         cancel.cancel();

@@ -311,6 +311,18 @@ pub enum Notice {
         source: IpAddr,
         /// The priority it advertised.
         priority: Priority,
+        /// Our priority when we heard it.
+        ours: Priority,
+        /// Whether we stay master and answered with an advert (RFC 9568 6.4.3: theirs is lower,
+        /// or equal from a smaller address); otherwise we yield and become backup.
+        kept_master: bool,
+    },
+    /// A v2 advert whose authentication type or data differs from ours was dropped (RFC 3768
+    /// 7.1, [`DropReason::AuthMismatch`]): the routers of the VRID do not hear each other, and
+    /// each may become master.
+    AuthMismatch {
+        /// The sender.
+        source: IpAddr,
     },
     /// We gave mastership up to an address owner (priority 255): which address won.
     LostToOwner {
@@ -968,6 +980,10 @@ impl VirtualRouter {
                 // RFC 3768 7.1: dropped; routers that disagree on the interval both become master.
                 self.notice_interval_mismatch(source, advert, false);
             }
+            if reason == DropReason::AuthMismatch {
+                // The same for a password typo, which an operator can only see in the log.
+                self.notice(Notice::AuthMismatch { source });
+            }
             return;
         }
         self.stats.adverts_received += 1;
@@ -1120,7 +1136,12 @@ impl VirtualRouter {
         }
         master.answered_at = Some(now);
         self.stats.two_masters_seen += 1;
-        self.notice(Notice::TwoMasters { source, priority });
+        self.notice(Notice::TwoMasters {
+            source,
+            priority,
+            ours: self.effective_priority,
+            kept_master: true,
+        });
         self.send_advert_now(now, interval);
         self.announce(self.config.garp.repeat);
     }
@@ -1153,6 +1174,8 @@ impl VirtualRouter {
             self.notice(Notice::TwoMasters {
                 source,
                 priority: advert.priority,
+                ours: self.effective_priority,
+                kept_master: false,
             });
         }
         if advert.priority.is_owner() {

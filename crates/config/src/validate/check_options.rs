@@ -134,7 +134,7 @@ impl Checker<'_> {
 
     /// `servers[].check_address`: an IP address the server's checks connect to.
     pub(super) fn check_address(&mut self, raw: Option<String>, path: &str) -> Option<IpAddr> {
-        let address: IpAddr = self.parsed(&raw?, path, "an IP address")?;
+        let address: IpAddr = self.address(super::addresses::ip_address(&raw?), path)?;
         if address.is_unspecified() {
             self.error(path, format!("{address} cannot be connected to"));
         }

@@ -3,12 +3,12 @@
 //! Each check records its problem and carries on with a stand-in value, so one run reports
 //! everything that is wrong with a file. Only at the end do errors turn into `Err`.
 
+mod addresses;
 mod check_options;
 mod detection_window;
 mod proxy;
 mod vrrp;
 
-use std::fmt::Display;
 use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
@@ -34,12 +34,7 @@ pub fn validate(
     let mut checker = Checker::new(index);
     let node = document.node.inspect(|node| checker.name(node, "node"));
     let control = checker.control(document.control);
-    let shutdown_grace = checker.duration(
-        document.shutdown_grace.as_deref(),
-        "shutdown_grace",
-        crate::defaults::SHUTDOWN_GRACE,
-        Duration::ZERO..=crate::defaults::SHUTDOWN_GRACE_MAX,
-    );
+    let shutdown_grace = checker.shutdown_grace(document.shutdown_grace.as_deref());
     let max_connections = checker.integer(
         document.max_connections,
         "max_connections",
@@ -69,6 +64,7 @@ pub fn validate(
         backends,
     };
     config.vrrp = checker.vrrp_instances(document.vrrp, &config);
+    checker.nothing_to_do(&config);
     checker.unused_parts(&config);
     checker.finish(config)
 }
@@ -224,27 +220,14 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn parsed<T>(&mut self, text: &str, path: &str, what: &str) -> Option<T>
-    where
-        T: std::str::FromStr,
-        T::Err: Display,
-    {
-        match text.trim().parse::<T>() {
-            Ok(value) => Some(value),
-            Err(problem) => {
-                self.error(path, format!("`{text}` is not {what}: {problem}"));
-                None
-            }
-        }
+    /// A value of an address field, or its problem recorded at `path`.
+    fn address<T>(&mut self, parsed: Result<T, String>, path: &str) -> Option<T> {
+        parsed.map_err(|problem| self.error(path, problem)).ok()
     }
 
     /// `ADDRESS:PORT` with a non-zero port (`[2001:db8::1]:443` for IPv6).
     fn socket_addr(&mut self, text: &str, path: &str) -> Option<SocketAddr> {
-        let address: SocketAddr = self.parsed(
-            text,
-            path,
-            "an address with a port (198.51.100.1:443 or [2001:db8::1]:443)",
-        )?;
+        let address = self.address(addresses::socket_address(text), path)?;
         if address.port() == 0 {
             self.error(path, "port 0 is not a port vipd can use");
             return None;
@@ -288,7 +271,62 @@ impl<'a> Checker<'a> {
         typed.token_file = control
             .token_file
             .map(|file| self.absolute_path(&file, "control.token_file"));
+        if !typed.listen.ip().is_loopback() && typed.token_file.is_none() {
+            // A warning, not an error: a management network behind a firewall is a choice an
+            // operator may make, and refusing it would stop a running pair at its next start.
+            self.warn(
+                "control.listen",
+                format!(
+                    "{} is reachable from other hosts and no token_file is set: anyone who can \
+                     reach it can put this node in maintenance or change weights through \
+                     /api/v1; set control.token_file, or listen on 127.0.0.1",
+                    typed.listen
+                ),
+            );
+        }
         typed
+    }
+
+    /// `shutdown_grace`, bounded so that vipd's own stop limit fits in the unit's stop timeout.
+    fn shutdown_grace(&mut self, value: Option<&str>) -> Duration {
+        use crate::defaults::{SHUTDOWN_GRACE, SHUTDOWN_GRACE_MAX, shutdown_hard_limit};
+        let Some(text) = value else {
+            return SHUTDOWN_GRACE;
+        };
+        match parse_duration(text) {
+            Ok(grace) if grace <= SHUTDOWN_GRACE_MAX => grace,
+            Ok(grace) => {
+                self.error(
+                    "shutdown_grace",
+                    format!(
+                        "`{text}` is longer than {}, the longest drain: vipd exits at \
+                         shutdown_grace + {} ({} here), and the shipped unit's \
+                         TimeoutStopSec={} kills it after that",
+                        humantime::format_duration(SHUTDOWN_GRACE_MAX),
+                        humantime::format_duration(crate::defaults::SHUTDOWN_AFTER_DRAIN),
+                        humantime::format_duration(shutdown_hard_limit(grace)),
+                        crate::defaults::UNIT_TIMEOUT_STOP.as_secs()
+                    ),
+                );
+                SHUTDOWN_GRACE
+            }
+            Err(problem) => {
+                self.error("shutdown_grace", problem);
+                SHUTDOWN_GRACE
+            }
+        }
+    }
+
+    /// A file without VRRP instances and frontends gives the daemon nothing to do: it is an
+    /// empty, truncated or wrong file, and a reload with it would release every VIP.
+    fn nothing_to_do(&mut self, config: &Config) {
+        if config.vrrp.is_empty() && config.frontends.is_empty() {
+            self.error(
+                "",
+                "no vrrp instance and no frontend: an empty or truncated file is refused, since \
+                 vipd would serve nothing and a reload with it would release every VIP",
+            );
+        }
     }
 
     fn script(&mut self, script: raw::Script, path: &str) -> Script {

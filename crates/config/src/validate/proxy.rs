@@ -159,19 +159,7 @@ impl Checker<'_> {
             }),
         );
         let health = self.health(raw.health.unwrap_or_default(), &format!("{path}.health"));
-        if health.kind == HealthKind::Tcp
-            && servers
-                .iter()
-                .any(|server| server.address.port() == APISERVER_PORT)
-        {
-            self.warn(
-                &format!("{path}.health.kind"),
-                format!(
-                    "backend `{name}` serves port {APISERVER_PORT} with only a tcp check: an apiserver that \
-                     accepts connections but is not ready stays in rotation; use kind: https, path: /readyz"
-                ),
-            );
-        }
+        self.apiserver_check(&name, &servers, &health, path);
         Backend {
             name,
             balance: match raw.balance {
@@ -218,6 +206,42 @@ impl Checker<'_> {
                 })
                 .filter(|duration| !duration.is_zero()),
         }
+    }
+
+    /// An apiserver (port 6443) speaks HTTPS only: a tcp check keeps a server that is not ready
+    /// in rotation, and a plain http check is answered with 400 by every server, ready or not.
+    fn apiserver_check(
+        &mut self,
+        name: &str,
+        servers: &[Server],
+        health: &HealthCheck,
+        path: &str,
+    ) {
+        let checked_port = |server: &Server| health.options.port.unwrap_or(server.address.port());
+        if !servers
+            .iter()
+            .any(|server| checked_port(server) == APISERVER_PORT)
+        {
+            return;
+        }
+        let problem = match health.kind {
+            HealthKind::Tcp => {
+                "only a tcp check: an apiserver that accepts connections but is not \
+                                ready stays in rotation"
+            }
+            HealthKind::Http(_) => {
+                "a plain http check: an apiserver answers HTTP on its TLS port \
+                                    with 400, so every server is marked down"
+            }
+            HealthKind::Https { .. } => return,
+        };
+        self.warn(
+            &format!("{path}.health.kind"),
+            format!(
+                "backend `{name}` checks port {APISERVER_PORT} with {problem}; use kind: https, \
+                 path: /readyz"
+            ),
+        );
     }
 
     /// One address under two names is usually a copy-paste slip; it doubles that server's share.

@@ -336,13 +336,19 @@ fn ports_and_addresses_are_checked() {
         &BASE.replace("198.51.100.50:6443", "198.51.100.50:70000"),
         "frontends[0].bind[0]",
         10,
-        "not an address with a port",
+        "port 70000 is out of range 1..=65535",
     );
     assert_error(
         &BASE.replace("198.51.100.21:6443", "apiserver.local:6443"),
         "backends[0].servers[0].address",
         16,
-        "not an address",
+        "got a host name `apiserver.local`: vipd does not resolve names",
+    );
+    assert_error(
+        &BASE.replace("198.51.100.50/24", "198.51.100.50/33"),
+        "vrrp[0].vips[0]",
+        7,
+        "prefix length 33 is longer than 32 for an IPv4 address",
     );
     assert_error(
         &BASE.replace("198.51.100.50/24", "198.51.100.50"),
@@ -688,6 +694,73 @@ fn warns_about_a_tcp_checked_apiserver_backend() {
     );
     let (_, warnings) = valid(&text);
     assert_eq!(warnings[0].line, 13, "{warnings:?}");
+}
+
+#[test]
+fn warns_about_a_plain_http_checked_apiserver_backend() {
+    let text = BASE.replace("kind: https, path: /readyz", "kind: http, path: /readyz");
+    assert_warning(
+        &text,
+        "backends[0].health.kind",
+        "port 6443 with a plain http check: an apiserver answers HTTP on its TLS port with 400",
+    );
+    // The check's own port counts, not only the servers'.
+    let text = BASE
+        .replace(
+            "kind: https, path: /readyz",
+            "kind: http, path: /readyz, port: 6443",
+        )
+        .replace("198.51.100.21:6443", "198.51.100.21:443");
+    assert_warning(&text, "backends[0].health.kind", "plain http check");
+}
+
+#[test]
+fn an_empty_or_truncated_file_is_refused() {
+    for text in [
+        "",
+        "# nothing yet\n",
+        "node: lb1\n",
+        "node: lb1\ncontrol: { listen: \"127.0.0.1:9650\" }\n",
+    ] {
+        let found = errors(text);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].path, "");
+        assert_eq!(found[0].line, 1);
+        assert!(found[0].message.contains("release every VIP"), "{found:?}");
+    }
+    // A proxy alone, or VRRP alone, is something to do.
+    let proxy_only = &BASE[BASE.find("frontends:").unwrap()..];
+    valid(proxy_only);
+    let vrrp_only = &BASE[..BASE.find("frontends:").unwrap()];
+    valid(vrrp_only);
+}
+
+#[test]
+fn a_control_server_reachable_from_other_hosts_needs_a_token() {
+    let open = format!("{BASE}control: {{ listen: \"198.51.100.11:9650\" }}\n");
+    assert_warning(&open, "control.listen", "no token_file is set");
+    let wildcard = format!("{BASE}control: {{ listen: \"[::]:9650\" }}\n");
+    assert_warning(&wildcard, "control.listen", "no token_file is set");
+    let guarded = format!(
+        "{BASE}control: {{ listen: \"198.51.100.11:9650\", token_file: /etc/vipd/token }}\n"
+    );
+    let (_, warnings) = valid(&guarded);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let loopback = format!("{BASE}control: {{ listen: \"[::1]:9650\" }}\n");
+    let (_, warnings) = valid(&loopback);
+    assert!(warnings.is_empty(), "{warnings:?}");
+}
+
+#[test]
+fn shutdown_grace_longer_than_the_stop_timeout_allows_is_explained() {
+    assert_error(
+        &format!("{BASE}shutdown_grace: 3m\n"),
+        "shutdown_grace",
+        17,
+        "`3m` is longer than 2m, the longest drain: vipd exits at shutdown_grace + 10s (3m 10s here), and the shipped unit's TimeoutStopSec=135",
+    );
+    let (config, _) = valid(&format!("{BASE}shutdown_grace: 2m\n"));
+    assert_eq!(config.shutdown_grace, Duration::from_secs(120));
 }
 
 #[test]

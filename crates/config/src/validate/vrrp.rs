@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 
-use super::{Checker, is_interface_name};
+use super::{Checker, addresses, is_interface_name};
 use crate::model::{
     Config, Garp, Notify, TrackTarget, Tracker, Unicast, V3Checksum, Vip, VirtualMac, VrrpInstance,
     VrrpVersion,
@@ -402,18 +402,7 @@ impl Checker<'_> {
     }
 
     fn vip_address(&mut self, text: &str, path: &str) -> Option<IpNet> {
-        if text.trim().parse::<IpAddr>().is_ok() {
-            self.error(
-                path,
-                format!("`{text}` needs its prefix length, like `{text}/24` or `{text}/32`"),
-            );
-            return None;
-        }
-        let address: IpNet = self.parsed(
-            text,
-            path,
-            "an address with a prefix length (198.51.100.50/24)",
-        )?;
+        let address = self.address(addresses::ip_network(text), path)?;
         let ip = address.addr();
         if ip.is_unspecified() || ip.is_multicast() || ip.is_loopback() {
             self.error(path, format!("{ip} cannot be a virtual IP"));
@@ -440,7 +429,7 @@ impl Checker<'_> {
         };
         let source = raw.source.and_then(|source| {
             let at = format!("{path}.source");
-            let ip: IpAddr = self.parsed(&source, &at, "an IP address")?;
+            let ip = self.address(addresses::ip_address(&source), &at)?;
             check_family(self, ip, &at);
             Some(ip)
         });
@@ -450,7 +439,7 @@ impl Checker<'_> {
         let mut peers: Vec<IpAddr> = Vec::new();
         for (position, peer) in raw.peers.iter().enumerate() {
             let at = format!("{path}.peers[{position}]");
-            let Some(ip) = self.parsed::<IpAddr>(peer, &at, "an IP address") else {
+            let Some(ip) = self.address(addresses::ip_address(peer), &at) else {
                 continue;
             };
             check_family(self, ip, &at);

@@ -6,7 +6,7 @@ use super::check::{health, is_tls_check};
 use super::keepalive::draft_keepalive;
 use super::section::{Kind, Section, ServerLine, ServerOptions};
 use super::timeout::timeouts;
-use crate::draft::{Backend, Server};
+use crate::draft::{Backend, Health, Server};
 use crate::{ImportWarning, unique_name, vipd_name, warn};
 
 pub(super) fn backend(
@@ -90,6 +90,7 @@ pub(super) fn backend(
     }
     let slow_start = slow_start(section, &mut notes);
     let health = health(section, first_checked, &mut notes, warnings);
+    warn_plain_apiserver_check(section, first_checked, &servers, &health, warnings);
     let timeout = timeouts(section, &frontends, &mut notes);
     let tcp_keepalive = draft_keepalive(&section.server_keepalive, &mut notes);
     Some(Backend {
@@ -107,6 +108,49 @@ pub(super) fn backend(
         tcp_keepalive,
         slow_start,
     })
+}
+
+/// The Kubernetes apiserver port.
+const APISERVER_PORT: u16 = 6443;
+
+/// An apiserver speaks HTTPS only: a TCP check keeps a server that is not ready in rotation, and a
+/// plain `option httpchk` is answered with 400 (HAProxy may have accepted that with `http-check
+/// expect` on any status; vipd's check would mark every server down). Said at the source line,
+/// with what to write instead. TLS checks without `option httpchk` have their own warning.
+fn warn_plain_apiserver_check(
+    section: &Section,
+    checked: Option<&ServerOptions>,
+    servers: &[Server],
+    health: &Health,
+    warnings: &mut Vec<ImportWarning>,
+) {
+    let port = |server: &Server| health.port.unwrap_or(server.address.port());
+    let tls_without_httpchk = section.http_check.is_none()
+        && (checked.is_some_and(is_tls_check) || section.check_connect_ssl);
+    if tls_without_httpchk || !servers.iter().any(|server| port(server) == APISERVER_PORT) {
+        return;
+    }
+    let problem = match health.kind {
+        Some("https") => return,
+        Some("http") => {
+            "a plain HTTP check (`option httpchk` without `check-ssl`): an apiserver answers it \
+             with 400, so vipd would mark every server down"
+        }
+        _ => {
+            "a TCP connect check: an apiserver that accepts connections but is not ready stays \
+             in rotation"
+        }
+    };
+    warn(
+        warnings,
+        &section.at,
+        format!(
+            "backend {}: port {APISERVER_PORT} with {problem}; apiservers need HTTPS `/readyz`: \
+             write `health: {{ kind: https, path: /readyz, tls_verify: none }}` (in HAProxy: \
+             `option httpchk GET /readyz` and `check check-ssl verify none`)",
+            section.name
+        ),
+    );
 }
 
 /// HAProxy's `slowstart` is per server, vipd's `slow_start` per backend: the longest, with a

@@ -73,7 +73,7 @@ pub fn translate(
         &mut reader.sections,
     );
     // A keepalived.conf (or anything else) passed as haproxy.cfg is refused, not read as nothing.
-    if let Some(at) = reader.first_line
+    if let Some(at) = reader.first_line.clone()
         && reader.sections_seen == 0
     {
         return Err(ImportError::Syntax {
@@ -84,12 +84,41 @@ pub fn translate(
         });
     }
     frontends::build(&reader.sections, draft, warnings);
+    if draft.frontends.is_empty() {
+        return Err(no_frontend(&reader, &file, warnings));
+    }
     if let Some(percent) = reader.spread_checks {
         for backend in &mut draft.backends {
             backend.health.jitter_percent = Some(percent);
         }
     }
     Ok(())
+}
+
+/// The error of a haproxy.cfg that gave no frontend, with the warnings that say why.
+fn no_frontend(reader: &Reader, file: &Arc<str>, warnings: &mut Vec<ImportWarning>) -> ImportError {
+    let proxies = reader
+        .sections
+        .iter()
+        .filter(|section| section.is_frontend())
+        .count();
+    let message = if proxies == 0 {
+        "no frontend or listen section: vipd would import nothing to serve".to_owned()
+    } else {
+        format!(
+            "none of its {proxies} frontend and listen sections could be imported (see why \
+             above): vipd would serve nothing; a copy from a web page may have lost its line \
+             breaks"
+        )
+    };
+    ImportError::NothingImported {
+        at: reader.first_line.clone().unwrap_or(Location {
+            file: Arc::clone(file),
+            line: 1,
+        }),
+        message,
+        warnings: std::mem::take(warnings),
+    }
 }
 
 /// Where the lines of the file go, section after section.

@@ -6,6 +6,7 @@
 //! instances that track them, and a script is kept only once the instances show how it is used.
 
 mod global_defs;
+mod haproxy_script;
 mod include;
 mod instance;
 mod script;
@@ -35,8 +36,10 @@ struct ScriptSource {
     /// The `weight` a `track_script` inherits.
     weight: i16,
     /// `killall -0 haproxy` and friends: HAProxy's liveness, replaced by frontend trackers.
-    checks_haproxy: bool,
+    haproxy: Option<haproxy_script::HaproxyCheck>,
     tracked: bool,
+    /// A HAProxy check that became frontend trackers somewhere (not only skipped).
+    replaced: bool,
 }
 
 /// The `vrrp_track_file`s by name: the file and the weight a `track_file` inherits.
@@ -138,8 +141,10 @@ fn definitions(
 /// frontend trackers and dropped.
 fn keep_scripts(scripts: Scripts, draft: &mut Draft, warnings: &mut Vec<ImportWarning>) {
     for (_, source) in scripts {
-        if source.checks_haproxy {
-            if !source.tracked {
+        if let Some(check) = &source.haproxy {
+            if source.replaced {
+                replaced_haproxy_script(&source.script, check, warnings);
+            } else if !source.tracked {
                 warn(
                     warnings,
                     &source.script.from,
@@ -164,6 +169,52 @@ fn keep_scripts(scripts: Scripts, draft: &mut Draft, warnings: &mut Vec<ImportWa
         }
         draft.scripts.push(source.script);
     }
+}
+
+/// What the operator must know of a HAProxy script file that frontend trackers replaced: what
+/// it did that vipd does not, or that it was recognised by its name alone. An inline
+/// `killall -0 haproxy` needs no word: the trackers' comments say what they replace.
+fn replaced_haproxy_script(
+    script: &Script,
+    check: &haproxy_script::HaproxyCheck,
+    warnings: &mut Vec<ImportWarning>,
+) {
+    let name = &script.name;
+    let message = match check {
+        haproxy_script::HaproxyCheck::Inline => return,
+        haproxy_script::HaproxyCheck::File {
+            file,
+            restarts_haproxy,
+            stops_keepalived,
+        } => {
+            let also: Vec<&str> = [
+                (*restarts_haproxy, "restarts HAProxy"),
+                (*stops_keepalived, "stops keepalived"),
+            ]
+            .into_iter()
+            .filter_map(|(does, what)| does.then_some(what))
+            .collect();
+            let extra = if also.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; it also {} when HAProxy is down, which vipd leaves to systemd \
+                     (Restart=on-failure restarts vipd, the proxy included)",
+                    also.join(" and ")
+                )
+            };
+            format!(
+                "vrrp_script {name} ({file}) only checks that HAProxy runs{extra}: vipd's \
+                 frontend trackers replace it, not carried over"
+            )
+        }
+        haproxy_script::HaproxyCheck::ByName { file, reason } => format!(
+            "vrrp_script {name} ({file}) is taken by its name for a check that HAProxy runs \
+             (the file cannot be read here: {reason}): vipd's frontend trackers replace it, not \
+             carried over; if it checks more, add it back as a script tracker"
+        ),
+    };
+    warn(warnings, &script.from, message);
 }
 
 /// The warning for a directive not translated: a keyword vipd has no equivalent for, or a

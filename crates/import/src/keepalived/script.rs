@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::syntax::Statement;
 use super::track::tracker_weight;
 use super::values::{count, seconds, user_name};
-use super::{Globals, ScriptSource, unsupported};
+use super::{Globals, ScriptSource, haproxy_script, unsupported};
 use crate::draft::Script;
 use crate::words::{self, Syntax};
 use crate::{ImportWarning, Location, vipd_name, warn};
@@ -97,8 +97,8 @@ pub(super) fn vrrp_script(
         );
         return None;
     };
-    let checks_haproxy = is_haproxy_liveness(&words);
-    if !checks_haproxy {
+    let haproxy = haproxy_script::recognize(&words);
+    if haproxy.is_none() {
         script.command = absolute_command(words, &command_at, warnings)?;
     }
     fit_timings(&mut script, source_name, &statement.at, warnings);
@@ -107,8 +107,9 @@ pub(super) fn vrrp_script(
         ScriptSource {
             script,
             weight,
-            checks_haproxy,
+            haproxy,
             tracked: false,
+            replaced: false,
         },
     ))
 }
@@ -167,19 +168,6 @@ pub(super) fn command_words(args: &[String]) -> Vec<String> {
     }
     let tokens = words::split(&args[0], &COMMAND).unwrap_or_else(|unterminated| unterminated.0);
     words::words_only(tokens)
-}
-
-/// `killall -0 haproxy`, `pidof haproxy`, `pgrep haproxy`, `systemctl is-active haproxy`: what
-/// keepalived setups run to follow HAProxy, which vipd replaces with frontend trackers.
-pub(super) fn is_haproxy_liveness(words: &[String]) -> bool {
-    let Some(program) = words.first() else {
-        return false;
-    };
-    let program = program.rsplit('/').next().unwrap_or(program);
-    matches!(program, "killall" | "pidof" | "pgrep" | "systemctl")
-        && words[1..]
-            .iter()
-            .any(|word| word == "haproxy" || word == "haproxy.service")
 }
 
 /// vipd runs commands without a shell and needs an absolute program path; keepalived searches

@@ -100,7 +100,7 @@ fn track_script(
         } else {
             weight
         };
-        if !source.checks_haproxy {
+        if source.haproxy.is_none() {
             track.push(Tracker {
                 target: TrackTarget::Script(source.script.name.clone()),
                 weight,
@@ -130,6 +130,7 @@ fn track_script(
             );
             continue;
         }
+        source.replaced = true;
         for frontend in frontends {
             track.push(Tracker {
                 target: TrackTarget::Frontend(frontend.to_owned()),

@@ -428,14 +428,20 @@ fn unsupported_top_level_blocks_are_named() {
 
 #[test]
 fn an_instance_vipd_cannot_have_is_skipped_with_its_reason() {
-    let imported = translate(
+    // Nothing else is left: the import fails, and its warnings say why.
+    let error = import_texts(
+        Path::new(KEEPALIVED),
         "vrrp_instance X {\n  interface eth0\n  virtual_ipaddress {\n    198.51.100.50/24\n  }\n}\n",
         None,
-    );
-    assert!(imported.config.vrrp.is_empty());
-    assert_warned(
-        &imported,
-        "keepalived.conf:1: vrrp_instance X has no valid `virtual_router_id`: skipped",
+    )
+    .expect_err("nothing to serve");
+    let ImportError::NothingImported { warnings, .. } = error else {
+        panic!("{error}")
+    };
+    assert!(
+        warnings.iter().any(|warning| warning.to_string()
+            == "keepalived.conf:1: vrrp_instance X has no valid `virtual_router_id`: skipped"),
+        "{warnings:#?}"
     );
 }
 
@@ -658,14 +664,37 @@ fn a_file_of_the_wrong_kind_is_refused() {
             .starts_with("haproxy.cfg:2: no global, defaults"),
         "{error}"
     );
-    // Empty files are empty configurations, not errors.
+    // Empty files give nothing to serve, which vipd refuses: an error, not an empty output.
+    for haproxy in [None, Some((Path::new(HAPROXY), ""))] {
+        let error = import_texts(Path::new(KEEPALIVED), "# nothing yet\n", haproxy)
+            .expect_err("nothing to serve");
+        assert!(
+            matches!(error, ImportError::NothingImported { .. }),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn a_haproxy_script_file_without_frontends_to_replace_it_is_not_said_to_be_replaced() {
+    let text = format!(
+        "vrrp_script chk {{\n  script \"/nonexistent/keepalived/check_haproxy.sh\"\n}}\n{}",
+        in_instance("    track_script {\n        chk\n    }")
+    );
+    let imported = translate(&text, None);
+    let warnings = warnings(&imported);
     assert!(
-        import_texts(
-            Path::new(KEEPALIVED),
-            "# nothing yet\n",
-            Some((Path::new(HAPROXY), ""))
-        )
-        .is_ok()
+        warnings
+            .iter()
+            .any(|warning| warning
+                .starts_with("keepalived.conf:6: track_script chk follows HAProxy")),
+        "{warnings:#?}"
+    );
+    assert!(
+        !warnings
+            .iter()
+            .any(|warning| warning.contains("replace it")),
+        "{warnings:#?}"
     );
 }
 

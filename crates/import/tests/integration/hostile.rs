@@ -74,6 +74,14 @@ fn check(keepalived: &str, haproxy: Option<&str>) {
             };
             assert!(at.line >= 1 && at.line <= limit, "{at}: {message}");
         }
+        Err(ImportError::NothingImported { at, message, .. }) => {
+            let text = if &*at.file == "haproxy.cfg" {
+                haproxy.unwrap_or_default()
+            } else {
+                keepalived
+            };
+            assert!(at.line >= 1 && at.line <= lines(text), "{at}: {message}");
+        }
         Err(ImportError::Invalid { yaml, errors }) => {
             panic!("the importer wrote a file vipd refuses:\n{errors}\n{yaml}")
         }

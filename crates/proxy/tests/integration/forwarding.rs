@@ -40,6 +40,34 @@ async fn bulk_echo_is_byte_exact_and_counted() {
     );
 }
 
+/// Each session handed to the backend adds its queue, connect and whole-session times to the
+/// backend's histograms once, when it ends (docs/metrics.md, Backends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ended_sessions_add_their_times_to_the_backend_histograms() {
+    let echo = EchoServer::start(addr("127.0.0.2:0")).await;
+    let proxy = Proxy::start(single(&[("e1", echo.address)])).await.unwrap();
+    let front = frontend_address(&proxy, "front");
+    for _ in 0..3 {
+        let echoed = tokio::time::timeout(PATIENCE, echo_once(front, b"ping"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(echoed, b"ping");
+    }
+    eventually("three sessions timed", || {
+        proxy.stats().backends[0].times.total.count() == 3
+    })
+    .await;
+    let times = proxy.stats().backends[0].times.clone();
+    assert_eq!(times.queue.count(), 3, "every session asked for a server");
+    assert_eq!(times.connect.count(), 3, "and connected to one");
+    assert!(
+        times.total.sum >= times.connect.sum + times.queue.sum,
+        "a session lasts at least its queueing and connecting: {times:?}"
+    );
+    assert!(times.total.sum > Duration::ZERO);
+}
+
 /// The client's first bytes reach a server whose handshake does not finish within connect(2)
 /// (here its accept queue is full, so the first SYN is dropped and retransmitted a second later):
 /// the proxy cannot send them with the connection and sends them once connected.

@@ -278,6 +278,41 @@ async fn graceful_shutdown_lets_sessions_run_until_the_deadline_then_cuts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_ends_a_long_drain_at_once_and_cuts_the_sessions() {
+    let echo = EchoServer::start(addr("127.0.0.2:0")).await;
+    let proxy = Arc::new(Proxy::start(single(&[("e", echo.address)])).await.unwrap());
+    let mut session = TcpStream::connect(frontend_address(&proxy, "front"))
+        .await
+        .unwrap();
+    ping(&mut session, b"before").await.unwrap();
+    let cut = tokio_util::sync::CancellationToken::new();
+    let stopping = {
+        let (proxy, cut) = (Arc::clone(&proxy), cut.clone());
+        // Ten minutes of grace: only the cut can end this drain within the test's patience.
+        tokio::spawn(async move {
+            proxy
+                .shutdown_unless_cut(Duration::from_secs(600), cut.cancelled_owned())
+                .await;
+        })
+    };
+    eventually("listeners closed", || {
+        proxy.listening_addresses().is_empty()
+    })
+    .await;
+    ping(&mut session, b"during the drain").await.unwrap();
+    cut.cancel();
+    tokio::time::timeout(PATIENCE, stopping)
+        .await
+        .expect("the cut ended the drain")
+        .unwrap();
+    let mut rest = Vec::new();
+    let ended = tokio::time::timeout(PATIENCE, session.read_to_end(&mut rest))
+        .await
+        .expect("the session was cut");
+    assert!(ended.is_err() || rest.is_empty(), "{ended:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_returns_as_soon_as_sessions_are_done() {
     let echo = EchoServer::start(addr("127.0.0.2:0")).await;
     let proxy = Proxy::start(single(&[("e", echo.address)])).await.unwrap();

@@ -66,13 +66,14 @@ where
         Ok(())
     }
 
-    async fn remove_dropped_vips(&self, old_vips: &[vipd_net::Vip]) {
+    async fn remove_dropped_vips(&mut self, old_vips: &[vipd_net::Vip]) {
         for vip in old_vips.iter().filter(|vip| !self.parts.vips.contains(vip)) {
             match self.parts.addresses.remove(vip).await {
                 Ok(Change::Applied) => {
+                    self.held_vips.set(vip, false);
                     info!(instance = %self.parts.name, vip = %vip.address, "VIP removed by reload");
                 }
-                Ok(Change::AlreadyInPlace) => {}
+                Ok(Change::AlreadyInPlace) => self.held_vips.set(vip, false),
                 Err(error) => {
                     error!(instance = %self.parts.name, vip = %vip.address, %error, "removing VIP failed");
                 }
@@ -82,11 +83,12 @@ where
 
     /// Adds the VIPs `old_vips` lacked and announces each `garp.repeat` times, as a new master
     /// announces all of its VIPs (RFC 9568 6.4.2), so that clients find them at once.
-    async fn add_new_vips(&self, old_vips: &[vipd_net::Vip]) {
+    async fn add_new_vips(&mut self, old_vips: &[vipd_net::Vip]) {
         let repeat = self.parts.router.config().garp.repeat;
         for vip in self.parts.vips.iter().filter(|vip| !old_vips.contains(vip)) {
             match self.parts.addresses.add(vip).await {
                 Ok(Change::Applied | Change::AlreadyInPlace) => {
+                    self.held_vips.set(vip, true);
                     info!(instance = %self.parts.name, vip = %vip.address, "VIP added by reload");
                 }
                 Err(error) => {

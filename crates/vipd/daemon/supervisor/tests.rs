@@ -524,6 +524,7 @@ backends:
         .reload(with_a_broken_one)
         .await
         .expect_err("the broken instance refuses the reload");
+    assert!(matches!(error, ReloadError::Rejected(_)), "{error:?}");
     assert!(format!("{error:#}").contains("vrrp broken"), "{error:#}");
     tokio::time::sleep(Duration::from_secs(10)).await;
 
@@ -562,6 +563,7 @@ async fn a_restart_that_cannot_open_its_socket_leaves_the_master_running() {
         .reload(moved)
         .await
         .expect_err("the restart cannot open its socket");
+    assert!(matches!(error, ReloadError::Rejected(_)), "{error:?}");
     assert!(format!("{error:#}").contains("vrrp api"), "{error:#}");
     tokio::time::sleep(Duration::from_secs(10)).await;
     let api = status(&supervisor, "api");
@@ -608,6 +610,53 @@ async fn a_pair_elects_the_higher_priority_and_hands_over_on_shutdown_within_ske
     lb2.shutdown().await;
 }
 
+/// docs/metrics.md: status says since when each instance is in its state, which master a backup
+/// hears, and which VIPs the node holds, a VIP that a failed removal left on a backup included
+/// (what the alert VipdVipOnNonMaster looks for).
+#[tokio::test(start_paused = true)]
+async fn status_says_since_when_who_is_master_and_which_vips_are_held() {
+    let lan = MemoryLan::new();
+    let lb1_host = MemoryHost::new(&lan, ip(LB1));
+    let lb1_addresses = Arc::clone(&lb1_host.addresses);
+    let before = std::time::SystemTime::now() - Duration::from_millis(1);
+    let (lb1, lb2) = master_and_backup(&lan, lb1_host, one_instance(150, "1s", "", "")).await;
+    let vip = format!("{VIP}/24");
+    let since = |status: &InstanceStatus| {
+        std::time::UNIX_EPOCH + Duration::from_secs_f64(status.state_since_unix_seconds)
+    };
+
+    let master = status(&lb1, "api");
+    assert_eq!(master.vips_held, [vip.as_str()]);
+    assert!(since(&master) >= before, "{master:?}");
+    let backup = status(&lb2, "api");
+    assert!(backup.vips_held.is_empty());
+    assert_eq!(backup.master.map(|master| master.address), Some(ip(LB1)));
+
+    let control = lb1.control_handle(
+        "lb1".into(),
+        std::time::Instant::now(),
+        watch::channel(ReloadRecord::started("sha256:00".into(), 0.0)).1,
+    );
+    lb1_addresses.fail_next_removals(1);
+    control
+        .maintenance("api", true)
+        .await
+        .expect("known instance");
+    wait_for_state(&lb1, "api", VrrpState::Backup).await;
+    let released = status(&lb1, "api");
+    assert_eq!(released.vips_held, [vip.as_str()], "the removal failed");
+    assert!(since(&released) > since(&master));
+    tokio::time::sleep(instance::HOST_CHECK_EVERY * 2).await;
+    assert!(
+        status(&lb1, "api").vips_held.is_empty(),
+        "removed again at a host check"
+    );
+    wait_for_state(&lb2, "api", VrrpState::Master).await;
+    assert_eq!(status(&lb2, "api").vips_held, [vip]);
+    lb1.shutdown().await;
+    lb2.shutdown().await;
+}
+
 /// docs/design/vrrp.md, Maintenance: maintenance releases mastership with priority 0 and stays backup until lifted.
 #[tokio::test(start_paused = true)]
 async fn maintenance_releases_with_priority_zero_and_stays_backup() {
@@ -619,7 +668,11 @@ async fn maintenance_releases_with_priority_zero_and_stays_backup() {
         .await
         .expect("starts");
     advert_with_priority(&observer, LB1, 150).await;
-    let control = supervisor.control_handle("lb1".into(), std::time::Instant::now());
+    let control = supervisor.control_handle(
+        "lb1".into(),
+        std::time::Instant::now(),
+        watch::channel(ReloadRecord::started("sha256:00".into(), 0.0)).1,
+    );
 
     control
         .maintenance("api", true)
@@ -686,7 +739,11 @@ backends:
     .await
     .expect("starts");
     advert_with_priority(&observer, LB1, 150).await;
-    let control = first.control_handle("lb1".into(), std::time::Instant::now());
+    let control = first.control_handle(
+        "lb1".into(),
+        std::time::Instant::now(),
+        watch::channel(ReloadRecord::started("sha256:00".into(), 0.0)).1,
+    );
     control
         .maintenance("api", true)
         .await
@@ -722,7 +779,11 @@ backends:
     assert!(servers[0].weight_overridden);
     assert_eq!(servers[1].admin, vipd_proxy::AdminState::Maintenance);
 
-    let control = second.control_handle("lb1".into(), std::time::Instant::now());
+    let control = second.control_handle(
+        "lb1".into(),
+        std::time::Instant::now(),
+        watch::channel(ReloadRecord::started("sha256:00".into(), 0.0)).1,
+    );
     control
         .maintenance("api", false)
         .await
@@ -932,7 +993,11 @@ async fn a_vip_whose_removal_failed_is_removed_at_the_next_host_checks() {
         .await
         .expect("starts");
     wait_for_state(&supervisor, "api", VrrpState::Master).await;
-    let control = supervisor.control_handle("lb1".into(), std::time::Instant::now());
+    let control = supervisor.control_handle(
+        "lb1".into(),
+        std::time::Instant::now(),
+        watch::channel(ReloadRecord::started("sha256:00".into(), 0.0)).1,
+    );
 
     // The release's removal and the first retry fail.
     addresses.fail_next_removals(2);
@@ -1115,7 +1180,11 @@ async fn a_flood_of_lower_priority_adverts_is_answered_and_logged_once_per_perio
     assert!(sent <= 2, "{sent} adverts in one interval");
     // One burst of garp.repeat (5) for the one VIP.
     assert_eq!(announcer.announced().len() - bursts_before, 5);
-    assert_eq!(log.lines_with("split brain").len(), 1);
+    // In the words operators grep for (issue 15), with the peer and both priorities.
+    let kept = log.lines_with("(api) two masters: kept MASTER over peer 198.51.100.99");
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(kept[0].contains("(priority 100 vs 50)"), "{}", kept[0]);
+    assert_eq!(log.lines_with("(api) entering MASTER state").len(), 1);
     assert_eq!(log.lines_with("address list differs").len(), 1);
 
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -1129,6 +1198,52 @@ async fn a_flood_of_lower_priority_adverts_is_answered_and_logged_once_per_perio
         "the next line counts what was left out: {}",
         mismatch[1]
     );
+    assert_eq!(status(&supervisor, "api").state, VrrpState::Master);
+    supervisor.shutdown().await;
+}
+
+/// Issue 15: a v2 advert with another password is dropped (RFC 3768 7.1), and the operator hears
+/// of it, once per period however many arrive.
+#[tokio::test(start_paused = true)]
+async fn adverts_with_another_password_are_logged_once_per_period() {
+    let log = CapturedLog::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    let lan = MemoryLan::new();
+    let peer = lan.join(ip(OBSERVER));
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let extra = "    version: 2\n    advert_interval: 1s\n    auth_password: s3cret\n";
+    let settings = config(&format!(
+        "vrrp:\n  - name: api\n    interface: eth0\n    vrid: 51\n    priority: 100\n    vips: [{VIP}/24]\n{extra}"
+    ));
+    let supervisor = Supervisor::start(host, settings).await.expect("starts");
+    let guess = Advertisement {
+        vrid: vipd_vrrp::Vrid::try_from(51).expect("vrid"),
+        priority: vipd_vrrp::Priority::new(200),
+        fields: vipd_vrrp::VersionFields::V2 {
+            advert_interval_secs: std::num::NonZeroU8::MIN,
+            auth: vipd_vrrp::Auth::simple_password(b"guess").expect("password"),
+        },
+        addresses: vec![ip(VIP)],
+    };
+    let group = ip("224.0.0.18");
+    let bytes = guess
+        .to_bytes(ip(OBSERVER), group, vipd_vrrp::ChecksumForm::MessageOnly)
+        .expect("emit");
+    // 5 s of adverts at priority 200, longer than the Master_Down_Interval (3.6 s).
+    for _ in 0..500 {
+        peer.send_to(&bytes, group).await.expect("send");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lines = log.lines_with("authentication (auth_type or password) differs");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].contains("198.51.100.99"), "{}", lines[0]);
+    assert!(!lines[0].contains("guess") && !lines[0].contains("s3cret"));
+    // Dropped: the instance does not follow a master it cannot authenticate.
     assert_eq!(status(&supervisor, "api").state, VrrpState::Master);
     supervisor.shutdown().await;
 }

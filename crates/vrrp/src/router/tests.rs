@@ -452,7 +452,9 @@ fn master_lower_priority_advert_is_answered_at_once_and_reannounced_after_split_
         notices(&outputs),
         [Notice::TwoMasters {
             source: HIGHER_ADDRESS,
-            priority: Priority::new(50)
+            priority: Priority::new(50),
+            ours: Priority::new(100),
+            kept_master: true,
         }]
     );
     let outputs = actions(&outputs);
@@ -591,7 +593,9 @@ fn equal_priority_or_preempt_off_makes_the_yielding_master_count_a_split_brain()
             notices(&outputs),
             [Notice::TwoMasters {
                 source: HIGHER_ADDRESS,
-                priority: Priority::new(theirs)
+                priority: Priority::new(theirs),
+                ours: Priority::new(100),
+                kept_master: false,
             }]
         );
     }
@@ -987,6 +991,16 @@ fn receive_v2_drops_and_counts_a_wrong_auth_type_or_password_rfc3768_7_1() {
         router.handle_input(clock.at(S), from(HIGHER_ADDRESS, v2_advert(1, auth)));
     }
     assert_eq!(router.stats().dropped.auth_mismatch, 2);
+    assert_eq!(
+        notices(&drain(&mut router)),
+        vec![
+            Notice::AuthMismatch {
+                source: HIGHER_ADDRESS
+            };
+            2
+        ],
+        "reported, so the instance can log it"
+    );
     router.handle_input(clock.at(S), from(HIGHER_ADDRESS, v2_advert(1, password)));
     assert_eq!(router.stats().adverts_received, 1);
     assert_eq!(router.poll_timeout(), Some(clock.at(S + 3_609_375)));
