@@ -326,17 +326,7 @@ impl Pair<'_> {
         if this == peer {
             return;
         }
-        let only = |set: &BTreeSet<String>, other: &BTreeSet<String>, file: &str| {
-            let addresses: Vec<&str> = set.difference(other).map(String::as_str).collect();
-            (!addresses.is_empty()).then(|| format!("{} only in {file}", addresses.join(", ")))
-        };
-        let differences: Vec<String> = [
-            only(&this, &peer, self.this.file),
-            only(&peer, &this, self.peer.file),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let differences = one_sided(&this, &peer, (self.this.file, self.peer.file));
         self.report(
             Severity::Error,
             &format!("{}.vips", matched.this_path),
@@ -475,17 +465,7 @@ impl Pair<'_> {
         if this == peer {
             return;
         }
-        let only = |set: &BTreeSet<String>, other: &BTreeSet<String>, file: &str| {
-            let trackers: Vec<&str> = set.difference(other).map(String::as_str).collect();
-            (!trackers.is_empty()).then(|| format!("{} only in {file}", trackers.join(", ")))
-        };
-        let differences: Vec<String> = [
-            only(&this, &peer, self.this.file),
-            only(&peer, &this, self.peer.file),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
+        let differences = one_sided(&this, &peer, (self.this.file, self.peer.file));
         self.report(
             Severity::Warning,
             &format!("{}.track", matched.this_path),
@@ -502,6 +482,22 @@ impl Pair<'_> {
 
 /// `frontend apiserver (-60)`: what a tracker follows and its weight, comparable across files
 /// (a script by its command, since the two files may name it differently).
+/// What each file has that the other lacks: `"a, b only in FILE"`, one entry per file that has any.
+fn one_sided(
+    this: &BTreeSet<String>,
+    peer: &BTreeSet<String>,
+    (this_file, peer_file): (&str, &str),
+) -> Vec<String> {
+    let only = |set: &BTreeSet<String>, other: &BTreeSet<String>, file: &str| {
+        let items: Vec<&str> = set.difference(other).map(String::as_str).collect();
+        (!items.is_empty()).then(|| format!("{} only in {file}", items.join(", ")))
+    };
+    [only(this, peer, this_file), only(peer, this, peer_file)]
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
 fn tracker_label(tracker: &Tracker, config: &Config) -> String {
     let target = match &tracker.target {
         TrackTarget::Frontend { name, min_up } if *min_up > 1 => {
