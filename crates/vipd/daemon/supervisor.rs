@@ -113,8 +113,9 @@ impl<H: Host> Supervisor<H> {
         Self::start_with_admin_state(host, config, AdminStateStore::in_memory()).await
     }
 
-    /// Starts as [`Supervisor::start`] does, then applies what `admin` kept of an earlier run
-    /// (drained servers, weights, maintenance) before any instance starts.
+    /// Starts the proxy, the trackers and every instance of `config`, after applying what `admin`
+    /// kept of an earlier run (drained servers, weights, maintenance) so that no instance starts
+    /// without it.
     pub async fn start_with_admin_state(
         host: H,
         config: Config,
@@ -424,8 +425,8 @@ impl<H: Host> Supervisor<H> {
         self.shutdown_unless_cut(std::future::pending()).await;
     }
 
-    /// [`Supervisor::shutdown`], with a drain that ends as soon as `cut` completes (a second
-    /// SIGTERM). The release runs to its end whatever `cut` does: a master that exits sends its
+    /// SIGTERM: every instance releases (priority 0, VIPs removed), then the proxy drains for up
+    /// to `shutdown_grace`, or until `cut` completes (a second SIGTERM). The release runs to its end whatever `cut` does: a master that exits sends its
     /// priority-0 advert, so the peer takes over after Skew_Time rather than Master_Down_Interval.
     pub async fn shutdown_unless_cut(self, cut: impl std::future::Future<Output = ()>) {
         let Self {
