@@ -426,8 +426,9 @@ impl<H: Host> Supervisor<H> {
     }
 
     /// SIGTERM: every instance releases (priority 0, VIPs removed), then the proxy drains for up
-    /// to `shutdown_grace`, or until `cut` completes (a second SIGTERM). The release runs to its end whatever `cut` does: a master that exits sends its
-    /// priority-0 advert, so the peer takes over after Skew_Time rather than Master_Down_Interval.
+    /// to `shutdown_grace`, or until `cut` completes (a second SIGTERM). The release runs to its
+    /// end whatever `cut` does: a master that exits sends its priority-0 advert, so the peer
+    /// takes over after Skew_Time rather than Master_Down_Interval.
     pub async fn shutdown_unless_cut(self, cut: impl std::future::Future<Output = ()>) {
         let Self {
             host,
