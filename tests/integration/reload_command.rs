@@ -199,6 +199,22 @@ fn vipd_reload_reports_the_verdict_and_status_and_metrics_keep_it() {
         "the last success is still the good file's"
     );
 
+    // A file that parses but names a token file that is not there: refused before the signal
+    // as `vipd check` refuses it (the daemon could apply it only in part).
+    std::fs::write(
+        &path,
+        config(160, "control:\n  token_file: /nonexistent/vipd-token\n"),
+    )
+    .expect("rewrite");
+    let missing_token = vipd_reload(&lab, &path);
+    assert_eq!(missing_token.status.code(), Some(1));
+    let said = text(&missing_token.stderr);
+    assert!(
+        said.contains("not reloading") && said.contains("/nonexistent/vipd-token"),
+        "{said}"
+    );
+    assert_eq!(last_reload(&lab)["sequence"], 2, "the daemon was signalled");
+
     // A file that does not parse: refused before the daemon hears of it.
     std::fs::write(&path, "node: lb1\nvrrp: [\n").expect("rewrite");
     let unparsable = vipd_reload(&lab, &path);

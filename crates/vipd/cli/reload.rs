@@ -48,12 +48,14 @@ pub struct ReloadArgs {
 
 pub fn run(args: &ReloadArgs) -> anyhow::Result<ExitCode> {
     let path = &args.config.path;
-    let config = match vipd_config::load(path) {
-        Ok((config, warnings)) => {
-            for warning in warnings {
+    // Everything `vipd check` checks (files the configuration names included), so that a file
+    // the daemon would reject, or apply only in part, is never signalled.
+    let config = match vipd_config::check_file(path) {
+        Ok(checked) => {
+            for warning in checked.warnings {
                 println!("warning: {warning}");
             }
-            config
+            checked.config
         }
         Err(error) => {
             eprintln!("vipd reload: not reloading: {error}");
