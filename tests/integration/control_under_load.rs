@@ -96,6 +96,7 @@ fn hold_slow_clients(stop: &Arc<AtomicBool>) -> u64 {
 }
 
 #[test]
+#[ignore = "loads the machine (15,000 connections in 10 s): tests/run runs it alone"]
 fn status_and_the_admin_api_answer_within_a_second_under_200_slow_clients() {
     if !vipd_lab::e2e_enabled(
         "status_and_the_admin_api_answer_within_a_second_under_200_slow_clients",

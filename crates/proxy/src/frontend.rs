@@ -139,6 +139,32 @@ fn listening_socket(address: SocketAddr, reuse_port: bool) -> io::Result<Socket>
     Ok(socket)
 }
 
+/// The next connection: any, until `stopped` fires; then only those already in the queue
+/// (`draining`). `None` once the loop should end.
+async fn next_accepted(
+    listener: &TcpListener,
+    stopped: std::pin::Pin<&mut tokio_util::sync::WaitForCancellationFuture<'_>>,
+    draining: &mut bool,
+) -> Option<io::Result<(TcpStream, SocketAddr)>> {
+    if !*draining {
+        tokio::select! {
+            () = stopped => *draining = true,
+            accepted = listener.accept() => return Some(accepted),
+        }
+    }
+    accept_queued(listener).await
+}
+
+/// A connection already waiting in `listener`'s accept queue, without waiting for one: `None`
+/// once the queue is empty.
+async fn accept_queued(listener: &TcpListener) -> Option<io::Result<(TcpStream, SocketAddr)>> {
+    tokio::select! {
+        biased;
+        accepted = listener.accept() => Some(accepted),
+        () = std::future::ready(()) => None,
+    }
+}
+
 /// Accepts on session thread `thread` until `stop` is cancelled.
 ///
 /// Connection limits are taken right after accepting, before the session starts: at the limit,
@@ -167,10 +193,13 @@ pub async fn accept_loop(
     // One wait for the stop for the whole loop: the token is shared with the other threads'
     // loops, and a wait made afresh per connection would register with it (a lock) every time.
     let mut stopped = std::pin::pin!(stop.cancelled());
+    // Once stopped, the connections already in this socket's accept queue are still taken (the
+    // kernel resets whatever is queued when it closes): a listener replaced by a reload (an
+    // address moving to its port's wildcard) must not cost the clients that were in flight.
+    let mut draining = false;
     loop {
-        let accepted = tokio::select! {
-            () = &mut stopped => return,
-            accepted = listener.accept() => accepted,
+        let Some(accepted) = next_accepted(&listener, stopped.as_mut(), &mut draining).await else {
+            return;
         };
         let (client, peer) = match accepted {
             Ok(accepted) => {
@@ -195,7 +224,8 @@ pub async fn accept_loop(
             }
         };
         let permits = tokio::select! {
-            () = &mut stopped => return,
+            // Slots first, so that a stop or a drain never turns away a client there is room for.
+            biased;
             permits = async {
                 let frontend_permit = frontend.limit.acquire().await?;
                 let global_permit = engine.global_limit.acquire().await?;
@@ -204,6 +234,9 @@ pub async fn accept_loop(
                 Some(permits) => permits,
                 None => return,
             },
+            () = &mut stopped, if !draining => return,
+            // Draining does not wait for a slot: a client the limits cannot take now is closed.
+            () = std::future::ready(()), if draining => continue,
         };
         let settings = frontend.settings.load_full();
         keepalive.follow(&listener, &frontend);
