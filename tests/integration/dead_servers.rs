@@ -180,8 +180,10 @@ fn apply_fault(lab: &Lab, fault: Fault, victim: &mut LabProcess) {
         Fault::Blackhole => {
             format!("add rule inet {FAULT_TABLE} input tcp dport {SERVER_PORT} drop")
         }
+        // SYNs only: the port is closed to new connections. Sessions in flight when the rule
+        // comes are the kill case's (their reset is passed to the client, never replayed).
         Fault::Reset => format!(
-            "add rule inet {FAULT_TABLE} input tcp dport {SERVER_PORT} reject with tcp reset"
+            "add rule inet {FAULT_TABLE} input tcp dport {SERVER_PORT} tcp flags & (syn | ack) == syn reject with tcp reset"
         ),
     };
     for command in [
