@@ -1,4 +1,4 @@
-//! Issue 15, item 3: the control server stays available to the operator while 200 slow local
+//! The control server stays available to the operator while 200 slow local
 //! clients (half silent, half sending one byte a second, all reconnecting as soon as they are
 //! closed) hold connections to it. Before, 64 of them locked `/status` and `/api/v1` out for
 //! 30 s, or for up to 5 minutes at a byte a second.

@@ -1,4 +1,4 @@
-//! Issue 15, item 6: what an operator greps for in vipd's log is there, in plain text: state
+//! What an operator greps for in vipd's log is there, in plain text: state
 //! changes in keepalived's words, no colour escapes when stderr is not a terminal, and a failing
 //! check script's own words in its tracker's detail.
 

@@ -489,7 +489,7 @@ fn split_brain_heals_to_one_master_which_reannounces() {
     pair.assert_state(LB2, "backup");
     pair.assert_state(LB1, "master");
     assert!(pair.holds(LB1) && !pair.holds(LB2));
-    // What the operator finds in the log (issue 15): the winner says it kept MASTER, and over
+    // What the operator finds in the log: the winner says it kept MASTER, and over
     // whom; the loser's state change reads as keepalived's.
     let logs = pair.logs();
     let (lb1_log, lb2_log) = logs.split_once("--- lb2 log:").expect("both logs");

@@ -855,7 +855,7 @@ fn metrics_count_dropped_adverts_by_reason_and_other_vrids_apart() {
 
 /// Prometheus gives every series it scrapes the labels `instance` (the target) and `job`; a label
 /// of either name from vipd would be renamed `exported_instance` / `exported_job`, and a query by
-/// it would group by node instead (the alert of issue 15 that fired on every healthy backup).
+/// it would group by node instead (the alert once documented, which fired on every healthy backup).
 #[test]
 fn no_series_has_a_label_that_prometheus_overwrites() {
     let text = super::metrics::render(sample_status());

@@ -312,7 +312,7 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// Issue 15: the detail said `Exited(ExitStatus(unix_wait_status(512)))` and nothing of why.
+    /// The detail used to say `Exited(ExitStatus(unix_wait_status(512)))` and nothing of why.
     #[tokio::test]
     async fn a_failing_script_puts_its_exit_status_and_first_stderr_line_in_the_detail() {
         let cancel = CancellationToken::new();

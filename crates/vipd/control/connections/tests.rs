@@ -237,7 +237,7 @@ async fn slow_client(address: SocketAddr, pause: Option<Duration>, stop: Arc<Ato
     }
 }
 
-/// Issue 15: 64 silent clients used to lock `/status` out for 30 s, and byte-a-second ones for
+/// 64 silent clients used to lock `/status` out for 30 s, and byte-a-second ones for
 /// up to 5 minutes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_slow_clients_do_not_lock_out_status_or_the_admin_api() {

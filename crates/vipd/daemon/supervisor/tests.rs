@@ -1180,7 +1180,7 @@ async fn a_flood_of_lower_priority_adverts_is_answered_and_logged_once_per_perio
     assert!(sent <= 2, "{sent} adverts in one interval");
     // One burst of garp.repeat (5) for the one VIP.
     assert_eq!(announcer.announced().len() - bursts_before, 5);
-    // In the words operators grep for (issue 15), with the peer and both priorities.
+    // In the words operators grep for, with the peer and both priorities.
     let kept = log.lines_with("(api) two masters: kept MASTER over peer 198.51.100.99");
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(kept[0].contains("(priority 100 vs 50)"), "{}", kept[0]);
@@ -1202,7 +1202,7 @@ async fn a_flood_of_lower_priority_adverts_is_answered_and_logged_once_per_perio
     supervisor.shutdown().await;
 }
 
-/// Issue 15: a v2 advert with another password is dropped (RFC 3768 7.1), and the operator hears
+/// A v2 advert with another password is dropped (RFC 3768 7.1), and the operator hears
 /// of it, once per period however many arrive.
 #[tokio::test(start_paused = true)]
 async fn adverts_with_another_password_are_logged_once_per_period() {
