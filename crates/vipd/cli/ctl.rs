@@ -171,14 +171,9 @@ impl Session {
     fn open(args: &CtlArgs) -> anyhow::Result<Self> {
         use anyhow::Context as _;
         let settings = control_from_config(args.config.as_deref(), "vipd ctl");
-        let address = args.control.as_ref().map_or_else(
+        let address = args.control.as_deref().map_or_else(
             || settings.address.to_string(),
-            |address| {
-                address
-                    .trim_start_matches("http://")
-                    .trim_end_matches('/')
-                    .to_owned()
-            },
+            super::status::control_option,
         );
         let mut client = Client::new()
             .header("Accept", "application/json")

@@ -63,10 +63,7 @@ pub fn run(args: &ReloadArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let address = match &args.control {
-        Some(address) => address
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned(),
+        Some(address) => super::status::control_option(address),
         None => reachable(config.control.listen).to_string(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()

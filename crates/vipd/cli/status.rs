@@ -35,12 +35,17 @@ pub struct StatusArgs {
     config: Option<PathBuf>,
 }
 
+/// A `--control` value as the HTTP client wants it: `HOST:PORT`, also when given as a URL.
+pub fn control_option(address: &str) -> String {
+    address
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_owned()
+}
+
 pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let address = match &args.control {
-        Some(address) => address
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned(),
+        Some(address) => control_option(address),
         None => control_address_from_config(args.config.as_deref()).to_string(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
