@@ -23,6 +23,7 @@ mod dead_servers;
 mod dual_stack;
 mod hostile_adverts;
 mod import;
+mod kubernetes_pod;
 mod keepalived_interop;
 mod lab_command;
 mod operator_logs;
