@@ -91,13 +91,18 @@ fn a_pod_that_disagrees_with_its_configuration_is_caught() {
             "expected a problem with `{what}`, got {problems:?}"
         );
     };
-    let container = |pod: &mut Value| -> &mut Value { &mut pod["spec"]["containers"][0] };
-    broken("probe port 9651, control.listen 127.0.0.1:9650", &|pod| {
-        container(pod)["livenessProbe"]["httpGet"]["port"] = json!(9651);
-    });
-    broken("probe host 198.51.100.10, control.listen 127.0.0.1:9650", &|pod| {
-        container(pod)["livenessProbe"]["httpGet"]["host"] = json!("198.51.100.10");
-    });
+    broken(
+        "probe host 127.0.0.1 port 9651, control.listen 127.0.0.1:9650",
+        &|pod| {
+            container(pod)["livenessProbe"]["httpGet"]["port"] = json!(9651);
+        },
+    );
+    broken(
+        "probe host 198.51.100.10 port 9650, control.listen 127.0.0.1:9650",
+        &|pod| {
+            container(pod)["livenessProbe"]["httpGet"]["host"] = json!("198.51.100.10");
+        },
+    );
     broken("probe path /metrics", &|pod| {
         container(pod)["livenessProbe"]["httpGet"]["path"] = json!("/metrics");
     });
@@ -108,26 +113,34 @@ fn a_pod_that_disagrees_with_its_configuration_is_caught() {
         container(pod)["resources"] = json!({});
     });
     broken("/run/vipd is not mounted", &|pod| {
-        let mounts = container(pod)["volumeMounts"].as_array_mut().expect("mounts");
-        mounts.retain(|mount| mount["mountPath"] != "/run/vipd");
+        mounts(pod).retain(|mount| mount["mountPath"] != "/run/vipd");
     });
-    broken("/run/vipd/maintenance (a tracked file) is not on a writable mount", &|pod| {
-        let mounts = container(pod)["volumeMounts"].as_array_mut().expect("mounts");
-        for mount in mounts.iter_mut().filter(|mount| mount["mountPath"] == "/run/vipd") {
-            mount["readOnly"] = json!(true);
-        }
-    });
+    broken(
+        "/run/vipd/maintenance (a tracked file) is not on a writable mount",
+        &|pod| {
+            for mount in mounts(pod)
+                .iter_mut()
+                .filter(|mount| mount["mountPath"] == "/run/vipd")
+            {
+                mount["readOnly"] = json!(true);
+            }
+        },
+    );
     broken("-c /etc/vipd.yaml is not on a mount", &|pod| {
         container(pod)["args"] = json!(["run", "-c", "/etc/vipd.yaml"]);
     });
-    broken("/etc/kubernetes/pki/ca.crt (a CA file) is not on a mount", &|pod| {
-        let mounts = container(pod)["volumeMounts"].as_array_mut().expect("mounts");
-        mounts.retain(|mount| mount["name"] != "apiserver-ca");
-    });
-    broken("STATE_DIRECTORY /var/lib/vipd is not on a writable mount", &|pod| {
-        let mounts = container(pod)["volumeMounts"].as_array_mut().expect("mounts");
-        mounts.retain(|mount| mount["mountPath"] != "/var/lib/vipd");
-    });
+    broken(
+        "/etc/kubernetes/pki/ca.crt (a CA file) is not on a mount",
+        &|pod| {
+            mounts(pod).retain(|mount| mount["name"] != "apiserver-ca");
+        },
+    );
+    broken(
+        "STATE_DIRECTORY /var/lib/vipd is not on a writable mount",
+        &|pod| {
+            mounts(pod).retain(|mount| mount["mountPath"] != "/var/lib/vipd");
+        },
+    );
     broken("no STATE_DIRECTORY", &|pod| {
         container(pod)["env"] = json!([]);
     });
@@ -137,6 +150,16 @@ fn a_pod_that_disagrees_with_its_configuration_is_caught() {
     broken("terminationGracePeriodSeconds 10", &|pod| {
         pod["spec"]["terminationGracePeriodSeconds"] = json!(10);
     });
+}
+
+fn container(pod: &mut Value) -> &mut Value {
+    &mut pod["spec"]["containers"][0]
+}
+
+fn mounts(pod: &mut Value) -> &mut Vec<Value> {
+    container(pod)["volumeMounts"]
+        .as_array_mut()
+        .expect("the container has volume mounts")
 }
 
 /// What `pod` gets wrong about running vipd with `config`; empty when nothing.
@@ -153,7 +176,9 @@ fn pod_problems(pod: &Value, config: &Config) -> Vec<String> {
 fn probe_problems(container: &Value, config: &Config) -> Vec<String> {
     let probe = &container["livenessProbe"]["httpGet"];
     let listen = config.control.listen;
-    let host = probe["host"].as_str().and_then(|host| host.parse::<IpAddr>().ok());
+    let host = probe["host"]
+        .as_str()
+        .and_then(|host| host.parse::<IpAddr>().ok());
     let port = probe["port"].as_u64();
     // A wildcard listen address answers on loopback too.
     let host_matches = host.is_some_and(|host| {
@@ -163,7 +188,8 @@ fn probe_problems(container: &Value, config: &Config) -> Vec<String> {
     if !host_matches || port != Some(u64::from(listen.port())) {
         problems.push(format!(
             "livenessProbe: probe host {} port {}, control.listen {listen}",
-            probe["host"], probe["port"]
+            probe["host"].as_str().unwrap_or("(none)"),
+            port.map_or_else(|| "(none)".to_owned(), |port| port.to_string())
         ));
     }
     if probe["path"] != "/status" {
@@ -249,9 +275,9 @@ fn mount_problems(pod: &Value, config: &Config) -> Vec<String> {
         Some(path) => problems.push(format!("-c {} is not on a mount", path.display())),
         None => problems.push("args: no -c FILE".to_owned()),
     }
-    for file in files_read(config) {
-        if !mounted(file.0, false) {
-            problems.push(format!("{} ({}) is not on a mount", file.0.display(), file.1));
+    for (file, what) in files_read(config) {
+        if !mounted(file, false) {
+            problems.push(format!("{} ({what}) is not on a mount", file.display()));
         }
     }
     for file in tracked_files(config) {
@@ -283,7 +309,10 @@ fn mount_problems(pod: &Value, config: &Config) -> Vec<String> {
 
 /// The container's mounts of the node's files (hostPath volumes): mount path and read-only.
 fn host_mounts(pod: &Value) -> Vec<(PathBuf, bool)> {
-    let volumes = pod["spec"]["volumes"].as_array().cloned().unwrap_or_default();
+    let volumes = pod["spec"]["volumes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let is_host_path = |name: &Value| {
         volumes
             .iter()
@@ -362,7 +391,8 @@ fn privilege_problems(pod: &Value, config: &Config) -> Vec<String> {
         .filter_map(Value::as_str)
         .collect();
     added.sort_unstable();
-    if capabilities["drop"] != json!(["ALL"]) || added != ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"]
+    if capabilities["drop"] != json!(["ALL"])
+        || added != ["NET_ADMIN", "NET_BIND_SERVICE", "NET_RAW"]
     {
         problems.push(format!(
             "capabilities: drop {} add {}, not drop ALL, add NET_ADMIN NET_RAW NET_BIND_SERVICE",
