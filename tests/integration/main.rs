@@ -24,6 +24,7 @@ mod dual_stack;
 mod hostile_adverts;
 mod import;
 mod keepalived_interop;
+mod kubernetes_pod;
 mod lab_command;
 mod operator_logs;
 mod own_address;
