@@ -36,7 +36,13 @@ pub struct RunArgs {
 }
 
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    // Before any thread exists: capabilities are per thread, and children inherit the forking
+    // thread's ambient set.
+    let ambient_cleared = crate::daemon::ambient_capabilities::clear();
     logging::init(&args.log);
+    if let Err(error) = ambient_cleared {
+        warn!(%error, "cannot clear the ambient capabilities: scripts and hooks may inherit them");
+    }
     let (config, digest) = match reload_verdict::load(&args.config.path) {
         Ok((config, warnings, digest)) => {
             for warning in warnings {

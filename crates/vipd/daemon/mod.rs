@@ -13,6 +13,7 @@
 //! - `notify`, `exec`: operators' hooks and scripts, run as programs (argv, never a shell).
 //! - `release`: `vipd release`, the cleanup after a daemon that died without a shutdown.
 //! - `mapping`: from the YAML model to the engines' own configuration types.
+//! - `ambient_capabilities`: cleared at start, so scripts and hooks run without the unit's.
 //! - `fd_limit`: RLIMIT_NOFILE raised at start to what the connection limits need.
 //! - `signals`: the signals vipd answers (reload, stop, dumps) and the ones it catches and logs
 //!   only so that they cannot end it; `dumps`: what SIGUSR1 and SIGUSR2 write.
@@ -20,6 +21,7 @@
 //! - `systemd_notify`: readiness, reload and stop reported to systemd (`Type=notify`).
 
 pub mod admin_state;
+pub mod ambient_capabilities;
 pub mod advert_drops;
 pub mod dumps;
 pub mod exec;
