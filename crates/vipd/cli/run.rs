@@ -78,7 +78,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
 async fn serve(path: PathBuf, config: vipd_config::Config, digest: String) -> Result<ExitCode> {
     // First of all: from here on, no signal vipd does not use can end it, even during start-up.
     let mut signals = Signals::install().context("installing the signal handlers")?;
-    let systemd = SystemdNotify::from_environment();
+    let systemd = Arc::new(SystemdNotify::from_environment());
     let runtime_dir = dumps::runtime_dir();
     let started = Instant::now();
     let node = config.node_name();
@@ -86,6 +86,13 @@ async fn serve(path: PathBuf, config: vipd_config::Config, digest: String) -> Re
     let host = LinuxHost::start()?;
     let admin_state = crate::daemon::admin_state::AdminStateStore::from_environment();
     let mut supervisor = Supervisor::start_with_admin_state(host, config, admin_state).await?;
+    if let Some(period) = SystemdNotify::watchdog_period_from_environment() {
+        tokio::spawn(crate::daemon::watchdog::keep_alive(
+            supervisor.heartbeats(),
+            Arc::clone(&systemd),
+            period,
+        ));
+    }
     let reloads = watch::Sender::new(ReloadRecord::started(digest, unix_now()));
     let mut control = RunningControl::start(
         wanted,

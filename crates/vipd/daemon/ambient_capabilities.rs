@@ -37,7 +37,11 @@ mod tests {
         let before = caps::read(None, CapSet::Ambient).expect("readable");
         if before.is_empty() {
             assert_eq!(clear(), Ok(()));
-            assert!(caps::read(None, CapSet::Ambient).expect("readable").is_empty());
+            assert!(
+                caps::read(None, CapSet::Ambient)
+                    .expect("readable")
+                    .is_empty()
+            );
         }
     }
 }

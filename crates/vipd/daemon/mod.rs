@@ -19,10 +19,11 @@
 //!   only so that they cannot end it; `dumps`: what SIGUSR1 and SIGUSR2 write.
 //! - `reload_verdict`: what came of each configuration load, for status, metrics and `vipd reload`.
 //! - `systemd_notify`: readiness, reload and stop reported to systemd (`Type=notify`).
+//! - `watchdog`: systemd's watchdog keep-alives, sent while every instance task runs.
 
 pub mod admin_state;
-pub mod ambient_capabilities;
 pub mod advert_drops;
+pub mod ambient_capabilities;
 pub mod dumps;
 pub mod exec;
 pub mod fd_limit;
@@ -40,3 +41,4 @@ pub mod supervisor;
 pub mod systemd_notify;
 pub mod tracker;
 pub mod unknown_peer;
+pub mod watchdog;
