@@ -363,6 +363,23 @@ impl VirtualMac {
     }
 }
 
+/// Deletes the macvlan `name` on `parent` that a killed vipd left behind (`vipd release`), with
+/// the VIPs on it; an interface of that name that is not a macvlan of `parent` is never touched.
+/// Whether one was deleted. The parent's ARP settings stay as vipd set them: what they were
+/// before died with the process.
+pub async fn remove_left_behind(parent: &str, name: &str) -> Result<bool, NetError> {
+    let Ok(index) = interface_index(name) else {
+        return Ok(false);
+    };
+    let parent_index = interface_index(parent)?;
+    let connection = NetlinkConnection::open()?;
+    if macvlan_parent(&connection, index, name).await? != Some(parent_index) {
+        return Ok(false);
+    }
+    delete_link(&connection, index, name).await?;
+    Ok(true)
+}
+
 /// Brings links up and down by name. An IPv6 virtual MAC interface is up only while its router
 /// is master: the transport brings it up to send an advert, the owner of the VIPs takes it down
 /// before removing them. Going down is what keeps the node that steps down silent: the kernel
