@@ -94,7 +94,7 @@ impl ServiceUser {
         let name = unit_value("User");
         let _one_at_a_time = SERVICE_USER
             .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut created = false;
         if nix::unistd::User::from_name(&name).ok().flatten().is_none() {
             let status = std::process::Command::new("useradd")
@@ -319,10 +319,6 @@ impl SandboxedPair {
         text(&output.stdout)
     }
 
-    fn vip(&self) -> IpAddr {
-        IpAddr::V4(Lab::vip_v4(0))
-    }
-
     fn has_macvlan(&self, host: usize) -> bool {
         self.lab
             .run(host, &["ip", "link", "show", MACVLAN])
@@ -333,8 +329,8 @@ impl SandboxedPair {
     fn settled(&self, master: usize, within: Duration) -> bool {
         let backup = 1 - master;
         wait_until(within, || {
-            holds(&self.lab, master, self.vip())
-                && !holds(&self.lab, backup, self.vip())
+            holds(&self.lab, master, IpAddr::V4(Lab::vip_v4(0)))
+                && !holds(&self.lab, backup, IpAddr::V4(Lab::vip_v4(0)))
                 && (self.nodes[backup].is_none()
                     || instance_state(&self.lab, backup, "api").as_deref() == Some("backup"))
         })
@@ -346,7 +342,7 @@ impl SandboxedPair {
     }
 
     fn assert_proxies(&self, context: &str) {
-        let target = SocketAddr::new(self.vip(), 80);
+        let target = SocketAddr::new(IpAddr::V4(Lab::vip_v4(0)), 80);
         let answered = wait_until(Duration::from_secs(5), || {
             fetch(&self.lab, CLIENT, target).is_ok_and(|text| text.contains(ANSWER))
         });
@@ -437,11 +433,37 @@ fn assert_nothing_refused(pair: &SandboxedPair) {
     }
 }
 
+/// What the sandbox needs besides the lab's prerequisites, if something is missing.
+fn missing_sandbox_tool() -> Option<&'static str> {
+    let works = |program: &str, args: &[&str]| {
+        std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    };
+    if !works("/usr/bin/python3", &["-c", "import seccomp"]) {
+        return Some("python3-seccomp is not installed");
+    }
+    if !works("systemd-analyze", &["syscall-filter", "@default"]) {
+        return Some("systemd-analyze (Debian package systemd) is not installed");
+    }
+    None
+}
+
 #[test]
 fn under_the_units_sandbox_vipd_fails_over_proxies_reloads_stops_and_is_released() {
-    if !vipd_lab::e2e_enabled(
-        "under_the_units_sandbox_vipd_fails_over_proxies_reloads_stops_and_is_released",
-    ) {
+    let test = "under_the_units_sandbox_vipd_fails_over_proxies_reloads_stops_and_is_released";
+    if !vipd_lab::e2e_enabled(test) {
+        return;
+    }
+    if let Some(missing) = missing_sandbox_tool() {
+        assert!(
+            std::env::var("VIPD_E2E").as_deref() != Ok("required"),
+            "end-to-end test {test} cannot run ({missing}) and VIPD_E2E=required"
+        );
+        eprintln!("SKIPPED end-to-end test {test}: {missing}");
         return;
     }
     let mut pair = SandboxedPair::new("unit-sandbox", None, &[]);
