@@ -9,9 +9,10 @@
 //!   /proc/sys writes), VRRP failover (raw sockets, AF_PACKET announcements, rtnetlink),
 //!   proxied traffic (splice), timerfd timers, a reload, a clean stop, a SIGKILL and the
 //!   unit's `ExecStopPost=vipd release` under the same sandbox. A track script shows that
-//!   vipd's children get no capabilities. Not applied: the mount restrictions
-//!   (ProtectSystem=, PrivateTmp=, ...), the namespaces (ProtectHostname=, PrivateIPC=) and
-//!   PrivateDevices=: vipd opens no file they would hide.
+//!   vipd's children get no capabilities. ProtectSystem=strict is approached by a mount
+//!   namespace whose root is read-only but for the runtime and state directories. Not applied:
+//!   the other mount restrictions (PrivateTmp=, ProtectHome=, PrivateDevices=, ...) and
+//!   namespaces (ProtectHostname=, PrivateIPC=): vipd opens no file they would hide.
 //! - **The watchdog**: vipd started with `NOTIFY_SOCKET` and `WATCHDOG_USEC`, the test acting
 //!   as systemd: READY=1, then WATCHDOG=1 at the expected period; a stopped process sends none,
 //!   gets the unit's `WatchdogSignal=` after the period, and `vipd release` hands the VIP to the
@@ -280,7 +281,36 @@ impl SandboxedPair {
             .append(true)
             .open(self.scratch.path(&format!("{name}.log")))
             .expect("log file");
-        let mut argv = sandboxed(&self.user, self.caps.as_deref(), &self.without);
+        let run = self
+            .scratch
+            .path(&format!("{name}-run"))
+            .display()
+            .to_string();
+        let state = self
+            .scratch
+            .path(&format!("{name}-state"))
+            .display()
+            .to_string();
+        // ProtectSystem=strict, as far as a mount namespace of its own shows it: the root file
+        // system read-only, the runtime and state directories writable (/proc, /sys and /dev
+        // are mounts of their own and stay as they are).
+        let mut argv: Vec<String> = [
+            "unshare",
+            "--mount",
+            "--propagation",
+            "private",
+            "--",
+            "sh",
+            "-c",
+            "mount --bind \"$1\" \"$1\" && mount --bind \"$2\" \"$2\" \
+             && mount -o remount,bind,ro / && shift 2 && exec \"$@\"",
+            "sh",
+            &run,
+            &state,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        argv.extend(sandboxed(&self.user, self.caps.as_deref(), &self.without));
         argv.push(VIPD.to_owned());
         argv.extend(args.iter().map(|arg| (*arg).to_owned()));
         let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
@@ -399,6 +429,35 @@ fn assert_sandboxed(pair: &SandboxedPair, host: usize) {
     assert_eq!(field("CapAmb:"), "0000000000000000", "{status}");
     let umask = field("Umask:");
     assert_eq!(umask, unit_value("UMask"), "{status}");
+    let mounts = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    let root_options = mounts.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        (fields.get(4) == Some(&"/")).then(|| fields.get(5).copied().unwrap_or_default())
+    });
+    assert!(
+        root_options.is_some_and(|options| options.split(',').any(|option| option == "ro")),
+        "the root is not read-only: {root_options:?}"
+    );
+}
+
+/// SIGUSR1's dump lands in the runtime directory (writable under the read-only root), readable
+/// by vipd's user only (UMask=0077).
+fn assert_dump_is_private(pair: &SandboxedPair, host: usize) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let pid = pair.nodes[host].as_ref().expect("running").pid();
+    let pid = Pid::from_raw(i32::try_from(pid).expect("a pid"));
+    kill(pid, Signal::SIGUSR1).expect("SIGUSR1");
+    let dump = pair
+        .scratch
+        .path(&format!("{}-run", SandboxedPair::name(host)))
+        .join("vipd.status.json");
+    assert!(
+        wait_until(Duration::from_secs(5), || dump.exists()).is_some(),
+        "no status dump:\n{}",
+        pair.logs()
+    );
+    let mode = std::fs::metadata(&dump).expect("dump").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}", dump.display());
 }
 
 /// A child of the sandboxed daemon (the track script) has no capability at all.
@@ -472,6 +531,7 @@ fn under_the_units_sandbox_vipd_fails_over_proxies_reloads_stops_and_is_released
     assert_sandboxed(&pair, LB2);
     assert!(pair.has_macvlan(LB1) && pair.has_macvlan(LB2));
     assert_script_has_no_capabilities(&pair);
+    assert_dump_is_private(&pair, LB1);
 
     // Reload (SIGHUP through `vipd reload`, as the unit's ExecReload=).
     let config = pair.config(LB1);
