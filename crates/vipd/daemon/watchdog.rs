@@ -12,8 +12,10 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+// tokio's clock: the real one in the daemon, the paused one in the supervisor's tests.
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::systemd_notify::SystemdNotify;
