@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 """Runs a command under the restrictions of a systemd unit that a process can apply to itself:
-UMask=, SystemCallFilter= (with SystemCallErrorNumber= and SystemCallArchitectures=native),
-RestrictAddressFamilies= and MemoryDenyWriteExecute=, all read from the unit file, the system
-call groups expanded by `systemd-analyze syscall-filter` as systemd expands them. The seccomp
-filter is loaded with libseccomp (Debian's python3-seccomp), then the command is exec'd.
+UMask=, SystemCallFilter= (with SystemCallErrorNumber= and SystemCallArchitectures=native), and
+the directives systemd implements as seccomp argument filters: RestrictAddressFamilies=,
+MemoryDenyWriteExecute=, RestrictNamespaces=, RestrictRealtime=, RestrictSUIDSGID= and
+LockPersonality=; all read from the unit file, the system call groups expanded by
+`systemd-analyze syscall-filter` as systemd expands them. The seccomp filter is loaded with
+libseccomp (Debian's python3-seccomp), then the command is exec'd.
 
 Run it after `setpriv --no-new-privs` has switched user and capabilities (setpriv's own calls,
 setresuid and capset, are in @privileged, which the unit denies).
@@ -28,6 +30,12 @@ SHM_EXEC = 0o100000
 # Address family numbers (linux/socket.h); socket() is allowed for the unit's families only.
 FAMILIES = {"AF_UNIX": 1, "AF_INET": 2, "AF_INET6": 10, "AF_NETLINK": 16, "AF_PACKET": 17}
 AF_MAX = 64
+# CLONE_NEWNS, NEWCGROUP, NEWUTS, NEWIPC, NEWUSER, NEWPID, NEWNET, NEWTIME (linux/sched.h).
+CLONE_NEW_ANY = 0x00020000 | 0x02000000 | 0x04000000 | 0x08000000 | 0x10000000 | 0x20000000 \
+    | 0x40000000 | 0x00000080
+SCHED_RESET_ON_FORK = 0x40000000
+O_CREAT = 0o100
+O_TMPFILE_ONLY = 0o20000000  # O_TMPFILE without O_DIRECTORY
 
 
 def service_settings(path):
@@ -99,6 +107,54 @@ def resolvable(call):
         return False
 
 
+def masked(argument, mask, value=0):
+    return seccomp.Arg(argument, seccomp.MASKED_EQ, mask, value)
+
+
+def argument_restrictions(values):
+    """The directives systemd implements as seccomp argument filters, as systemd builds them:
+    call -> the argument conditions under which it is allowed (any of them; none: never), and
+    the calls refused with an errno of their own (glibc falls back to an older call on ENOSYS)."""
+    allowed_when, refused_with = {}, {}
+    if values.get("MemoryDenyWriteExecute") == "yes":
+        # No mapping both writable and executable, no making memory executable afterwards.
+        allowed_when["mmap"] = [[masked(2, PROT_WRITE | PROT_EXEC, protection)]
+                                for protection in (0, PROT_WRITE, PROT_EXEC)]
+        allowed_when["mprotect"] = [[masked(2, PROT_EXEC)]]
+        allowed_when["pkey_mprotect"] = [[masked(2, PROT_EXEC)]]
+        allowed_when["shmat"] = [[masked(2, SHM_EXEC)]]
+    if values.get("RestrictNamespaces") == "yes":
+        allowed_when["unshare"] = [[masked(0, CLONE_NEW_ANY)]]
+        allowed_when["clone"] = [[masked(0, CLONE_NEW_ANY)]]
+        allowed_when["setns"] = []
+        refused_with["clone3"] = errno.ENOSYS
+    if values.get("RestrictRealtime") == "yes":
+        # SCHED_OTHER, SCHED_BATCH and SCHED_IDLE, with or without SCHED_RESET_ON_FORK.
+        allowed_when["sched_setscheduler"] = [[masked(1, 0xFFFFFFFF & ~SCHED_RESET_ON_FORK, policy)]
+                                              for policy in (0, 3, 5)]
+    if values.get("RestrictSUIDSGID") == "yes":
+        no_suid = 0o6000
+        creating = O_CREAT | O_TMPFILE_ONLY
+        allowed_when["chmod"] = [[masked(1, no_suid)]]
+        allowed_when["fchmod"] = [[masked(1, no_suid)]]
+        allowed_when["fchmodat"] = [[masked(2, no_suid)]]
+        allowed_when["fchmodat2"] = [[masked(2, no_suid)]]
+        allowed_when["creat"] = [[masked(1, no_suid)]]
+        allowed_when["open"] = [[masked(1, creating)], [masked(2, no_suid)]]
+        allowed_when["openat"] = [[masked(2, creating)], [masked(3, no_suid)]]
+        refused_with["openat2"] = errno.ENOSYS
+    if values.get("LockPersonality") == "yes":
+        # The personality vipd starts with (PER_LINUX), or a query.
+        allowed_when["personality"] = [[seccomp.Arg(0, seccomp.EQ, 0)],
+                                       [seccomp.Arg(0, seccomp.EQ, 0xFFFFFFFF)]]
+    families = values.get("RestrictAddressFamilies", "").split()
+    if families:
+        # socket() for the listed families only, EAFNOSUPPORT (below) otherwise.
+        allowed_when["socket"] = [[seccomp.Arg(0, seccomp.EQ, FAMILIES[family])]
+                                  for family in families]
+    return allowed_when, refused_with
+
+
 def build_filter(settings, groups, action, without):
     values = dict(settings)
     error_number = getattr(errno, values.get("SystemCallErrorNumber", "EPERM"))
@@ -107,38 +163,26 @@ def build_filter(settings, groups, action, without):
         "log": seccomp.LOG,
         "kill": seccomp.KILL_PROCESS,
     }[action]
-    calls = allowed_calls(settings, groups) - set(without)
-    restricted = set()
-    if values.get("MemoryDenyWriteExecute") == "yes":
-        restricted |= {"mmap", "mprotect", "pkey_mprotect", "shmat"}
-    families = values.get("RestrictAddressFamilies", "").split()
-    if families:
-        restricted.add("socket")
+    calls = {call for call in allowed_calls(settings, groups) - set(without) if resolvable(call)}
+    allowed_when, refused_with = argument_restrictions(values)
     seccomp_filter = seccomp.SyscallFilter(defaction=refuse)
-    for call in sorted(calls - restricted):
-        if resolvable(call):
-            seccomp_filter.add_rule(seccomp.ALLOW, call)
-    allow = seccomp.ALLOW
-    # MemoryDenyWriteExecute=, as systemd builds it: no mapping both writable and executable, no
-    # making memory executable afterwards.
-    for call in ("mmap", "mprotect", "pkey_mprotect", "shmat"):
-        if call not in calls or call not in restricted or not resolvable(call):
-            continue
-        if call == "mmap":
-            for protection in (0, PROT_WRITE, PROT_EXEC):
-                seccomp_filter.add_rule(
-                    allow, call, seccomp.Arg(2, seccomp.MASKED_EQ, PROT_WRITE | PROT_EXEC, protection)
-                )
-        elif call == "shmat":
-            seccomp_filter.add_rule(allow, call, seccomp.Arg(2, seccomp.MASKED_EQ, SHM_EXEC, 0))
-        else:
-            seccomp_filter.add_rule(allow, call, seccomp.Arg(2, seccomp.MASKED_EQ, PROT_EXEC, 0))
-    # RestrictAddressFamilies=: socket() for the listed families only, EAFNOSUPPORT otherwise.
-    if families and "socket" in calls:
-        wanted = {FAMILIES[family] for family in families}
-        for family in range(AF_MAX):
-            rule = allow if family in wanted else seccomp.ERRNO(errno.EAFNOSUPPORT)
-            seccomp_filter.add_rule(rule, "socket", seccomp.Arg(0, seccomp.EQ, family))
+    for call in sorted(calls - set(allowed_when) - set(refused_with)):
+        seccomp_filter.add_rule(seccomp.ALLOW, call)
+    for call, conditions in allowed_when.items():
+        if call in calls:
+            for arguments in conditions:
+                seccomp_filter.add_rule(seccomp.ALLOW, call, *arguments)
+    # What systemd answers with an errno of its own in every mode: these are the sandbox's
+    # behaviour, not calls missing from the set.
+    for call, error in refused_with.items():
+        if call in calls:
+            seccomp_filter.add_rule(seccomp.ERRNO(error), call)
+    if "socket" in allowed_when and "socket" in calls:
+        wanted = {FAMILIES[family] for family in values["RestrictAddressFamilies"].split()}
+        for family in set(range(AF_MAX)) - wanted:
+            seccomp_filter.add_rule(
+                seccomp.ERRNO(errno.EAFNOSUPPORT), "socket", seccomp.Arg(0, seccomp.EQ, family)
+            )
     return seccomp_filter
 
 
