@@ -4,8 +4,10 @@
 //! - **The sandbox**: two nodes run as the unit's `User=` with exactly its ambient, inheritable
 //!   and bounding capabilities and no new privileges (setpriv), its `UMask=`, and a seccomp
 //!   filter built from its `SystemCallFilter=`, `SystemCallErrorNumber=`,
-//!   `RestrictAddressFamilies=` and `MemoryDenyWriteExecute=` (support/unit_sandbox.py, which
-//!   reads the unit file: the two cannot drift). Under it: a virtual MAC instance (macvlan,
+//!   `RestrictAddressFamilies=`, `MemoryDenyWriteExecute=`, `RestrictNamespaces=`,
+//!   `RestrictRealtime=`, `RestrictSUIDSGID=` and `LockPersonality=` (support/unit_sandbox.py,
+//!   which reads the unit file: the two cannot drift; `--action kill` there finds a call
+//!   missing from the set). Under it: a virtual MAC instance (macvlan,
 //!   /proc/sys writes), VRRP failover (raw sockets, AF_PACKET announcements, rtnetlink),
 //!   proxied traffic (splice), timerfd timers, a reload, a clean stop, a SIGKILL and the
 //!   unit's `ExecStopPost=vipd release` under the same sandbox. A track script shows that
