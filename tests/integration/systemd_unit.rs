@@ -561,6 +561,16 @@ fn under_the_units_sandbox_vipd_fails_over_proxies_reloads_stops_and_is_released
         "{}",
         pair.logs()
     );
+    // Someone else's macvlan on the same parent: the release must leave it.
+    let other = "vrrp.52";
+    pair.lab
+        .run(
+            LB1,
+            &[
+                "ip", "link", "add", other, "link", "eth0", "type", "macvlan", "mode", "vepa",
+            ],
+        )
+        .expect("another macvlan");
     pair.nodes[LB1]
         .take()
         .expect("lb1 runs")
@@ -578,6 +588,12 @@ fn under_the_units_sandbox_vipd_fails_over_proxies_reloads_stops_and_is_released
     assert!(
         !pair.has_macvlan(LB1),
         "the release left the macvlan: {released}"
+    );
+    assert!(
+        pair.lab
+            .run(LB1, &["ip", "link", "show", other])
+            .is_ok_and(|out| out.contains(other)),
+        "the release removed a macvlan that is not the configuration's"
     );
     pair.assert_proxies("lb2 master after the release");
 
