@@ -27,21 +27,38 @@ pub fn clear() -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use caps::Capability;
+
     use super::*;
 
     #[test]
-    fn a_thread_without_ambient_capabilities_stays_without() {
-        // The test threads have no ambient set (nothing in the test environment grants one);
-        // clearing it again must succeed and change nothing. That a script under the unit runs
-        // with none is tests/integration/sandbox.rs's to show.
-        let before = caps::read(None, CapSet::Ambient).expect("readable");
-        if before.is_empty() {
+    fn an_ambient_capability_is_cleared_and_the_permitted_ones_stay() {
+        // On a thread of its own: capabilities are per thread, the other tests keep theirs.
+        // That a script under the unit runs with none is tests/integration/systemd_unit.rs's to
+        // show.
+        std::thread::spawn(|| {
+            let permitted = caps::read(None, CapSet::Permitted).expect("readable");
+            if !permitted.contains(&Capability::CAP_NET_RAW) {
+                eprintln!("skipped: needs CAP_NET_RAW (root) to raise an ambient capability");
+                return;
+            }
+            // What systemd's AmbientCapabilities= does before exec.
+            caps::raise(None, CapSet::Inheritable, Capability::CAP_NET_RAW).expect("inheritable");
+            caps::raise(None, CapSet::Ambient, Capability::CAP_NET_RAW).expect("ambient");
+
             assert_eq!(clear(), Ok(()));
+
             assert!(
                 caps::read(None, CapSet::Ambient)
                     .expect("readable")
                     .is_empty()
             );
-        }
+            assert_eq!(
+                caps::read(None, CapSet::Permitted).expect("readable"),
+                permitted
+            );
+        })
+        .join()
+        .expect("the test thread");
     }
 }
