@@ -136,11 +136,22 @@ impl ServiceUser {
 
 impl Drop for ServiceUser {
     fn drop(&mut self) {
-        if self.created {
-            let _ = std::process::Command::new("userdel")
-                .arg(&self.name)
-                .status();
+        if !self.created {
+            return;
         }
+        // A script the daemon ran may still be exiting: userdel refuses a user with processes.
+        for _ in 0..20 {
+            let removed = std::process::Command::new("userdel")
+                .arg(&self.name)
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|status| status.success());
+            if removed {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("could not remove the user {} the test created", self.name);
     }
 }
 
@@ -216,14 +227,15 @@ backends:
 /// A lab of two sandboxed vipd nodes (each with its runtime and state directories), a backend
 /// and a client.
 struct SandboxedPair {
-    user: ServiceUser,
     caps: Option<String>,
     without: Vec<&'static str>,
     nodes: [Option<LabProcess>; 2],
     _backend: LabProcess,
     scratch: Scratch,
-    // Dropped last: the namespaces outlive the processes in them.
+    // Dropped after the processes: the namespaces outlive the processes in them.
     lab: Lab,
+    // Dropped last: userdel refuses a user that still runs processes.
+    user: ServiceUser,
 }
 
 impl SandboxedPair {

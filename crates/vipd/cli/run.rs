@@ -86,13 +86,6 @@ async fn serve(path: PathBuf, config: vipd_config::Config, digest: String) -> Re
     let host = LinuxHost::start()?;
     let admin_state = crate::daemon::admin_state::AdminStateStore::from_environment();
     let mut supervisor = Supervisor::start_with_admin_state(host, config, admin_state).await?;
-    if let Some(period) = SystemdNotify::watchdog_period_from_environment() {
-        tokio::spawn(crate::daemon::watchdog::keep_alive(
-            supervisor.heartbeats(),
-            Arc::clone(&systemd),
-            period,
-        ));
-    }
     let reloads = watch::Sender::new(ReloadRecord::started(digest, unix_now()));
     let mut control = RunningControl::start(
         wanted,
@@ -106,6 +99,14 @@ async fn serve(path: PathBuf, config: vipd_config::Config, digest: String) -> Re
     let dumped = supervisor.control_handle(node.clone(), started, reloads.subscribe());
     info!(%node, config = %path.display(), control = %control.address, "vipd running");
     systemd.ready(&reloads.borrow().summary());
+    // systemd arms the watchdog once start-up is complete (READY=1).
+    if let Some(period) = SystemdNotify::watchdog_period_from_environment() {
+        tokio::spawn(crate::daemon::watchdog::keep_alive(
+            supervisor.heartbeats(),
+            Arc::clone(&systemd),
+            period,
+        ));
+    }
     loop {
         match signals.recv().await {
             DaemonSignal::Reload => {
