@@ -925,4 +925,40 @@ mod tests {
             .expect("still there");
         assert!(link.contains("veth"), "{link}");
     }
+
+    /// `vipd release`: only a macvlan of the given name on the given parent goes.
+    #[test]
+    fn a_left_macvlan_is_removed_and_nothing_else() {
+        if !e2e_enabled("a_left_macvlan_is_removed_and_nothing_else") {
+            return;
+        }
+        let lab = Lab::new(1).expect("lab");
+        for command in [
+            "ip link add vrrp.7 link eth0 type macvlan mode vepa",
+            "ip link add vrrp.8 type veth peer name other8",
+            "ip link add vrrp.6 link other8 type macvlan mode vepa",
+        ] {
+            let args: Vec<&str> = command.split(' ').collect();
+            lab.run(0, &args).expect(command);
+        }
+        let removed = lab
+            .in_host(0, || {
+                runtime().block_on(async {
+                    let mut removed = Vec::new();
+                    for name in ["vrrp.7", "vrrp.8", "vrrp.6", "vrrp.5"] {
+                        removed.push(remove_left_behind("eth0", name).await.expect(name));
+                    }
+                    removed
+                })
+            })
+            .expect("runs in the host");
+        // vrrp.8 is not a macvlan, vrrp.6 is on another parent, vrrp.5 does not exist.
+        assert_eq!(removed, [true, false, false, false]);
+        let links = lab.run(0, &["ip", "-o", "link", "show"]).expect("links");
+        assert!(!links.contains("vrrp.7"), "{links}");
+        assert!(
+            links.contains("vrrp.8") && links.contains("vrrp.6"),
+            "{links}"
+        );
+    }
 }
