@@ -37,5 +37,6 @@ mod scenarios_active_standby;
 mod scenarios_failures;
 mod session_log;
 mod signals;
+mod systemd_unit;
 mod vip_links;
 mod virtual_mac;

@@ -99,7 +99,9 @@ pub use interface::Interface;
 pub use memory::{MemoryAddresses, MemoryAnnouncer, MemoryLan, MemoryTransport};
 pub use monitor::{AddressEvent, AddressMonitor, LinkEvent, LinkMonitor, LinkState};
 pub use sysctl::InterfaceSetting;
-pub use virtual_mac::{LinkAdmin, VirtualMac, VirtualMacTransport, virtual_mac_address};
+pub use virtual_mac::{
+    LinkAdmin, VirtualMac, VirtualMacTransport, remove_left_behind, virtual_mac_address,
+};
 pub use vrrp_socket::{Family, Mode, VrrpSocket, VrrpSocketConfig};
 
 /// One VRRP message as it arrived, with what the IP layer said about it.

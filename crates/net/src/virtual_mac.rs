@@ -363,6 +363,23 @@ impl VirtualMac {
     }
 }
 
+/// Deletes the macvlan `name` on `parent` that a killed vipd left behind (`vipd release`), with
+/// the VIPs on it; an interface of that name that is not a macvlan of `parent` is never touched.
+/// Whether one was deleted. The parent's ARP settings stay as vipd set them: what they were
+/// before died with the process.
+pub async fn remove_left_behind(parent: &str, name: &str) -> Result<bool, NetError> {
+    let Ok(index) = interface_index(name) else {
+        return Ok(false);
+    };
+    let parent_index = interface_index(parent)?;
+    let connection = NetlinkConnection::open()?;
+    if macvlan_parent(&connection, index, name).await? != Some(parent_index) {
+        return Ok(false);
+    }
+    delete_link(&connection, index, name).await?;
+    Ok(true)
+}
+
 /// Brings links up and down by name. An IPv6 virtual MAC interface is up only while its router
 /// is master: the transport brings it up to send an advert, the owner of the VIPs takes it down
 /// before removing them. Going down is what keeps the node that steps down silent: the kernel
@@ -907,5 +924,41 @@ mod tests {
             .run(0, &["ip", "-d", "link", "show", "vrrp.9"])
             .expect("still there");
         assert!(link.contains("veth"), "{link}");
+    }
+
+    /// `vipd release`: only a macvlan of the given name on the given parent goes.
+    #[test]
+    fn a_left_macvlan_is_removed_and_nothing_else() {
+        if !e2e_enabled("a_left_macvlan_is_removed_and_nothing_else") {
+            return;
+        }
+        let lab = Lab::new(1).expect("lab");
+        for command in [
+            "ip link add vrrp.7 link eth0 type macvlan mode vepa",
+            "ip link add vrrp.8 type veth peer name other8",
+            "ip link add vrrp.6 link other8 type macvlan mode vepa",
+        ] {
+            let args: Vec<&str> = command.split(' ').collect();
+            lab.run(0, &args).expect(command);
+        }
+        let removed = lab
+            .in_host(0, || {
+                runtime().block_on(async {
+                    let mut removed = Vec::new();
+                    for name in ["vrrp.7", "vrrp.8", "vrrp.6", "vrrp.5"] {
+                        removed.push(remove_left_behind("eth0", name).await.expect(name));
+                    }
+                    removed
+                })
+            })
+            .expect("runs in the host");
+        // vrrp.8 is not a macvlan, vrrp.6 is on another parent, vrrp.5 does not exist.
+        assert_eq!(removed, [true, false, false, false]);
+        let links = lab.run(0, &["ip", "-o", "link", "show"]).expect("links");
+        assert!(!links.contains("vrrp.7"), "{links}");
+        assert!(
+            links.contains("vrrp.8") && links.contains("vrrp.6"),
+            "{links}"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //! crash), send the priority-0 advert it could not send and remove the VIPs it left, so the
 //! backup takes over after Skew_Time and no VIP stays with a dead node. The service manager runs
 //! it once the process is gone (`ExecStopPost=` in deploy/systemd/vipd.service); after a clean
-//! stop it finds nothing to do. Not for a running daemon: a master puts removed VIPs back.
+//! stop it finds nothing to do. The virtual MAC interfaces (macvlans) of the configuration go
+//! too. Not for a running daemon: a master puts removed VIPs back.
 //!
 //! Prints one line per instance it released; exits 1 if a VIP could not be removed.
 
@@ -47,9 +48,15 @@ pub fn run(args: &ReleaseArgs) -> anyhow::Result<ExitCode> {
             );
             status = ExitCode::FAILURE;
         }
+        if let Some(error) = &done.virtual_mac_failed {
+            eprintln!("vipd release: {error}");
+            status = ExitCode::FAILURE;
+        }
     }
     if released.is_empty() {
-        println!("nothing to release: no VIP of this configuration is on the host");
+        println!(
+            "nothing to release: no VIP or virtual MAC interface of this configuration is on the host"
+        );
     }
     Ok(status)
 }
@@ -60,8 +67,15 @@ fn describe(done: &Released) -> String {
         None => "priority 0 sent".to_owned(),
         Some(error) => format!("priority 0 not sent: {error}"),
     };
+    let virtual_mac = match &done.virtual_mac {
+        Some(interface) => format!(", virtual MAC interface {interface} removed"),
+        None => String::new(),
+    };
+    if vips.is_empty() {
+        return format!("vrrp {}: released no VIP{virtual_mac}", done.instance);
+    }
     format!(
-        "vrrp {}: released {} ({advert})",
+        "vrrp {}: released {} ({advert}){virtual_mac}",
         done.instance,
         vips.join(", ")
     )

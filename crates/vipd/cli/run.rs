@@ -36,7 +36,13 @@ pub struct RunArgs {
 }
 
 pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    // Before any thread exists: capabilities are per thread, and children inherit the forking
+    // thread's ambient set.
+    let ambient_cleared = crate::daemon::ambient_capabilities::clear();
     logging::init(&args.log);
+    if let Err(error) = ambient_cleared {
+        warn!(%error, "cannot clear the ambient capabilities: scripts and hooks may inherit them");
+    }
     let (config, digest) = match reload_verdict::load(&args.config.path) {
         Ok((config, warnings, digest)) => {
             for warning in warnings {
@@ -72,7 +78,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
 async fn serve(path: PathBuf, config: vipd_config::Config, digest: String) -> Result<ExitCode> {
     // First of all: from here on, no signal vipd does not use can end it, even during start-up.
     let mut signals = Signals::install().context("installing the signal handlers")?;
-    let systemd = SystemdNotify::from_environment();
+    let systemd = Arc::new(SystemdNotify::from_environment());
     let runtime_dir = dumps::runtime_dir();
     let started = Instant::now();
     let node = config.node_name();
@@ -93,6 +99,14 @@ async fn serve(path: PathBuf, config: vipd_config::Config, digest: String) -> Re
     let dumped = supervisor.control_handle(node.clone(), started, reloads.subscribe());
     info!(%node, config = %path.display(), control = %control.address, "vipd running");
     systemd.ready(&reloads.borrow().summary());
+    // systemd arms the watchdog once start-up is complete (READY=1).
+    if let Some(period) = SystemdNotify::watchdog_period_from_environment() {
+        tokio::spawn(crate::daemon::watchdog::keep_alive(
+            supervisor.heartbeats(),
+            Arc::clone(&systemd),
+            period,
+        ));
+    }
     loop {
         match signals.recv().await {
             DaemonSignal::Reload => {

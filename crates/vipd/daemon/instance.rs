@@ -32,6 +32,7 @@ use crate::daemon::priority::{self, Contribution, Effective, Verdict};
 use crate::daemon::rate_limited_log::RateLimitedLog;
 use crate::daemon::tracker::{Reading, TrackerInfo};
 use crate::daemon::unknown_peer::UnknownPeers;
+use crate::daemon::watchdog::{HEARTBEAT_PERIOD, Heartbeat};
 
 mod reconfigure;
 
@@ -84,6 +85,8 @@ pub struct Parts<T, A, N> {
     /// Deadlines to the microsecond through a timerfd; off on tokio's paused test clock.
     pub precise_timers: bool,
     pub notifier: Notifier,
+    /// Beaten after every pass of the loop, for systemd's watchdog (`daemon::watchdog`).
+    pub heartbeat: Heartbeat,
     /// For status: the VIPs as configured (with prefix), the VRID and the version number.
     pub vip_strings: Vec<String>,
     pub vrid: u8,
@@ -208,7 +211,12 @@ where
         self.parts.router.handle_input(now().into_std(), startup);
         self.drain_outputs().await;
         let mut timer = RouterTimer::start(self.parts.precise_timers, &self.parts.name);
+        // A pass at least this often, even with nothing to do, so that the heartbeat says "this
+        // task runs" and not "this task had work" (a backup in Fault may wait for minutes).
+        let mut heartbeat_tick = tokio::time::interval(HEARTBEAT_PERIOD);
+        heartbeat_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.parts.heartbeat.beat();
             let deadline = self.parts.router.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 // Biased: after a stall, an advert that is already waiting is handled before an
@@ -244,6 +252,8 @@ where
                     self.apply_trackers_and_link(now());
                 }
                 event = self.parts.events.recv() => self.host_event(event).await,
+                // Nothing happened: the loop's top beats, nothing changed to publish.
+                _ = heartbeat_tick.tick() => continue,
             }
             self.fire_due_timers();
             self.drain_outputs().await;

@@ -13,14 +13,17 @@
 //! - `notify`, `exec`: operators' hooks and scripts, run as programs (argv, never a shell).
 //! - `release`: `vipd release`, the cleanup after a daemon that died without a shutdown.
 //! - `mapping`: from the YAML model to the engines' own configuration types.
+//! - `ambient_capabilities`: cleared at start, so scripts and hooks run without the unit's.
 //! - `fd_limit`: RLIMIT_NOFILE raised at start to what the connection limits need.
 //! - `signals`: the signals vipd answers (reload, stop, dumps) and the ones it catches and logs
 //!   only so that they cannot end it; `dumps`: what SIGUSR1 and SIGUSR2 write.
 //! - `reload_verdict`: what came of each configuration load, for status, metrics and `vipd reload`.
 //! - `systemd_notify`: readiness, reload and stop reported to systemd (`Type=notify`).
+//! - `watchdog`: systemd's watchdog keep-alives, sent while every instance task runs.
 
 pub mod admin_state;
 pub mod advert_drops;
+pub mod ambient_capabilities;
 pub mod dumps;
 pub mod exec;
 pub mod fd_limit;
@@ -38,3 +41,4 @@ pub mod supervisor;
 pub mod systemd_notify;
 pub mod tracker;
 pub mod unknown_peer;
+pub mod watchdog;

@@ -5,8 +5,12 @@
 //! For each instance whose VIPs the host still holds (so this node was its master), it sends one
 //! priority-0 advert, so the backup takes over after Skew_Time (RFC 9568 6.4.2) as after a clean
 //! stop, and removes the VIPs, so the dead master no longer answers for them beside the new one.
-//! An instance whose VIPs are not on the host (a backup, or a clean stop) is left alone: a
+//! An instance whose VIPs are not on the host (a backup, or a clean stop) is sent nothing: a
 //! priority-0 advert from a node that is not master would only make the backups count down.
+//!
+//! The macvlan of a `virtual_mac` instance is deleted too, master or backup, after the advert
+//! (which leaves from it): it carries the VRRP virtual MAC, which must not stay on a node no
+//! vipd runs on. Only a macvlan of the configured name on the instance's interface is.
 
 use std::net::IpAddr;
 
@@ -29,10 +33,14 @@ pub struct Released {
     pub advert_failed: Option<String>,
     /// The VIPs that could not be removed, with why.
     pub removal_failed: Vec<(IpAddr, String)>,
+    /// The virtual MAC interface deleted, if one was left.
+    pub virtual_mac: Option<String>,
+    /// Why the virtual MAC interface could not be deleted, if it could not.
+    pub virtual_mac_failed: Option<String>,
 }
 
-/// Releases every instance of `config` whose VIPs `host` holds; the instances it had nothing to
-/// do for are not listed.
+/// Releases every instance of `config` whose VIPs or virtual MAC interface `host` holds; the
+/// instances it had nothing to do for are not listed.
 pub async fn release<H: Host>(host: &H, config: &Config) -> Vec<Released> {
     let mut released = Vec::new();
     for instance in &config.vrrp {
@@ -52,25 +60,37 @@ async fn release_instance<H: Host>(host: &H, instance: &VrrpInstance) -> Option<
             held.push(vip);
         }
     }
-    if held.is_empty() {
-        return None;
-    }
-    // The advert first: the backup's Skew_Time starts at once, while the removals run.
-    let advert_failed = send_release(host, instance)
-        .await
-        .err()
-        .map(|error| format!("{error:#}"));
+    let mut advert_failed = None;
     let mut removal_failed = Vec::new();
-    for vip in &held {
-        if let Err(error) = addresses.remove(vip).await {
-            removal_failed.push((vip.address, error.to_string()));
+    if !held.is_empty() {
+        // The advert first: the backup's Skew_Time starts at once, while the removals run.
+        advert_failed = send_release(host, instance)
+            .await
+            .err()
+            .map(|error| format!("{error:#}"));
+        for vip in &held {
+            if let Err(error) = addresses.remove(vip).await {
+                removal_failed.push((vip.address, error.to_string()));
+            }
         }
+    }
+    let (virtual_mac, virtual_mac_failed) = match &instance.virtual_mac {
+        None => (None, None),
+        Some(virtual_mac) => match host.remove_left_virtual_mac(instance, virtual_mac).await {
+            Ok(removed) => (removed.then(|| virtual_mac.interface.clone()), None),
+            Err(error) => (None, Some(format!("{error:#}"))),
+        },
+    };
+    if held.is_empty() && virtual_mac.is_none() && virtual_mac_failed.is_none() {
+        return None;
     }
     Some(Released {
         instance: instance.name.clone(),
         vips: held.iter().map(|vip| vip.address).collect(),
         advert_failed,
         removal_failed,
+        virtual_mac,
+        virtual_mac_failed,
     })
 }
 
@@ -144,6 +164,32 @@ mod tests {
             (ip(NODE), Priority::RELEASE)
         );
         assert_eq!(advert.addresses, [ip(VIP)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_virtual_mac_interface_a_killed_daemon_left_is_removed_and_no_other() {
+        let lan = MemoryLan::new();
+        let host = MemoryHost::new(&lan, ip(NODE));
+        host.virtual_macs
+            .lock()
+            .expect("not poisoned")
+            .extend(["vrrp.51".to_owned(), "vrrp.52".to_owned()]);
+        let yaml = format!(
+            "vrrp:\n  - {{ name: api, interface: eth0, vrid: 51, priority: 150, vips: [{VIP}/24], virtual_mac: true }}\n"
+        );
+        let config = Config::from_yaml_str(&yaml).expect("valid").0;
+
+        let released = release(&host, &config).await;
+
+        assert_eq!(released.len(), 1, "{released:?}");
+        assert_eq!(released[0].virtual_mac.as_deref(), Some("vrrp.51"));
+        assert!(released[0].vips.is_empty(), "a backup's: {released:?}");
+        assert_eq!(
+            *host.virtual_macs.lock().expect("not poisoned"),
+            ["vrrp.52"]
+        );
+        // Run again (a clean stop's ExecStopPost): nothing left to do.
+        assert!(release(&host, &config).await.is_empty());
     }
 
     #[tokio::test(start_paused = true)]

@@ -24,6 +24,7 @@ use crate::daemon::notify::Notifier;
 use crate::daemon::reload::{ReloadEffect, reload_effect};
 use crate::daemon::reload_verdict::ReloadRecord;
 use crate::daemon::tracker::{self, Reading, TrackerInfo};
+use crate::daemon::watchdog::Heartbeats;
 
 #[cfg(test)]
 mod tests;
@@ -103,6 +104,8 @@ pub struct Supervisor<H: Host> {
     registry: watch::Sender<Vec<InstanceEntry>>,
     /// What operators set through the admin API; applied again to a restarted instance.
     admin: Arc<AdminStateStore>,
+    /// The instance tasks' heartbeats, for systemd's watchdog.
+    heartbeats: Heartbeats,
 }
 
 impl<H: Host> Supervisor<H> {
@@ -135,6 +138,7 @@ impl<H: Host> Supervisor<H> {
             instances: BTreeMap::new(),
             registry: watch::channel(Vec::new()).0,
             admin,
+            heartbeats: Heartbeats::default(),
         };
         supervisor.restore_server_admin_state(&config).await;
         supervisor.sync_trackers(&config);
@@ -413,6 +417,11 @@ impl<H: Host> Supervisor<H> {
             .await;
     }
 
+    /// The heartbeats of the instance tasks, now and after reloads, for systemd's watchdog.
+    pub fn heartbeats(&self) -> Heartbeats {
+        self.heartbeats.clone()
+    }
+
     /// `shutdown_grace` of the configuration in force.
     pub fn shutdown_grace(&self) -> std::time::Duration {
         self.config.shutdown_grace
@@ -567,6 +576,7 @@ impl<H: Host> Supervisor<H> {
             events: self.host.events(),
             precise_timers: self.host.precise_timers(),
             notifier: Notifier::spawn(instance.name.clone(), instance.notify.clone()),
+            heartbeat: self.heartbeats.register(&instance.name),
             vip_strings: vip_strings(instance),
             vrid: instance.vrid,
             version: match instance.version {

@@ -2,7 +2,8 @@
 //! names: `READY=1` once vipd serves (the unit is `Type=notify`, so `systemctl start` returns
 //! when the VRRP instances and the proxy run, not when the process exists), `RELOADING=1` then
 //! `READY=1` around a reload, `STOPPING=1` at shutdown, and a `STATUS=` line that
-//! `systemctl status vipd` shows. Without the variable (not under systemd) nothing is sent.
+//! `systemctl status vipd` shows, and `WATCHDOG=1` keep-alives when the unit has a watchdog
+//! (`daemon::watchdog` decides when). Without the variable (not under systemd) nothing is sent.
 //!
 //! Written on std's `UnixDatagram` rather than a crate: it is one datagram per event, and the
 //! only subtlety is the abstract socket address (`@name`).
@@ -11,6 +12,7 @@ use std::ffi::OsStr;
 use std::os::linux::net::SocketAddrExt as _;
 use std::os::unix::ffi::OsStrExt as _;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::Duration;
 
 use tracing::warn;
 
@@ -77,11 +79,41 @@ impl SystemdNotify {
         self.send("STOPPING=1\nSTATUS=stopping: releasing VIPs, draining the proxy");
     }
 
+    /// The daemon is alive (`WatchdogSec=`): sent by `daemon::watchdog::keep_alive`.
+    pub fn watchdog_keep_alive(&self) {
+        self.send("WATCHDOG=1");
+    }
+
+    /// The watchdog period systemd expects keep-alives within: `$WATCHDOG_USEC`, for this
+    /// process only (`$WATCHDOG_PID` unset or ours, as sd_watchdog_enabled(3) says). `None`
+    /// without a watchdog, or with values that are not numbers (logged).
+    pub fn watchdog_period_from_environment() -> Option<Duration> {
+        let period = std::env::var("WATCHDOG_USEC").ok()?;
+        let pid = std::env::var("WATCHDOG_PID").ok();
+        watchdog_period(&period, pid.as_deref(), std::process::id())
+    }
+
     fn send(&self, message: &str) {
         if let Some((socket, address)) = &self.target
             && let Err(error) = socket.send_to_addr(message.as_bytes(), address)
         {
             warn!(%error, "cannot notify systemd");
+        }
+    }
+}
+
+fn watchdog_period(period: &str, pid: Option<&str>, own_pid: u32) -> Option<Duration> {
+    if let Some(pid) = pid
+        && pid.parse::<u32>().ok() != Some(own_pid)
+    {
+        return None;
+    }
+    match period.parse::<u64>() {
+        Ok(0) => None,
+        Ok(microseconds) => Some(Duration::from_micros(microseconds)),
+        Err(error) => {
+            warn!(WATCHDOG_USEC = period, %error, "ignoring the systemd watchdog setting");
+            None
         }
     }
 }
@@ -104,8 +136,6 @@ fn monotonic_microseconds() -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn receive(socket: &UnixDatagram) -> String {
@@ -158,6 +188,16 @@ mod tests {
         let notify = SystemdNotify::to(OsStr::new(&format!("@{name}"))).expect("abstract");
         notify.ready("up");
         assert_eq!(receive(&systemd), "READY=1\nSTATUS=up");
+    }
+
+    #[test]
+    fn the_watchdog_is_ours_unless_another_pid_is_named() {
+        let five_seconds = Some(Duration::from_secs(5));
+        assert_eq!(watchdog_period("5000000", None, 42), five_seconds);
+        assert_eq!(watchdog_period("5000000", Some("42"), 42), five_seconds);
+        assert_eq!(watchdog_period("5000000", Some("43"), 42), None);
+        assert_eq!(watchdog_period("0", None, 42), None);
+        assert_eq!(watchdog_period("5s", None, 42), None);
     }
 
     #[test]

@@ -237,6 +237,21 @@ impl Host for LinuxHost {
             .with_context(|| format!("removing the virtual MAC interface {name}"))
     }
 
+    async fn remove_left_virtual_mac(
+        &self,
+        instance: &VrrpInstance,
+        virtual_mac: &vipd_config::VirtualMac,
+    ) -> Result<bool> {
+        vipd_net::remove_left_behind(&instance.interface, &virtual_mac.interface)
+            .await
+            .with_context(|| {
+                format!(
+                    "vrrp {}: removing the virtual MAC interface {}",
+                    instance.name, virtual_mac.interface
+                )
+            })
+    }
+
     fn announcer(&self, interface: &str) -> Result<LinuxAnnouncer> {
         Ok(LinuxAnnouncer::open(interface))
     }

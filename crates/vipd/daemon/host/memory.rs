@@ -74,6 +74,17 @@ impl Host for MemoryHost {
         Ok(())
     }
 
+    async fn remove_left_virtual_mac(
+        &self,
+        _instance: &VrrpInstance,
+        virtual_mac: &vipd_config::VirtualMac,
+    ) -> Result<bool> {
+        let mut existing = self.virtual_macs.lock().expect("not poisoned");
+        let before = existing.len();
+        existing.retain(|name| *name != virtual_mac.interface);
+        Ok(existing.len() < before)
+    }
+
     fn announcer(&self, _interface: &str) -> Result<Self::Announcer> {
         Ok(self.announcer.clone())
     }

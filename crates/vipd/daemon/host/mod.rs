@@ -70,6 +70,13 @@ pub trait Host: Send + Sync + 'static {
         &self,
         virtual_mac: Self::VirtualMac,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Deletes the macvlan of `instance` that a daemon killed outright left (`vipd release`): only
+    /// a macvlan of that name on the instance's interface. Whether there was one.
+    fn remove_left_virtual_mac(
+        &self,
+        instance: &VrrpInstance,
+        virtual_mac: &vipd_config::VirtualMac,
+    ) -> impl Future<Output = Result<bool>> + Send;
     /// An announcer (GARP / unsolicited NA) on `interface`.
     fn announcer(&self, interface: &str) -> Result<Self::Announcer>;
     /// The address manager shared by every instance.

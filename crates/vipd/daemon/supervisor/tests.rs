@@ -1247,3 +1247,32 @@ async fn adverts_with_another_password_are_logged_once_per_period() {
     assert_eq!(status(&supervisor, "api").state, VrrpState::Master);
     supervisor.shutdown().await;
 }
+
+/// The watchdog's heartbeats (daemon/watchdog.rs): an instance with nothing to do (in Fault: no
+/// timer, no advert) still beats, so an idle daemon is not taken for a hung one; an instance
+/// that ended is forgotten.
+#[tokio::test(start_paused = true)]
+async fn an_idle_instance_keeps_beating_and_a_stopped_one_is_forgotten() {
+    let lan = MemoryLan::new();
+    let host = MemoryHost::new(&lan, ip(LB1));
+    let links = host.links.clone();
+    let supervisor = Supervisor::start(host, one_instance(150, "1s", "", ""))
+        .await
+        .expect("starts");
+    set_link(&links, false);
+    wait_for_state(&supervisor, "api", VrrpState::Fault).await;
+    let heartbeats = supervisor.heartbeats();
+    let stale_after = 2 * crate::daemon::watchdog::HEARTBEAT_PERIOD;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let stale = heartbeats.stale(tokio::time::Instant::now(), stale_after);
+        assert!(stale.is_empty(), "an idle instance looks hung: {stale:?}");
+    }
+    supervisor.shutdown().await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(
+        heartbeats
+            .stale(tokio::time::Instant::now(), stale_after)
+            .is_empty()
+    );
+}
