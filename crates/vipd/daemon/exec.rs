@@ -22,11 +22,24 @@ pub struct RunAs {
 impl RunAs {
     /// The user to run scripts as: `configured`, else `vipd-script` if it exists, else `nobody`.
     ///
-    /// `None` when vipd is not root: it cannot switch users then (under the systemd unit it runs
-    /// as `vipd` with network capabilities only), so programs run as vipd's own user.
+    /// `None` when vipd cannot switch users, so programs run as vipd's own user: when it is not
+    /// root (under the systemd unit it runs as `vipd` with network capabilities only), or is root
+    /// without CAP_SETUID and CAP_SETGID (a container whose capabilities were dropped, as the
+    /// static pod of deploy/kubernetes/ does), where every spawn would fail with EPERM. A user
+    /// named in the configuration that cannot be switched to is an error, not silently ignored.
     pub fn script_user(configured: Option<&str>) -> Result<Option<Self>, String> {
         if !nix::unistd::geteuid().is_root() {
             return Ok(None);
+        }
+        if let Some(missing) = missing_switch_capability() {
+            return match configured {
+                None => Ok(None),
+                Some(name) => Err(format!(
+                    "cannot run as {name}: vipd runs as root without {missing}, which switching \
+                     users needs (remove `user` to run the script as root without capabilities, \
+                     or grant {missing})"
+                )),
+            };
         }
         let candidates: Vec<&str> = match configured {
             Some(name) => vec![name],
@@ -47,6 +60,19 @@ impl RunAs {
         }
         Err(format!("no such user: {}", candidates.join(" or ")))
     }
+}
+
+/// The capability root needs to switch to another user that this thread lacks, if any.
+fn missing_switch_capability() -> Option<&'static str> {
+    use caps::{CapSet, Capability};
+    let effective = caps::read(None, CapSet::Effective).ok()?;
+    [
+        (Capability::CAP_SETUID, "CAP_SETUID"),
+        (Capability::CAP_SETGID, "CAP_SETGID"),
+    ]
+    .into_iter()
+    .find(|(capability, _)| !effective.contains(capability))
+    .map(|(_, name)| name)
 }
 
 /// How a program run ended.
@@ -255,6 +281,26 @@ impl FirstLine {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn root_without_the_setuid_capability_runs_scripts_as_itself_or_refuses_a_named_user() {
+        // On a thread of its own: capabilities are per thread, the other tests keep theirs.
+        std::thread::spawn(|| {
+            use caps::{CapSet, Capability};
+            if !nix::unistd::geteuid().is_root() {
+                eprintln!("skipped: needs root");
+                return;
+            }
+            assert!(matches!(RunAs::script_user(None), Ok(Some(_))));
+            // What a container with every capability dropped but the network ones looks like.
+            caps::drop(None, CapSet::Effective, Capability::CAP_SETUID).expect("droppable");
+            assert_eq!(RunAs::script_user(None), Ok(None));
+            let refused = RunAs::script_user(Some("nobody")).expect_err("a named user is refused");
+            assert!(refused.contains("CAP_SETUID"), "{refused}");
+        })
+        .join()
+        .expect("the test thread");
+    }
 
     #[tokio::test]
     async fn exit_status_zero_is_success_and_nonzero_is_failure() {
