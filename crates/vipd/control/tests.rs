@@ -823,6 +823,13 @@ fn metrics_parse_and_match_the_documentation() {
         5.0
     );
     assert_eq!(find("vipd_build_info", &[("node", "lb1")]), 1.0);
+    assert_eq!(
+        find(
+            "vipd_build_info",
+            &[("revision", env!("VIPD_BUILD_REVISION"))]
+        ),
+        1.0
+    );
 }
 
 #[test]
