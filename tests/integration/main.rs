@@ -24,7 +24,9 @@ mod dual_stack;
 mod hostile_adverts;
 mod import;
 mod keepalived_interop;
+#[cfg(feature = "lab")]
 mod lab_command;
+mod manual;
 mod operator_logs;
 mod own_address;
 mod proxy_keepalive;
