@@ -16,6 +16,11 @@ const TOP_LEVEL_INPUTS: [&str; 3] = ["Cargo.toml", "Cargo.lock", "build.rs"];
 fn main() {
     println!("cargo:rerun-if-env-changed=VIPD_SOURCE_REVISION");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    // Also without git: a build that found no checkout (git missing, say) asks again at the next
+    // change of the sources rather than staying `unknown`.
+    for input in build_inputs() {
+        println!("cargo:rerun-if-changed={input}");
+    }
     let source = overridden_source().or_else(git_source).unwrap_or(Source {
         revision: "unknown".to_owned(),
         date: None,
@@ -83,13 +88,9 @@ fn git_source() -> Option<Source> {
     Some(Source { revision, date })
 }
 
-/// Runs this script again when HEAD moves (a commit, a checkout) or the build inputs change.
-/// In a worktree `.git` is a file and HEAD lives in the worktree's own git directory while the
+/// Runs this script again when HEAD moves (a commit, a checkout). In a worktree `.git` is a file and HEAD lives in the worktree's own git directory while the
 /// branches live in the common one, so both are asked of git rather than guessed.
 fn watch_git_files() {
-    for input in build_inputs() {
-        println!("cargo:rerun-if-changed={input}");
-    }
     let (Some(git_dir), Some(common_dir)) = (
         git(&["rev-parse", "--absolute-git-dir"]).map(PathBuf::from),
         git(&["rev-parse", "--git-common-dir"]).map(PathBuf::from),
