@@ -26,7 +26,7 @@ use std::process::ExitCode;
 use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 /// The version and the source it was built from (build.rs): `0.1.0 (git 1a2b3c4d5e6f, 2026-12-05)`.
-pub const VERSION: &str = env!("VIPD_BUILD_VERSION");
+const VERSION: &str = env!("VIPD_BUILD_VERSION");
 
 /// Keeps virtual IPs highly available with VRRP and serves them with a built-in L4 proxy.
 #[derive(Parser)]
@@ -91,7 +91,7 @@ fn main() -> ExitCode {
         Command::Lab(_) => Ok(cli::without_lab::run()),
         Command::Release(args) => cli::release::run(&args),
         Command::Man(args) => cli::manual::write_pages(&args, Cli::command()),
-        Command::Completions(args) => Ok(cli::manual::print_completions(&args, Cli::command())),
+        Command::Completions(args) => cli::manual::print_completions(&args, Cli::command()),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("vipd: {error:#}");

@@ -8,6 +8,7 @@
 //! clap cannot know: the files, the environment, the signals, the exit status; its text follows
 //! docs/operations.md and docs/configuration.md, which hold the details.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -54,10 +55,11 @@ pub struct Page {
 pub fn write_pages(args: &ManArgs, command: clap::Command) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.directory)
         .with_context(|| format!("creating {}", args.directory.display()))?;
+    let mut stdout = std::io::stdout().lock();
     for page in pages(command) {
         let path = args.directory.join(&page.file_name);
         write_page(&path, &page.source)?;
-        println!("{}", path.display());
+        writeln!(stdout, "{}", path.display()).context("writing to standard output")?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -66,15 +68,23 @@ fn write_page(path: &Path, source: &str) -> anyhow::Result<()> {
     std::fs::write(path, source).with_context(|| format!("writing {}", path.display()))
 }
 
-pub fn print_completions(args: &CompletionsArgs, mut command: clap::Command) -> ExitCode {
+pub fn print_completions(
+    args: &CompletionsArgs,
+    mut command: clap::Command,
+) -> anyhow::Result<ExitCode> {
     let shell = match args.shell {
         Shell::Bash => clap_complete::Shell::Bash,
         Shell::Zsh => clap_complete::Shell::Zsh,
         Shell::Fish => clap_complete::Shell::Fish,
     };
     let name = command.get_name().to_owned();
-    clap_complete::generate(shell, &mut command, name, &mut std::io::stdout().lock());
-    ExitCode::SUCCESS
+    // Into memory first: clap_complete panics on a failed write, and stdout may be a closed pipe.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, name, &mut script);
+    std::io::stdout()
+        .write_all(&script)
+        .context("writing the completion script")?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// vipd(8) first, then one page per subcommand that `--help` lists.
