@@ -23,18 +23,20 @@ mod daemon;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
+
+/// The version and the source it was built from (build.rs): `0.1.0 (git 1a2b3c4d5e6f, 2026-12-05)`.
+const VERSION: &str = env!("VIPD_BUILD_VERSION");
 
 /// Keeps virtual IPs highly available with VRRP and serves them with a built-in L4 proxy.
 #[derive(Parser)]
-#[command(name = "vipd", version, about, long_about = None)]
+#[command(name = "vipd", version = VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
-/// One variant per subcommand; `run`, `reload`, `status`, `import`, `lab` and `release` join
-/// `check` here.
+/// One variant per subcommand; each has a man page, vipd-NAME(8) (`vipd man`).
 #[derive(Subcommand)]
 enum Command {
     /// Validate a configuration file: a summary and warnings (exit 0), or every error (exit 1).
@@ -52,9 +54,18 @@ enum Command {
     /// Translate keepalived.conf (and haproxy.cfg) to vipd.yaml; lists what it could not translate.
     Import(cli::import::ImportArgs),
     /// Run a vipd pair, backends and a client in network namespaces and demonstrate failover (root).
+    #[cfg(feature = "lab")]
     Lab(cli::lab::LabArgs),
+    /// Not in this build: says so (cargo feature `lab`).
+    #[cfg(not(feature = "lab"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Lab(cli::without_lab::LabArgs),
     /// After the daemon died (SIGKILL, OOM, crash): send priority 0 and remove the VIPs it left.
     Release(cli::release::ReleaseArgs),
+    /// Write the man pages, vipd(8) and one per subcommand, into a directory.
+    Man(cli::manual::ManArgs),
+    /// Print the completion script for a shell (bash, zsh or fish).
+    Completions(cli::manual::CompletionsArgs),
 }
 
 /// The `-c FILE` option shared by the subcommands that read the configuration.
@@ -74,8 +85,13 @@ fn main() -> ExitCode {
         Command::Status(args) => cli::status::run(&args),
         Command::Ctl(args) => Ok(cli::ctl::run(&args)),
         Command::Import(args) => cli::import::run(&args),
+        #[cfg(feature = "lab")]
         Command::Lab(args) => cli::lab::run(&args),
+        #[cfg(not(feature = "lab"))]
+        Command::Lab(_) => Ok(cli::without_lab::run()),
         Command::Release(args) => cli::release::run(&args),
+        Command::Man(args) => cli::manual::write_pages(&args, Cli::command()),
+        Command::Completions(args) => cli::manual::print_completions(&args, Cli::command()),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("vipd: {error:#}");

@@ -25,7 +25,9 @@ mod hostile_adverts;
 mod import;
 mod keepalived_interop;
 mod kubernetes_pod;
+#[cfg(feature = "lab")]
 mod lab_command;
+mod manual;
 mod operator_logs;
 mod own_address;
 mod proxy_keepalive;

@@ -187,11 +187,12 @@ fn node_metrics(encoder: &mut DescriptorEncoder, status: &NodeStatus) -> fmt::Re
     let info = vec![
         ("node", status.node.clone()),
         ("version", status.version.clone()),
+        ("revision", status.revision.clone()),
     ];
     family(
         encoder,
         "vipd_build_info",
-        "Always 1; the labels name this node and the vipd version.",
+        "Always 1; the labels name this node, the vipd version and the source revision.",
         MetricType::Gauge,
         [(info, Value::Count(1))],
     )?;

@@ -23,6 +23,10 @@ pub struct NodeStatus {
     pub schema_version: u32,
     pub node: String,
     pub version: String,
+    /// The source revision the daemon was built from (build.rs): `1a2b3c4d5e6f`, with `-dirty`
+    /// when built from changed sources, or `unknown`; empty from a daemon that predates it.
+    #[serde(default)]
+    pub revision: String,
     pub uptime_seconds: u64,
     pub instances: Vec<InstanceStatus>,
     /// Process-wide proxy totals (absent from a daemon that predates them).
@@ -98,6 +102,7 @@ impl NodeStatus {
             schema_version: STATUS_SCHEMA_VERSION,
             node: node.into(),
             version: env!("CARGO_PKG_VERSION").to_owned(),
+            revision: env!("VIPD_BUILD_REVISION").to_owned(),
             uptime_seconds,
             instances: Vec::new(),
             proxy: ProxySummary::default(),

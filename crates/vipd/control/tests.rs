@@ -822,7 +822,8 @@ fn metrics_parse_and_match_the_documentation() {
         find("vipd_server_downtime_seconds_total", &[("server", "cp1")]),
         5.0
     );
-    assert_eq!(find("vipd_build_info", &[("node", "lb1")]), 1.0);
+    let build_labels = [("node", "lb1"), ("revision", env!("VIPD_BUILD_REVISION"))];
+    assert_eq!(find("vipd_build_info", &build_labels), 1.0);
 }
 
 #[test]
