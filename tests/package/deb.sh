@@ -31,9 +31,8 @@ quietly() { "$@" >/dev/null; }
 installed_version() { dpkg-query -W -f='${Status} ${Version}' vipd 2>/dev/null || true; }
 
 [ "$(id -u)" -eq 0 ] || fail "needs root (dpkg -i)"
-case $(installed_version) in
-    "install ok installed"*) fail "a vipd package is installed already; this test would purge it" ;;
-esac
+[ -z "$(dpkg-query -W -f='${db:Status-Status}' vipd 2>/dev/null | grep -v not-installed)" ] ||
+    fail "dpkg knows a vipd package already ($(installed_version)); this test would purge it"
 [ ! -e /etc/vipd ] || fail "/etc/vipd exists; this test would remove it with the package"
 
 work=$(mktemp -d)
@@ -42,7 +41,8 @@ getent passwd vipd >/dev/null && user_existed=1
 policy=/usr/sbin/policy-rc.d created_policy=0
 restore_machine() {
     local status=$?
-    if dpkg-query -W -f='${Status}' vipd 2>/dev/null | grep -q installed; then
+    # In any state dpkg may have left it in: installed, unpacked, half-configured...
+    if [ -n "$(dpkg-query -W -f='${db:Status-Status}' vipd 2>/dev/null | grep -v not-installed)" ]; then
         echo "tests/package/deb.sh: purging the vipd package"
         dpkg --purge vipd </dev/null >/dev/null || status=1
     fi
