@@ -28,10 +28,12 @@ is() { [ "$1" = "$2" ] || { echo "    expected '$2', got '$1'" >&2; return 1; };
 # The package's user has this GECOS (sysusers.d; adduser appends ",,,").
 made_by_package() { case $(getent passwd vipd | cut -d: -f5) in "vipd daemon"*) ;; *) return 1 ;; esac; }
 quietly() { "$@" >/dev/null; }
+# In any state: installed, or unpacked, half-configured... after a failed step.
+dpkg_knows_vipd() { dpkg-query -W -f='${db:Status-Status}' vipd 2>/dev/null | grep -qv not-installed; }
 installed_version() { dpkg-query -W -f='${Status} ${Version}' vipd 2>/dev/null || true; }
 
 [ "$(id -u)" -eq 0 ] || fail "needs root (dpkg -i)"
-[ -z "$(dpkg-query -W -f='${db:Status-Status}' vipd 2>/dev/null | grep -v not-installed)" ] ||
+! dpkg_knows_vipd ||
     fail "dpkg knows a vipd package already ($(installed_version)); this test would purge it"
 [ ! -e /etc/vipd ] || fail "/etc/vipd exists; this test would remove it with the package"
 
@@ -41,8 +43,7 @@ getent passwd vipd >/dev/null && user_existed=1
 policy=/usr/sbin/policy-rc.d created_policy=0
 restore_machine() {
     local status=$?
-    # In any state dpkg may have left it in: installed, unpacked, half-configured...
-    if [ -n "$(dpkg-query -W -f='${db:Status-Status}' vipd 2>/dev/null | grep -v not-installed)" ]; then
+    if dpkg_knows_vipd; then
         echo "tests/package/deb.sh: purging the vipd package"
         dpkg --purge vipd </dev/null >/dev/null || status=1
     fi
@@ -113,6 +114,7 @@ check "unit enabled (multi-user.target.wants)" \
     test -L /etc/systemd/system/multi-user.target.wants/vipd.service
 check "vipd not started" test -z "$(pidof /usr/bin/vipd || true)"
 check "man page vipd(8)" is "$(man -w 8 vipd)" /usr/share/man/man8/vipd.8.gz
+# shellcheck disable=SC2016 # expanded by the inner shell
 check "man pages render" sh -c 'for page in /usr/share/man/man8/vipd*.8.gz; do
     man -l "$page" >/dev/null 2>&1 || exit 1; done'
 check "bash completion registers" \
@@ -125,6 +127,7 @@ check "docs and examples" test -f /usr/share/doc/vipd/configuration.md \
 echo "== the shipped config runs: vipd as the vipd user, alone in a network namespace"
 # What the unit would start on a boot before the node is configured; the namespace has only its
 # own loopback, so nothing reaches the host's interfaces. curl goes through the proxy.
+# shellcheck disable=SC2016 # expanded by the inner shell
 unshare --net sh -c '
     ip link set lo up
     setpriv --reuid vipd --regid vipd --init-groups \
