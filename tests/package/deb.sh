@@ -92,6 +92,9 @@ echo "== install $v1"
 DEBIAN_FRONTEND=noninteractive dpkg -i "$deb1" </dev/null || fail "dpkg -i $deb1"
 check "installed" is "$(installed_version)" "install ok installed $v1"
 check "vipd --version: $(/usr/bin/vipd --version)" /usr/bin/vipd --version
+# shellcheck disable=SC2016 # expanded by the inner shell
+check "without vipd lab (the package's build has no default features)" \
+    sh -c '/usr/bin/vipd lab 2>&1 | grep -q "built without the lab"'
 if [ $user_existed -eq 0 ]; then
     check "user vipd made by the package" made_by_package
     check "user vipd: no home, no login" \
