@@ -74,6 +74,8 @@ dpkg --compare-versions "$v2" gt "$v1" || fail "$v2 is not above $v1"
 CARGO_NET_OFFLINE=true deploy/debian/build-deb --no-build --deb-version "$v2" --output "$work/v2"
 deb2=$(echo "$work"/v2/vipd_*.deb)
 [ -f "$deb2" ] || fail "build-deb --no-build made no .deb in $work/v2"
+check "debug symbols in vipd-dbgsym" \
+    sh -c "dpkg-deb -c $work/v1/vipd-dbgsym_*.ddeb | grep -q '/usr/lib/debug/.*\.debug$'"
 echo "$(basename "$deb1"): $(stat -c %s "$deb1") bytes, $(dpkg-deb -c "$deb1" | grep -vc '/$') files"
 dpkg-deb -c "$deb1" | awk '$6 !~ /\/$/ { print "  " $1, $2, $6 }'
 
@@ -92,7 +94,7 @@ echo "== install $v1"
 DEBIAN_FRONTEND=noninteractive dpkg -i "$deb1" </dev/null || fail "dpkg -i $deb1"
 check "installed" is "$(installed_version)" "install ok installed $v1"
 check "vipd --version: $(/usr/bin/vipd --version)" /usr/bin/vipd --version
-# shellcheck disable=SC2016 # expanded by the inner shell
+check "vipd stripped" sh -c '! readelf -S /usr/bin/vipd | grep -q "debug_line"'
 check "without vipd lab (the package's build has no default features)" \
     sh -c '/usr/bin/vipd lab 2>&1 | grep -q "built without the lab"'
 if [ $user_existed -eq 0 ]; then
