@@ -77,7 +77,8 @@ deb2=$(echo "$work"/v2/vipd_*.deb)
 check "debug symbols in vipd-dbgsym" \
     sh -c "dpkg-deb -c $work/v1/vipd-dbgsym_*.ddeb | grep -q '/usr/lib/debug/.*\.debug$'"
 echo "$(basename "$deb1"): $(stat -c %s "$deb1") bytes, $(dpkg-deb -c "$deb1" | grep -vc '/$') files"
-dpkg-deb -c "$deb1" | awk '$6 !~ /\/$/ { print "  " $1, $2, $6 }'
+# mode, size, path of every file
+dpkg-deb -c "$deb1" | awk '$6 !~ /\/$/ { printf "  %s %9d %s\n", $1, $3, $6 }'
 
 echo "== lintian (errors fail, warnings listed)"
 if command -v lintian >/dev/null; then
