@@ -5,8 +5,9 @@
 # failed check fails the script, with what was expected.
 #
 # Nothing starts: the package's scripts never start vipd, and a policy-rc.d that refuses every
-# start (exit 101) guards the install, as tests/run guards its apt-get installs. vipd runs here
-# only as `vipd --version` and `vipd check`, never on the host's interfaces. On every exit, a
+# start (exit 101) guards the install, as tests/run guards its apt-get installs. vipd runs here as
+# `vipd --version` and `vipd check`, and `vipd run` once in a network namespace of its own that
+# has only a loopback: never on the host's interfaces. On every exit, a
 # failure included, the machine is put back: the package purged, and the vipd user removed when
 # this script's install created it (the package itself leaves the user, as Debian does).
 set -euo pipefail
