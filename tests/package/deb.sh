@@ -174,4 +174,31 @@ for gone in /etc/vipd /var/lib/vipd /run/vipd /usr/bin/vipd /usr/lib/systemd/sys
     check "$gone removed" test ! -e "$gone" -a ! -L "$gone"
 done
 check "user vipd left (Debian policy)" quietly getent passwd vipd
+
+echo "== install on a system without systemd's tools: adduser and install -d instead"
+# A Debian without systemd (a container) has neither systemd-sysusers nor systemd-tmpfiles: a
+# PATH of every other program of this machine stands in for it.
+without_systemd=$work/without-systemd
+mkdir "$without_systemd"
+for program in /usr/sbin/* /usr/bin/*; do
+    case ${program##*/} in systemd-sysusers | systemd-tmpfiles) continue ;; esac
+    ln -sf "$program" "$without_systemd/"
+done
+if [ $user_existed -eq 0 ] && made_by_package; then
+    userdel vipd && { ! getent group vipd >/dev/null || groupdel vipd; }
+fi
+PATH=$without_systemd DEBIAN_FRONTEND=noninteractive dpkg -i "$deb1" </dev/null ||
+    fail "dpkg -i $deb1 without systemd's tools"
+if [ $user_existed -eq 0 ]; then
+    check "user vipd made by adduser" made_by_package
+    check "user vipd: no home, no login" \
+        is "$(getent passwd vipd | cut -d: -f6,7)" /nonexistent:/usr/sbin/nologin
+fi
+check "/run/vipd owned by vipd" is "$(owner_and_mode /run/vipd)" "vipd:vipd 755"
+check "/var/lib/vipd owned by vipd" is "$(owner_and_mode /var/lib/vipd)" "vipd:vipd 755"
+check "token: root:vipd 0640" is "$(owner_and_mode /etc/vipd/token)" "root:vipd 640"
+check "example config: vipd check (as vipd)" \
+    setpriv --reuid vipd --regid vipd --init-groups /usr/bin/vipd check -c /etc/vipd/vipd.yaml
+dpkg --purge vipd </dev/null || fail "dpkg --purge vipd"
+check "/etc/vipd and /var/lib/vipd removed" test ! -e /etc/vipd -a ! -e /var/lib/vipd
 echo "tests/package/deb.sh: the package builds, installs, upgrades and purges as it should"
