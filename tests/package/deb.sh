@@ -190,7 +190,7 @@ fi
 PATH=$without_systemd DEBIAN_FRONTEND=noninteractive dpkg -i "$deb1" </dev/null ||
     fail "dpkg -i $deb1 without systemd's tools"
 if [ $user_existed -eq 0 ]; then
-    check "user vipd made by adduser" made_by_package
+    check "user vipd made by adduser (its GECOS)" is "$(getent passwd vipd | cut -d: -f5)" "vipd daemon,,,"
     check "user vipd: no home, no login" \
         is "$(getent passwd vipd | cut -d: -f6,7)" /nonexistent:/usr/sbin/nologin
 fi
