@@ -81,24 +81,39 @@ fn setpriv_caps(unit_caps: &str) -> String {
     caps
 }
 
-/// The unit's user, created for the test when the system has none (and removed afterwards).
+/// The unit's user, created for the tests when the system has none, and removed when the last
+/// test that holds it is done with it.
 struct ServiceUser {
     name: String,
     uid: u32,
     gid: u32,
+}
+
+/// Who holds the unit's user: the sandbox tests run in parallel, and the one that created the
+/// user may finish first, while the other's daemons still run as it (userdel would refuse, and
+/// the user would be left on the machine, where tests/package/deb.sh takes it for one that was
+/// there before).
+struct ServiceUserHolders {
+    count: usize,
+    /// This process created the user: the last holder removes it.
     created: bool,
 }
 
-/// One test at a time creates or removes the user.
-static SERVICE_USER: Mutex<()> = Mutex::new(());
+static SERVICE_USER: Mutex<ServiceUserHolders> = Mutex::new(ServiceUserHolders {
+    count: 0,
+    created: false,
+});
+
+fn service_user_holders() -> std::sync::MutexGuard<'static, ServiceUserHolders> {
+    SERVICE_USER
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 impl ServiceUser {
     fn ensure() -> Self {
         let name = unit_value("User");
-        let _one_at_a_time = SERVICE_USER
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let mut created = false;
+        let mut holders = service_user_holders();
         if nix::unistd::User::from_name(&name).ok().flatten().is_none() {
             let status = std::process::Command::new("useradd")
                 .args([
@@ -111,8 +126,9 @@ impl ServiceUser {
                 .status()
                 .expect("useradd runs");
             assert!(status.success(), "useradd {name}: {status}");
-            created = true;
+            holders.created = true;
         }
+        holders.count += 1;
         let user = nix::unistd::User::from_name(&name)
             .ok()
             .flatten()
@@ -121,7 +137,6 @@ impl ServiceUser {
             name,
             uid: user.uid.as_raw(),
             gid: user.gid.as_raw(),
-            created,
         }
     }
 
@@ -136,9 +151,13 @@ impl ServiceUser {
 
 impl Drop for ServiceUser {
     fn drop(&mut self) {
-        if !self.created {
+        // Held while removing: a test that starts meanwhile waits and then creates it afresh.
+        let mut holders = service_user_holders();
+        holders.count -= 1;
+        if holders.count > 0 || !holders.created {
             return;
         }
+        holders.created = false;
         // A script the daemon ran may still be exiting: userdel refuses a user with processes.
         for _ in 0..20 {
             let removed = std::process::Command::new("userdel")
@@ -523,6 +542,30 @@ fn missing_sandbox_tool() -> Option<&'static str> {
         return Some("systemd-analyze (Debian package systemd) is not installed");
     }
     None
+}
+
+/// The sandbox tests share the unit's user and run in parallel: the one that created it must not
+/// remove it while another still runs daemons as it, and the last one done removes it.
+#[test]
+fn the_service_user_outlives_the_test_that_created_it() {
+    if !vipd_lab::e2e_enabled("the_service_user_outlives_the_test_that_created_it") {
+        return;
+    }
+    let exists = |name: &str| nix::unistd::User::from_name(name).ok().flatten().is_some();
+    let name = unit_value("User");
+    let existed_before = exists(&name);
+    let first = ServiceUser::ensure();
+    let second = ServiceUser::ensure();
+    drop(first);
+    assert!(
+        exists(&name),
+        "the user {name} was removed while a test still holds it"
+    );
+    drop(second);
+    let holders = service_user_holders();
+    if holders.count == 0 && !existed_before {
+        assert!(!exists(&name), "the user {name} the tests created was left");
+    }
 }
 
 #[test]

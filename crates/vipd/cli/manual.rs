@@ -271,7 +271,7 @@ const FILES: [(&str, &str); 6] = [
     ),
 ];
 
-const ENVIRONMENT: [(&str, &str); 4] = [
+const ENVIRONMENT: [(&str, &str); 6] = [
     (
         "VIPD_LOG",
         "A log filter in tracing's syntax (info, vipd=debug, ...); an invalid one is ignored with \
@@ -289,6 +289,17 @@ const ENVIRONMENT: [(&str, &str); 4] = [
         "NOTIFY_SOCKET",
         "systemd's notification socket (sd_notify(3)): vipd run reports when it serves, reloads \
          and stops.",
+    ),
+    (
+        "WATCHDOG_USEC",
+        "systemd's watchdog period in microseconds (WatchdogSec=): vipd run sends WATCHDOG=1 \
+         every quarter of it while every VRRP instance has run within half of it, and withholds \
+         it otherwise, so that systemd kills a hung daemon. Unset or 0: no keep-alives.",
+    ),
+    (
+        "WATCHDOG_PID",
+        "The process the watchdog is for: when set and not vipd's own PID, WATCHDOG_USEC is \
+         ignored (sd_watchdog_enabled(3)).",
     ),
 ];
 
@@ -412,6 +423,9 @@ mod tests {
             "SIGUSR2",
             "vipd\\-run(8)",
             "/usr/share/doc/vipd/",
+            "NOTIFY_SOCKET",
+            "WATCHDOG_USEC",
+            "WATCHDOG_PID",
         ] {
             assert!(top.contains(named), "{named} missing:\n{top}");
         }

@@ -7,8 +7,9 @@
 //! of its own `select!`). [`keep_alive`] sends `WATCHDOG=1` every quarter of the watchdog period
 //! while every instance has beaten within half of it ([`Heartbeats::stale`]), and withholds it
 //! otherwise. So a stuck instance task (a pass that never ends) and a stalled runtime (nothing
-//! runs, the notifier included) both stop the keep-alives; systemd then sends SIGABRT after
-//! `WatchdogSec` without one.
+//! runs, the notifier included) both stop the keep-alives, and so does a panicked instance task
+//! (its heartbeat stays registered, see [`Heartbeat`]'s `Drop`); systemd then sends
+//! `WatchdogSignal=` (SIGKILL in the unit) after `WatchdogSec` without one.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -35,7 +36,8 @@ struct Registry {
     beats: BTreeMap<u64, (String, Arc<Mutex<Instant>>)>,
 }
 
-/// One instance's heartbeat; unregistered when dropped (the instance task ended).
+/// One instance's heartbeat; unregistered when dropped (the instance task ended), except while a
+/// panic unwinds (the task died: it must trip the watchdog).
 pub struct Heartbeat {
     id: u64,
     last: Arc<Mutex<Instant>>,
@@ -89,6 +91,13 @@ impl Heartbeat {
 
 impl Drop for Heartbeat {
     fn drop(&mut self) {
+        // A panic unwinding the instance task drops the heartbeat too, and nothing else notices
+        // the task ended: a master would keep its VIPs and send no adverts while the backup takes
+        // over. Left registered with its last beat, the instance goes stale and systemd kills
+        // vipd; `vipd release` and `Restart=` follow.
+        if std::thread::panicking() {
+            return;
+        }
         self.registry
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -190,6 +199,53 @@ mod tests {
         assert!(
             heartbeats
                 .stale(much_later, Duration::from_secs(1))
+                .is_empty()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_panicked_instance_task_goes_stale() {
+        let heartbeats = Heartbeats::default();
+        let heartbeat = heartbeats.register("api");
+        // As an instance task holds it: in its state, dropped while the panic unwinds.
+        let task = tokio::spawn(async move {
+            let _heartbeat = heartbeat;
+            tokio::task::yield_now().await;
+            panic!("a bug in the instance task");
+        });
+        assert!(task.await.expect_err("the task panicked").is_panic());
+        let much_later = Instant::now() + Duration::from_secs(60);
+        let stale = heartbeats.stale(much_later, Duration::from_secs(1));
+        assert_eq!(stale.len(), 1, "a panicked instance must trip the watchdog");
+        assert_eq!(stale[0].0, "api");
+    }
+
+    #[tokio::test]
+    async fn an_instance_task_that_returns_is_forgotten() {
+        let heartbeats = Heartbeats::default();
+        let heartbeat = heartbeats.register("api");
+        // A reload's removal or restart: the task ends by returning.
+        tokio::spawn(async move {
+            let _heartbeat = heartbeat;
+            tokio::task::yield_now().await;
+        })
+        .await
+        .expect("the task returned");
+        let much_later = Instant::now() + Duration::from_secs(60);
+        assert!(
+            heartbeats
+                .stale(much_later, Duration::from_secs(1))
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn no_instances_is_alive() {
+        // A daemon with no VRRP instance (a proxy only, or all removed by a reload) has nothing
+        // to be stuck: keep-alives go on.
+        assert!(
+            Heartbeats::default()
+                .stale(Instant::now(), Duration::ZERO)
                 .is_empty()
         );
     }
