@@ -185,6 +185,7 @@ echo "== reinstall $v2, the token now an operator's symlink that dangles at inst
 mv /etc/vipd/token "$work/token.kept"
 ln -s "$work/operator-token" /etc/vipd/token
 out=$(DEBIAN_FRONTEND=noninteractive dpkg -i "$deb2" </dev/null 2>&1) || { echo "$out" >&2; fail "dpkg -i $deb2 again"; }
+printf '%s\n' "$out"
 check "installed again" is "$(installed_version)" "install ok installed $v2"
 check "unit unmasked" test ! -e /etc/systemd/system/vipd.service -a ! -L /etc/systemd/system/vipd.service
 check "unit enabled again" \
