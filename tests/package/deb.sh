@@ -177,17 +177,20 @@ check "the token is kept" is "$(sha256sum </etc/vipd/token)" "$token_sum"
 check "user vipd kept" quietly getent passwd vipd
 # As dh_installsystemd does: masked by deb-systemd-helper (a link to /dev/null, recorded so that
 # the reinstall's unmask removes it), the enablement kept for the reinstall.
-check "unit masked by deb-systemd-helper" is "$(readlink /etc/systemd/system/vipd.service)" /dev/null
+check "unit masked by deb-systemd-helper" \
+    is "$(readlink /etc/systemd/system/vipd.service)" /dev/null
 check "enablement kept" test -L /etc/systemd/system/multi-user.target.wants/vipd.service
 
 echo "== reinstall $v2, the token now an operator's symlink that dangles at install time"
 # E.g. a token on a mount that is not there yet: the postinst must leave the link, not replace it.
 mv /etc/vipd/token "$work/token.kept"
 ln -s "$work/operator-token" /etc/vipd/token
-out=$(DEBIAN_FRONTEND=noninteractive dpkg -i "$deb2" </dev/null 2>&1) || { echo "$out" >&2; fail "dpkg -i $deb2 again"; }
+out=$(DEBIAN_FRONTEND=noninteractive dpkg -i "$deb2" </dev/null 2>&1) ||
+    { echo "$out" >&2; fail "dpkg -i $deb2 again"; }
 printf '%s\n' "$out"
 check "installed again" is "$(installed_version)" "install ok installed $v2"
-check "unit unmasked" test ! -e /etc/systemd/system/vipd.service -a ! -L /etc/systemd/system/vipd.service
+check "unit unmasked" \
+    test ! -e /etc/systemd/system/vipd.service -a ! -L /etc/systemd/system/vipd.service
 check "unit enabled again" \
     test -e /etc/systemd/system/multi-user.target.wants/vipd.service
 check "the operator's token symlink kept" is "$(readlink /etc/vipd/token)" "$work/operator-token"
