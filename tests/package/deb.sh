@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # vipd's Debian package on this machine, as root: built once (deploy/debian/build-deb: a release
 # build, several minutes), checked by lintian, installed, upgraded to a higher version built from
-# the same binary, and purged, with what each step must leave behind checked on the way. Any
+# the same binary, removed and installed again, and purged, with what each step must leave
+# behind checked on the way. Any
 # failed check fails the script, with what was expected.
 #
 # Nothing starts: the package's scripts never start vipd, and a policy-rc.d that refuses every
@@ -166,7 +167,45 @@ check "token still root:vipd 0640" is "$(owner_and_mode /etc/vipd/token)" "root:
 check "edited config: vipd check" /usr/bin/vipd check -c /etc/vipd/vipd.yaml
 check "unit still enabled" test -L /etc/systemd/system/multi-user.target.wants/vipd.service
 
+echo "== remove (not purge): the program goes, the configuration stays"
+dpkg -r vipd </dev/null || fail "dpkg -r vipd"
+check "removed, its configuration kept" is "$(installed_version)" "deinstall ok config-files $v2"
+check "/usr/bin/vipd removed" test ! -e /usr/bin/vipd
+check "the unit file removed" test ! -e /usr/lib/systemd/system/vipd.service
+check "the edited config is kept" is "$(sha256sum </etc/vipd/vipd.yaml)" "$config_sum"
+check "the token is kept" is "$(sha256sum </etc/vipd/token)" "$token_sum"
+check "user vipd kept" quietly getent passwd vipd
+# As dh_installsystemd does: masked by deb-systemd-helper (a link to /dev/null, recorded so that
+# the reinstall's unmask removes it), the enablement kept for the reinstall.
+check "unit masked by deb-systemd-helper" \
+    is "$(readlink /etc/systemd/system/vipd.service)" /dev/null
+check "enablement kept" test -L /etc/systemd/system/multi-user.target.wants/vipd.service
+
+echo "== reinstall $v2, the token now an operator's symlink that dangles at install time"
+# E.g. a token on a mount that is not there yet: the postinst must leave the link, not replace it.
+mv /etc/vipd/token "$work/token.kept"
+ln -s "$work/operator-token" /etc/vipd/token
+out=$(DEBIAN_FRONTEND=noninteractive dpkg -i "$deb2" </dev/null 2>&1) ||
+    { echo "$out" >&2; fail "dpkg -i $deb2 again"; }
+printf '%s\n' "$out"
+check "installed again" is "$(installed_version)" "install ok installed $v2"
+check "unit unmasked" \
+    test ! -e /etc/systemd/system/vipd.service -a ! -L /etc/systemd/system/vipd.service
+check "unit enabled again" \
+    test -e /etc/systemd/system/multi-user.target.wants/vipd.service
+check "the operator's token symlink kept" is "$(readlink /etc/vipd/token)" "$work/operator-token"
+mv "$work/token.kept" "$work/operator-token"
+check "the token unchanged (through the link)" is "$(sha256sum </etc/vipd/token)" "$token_sum"
+rm /etc/vipd/token && mv "$work/operator-token" /etc/vipd/token
+check "the edited config unchanged" is "$(sha256sum </etc/vipd/vipd.yaml)" "$config_sum"
+check "the postinst's hint: enabled, not started" grep -q "vipd: enabled, not started" <<<"$out"
+verify=$(systemd-analyze verify /usr/lib/systemd/system/vipd.service 2>&1) || true
+check "systemd-analyze verify: no complaint" is "$verify" ""
+
 echo "== purge"
+# dpkg's copies of other conffile versions, as an upgrade's question leaves them: dpkg removes
+# them on purge (the postrm does not), so /etc/vipd must still go.
+touch /etc/vipd/vipd.yaml.dpkg-old /etc/vipd/vipd.yaml.dpkg-dist
 dpkg --purge vipd </dev/null || fail "dpkg --purge vipd"
 check "not installed" test -z "$(dpkg-query -W -f='${Status}' vipd 2>/dev/null | grep ' installed' || true)"
 for gone in /etc/vipd /var/lib/vipd /run/vipd /usr/bin/vipd /usr/lib/systemd/system/vipd.service \
@@ -201,4 +240,4 @@ check "example config: vipd check (as vipd)" \
     setpriv --reuid vipd --regid vipd --init-groups /usr/bin/vipd check -c /etc/vipd/vipd.yaml
 dpkg --purge vipd </dev/null || fail "dpkg --purge vipd"
 check "/etc/vipd and /var/lib/vipd removed" test ! -e /etc/vipd -a ! -e /var/lib/vipd
-echo "tests/package/deb.sh: the package builds, installs, upgrades and purges as it should"
+echo "tests/package/deb.sh: the package builds, installs, upgrades, reinstalls and purges as it should"
