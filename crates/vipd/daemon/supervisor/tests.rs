@@ -1090,6 +1090,11 @@ async fn a_restarted_master_that_hears_nobody_keeps_the_vip_it_left_throughout()
 
 /// Log lines written while a test runs, for tests of what an operator reads.
 #[derive(Clone, Default)]
+/// The log lines of one test. The tests that read them are `#[ignore]`d and run alone by
+/// tests/run: a thread-scoped subscriber (`set_default`) can miss an event when another test thread hits the
+/// same `warn!` for the first time while this one registers its subscriber (tracing caches the
+/// call site's interest computed without it). Beside 150 other tests that lost one line in one
+/// CI run of four; alone, nothing else registers call sites.
 struct CapturedLog(Arc<std::sync::Mutex<Vec<u8>>>);
 
 impl std::io::Write for CapturedLog {
@@ -1126,6 +1131,7 @@ impl CapturedLog {
 /// most one advert and one announcement burst per advert interval, and logs each kind of notice
 /// once per 10 s, saying how many it left out.
 #[tokio::test(start_paused = true)]
+#[ignore = "reads its own log lines: runs alone (tests/run), see CapturedLog"]
 async fn a_flood_of_lower_priority_adverts_is_answered_and_logged_once_per_period() {
     let log = CapturedLog::default();
     let writer = log.clone();
@@ -1205,6 +1211,7 @@ async fn a_flood_of_lower_priority_adverts_is_answered_and_logged_once_per_perio
 /// A v2 advert with another password is dropped (RFC 3768 7.1), and the operator hears
 /// of it, once per period however many arrive.
 #[tokio::test(start_paused = true)]
+#[ignore = "reads its own log lines: runs alone (tests/run), see CapturedLog"]
 async fn adverts_with_another_password_are_logged_once_per_period() {
     let log = CapturedLog::default();
     let writer = log.clone();
