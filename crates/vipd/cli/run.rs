@@ -93,8 +93,7 @@ async fn serve(path: PathBuf, config: vipd_config::Config, digest: String) -> Re
         node.clone(),
         started,
         reloads.subscribe(),
-    )
-    .await?;
+    )?;
     // The status that SIGUSR1 and SIGUSR2 dump, whether the control server runs or not.
     let dumped = supervisor.control_handle(node.clone(), started, reloads.subscribe());
     info!(%node, config = %path.display(), control = %control.address, "vipd running");
@@ -202,7 +201,7 @@ struct RunningControl {
 }
 
 impl RunningControl {
-    async fn start(
+    fn start(
         wanted: WantedControl,
         supervisor: &Supervisor<LinuxHost>,
         node: String,
@@ -210,7 +209,7 @@ impl RunningControl {
         reloads: watch::Receiver<ReloadRecord>,
     ) -> Result<Self> {
         let handle = Arc::new(supervisor.control_handle(node, started, reloads.clone()));
-        let server = control::bind(wanted.listen, wanted.token.clone(), handle).await?;
+        let server = control::bind(wanted.listen, wanted.token.clone(), handle)?;
         let address = server.local_addr();
         let stop = CancellationToken::new();
         let task = tokio::spawn(server.run(stop.clone().cancelled_owned()));
@@ -254,7 +253,7 @@ impl RunningControl {
         if wanted.listen == self.wanted.listen {
             let (previous, address) = (self.wanted.clone(), self.address);
             self.stop().await;
-            match Self::start(wanted, supervisor, node.clone(), started, reloads.clone()).await {
+            match Self::start(wanted, supervisor, node.clone(), started, reloads.clone()) {
                 Ok(restarted) => {
                     info!(address = %restarted.address, "control server token changed");
                     (restarted, None)
@@ -264,7 +263,7 @@ impl RunningControl {
                         "control server with the new token failed, keeping the old one: {error:#}"
                     );
                     error!("{problem}");
-                    match Self::start(previous, supervisor, node, started, reloads.clone()).await {
+                    match Self::start(previous, supervisor, node, started, reloads.clone()) {
                         Ok(restored) => (restored, Some(problem)),
                         Err(error) => {
                             error!("control server is down until the next reload: {error:#}");
@@ -274,7 +273,7 @@ impl RunningControl {
                 }
             }
         } else {
-            match Self::start(wanted, supervisor, node, started, reloads).await {
+            match Self::start(wanted, supervisor, node, started, reloads) {
                 Ok(moved) => {
                     info!(from = %self.address, to = %moved.address, "control server moved");
                     self.stop().await;

@@ -54,6 +54,12 @@ pub const MAX_LIFETIME: Duration = Duration::from_secs(300);
 /// server cycle through at most `MAX_CONNECTIONS` connections per 50 ms instead of as fast as
 /// it can accept.
 pub const EVICTABLE_AFTER: Duration = Duration::from_millis(50);
+/// Connections the kernel completes and queues while the server is not accepting (it pauses at
+/// the cap until a slot can be freed). A full queue drops the next SYN, and a dropped SYN costs
+/// the client a whole retransmission timeout (1 s): 128 (tokio's default) let 200 reconnecting
+/// slow clients delay the operator's `curl` by a second. Room for every slow client of that
+/// scale costs nothing until used; the kernel caps it at `net.core.somaxconn` (4096).
+pub const ACCEPT_BACKLOG: u32 = 1024;
 /// After the shutdown signal, how long requests in flight may take before the server stops.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 

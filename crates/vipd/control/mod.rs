@@ -22,7 +22,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 pub use connections::ConnectionLimits;
 pub use sessions::{SessionList, SessionStatus};
@@ -142,7 +142,7 @@ pub struct ControlServer {
 
 /// Binds `listen` and builds the routes. `token`: when set, `/api/v1` needs
 /// `Authorization: Bearer <token>`.
-pub async fn bind<C: Control>(
+pub fn bind<C: Control>(
     listen: SocketAddr,
     token: Option<String>,
     control: Arc<C>,
@@ -154,7 +154,7 @@ pub async fn bind<C: Control>(
         address: listen,
         source,
     };
-    let listener = TcpListener::bind(listen).await.map_err(bind_error)?;
+    let listener = listen_with_backlog(listen).map_err(bind_error)?;
     let address = listener.local_addr().map_err(bind_error)?;
     Ok(ControlServer {
         listener,
@@ -162,6 +162,19 @@ pub async fn bind<C: Control>(
         router: api::router(token, control),
         limits: ConnectionLimits::default(),
     })
+}
+
+/// Binds `listen` with an accept queue of [`connections::ACCEPT_BACKLOG`] (tokio's `bind` asks
+/// for 128).
+fn listen_with_backlog(listen: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = match listen {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    // As tokio's `bind` does: a restarted daemon rebinds while old connections are in TIME_WAIT.
+    socket.set_reuseaddr(true)?;
+    socket.bind(listen)?;
+    socket.listen(connections::ACCEPT_BACKLOG)
 }
 
 impl ControlServer {

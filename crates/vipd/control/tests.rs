@@ -144,7 +144,6 @@ pub async fn start_with_limits(token: Option<&str>, limits: ConnectionLimits) ->
         token.map(str::to_owned),
         Arc::clone(&node),
     )
-    .await
     .unwrap()
     .with_limits(limits);
     let address = server.local_addr();
@@ -594,21 +593,47 @@ async fn an_empty_token_is_refused_at_start() {
         "127.0.0.1:0".parse().unwrap(),
         Some(String::new()),
         Arc::new(FakeNode::default()),
-    )
-    .await;
+    );
     assert!(matches!(result, Err(ControlError::EmptyToken)));
 }
 
 #[tokio::test]
 async fn a_taken_port_is_a_bind_error_naming_the_address() {
     let first = start(None).await;
-    let Err(error) = bind(first.address, None, Arc::new(FakeNode::default())).await else {
+    let Err(error) = bind(first.address, None, Arc::new(FakeNode::default())) else {
         panic!("binding a taken port succeeded");
     };
     assert!(
         error.to_string().contains(&first.address.to_string()),
         "{error}"
     );
+}
+
+/// While the server is full and not accepting, the kernel's accept queue holds the newcomers; a
+/// full queue drops SYNs and a client then waits a 1 s retransmission timeout. 300 connections
+/// to a server that never accepts must all complete their handshake at once.
+#[tokio::test]
+async fn the_accept_queue_holds_300_waiting_connections() {
+    let server = bind(
+        "127.0.0.1:0".parse().expect("address"),
+        None,
+        Arc::new(FakeNode::default()),
+    )
+    .expect("bind");
+    let address = server.local_addr();
+    let connects = (0..300).map(|_| {
+        tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            TcpStream::connect(address),
+        )
+    });
+    let results = futures::future::join_all(connects).await;
+    let completed = results
+        .iter()
+        .filter(|result| matches!(result, Ok(Ok(_))))
+        .count();
+    assert_eq!(completed, 300, "handshakes completed while not accepting");
+    drop(server);
 }
 
 /// One sample line of the text exposition: name, labels, value.

@@ -184,7 +184,6 @@ impl Control for SlowNode {
 async fn a_connection_being_answered_is_not_closed_to_make_room() {
     let node = Arc::new(SlowNode::default());
     let server = bind("127.0.0.1:0".parse().unwrap(), None, Arc::clone(&node))
-        .await
         .unwrap()
         .with_limits(ConnectionLimits {
             max_connections: 1,
@@ -326,7 +325,6 @@ async fn a_busy_client_is_closed_at_the_end_of_its_lifetime() {
 async fn shutdown_does_not_wait_for_a_stuck_client() {
     let node = Arc::new(FakeNode::default());
     let server = bind("127.0.0.1:0".parse().unwrap(), None, node)
-        .await
         .unwrap()
         .with_limits(LENIENT);
     let address = server.local_addr();
