@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test file uses a different part
 
 pub mod browser;
+pub mod ecmp;
 pub mod failover;
 pub mod failover_timing;
 pub mod keepalived;
