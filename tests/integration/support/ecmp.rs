@@ -186,7 +186,14 @@ pub fn connect_loop(netns: &str, target: SocketAddr, load: Load) -> JoinHandle<V
                             Ok(result) => result,
                             Err(_) => Err(format!("no greeting within {:?}", load.timeout)),
                         };
-                    (index, Attempt { at, took: at.elapsed(), served_by })
+                    (
+                        index,
+                        Attempt {
+                            at,
+                            took: at.elapsed(),
+                            served_by,
+                        },
+                    )
                 });
                 index += 1;
             }
@@ -222,11 +229,11 @@ pub struct Flow {
 impl Flow {
     /// Whether the connection still works end to end: one byte out, the same byte echoed back
     /// within `timeout`. A flow the router now sends to another node gets a reset from there.
-    pub fn alive(&mut self, timeout: Duration) -> bool {
-        let sent = self.stream.set_read_timeout(Some(timeout)).is_ok()
-            && self.stream.write_all(b"x").is_ok();
+    pub fn alive(&self, timeout: Duration) -> bool {
+        let mut stream = &self.stream;
+        let sent = stream.set_read_timeout(Some(timeout)).is_ok() && stream.write_all(b"x").is_ok();
         let mut echo = [0u8; 1];
-        sent && matches!(self.stream.read(&mut echo), Ok(1)) && echo == *b"x"
+        sent && matches!(stream.read(&mut echo), Ok(1)) && echo == *b"x"
     }
 }
 
@@ -374,13 +381,46 @@ impl RouteWatch {
         let marker = format!("{marker}/32");
         // The monitor subscribes some time after it starts: repeat the marker until it shows.
         for _ in 0..50 {
-            run_in(netns, &["ip", "route", "replace", "blackhole", &marker, "table", MARKER_TABLE])?;
+            run_in(
+                netns,
+                &[
+                    "ip",
+                    "route",
+                    "replace",
+                    "blackhole",
+                    &marker,
+                    "table",
+                    MARKER_TABLE,
+                ],
+            )?;
             if marker_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
-                run_in(netns, &["ip", "route", "del", "blackhole", &marker, "table", MARKER_TABLE])?;
+                run_in(
+                    netns,
+                    &[
+                        "ip",
+                        "route",
+                        "del",
+                        "blackhole",
+                        &marker,
+                        "table",
+                        MARKER_TABLE,
+                    ],
+                )?;
                 return Ok(watch);
             }
         }
-        let _ = run_in(netns, &["ip", "route", "del", "blackhole", &marker, "table", MARKER_TABLE]);
+        let _ = run_in(
+            netns,
+            &[
+                "ip",
+                "route",
+                "del",
+                "blackhole",
+                &marker,
+                "table",
+                MARKER_TABLE,
+            ],
+        );
         watch.stop();
         Err("ip monitor saw no route change within 5 s".to_owned())
     }
@@ -487,8 +527,14 @@ impl ResilientMirror {
     /// Deletes the mirror's route, group and members (no error if they are gone).
     fn remove(&self) {
         let route = format!("{}/32", self.prefix);
-        let _ = run_in(&self.netns, &["ip", "route", "del", &route, "metric", MIRROR_METRIC]);
-        let _ = run_in(&self.netns, &["ip", "nexthop", "del", "id", &MIRROR_GROUP.to_string()]);
+        let _ = run_in(
+            &self.netns,
+            &["ip", "route", "del", &route, "metric", MIRROR_METRIC],
+        );
+        let _ = run_in(
+            &self.netns,
+            &["ip", "nexthop", "del", "id", &MIRROR_GROUP.to_string()],
+        );
         for member in 1..=MAX_MEMBERS {
             let id = (MIRROR_GROUP + member).to_string();
             let _ = run_in(&self.netns, &["ip", "nexthop", "del", "id", &id]);
@@ -545,7 +591,9 @@ impl MirrorMembers {
         let (id_text, gateway) = (id.to_string(), gateway.to_string());
         run_in(
             netns,
-            &["ip", "nexthop", "replace", "id", &id_text, "via", &gateway, "dev", device],
+            &[
+                "ip", "nexthop", "replace", "id", &id_text, "via", &gateway, "dev", device,
+            ],
         )?;
         Ok(id)
     }
@@ -556,7 +604,10 @@ impl MirrorMembers {
         let group = MIRROR_GROUP.to_string();
         if state.gateways().is_empty() {
             if self.group_installed {
-                run_in(netns, &["ip", "route", "del", &route, "metric", MIRROR_METRIC])?;
+                run_in(
+                    netns,
+                    &["ip", "route", "del", &route, "metric", MIRROR_METRIC],
+                )?;
                 run_in(netns, &["ip", "nexthop", "del", "id", &group])?;
                 self.group_installed = false;
             }
@@ -585,7 +636,15 @@ impl MirrorMembers {
 pub fn daemon_route(netns: &str, prefix: Ipv4Addr, protocol: &str) -> Result<RouteState, String> {
     let text = run_in(
         netns,
-        &["ip", "-o", "route", "show", &format!("{prefix}/32"), "proto", protocol],
+        &[
+            "ip",
+            "-o",
+            "route",
+            "show",
+            &format!("{prefix}/32"),
+            "proto",
+            protocol,
+        ],
     )?;
     let now = Instant::now();
     Ok(text
@@ -619,9 +678,20 @@ mod tests {
             ]
         );
         let single = "203.0.113.100 via 198.51.100.22 dev r-n1 proto bird metric 32 ";
-        assert_eq!(RouteState::parse(single, vip, now).expect("parsed").gateways().len(), 1);
+        assert_eq!(
+            RouteState::parse(single, vip, now)
+                .expect("parsed")
+                .gateways()
+                .len(),
+            1
+        );
         let deleted = "Deleted 203.0.113.100 via 198.51.100.22 dev r-n1 proto bird metric 32 ";
-        assert!(RouteState::parse(deleted, vip, now).expect("parsed").gateways().is_empty());
+        assert!(
+            RouteState::parse(deleted, vip, now)
+                .expect("parsed")
+                .gateways()
+                .is_empty()
+        );
         assert!(RouteState::parse("203.0.113.101 via 1.2.3.4 dev x", vip, now).is_none());
     }
 }
