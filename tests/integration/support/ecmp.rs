@@ -110,7 +110,7 @@ impl Greeter {
         match ready_rx.recv_timeout(Duration::from_secs(5)) {
             Ok(Ok(())) => {}
             Ok(Err(error)) => panic!("greeter on {listen} in {netns}: {error}"),
-            Err(_) => panic!("greeter on {listen} in {netns} did not start"),
+            Err(error) => panic!("greeter on {listen} in {netns} did not start: {error}"),
         }
         Self {
             stop: Some(stop_tx),
