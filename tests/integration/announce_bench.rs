@@ -232,8 +232,16 @@ impl Bench {
 
     /// Brings node `index` back to serving and announcing, whatever a run did to it.
     fn restore(&mut self, index: usize) -> Result<(), String> {
-        let cut = self.netns(Place::Node(index));
-        let _ = run_in(&cut, &["nft", "delete", "table", "inet", CUT_TABLE]);
+        let node = self.netns(Place::Node(index));
+        if run_in(&node, &["nft", "delete", "table", "inet", CUT_TABLE]).is_ok() {
+            // The link is back, but the node's BIRD, whose session ended in an error (hold
+            // timer or BFD), waits `error wait time` (60 s by default) before it connects again:
+            // a fresh BIRD skips that wait, which the measurement does not cover.
+            self.lab
+                .stop_speaker(index, Signal::SIGTERM)
+                .and_then(|()| self.lab.start_speaker(index))
+                .map_err(|error| error.to_string())?;
+        }
         if self.nodes[index].backend.is_none() {
             self.start_backend(index);
         }
@@ -268,6 +276,7 @@ const CUT_TABLE: &str = "announce_bench_cut";
 
 /// What one failure run measured.
 struct Withdrawal {
+    failed_at: Instant,
     /// From the failure to the router's route without the node.
     took: Duration,
     attempts: Vec<Attempt>,
@@ -345,7 +354,11 @@ fn measure_withdrawal(bench: &mut Bench, failure: Failure, k: usize) -> Result<W
             )
         })?;
     bench.restore(k)?;
-    Ok(Withdrawal { took, attempts })
+    Ok(Withdrawal {
+        failed_at,
+        took,
+        attempts,
+    })
 }
 
 /// Which flows still worked after node `k` was withdrawn: (broken, total) on the surviving
@@ -398,16 +411,56 @@ fn measure_flows(
 
 fn report_withdrawal(case: &str, k: usize, repeat: usize, result: Result<Withdrawal, String>) {
     match result {
-        Ok(run) => println!(
-            "RESULT withdraw {case} lb{} {repeat} {:.1} {} {} {:.1}",
-            k + 1,
-            run.took.as_secs_f64() * 1000.0,
-            failed(&run.attempts),
-            run.attempts.len(),
-            longest(&run.attempts).as_secs_f64() * 1000.0,
-        ),
+        Ok(run) => {
+            println!(
+                "RESULT withdraw {case} lb{} {repeat} {:.1} {} {} {:.1}",
+                k + 1,
+                run.took.as_secs_f64() * 1000.0,
+                failed(&run.attempts),
+                run.attempts.len(),
+                longest(&run.attempts).as_secs_f64() * 1000.0,
+            );
+            println!(
+                "DETAIL {case} lb{} {repeat}: {}",
+                k + 1,
+                failure_detail(&run)
+            );
+        }
         Err(error) => println!("FAILED withdraw {case} lb{} {repeat}: {error}", k + 1),
     }
+}
+
+/// Why the failed connections failed and when they started, in ms from the failure.
+fn failure_detail(run: &Withdrawal) -> String {
+    let mut reasons: Vec<(String, usize, f64, f64)> = Vec::new();
+    for attempt in &run.attempts {
+        let Err(reason) = &attempt.served_by else {
+            continue;
+        };
+        let offset = if attempt.at >= run.failed_at {
+            attempt.at.duration_since(run.failed_at).as_secs_f64() * 1000.0
+        } else {
+            -(run.failed_at.duration_since(attempt.at).as_secs_f64() * 1000.0)
+        };
+        match reasons.iter_mut().find(|(known, ..)| known == reason) {
+            Some((_, count, first, last)) => {
+                *count += 1;
+                *first = first.min(offset);
+                *last = last.max(offset);
+            }
+            None => reasons.push((reason.clone(), 1, offset, offset)),
+        }
+    }
+    if reasons.is_empty() {
+        return "no failed connection".to_owned();
+    }
+    reasons
+        .iter()
+        .map(|(reason, count, first, last)| {
+            format!("{count} × \"{reason}\", started {first:.1} to {last:.1} ms after the failure")
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn spread(bench: &Bench, repeat: usize) {

@@ -263,6 +263,18 @@ pub fn open_flows(netns: &str, target: SocketAddr, count: usize) -> Result<Vec<F
     .expect("flow thread")
 }
 
+/// The route types `ip route` prints before the destination.
+const ROUTE_TYPES: [&str; 8] = [
+    "unicast",
+    "local",
+    "broadcast",
+    "multicast",
+    "throw",
+    "unreachable",
+    "prohibit",
+    "blackhole",
+];
+
 /// The router's kernel route to one prefix at one moment, as `ip -o monitor route` printed it.
 #[derive(Debug, Clone)]
 pub struct RouteState {
@@ -281,6 +293,10 @@ impl RouteState {
         let mut words = line.split_whitespace().peekable();
         let deleted = words.peek() == Some(&"Deleted");
         if deleted {
+            words.next();
+        }
+        // A route type other than unicast comes first (the watch's own marker is a blackhole).
+        if words.peek().is_some_and(|word| ROUTE_TYPES.contains(word)) {
             words.next();
         }
         let destination = words.next()?;
@@ -379,50 +395,36 @@ impl RouteWatch {
             reader: Some(reader),
         };
         let marker = format!("{marker}/32");
-        // The monitor subscribes some time after it starts: repeat the marker until it shows.
-        for _ in 0..50 {
-            run_in(
-                netns,
-                &[
-                    "ip",
-                    "route",
-                    "replace",
-                    "blackhole",
-                    &marker,
-                    "table",
-                    MARKER_TABLE,
-                ],
-            )?;
-            if marker_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
-                run_in(
-                    netns,
-                    &[
-                        "ip",
-                        "route",
-                        "del",
-                        "blackhole",
-                        &marker,
-                        "table",
-                        MARKER_TABLE,
-                    ],
-                )?;
-                return Ok(watch);
-            }
-        }
-        let _ = run_in(
-            netns,
-            &[
+        let marker_change = |change: &str| {
+            let args = [
                 "ip",
                 "route",
-                "del",
+                change,
                 "blackhole",
                 &marker,
                 "table",
                 MARKER_TABLE,
-            ],
-        );
-        watch.stop();
-        Err("ip monitor saw no route change within 5 s".to_owned())
+            ];
+            run_in(netns, &args)
+        };
+        // The monitor subscribes some time after it starts: add and delete the marker in turn
+        // (each is a change the kernel reports; replacing it with itself may not be) until one
+        // shows.
+        let mut seen = false;
+        for round in 0..50 {
+            let _ = marker_change(if round % 2 == 0 { "add" } else { "del" });
+            if marker_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+                seen = true;
+                break;
+            }
+        }
+        let _ = marker_change("del");
+        if seen {
+            Ok(watch)
+        } else {
+            watch.stop();
+            Err("ip monitor saw no route change within 5 s".to_owned())
+        }
     }
 
     /// Every change seen so far.
@@ -693,5 +695,12 @@ mod tests {
                 .is_empty()
         );
         assert!(RouteState::parse("203.0.113.101 via 1.2.3.4 dev x", vip, now).is_none());
+        let marker = Ipv4Addr::new(203, 0, 113, 254);
+        let blackhole = "Deleted blackhole 203.0.113.254 table 250 ";
+        assert!(
+            RouteState::parse(blackhole, marker, now)
+                .expect("parsed")
+                .deleted
+        );
     }
 }
