@@ -812,7 +812,7 @@ pub fn vipd_node_conf(speaker: &NodeSpeaker) -> Result<String, LabError> {
 
 /// The next hops in `ip route show` output: the word after each `via` (one route with one
 /// `via`, or a multipath route with a `nexthop via` line per path).
-fn next_hops(route: &str) -> Vec<IpAddr> {
+pub(crate) fn next_hops(route: &str) -> Vec<IpAddr> {
     let words: Vec<&str> = route.split_whitespace().collect();
     words
         .windows(2)
