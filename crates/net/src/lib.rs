@@ -83,6 +83,7 @@ mod monitor;
 mod netlink;
 mod netlink_request;
 mod sysctl;
+mod tun_device;
 mod virtual_mac;
 mod vrrp_socket;
 
@@ -99,6 +100,7 @@ pub use interface::Interface;
 pub use memory::{MemoryAddresses, MemoryAnnouncer, MemoryLan, MemoryTransport};
 pub use monitor::{AddressEvent, AddressMonitor, LinkEvent, LinkMonitor, LinkState};
 pub use sysctl::InterfaceSetting;
+pub use tun_device::TunDevice;
 pub use virtual_mac::{
     LinkAdmin, VirtualMac, VirtualMacTransport, remove_left_behind, virtual_mac_address,
 };

@@ -456,7 +456,7 @@ impl Checker<'_> {
         Unicast { source, peers }
     }
 
-    fn tracker(
+    pub(super) fn tracker(
         &mut self,
         raw: raw::Track,
         priority: u8,
