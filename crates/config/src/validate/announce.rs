@@ -46,14 +46,16 @@ impl Checker<'_> {
         if raw.groups.is_empty() {
             self.error("announce.groups", "announce needs at least one group");
         }
-        let groups: Vec<AnnounceGroup> = raw
+        // Each VIP with its position in the file (invalid ones leave gaps), for the paths of the
+        // checks across groups.
+        let (groups, positions): (Vec<AnnounceGroup>, Vec<Vec<usize>>) = raw
             .groups
             .into_iter()
             .enumerate()
             .map(|(position, group)| {
                 self.announce_group(group, &format!("announce.groups[{position}]"), config)
             })
-            .collect();
+            .unzip();
         self.unique_names(
             "announce group",
             groups.iter().enumerate().map(|(position, group)| {
@@ -69,7 +71,7 @@ impl Checker<'_> {
             withdraw_delay,
             groups,
         };
-        self.announced_vips_elsewhere(&announce, config);
+        self.announced_vips_elsewhere(&announce, &positions, config);
         self.devices_used_by_vrrp(&announce, config);
         Some(announce)
     }
@@ -107,19 +109,20 @@ impl Checker<'_> {
         raw: raw::AnnounceGroup,
         path: &str,
         config: &Config,
-    ) -> AnnounceGroup {
+    ) -> (AnnounceGroup, Vec<usize>) {
         let name = self.required_name(raw.name, &format!("{path}.name"));
         if raw.vips.is_empty() {
             self.error(&format!("{path}.vips"), "a group needs at least one VIP");
         }
-        let vips = raw
+        let (positions, vips) = raw
             .vips
             .iter()
             .enumerate()
             .filter_map(|(position, text)| {
-                self.host_address(text, &format!("{path}.vips[{position}]"))
+                let address = self.host_address(text, &format!("{path}.vips[{position}]"))?;
+                Some((position, address))
             })
-            .collect();
+            .unzip();
         let priority = self.integer(raw.priority, &format!("{path}.priority"), 1..=254, 100u8);
         let withdraw_below = raw.withdraw_below.map(|threshold| {
             self.integer(
@@ -154,13 +157,14 @@ impl Checker<'_> {
             ),
             _ => {}
         }
-        AnnounceGroup {
+        let group = AnnounceGroup {
             name,
             vips,
             priority,
             withdraw_below,
             track,
-        }
+        };
+        (group, positions)
     }
 
     /// A VIP of a group: an address, or one with the host prefix (/32, /128).
@@ -192,10 +196,15 @@ impl Checker<'_> {
 
     /// A VIP is announced by one group and elected by no VRRP instance: two owners would add
     /// and remove it behind each other's back.
-    fn announced_vips_elsewhere(&mut self, announce: &Announce, config: &Config) {
+    fn announced_vips_elsewhere(
+        &mut self,
+        announce: &Announce,
+        positions: &[Vec<usize>],
+        config: &Config,
+    ) {
         let mut first: BTreeMap<IpAddr, String> = BTreeMap::new();
-        for (position, group) in announce.groups.iter().enumerate() {
-            for (index, vip) in group.vips.iter().enumerate() {
+        for ((position, group), indexes) in announce.groups.iter().enumerate().zip(positions) {
+            for (index, vip) in indexes.iter().zip(&group.vips) {
                 let path = format!("announce.groups[{position}].vips[{index}]");
                 if let Some(other) = first.get(vip) {
                     self.error(

@@ -475,6 +475,8 @@ pub fn is_interface_name(name: &str) -> bool {
 }
 
 #[cfg(test)]
+mod announce_tests;
+#[cfg(test)]
 mod connection_tests;
 mod connections;
 #[cfg(test)]
