@@ -463,7 +463,10 @@ mod tests {
 
     #[test]
     fn tables_for_a_sample_status() {
-        let text = render_tables(&sample_status());
+        let mut status = sample_status();
+        // SINCE is shown relative to now.
+        status.announce[0].since_unix_seconds = crate::daemon::reload_verdict::unix_now() - 75.0;
+        let text = render_tables(&status);
         let expected = format!(
             "node lb1, vipd {}, up 1h02m, proxy sessions 4 of 10000\n{}",
             env!("CARGO_PKG_VERSION"),
@@ -476,6 +479,9 @@ api: adverts from a node configured differently: address list 3, interval 5
 INSTANCE  TRACKER   TARGET                 WEIGHT  STATE    DETAIL
 api       frontend  apiserver              -60     down     1 of 3 usable, min_up 2
 api       file      /run/vipd/maintenance  -100    value 0
+
+ANNOUNCE  STATE      PRIORITY  VIPS           SINCE  WHY
+ingress   announced  100       203.0.113.100  1m15s
 
 FRONTEND   BIND                BACKEND     SESSIONS  TOTAL  BYTES IN  BYTES OUT
 apiserver  198.51.100.50:6443  apiservers  4         80     2000      128000

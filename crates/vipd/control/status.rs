@@ -671,6 +671,25 @@ pub(crate) mod tests {
             config_digest: format!("sha256:{}", "ab".repeat(32)),
         });
         status.last_successful_reload_at_unix_seconds = 1_764_925_000.25;
+        status.announce.push(AnnounceStatus {
+            name: "ingress".to_owned(),
+            announced: true,
+            device: "vipd-announce".to_owned(),
+            configured_priority: 100,
+            effective_priority: Some(100),
+            withdraw_below: Some(90),
+            vips: vec!["203.0.113.100".to_owned()],
+            trackers: vec![TrackerStatus {
+                kind: TrackerKind::Frontend,
+                target: "web".to_owned(),
+                weight: 0,
+                state: TrackerState::Up,
+                detail: None,
+            }],
+            withdrawn_because: None,
+            changes: 1,
+            since_unix_seconds: 1_796_000_000.5,
+        });
         status
     }
 

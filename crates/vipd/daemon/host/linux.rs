@@ -261,7 +261,12 @@ impl Host for LinuxHost {
     async fn open_announce_device(&self, name: &str) -> Result<vipd_net::TunDevice> {
         vipd_net::TunDevice::open(name, self.addresses.link_admin())
             .await
-            .with_context(|| format!("announce device {name}"))
+            .with_context(|| {
+                format!(
+                    "announce device {name} (needs /dev/net/tun and CAP_NET_ADMIN; under the \
+                     shipped unit, its announce drop-in: docs/bgp.md)"
+                )
+            })
     }
 
     fn addresses(&self) -> Arc<LinuxAddresses> {
