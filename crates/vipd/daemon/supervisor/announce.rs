@@ -175,3 +175,6 @@ pub(super) async fn withdraw_all<D>(announce: &mut RunningAnnounce<D>) -> bool {
     futures::future::join_all(groups.into_values().map(GroupHandle::withdraw)).await;
     true
 }
+
+#[cfg(test)]
+mod tests;
