@@ -36,12 +36,16 @@ pub struct GroupParts<A> {
     pub trackers: Vec<(TrackerInfo, watch::Receiver<Reading>)>,
     pub addresses: Arc<A>,
     pub heartbeat: Heartbeat,
+    /// `true` while an operator holds the group withdrawn (the admin API's maintenance).
+    pub maintenance: Arc<watch::Sender<bool>>,
 }
 
 /// A running group task.
 pub struct GroupHandle {
     pub group: AnnounceGroup,
     pub status: watch::Receiver<AnnounceStatus>,
+    /// Set to hold the group withdrawn (maintenance), clear to let its trackers decide.
+    pub maintenance: Arc<watch::Sender<bool>>,
     stop: CancellationToken,
     withdraw_on_stop: Arc<std::sync::atomic::AtomicBool>,
     task: JoinHandle<()>,
@@ -66,7 +70,14 @@ impl GroupHandle {
 }
 
 /// Why a group is withdrawn, or `None` when it should be announced.
-fn withdrawal_reason(group: &AnnounceGroup, effective: Effective) -> Option<String> {
+fn withdrawal_reason(
+    group: &AnnounceGroup,
+    effective: Effective,
+    maintenance: bool,
+) -> Option<String> {
+    if maintenance {
+        return Some("maintenance (admin API)".to_owned());
+    }
     match (effective, group.withdraw_below) {
         (Effective::Fault, _) => Some("a weight-0 tracker fails".to_owned()),
         (Effective::Priority(priority), Some(threshold)) if priority < threshold => Some(format!(
@@ -79,6 +90,7 @@ fn withdrawal_reason(group: &AnnounceGroup, effective: Effective) -> Option<Stri
 /// Starts the task of one group.
 pub fn spawn<A: AddressManager + 'static>(parts: GroupParts<A>) -> GroupHandle {
     let group = parts.group.clone();
+    let maintenance = Arc::clone(&parts.maintenance);
     let (status_tx, status) = watch::channel(initial_status(&parts));
     let stop = CancellationToken::new();
     let withdraw_on_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -91,6 +103,7 @@ pub fn spawn<A: AddressManager + 'static>(parts: GroupParts<A>) -> GroupHandle {
     GroupHandle {
         group,
         status,
+        maintenance,
         stop,
         withdraw_on_stop,
         task,
@@ -120,12 +133,14 @@ async fn run<A: AddressManager>(
     withdraw_on_stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let on_device = device_vips(&parts.group, &parts.device);
+    let mut maintenance = parts.maintenance.subscribe();
     let mut recheck = tokio::time::interval(RECHECK_EVERY);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         parts.heartbeat.beat();
         let effective = effective_priority(&parts);
-        let withdrawn_because = withdrawal_reason(&parts.group, effective);
+        let held = *maintenance.borrow_and_update();
+        let withdrawn_because = withdrawal_reason(&parts.group, effective, held);
         let announce = withdrawn_because.is_none();
         let (present, absent): (&[Vip], &[Vip]) = if announce {
             (&on_device, &[])
@@ -140,6 +155,7 @@ async fn run<A: AddressManager>(
             () = stop.cancelled() => break,
             _ = recheck.tick() => {}
             () = tracker::any_changed(&mut parts.trackers) => {}
+            Ok(()) = maintenance.changed() => {}
         }
     }
     if withdraw_on_stop.load(std::sync::atomic::Ordering::Relaxed) {

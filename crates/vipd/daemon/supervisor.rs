@@ -14,8 +14,7 @@ use vipd_config::{Config, TrackTarget, VrrpInstance};
 use vipd_vrrp::VirtualRouter;
 
 use crate::control::{
-    ActionError, AnnounceStatus, Control, InstanceStatus, NodeStatus, ServerAction, SessionStatus,
-    TrackerKind,
+    ActionError, Control, InstanceStatus, NodeStatus, ServerAction, SessionStatus, TrackerKind,
 };
 use crate::daemon::admin_state::{AdminStateStore, OutOfService};
 use crate::daemon::host::Host;
@@ -111,7 +110,7 @@ pub struct Supervisor<H: Host> {
     /// The announce devices and group tasks.
     announce: announce::RunningAnnounce<H::AnnounceDevice>,
     /// The announce groups' status in configuration order, republished after start and reloads.
-    announce_registry: watch::Sender<Vec<watch::Receiver<AnnounceStatus>>>,
+    announce_registry: watch::Sender<Vec<announce::AnnounceEntry>>,
 }
 
 impl<H: Host> Supervisor<H> {
@@ -436,7 +435,12 @@ impl<H: Host> Supervisor<H> {
                             backend.servers.iter().any(|entry| entry.name == server)
                         })
                     },
-                    |instance| config.instance(instance).is_some(),
+                    |name| {
+                        let group =
+                            |announce: &vipd_config::Announce| announce.group(name).is_some();
+                        config.instance(name).is_some()
+                            || config.announce.as_ref().is_some_and(group)
+                    },
                 );
             })
             .await;
@@ -798,7 +802,7 @@ pub struct NodeControl {
     started_at: SystemTime,
     proxy: Arc<vipd_proxy::Proxy>,
     instances: watch::Receiver<Vec<InstanceEntry>>,
-    announce: watch::Receiver<Vec<watch::Receiver<AnnounceStatus>>>,
+    announce: watch::Receiver<Vec<announce::AnnounceEntry>>,
     reloads: watch::Receiver<ReloadRecord>,
     admin: Arc<AdminStateStore>,
 }
@@ -816,7 +820,7 @@ impl Control for NodeControl {
             .announce
             .borrow()
             .iter()
-            .map(|group| group.borrow().clone())
+            .map(|group| group.status.borrow().clone())
             .collect();
         status.set_proxy_stats(&self.proxy.stats());
         status.process = crate::control::process::read(self.started_at);
@@ -867,6 +871,19 @@ impl Control for NodeControl {
     }
 
     async fn maintenance(&self, instance: &str, enabled: bool) -> Result<(), ActionError> {
+        let group = self
+            .announce
+            .borrow()
+            .iter()
+            .find(|entry| entry.name == instance)
+            .map(|entry| Arc::clone(&entry.maintenance));
+        if let Some(group) = group {
+            group.send_replace(enabled);
+            self.admin
+                .update(|state| state.record_maintenance(instance, enabled))
+                .await;
+            return Ok(());
+        }
         let commands = self
             .instances
             .borrow()

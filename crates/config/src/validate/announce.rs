@@ -65,6 +65,7 @@ impl Checker<'_> {
                 )
             }),
         );
+        self.names_apart_from_instances(&groups, config);
         let announce = Announce {
             device,
             local_device,
@@ -74,6 +75,21 @@ impl Checker<'_> {
         self.announced_vips_elsewhere(&announce, &positions, config);
         self.devices_used_by_vrrp(&announce, config);
         Some(announce)
+    }
+
+    /// The admin API and `vipd ctl maintenance` address instances and groups by name.
+    fn names_apart_from_instances(&mut self, groups: &[AnnounceGroup], config: &Config) {
+        for (position, group) in groups.iter().enumerate() {
+            if config.instance(&group.name).is_some() {
+                self.error(
+                    &format!("announce.groups[{position}].name"),
+                    format!(
+                        "`{}` is also a vrrp instance's name; maintenance addresses both by name",
+                        group.name
+                    ),
+                );
+            }
+        }
     }
 
     fn announce_device(&mut self, name: Option<String>, path: &str, default: &str) -> String {

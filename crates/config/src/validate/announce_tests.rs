@@ -165,3 +165,19 @@ announce:
     assert!(config.vrrp.is_empty());
     assert!(warnings.is_empty(), "{warnings:?}");
 }
+
+#[test]
+fn a_group_is_not_named_like_an_instance() {
+    let found = messages(&errors(&with_announce(
+        "  groups:
+    - name: api
+      vips: [203.0.113.100]
+",
+    )));
+    assert_eq!(
+        found,
+        [
+            "announce.groups[0].name: `api` is also a vrrp instance's name; maintenance addresses both by name"
+        ]
+    );
+}

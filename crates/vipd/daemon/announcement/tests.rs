@@ -51,6 +51,7 @@ fn start(
         trackers: vec![(info, reading)],
         addresses: Arc::clone(&addresses),
         heartbeat: Heartbeats::default().register("ingress"),
+        maintenance: Arc::new(watch::Sender::new(false)),
     });
     (handle, reading_tx, addresses)
 }
@@ -160,6 +161,22 @@ async fn a_vip_deleted_by_hand_comes_back_within_one_recheck() {
         .expect("removed");
     assert_eq!(on_device(&addresses).len(), 1);
     tokio::time::sleep(RECHECK_EVERY + Duration::from_millis(1)).await;
+    settle().await;
+    assert_eq!(on_device(&addresses).len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn maintenance_withdraws_whatever_the_trackers_say_until_lifted() {
+    let (handle, _reading, addresses) = start(0, None);
+    settle().await;
+    handle.maintenance.send_replace(true);
+    settle().await;
+    assert!(on_device(&addresses).is_empty());
+    assert_eq!(
+        handle.status.borrow().withdrawn_because.as_deref(),
+        Some("maintenance (admin API)")
+    );
+    handle.maintenance.send_replace(false);
     settle().await;
     assert_eq!(on_device(&addresses).len(), 2);
 }

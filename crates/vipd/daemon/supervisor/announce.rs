@@ -3,13 +3,16 @@
 //! handed over or withdrawn by a reload.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use anyhow::Result;
+use tokio::sync::watch;
 use tracing::info;
 use vipd_config::{Announce, AnnounceGroup, Config, TrackTarget};
 use vipd_net::{AddressManager as _, Vip};
 
 use super::Supervisor;
+use crate::control::AnnounceStatus;
 use crate::daemon::announcement::{self, GroupHandle, GroupParts};
 use crate::daemon::host::Host;
 
@@ -28,6 +31,14 @@ impl<D> Default for RunningAnnounce<D> {
             groups: BTreeMap::new(),
         }
     }
+}
+
+/// What the control server needs of one announce group.
+#[derive(Clone)]
+pub(crate) struct AnnounceEntry {
+    pub(crate) name: String,
+    pub(crate) status: watch::Receiver<AnnounceStatus>,
+    pub(crate) maintenance: Arc<watch::Sender<bool>>,
 }
 
 /// Devices a configuration needs that are not open yet, opened before a reload commits.
@@ -141,6 +152,8 @@ impl<H: Host> Supervisor<H> {
             heartbeat: self
                 .heartbeats
                 .register(&format!("announce {}", group.name)),
+            // What an operator set survives restarts of the group and of vipd.
+            maintenance: Arc::new(watch::Sender::new(self.admin.in_maintenance(&group.name))),
         })
     }
 
@@ -151,7 +164,11 @@ impl<H: Host> Supervisor<H> {
             .iter()
             .flat_map(|announce| &announce.groups)
             .filter_map(|group| self.announce.groups.get(&group.name))
-            .map(|handle| handle.status.clone())
+            .map(|handle| AnnounceEntry {
+                name: handle.group.name.clone(),
+                status: handle.status.clone(),
+                maintenance: Arc::clone(&handle.maintenance),
+            })
             .collect();
         self.announce_registry.send_replace(statuses);
     }

@@ -103,7 +103,7 @@ async fn a_vrrp_instance_and_announce_groups_run_side_by_side() {
     .expect("the VRRP instance becomes master alone on its LAN");
     let announced = supervisor.announce_registry.borrow().clone();
     assert_eq!(announced.len(), 1);
-    assert!(announced[0].borrow().announced);
+    assert!(announced[0].status.borrow().announced);
 }
 
 #[tokio::test(start_paused = true)]
@@ -176,4 +176,47 @@ async fn a_reload_keeps_unchanged_groups_restarts_changed_ones_and_withdraws_rem
         "the changed group follows its new tracker"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(start_paused = true)]
+async fn maintenance_through_the_admin_api_withdraws_a_group_and_is_kept() {
+    use crate::control::Control as _;
+    use crate::daemon::reload_verdict::ReloadRecord;
+
+    let (mut supervisor, addresses) = start(mixed(
+        "    - name: ingress
+      vips: [203.0.113.100]
+",
+    ))
+    .await;
+    let control = supervisor.control_handle(
+        "lb1".into(),
+        std::time::Instant::now(),
+        tokio::sync::watch::channel(ReloadRecord::started("sha256:00".into(), 0.0)).1,
+    );
+    control
+        .maintenance("ingress", true)
+        .await
+        .expect("a group takes maintenance");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(on(&addresses, "vipd-announce").is_empty());
+    let status = control.status();
+    assert_eq!(
+        status.announce[0].withdrawn_because.as_deref(),
+        Some("maintenance (admin API)")
+    );
+    // A reload that changes the group starts a new task: it is still held.
+    supervisor
+        .reload(mixed(
+            "    - name: ingress
+      vips: [203.0.113.100, 203.0.113.101]
+",
+        ))
+        .await
+        .expect("reloads");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(on(&addresses, "vipd-announce").is_empty());
+    control.maintenance("ingress", false).await.expect("lifted");
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(on(&addresses, "vipd-announce").len(), 2);
 }
