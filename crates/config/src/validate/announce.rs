@@ -148,19 +148,7 @@ impl Checker<'_> {
                 1u8,
             )
         });
-        let track: Vec<_> = raw
-            .track
-            .into_iter()
-            .enumerate()
-            .filter_map(|(position, tracker)| {
-                self.tracker(
-                    tracker,
-                    priority,
-                    config,
-                    &format!("{path}.track[{position}]"),
-                )
-            })
-            .collect();
+        let track = self.trackers(raw.track, priority, config, path);
         let weighted = track.iter().any(|tracker| tracker.weight != 0);
         match withdraw_below {
             None if weighted => self.warn(

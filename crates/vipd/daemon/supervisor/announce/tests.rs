@@ -10,15 +10,9 @@ use vipd_config::Config;
 use vipd_net::{MemoryAddresses, MemoryLan};
 
 use super::super::Supervisor;
+use super::super::tests::config;
 use crate::control::VrrpState;
 use crate::daemon::host::MemoryHost;
-
-fn config(yaml: &str) -> Config {
-    match Config::from_yaml_str(yaml) {
-        Ok((config, _warnings)) => config,
-        Err(errors) => panic!("test config is invalid:\n{errors}\n{yaml}"),
-    }
-}
 
 /// A VRRP instance and announce groups (`groups` is YAML list items), one file.
 fn mixed(groups: &str) -> Config {
