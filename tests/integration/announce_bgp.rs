@@ -83,7 +83,7 @@ fn announced(cluster: &Cluster, node: usize) -> Option<bool> {
 }
 
 #[test]
-fn three_announcing_nodes_are_ecmp_next_hops_and_share_300_connections() {
+fn three_announcing_nodes_are_ecmp_next_hops_and_share_the_connections() {
     if !vipd_lab::e2e_enabled("three_announcing_nodes_are_ecmp_next_hops_and_share_300_connections")
     {
         return;
@@ -109,6 +109,29 @@ fn three_announcing_nodes_are_ecmp_next_hops_and_share_300_connections() {
         assert!(
             served > 30,
             "{} served {served} of 300 connections (wanted > 10 %): {report}",
+            node.name
+        );
+    }
+
+    // The IPv6 VIP of the same group, over the IPv6 sessions of the shipped snippet's #v6 block.
+    let vip_v6 = IpAddr::V6(RoutedLab::vip_v6(0));
+    cluster
+        .lab
+        .wait_for_next_hop_count(vip_v6, 3, Duration::from_secs(10))
+        .unwrap_or_else(|error| panic!("{error}\n{}", cluster.logs()));
+    let report = ConnectionLoop::run(
+        &cluster.lab,
+        Place::Client,
+        ConnectionPlan::back_to_back(SocketAddr::new(vip_v6, FRONTEND_PORT), 150),
+    )
+    .expect("client loop");
+    println!("IPv6 spread over 3 announcing nodes: {report}");
+    assert_eq!(report.failed(), 0, "{report}");
+    for node in cluster.lab.nodes() {
+        let served = report.answers().get(&node.name).copied().unwrap_or(0);
+        assert!(
+            served > 15,
+            "{} served {served} of 150: {report}",
             node.name
         );
     }

@@ -1,7 +1,7 @@
 //! N vipd nodes announcing one VIP over BGP through the real BIRD: a [`RoutedLab`] (router with
 //! ECMP, a BIRD speaker per node running deploy/bird/vipd-node.conf, a client), and on every node
-//! a backend answering with the node's name and vipd with an `announce:` group tracking the
-//! frontend. (Used by announce_bgp.rs.)
+//! a backend answering with the node's name and vipd with an `announce:` group (an IPv4 and an
+//! IPv6 VIP) tracking the frontend. (Used by announce_bgp.rs.)
 
 use std::fmt::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -66,7 +66,7 @@ impl ClusterSettings {
     }
 
     fn config(&self, lab: &RoutedLab, node: usize) -> String {
-        let vip = RoutedLab::vip_v4(0);
+        let (vip, vip_v6) = (RoutedLab::vip_v4(0), RoutedLab::vip_v6(0));
         let millis = |duration: Duration| duration.as_millis();
         let mut text = format!(
             "node: {name}
@@ -74,7 +74,7 @@ announce:
   withdraw_delay: {withdraw}ms
   groups:
     - name: {GROUP}
-      vips: [\"{vip}\"]
+      vips: [\"{vip}\", \"{vip_v6}\"]
       track:
         - frontend: web
           min_up: 1
@@ -85,7 +85,7 @@ announce:
         let mut frontends = format!(
             "frontends:
   - name: web
-    bind: [\"{vip}:{FRONTEND_PORT}\"]
+    bind: [\"{vip}:{FRONTEND_PORT}\", \"[{vip_v6}]:{FRONTEND_PORT}\"]
     backend: web
 "
         );
@@ -130,7 +130,8 @@ announce:
 /// torn down on drop (the lab last: the namespaces outlive the processes in them).
 pub struct Cluster {
     pub settings: ClusterSettings,
-    /// The announced VIP, [`RoutedLab::vip_v4`] 0.
+    /// The announced VIP, [`RoutedLab::vip_v4`] 0; the group also announces
+    /// [`RoutedLab::vip_v6`] 0, with a frontend on it too.
     pub vip: IpAddr,
     /// `None` once a test stopped that node's vipd.
     pub vipds: Vec<Option<LabProcess>>,
