@@ -28,6 +28,8 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 /// The design's claim: a SIGKILLed vipd's TUN device vanishes at once and BIRD withdraws
 /// (measured 2.5 ms); this bound is generous for a loaded machine.
 const KILL_BOUND: Duration = Duration::from_secs(1);
+/// BFD's detection time in the lab: 3 missed packets at 100 ms (crates/lab/src/routed.rs).
+const BFD_DETECTION: Duration = Duration::from_millis(300);
 
 /// The failures outside `[from, to]`, the window in which the router's route changed.
 fn failures_outside(report: &ConnectionReport, from: Instant, to: Instant) -> usize {
@@ -296,6 +298,48 @@ fn a_sigkilled_vipd_stops_being_a_next_hop_at_once_and_leaves_no_vip_behind() {
         "the VIP stayed on lb1 after vipd died"
     );
     assert_eq!(outside, 0, "{report}");
+}
+
+/// A node that goes silent (cable cut: no UPDATE, no FIN reaches the router) is noticed by BFD,
+/// not by the 3 s hold time: lb1 leaves the route within BFD's detection time plus the margin.
+#[test]
+fn with_bfd_a_node_cut_off_from_the_router_leaves_the_route_long_before_the_hold_time() {
+    if !vipd_lab::e2e_enabled(
+        "with_bfd_a_node_cut_off_from_the_router_leaves_the_route_long_before_the_hold_time",
+    ) {
+        return;
+    }
+    let settings = ClusterSettings {
+        bfd: true,
+        ..ClusterSettings::default()
+    };
+    let cluster = Cluster::start("bgp-bfd", settings);
+    let probe = ConnectionLoop::start(
+        &cluster.lab,
+        Place::Client,
+        ConnectionPlan::every(cluster.target(), PROBE_INTERVAL, Duration::from_secs(8)),
+    )
+    .expect("client loop");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let watch = watch_route(&cluster);
+    let cut = Instant::now();
+    cluster.lab.cut_node(0).expect("cut lb1 off");
+    let withdrawn = withdrawal(&cluster, watch, 0, cut, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    let report = probe.stop().expect("client loop");
+    let bound = BFD_DETECTION + PROPAGATION_MARGIN;
+    println!(
+        "lb1 cut off with BFD: route withdrawn after {withdrawn:?} (bound {bound:?}, hold time \
+         {:?}); client: {report}",
+        vipd_lab::routed::HOLD_TIME
+    );
+    assert!(
+        withdrawn <= bound,
+        "withdrawn after {withdrawn:?}, bound {bound:?}"
+    );
+    // A SYN that went to lb1 in the meantime is retransmitted after 1 s and lands elsewhere.
+    assert_eq!(report.failed(), 0, "{report}");
 }
 
 #[test]
