@@ -25,7 +25,8 @@
 //! A [`RoutedLab`] is the other shape, for VIPs announced over BGP: a router namespace running
 //! BIRD with ECMP, N node namespaces each running BIRD as vipd's speaker, and a client behind
 //! the router (module [`routed`] has the address plan). A [`ConnectionLoop`] opens connections
-//! from one of its namespaces and counts who answered and what failed.
+//! from one of its namespaces and counts who answered and what failed; a [`RouteWatch`] times the
+//! router's route changes by rtnetlink.
 //!
 //! [`Injector`] sends raw VRRP packets from a host: crafted bytes with a chosen TTL, one at a
 //! time or as a flood bounded in rate, count and time (the hostile-input tests).
@@ -42,6 +43,7 @@ pub mod http;
 mod inject;
 pub mod keepalived;
 mod process;
+mod route_watch;
 pub mod routed;
 mod topology;
 mod watch;
@@ -50,6 +52,7 @@ pub use capture::{Capture, CaptureFile};
 pub use connections::{Attempt, ConnectionLoop, ConnectionPlan, ConnectionReport};
 pub use inject::{Flooded, Injector};
 pub use process::LabProcess;
+pub use route_watch::{RouteChange, RouteWatch};
 pub use routed::{NodeSpeaker, Place, RoutedLab, RoutedNode, RoutedOptions, vipd_node_conf};
 pub use topology::{HOST_INTERFACE, Host, Lab, MAX_HOSTS, SECOND_INTERFACE};
 pub use watch::{AddressWatch, Change, Seen, Watching};

@@ -8,7 +8,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
-use vipd_lab::{Place, RoutedLab, RoutedOptions, e2e_enabled};
+use vipd_lab::{Place, RouteWatch, RoutedLab, RoutedOptions, e2e_enabled};
 
 /// Whether `to` answers from `from`: a SYN to a closed port comes back as a reset when the path
 /// works, and times out when it does not.
@@ -87,6 +87,37 @@ fn the_routed_lab_peers_every_node_over_bgp_and_bfd_and_tears_down() {
         .unwrap();
     assert_eq!(answer, "lb2\n");
     drop(backend);
+
+    // The route watch sees each change of the VIP's route with the next hops after it (routes
+    // set by hand here; vipd's announcements are the integration tests').
+    let vip = IpAddr::from(RoutedLab::vip_v4(0));
+    let watch = RouteWatch::start(&lab, Place::Router, vip, Duration::from_secs(10)).unwrap();
+    let (first, second) = (lab.node(0).ipv4.to_string(), lab.node(1).ipv4.to_string());
+    let vip_text = vip.to_string();
+    for change in [
+        vec!["route", "add", &vip_text, "via", &first],
+        vec![
+            "route", "replace", &vip_text, "nexthop", "via", &first, "nexthop", "via", &second,
+        ],
+        vec!["route", "del", &vip_text],
+    ] {
+        let mut args = vec!["ip"];
+        args.extend(change);
+        lab.run(Place::Router, &args).unwrap();
+        // The watch reads the route after each notification: give it time to, between changes.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let changes = watch.stop().unwrap();
+    let hops: Vec<Vec<String>> = changes
+        .iter()
+        .map(|change| change.next_hops.iter().map(ToString::to_string).collect())
+        .collect();
+    assert_eq!(hops.first(), Some(&vec![first.clone()]), "{changes:?}");
+    assert_eq!(hops.last(), Some(&Vec::new()), "{changes:?}");
+    assert!(
+        hops.contains(&vec![first.clone(), second.clone()]),
+        "{changes:?}"
+    );
 
     // A node's BIRD stopped cleanly tells the router at once; started again, it peers again.
     lab.stop_speaker(2, Signal::SIGTERM).unwrap();
