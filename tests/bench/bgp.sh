@@ -55,13 +55,20 @@ fi
 bird_version=$(bird --version 2>&1 | sed -n 1p)
 machine="$(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), Linux $(uname -r)"
 section=$(python3 - "$out" "$REPEATS" "$PROFILE" "$bird_version" "$machine" "$(date -u '+%Y-%m-%d %H:%M UTC')" <<'EOF'
-import statistics, sys
+import re, statistics, sys
 path, repeats, profile, bird, machine, date = sys.argv[1:]
-spread, withdraw, flows, failed = [], {}, {}, []
+spread, withdraw, flows, failed, reasons = [], {}, {}, [], {}
+detail = re.compile(r'(\d+) × "([^"]*)", started (-?[\d.]+) to (-?[\d.]+) ms')
 for line in open(path):
     words = line.split()
     if not words:
         continue
+    if words[0] == "DETAIL":
+        for count, reason, first, last in detail.findall(line):
+            known = reasons.setdefault(words[1], {}).setdefault(reason, [0, float(first), float(last)])
+            known[0] += int(count)
+            known[1] = min(known[1], float(first))
+            known[2] = max(known[2], float(last))
     if words[0] == "FAILED":
         failed.append(" ".join(words[1:4]))
     if words[0] != "RESULT":
@@ -81,11 +88,12 @@ def ms(value):
     return f"{value:,.1f}"
 
 rows = []
+spread_text = "not measured"
 if spread:
     totals = [sum(run[i] for run in spread) for i in range(5)]
     served = sum(totals[:3]) or 1
-    shares = " / ".join(f"{count:,} ({100 * count / served:.1f} %)" for count in totals[:3])
-    rows.append(f"| spread of new connections (lb1 / lb2 / lb3) | {shares} | {totals[3]} / {totals[4]:,} | |")
+    shares = ", ".join(f"lb{i + 1} {count:,} ({100 * count / served:.1f} %)" for i, count in enumerate(totals[:3]))
+    spread_text = f"{shares}; {totals[3]} of {totals[4]:,} failed"
 labels = {
     "backend-failure": "node's backend dies → route withdrawn",
     "sigterm": "SIGTERM (planned drain) → route withdrawn",
@@ -102,8 +110,14 @@ for case, label in labels.items():
     fails = sum(run[1] for run in runs)
     attempted = sum(run[2] for run in runs)
     longest = max(run[3] for run in runs)
-    spread_text = f"{ms(statistics.median(took))} ms ({ms(min(took))}–{ms(max(took))}, {len(runs)} run{'s' if len(runs) != 1 else ''})"
-    rows.append(f"| {label} | {spread_text} | {fails} / {attempted:,} | {ms(longest)} ms |")
+    took_text = f"{ms(statistics.median(took))} ms ({ms(min(took))}–{ms(max(took))}, {len(runs)} run{'s' if len(runs) != 1 else ''})"
+    rows.append(f"| {label} | {took_text} | {fails} / {attempted:,} | {ms(longest)} ms |")
+
+why = []
+for case, label in labels.items():
+    for reason, (count, first, last) in sorted(reasons.get(case, {}).items()):
+        why.append(f"- {label}: {count} × `{reason}`, started {first:.1f} to {last:.1f} ms after the failure")
+why_text = "\n".join(why) if why else "- none"
 
 flow_rows = []
 for node in ("lb1", "lb2", "lb3"):
@@ -153,9 +167,36 @@ failed), the failure 1 s into 4 s of load; each round fails another node. Times 
 failure to the moment the router's kernel route no longer had the node as a next hop
 (`ip monitor route` in the router's namespace).
 
+**Spread** of new connections, one per millisecond for 3 s per round: {spread_text}.
+
 | what | router withdraws the node after: median (min–max) | failed / attempted connections | longest connection |
 |---|---|---|---|
 """ + "\n".join(rows) + f"""
+
+Why the failed connections failed, summed over the rounds:
+
+{why_text}
+
+- **Backend dies**: connections that reached the node between its backend's death and the
+  withdrawal; vipd accepted them and had no server to give them. The withdrawal comes before the
+  health checks could fail twice (2 × 100 ms): under load, `error_limit` (3 refused client
+  connections) marks the server down at once, and the frontend tracker withdraws at once.
+- **SIGTERM**: vipd removes the VIP from `vipd-announce` first and serves for `withdraw_delay`;
+  BIRD's withdrawal reaches the router as an UPDATE while the node still serves everything the
+  router sends it.
+- **SIGKILL**: the TUN devices die with the process, so BIRD withdraws within milliseconds
+  (no hold time involved). The failed connections are those that reached the node in the last
+  milliseconds: the handshake completed in its kernel, then nothing answered and no reset came
+  (the VIP had left with the device); the client waited for its own timeout. A client that sends
+  first gets a reset from another node instead, as its next segment follows the new route.
+- **Link cut**: the router keeps sending to a node it cannot reach until BFD (3 × 100 ms) or the
+  hold time (3 s in the lab; 9 s with the shipped snippet's `hold time 9` against a router that
+  asks for more) notices; lost SYNs are retransmitted after 1 s, to the same node if it is still
+  a next hop. With BFD the withdrawal beats the first retransmission: connections are delayed
+  (longest ≈ 1 s), not lost. After the link came back, the node's BIRD waited its `error wait
+  time` (BIRD's default: 60 s, up to 300 s) before it reconnected, so a node out for a moment
+  stays out for a minute; the benchmark restarts the node's BIRD instead (an earlier version
+  saw the node absent from the route for more than 20 s after the cut ended).
 
 **Established connections when a node is withdrawn.** 300 idle connections through the VIP, then
 one node withdrawn (its vipd SIGTERMed: the VIP leaves the announcement at once, vipd keeps
@@ -181,7 +222,8 @@ Broken on the surviving nodes, all runs: default hash {totals[0]}, resilient gro
 - **Neither routing daemon installs resilient groups for BGP routes**: BIRD 2.0.12 installs a
   multipath route with its next hops inline (RTA_MULTIPATH; `ip route` shows no `nhid`), never
   as nexthop objects. FRR 8.4 (Debian frr 8.4.4, checked in the same namespaces) installs BGP
-  multipath routes through nexthop objects (`nhid`, `ip nexthop` shows `proto zebra` groups) but
+  multipath routes through nexthop objects (`nhid`, `ip nexthop` shows `proto zebra` groups; zebra
+  and bgpd in the router's namespace, three BIRD speakers, checked by hand on this machine) but
   always of the hash-threshold kind; its `nexthop-group ... resilient buckets` command is not in
   8.4 (FRR pull request 12188 added it later) and applies to named nexthop groups (sharpd's,
   pbrd's), not to the groups zebra makes for routes bgpd learns (FRR issue 16489 reports the
