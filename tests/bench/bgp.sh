@@ -45,7 +45,7 @@ else
     BENCH_REPEATS=$REPEATS VIPD_E2E=required timeout "$TIME_LIMIT" \
         cargo test -q "${profile_flag[@]}" -p vipd --test integration -- \
         --ignored --exact announce_bench::announce_benchmark --nocapture --test-threads=1 |
-        tee "$out" | grep --line-buffered -E '^(RESULT|FAILED)'
+        tee "$out" | grep --line-buffered -E '^(RESULT|FAILED|DETAIL)'
 fi
 
 if grep -q '^FAILED' "$out"; then
@@ -141,6 +141,7 @@ resilient_broken = broken_by_mode["resilient"]
 resilient_text = ("no connection on a surviving node broke" if resilient_broken == 0
                   else f"{resilient_broken} connections on surviving nodes broke" if resilient_broken
                   else "not measured")
+backend_failed = ", ".join(str(run[1]) for run in withdraw.get("backend-failure", [])) or "n/a"
 sigterm_runs = withdraw.get("sigterm", [])
 sigterm_failed = sum(run[1] for run in sigterm_runs)
 sigterm_attempted = sum(run[2] for run in sigterm_runs)
@@ -180,15 +181,17 @@ Why the failed connections failed, summed over the rounds:
 - **Backend dies**: connections that reached the node between its backend's death and the
   withdrawal; vipd accepted them and had no server to give them. The withdrawal comes before the
   health checks could fail twice (2 × 100 ms): under load, `error_limit` (3 refused client
-  connections) marks the server down at once, and the frontend tracker withdraws at once.
+  connections, the default) marks the server down at once, and the frontend tracker withdraws
+  at once. Failed connections per run: {backend_failed}.
 - **SIGTERM**: vipd removes the VIP from `vipd-announce` first and serves for `withdraw_delay`;
   BIRD's withdrawal reaches the router as an UPDATE while the node still serves everything the
   router sends it.
 - **SIGKILL**: the TUN devices die with the process, so BIRD withdraws within milliseconds
-  (no hold time involved). The failed connections are those that reached the node in the last
-  milliseconds: the handshake completed in its kernel, then nothing answered and no reset came
-  (the VIP had left with the device); the client waited for its own timeout. A client that sends
-  first gets a reset from another node instead, as its next segment follows the new route.
+  (no hold time involved). The failed connections started in the milliseconds around the kill,
+  before the withdrawal, and were connected to the dying node (a lost SYN would have been retransmitted after 1 s along
+  the new route and served): nothing answered them and no reset came, as the VIP had left with
+  the device, so the client waited for its own timeout. A client that sends first gets a reset
+  from another node instead, as its next segment follows the new route.
 - **Link cut**: the router keeps sending to a node it cannot reach until BFD (3 × 100 ms) or the
   hold time (3 s in the lab; 9 s with the shipped snippet's `hold time 9` against a router that
   asks for more) notices; lost SYNs are retransmitted after 1 s, to the same node if it is still
@@ -218,24 +221,26 @@ Broken on the surviving nodes, all runs: default hash {totals[0]}, resilient gro
   the withdrawn node's buckets move: {resilient_text}.
 - **The withdrawn node's own connections break in both cases**: the router sends their packets to
   another node. `withdraw_delay` saves the connections that are *opened* during it
-  ({sigterm_text}), not the established ones: plan a drain where clients reconnect.
+  ({sigterm_text}), not the established ones: plan a drain where
+  clients reconnect.
 - **Neither routing daemon installs resilient groups for BGP routes**: BIRD 2.0.12 installs a
   multipath route with its next hops inline (RTA_MULTIPATH; `ip route` shows no `nhid`), never
-  as nexthop objects. FRR 8.4 (Debian frr 8.4.4, checked in the same namespaces) installs BGP
-  multipath routes through nexthop objects (`nhid`, `ip nexthop` shows `proto zebra` groups; zebra
-  and bgpd in the router's namespace, three BIRD speakers, checked by hand on this machine) but
-  always of the hash-threshold kind; its `nexthop-group ... resilient buckets` command is not in
+  as nexthop objects. FRR 8.4 (Debian frr 8.4.4: zebra and bgpd run by hand in a router
+  namespace of this machine against three BIRD speakers) installs BGP multipath routes through
+  nexthop objects (`nhid`; `ip nexthop` shows `proto zebra` groups) but always of the
+  hash-threshold kind; its `nexthop-group ... resilient buckets` command is not in
   8.4 (FRR pull request 12188 added it later) and applies to named nexthop groups (sharpd's,
   pbrd's), not to the groups zebra makes for routes bgpd learns (FRR issue 16489 reports the
-  option ignored even there, in 10.0). So the resilient column is the kernel's resilient group **installed by the
-  benchmark** (`ResilientMirror` in tests/integration/support/ecmp.rs): it follows BIRD's route
+  option ignored even there, in 10.0). So the resilient column is the kernel's resilient group
+  **installed by the benchmark** (`ResilientMirror` in tests/integration/support/ecmp.rs): it follows BIRD's route
   with `ip monitor` and re-expresses its next hops as `ip nexthop ... type resilient` plus a route
   of a lower metric, within milliseconds of BIRD's change. A router that installs resilient
   groups itself (or a hardware router with resilient ECMP) behaves as that column shows.
 - A node that **returns** to a resilient group gets buckets only as they go idle (120 s without
-  a packet by default) or when `unbalanced_timer` forces it; until then it serves few new
-  connections. Idle long-lived connections whose buckets migrate then are reset like under the
-  default hash.
+  a packet by default) or when `unbalanced_timer` forces it: in a check by hand, a third next hop
+  added back to a group of two had none of its 64 buckets right after. Until then it serves
+  few new connections. By the kernel's documentation, a long-idle connection whose bucket moves
+  to the returning node is reset like under the default hash (not measured here).
 {failures}<!-- bgp-bench:end -->""")
 EOF
 )
