@@ -77,7 +77,9 @@ fn empty_files_and_other_programs_files_are_refused_with_a_reason() {
     assert_eq!(output.status.code(), Some(1), "{output:?}");
     let stderr = text(&output.stderr);
     assert!(
-        stderr.contains("(document) (line 1, column 1): no vrrp instance and no frontend"),
+        stderr.contains(
+            "(document) (line 1, column 1): no vrrp instance, no announce group and no frontend"
+        ),
         "{stderr}"
     );
     let keepalived = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -30,10 +30,10 @@ use std::path::Path;
 
 pub use diagnostic::{Diagnostic, Errors, LoadError, Warning};
 pub use model::{
-    Backend, Balance, CheckOptions, ClientCertificate, Command, Config, Control, Frontend, Garp,
-    HealthCheck, HealthKind, HttpCheck, Notify, OnServerDown, ProxyProtocol, Script, Server,
-    TcpKeepalive, Timeouts, TlsVerify, TrackTarget, Tracker, Unicast, V3Checksum, Vip, VirtualMac,
-    VrrpInstance, VrrpVersion,
+    Announce, AnnounceGroup, Backend, Balance, CheckOptions, ClientCertificate, Command, Config,
+    Control, Frontend, Garp, HealthCheck, HealthKind, HttpCheck, Notify, OnServerDown,
+    ProxyProtocol, Script, Server, TcpKeepalive, Timeouts, TlsVerify, TrackTarget, Tracker,
+    Unicast, V3Checksum, Vip, VirtualMac, VrrpInstance, VrrpVersion,
 };
 pub use pair::{Node, PairFinding, Place, Severity, pair_findings};
 pub use referenced_files::referenced_file_errors;

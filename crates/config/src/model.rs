@@ -24,6 +24,8 @@ pub struct Config {
     /// Concurrent proxy sessions over all frontends (default 100000).
     pub max_connections: u32,
     pub vrrp: Vec<VrrpInstance>,
+    /// `announce`: VIPs the node's routing daemon announces while their trackers allow.
+    pub announce: Option<Announce>,
     /// Health-check scripts by name; `track: [{ script: NAME }]` refers to them.
     pub scripts: BTreeMap<String, Script>,
     pub frontends: Vec<Frontend>,
@@ -57,6 +59,43 @@ impl Config {
     pub fn backend(&self, name: &str) -> Option<&Backend> {
         self.backends.iter().find(|backend| backend.name == name)
     }
+}
+
+/// `announce`: VIPs announced over a routing protocol by the node's routing daemon (BIRD, FRR)
+/// instead of elected by VRRP (docs/design/announce.md). vipd puts every VIP on `local_device`
+/// while it runs, and a group's VIPs on `device`, which the routing daemon exports, while the
+/// group is announced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Announce {
+    /// The TUN device whose addresses are the VIPs announced now (default `vipd-announce`).
+    pub device: String,
+    /// The TUN device holding every VIP while vipd runs (default `vipd-local`), so packets that
+    /// still arrive after a withdrawal are served.
+    pub local_device: String,
+    /// At SIGTERM, how long the listeners keep serving after the withdrawal (default 3s).
+    pub withdraw_delay: Duration,
+    /// Never empty.
+    pub groups: Vec<AnnounceGroup>,
+}
+
+impl Announce {
+    pub fn group(&self, name: &str) -> Option<&AnnounceGroup> {
+        self.groups.iter().find(|group| group.name == name)
+    }
+}
+
+/// VIPs announced and withdrawn together, by the same trackers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnnounceGroup {
+    pub name: String,
+    /// Host addresses, never empty; each is put on the devices as /32 or /128.
+    pub vips: Vec<IpAddr>,
+    /// 1..=254 (default 100); weighted trackers move it as they move a VRRP priority.
+    pub priority: u8,
+    /// Withdrawn while the effective priority is below this; `None`: only weight-0 trackers
+    /// withdraw.
+    pub withdraw_below: Option<u8>,
+    pub track: Vec<Tracker>,
 }
 
 /// `control`: the status / metrics / admin HTTP server.

@@ -22,12 +22,37 @@ pub struct Document {
     pub max_connections: Option<i64>,
     #[serde(default)]
     pub vrrp: Vec<Vrrp>,
+    /// Added to the contract (docs/design/announce.md): VIPs announced by the node's routing
+    /// daemon instead of elected by VRRP.
+    pub announce: Option<Announce>,
     #[serde(default)]
     pub scripts: BTreeMap<String, Script>,
     #[serde(default)]
     pub frontends: Vec<Frontend>,
     #[serde(default)]
     pub backends: Vec<Backend>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Announce {
+    pub device: Option<String>,
+    pub local_device: Option<String>,
+    pub withdraw_delay: Option<String>,
+    #[serde(default)]
+    pub groups: Vec<AnnounceGroup>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceGroup {
+    pub name: Option<String>,
+    #[serde(default)]
+    pub vips: Vec<String>,
+    pub priority: Option<i64>,
+    pub withdraw_below: Option<i64>,
+    #[serde(default)]
+    pub track: Vec<Track>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -30,8 +30,11 @@
 //!   request and read the kernel's acknowledgement in the calling thread (tens of microseconds;
 //!   at most one second if the kernel never answers): no task hop on a takeover's critical path.
 //! - **Timers.** [`DeadlineTimer`] wakes a task at an instant to within microseconds (a
-//!   `timerfd` in tokio's reactor); its module is the crate's one `unsafe` block (registering the
-//!   descriptor with tokio).
+//!   `timerfd` in tokio's reactor); its module is one of the crate's two `unsafe` blocks
+//!   (registering the descriptor with tokio).
+//! - **Announce devices.** [`TunDevice`] is a TUN device that the kernel deletes, with its
+//!   addresses, when the value is dropped or the process ends; its module holds the other
+//!   `unsafe` block (the `TUNSETIFF` ioctl).
 //! - **Idempotence.** Adding a present VIP or removing an absent one is success
 //!   ([`Change::AlreadyInPlace`]); [`AddressManager::reconcile`] reports what it had to fix.
 //! - **Monitors** report events after they start; netlink may drop notifications under
@@ -83,6 +86,7 @@ mod monitor;
 mod netlink;
 mod netlink_request;
 mod sysctl;
+mod tun_device;
 mod virtual_mac;
 mod vrrp_socket;
 
@@ -99,6 +103,7 @@ pub use interface::Interface;
 pub use memory::{MemoryAddresses, MemoryAnnouncer, MemoryLan, MemoryTransport};
 pub use monitor::{AddressEvent, AddressMonitor, LinkEvent, LinkMonitor, LinkState};
 pub use sysctl::InterfaceSetting;
+pub use tun_device::TunDevice;
 pub use virtual_mac::{
     LinkAdmin, VirtualMac, VirtualMacTransport, remove_left_behind, virtual_mac_address,
 };

@@ -203,11 +203,16 @@ fn reload_plan(running: &Config, new: &Config) -> Vec<String> {
     removed.chain(kept).collect()
 }
 
-/// `node lb1, 2 vrrp instances, 3 frontends, 2 backends, 1 script`.
+/// `node lb1, 2 vrrp instances, 3 frontends, 2 backends, 1 script`, with `1 announce group`
+/// before the frontends when the file has `announce`.
 fn summary(config: &Config) -> String {
     let count = |n: usize, one: &str, many: &str| format!("{n} {}", plural(n, one, many));
+    let announced = config.announce.as_ref().map_or(String::new(), |announce| {
+        let groups = announce.groups.len();
+        format!(", {}", count(groups, "announce group", "announce groups"))
+    });
     format!(
-        "node {}, {}, {}, {}, {}",
+        "node {}, {}{announced}, {}, {}, {}",
         config.node_name(),
         count(config.vrrp.len(), "vrrp instance", "vrrp instances"),
         count(config.frontends.len(), "frontend", "frontends"),

@@ -3,7 +3,7 @@
 //! ```text
 //! vipd ctl server drain|disable|enable BACKEND SERVER
 //! vipd ctl server weight BACKEND SERVER N|reset
-//! vipd ctl maintenance on|off [INSTANCE...]        (every instance of the node when none is named)
+//! vipd ctl maintenance on|off [NAME...]            (instances or announce groups; all of the node's when none is named)
 //! vipd ctl sessions list BACKEND [SERVER]
 //! vipd ctl sessions kill BACKEND SERVER --all | --client ADDRESS[:PORT] | --id N
 //! ```
@@ -51,8 +51,9 @@ enum CtlCommand {
     /// Drain, disable or enable a server of a backend, or set its weight.
     #[command(subcommand)]
     Server(ServerCommand),
-    /// Put instances of this node in maintenance (they release the VIPs and stay backup) or take
-    /// them out; every instance of the node when none is named.
+    /// Put instances of this node in maintenance (they release the VIPs and stay backup) or
+    /// announce groups (withdrawn whatever their trackers say), or take them out; every instance
+    /// and group of the node when none is named.
     Maintenance {
         state: OnOff,
         instances: Vec<String>,
@@ -277,33 +278,37 @@ impl Session {
         Ok(())
     }
 
-    /// Every named instance, or every instance of the node; all are tried, the first failure
-    /// decides the exit status. `--json` prints one array of the answers.
+    /// Every named instance or announce group, or every one of the node; all are tried, the
+    /// first failure decides the exit status. `--json` prints one array of the answers.
     fn maintenance(&self, on: bool, named: &[String]) -> Result<(), Failure> {
-        let instances = if named.is_empty() {
-            let body = self.call("GET", "/status", "")?;
-            let status: NodeStatus = serde_json::from_slice(&body).map_err(|error| {
-                eprintln!("vipd ctl: /status is not vipd's status JSON: {error}");
-                Failure::Unreachable
-            })?;
-            status
-                .instances
-                .into_iter()
-                .map(|instance| instance.name)
-                .collect()
+        let body = self.call("GET", "/status", "")?;
+        let status: NodeStatus = serde_json::from_slice(&body).map_err(|error| {
+            eprintln!("vipd ctl: /status is not vipd's status JSON: {error}");
+            Failure::Unreachable
+        })?;
+        let is_group = |name: &str| status.announce.iter().any(|group| group.name == name);
+        let targets: Vec<String> = if named.is_empty() {
+            let instances = status.instances.iter().map(|instance| &instance.name);
+            let groups = status.announce.iter().map(|group| &group.name);
+            instances.chain(groups).cloned().collect()
         } else {
             named.to_vec()
         };
         let mut answers = Vec::new();
         let mut failure = None;
-        for instance in &instances {
-            let path = format!("/api/v1/instances/{}/maintenance", path_segment(instance));
+        for name in &targets {
+            let (kind, collection) = if is_group(name) {
+                ("announce group", "announce")
+            } else {
+                ("instance", "instances")
+            };
+            let path = format!("/api/v1/{collection}/{}/maintenance", path_segment(name));
             match self.call("POST", &path, &format!("{{\"enabled\": {on}}}")) {
                 Ok(body) => {
                     answers.push(serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null));
                     if !self.json {
                         let state = if on { "on" } else { "off" };
-                        println!("instance {instance}: maintenance {state}");
+                        println!("{kind} {name}: maintenance {state}");
                     }
                 }
                 Err(error) => {
@@ -313,8 +318,8 @@ impl Session {
         }
         if self.json {
             println!("{}", serde_json::Value::Array(answers));
-        } else if instances.is_empty() {
-            println!("no vrrp instances on this node");
+        } else if targets.is_empty() {
+            println!("no vrrp instances or announce groups on this node");
         }
         failure.map_or(Ok(()), Err)
     }

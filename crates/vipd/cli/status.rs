@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use clap::Args;
 use vipd_lab::http::{Client, HttpError};
 
-use crate::control::{InstanceStatus, NodeStatus};
+use crate::control::{AnnounceStatus, InstanceStatus, NodeStatus, TrackerState};
 
 /// Where the daemon listens when nothing says otherwise.
 const DEFAULT_CONTROL: SocketAddr = vipd_config::defaults::CONTROL_LISTEN;
@@ -192,9 +192,9 @@ pub fn render_tables(status: &NodeStatus) -> String {
         );
     }
     out.push_str("\n\n");
-    if status.instances.is_empty() {
+    if status.instances.is_empty() && status.announce.is_empty() {
         out.push_str("no vrrp instances\n");
-    } else {
+    } else if !status.instances.is_empty() {
         instance_table(&status.instances).render(&mut out);
         out.push_str(&drop_lines(&status.instances));
         out.push_str(&mismatch_lines(&status.instances));
@@ -203,6 +203,12 @@ pub fn render_tables(status: &NodeStatus) -> String {
             out.push('\n');
             trackers.render(&mut out);
         }
+    }
+    if !status.announce.is_empty() {
+        if !status.instances.is_empty() {
+            out.push('\n');
+        }
+        announce_table(&status.announce).render(&mut out);
     }
     if !status.frontends.is_empty() {
         out.push('\n');
@@ -363,6 +369,49 @@ fn mismatch_lines(instances: &[InstanceStatus]) -> String {
     out
 }
 
+/// One row per announce group: announced or why not, and its failing trackers.
+fn announce_table(groups: &[AnnounceStatus]) -> TextTable {
+    let mut table = TextTable::new(&["ANNOUNCE", "STATE", "PRIORITY", "VIPS", "SINCE", "WHY"]);
+    let now = crate::daemon::reload_verdict::unix_now();
+    for group in groups {
+        let failing: Vec<String> = group
+            .trackers
+            .iter()
+            .filter(|tracker| tracker.state != TrackerState::Up)
+            .map(|tracker| {
+                format!(
+                    "{} {} {}",
+                    tracker.kind.as_str(),
+                    tracker.target,
+                    tracker.state
+                )
+            })
+            .collect();
+        table.push(vec![
+            group.name.clone(),
+            if group.announced {
+                "announced"
+            } else {
+                "withdrawn"
+            }
+            .to_owned(),
+            group
+                .effective_priority
+                .map_or_else(|| "fault".to_owned(), |priority| priority.to_string()),
+            group.vips.join(" "),
+            duration_text(now - group.since_unix_seconds),
+            group
+                .withdrawn_because
+                .iter()
+                .cloned()
+                .chain(failing)
+                .collect::<Vec<_>>()
+                .join("; "),
+        ]);
+    }
+    table
+}
+
 fn tracker_table(instances: &[InstanceStatus]) -> TextTable {
     let mut table = TextTable::new(&["INSTANCE", "TRACKER", "TARGET", "WEIGHT", "STATE", "DETAIL"]);
     for instance in instances {
@@ -414,7 +463,10 @@ mod tests {
 
     #[test]
     fn tables_for_a_sample_status() {
-        let text = render_tables(&sample_status());
+        let mut status = sample_status();
+        // SINCE is shown relative to now.
+        status.announce[0].since_unix_seconds = crate::daemon::reload_verdict::unix_now() - 75.0;
+        let text = render_tables(&status);
         let expected = format!(
             "node lb1, vipd {}, up 1h02m, proxy sessions 4 of 10000\n{}",
             env!("CARGO_PKG_VERSION"),
@@ -428,6 +480,9 @@ INSTANCE  TRACKER   TARGET                 WEIGHT  STATE    DETAIL
 api       frontend  apiserver              -60     down     1 of 3 usable, min_up 2
 api       file      /run/vipd/maintenance  -100    value 0
 
+ANNOUNCE  STATE      PRIORITY  VIPS           SINCE  WHY
+ingress   announced  100       203.0.113.100  1m15s
+
 FRONTEND   BIND                BACKEND     SESSIONS  TOTAL  BYTES IN  BYTES OUT
 apiserver  198.51.100.50:6443  apiservers  4         80     2000      128000
 
@@ -438,6 +493,37 @@ apiservers  cp3     198.51.100.21:6443  down    ready  100     2         40     
 "
         );
         assert_eq!(text, expected, "got:\n{text}");
+    }
+
+    #[test]
+    fn an_announce_group_says_whether_it_is_announced_and_why_not() {
+        let mut status = NodeStatus::new("lb1", 60);
+        let since = crate::daemon::reload_verdict::unix_now() - 75.0;
+        status.announce = vec![crate::control::AnnounceStatus {
+            name: "ingress".to_owned(),
+            announced: false,
+            device: "vipd-announce".to_owned(),
+            configured_priority: 100,
+            effective_priority: None,
+            withdraw_below: None,
+            vips: vec!["203.0.113.100".to_owned(), "2001:db8::100".to_owned()],
+            trackers: vec![crate::control::TrackerStatus {
+                kind: crate::control::TrackerKind::Frontend,
+                target: "web".to_owned(),
+                weight: 0,
+                state: TrackerState::Down,
+                detail: None,
+            }],
+            withdrawn_because: Some("a weight-0 tracker fails".to_owned()),
+            changes: 2,
+            since_unix_seconds: since,
+        }];
+        let text = render_tables(&status);
+        let expected = "
+ANNOUNCE  STATE      PRIORITY  VIPS                         SINCE  WHY
+ingress   withdrawn  fault     203.0.113.100 2001:db8::100  1m15s  a weight-0 tracker fails; frontend web down
+";
+        assert!(text.ends_with(expected), "got:\n{text}");
     }
 
     #[tokio::test]

@@ -52,6 +52,11 @@ pub fn router<C: Control>(token: Option<String>, control: Arc<C>) -> Router {
             "/api/v1/instances/{name}/maintenance",
             post(maintenance::<C>),
         )
+        // An announce group held withdrawn; names are unique across instances and groups.
+        .route(
+            "/api/v1/announce/{name}/maintenance",
+            post(maintenance::<C>),
+        )
         .route(
             "/api/v1/backends/{backend}/sessions",
             get(backend_sessions::<C>),

@@ -17,8 +17,8 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use super::status::{
-    BackendStatus, FrontendStatus, Health, InstanceStatus, NodeStatus, ProcessStatus, ServerAdmin,
-    ServerStatus, SessionTimes, TimeHistogram, TrackerState, VrrpState,
+    AnnounceStatus, BackendStatus, FrontendStatus, Health, InstanceStatus, NodeStatus,
+    ProcessStatus, ServerAdmin, ServerStatus, SessionTimes, TimeHistogram, TrackerState, VrrpState,
 };
 
 /// What Prometheus is told the body is: the format prometheus-client writes (ends in `# EOF`).
@@ -67,6 +67,7 @@ impl Collector for Snapshot {
         reload_metrics(&mut encoder, status)?;
         proxy_metrics(&mut encoder, status)?;
         vrrp_metrics(&mut encoder, &status.instances)?;
+        announce_metrics(&mut encoder, &status.announce)?;
         frontend_metrics(&mut encoder, &status.frontends)?;
         backend_metrics(&mut encoder, &status.backends)?;
         server_metrics(&mut encoder, &status.backends)
@@ -392,6 +393,47 @@ const INSTANCE_COUNTERS: [Column<InstanceStatus>; 13] = [
 /// The instance's label. Not `instance`: Prometheus gives every series of a target the labels
 /// `instance` and `job`, and renames an exported label of either name (`exported_instance`), so
 /// queries by it would group by node instead.
+fn announce_metrics(encoder: &mut DescriptorEncoder, groups: &[AnnounceStatus]) -> fmt::Result {
+    let labels = |group: &AnnounceStatus| vec![("announce_group", group.name.clone())];
+    family(
+        encoder,
+        "vipd_announce_announced",
+        "1 while the group's VIPs are on the announce device (the routing daemon announces them), 0 while withdrawn.",
+        MetricType::Gauge,
+        groups
+            .iter()
+            .map(|group| (labels(group), Value::Count(u64::from(group.announced)))),
+    )?;
+    family(
+        encoder,
+        "vipd_announce_effective_priority",
+        "The group's priority after its weighted trackers (absent while a weight-0 tracker fails).",
+        MetricType::Gauge,
+        groups.iter().filter_map(|group| {
+            let priority = group.effective_priority?;
+            Some((labels(group), Value::Count(u64::from(priority))))
+        }),
+    )?;
+    family(
+        encoder,
+        "vipd_announce_changes",
+        "Announcements and withdrawals of the group since it started.",
+        MetricType::Counter,
+        groups
+            .iter()
+            .map(|group| (labels(group), Value::Count(group.changes))),
+    )?;
+    family(
+        encoder,
+        "vipd_announce_since_seconds",
+        "When the group was last announced or withdrawn (or started), seconds since the Unix epoch.",
+        MetricType::Gauge,
+        groups
+            .iter()
+            .map(|group| (labels(group), Value::Seconds(group.since_unix_seconds))),
+    )
+}
+
 fn instance_labels(instance: &InstanceStatus) -> Labels {
     vec![("vrrp_instance", instance.name.clone())]
 }

@@ -28,8 +28,8 @@ pub use connections::ConnectionLimits;
 pub use sessions::{SessionList, SessionStatus};
 
 pub use status::{
-    InstanceCounters, InstanceStatus, MasterSeen, NodeStatus, TrackerKind, TrackerState,
-    TrackerStatus, VrrpState,
+    AnnounceStatus, InstanceCounters, InstanceStatus, MasterSeen, NodeStatus, TrackerKind,
+    TrackerState, TrackerStatus, VrrpState,
 };
 
 /// Largest request body accepted; the admin bodies are a few dozen bytes.

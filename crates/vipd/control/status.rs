@@ -29,6 +29,10 @@ pub struct NodeStatus {
     pub revision: String,
     pub uptime_seconds: u64,
     pub instances: Vec<InstanceStatus>,
+    /// The `announce` groups: VIPs this node's routing daemon announces while their trackers
+    /// allow (empty from a daemon that predates them, or without `announce`).
+    #[serde(default)]
+    pub announce: Vec<AnnounceStatus>,
     /// Process-wide proxy totals (absent from a daemon that predates them).
     #[serde(default)]
     pub proxy: ProxySummary,
@@ -105,6 +109,7 @@ impl NodeStatus {
             revision: env!("VIPD_BUILD_REVISION").to_owned(),
             uptime_seconds,
             instances: Vec::new(),
+            announce: Vec::new(),
             proxy: ProxySummary::default(),
             frontends: Vec::new(),
             backends: Vec::new(),
@@ -192,6 +197,29 @@ pub struct MasterSeen {
     pub priority: u8,
     pub advert_interval_ms: u32,
     pub seen_seconds_ago: f64,
+}
+
+/// One `announce` group: whether its VIPs are on the announce device now, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AnnounceStatus {
+    pub name: String,
+    /// The VIPs are on [`AnnounceStatus::device`], so the routing daemon announces them.
+    pub announced: bool,
+    /// The device the routing daemon exports.
+    pub device: String,
+    pub configured_priority: u8,
+    /// The priority after the weighted trackers; `None` while a weight-0 tracker fails.
+    pub effective_priority: Option<u8>,
+    /// Withdrawn while the effective priority is below this.
+    pub withdraw_below: Option<u8>,
+    pub vips: Vec<String>,
+    pub trackers: Vec<TrackerStatus>,
+    /// Why the group is withdrawn (`None` while announced).
+    pub withdrawn_because: Option<String>,
+    /// Announcements and withdrawals since the group started.
+    pub changes: u64,
+    /// When `announced` last changed (or the group started), seconds since the Unix epoch.
+    pub since_unix_seconds: f64,
 }
 
 /// One `track:` entry of an instance.
@@ -643,6 +671,25 @@ pub(crate) mod tests {
             config_digest: format!("sha256:{}", "ab".repeat(32)),
         });
         status.last_successful_reload_at_unix_seconds = 1_764_925_000.25;
+        status.announce.push(AnnounceStatus {
+            name: "ingress".to_owned(),
+            announced: true,
+            device: "vipd-announce".to_owned(),
+            configured_priority: 100,
+            effective_priority: Some(100),
+            withdraw_below: Some(90),
+            vips: vec!["203.0.113.100".to_owned()],
+            trackers: vec![TrackerStatus {
+                kind: TrackerKind::Frontend,
+                target: "web".to_owned(),
+                weight: 0,
+                state: TrackerState::Up,
+                detail: None,
+            }],
+            withdrawn_because: None,
+            changes: 1,
+            since_unix_seconds: 1_796_000_000.5,
+        });
         status
     }
 

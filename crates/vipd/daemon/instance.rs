@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::FutureExt as _;
-use futures::future::select_all;
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tracing::{debug, error, info, warn};
@@ -22,15 +21,13 @@ use vipd_vrrp::{
     Advertisement, ChecksumForm, Input, Notice, Output, Priority, State, VirtualRouter,
 };
 
-use crate::control::{
-    InstanceCounters, InstanceStatus, MasterSeen, TrackerState, TrackerStatus, VrrpState,
-};
+use crate::control::{InstanceCounters, InstanceStatus, MasterSeen, VrrpState};
 use crate::daemon::advert_drops;
 use crate::daemon::host::HostEvent;
 use crate::daemon::notify::{HookState, Notifier};
-use crate::daemon::priority::{self, Contribution, Effective, Verdict};
+use crate::daemon::priority::{self, Contribution, Effective};
 use crate::daemon::rate_limited_log::RateLimitedLog;
-use crate::daemon::tracker::{Reading, TrackerInfo};
+use crate::daemon::tracker::{self, Reading, TrackerInfo};
 use crate::daemon::unknown_peer::UnknownPeers;
 use crate::daemon::watchdog::{HEARTBEAT_PERIOD, Heartbeat};
 
@@ -243,7 +240,7 @@ where
                 () = timer.sleep_until(deadline) => {
                     self.parts.router.handle_timeout(now().into_std());
                 }
-                () = any_changed(&mut self.parts.trackers) => self.apply_trackers_and_link(now()),
+                () = tracker::any_changed(&mut self.parts.trackers) => self.apply_trackers_and_link(now()),
                 Ok(()) = self.parts.link.changed() => {
                     // `changed` has marked the new state seen: follow a recreated interface here.
                     if *self.parts.link.borrow() {
@@ -723,25 +720,7 @@ where
 
     fn publish(&self) {
         let router = &self.parts.router;
-        let trackers = self
-            .parts
-            .trackers
-            .iter()
-            .map(|(info, reading)| {
-                let reading = reading.borrow();
-                TrackerStatus {
-                    kind: info.kind,
-                    target: info.target.clone(),
-                    weight: i32::from(info.weight),
-                    state: match reading.verdict {
-                        Verdict::Up => TrackerState::Up,
-                        Verdict::Down => TrackerState::Down,
-                        Verdict::Value(value) => TrackerState::Value(value),
-                    },
-                    detail: reading.detail.clone(),
-                }
-            })
-            .collect();
+        let trackers = tracker::statuses(&self.parts.trackers);
         let stats = router.stats();
         let transport = self.parts.transport.stats();
         let mut counters = InstanceCounters {
@@ -899,18 +878,4 @@ impl RouterTimer {
 
 fn now() -> Instant {
     Instant::now()
-}
-
-/// Resolves when any tracker's reading changes; never when there are none. A tracker whose task
-/// ended (stopped by a reload) keeps its last reading and is not waited on.
-async fn any_changed(trackers: &mut [(TrackerInfo, watch::Receiver<Reading>)]) {
-    let changes: Vec<_> = trackers
-        .iter_mut()
-        .filter(|(_, reading)| reading.has_changed().is_ok())
-        .map(|(_, reading)| Box::pin(reading.changed()))
-        .collect();
-    if changes.is_empty() {
-        return std::future::pending().await;
-    }
-    let _ = select_all(changes).await;
 }

@@ -7,6 +7,8 @@
 //! - `instance`: one VRRP instance's task: inputs into `vipd_vrrp::VirtualRouter`, outputs to the host.
 //! - `host`: the Linux host (sockets, rtnetlink, monitors) and an in-memory one for tests.
 //! - `tracker`, `priority`: what an instance depends on, and the priority it yields.
+//! - `announcement`: one task per `announce` group, putting its VIPs on the announce device
+//!   (which the routing daemon exports) while its trackers allow.
 //! - `advert_drops`: why received adverts were dropped, per reason, for status and metrics.
 //! - `rate_limited_log`: one log line per period for events the LAN can cause at network speed.
 //! - `unknown_peer`: unicast adverts for our VRID from addresses that are not configured peers.
@@ -24,6 +26,7 @@
 pub mod admin_state;
 pub mod advert_drops;
 pub mod ambient_capabilities;
+pub mod announcement;
 pub mod dumps;
 pub mod exec;
 pub mod fd_limit;

@@ -26,6 +26,7 @@ use crate::daemon::reload_verdict::ReloadRecord;
 use crate::daemon::tracker::{self, Reading, TrackerInfo};
 use crate::daemon::watchdog::Heartbeats;
 
+mod announce;
 #[cfg(test)]
 mod tests;
 
@@ -104,8 +105,12 @@ pub struct Supervisor<H: Host> {
     registry: watch::Sender<Vec<InstanceEntry>>,
     /// What operators set through the admin API; applied again to a restarted instance.
     admin: Arc<AdminStateStore>,
-    /// The instance tasks' heartbeats, for systemd's watchdog.
+    /// The instance and announce group tasks' heartbeats, for systemd's watchdog.
     heartbeats: Heartbeats,
+    /// The announce devices and group tasks.
+    announce: announce::RunningAnnounce<H::AnnounceDevice>,
+    /// The announce groups' status in configuration order, republished after start and reloads.
+    announce_registry: watch::Sender<Vec<announce::AnnounceEntry>>,
 }
 
 impl<H: Host> Supervisor<H> {
@@ -131,6 +136,7 @@ impl<H: Host> Supervisor<H> {
             host,
             config: Config {
                 vrrp: Vec::new(),
+                announce: None,
                 ..config.clone()
             },
             proxy: Arc::new(proxy),
@@ -139,11 +145,18 @@ impl<H: Host> Supervisor<H> {
             registry: watch::channel(Vec::new()).0,
             admin,
             heartbeats: Heartbeats::default(),
+            announce: announce::RunningAnnounce::default(),
+            announce_registry: watch::channel(Vec::new()).0,
         };
         supervisor.restore_server_admin_state(&config).await;
         supervisor.sync_trackers(&config);
         for instance in &config.vrrp {
             supervisor.start_instance(instance, &config).await?;
+        }
+        let devices = supervisor.prepare_announce(&config).await?;
+        let failures = supervisor.commit_announce(&config, devices, &[]).await;
+        if !failures.is_empty() {
+            anyhow::bail!("{}", failures.join("; "));
         }
         supervisor.config = config;
         supervisor.publish_registry();
@@ -168,6 +181,7 @@ impl<H: Host> Supervisor<H> {
             started_at,
             proxy: Arc::clone(&self.proxy),
             instances: self.registry.subscribe(),
+            announce: self.announce_registry.subscribe(),
             reloads,
             admin: Arc::clone(&self.admin),
         }
@@ -240,9 +254,14 @@ impl<H: Host> Supervisor<H> {
             .prepare_instances(&new)
             .context("nothing was changed")
             .map_err(ReloadError::Rejected)?;
+        let devices = self
+            .prepare_announce(&new)
+            .await
+            .context("nothing was changed")
+            .map_err(ReloadError::Rejected)?;
         proxy.commit().await;
         self.forget_unconfigured_admin_state(&new).await;
-        self.commit_instances(new, &mut prepared)
+        self.commit_instances(new, &mut prepared, devices)
             .await
             .map_err(ReloadError::Partial)
     }
@@ -291,6 +310,7 @@ impl<H: Host> Supervisor<H> {
         &mut self,
         new: Config,
         prepared: &mut HashMap<String, PreparedInstance<H>>,
+        devices: announce::PreparedDevices<H::AnnounceDevice>,
     ) -> Result<(), Vec<String>> {
         let restarted_trackers = self.sync_trackers(&new);
 
@@ -323,6 +343,10 @@ impl<H: Host> Supervisor<H> {
                 failures.push(format!("vrrp {}: {error:#}", instance.name));
             }
         }
+        failures.extend(
+            self.commit_announce(&new, devices, &restarted_trackers)
+                .await,
+        );
         self.config = new;
         self.publish_registry();
         if failures.is_empty() {
@@ -348,7 +372,7 @@ impl<H: Host> Supervisor<H> {
                     .iter()
                     .any(|tracker| restarted_trackers.contains(&tracker.target))
                 {
-                    let readings = self.tracker_readings(instance);
+                    let readings = self.tracker_readings(&instance.track);
                     let _ = running
                         .handle
                         .commands
@@ -396,7 +420,7 @@ impl<H: Host> Supervisor<H> {
                 .unicast
                 .as_ref()
                 .map(|unicast| unicast.peers.clone()),
-            trackers: self.tracker_readings(instance),
+            trackers: self.tracker_readings(&instance.track),
         })
     }
 
@@ -411,7 +435,12 @@ impl<H: Host> Supervisor<H> {
                             backend.servers.iter().any(|entry| entry.name == server)
                         })
                     },
-                    |instance| config.instance(instance).is_some(),
+                    |name| {
+                        let group =
+                            |announce: &vipd_config::Announce| announce.group(name).is_some();
+                        config.instance(name).is_some()
+                            || config.announce.as_ref().is_some_and(group)
+                    },
                 );
             })
             .await;
@@ -422,9 +451,17 @@ impl<H: Host> Supervisor<H> {
         self.heartbeats.clone()
     }
 
-    /// `shutdown_grace` of the configuration in force.
+    /// How long a stop may wait in the configuration in force: `shutdown_grace`, and
+    /// `announce.withdraw_delay` before it.
     pub fn shutdown_grace(&self) -> std::time::Duration {
-        self.config.shutdown_grace
+        let withdraw_delay = self
+            .config
+            .announce
+            .as_ref()
+            .map_or(std::time::Duration::ZERO, |announce| {
+                announce.withdraw_delay
+            });
+        self.config.shutdown_grace + withdraw_delay
     }
 
     /// SIGTERM: every instance releases (priority 0, VIPs removed) first, so the peer takes over
@@ -445,14 +482,33 @@ impl<H: Host> Supervisor<H> {
             proxy,
             trackers,
             instances,
+            mut announce,
             ..
         } = self;
         let releases = instances.into_values().map(|running| running.stop(&host));
-        futures::future::join_all(releases).await;
+        let (_, withdrawn) = futures::join!(
+            futures::future::join_all(releases),
+            announce::withdraw_all(&mut announce)
+        );
+        let mut cut = std::pin::pin!(cut);
+        if withdrawn && let Some(delay) = config.announce.as_ref().map(|a| a.withdraw_delay) {
+            // docs/design/announce.md, Stopping: the routers move the flows away while the
+            // listeners still answer what reaches this node meanwhile.
+            info!(
+                ?delay,
+                "announced VIPs withdrawn; serving until the routers have converged"
+            );
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = &mut cut => {}
+            }
+        }
         for tracker in trackers.values() {
             tracker.cancel.cancel();
         }
         proxy.shutdown_unless_cut(config.shutdown_grace, cut).await;
+        // Last: closing the devices deletes the VIPs kept local for the drain.
+        drop(announce);
     }
 
     async fn start_instance(&mut self, instance: &VrrpInstance, config: &Config) -> Result<()> {
@@ -571,7 +627,7 @@ impl<H: Host> Supervisor<H> {
             announcers,
             vips: mapping::vips(instance),
             sibling_vrids,
-            trackers: self.tracker_readings(instance),
+            trackers: self.tracker_readings(&instance.track),
             link: link_watch(self.host.links(), links),
             events: self.host.events(),
             precise_timers: self.host.precise_timers(),
@@ -589,10 +645,9 @@ impl<H: Host> Supervisor<H> {
 
     fn tracker_readings(
         &self,
-        instance: &VrrpInstance,
+        track: &[vipd_config::Tracker],
     ) -> Vec<(TrackerInfo, watch::Receiver<Reading>)> {
-        instance
-            .track
+        track
             .iter()
             .filter_map(|tracker| {
                 let running = self.trackers.get(&tracker.target)?;
@@ -616,8 +671,14 @@ impl<H: Host> Supervisor<H> {
     /// those it no longer needs, and returns the targets that got a new tracker task.
     fn sync_trackers(&mut self, config: &Config) -> Vec<TrackTarget> {
         let mut wanted: HashMap<TrackTarget, Option<vipd_config::Script>> = HashMap::new();
-        for instance in &config.vrrp {
-            for tracker in &instance.track {
+        let announced = config.announce.iter().flat_map(|announce| &announce.groups);
+        let tracks = config
+            .vrrp
+            .iter()
+            .map(|instance| &instance.track)
+            .chain(announced.map(|group| &group.track));
+        for track in tracks {
+            for tracker in track {
                 let script = match &tracker.target {
                     TrackTarget::Script { name } => config.scripts.get(name).cloned(),
                     _ => None,
@@ -741,6 +802,7 @@ pub struct NodeControl {
     started_at: SystemTime,
     proxy: Arc<vipd_proxy::Proxy>,
     instances: watch::Receiver<Vec<InstanceEntry>>,
+    announce: watch::Receiver<Vec<announce::AnnounceEntry>>,
     reloads: watch::Receiver<ReloadRecord>,
     admin: Arc<AdminStateStore>,
 }
@@ -753,6 +815,12 @@ impl Control for NodeControl {
             .borrow()
             .iter()
             .map(|entry| entry.status.borrow().clone())
+            .collect();
+        status.announce = self
+            .announce
+            .borrow()
+            .iter()
+            .map(|group| group.status.borrow().clone())
             .collect();
         status.set_proxy_stats(&self.proxy.stats());
         status.process = crate::control::process::read(self.started_at);
@@ -803,6 +871,19 @@ impl Control for NodeControl {
     }
 
     async fn maintenance(&self, instance: &str, enabled: bool) -> Result<(), ActionError> {
+        let group = self
+            .announce
+            .borrow()
+            .iter()
+            .find(|entry| entry.name == instance)
+            .map(|entry| Arc::clone(&entry.maintenance));
+        if let Some(group) = group {
+            group.send_replace(enabled);
+            self.admin
+                .update(|state| state.record_maintenance(instance, enabled))
+                .await;
+            return Ok(());
+        }
         let commands = self
             .instances
             .borrow()

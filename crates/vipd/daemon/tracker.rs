@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use vipd_proxy::HealthState;
 
-use crate::control::TrackerKind;
+use crate::control::{TrackerKind, TrackerState, TrackerStatus};
 use crate::daemon::exec::{self, RunAs};
 use crate::daemon::priority::Verdict;
 
@@ -42,6 +42,41 @@ impl Reading {
             detail: None,
         }
     }
+}
+
+/// The trackers of an instance or announce group as status shows them.
+pub fn statuses(trackers: &[(TrackerInfo, watch::Receiver<Reading>)]) -> Vec<TrackerStatus> {
+    trackers
+        .iter()
+        .map(|(info, reading)| {
+            let reading = reading.borrow();
+            TrackerStatus {
+                kind: info.kind,
+                target: info.target.clone(),
+                weight: i32::from(info.weight),
+                state: match reading.verdict {
+                    Verdict::Up => TrackerState::Up,
+                    Verdict::Down => TrackerState::Down,
+                    Verdict::Value(value) => TrackerState::Value(value),
+                },
+                detail: reading.detail.clone(),
+            }
+        })
+        .collect()
+}
+
+/// Resolves when any tracker's reading changes; never when there are none. A tracker whose task
+/// ended (stopped by a reload) keeps its last reading and is not waited on.
+pub async fn any_changed(trackers: &mut [(TrackerInfo, watch::Receiver<Reading>)]) {
+    let changes: Vec<_> = trackers
+        .iter_mut()
+        .filter(|(_, reading)| reading.has_changed().is_ok())
+        .map(|(_, reading)| Box::pin(reading.changed()))
+        .collect();
+    if changes.is_empty() {
+        return std::future::pending().await;
+    }
+    let _ = futures::future::select_all(changes).await;
 }
 
 /// Runs `script` every `interval` and publishes its verdict after rise/fall hysteresis.

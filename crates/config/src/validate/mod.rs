@@ -4,6 +4,7 @@
 //! everything that is wrong with a file. Only at the end do errors turn into `Err`.
 
 mod addresses;
+mod announce;
 mod check_options;
 mod detection_window;
 mod proxy;
@@ -59,11 +60,13 @@ pub fn validate(
         shutdown_grace,
         max_connections,
         vrrp: Vec::new(),
+        announce: None,
         scripts,
         frontends,
         backends,
     };
     config.vrrp = checker.vrrp_instances(document.vrrp, &config);
+    config.announce = checker.announce(document.announce, &config);
     checker.nothing_to_do(&config);
     checker.unused_parts(&config);
     checker.finish(config)
@@ -320,10 +323,10 @@ impl<'a> Checker<'a> {
     /// A file without VRRP instances and frontends gives the daemon nothing to do: it is an
     /// empty, truncated or wrong file, and a reload with it would release every VIP.
     fn nothing_to_do(&mut self, config: &Config) {
-        if config.vrrp.is_empty() && config.frontends.is_empty() {
+        if config.vrrp.is_empty() && config.frontends.is_empty() && config.announce.is_none() {
             self.error(
                 "",
-                "no vrrp instance and no frontend: an empty or truncated file is refused, since \
+                "no vrrp instance, no announce group and no frontend: an empty or truncated file is refused, since \
                  vipd would serve nothing and a reload with it would release every VIP",
             );
         }
@@ -404,13 +407,16 @@ impl<'a> Checker<'a> {
             }
         }
         for name in config.scripts.keys() {
-            let tracked = config.vrrp.iter().flat_map(|instance| &instance.track).any(|tracker| {
+            let announced = config.announce.iter().flat_map(|announce| &announce.groups);
+            let tracked = config.vrrp.iter().flat_map(|instance| &instance.track).chain(announced.flat_map(|group| &group.track)).any(|tracker| {
                 matches!(&tracker.target, crate::model::TrackTarget::Script { name: tracked } if tracked == name)
             });
             if !tracked {
                 self.warn(
                     &format!("scripts.{name}"),
-                    format!("script `{name}` is not tracked by any vrrp instance"),
+                    format!(
+                        "script `{name}` is not tracked by any vrrp instance or announce group"
+                    ),
                 );
             }
         }
@@ -468,6 +474,8 @@ pub fn is_interface_name(name: &str) -> bool {
             .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
 }
 
+#[cfg(test)]
+mod announce_tests;
 #[cfg(test)]
 mod connection_tests;
 mod connections;

@@ -109,19 +109,7 @@ impl Checker<'_> {
         let unicast = raw
             .unicast
             .map(|unicast| self.unicast(unicast, family_is_v6, &format!("{path}.unicast")));
-        let track = raw
-            .track
-            .into_iter()
-            .enumerate()
-            .filter_map(|(position, tracker)| {
-                self.tracker(
-                    tracker,
-                    priority,
-                    config,
-                    &format!("{path}.track[{position}]"),
-                )
-            })
-            .collect();
+        let track = self.trackers(raw.track, priority, config, path);
         let notify = raw
             .notify
             .map(|notify| self.notify(notify, &format!("{path}.notify")))
@@ -454,6 +442,27 @@ impl Checker<'_> {
             }
         }
         Unicast { source, peers }
+    }
+
+    /// The `track` list of an instance or announce group at `path`.
+    pub(super) fn trackers(
+        &mut self,
+        raw: Vec<raw::Track>,
+        priority: u8,
+        config: &Config,
+        path: &str,
+    ) -> Vec<Tracker> {
+        raw.into_iter()
+            .enumerate()
+            .filter_map(|(position, tracker)| {
+                self.tracker(
+                    tracker,
+                    priority,
+                    config,
+                    &format!("{path}.track[{position}]"),
+                )
+            })
+            .collect()
     }
 
     fn tracker(

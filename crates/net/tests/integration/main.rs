@@ -7,5 +7,6 @@ mod addresses;
 mod announcements;
 mod keepalived_interop;
 mod links;
+mod tun_devices;
 mod vrrp_sockets;
 mod wire_checksums;

@@ -24,6 +24,11 @@ impl LinuxAddresses {
         })
     }
 
+    /// Link changes on the same rtnetlink connections.
+    pub(super) fn link_admin(&self) -> &LinkAdmin {
+        &self.links
+    }
+
     pub(super) fn up_while_holding(&self, interface: &str, on: bool) {
         if let Ok(mut interfaces) = self.up_while_holding.lock() {
             if on {

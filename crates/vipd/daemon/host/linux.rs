@@ -157,6 +157,8 @@ impl Host for LinuxHost {
     type Announcer = LinuxAnnouncer;
     /// Its name: the macvlan itself is kept by the host, which recreates it when deleted.
     type VirtualMac = String;
+    /// A TUN device without TUNSETPERSIST: the kernel deletes it when vipd's process ends.
+    type AnnounceDevice = vipd_net::TunDevice;
 
     fn transport(&self, instance: &VrrpInstance) -> Result<LinuxTransport> {
         let mode = match &instance.unicast {
@@ -254,6 +256,17 @@ impl Host for LinuxHost {
 
     fn announcer(&self, interface: &str) -> Result<LinuxAnnouncer> {
         Ok(LinuxAnnouncer::open(interface))
+    }
+
+    async fn open_announce_device(&self, name: &str) -> Result<vipd_net::TunDevice> {
+        vipd_net::TunDevice::open(name, self.addresses.link_admin())
+            .await
+            .with_context(|| {
+                format!(
+                    "announce device {name} (needs /dev/net/tun and CAP_NET_ADMIN; under the \
+                     shipped unit, its announce drop-in: docs/bgp.md)"
+                )
+            })
     }
 
     fn addresses(&self) -> Arc<LinuxAddresses> {

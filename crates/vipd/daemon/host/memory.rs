@@ -45,6 +45,8 @@ impl Host for MemoryHost {
     type Addresses = MemoryAddresses;
     type Announcer = MemoryAnnouncer;
     type VirtualMac = String;
+    /// Its name: the in-memory host has no devices to delete.
+    type AnnounceDevice = String;
 
     fn transport(&self, instance: &VrrpInstance) -> Result<Self::Transport> {
         let failing = self.failing_interfaces.lock().expect("not poisoned");
@@ -87,6 +89,10 @@ impl Host for MemoryHost {
 
     fn announcer(&self, _interface: &str) -> Result<Self::Announcer> {
         Ok(self.announcer.clone())
+    }
+
+    async fn open_announce_device(&self, name: &str) -> Result<String> {
+        Ok(name.to_owned())
     }
 
     fn addresses(&self) -> Arc<Self::Addresses> {

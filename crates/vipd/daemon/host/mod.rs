@@ -53,6 +53,8 @@ pub trait Host: Send + Sync + 'static {
     type Announcer: Announce + 'static;
     /// A virtual MAC interface this host created for an instance.
     type VirtualMac: Send + 'static;
+    /// An announce device (docs/design/announce.md): it exists as long as this value does.
+    type AnnounceDevice: Send + Sync + 'static;
 
     /// The VRRP transport of one instance (its interface, family, multicast or unicast). With a
     /// virtual MAC it receives on the instance's interface and sends from the macvlan, which
@@ -77,6 +79,11 @@ pub trait Host: Send + Sync + 'static {
         instance: &VrrpInstance,
         virtual_mac: &vipd_config::VirtualMac,
     ) -> impl Future<Output = Result<bool>> + Send;
+    /// Creates the announce device `name`, up, for as long as the returned value lives.
+    fn open_announce_device(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Self::AnnounceDevice>> + Send;
     /// An announcer (GARP / unsolicited NA) on `interface`.
     fn announcer(&self, interface: &str) -> Result<Self::Announcer>;
     /// The address manager shared by every instance.

@@ -23,7 +23,7 @@ fn ip(text: &str) -> IpAddr {
     text.parse().expect("test address")
 }
 
-fn config(yaml: &str) -> Config {
+pub(super) fn config(yaml: &str) -> Config {
     match Config::from_yaml_str(yaml) {
         Ok((config, _warnings)) => config,
         Err(errors) => panic!("test config is invalid:\n{errors}\n{yaml}"),

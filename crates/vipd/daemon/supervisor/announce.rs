@@ -1,0 +1,197 @@
+//! The supervisor's part of announced VIPs (docs/design/announce.md): the two devices, the VIPs
+//! kept local on the local device, and one group task per `announce` group, started, kept,
+//! handed over or withdrawn by a reload.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use anyhow::Result;
+use tokio::sync::watch;
+use tracing::info;
+use vipd_config::{Announce, AnnounceGroup, Config, TrackTarget};
+use vipd_net::{AddressManager as _, Vip};
+
+use super::Supervisor;
+use crate::control::AnnounceStatus;
+use crate::daemon::announcement::{self, GroupHandle, GroupParts};
+use crate::daemon::host::Host;
+
+/// The announce part of a running daemon.
+pub(super) struct RunningAnnounce<D> {
+    /// Open devices by name; closing one (dropping it) deletes it with its addresses.
+    pub(super) devices: BTreeMap<String, D>,
+    /// Group tasks by group name.
+    pub(super) groups: BTreeMap<String, GroupHandle>,
+}
+
+impl<D> Default for RunningAnnounce<D> {
+    fn default() -> Self {
+        Self {
+            devices: BTreeMap::new(),
+            groups: BTreeMap::new(),
+        }
+    }
+}
+
+/// What the control server needs of one announce group.
+#[derive(Clone)]
+pub(crate) struct AnnounceEntry {
+    pub(crate) name: String,
+    pub(crate) status: watch::Receiver<AnnounceStatus>,
+    pub(crate) maintenance: Arc<watch::Sender<bool>>,
+}
+
+/// Devices a configuration needs that are not open yet, opened before a reload commits.
+pub(super) type PreparedDevices<D> = HashMap<String, D>;
+
+impl<H: Host> Supervisor<H> {
+    /// Opens the devices `new` names that are not open: the fallible part, done before anything
+    /// changes. A device of that name held by another process fails here (EBUSY).
+    pub(super) async fn prepare_announce(
+        &self,
+        new: &Config,
+    ) -> Result<PreparedDevices<H::AnnounceDevice>> {
+        let mut prepared = HashMap::new();
+        let Some(announce) = &new.announce else {
+            return Ok(prepared);
+        };
+        for name in [&announce.device, &announce.local_device] {
+            if !self.announce.devices.contains_key(name) {
+                let device = self.host.open_announce_device(name).await?;
+                prepared.insert(name.clone(), device);
+            }
+        }
+        Ok(prepared)
+    }
+
+    /// Applies `new`'s `announce`: groups removed or moved to another device are withdrawn,
+    /// changed ones handed over to a new task, new ones started; the local device holds exactly
+    /// the configured VIPs; devices no longer named are closed. What fails is returned, one entry
+    /// per problem.
+    pub(super) async fn commit_announce(
+        &mut self,
+        new: &Config,
+        prepared: PreparedDevices<H::AnnounceDevice>,
+        restarted_trackers: &[TrackTarget],
+    ) -> Vec<String> {
+        self.announce.devices.extend(prepared);
+        let old_device = self.config.announce.as_ref().map(|old| old.device.clone());
+        let mut failures = Vec::new();
+        let mut old_groups = std::mem::take(&mut self.announce.groups);
+        if let Some(announce) = &new.announce {
+            if let Err(error) = self.keep_local_vips(announce).await {
+                failures.push(format!("announce: local device: {error:#}"));
+            }
+            for group in &announce.groups {
+                let running = old_groups.remove(&group.name);
+                let same_device = old_device.as_deref() == Some(announce.device.as_str());
+                let handle = match running {
+                    Some(running)
+                        if same_device
+                            && running.group == *group
+                            && !tracks_any(group, restarted_trackers) =>
+                    {
+                        running
+                    }
+                    Some(running) => {
+                        if same_device {
+                            running.hand_over().await;
+                        } else {
+                            running.withdraw().await;
+                        }
+                        info!(group = %group.name, "announce group changed; restarted");
+                        self.spawn_group(group, &announce.device)
+                    }
+                    None => self.spawn_group(group, &announce.device),
+                };
+                self.announce.groups.insert(group.name.clone(), handle);
+            }
+        }
+        for (name, removed) in old_groups {
+            info!(group = %name, "announce group removed; withdrawing it");
+            removed.withdraw().await;
+        }
+        let wanted: Vec<&String> = new
+            .announce
+            .iter()
+            .flat_map(|announce| [&announce.device, &announce.local_device])
+            .collect();
+        self.announce
+            .devices
+            .retain(|name, _| wanted.contains(&name));
+        self.publish_announce(new);
+        failures
+    }
+
+    /// Puts every VIP of `announce` on the local device and takes any other address off it.
+    async fn keep_local_vips(&self, announce: &Announce) -> Result<()> {
+        let present: Vec<Vip> = announce
+            .groups
+            .iter()
+            .flat_map(|group| announcement::device_vips(group, &announce.local_device))
+            .collect();
+        let absent: Vec<Vip> = self
+            .config
+            .announce
+            .iter()
+            .filter(|old| old.local_device == announce.local_device)
+            .flat_map(|old| &old.groups)
+            .flat_map(|group| announcement::device_vips(group, &announce.local_device))
+            .filter(|vip| !present.contains(vip))
+            .collect();
+        self.host.addresses().reconcile(&present, &absent).await?;
+        Ok(())
+    }
+
+    fn spawn_group(&self, group: &AnnounceGroup, device: &str) -> GroupHandle {
+        announcement::spawn(GroupParts {
+            group: group.clone(),
+            device: device.to_owned(),
+            trackers: self.tracker_readings(&group.track),
+            addresses: self.host.addresses(),
+            heartbeat: self
+                .heartbeats
+                .register(&format!("announce {}", group.name)),
+            // What an operator set survives restarts of the group and of vipd.
+            maintenance: Arc::new(watch::Sender::new(self.admin.in_maintenance(&group.name))),
+        })
+    }
+
+    /// Publishes the groups' status, in `config`'s order, for the control server.
+    pub(super) fn publish_announce(&self, config: &Config) {
+        let statuses = config
+            .announce
+            .iter()
+            .flat_map(|announce| &announce.groups)
+            .filter_map(|group| self.announce.groups.get(&group.name))
+            .map(|handle| AnnounceEntry {
+                name: handle.group.name.clone(),
+                status: handle.status.clone(),
+                maintenance: Arc::clone(&handle.maintenance),
+            })
+            .collect();
+        self.announce_registry.send_replace(statuses);
+    }
+}
+
+/// Whether `group` follows one of `targets` (trackers a reload restarted).
+fn tracks_any(group: &AnnounceGroup, targets: &[TrackTarget]) -> bool {
+    group
+        .track
+        .iter()
+        .any(|tracker| targets.contains(&tracker.target))
+}
+
+/// Withdraws every group at once (a stop): the routing daemon withdraws the routes while the
+/// listeners still serve. Returns whether there was anything to withdraw.
+pub(super) async fn withdraw_all<D>(announce: &mut RunningAnnounce<D>) -> bool {
+    let groups = std::mem::take(&mut announce.groups);
+    if groups.is_empty() {
+        return false;
+    }
+    futures::future::join_all(groups.into_values().map(GroupHandle::withdraw)).await;
+    true
+}
+
+#[cfg(test)]
+mod tests;
