@@ -22,6 +22,12 @@
 //! `vipd lab` time a VIP appearing on or leaving a host, is such code too: the lab's own small
 //! rtnetlink reader, not vipd-net's address monitor.
 //!
+//! A [`RoutedLab`] is the other shape, for VIPs announced over BGP: a router namespace running
+//! BIRD with ECMP, N node namespaces each running BIRD as vipd's speaker, and a client behind
+//! the router (module [`routed`] has the address plan). A [`ConnectionLoop`] opens connections
+//! from one of its namespaces and counts who answered and what failed; a [`RouteWatch`] times the
+//! router's route changes by rtnetlink.
+//!
 //! [`Injector`] sends raw VRRP packets from a host: crafted bytes with a chosen TTL, one at a
 //! time or as a flood bounded in rate, count and time (the hostile-input tests).
 //!
@@ -32,16 +38,22 @@
 #![forbid(unsafe_code)]
 
 mod capture;
+mod connections;
 pub mod http;
 mod inject;
 pub mod keepalived;
 mod process;
+mod route_watch;
+pub mod routed;
 mod topology;
 mod watch;
 
 pub use capture::{Capture, CaptureFile};
+pub use connections::{Attempt, ConnectionLoop, ConnectionPlan, ConnectionReport};
 pub use inject::{Flooded, Injector};
 pub use process::LabProcess;
+pub use route_watch::{RouteChange, RouteWatch};
+pub use routed::{NodeSpeaker, Place, RoutedLab, RoutedNode, RoutedOptions, vipd_node_conf};
 pub use topology::{HOST_INTERFACE, Host, Lab, MAX_HOSTS, SECOND_INTERFACE};
 pub use watch::{AddressWatch, Change, Seen, Watching};
 
@@ -78,6 +90,9 @@ pub enum LabError {
     /// More hosts than the lab's address plan holds.
     #[error("a lab holds at most {max} hosts, {requested} were requested")]
     TooManyHosts { requested: usize, max: usize },
+    /// A file the lab runs as shipped (deploy/) no longer has a line the lab fills in.
+    #[error("{file} has no line starting `{missing}`: the lab runs it as shipped")]
+    Shipped { file: &'static str, missing: String },
     /// A host index outside the lab.
     #[error("host {index} does not exist (the lab has {hosts} hosts)")]
     NoSuchHost { index: usize, hosts: usize },

@@ -78,6 +78,23 @@ impl LabProcess {
         self.child.as_mut()
     }
 
+    /// Sends `signal` and returns at once (a planned stop to be timed while it runs); reap with
+    /// [`LabProcess::stop`] or on drop. An error if the process was reaped already.
+    pub fn signal(&self, signal: Signal) -> Result<(), LabError> {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(|child| i32::try_from(child.id()).ok())
+            .ok_or_else(|| LabError::Os {
+                action: format!("send {signal}"),
+                source: std::io::Error::other("the process was reaped already"),
+            })?;
+        kill(Pid::from_raw(pid), signal).map_err(|errno| LabError::Os {
+            action: format!("send {signal} to {pid}"),
+            source: errno.into(),
+        })
+    }
+
     /// Whether the process has exited already.
     pub fn has_exited(&mut self) -> bool {
         self.child

@@ -121,12 +121,7 @@ impl Lab {
                 max: MAX_HOSTS,
             });
         }
-        STALE_CLEANUP.call_once(remove_stale_namespaces);
-        let name = format!(
-            "{NAME_PREFIX}{}x{}",
-            std::process::id(),
-            NEXT_LAB.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = unique_lab_name();
         let mut lab = Self {
             bridge_netns: format!("{name}-br"),
             name,
@@ -387,18 +382,7 @@ impl Lab {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let path = format!("/var/run/netns/{}", self.checked_host(host)?.netns);
-        let namespace = File::open(&path).map_err(|source| LabError::Os {
-            action: format!("open {path}"),
-            source,
-        })?;
-        Ok(std::thread::spawn(move || {
-            setns(&namespace, CloneFlags::CLONE_NEWNET).map_err(|errno| LabError::Os {
-                action: format!("setns {path}"),
-                source: errno.into(),
-            })?;
-            Ok(work())
-        }))
+        spawn_in_netns(&self.checked_host(host)?.netns, work)
     }
 
     /// Pulls host `host`'s cable: the bridge side goes down, so the host sees NO-CARRIER while
@@ -564,6 +548,41 @@ impl Drop for Lab {
     }
 }
 
+/// A new lab's name, the prefix of its namespace names: unique in this process (a counter) and
+/// across processes (the PID). The first call also removes stale namespaces of dead processes.
+pub(crate) fn unique_lab_name() -> String {
+    STALE_CLEANUP.call_once(remove_stale_namespaces);
+    format!(
+        "{NAME_PREFIX}{}x{}",
+        std::process::id(),
+        NEXT_LAB.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs `work` on a fresh thread that has entered the network namespace `netns`; see
+/// [`Lab::spawn_in_host`].
+pub(crate) fn spawn_in_netns<R, F>(
+    netns: &str,
+    work: F,
+) -> Result<std::thread::JoinHandle<Result<R, LabError>>, LabError>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    let path = format!("/var/run/netns/{netns}");
+    let namespace = File::open(&path).map_err(|source| LabError::Os {
+        action: format!("open {path}"),
+        source,
+    })?;
+    Ok(std::thread::spawn(move || {
+        setns(&namespace, CloneFlags::CLONE_NEWNET).map_err(|errno| LabError::Os {
+            action: format!("setns {path}"),
+            source: errno.into(),
+        })?;
+        Ok(work())
+    }))
+}
+
 /// Deletes namespaces of labs whose process died without dropping them (a test binary killed
 /// by SIGKILL or a CI timeout): the PID in the name no longer exists.
 fn remove_stale_namespaces() {
@@ -619,40 +638,42 @@ fn block_table(from: usize, protocol: u8) -> String {
     format!("vipd_lab_block_h{from}_p{protocol}")
 }
 
-fn ip(args: &[&str]) -> Result<String, LabError> {
+pub(crate) fn ip(args: &[&str]) -> Result<String, LabError> {
     let mut command = Command::new("ip");
     command.args(args);
     process::run(command)
 }
 
-fn exec_in(netns: &str, args: &[&str]) -> Result<String, LabError> {
+pub(crate) fn exec_in(netns: &str, args: &[&str]) -> Result<String, LabError> {
     let mut command = Command::new("ip");
     command.args(["netns", "exec", netns]).args(args);
     process::run(command)
 }
 
-/// Waits until host `index`'s link on `lan` carries frames: its interface is operationally up
-/// and its bridge port forwards. Carrier changes reach both through the kernel's linkwatch,
-/// which may batch them for up to a second after `ip link set up` has returned.
+/// Waits until host `index`'s link on `lan` carries frames; see [`wait_for_bridge_port`].
 fn wait_for_link(
     bridge_netns: &str,
     host_netns: &str,
     index: usize,
     lan: Lan,
 ) -> Result<(), LabError> {
-    let port = lan.port(index);
+    wait_for_bridge_port(bridge_netns, &lan.port(index), host_netns, lan.interface())
+}
+
+/// Waits until `interface` in `host_netns`, a veth whose other end is the bridge port `port` in
+/// `bridge_netns`, carries frames: the interface is operationally up and the port forwards.
+/// Carrier changes reach both through the kernel's linkwatch, which may batch them for up to a
+/// second after `ip link set up` has returned.
+pub(crate) fn wait_for_bridge_port(
+    bridge_netns: &str,
+    port: &str,
+    host_netns: &str,
+    interface: &str,
+) -> Result<(), LabError> {
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
-        let host = ip(&[
-            "-n",
-            host_netns,
-            "-o",
-            "link",
-            "show",
-            "dev",
-            lan.interface(),
-        ])?;
-        let bridge = ip(&["-n", bridge_netns, "-d", "-o", "link", "show", "dev", &port])?;
+        let host = ip(&["-n", host_netns, "-o", "link", "show", "dev", interface])?;
+        let bridge = ip(&["-n", bridge_netns, "-d", "-o", "link", "show", "dev", port])?;
         if host.contains("state UP") && bridge.contains("bridge_slave state forwarding") {
             return Ok(());
         }

@@ -2,6 +2,7 @@
 //! backend and a client; configuration files; waiting for VIPs; talking to the control server.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod announce;
 pub mod browser;
 pub mod failover;
 pub mod failover_timing;
