@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{Scratch, fetch, start_backend, start_vipd, text, wait_until};
+use crate::support::{Scratch, VIPD, fetch, start_backend, start_vipd, text, wait_until};
 use nix::sys::signal::Signal;
 use vipd_lab::{Lab, LabProcess};
 
@@ -32,6 +32,8 @@ const NODE: usize = 0;
 /// Lab host 1 (198.51.100.11): BIRD as the top-of-rack router.
 const ROUTER: usize = 1;
 const NODE_AS: &str = "64601";
+/// The announce group of the node's vipd.yaml.
+const GROUP: &str = "ingress";
 const ROUTER_AS: &str = "64600";
 const VIP: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 100);
 /// On the node's `lo`, inside the router's VIP range: exported only if the node's filter leaks.
@@ -386,7 +388,7 @@ fn node_vipd_config() -> String {
         "node: node-under-test
 announce:
   groups:
-    - name: ingress
+    - name: {GROUP}
       vips: [{VIP}]
 frontends:
   - name: web
@@ -419,7 +421,8 @@ fn bird_with_the_shipped_snippet_announces_exactly_vipds_vip_until_vipd_is_kille
 
 /// A BIRD router (the shipped example) and, on the node, vipd beside `start_speaker`'s routing
 /// daemon: the router learns the VIP and nothing else the node has, reaches vipd's frontend
-/// through it, and loses it when vipd is SIGKILLed.
+/// through it, loses it and learns it again when the group is put in maintenance and taken out,
+/// and loses it when vipd is SIGKILLed.
 fn announces_exactly_vipds_vip_until_vipd_is_killed(
     test: &str,
     start_speaker: fn(&Lab, &Scratch, Ipv4Addr, Ipv4Addr) -> NodeSpeaker,
@@ -473,6 +476,32 @@ fn announces_exactly_vipds_vip_until_vipd_is_killed(
     let target = SocketAddr::new(IpAddr::V4(VIP), 80);
     let reply = fetch(&lab, ROUTER, target).unwrap_or_else(|error| panic!("{}", diagnose(&error)));
     assert_eq!(reply.trim(), "served-by-node");
+
+    // Withdrawn by decision and announced again: the address leaves vipd-announce while it
+    // stays on vipd-local, then comes back (what a routing daemon that picks one interface's
+    // route per prefix can get wrong).
+    let maintenance = |state: &str| {
+        let config = config.display().to_string();
+        lab.run(
+            NODE,
+            &[VIPD, "ctl", "-c", &config, "maintenance", state, GROUP],
+        )
+        .unwrap_or_else(|error| panic!("vipd ctl maintenance {state}: {error}"))
+    };
+    maintenance("on");
+    let withdrawn = wait_until(WITHDRAWAL_LIMIT, || !routed_to_node());
+    assert!(
+        withdrawn.is_some(),
+        "{}",
+        diagnose("maintenance did not withdraw the VIP")
+    );
+    maintenance("off");
+    let announced = wait_until(WITHDRAWAL_LIMIT, routed_to_node);
+    assert!(
+        announced.is_some(),
+        "{}",
+        diagnose("the VIP was not announced again")
+    );
 
     vipd.stop_with(Signal::SIGKILL);
     let Some(withdrawn) = wait_until(WITHDRAWAL_LIMIT, || !routed_to_node()) else {
