@@ -12,7 +12,8 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::net::{IpAddr, SocketAddr};
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::Stdio;
@@ -21,7 +22,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use nix::sys::signal::Signal;
 use vipd_lab::{
     Attempt, ConnectionLoop, ConnectionPlan, ConnectionReport, LabProcess, Place, RoutedLab,
 };
@@ -48,7 +48,7 @@ const PHASE: Duration = Duration::from_secs(2);
 struct BgpLab {
     // Field order: vipd stops (withdrawing) before the backends and the lab's BIRDs.
     nodes: Vec<Option<LabProcess>>,
-    backends: Vec<Option<LabProcess>>,
+    backends: Vec<Option<Backend>>,
     lab: RoutedLab,
     stop: Arc<AtomicBool>,
 }
@@ -92,7 +92,7 @@ impl BgpLab {
         };
         for node in 0..NODES {
             this.check_stop()?;
-            let backend = this.lab.start_backend(node, BACKEND_PORT)?;
+            let backend = Backend::start(&this.lab, node)?;
             this.backends.push(Some(backend));
             let vipd = this.start_vipd(node)?;
             this.nodes.push(Some(vipd));
@@ -199,16 +199,17 @@ impl BgpLab {
 
         let failing = self.lab.node(FAILING).name.clone();
         println!(
-            "\nfailing {failing}'s backend (killed): its frontend has no server up, vipd withdraws"
+            "\nfailing {failing}'s backend (its listener closes): the frontend's one server goes \
+             down, vipd withdraws"
         );
         let mut plan = ConnectionPlan::every(target(), CLIENT_INTERVAL, PHASE * 3);
         plan.timeout = CLIENT_TIMEOUT;
         let client = ConnectionLoop::start(&self.lab, Place::Client, plan)?;
         let failed_at = Instant::now();
-        if let Some(mut backend) = self.backends[FAILING].take() {
-            backend.stop_with(Signal::SIGKILL);
-        }
-        let withdrawn = self.wait_for_next_hops(NODES - 1);
+        drop(self.backends[FAILING].take());
+        let withdrawn = self
+            .wait_for_next_hops(NODES - 1)
+            .map(|_| failed_at.elapsed());
         std::thread::sleep(PHASE);
         let report = client.stop()?;
         let withdrawn = withdrawn?;
@@ -219,14 +220,14 @@ impl BgpLab {
             self.route_text()?
         );
         println!(
-            "client since the failure: {} (the failures: connections hashed to {failing} before the \
-             withdrawal)",
+            "client since the failure: {} (a failure: a connection {failing} accepted before the \
+             withdrawal with no server left to pass it to)",
             spread(report.since(failed_at))
         );
 
         self.check_stop()?;
         println!("\n{failing}'s backend back");
-        self.backends[FAILING] = Some(self.lab.start_backend(FAILING, BACKEND_PORT)?);
+        self.backends[FAILING] = Some(Backend::start(&self.lab, FAILING)?);
         let back = self.wait_for_next_hops(NODES)?;
         println!(
             "{failing} announced again after {} ms: {}",
@@ -250,11 +251,73 @@ impl BgpLab {
         loop {
             self.check_stop()?;
             let report = self.client_for(VIEW_PERIOD * 2)?;
+            // After a Ctrl-C the terminal's signal has reached the lab's BIRDs too: what the
+            // client saw meanwhile is the teardown, not the lab.
+            self.check_stop()?;
             println!(
                 "{} | client: {}",
                 self.route_text()?,
                 spread(&report.attempts)
             );
+        }
+    }
+}
+
+/// A node's backend: a thread in the node's namespace that answers every connection on
+/// 127.0.0.1 with the node's name and closes it. A thread, not a process, so that a Ctrl-C in the
+/// terminal does not kill it before the lab stops vipd; dropping it closes the listener (the
+/// backend fails: connections are refused).
+struct Backend {
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Result<(), vipd_lab::LabError>>>,
+}
+
+impl Backend {
+    fn start(lab: &RoutedLab, node: usize) -> anyhow::Result<Self> {
+        let name = lab.node(node).name.clone();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = lab.spawn_in_namespace(Place::Node(node), move || {
+            let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, BACKEND_PORT))
+                .and_then(|listener| listener.set_nonblocking(true).map(|()| listener));
+            let listener = match listener {
+                Ok(listener) => {
+                    let _ = ready_tx.send(Ok(()));
+                    listener
+                }
+                Err(error) => {
+                    let _ = ready_tx.send(Err(error));
+                    return;
+                }
+            };
+            let reply = format!("{name}\n");
+            while !flag.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut stream, _)) => {
+                        let _ = stream.set_nonblocking(false);
+                        let _ = stream.write_all(reply.as_bytes());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        })?;
+        match ready_rx.recv_timeout(Duration::from_secs(5)) {
+            Ok(Ok(())) => Ok(Self {
+                stop,
+                thread: Some(thread),
+            }),
+            Ok(Err(error)) => Err(error).context(format!("a backend listening on :{BACKEND_PORT}")),
+            Err(_) => bail!("the backend of node {node} did not start listening"),
+        }
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
         }
     }
 }
