@@ -8,7 +8,7 @@
 //! node served the client's connections, then fails one node's backend and times the route
 //! leaving that node, counts what the client saw, brings the backend back and watches the node
 //! rejoin. `--no-demo` keeps the lab up with a live view until Ctrl-C. Needs BIRD 2 (`bird2`)
-//! and python3 besides iproute2. Documentation addresses only (198.51.100.0/24, 203.0.113.0/24).
+//! besides iproute2. Documentation addresses only (198.51.100.0/24, 203.0.113.0/24).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -54,10 +54,8 @@ struct BgpLab {
 }
 
 pub(super) fn run(no_demo: bool, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
-    for (program, package) in [("/usr/sbin/bird", "bird2"), ("/usr/bin/python3", "python3")] {
-        if !Path::new(program).exists() {
-            bail!("lab --mode bgp needs {program}: apt-get install {package}");
-        }
+    if !Path::new("/usr/sbin/bird").exists() {
+        bail!("lab --mode bgp needs BIRD 2 (/usr/sbin/bird): apt-get install bird2");
     }
     let mut lab = BgpLab::start(Arc::clone(stop))?;
     let outcome = if no_demo { lab.live_view() } else { lab.demo() };
