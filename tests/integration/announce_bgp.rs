@@ -28,6 +28,8 @@ const PROBE_INTERVAL: Duration = Duration::from_millis(10);
 /// The design's claim: a SIGKILLed vipd's TUN device vanishes at once and BIRD withdraws
 /// (measured 2.5 ms); this bound is generous for a loaded machine.
 const KILL_BOUND: Duration = Duration::from_secs(1);
+/// BFD's detection time in the lab: 3 missed packets at 100 ms (crates/lab/src/routed.rs).
+const BFD_DETECTION: Duration = Duration::from_millis(300);
 
 /// The failures outside `[from, to]`, the window in which the router's route changed.
 fn failures_outside(report: &ConnectionReport, from: Instant, to: Instant) -> usize {
@@ -82,6 +84,8 @@ fn announced(cluster: &Cluster, node: usize) -> Option<bool> {
         .and_then(|group| group["announced"].as_bool())
 }
 
+/// Three nodes announce: the router's route for the VIP has the three as next hops, and the L4
+/// hash spreads a client's connections (IPv4 and IPv6) over all of them.
 #[test]
 fn three_announcing_nodes_are_ecmp_next_hops_and_share_the_connections() {
     if !vipd_lab::e2e_enabled("three_announcing_nodes_are_ecmp_next_hops_and_share_300_connections")
@@ -137,6 +141,9 @@ fn three_announcing_nodes_are_ecmp_next_hops_and_share_the_connections() {
     }
 }
 
+/// The frontend tracker (weight 0) fails with the node's only backend: the group is withdrawn
+/// within one health check. Connections the router sent to lb1 before that fail (vipd retries a
+/// refused only server after 1 s, then closes); none after.
 #[test]
 fn a_node_whose_backend_fails_is_withdrawn_within_one_health_check_period() {
     if !vipd_lab::e2e_enabled(
@@ -185,6 +192,8 @@ fn a_node_whose_backend_fails_is_withdrawn_within_one_health_check_period() {
     assert_eq!(announced(&cluster, 1), Some(true), "lb2's /status");
 }
 
+/// A planned stop: vipd withdraws first, serves for `withdraw_delay` (1 s here) while the router
+/// converges, then stops its listeners; a client opening a connection every 10 ms sees none fail.
 #[test]
 fn sigterm_withdraws_before_the_listeners_stop_and_no_new_connection_fails() {
     if !vipd_lab::e2e_enabled(
@@ -248,6 +257,9 @@ fn sigterm_withdraws_before_the_listeners_stop_and_no_new_connection_fails() {
     );
 }
 
+/// The TUN devices die with the process, BIRD withdraws at once. A connection the killed node
+/// had accepted gets no reset: the VIP left with the device, so its kernel cannot answer from it,
+/// and the client waits for its own timeout (the probe's 2 s read); it is counted in the window.
 #[test]
 fn a_sigkilled_vipd_stops_being_a_next_hop_at_once_and_leaves_no_vip_behind() {
     if !vipd_lab::e2e_enabled(
@@ -298,6 +310,50 @@ fn a_sigkilled_vipd_stops_being_a_next_hop_at_once_and_leaves_no_vip_behind() {
     assert_eq!(outside, 0, "{report}");
 }
 
+/// A node that goes silent (cable cut: no UPDATE, no FIN reaches the router) is noticed by BFD,
+/// not by the 3 s hold time: lb1 leaves the route within BFD's detection time plus the margin.
+#[test]
+fn with_bfd_a_node_cut_off_from_the_router_leaves_the_route_long_before_the_hold_time() {
+    if !vipd_lab::e2e_enabled(
+        "with_bfd_a_node_cut_off_from_the_router_leaves_the_route_long_before_the_hold_time",
+    ) {
+        return;
+    }
+    let settings = ClusterSettings {
+        bfd: true,
+        ..ClusterSettings::default()
+    };
+    let cluster = Cluster::start("bgp-bfd", settings);
+    let probe = ConnectionLoop::start(
+        &cluster.lab,
+        Place::Client,
+        ConnectionPlan::every(cluster.target(), PROBE_INTERVAL, Duration::from_secs(8)),
+    )
+    .expect("client loop");
+    std::thread::sleep(Duration::from_millis(300));
+
+    let watch = watch_route(&cluster);
+    let cut = Instant::now();
+    cluster.lab.cut_node(0).expect("cut lb1 off");
+    let withdrawn = withdrawal(&cluster, watch, 0, cut, Duration::from_secs(5));
+    std::thread::sleep(Duration::from_millis(300));
+    let report = probe.stop().expect("client loop");
+    let bound = BFD_DETECTION + PROPAGATION_MARGIN;
+    println!(
+        "lb1 cut off with BFD: route withdrawn after {withdrawn:?} (bound {bound:?}, hold time \
+         {:?}); client: {report}",
+        vipd_lab::routed::HOLD_TIME
+    );
+    assert!(
+        withdrawn <= bound,
+        "withdrawn after {withdrawn:?}, bound {bound:?}"
+    );
+    // A SYN that went to lb1 in the meantime is retransmitted after 1 s and lands elsewhere.
+    assert_eq!(report.failed(), 0, "{report}");
+}
+
+/// Mixed mode: lb1 and lb2 also elect a LAN VIP by VRRP, in the same file as the announce group;
+/// both serve, and when lb1 dies lb2 takes the VRRP VIP while the router drops lb1.
 #[test]
 fn vrrp_and_announced_vips_work_side_by_side_in_one_file() {
     if !vipd_lab::e2e_enabled("vrrp_and_announced_vips_work_side_by_side_in_one_file") {

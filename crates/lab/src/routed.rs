@@ -353,6 +353,23 @@ impl RoutedLab {
         }
     }
 
+    /// Pulls node `index`'s cable: its port on the router's bridge goes down, so nothing passes
+    /// while both ends stay configured (a dead node or link, as the router sees it: no UPDATE,
+    /// no FIN; only BFD or the hold time notice).
+    pub fn cut_node(&self, index: usize) -> Result<(), LabError> {
+        self.checked_node(index)?;
+        let port = bridge_port(index);
+        ip(&["-n", &self.router_netns, "link", "set", &port, "down"]).map(drop)
+    }
+
+    /// Plugs the cable of [`RoutedLab::cut_node`] back in; returns once frames flow again.
+    pub fn restore_node(&self, index: usize) -> Result<(), LabError> {
+        let netns = self.checked_node(index)?.netns.clone();
+        let port = bridge_port(index);
+        ip(&["-n", &self.router_netns, "link", "set", &port, "up"])?;
+        wait_for_bridge_port(&self.router_netns, &port, &netns, NODE_INTERFACE)
+    }
+
     fn build_router(&mut self) -> Result<(), LabError> {
         let ns = self.router_netns.clone();
         self.add_namespace(&ns)?;
@@ -430,7 +447,7 @@ impl RoutedLab {
         let ipv6 = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, ipv6_last);
         let netns = format!("{}-n{index}", self.name);
         self.add_namespace(&netns)?;
-        let port = format!("n{index}");
+        let port = bridge_port(index);
         let router = self.router_netns.clone();
         ip(&[
             "-n",
@@ -819,6 +836,11 @@ pub(crate) fn next_hops(route: &str) -> Vec<IpAddr> {
         .filter(|pair| pair[0] == "via")
         .filter_map(|pair| pair[1].parse().ok())
         .collect()
+}
+
+/// Node `index`'s port on the router's bridge.
+fn bridge_port(index: usize) -> String {
+    format!("n{index}")
 }
 
 fn add_addresses(

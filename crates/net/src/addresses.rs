@@ -27,6 +27,9 @@ pub struct Vip {
     /// IPv4 only: the address label (`ip addr ... label eth0:vip`); the kernel requires it to
     /// start with the interface name. Ignored for IPv6, which has no labels.
     pub label: Option<String>,
+    /// The metric of the address's routes (`ip addr ... metric N`, IFA_RT_PRIORITY); `None`:
+    /// the kernel's default.
+    pub route_metric: Option<u32>,
 }
 
 impl Vip {
@@ -37,6 +40,7 @@ impl Vip {
             address,
             prefix_len,
             label: None,
+            route_metric: None,
         }
     }
 
@@ -185,6 +189,11 @@ impl NetlinkAddresses {
                     .push(AddressAttribute::Flags(AddressFlags::Nodad));
             }
             (IpAddr::V4(_), None) => {}
+        }
+        if let Some(metric) = vip.route_metric {
+            message
+                .attributes
+                .push(AddressAttribute::RoutePriority(metric));
         }
         Ok(message)
     }

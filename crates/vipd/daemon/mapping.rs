@@ -73,6 +73,7 @@ pub fn vips(instance: &VrrpInstance) -> Vec<vipd_net::Vip> {
             address: vip.address.addr(),
             prefix_len: vip.address.prefix_len(),
             label: vip.label.clone(),
+            route_metric: None,
         })
         .collect()
 }

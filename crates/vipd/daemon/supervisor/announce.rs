@@ -129,6 +129,7 @@ impl<H: Host> Supervisor<H> {
             .groups
             .iter()
             .flat_map(|group| announcement::device_vips(group, &announce.local_device))
+            .map(with_local_metric)
             .collect();
         let absent: Vec<Vip> = self
             .config
@@ -137,6 +138,7 @@ impl<H: Host> Supervisor<H> {
             .filter(|old| old.local_device == announce.local_device)
             .flat_map(|old| &old.groups)
             .flat_map(|group| announcement::device_vips(group, &announce.local_device))
+            .map(with_local_metric)
             .filter(|vip| !present.contains(vip))
             .collect();
         self.host.addresses().reconcile(&present, &absent).await?;
@@ -171,6 +173,19 @@ impl<H: Host> Supervisor<H> {
             })
             .collect();
         self.announce_registry.send_replace(statuses);
+    }
+}
+
+/// The metric of the VIPs' routes on the local device. FRR's zebra keeps one connected route per
+/// prefix, the one of lowest metric (the first added on a tie): with equal metrics it kept
+/// `vipd-local`'s, and `redistribute connected` matching `vipd-announce` never announced the VIP.
+/// BIRD reads the announce device only and does not care.
+const LOCAL_DEVICE_METRIC: u32 = 1024;
+
+fn with_local_metric(vip: Vip) -> Vip {
+    Vip {
+        route_metric: Some(LOCAL_DEVICE_METRIC),
+        ..vip
     }
 }
 
