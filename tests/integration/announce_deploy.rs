@@ -403,10 +403,6 @@ backends:
 }
 
 #[test]
-#[ignore = "vipd puts each VIP on vipd-local before vipd-announce, both with metric 0: zebra keeps \
-            vipd-local's connected route as the best for the prefix, and `match interface \
-            vipd-announce` never matches (docs/bgp.md, FRR); passes once vipd-local's addresses \
-            carry a higher metric (IFA_RT_PRIORITY)"]
 fn frr_with_the_shipped_configuration_announces_exactly_vipds_vip_until_vipd_is_killed() {
     let test =
         "frr_with_the_shipped_configuration_announces_exactly_vipds_vip_until_vipd_is_killed";
