@@ -13,6 +13,7 @@ mod support;
 
 mod admin_ctl;
 mod announce_bgp;
+mod announce_deploy;
 mod check;
 mod control_api;
 mod control_under_load;
