@@ -2,7 +2,9 @@
 //! read. The demo must exit 0 after reporting the failover (the VIP moved, the takeover time) and
 //! the old master's return, in both modes; interrupted with SIGINT in the middle of the demo it
 //! must still tear everything down. In every case nothing of it may remain afterwards: no
-//! namespace, no process started from its files, no temporary directory.
+//! namespace, no process started from its files, no temporary directory. `--mode bgp` (three
+//! nodes announcing through BIRD) must report the route's three next hops, the failed node's
+//! withdrawal and its return.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -249,5 +251,47 @@ fn the_lab_interrupted_mid_demo_leaves_nothing_behind() {
         !output.contains("demo done"),
         "the demo ran to its end despite SIGINT:\n{output}"
     );
+    assert_nothing_left(pid, &run.scratch_dir());
+}
+
+#[test]
+fn the_bgp_lab_demo_withdraws_the_failed_node_brings_it_back_and_leaves_nothing_behind() {
+    let test =
+        "the_bgp_lab_demo_withdraws_the_failed_node_brings_it_back_and_leaves_nothing_behind";
+    if !vipd_lab::e2e_enabled(test) {
+        return;
+    }
+    if !Path::new("/usr/sbin/bird").exists() {
+        assert!(
+            std::env::var("VIPD_E2E").as_deref() != Ok("required"),
+            "end-to-end test {test} cannot run (BIRD 2 is not installed) and VIPD_E2E=required"
+        );
+        eprintln!("SKIPPED end-to-end test {test}: BIRD 2 (Debian package bird2) is not installed");
+        return;
+    }
+    let mut run = LabRun::start(&["--mode", "bgp"]);
+    let pid = run.pid();
+    let status = run.finish(RUN_TIMEOUT);
+    let output = run.text();
+    assert!(
+        status.success(),
+        "vipd lab exited with {status}; output:\n{output}"
+    );
+    for expected in [
+        "3 next hop(s): ",
+        "the route left lb3 ",
+        "2 next hop(s): ",
+        "lb3 announced again",
+        "teardown:",
+    ] {
+        assert!(output.contains(expected), "no {expected:?} in:\n{output}");
+    }
+    let spread = output
+        .lines()
+        .find(|line| line.starts_with("client, "))
+        .unwrap_or_else(|| panic!("no client line in:\n{output}"));
+    for node in ["lb1 ", "lb2 ", "lb3 "] {
+        assert!(spread.contains(node), "{node}served nothing: {spread}");
+    }
     assert_nothing_left(pid, &run.scratch_dir());
 }

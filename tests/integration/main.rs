@@ -14,6 +14,7 @@ mod support;
 mod admin_ctl;
 mod announce_bench;
 mod announce_bgp;
+mod announce_deploy;
 mod check;
 mod control_api;
 mod control_under_load;

@@ -1,5 +1,6 @@
-//! `vipd lab [--mode active-standby|active-active] [--advert-interval 100ms] [--no-demo]`: a
-//! vipd pair on one machine, in network namespaces, to watch failover happen.
+//! `vipd lab [--mode active-standby|active-active|bgp] [--advert-interval 100ms] [--no-demo]`: a
+//! vipd pair on one machine, in network namespaces, to watch failover happen; or, with
+//! `--mode bgp`, three nodes announcing a VIP over BGP through BIRD ([`bgp`]).
 //!
 //! The lab (crate vipd-lab) is one bridge and six hosts: `lb1` and `lb2` run `vipd run` (this
 //! binary), three backends run a tiny built-in HTTP server on threads inside their namespaces, and a
@@ -32,6 +33,8 @@ use nix::unistd::Pid;
 use vipd_lab::http::Client;
 use vipd_lab::{AddressWatch, Lab, LabError, LabProcess, Watching};
 
+mod bgp;
+
 /// The load-balancer nodes: name and lab host index.
 const NODES: [(&str, usize); 2] = [("lb1", 0), ("lb2", 1)];
 /// Lab hosts running the built-in backend server.
@@ -60,7 +63,8 @@ const MAX_ATTEMPTS_LOGGED: usize = 200_000;
 
 #[derive(Args)]
 pub struct LabArgs {
-    /// One VIP with a preferred master, or two VIPs with crossed priorities (each node masters one).
+    /// One VIP with a preferred master, two VIPs with crossed priorities (each node masters one),
+    /// or three nodes announcing one VIP over BGP through BIRD (needs bird2; docs/bgp.md).
     #[arg(long, value_enum, default_value_t = LabMode::ActiveStandby)]
     mode: LabMode,
     /// VRRPv3 advertisement interval of both nodes: a multiple of 10ms, 10ms..=40.95s.
@@ -75,6 +79,7 @@ pub struct LabArgs {
 enum LabMode {
     ActiveStandby,
     ActiveActive,
+    Bgp,
 }
 
 /// One virtual router of the lab, as both nodes configure it.
@@ -116,6 +121,8 @@ fn instances(mode: LabMode) -> Vec<InstanceSpec> {
                 priorities: [100, 150],
             },
         ],
+        // Announced over BGP, not elected: bgp::run builds a lab of its own.
+        LabMode::Bgp => Vec::new(),
     }
 }
 
@@ -176,19 +183,6 @@ pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
     if which_ip().is_none() {
         bail!("lab needs iproute2 (`ip`): apt-get install iproute2");
     }
-    let specs = instances(args.mode);
-    let backends: Vec<Ipv4Addr> = BACKEND_HOSTS.iter().map(|host| host_ipv4(*host)).collect();
-    let configs: Vec<String> = (0..NODES.len())
-        .map(|node| node_config(node, &specs, &args.advert_interval, &backends))
-        .collect();
-    let (parsed, _) = vipd_config::Config::from_yaml_str(&configs[0])
-        .map_err(|errors| anyhow!("--advert-interval {}: {errors}", args.advert_interval))?;
-    let interval = parsed
-        .vrrp
-        .first()
-        .map(|instance| instance.advert_interval)
-        .context("the lab configuration has an instance")?;
-
     let stop = Arc::new(AtomicBool::new(false));
     let signals = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -197,21 +191,11 @@ pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
         .context("starting the signal handler's runtime")?;
     watch_signals(&signals, &stop)?;
 
-    let outcome = RunningLab::start(&specs, &configs, interval, Arc::clone(&stop)).and_then(
-        |mut lab| {
-            let outcome = if args.no_demo {
-                lab.live_view()
-            } else {
-                lab.demo()
-            };
-            let namespaces = HOSTS + 1; // the hosts and the bridge
-            drop(lab);
-            println!(
-                "teardown: nodes and backends stopped, {namespaces} namespaces deleted, temporary files removed"
-            );
-            outcome
-        },
-    );
+    let outcome = if args.mode == LabMode::Bgp {
+        bgp::run(args.no_demo, &stop)
+    } else {
+        run_pair(args, &stop)
+    };
     match outcome {
         Ok(()) => Ok(ExitCode::SUCCESS),
         // A Ctrl-C in a terminal also reaches the `ip` commands the lab runs at that moment:
@@ -226,6 +210,38 @@ pub fn run(args: &LabArgs) -> anyhow::Result<ExitCode> {
         }
         Err(error) => Err(error),
     }
+}
+
+/// The VRRP pair lab (active-standby or active-active).
+fn run_pair(args: &LabArgs, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
+    let specs = instances(args.mode);
+    let backends: Vec<Ipv4Addr> = BACKEND_HOSTS.iter().map(|host| host_ipv4(*host)).collect();
+    let configs: Vec<String> = (0..NODES.len())
+        .map(|node| node_config(node, &specs, &args.advert_interval, &backends))
+        .collect();
+    let (parsed, _) = vipd_config::Config::from_yaml_str(&configs[0])
+        .map_err(|errors| anyhow!("--advert-interval {}: {errors}", args.advert_interval))?;
+    let interval = parsed
+        .vrrp
+        .first()
+        .map(|instance| instance.advert_interval)
+        .context("the lab configuration has an instance")?;
+
+    RunningLab::start(&specs, &configs, interval, Arc::clone(stop)).and_then(
+        |mut lab| {
+            let outcome = if args.no_demo {
+                lab.live_view()
+            } else {
+                lab.demo()
+            };
+            let namespaces = HOSTS + 1; // the hosts and the bridge
+            drop(lab);
+            println!(
+                "teardown: nodes and backends stopped, {namespaces} namespaces deleted, temporary files removed"
+            );
+            outcome
+        },
+    )
 }
 
 fn which_ip() -> Option<&'static str> {
