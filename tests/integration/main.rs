@@ -12,6 +12,7 @@
 mod support;
 
 mod admin_ctl;
+mod announce_bench;
 mod announce_bgp;
 mod announce_deploy;
 mod check;

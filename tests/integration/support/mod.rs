@@ -4,6 +4,7 @@
 
 pub mod announce;
 pub mod browser;
+pub mod ecmp;
 pub mod failover;
 pub mod failover_timing;
 pub mod keepalived;
