@@ -20,6 +20,7 @@ use vipd_net::{AddressManager, Vip};
 
 use crate::control::AnnounceStatus;
 use crate::daemon::priority::{self, Contribution, Effective};
+use crate::daemon::rate_limited_log::RateLimitedLog;
 use crate::daemon::reload_verdict::unix_now;
 use crate::daemon::tracker::{self, Reading, TrackerInfo};
 use crate::daemon::watchdog::Heartbeat;
@@ -134,6 +135,7 @@ async fn run<A: AddressManager>(
 ) {
     let on_device = device_vips(&parts.group, &parts.device);
     let mut maintenance = parts.maintenance.subscribe();
+    let mut failures = RateLimitedLog::default();
     let mut recheck = tokio::time::interval(RECHECK_EVERY);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -147,8 +149,11 @@ async fn run<A: AddressManager>(
         } else {
             (&[], &on_device)
         };
-        if let Err(error) = parts.addresses.reconcile(present, absent).await {
-            warn!(group = %parts.group.name, %error, "announce device: cannot put the VIPs in place; retrying");
+        if let Err(error) = parts.addresses.reconcile(present, absent).await
+            && let Some(unlogged) = failures.allow(std::time::Instant::now())
+        {
+            // Retried every recheck; a device deleted by hand would otherwise log twice a second.
+            warn!(group = %parts.group.name, %error, unlogged, "announce device: cannot put the VIPs in place; retrying");
         }
         publish(&status, &parts, effective, withdrawn_because);
         tokio::select! {
