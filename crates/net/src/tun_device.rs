@@ -36,10 +36,16 @@ struct InterfaceRequest {
     _rest_of_union: [u8; 22],
 }
 
-nix::ioctl_write_ptr_bad!(
+// TUNSETIFF reads the request and writes it back (the name the kernel chose).
+nix::ioctl_readwrite_bad!(
     tun_set_interface,
     nix::request_code_write!(b'T', 202, std::mem::size_of::<libc::c_int>()),
     InterfaceRequest
+);
+// TUNSETPERSIST takes its argument as an integer, not a pointer.
+nix::ioctl_write_int_bad!(
+    tun_set_persist,
+    nix::request_code_write!(b'T', 203, std::mem::size_of::<libc::c_int>())
 );
 
 /// A TUN device, deleted by the kernel when this value (its descriptor) is dropped.
@@ -77,9 +83,15 @@ impl TunDevice {
             _rest_of_union: [0; 22],
         };
         request.name[..name.len()].copy_from_slice(name.as_bytes());
-        // SAFETY: `request` is a valid, initialised `struct ifreq` layout that outlives the call;
-        // TUNSETIFF reads it and writes back at most the name within its 16 bytes.
-        unsafe { tun_set_interface(descriptor.as_raw_fd(), &raw const request) }
+        // SAFETY: `request` is an initialised, writable `struct ifreq` layout (40 bytes, as the
+        // kernel copies in and back out) that outlives the call.
+        unsafe { tun_set_interface(descriptor.as_raw_fd(), &raw mut request) }
+            .map_err(|errno| failed(std::io::Error::from(errno)))?;
+        // A persistent device of that name (`ip tuntap add`) is attached to rather than created:
+        // made non-persistent, it dies with vipd like one vipd created, instead of keeping the
+        // VIPs announced after vipd has gone.
+        // SAFETY: TUNSETPERSIST takes a plain integer; the descriptor is a TUN device now.
+        unsafe { tun_set_persist(descriptor.as_raw_fd(), 0) }
             .map_err(|errno| failed(std::io::Error::from(errno)))?;
         // No IPv6 link-local address: the device carries host addresses only, and a routing
         // daemon exporting the device's prefixes must not see an fe80::/64. Absent when the

@@ -142,19 +142,33 @@ async fn run<A: AddressManager>(
         parts.heartbeat.beat();
         let effective = effective_priority(&parts);
         let held = *maintenance.borrow_and_update();
-        let withdrawn_because = withdrawal_reason(&parts.group, effective, held);
-        let announce = withdrawn_because.is_none();
-        let (present, absent): (&[Vip], &[Vip]) = if announce {
-            (&on_device, &[])
+        let withdrawn_because = if !held && waits_for_a_first_check(&parts) {
+            // Neither announce a node whose health is unknown nor withdraw one a reload handed
+            // over announced: the device stays as it is until every tracker has read once.
+            if device_holds(&*parts.addresses, &on_device).await {
+                None
+            } else {
+                Some("waiting for the first check of its trackers".to_owned())
+            }
         } else {
-            (&[], &on_device)
+            let withdrawn_because = withdrawal_reason(&parts.group, effective, held);
+            let (present, absent): (&[Vip], &[Vip]) = if withdrawn_because.is_none() {
+                (&on_device, &[])
+            } else {
+                (&[], &on_device)
+            };
+            match parts.addresses.reconcile(present, absent).await {
+                Ok(_) => withdrawn_because,
+                Err(error) => {
+                    if let Some(unlogged) = failures.allow(std::time::Instant::now()) {
+                        // Retried every recheck; a device deleted by hand would otherwise log
+                        // twice a second.
+                        warn!(group = %parts.group.name, %error, unlogged, "announce device: cannot put the VIPs in place; retrying");
+                    }
+                    Some(format!("announce device: {error}"))
+                }
+            }
         };
-        if let Err(error) = parts.addresses.reconcile(present, absent).await
-            && let Some(unlogged) = failures.allow(std::time::Instant::now())
-        {
-            // Retried every recheck; a device deleted by hand would otherwise log twice a second.
-            warn!(group = %parts.group.name, %error, unlogged, "announce device: cannot put the VIPs in place; retrying");
-        }
         publish(&status, &parts, effective, withdrawn_because);
         tokio::select! {
             () = stop.cancelled() => break,
@@ -164,11 +178,31 @@ async fn run<A: AddressManager>(
         }
     }
     if withdraw_on_stop.load(std::sync::atomic::Ordering::Relaxed) {
-        if let Err(error) = parts.addresses.reconcile(&[], &on_device).await {
-            warn!(group = %parts.group.name, %error, "announce device: cannot withdraw the VIPs");
+        match parts.addresses.reconcile(&[], &on_device).await {
+            Ok(_) => info!(group = %parts.group.name, "withdrawn: vipd is stopping"),
+            Err(error) => {
+                warn!(group = %parts.group.name, %error, "announce device: cannot withdraw the VIPs");
+            }
         }
-        info!(group = %parts.group.name, "withdrawn: vipd is stopping or the group was removed");
     }
+}
+
+/// Whether a tracker has not read yet (a script that has not run since it started).
+fn waits_for_a_first_check<A>(parts: &GroupParts<A>) -> bool {
+    parts
+        .trackers
+        .iter()
+        .any(|(_, reading)| reading.borrow().unchecked)
+}
+
+/// Whether every VIP is on the device now; a failed lookup counts as not.
+async fn device_holds<A: AddressManager>(addresses: &A, vips: &[Vip]) -> bool {
+    for vip in vips {
+        if !addresses.contains(vip).await.unwrap_or(false) {
+            return false;
+        }
+    }
+    true
 }
 
 fn effective_priority<A>(parts: &GroupParts<A>) -> Effective {

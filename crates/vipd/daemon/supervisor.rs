@@ -719,6 +719,7 @@ impl<H: Host> Supervisor<H> {
                     watch::channel(Reading {
                         verdict: crate::daemon::priority::Verdict::Down,
                         detail: Some("not defined".into()),
+                        unchecked: false,
                     })
                     .1
                 }

@@ -33,6 +33,10 @@ pub struct Reading {
     pub verdict: Verdict,
     /// Why it fails, or what it read.
     pub detail: Option<String>,
+    /// The verdict is a stand-in: the check has not run yet (a script just started). A VRRP
+    /// instance takes it as it is (up); an announce group keeps its VIPs as they are until the
+    /// first real reading.
+    pub unchecked: bool,
 }
 
 impl Reading {
@@ -40,6 +44,16 @@ impl Reading {
         Self {
             verdict,
             detail: None,
+            unchecked: false,
+        }
+    }
+
+    /// What a script tracker reads before its first run.
+    fn before_the_first_run() -> Self {
+        Self {
+            verdict: Verdict::Up,
+            detail: Some("not run yet".to_owned()),
+            unchecked: true,
         }
     }
 }
@@ -90,13 +104,14 @@ pub fn spawn_script(
     script: vipd_config::Script,
     cancel: CancellationToken,
 ) -> watch::Receiver<Reading> {
-    let (tx, rx) = watch::channel(Reading::new(Verdict::Up));
+    let (tx, rx) = watch::channel(Reading::before_the_first_run());
     tokio::spawn(async move {
         let refuse = |reason: String| {
             warn!(script = %name, %reason, "refusing to run check script; its tracker stays down");
             tx.send_replace(Reading {
                 verdict: Verdict::Down,
                 detail: Some(reason),
+                unchecked: false,
             });
         };
         if let Some(reason) = vipd_config::non_root_writer(&script.command.program) {
@@ -145,6 +160,7 @@ pub fn spawn_script(
                 let next = Reading {
                     verdict: if up { Verdict::Up } else { Verdict::Down },
                     detail: last_failure,
+                    unchecked: false,
                 };
                 let changed = *status != next;
                 *status = next;
@@ -224,6 +240,7 @@ pub fn spawn_frontend(
         Reading {
             verdict: if up { Verdict::Up } else { Verdict::Down },
             detail: Some(format!("{usable} usable servers, min_up {min_up}")),
+            unchecked: false,
         }
     };
     let initial = reading_of(&health.borrow_and_update(), &frontend);
@@ -260,10 +277,12 @@ pub fn spawn_interface(
             Some(false) => Reading {
                 verdict: Verdict::Down,
                 detail: Some("link down".into()),
+                unchecked: false,
             },
             None => Reading {
                 verdict: Verdict::Down,
                 detail: Some("no such interface".into()),
+                unchecked: false,
             },
         };
     let (tx, rx) = watch::channel(reading_of(&links.borrow_and_update(), &interface));

@@ -56,3 +56,30 @@ fn ip(args: &[&str]) -> String {
         .unwrap();
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
+
+#[test]
+fn a_persistent_device_of_the_name_is_taken_over_and_dies_with_its_holder() {
+    if !e2e_enabled("a_persistent_device_of_the_name_is_taken_over_and_dies_with_its_holder") {
+        return;
+    }
+    let lab = Lab::new(1).unwrap();
+    lab.run(
+        0,
+        &["ip", "tuntap", "add", "dev", "vipd-announce", "mode", "tun"],
+    )
+    .unwrap();
+    let after = lab
+        .in_host(0, move || {
+            runtime().block_on(async move {
+                let links = LinkAdmin::open().unwrap();
+                let device = TunDevice::open("vipd-announce", &links).await.unwrap();
+                drop(device);
+                ip(&["-o", "link", "show", "dev", "vipd-announce"])
+            })
+        })
+        .unwrap();
+    assert!(
+        after.is_empty(),
+        "a persistent device outlived vipd: {after}"
+    );
+}

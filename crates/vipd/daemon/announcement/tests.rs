@@ -38,6 +38,7 @@ fn start(
     let (reading_tx, reading) = watch::channel(Reading {
         verdict: Verdict::Up,
         detail: None,
+        unchecked: false,
     });
     let addresses = Arc::new(MemoryAddresses::new());
     let info = TrackerInfo {
@@ -69,6 +70,7 @@ fn set(reading: &watch::Sender<Reading>, verdict: Verdict) {
     reading.send_replace(Reading {
         verdict,
         detail: None,
+        unchecked: false,
     });
 }
 

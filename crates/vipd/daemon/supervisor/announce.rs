@@ -3,6 +3,7 @@
 //! handed over or withdrawn by a reload.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use anyhow::Result;
@@ -64,10 +65,12 @@ impl<H: Host> Supervisor<H> {
         Ok(prepared)
     }
 
-    /// Applies `new`'s `announce`: groups removed or moved to another device are withdrawn,
-    /// changed ones handed over to a new task, new ones started; the local device holds exactly
-    /// the configured VIPs; devices no longer named are closed. What fails is returned, one entry
-    /// per problem.
+    /// Applies `new`'s `announce` by difference. Unchanged groups keep their task. Every other
+    /// old task stops first and leaves the devices as they are (a changed group's new task takes
+    /// over what the routers see, with no withdrawal unless its decision is one); then each
+    /// device loses the VIPs no group of `new` has, and the local device gets every VIP of
+    /// `new`; then the new tasks start. Devices no longer named close. What fails is returned,
+    /// one entry per problem.
     pub(super) async fn commit_announce(
         &mut self,
         new: &Config,
@@ -76,40 +79,40 @@ impl<H: Host> Supervisor<H> {
     ) -> Vec<String> {
         self.announce.devices.extend(prepared);
         let old_device = self.config.announce.as_ref().map(|old| old.device.clone());
-        let mut failures = Vec::new();
-        let mut old_groups = std::mem::take(&mut self.announce.groups);
-        if let Some(announce) = &new.announce {
-            if let Err(error) = self.keep_local_vips(announce).await {
-                failures.push(format!("announce: local device: {error:#}"));
-            }
-            for group in &announce.groups {
-                let running = old_groups.remove(&group.name);
-                let same_device = old_device.as_deref() == Some(announce.device.as_str());
-                let handle = match running {
-                    Some(running)
-                        if same_device
-                            && running.group == *group
-                            && !tracks_any(group, restarted_trackers) =>
-                    {
-                        running
-                    }
-                    Some(running) => {
-                        if same_device {
-                            running.hand_over().await;
-                        } else {
-                            running.withdraw().await;
-                        }
-                        info!(group = %group.name, "announce group changed; restarted");
-                        self.spawn_group(group, &announce.device)
-                    }
-                    None => self.spawn_group(group, &announce.device),
-                };
-                self.announce.groups.insert(group.name.clone(), handle);
+        let new_device = new
+            .announce
+            .as_ref()
+            .map(|announce| announce.device.clone());
+        let mut maintenance_of = HashMap::new();
+        let mut kept = BTreeMap::new();
+        for (name, running) in std::mem::take(&mut self.announce.groups) {
+            let unchanged = old_device == new_device
+                && new
+                    .announce
+                    .as_ref()
+                    .and_then(|announce| announce.group(&name))
+                    == Some(&running.group)
+                && !tracks_any(&running.group, restarted_trackers);
+            if unchanged {
+                kept.insert(name, running);
+            } else {
+                info!(group = %name, "announce group changed or removed; its task stops");
+                maintenance_of.insert(name, Arc::clone(&running.maintenance));
+                running.hand_over().await;
             }
         }
-        for (name, removed) in old_groups {
-            info!(group = %name, "announce group removed; withdrawing it");
-            removed.withdraw().await;
+        let mut failures = Vec::new();
+        if let Some(announce) = &new.announce {
+            if let Err(error) = self.keep_only_configured_vips(announce).await {
+                failures.push(format!("announce devices: {error:#}"));
+            }
+            for group in &announce.groups {
+                let handle = kept.remove(&group.name).unwrap_or_else(|| {
+                    let maintenance = maintenance_of.remove(&group.name);
+                    self.spawn_group(group, &announce.device, maintenance)
+                });
+                self.announce.groups.insert(group.name.clone(), handle);
+            }
         }
         let wanted: Vec<&String> = new
             .announce
@@ -123,8 +126,15 @@ impl<H: Host> Supervisor<H> {
         failures
     }
 
-    /// Puts every VIP of `announce` on the local device and takes any other address off it.
-    async fn keep_local_vips(&self, announce: &Announce) -> Result<()> {
+    /// Takes every VIP of the configuration in force that `announce` does not have off both of
+    /// `announce`'s devices (whichever device it was on before: a reload may swap them), and
+    /// puts every VIP of `announce` on the local device.
+    async fn keep_only_configured_vips(&self, announce: &Announce) -> Result<()> {
+        let wanted: Vec<IpAddr> = announce
+            .groups
+            .iter()
+            .flat_map(|group| group.vips.iter().copied())
+            .collect();
         let present: Vec<Vip> = announce
             .groups
             .iter()
@@ -135,17 +145,31 @@ impl<H: Host> Supervisor<H> {
             .config
             .announce
             .iter()
-            .filter(|old| old.local_device == announce.local_device)
             .flat_map(|old| &old.groups)
-            .flat_map(|group| announcement::device_vips(group, &announce.local_device))
-            .map(with_local_metric)
-            .filter(|vip| !present.contains(vip))
+            .flat_map(|group| group.vips.iter().copied())
+            .filter(|address| !wanted.contains(address))
+            .flat_map(|address| {
+                [&announce.device, &announce.local_device].map(|device| {
+                    let prefix = if address.is_ipv4() { 32 } else { 128 };
+                    Vip::new(device, address, prefix)
+                })
+            })
             .collect();
         self.host.addresses().reconcile(&present, &absent).await?;
         Ok(())
     }
 
-    fn spawn_group(&self, group: &AnnounceGroup, device: &str) -> GroupHandle {
+    /// Starts a group's task; `maintenance` is the previous task's, so that an operator's
+    /// request during a reload is not lost (a group new to the file starts from the admin state).
+    fn spawn_group(
+        &self,
+        group: &AnnounceGroup,
+        device: &str,
+        maintenance: Option<Arc<watch::Sender<bool>>>,
+    ) -> GroupHandle {
+        let maintenance = maintenance.unwrap_or_else(|| {
+            Arc::new(watch::Sender::new(self.admin.in_maintenance(&group.name)))
+        });
         announcement::spawn(GroupParts {
             group: group.clone(),
             device: device.to_owned(),
@@ -154,8 +178,7 @@ impl<H: Host> Supervisor<H> {
             heartbeat: self
                 .heartbeats
                 .register(&format!("announce {}", group.name)),
-            // What an operator set survives restarts of the group and of vipd.
-            maintenance: Arc::new(watch::Sender::new(self.admin.in_maintenance(&group.name))),
+            maintenance,
         })
     }
 

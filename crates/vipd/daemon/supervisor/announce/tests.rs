@@ -214,3 +214,96 @@ async fn maintenance_through_the_admin_api_withdraws_a_group_and_is_kept() {
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(on(&addresses, "vipd-announce").len(), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_vip_dropped_from_a_group_by_a_reload_is_withdrawn() {
+    let (mut supervisor, addresses) = start(mixed(
+        "    - name: ingress
+      vips: [203.0.113.100, 203.0.113.101]
+",
+    ))
+    .await;
+    assert_eq!(on(&addresses, "vipd-announce").len(), 2);
+    supervisor
+        .reload(mixed(
+            "    - name: ingress
+      vips: [203.0.113.100]
+",
+        ))
+        .await
+        .expect("reloads");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(on(&addresses, "vipd-local"), [ip("203.0.113.100")]);
+    assert_eq!(
+        on(&addresses, "vipd-announce"),
+        [ip("203.0.113.100")],
+        "the dropped VIP is no longer announced"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_renamed_group_is_never_withdrawn() {
+    let (mut supervisor, addresses) = start(mixed(
+        "    - name: ingress
+      vips: [203.0.113.100]
+",
+    ))
+    .await;
+    supervisor
+        .reload(mixed(
+            "    - name: web
+      vips: [203.0.113.100]
+",
+        ))
+        .await
+        .expect("reloads");
+    assert_eq!(
+        on(&addresses, "vipd-announce"),
+        [ip("203.0.113.100")],
+        "right after the reload"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(on(&addresses, "vipd-announce"), [ip("203.0.113.100")]);
+}
+
+fn scripted(command: &str) -> Config {
+    config(&format!(
+        "scripts:
+  chk: {{ command: {command}, interval: 1s }}
+announce:
+  groups:
+    - name: ingress
+      vips: [203.0.113.100]
+      track: [{{ script: chk }}]
+"
+    ))
+}
+
+/// A script that has not run yet is no reason to announce: at start the group waits for it,
+/// and after a reload that restarts it the group keeps what the device had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_script_that_has_not_run_yet_announces_nothing() {
+    let (mut supervisor, addresses) = start(scripted("[/bin/sh, -c, 'sleep 1; exit 1']")).await;
+    let mut seen = Vec::new();
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen.push(on(&addresses, "vipd-announce").len());
+    }
+    assert!(
+        seen.iter().all(|held| *held == 0),
+        "announced before its failing script ran: {seen:?}"
+    );
+    supervisor
+        .reload(scripted("[/bin/sh, -c, 'sleep 1; exit 1; true']"))
+        .await
+        .expect("reloads");
+    let mut seen = Vec::new();
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen.push(on(&addresses, "vipd-announce").len());
+    }
+    assert!(
+        seen.iter().all(|held| *held == 0),
+        "announced while a restarted failing script ran: {seen:?}"
+    );
+}
