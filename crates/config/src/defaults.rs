@@ -50,7 +50,6 @@ pub const TCP_KEEPALIVE_COUNT: u32 = 6;
 /// `frontends[].proxy_header_timeout`: how long a client may take to send its PROXY header.
 pub const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `shutdown_grace`: how long SIGTERM lets proxy sessions drain.
 /// `announce.device`: the TUN device the routing daemon exports (docs/design/announce.md).
 pub const ANNOUNCE_DEVICE: &str = "vipd-announce";
 /// `announce.local_device`: the TUN device that keeps every announce VIP local while vipd runs.
@@ -59,6 +58,7 @@ pub const ANNOUNCE_LOCAL_DEVICE: &str = "vipd-local";
 /// measured in docs/design/announce.md); 3 s also covers a router busy recomputing its tables
 /// and a second hop, while a stop stays short.
 pub const WITHDRAW_DELAY: Duration = Duration::from_secs(3);
+/// `shutdown_grace`: how long SIGTERM lets proxy sessions drain.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// The longest `shutdown_grace`. With [`SHUTDOWN_AFTER_DRAIN`] it fits in the shipped unit's
 /// `TimeoutStopSec` (deploy/systemd/vipd.service), so systemd never kills a drain vipd would

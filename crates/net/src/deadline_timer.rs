@@ -9,8 +9,9 @@
 //! `epoll_wait` directly, as keepalived's scheduler does. timerfd expirations carry no timer
 //! slack.
 //!
-//! One of the crate's two modules with `unsafe` (with `tun_device`): tokio offers no safe way to register a descriptor
-//! that is not a socket or pipe (the safe `AsyncFd` constructors are deprecated as unsound).
+//! One of the crate's two modules with `unsafe` (with `tun_device`): tokio offers no safe way
+//! to register a descriptor that is not a socket or pipe (the safe `AsyncFd` constructors are
+//! deprecated as unsound).
 #![allow(unsafe_code)]
 
 use std::io;

@@ -390,9 +390,7 @@ const INSTANCE_COUNTERS: [Column<InstanceStatus>; 13] = [
     ),
 ];
 
-/// The instance's label. Not `instance`: Prometheus gives every series of a target the labels
-/// `instance` and `job`, and renames an exported label of either name (`exported_instance`), so
-/// queries by it would group by node instead.
+/// One series per group, labelled `announce_group` (docs/metrics.md, Announce groups).
 fn announce_metrics(encoder: &mut DescriptorEncoder, groups: &[AnnounceStatus]) -> fmt::Result {
     let labels = |group: &AnnounceStatus| vec![("announce_group", group.name.clone())];
     family(
@@ -434,6 +432,9 @@ fn announce_metrics(encoder: &mut DescriptorEncoder, groups: &[AnnounceStatus]) 
     )
 }
 
+/// The instance's label. Not `instance`: Prometheus gives every series of a target the labels
+/// `instance` and `job`, and renames an exported label of either name (`exported_instance`), so
+/// queries by it would group by node instead.
 fn instance_labels(instance: &InstanceStatus) -> Labels {
     vec![("vrrp_instance", instance.name.clone())]
 }

@@ -621,7 +621,13 @@ async fn the_accept_queue_holds_300_waiting_connections() {
     )
     .expect("bind");
     let address = server.local_addr();
-    let connects = (0..300).map(|_| {
+    // The kernel caps the backlog at net.core.somaxconn (4096 since Linux 5.4, 128 before).
+    let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .unwrap_or(4096);
+    let waiting = somaxconn.min(300);
+    let connects = (0..waiting).map(|_| {
         tokio::time::timeout(
             std::time::Duration::from_millis(500),
             TcpStream::connect(address),
@@ -632,7 +638,10 @@ async fn the_accept_queue_holds_300_waiting_connections() {
         .iter()
         .filter(|result| matches!(result, Ok(Ok(_))))
         .count();
-    assert_eq!(completed, 300, "handshakes completed while not accepting");
+    assert_eq!(
+        completed, waiting,
+        "handshakes completed while not accepting"
+    );
     drop(server);
 }
 

@@ -471,10 +471,15 @@ impl<H: Host> Supervisor<H> {
         self.shutdown_unless_cut(std::future::pending()).await;
     }
 
-    /// SIGTERM: every instance releases (priority 0, VIPs removed), then the proxy drains for up
-    /// to `shutdown_grace`, or until `cut` completes (a second SIGTERM). The release runs to its
-    /// end whatever `cut` does: a master that exits sends its priority-0 advert, so the peer
-    /// takes over after Skew_Time rather than Master_Down_Interval.
+    /// SIGTERM: every instance releases (priority 0, VIPs removed) and every announce group is
+    /// withdrawn, at once; with groups, the listeners keep serving for `withdraw_delay`; then
+    /// the proxy drains for up to `shutdown_grace`; the announce devices close last. `cut` (a
+    /// second SIGTERM) ends the delay and the drain; it is polled again after completing, which
+    /// the callers' futures allow (a token's `cancelled_owned`, which is ready again, and
+    /// `pending`). The release and the
+    /// withdrawal run to their end whatever `cut` does: a master that exits sends its
+    /// priority-0 advert, so the peer takes over after Skew_Time rather than
+    /// Master_Down_Interval.
     pub async fn shutdown_unless_cut(self, cut: impl std::future::Future<Output = ()>) {
         let Self {
             host,
