@@ -40,6 +40,20 @@ fn failures_outside(report: &ConnectionReport, from: Instant, to: Instant) -> us
 }
 
 /// Watches the router's route for the cluster's VIP, to time a withdrawal that follows.
+/// The client's connection loop (a connection every `PROBE_INTERVAL`, for at most 8 s), running
+/// for 300 ms already, and a watch of the router's route: what a fault test starts before the
+/// fault.
+fn probe_and_watch(cluster: &Cluster) -> (ConnectionLoop, RouteWatch) {
+    let probe = ConnectionLoop::start(
+        &cluster.lab,
+        Place::Client,
+        ConnectionPlan::every(cluster.target(), PROBE_INTERVAL, Duration::from_secs(8)),
+    )
+    .expect("client loop");
+    std::thread::sleep(Duration::from_millis(300));
+    (probe, watch_route(cluster))
+}
+
 fn watch_route(cluster: &Cluster) -> RouteWatch {
     RouteWatch::start(
         &cluster.lab,
@@ -154,15 +168,7 @@ fn a_node_whose_backend_fails_is_withdrawn_within_one_health_check_period() {
     let settings = ClusterSettings::default();
     let bound = settings.withdrawal_bound();
     let mut cluster = Cluster::start("bgp-backend-fails", settings);
-    let probe = ConnectionLoop::start(
-        &cluster.lab,
-        Place::Client,
-        ConnectionPlan::every(cluster.target(), PROBE_INTERVAL, Duration::from_secs(8)),
-    )
-    .expect("client loop");
-    std::thread::sleep(Duration::from_millis(300));
-
-    let watch = watch_route(&cluster);
+    let (probe, watch) = probe_and_watch(&cluster);
     let failed_at = Instant::now();
     if let Some(mut backend) = cluster.backends[0].take() {
         backend.stop_with(Signal::SIGKILL);
@@ -204,15 +210,7 @@ fn sigterm_withdraws_before_the_listeners_stop_and_no_new_connection_fails() {
     let settings = ClusterSettings::default();
     let withdraw_delay = settings.withdraw_delay;
     let mut cluster = Cluster::start("bgp-drain", settings);
-    let probe = ConnectionLoop::start(
-        &cluster.lab,
-        Place::Client,
-        ConnectionPlan::every(cluster.target(), PROBE_INTERVAL, Duration::from_secs(8)),
-    )
-    .expect("client loop");
-    std::thread::sleep(Duration::from_millis(300));
-
-    let watch = watch_route(&cluster);
+    let (probe, watch) = probe_and_watch(&cluster);
     let signalled = Instant::now();
     cluster.vipds[0]
         .as_ref()
@@ -268,15 +266,7 @@ fn a_sigkilled_vipd_stops_being_a_next_hop_at_once_and_leaves_no_vip_behind() {
         return;
     }
     let mut cluster = Cluster::start("bgp-sigkill", ClusterSettings::default());
-    let probe = ConnectionLoop::start(
-        &cluster.lab,
-        Place::Client,
-        ConnectionPlan::every(cluster.target(), PROBE_INTERVAL, Duration::from_secs(8)),
-    )
-    .expect("client loop");
-    std::thread::sleep(Duration::from_millis(300));
-
-    let watch = watch_route(&cluster);
+    let (probe, watch) = probe_and_watch(&cluster);
     let killed = Instant::now();
     if let Some(mut vipd) = cluster.vipds[0].take() {
         vipd.stop_with(Signal::SIGKILL);
@@ -324,15 +314,7 @@ fn with_bfd_a_node_cut_off_from_the_router_leaves_the_route_long_before_the_hold
         ..ClusterSettings::default()
     };
     let cluster = Cluster::start("bgp-bfd", settings);
-    let probe = ConnectionLoop::start(
-        &cluster.lab,
-        Place::Client,
-        ConnectionPlan::every(cluster.target(), PROBE_INTERVAL, Duration::from_secs(8)),
-    )
-    .expect("client loop");
-    std::thread::sleep(Duration::from_millis(300));
-
-    let watch = watch_route(&cluster);
+    let (probe, watch) = probe_and_watch(&cluster);
     let cut = Instant::now();
     cluster.lab.cut_node(0).expect("cut lb1 off");
     let withdrawn = withdrawal(&cluster, watch, 0, cut, Duration::from_secs(5));

@@ -49,7 +49,9 @@ use nix::sys::signal::Signal;
 
 use crate::LabError;
 use crate::process::{self, LabProcess, PidRegistry};
-use crate::topology::{exec_in, ip, spawn_in_netns, unique_lab_name, wait_for_bridge_port};
+use crate::topology::{
+    exec_in, in_netns, ip, spawn_in_netns, unique_lab_name, wait_for_bridge_port,
+};
 
 /// The node-speaker configuration deploy/ ships (helper-owned; the lab runs it as shipped).
 const SHIPPED_NODE_CONF: &str = include_str!("../../../deploy/bird/vipd-node.conf");
@@ -301,10 +303,7 @@ impl RoutedLab {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        match self.spawn_in_namespace(place, work)?.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+        in_netns(self.netns(place)?, work)
     }
 
     /// Like [`RoutedLab::in_namespace`], but returns at once with the thread's handle.

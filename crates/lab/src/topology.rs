@@ -364,11 +364,7 @@ impl Lab {
         F: FnOnce() -> R + Send + 'static,
         R: Send + 'static,
     {
-        let handle = self.spawn_in_host(host, work)?;
-        match handle.join() {
-            Ok(result) => result,
-            Err(panic) => std::panic::resume_unwind(panic),
-        }
+        in_netns(&self.checked_host(host)?.netns, work)
     }
 
     /// Like [`Lab::in_host`], but returns at once with the thread's handle, for work that must
@@ -557,6 +553,19 @@ pub(crate) fn unique_lab_name() -> String {
         std::process::id(),
         NEXT_LAB.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Runs `work` on a fresh thread inside the network namespace `netns` and waits for it; a panic
+/// in `work` is resumed on the caller's thread. See [`Lab::in_host`].
+pub(crate) fn in_netns<R, F>(netns: &str, work: F) -> Result<R, LabError>
+where
+    F: FnOnce() -> R + Send + 'static,
+    R: Send + 'static,
+{
+    match spawn_in_netns(netns, work)?.join() {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }
 
 /// Runs `work` on a fresh thread that has entered the network namespace `netns`; see

@@ -11,9 +11,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use vipd_config::AnnounceGroup;
 use vipd_net::{AddressManager, Vip};
@@ -47,25 +46,34 @@ pub struct GroupHandle {
     pub status: watch::Receiver<AnnounceStatus>,
     /// Set to hold the group withdrawn (maintenance), clear to let its trackers decide.
     pub maintenance: Arc<watch::Sender<bool>>,
-    stop: CancellationToken,
-    withdraw_on_stop: Arc<std::sync::atomic::AtomicBool>,
+    stop: oneshot::Sender<Stop>,
     task: JoinHandle<()>,
+}
+
+/// How a group task ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stop {
+    /// Takes the VIPs off the announce device first (vipd is stopping).
+    Withdraw,
+    /// Leaves the device as it is, for the task that follows (a reload).
+    HandOver,
 }
 
 impl GroupHandle {
     /// Takes the group's VIPs off the announce device and ends the task; returns once they are
     /// off (or removing them failed and was logged).
     pub async fn withdraw(self) {
-        self.withdraw_on_stop
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        self.stop.cancel();
-        let _ = self.task.await;
+        self.stop_with(Stop::Withdraw).await;
     }
 
     /// Ends the task and leaves the device as it is, for a new task of the same group (a
     /// reload) to take over without a withdrawal the routers would see.
     pub async fn hand_over(self) {
-        self.stop.cancel();
+        self.stop_with(Stop::HandOver).await;
+    }
+
+    async fn stop_with(self, how: Stop) {
+        let _ = self.stop.send(how);
         let _ = self.task.await;
     }
 }
@@ -93,20 +101,13 @@ pub fn spawn<A: AddressManager + 'static>(parts: GroupParts<A>) -> GroupHandle {
     let group = parts.group.clone();
     let maintenance = Arc::clone(&parts.maintenance);
     let (status_tx, status) = watch::channel(initial_status(&parts));
-    let stop = CancellationToken::new();
-    let withdraw_on_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let task = tokio::spawn(run(
-        parts,
-        status_tx,
-        stop.clone(),
-        Arc::clone(&withdraw_on_stop),
-    ));
+    let (stop, stopped) = oneshot::channel();
+    let task = tokio::spawn(run(parts, status_tx, stopped));
     GroupHandle {
         group,
         status,
         maintenance,
         stop,
-        withdraw_on_stop,
         task,
     }
 }
@@ -130,15 +131,14 @@ fn initial_status<A>(parts: &GroupParts<A>) -> AnnounceStatus {
 async fn run<A: AddressManager>(
     mut parts: GroupParts<A>,
     status: watch::Sender<AnnounceStatus>,
-    stop: CancellationToken,
-    withdraw_on_stop: Arc<std::sync::atomic::AtomicBool>,
+    mut stopped: oneshot::Receiver<Stop>,
 ) {
     let on_device = device_vips(&parts.group, &parts.device);
     let mut maintenance = parts.maintenance.subscribe();
     let mut failures = RateLimitedLog::default();
     let mut recheck = tokio::time::interval(RECHECK_EVERY);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
+    let how = loop {
         parts.heartbeat.beat();
         let effective = effective_priority(&parts);
         let held = *maintenance.borrow_and_update();
@@ -151,38 +151,50 @@ async fn run<A: AddressManager>(
                 Some("waiting for the first check of its trackers".to_owned())
             }
         } else {
-            let withdrawn_because = withdrawal_reason(&parts.group, effective, held);
-            let (present, absent): (&[Vip], &[Vip]) = if withdrawn_because.is_none() {
-                (&on_device, &[])
-            } else {
-                (&[], &on_device)
-            };
-            match parts.addresses.reconcile(present, absent).await {
-                Ok(_) => withdrawn_because,
-                Err(error) => {
-                    if let Some(unlogged) = failures.allow(std::time::Instant::now()) {
-                        // Retried every recheck; a device deleted by hand would otherwise log
-                        // twice a second.
-                        warn!(group = %parts.group.name, %error, unlogged, "announce device: cannot put the VIPs in place; retrying");
-                    }
-                    Some(format!("announce device: {error}"))
-                }
-            }
+            let decided = withdrawal_reason(&parts.group, effective, held);
+            put_in_place(&parts, &on_device, decided, &mut failures).await
         };
         publish(&status, &parts, effective, withdrawn_because);
         tokio::select! {
-            () = stop.cancelled() => break,
+            // A dropped handle leaves the device as it is, as a hand-over does.
+            how = &mut stopped => break how.unwrap_or(Stop::HandOver),
             _ = recheck.tick() => {}
             () = tracker::any_changed(&mut parts.trackers) => {}
             Ok(()) = maintenance.changed() => {}
         }
-    }
-    if withdraw_on_stop.load(std::sync::atomic::Ordering::Relaxed) {
+    };
+    if how == Stop::Withdraw {
         match parts.addresses.reconcile(&[], &on_device).await {
             Ok(_) => info!(group = %parts.group.name, "withdrawn: vipd is stopping"),
             Err(error) => {
                 warn!(group = %parts.group.name, %error, "announce device: cannot withdraw the VIPs");
             }
+        }
+    }
+}
+
+/// Puts the VIPs on the device, or takes them off, as `withdrawn_because` says; returns why the
+/// group is withdrawn now (the decision, or the device's error).
+async fn put_in_place<A: AddressManager>(
+    parts: &GroupParts<A>,
+    on_device: &[Vip],
+    withdrawn_because: Option<String>,
+    failures: &mut RateLimitedLog,
+) -> Option<String> {
+    let (present, absent): (&[Vip], &[Vip]) = if withdrawn_because.is_none() {
+        (on_device, &[])
+    } else {
+        (&[], on_device)
+    };
+    match parts.addresses.reconcile(present, absent).await {
+        Ok(_) => withdrawn_because,
+        Err(error) => {
+            if let Some(unlogged) = failures.allow(std::time::Instant::now()) {
+                // Retried every recheck; a device deleted by hand would otherwise log twice a
+                // second.
+                warn!(group = %parts.group.name, %error, unlogged, "announce device: cannot put the VIPs in place; retrying");
+            }
+            Some(format!("announce device: {error}"))
         }
     }
 }
@@ -249,12 +261,14 @@ pub fn device_vips(group: &AnnounceGroup, device: &str) -> Vec<Vip> {
     group
         .vips
         .iter()
-        .map(|address| Vip::new(device, *address, host_prefix(*address)))
+        .map(|address| host_vip(device, *address))
         .collect()
 }
 
-fn host_prefix(address: IpAddr) -> u8 {
-    if address.is_ipv4() { 32 } else { 128 }
+/// `address` as a host address (/32, /128) on `device`: how every announce VIP is put on.
+pub fn host_vip(device: &str, address: IpAddr) -> Vip {
+    let prefix = if address.is_ipv4() { 32 } else { 128 };
+    Vip::new(device, address, prefix)
 }
 
 #[cfg(test)]

@@ -149,10 +149,8 @@ impl<H: Host> Supervisor<H> {
             .flat_map(|group| group.vips.iter().copied())
             .filter(|address| !wanted.contains(address))
             .flat_map(|address| {
-                [&announce.device, &announce.local_device].map(|device| {
-                    let prefix = if address.is_ipv4() { 32 } else { 128 };
-                    Vip::new(device, address, prefix)
-                })
+                [&announce.device, &announce.local_device]
+                    .map(|device| announcement::host_vip(device, address))
             })
             .collect();
         self.host.addresses().reconcile(&present, &absent).await?;

@@ -266,6 +266,16 @@ async fn a_renamed_group_is_never_withdrawn() {
     assert_eq!(on(&addresses, "vipd-announce"), [ip("203.0.113.100")]);
 }
 
+/// How many VIPs the announce device holds, sampled every 100 ms for 1.5 s.
+async fn announced_every_100ms_for_1500ms(addresses: &MemoryAddresses) -> Vec<usize> {
+    let mut seen = Vec::new();
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        seen.push(on(addresses, "vipd-announce").len());
+    }
+    seen
+}
+
 fn scripted(command: &str) -> Config {
     config(&format!(
         "scripts:
@@ -284,11 +294,7 @@ announce:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_script_that_has_not_run_yet_announces_nothing() {
     let (mut supervisor, addresses) = start(scripted("[/bin/sh, -c, 'sleep 1; exit 1']")).await;
-    let mut seen = Vec::new();
-    for _ in 0..15 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        seen.push(on(&addresses, "vipd-announce").len());
-    }
+    let seen = announced_every_100ms_for_1500ms(&addresses).await;
     assert!(
         seen.iter().all(|held| *held == 0),
         "announced before its failing script ran: {seen:?}"
@@ -297,11 +303,7 @@ async fn a_script_that_has_not_run_yet_announces_nothing() {
         .reload(scripted("[/bin/sh, -c, 'sleep 1; exit 1; true']"))
         .await
         .expect("reloads");
-    let mut seen = Vec::new();
-    for _ in 0..15 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        seen.push(on(&addresses, "vipd-announce").len());
-    }
+    let seen = announced_every_100ms_for_1500ms(&addresses).await;
     assert!(
         seen.iter().all(|held| *held == 0),
         "announced while a restarted failing script ran: {seen:?}"
