@@ -229,8 +229,8 @@ Broken on the surviving nodes, all runs: default hash {totals[0]}, resilient gro
   namespace of this machine against three BIRD speakers) installs BGP multipath routes through
   nexthop objects (`nhid`; `ip nexthop` shows `proto zebra` groups) but always of the
   hash-threshold kind; its `nexthop-group ... resilient buckets` command is not in
-  8.4 (FRR pull request 12188 added it later) and applies to named nexthop groups (sharpd's,
-  pbrd's), not to the groups zebra makes for routes bgpd learns (FRR issue 16489 reports the
+  8.4 (a later FRR release added it) and applies to named nexthop groups (sharpd's,
+  pbrd's), not to the groups zebra makes for routes bgpd learns (FRR's bug tracker reports the
   option ignored even there, in 10.0). So the resilient column is the kernel's resilient group
   **installed by the benchmark** (`ResilientMirror` in tests/integration/support/ecmp.rs): it follows BIRD's route
   with `ip monitor` and re-expresses its next hops as `ip nexthop ... type resilient` plus a route
