@@ -25,6 +25,45 @@ pub struct ProxyConfig {
     /// After a reload, sessions on servers the new configuration no longer has (removed, or
     /// their address changed) are cut after this long; `None` lets them run to their end.
     pub hard_stop_after: Option<Duration>,
+    /// What streaming sessions' grown pipes may hold together beyond their base 64 KiB.
+    pub pipe_memory: PipeMemory,
+}
+
+/// The budget of grown pipes: a share of the machine's memory, or a size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PipeMemory {
+    /// Percent of `MemTotal` (/proc/meminfo).
+    ShareOfRam(u8),
+    Bytes(u64),
+}
+
+impl Default for PipeMemory {
+    fn default() -> Self {
+        Self::ShareOfRam(crate::DEFAULT_BUDGET_PERCENT)
+    }
+}
+
+impl PipeMemory {
+    /// In bytes, on this machine. A share of a machine whose memory cannot be read is 64 MiB.
+    pub fn bytes(self) -> u64 {
+        match self {
+            Self::Bytes(bytes) => bytes,
+            Self::ShareOfRam(percent) => {
+                let total = mem_total().unwrap_or(3200 << 20);
+                total / 100 * u64::from(percent)
+            }
+        }
+    }
+}
+
+/// `MemTotal` of /proc/meminfo, in bytes.
+fn mem_total() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo
+        .lines()
+        .find_map(|line| line.strip_prefix("MemTotal:"))?;
+    let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 impl Default for ProxyConfig {
@@ -34,6 +73,7 @@ impl Default for ProxyConfig {
             backends: Vec::new(),
             max_connections: 100_000,
             hard_stop_after: None,
+            pipe_memory: PipeMemory::default(),
         }
     }
 }

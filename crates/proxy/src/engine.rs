@@ -171,6 +171,8 @@ impl Engine {
         for backend in backends.values() {
             backend.take_configuration();
         }
+        let pipe_memory = usize::try_from(config.pipe_memory.bytes()).unwrap_or(usize::MAX);
+        crate::pipes::BUDGET.set_limit(crate::pipes::budget_in_force(pipe_memory));
         self.backends.store(Arc::clone(&backends));
         if let Some(after) = config.hard_stop_after {
             self.cut_removed_servers_later(&old_backends, &backends, after);
@@ -656,6 +658,7 @@ impl Proxy {
             .sum::<u64>();
         ProxyStats {
             sessions_current,
+            pipes: crate::pipes::BUDGET.stats(),
             max_connections: self.engine.global_limit.max(),
             max_connections_in_force: self.engine.global_limit.in_force(),
             frontends: frontend_stats,

@@ -2,10 +2,12 @@
 //!
 //! Bulk traffic splices socket → pipe → socket (`splice(2)`, zero copy: the payload never enters
 //! user space). Each direction starts with a buffered copy through a 16 KiB scratch buffer of the
-//! worker thread, and switches to splice once a read fills that buffer (see [`pump`]). A direction
-//! takes a pipe from its thread's pool for each chunk and gives it back once the chunk is written,
-//! so only bytes in flight hold a pipe: an idle watch stream that once carried bulk data holds
-//! none. If a pipe cannot be made (fd limit) or the kernel refuses to splice these sockets, the
+//! worker thread, and switches to splice once a read fills that buffer (see [`pump`]). A bulk
+//! direction takes a pipe from its thread's pool and keeps it while it streams: while the source
+//! keeps more queued than the pipe took and the destination keeps up, the pipe doubles, up to
+//! 1 MiB, within the process's budget (`pipes.rs`). Quiet for [`QUIET`], the direction gives the
+//! pipe back at its base size, so an idle watch stream that once carried bulk data holds none.
+//! If a pipe cannot be made (fd limit) or the kernel refuses to splice these sockets, the
 //! direction copies through the buffer. A direction owns a buffer only while its destination is
 //! slower than its source; an idle session holds neither buffer nor pipe.
 //!
@@ -15,27 +17,26 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
-use nix::fcntl::{OFlag, SpliceFFlags, splice};
+use nix::fcntl::{SpliceFFlags, splice};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Timeouts;
+use crate::pipes::{Pipe, Pipes};
 
-/// Bytes a direction moves per splice call: the default pipe capacity (16 pages).
-const PIPE_CHUNK: usize = 64 * 1024;
 /// Scratch buffer of the buffered path, per worker thread.
 pub const COPY_BUFFER: usize = 16 * 1024;
 
-/// Pipes a thread keeps for the next chunk to splice: enough for the bulk directions of a busy
-/// thread to find one without a system call, few enough that a burst of bulk traffic does not keep
-/// hundreds of fds once it is over.
-pub const POOLED_PIPES_PER_THREAD: usize = 32;
+/// How long a bulk direction keeps its pipe without anything to read: long enough to span the
+/// pauses of a stream (a slow sender, a window update), short enough that a burst's grown pipe
+/// goes back soon after it.
+pub const QUIET: Duration = Duration::from_secs(1);
 
 /// One side of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,7 +292,8 @@ async fn watchdog(activity: &Activity, timeouts: &Timeouts, flush: &impl Fn()) -
 /// Small exchanges (requests, responses) go through the worker thread's scratch buffer: a pipe
 /// costs three system calls to make and close, more than it saves on a few hundred bytes. A read
 /// that fills the whole buffer means bulk traffic: the direction then switches to splice for good
-/// (HAProxy's `splice-auto`), with a pipe of the thread's pool per chunk ([`Pipes`]).
+/// (HAProxy's `splice-auto`), through a pipe of the thread's pool that it keeps while it streams
+/// ([`splice_through`] grows it) and gives back after [`QUIET`] without anything to read.
 async fn pump(
     (from, from_side): (&TcpStream, Side),
     to: &TcpStream,
@@ -307,28 +309,32 @@ async fn pump(
     };
     let mut bulk = false;
     let mut may_splice = true;
+    let mut pipe: Option<Pipe> = None;
     loop {
         // EPOLLRDHUP came with the data: the peer's FIN is queued behind what we read now.
-        let fin_queued = from
-            .ready(Interest::READABLE)
-            .await
-            .map_err(on(from_side))?
-            .is_read_closed();
-        let pipe = if bulk { Pipes::take() } else { None };
+        let Some(readiness) = readable_or_quiet(from, pipe.is_some()).await else {
+            Pipes::give(pipe.take());
+            continue;
+        };
+        let fin_queued = readiness.map_err(on(from_side))?.is_read_closed();
+        if bulk && pipe.is_none() {
+            pipe = Pipes::take();
+        }
         let via_pipe = pipe.is_some();
-        let moved = if let Some(pipe) = pipe {
+        let moved = if let Some(through) = pipe.as_mut() {
             let sides = (from_side, to_side);
-            match splice_through(from, to, &pipe, sides, activity).await {
+            match splice_through(from, to, through, sides, activity).await {
                 Err(failure) if failure.error.raw_os_error() == Some(nix::libc::EINVAL) => {
-                    // The kernel will not splice these sockets: copy for good.
+                    // The kernel will not splice these sockets: copy for good. The pipe is still
+                    // empty (refused on the way in) and goes back.
                     tracing::debug!(error = %failure.error, "splice refused, copying through a buffer");
+                    Pipes::give(pipe.take());
                     bulk = false;
                     may_splice = false;
                     continue;
                 }
-                // Drained: the pipe is empty and goes back to the pool. On an error it is closed
-                // with what it holds.
-                other => other.inspect(|_| Pipes::give(pipe))?,
+                // On an error the pipe is closed with what it holds.
+                other => other?,
             }
         } else {
             let moved = copy_through(from, to, fin_queued, (from_side, to_side), activity).await?;
@@ -361,6 +367,7 @@ async fn pump(
             }
         }
     }
+    Pipes::give(pipe);
     // FIN received. If the other direction has already passed on its FIN, both are finished and
     // the session closes both sockets right away: close sends this FIN, and a shutdown would only
     // be one more system call per connection.
@@ -374,79 +381,82 @@ async fn pump(
     }
 }
 
-/// A pipe for splice: (read end, write end).
-type Pipe = (OwnedFd, OwnedFd);
-
-thread_local! {
-    /// Empty pipes of this thread, for the next chunk to splice ([`Pipes`]).
-    static PIPES: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
-}
-
-/// The thread's pool of empty pipes: a direction holds a pipe only while bytes are in it.
-struct Pipes;
-
-impl Pipes {
-    /// A pipe from the pool, or a new one; `None` if none can be made (fd limit): the chunk is
-    /// copied instead.
-    fn take() -> Option<Pipe> {
-        if let Some(pipe) = PIPES.with_borrow_mut(Vec::pop) {
-            return Some(pipe);
-        }
-        nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)
-            .inspect_err(
-                |error| tracing::debug!(%error, "no pipe for splice, copying through a buffer"),
-            )
+/// Waits until `from` is readable; with `holding_pipe`, at most [`QUIET`]: `None` then, and the
+/// direction gives its pipe back before it waits on.
+///
+/// The timer is boxed: it exists only while a streaming direction waits, and stored inline it
+/// would make every session's state larger, idle ones included.
+async fn readable_or_quiet(
+    from: &TcpStream,
+    holding_pipe: bool,
+) -> Option<io::Result<tokio::io::Ready>> {
+    if holding_pipe {
+        Box::pin(tokio::time::timeout(QUIET, from.ready(Interest::READABLE)))
+            .await
             .ok()
-    }
-
-    /// Returns an empty pipe to the pool, or closes it if the pool is full.
-    fn give(pipe: Pipe) {
-        PIPES.with_borrow_mut(|pool| {
-            if pool.len() < POOLED_PIPES_PER_THREAD {
-                pool.push(pipe);
-            }
-        });
-    }
-
-    #[cfg(test)]
-    fn pooled() -> usize {
-        PIPES.with_borrow(Vec::len)
+    } else {
+        Some(from.ready(Interest::READABLE).await)
     }
 }
 
-/// Moves what is readable now through the pipe and writes it all; `None` if nothing was readable
-/// after all, `Some(0)` at end of stream. Returns with the pipe empty, unless it fails.
+/// Moves what is readable now (up to the pipe's capacity) through the pipe and writes it all;
+/// `None` if nothing was readable after all, `Some(0)` at end of stream. Returns with the pipe
+/// empty, unless it fails.
+///
+/// Grows the pipe when the source still had bytes queued after filling it and the destination
+/// took the whole chunk without making us wait: the pipe, not either peer, set the pace. A slow
+/// destination keeps the pipe as it is, so what a slow reader makes us hold stays small.
 async fn splice_through(
     from: &TcpStream,
     to: &TcpStream,
-    (pipe_out, pipe_in): &Pipe,
+    pipe: &mut Pipe,
     (from_side, to_side): (Side, Side),
     activity: &Activity,
 ) -> Result<Option<usize>, Failure> {
     let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
     let filled = match from.try_io(Interest::READABLE, || {
-        splice(from, None, pipe_in, None, PIPE_CHUNK, flags).map_err(io::Error::from)
+        splice(from, None, &pipe.write_end, None, pipe.capacity(), flags).map_err(io::Error::from)
     }) {
         Ok(filled) => filled,
         Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(None),
         Err(error) => return Err(on(from_side)(error)),
     };
+    let pipe_was_the_limit = filled > 0 && pipe.may_grow() && more_queued(from);
+    let mut destination_lagged = false;
     let mut in_pipe = filled;
     while in_pipe > 0 {
         to.writable().await.map_err(on(to_side))?;
         match to.try_io(Interest::WRITABLE, || {
-            splice(pipe_out, None, to, None, in_pipe, flags).map_err(io::Error::from)
+            splice(&pipe.read_end, None, to, None, in_pipe, flags).map_err(io::Error::from)
         }) {
             Ok(drained) => {
                 in_pipe -= drained;
+                destination_lagged |= in_pipe > 0;
                 // A slow reader taking the chunk in parts is activity too.
                 activity.moved();
             }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => destination_lagged = true,
             Err(error) => return Err(on(to_side)(error)),
         }
     }
+    if pipe_was_the_limit && !destination_lagged {
+        pipe.grow();
+    }
     Ok(Some(filled))
+}
+
+/// Whether `from` has bytes queued still (a one-byte peek that does not wait).
+fn more_queued(from: &TcpStream) -> bool {
+    use nix::sys::socket::{MsgFlags, recv};
+    let mut byte = [0u8; 1];
+    matches!(
+        recv(
+            from.as_raw_fd(),
+            &mut byte,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
+        ),
+        Ok(1)
+    )
 }
 
 thread_local! {
@@ -629,10 +639,13 @@ mod tests {
         (near, far)
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn an_idle_session_gives_its_pipe_back_to_the_pool() {
-        let (mut client, client_near) = connected().await;
-        let (server_near, mut server) = connected().await;
+    /// Forwards between a new client and server pair until `exchange` is done with them.
+    async fn forwarding<F>(exchange: impl FnOnce(TcpStream, TcpStream) -> F) -> SessionEnd
+    where
+        F: Future<Output = ()>,
+    {
+        let (client, client_near) = connected().await;
+        let (server_near, server) = connected().await;
         let zero = AtomicU64::new(0);
         let counters = SessionCounters {
             client_to_server: [&zero, &zero, &zero, &zero],
@@ -641,7 +654,7 @@ mod tests {
         };
         let cancel = CancellationToken::new();
         let timeouts = Timeouts::default();
-        let forwarding = forward(
+        let session = forward(
             &client_near,
             &server_near,
             false,
@@ -650,20 +663,55 @@ mod tests {
             &cancel,
             counters,
         );
-        let bulk_then_idle = async {
-            let bulk = vec![7u8; 4 << 20];
-            let mut received = vec![0u8; bulk.len()];
-            let (sent, read) =
-                tokio::join!(server.write_all(&bulk), client.read_exact(&mut received));
-            sent.unwrap();
-            read.unwrap();
-            // Everything arrived and the session is idle, still open: its pipe is pooled.
-            assert_eq!(Pipes::pooled(), 1);
+        let exchange = async {
+            exchange(client, server).await;
             cancel.cancel();
         };
-        let (end, ()) = tokio::join!(forwarding, bulk_then_idle);
+        let (end, ()) = tokio::join!(session, exchange);
+        end
+    }
+
+    /// `bytes` from the server to the client, read as fast as they come.
+    async fn stream(server: &mut TcpStream, client: &mut TcpStream, bytes: usize) {
+        let bulk = vec![7u8; bytes];
+        let mut received = vec![0u8; bulk.len()];
+        let (sent, read) = tokio::join!(server.write_all(&bulk), client.read_exact(&mut received));
+        sent.unwrap();
+        read.unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_streaming_direction_grows_its_pipe_and_gives_it_back_small_once_quiet() {
+        let end = forwarding(|mut client, mut server| async move {
+            stream(&mut server, &mut client, 64 << 20).await;
+            assert!(
+                crate::pipes::GROWN_ON_THIS_THREAD.get() > 0,
+                "64 MiB read as fast as it came grew no pipe"
+            );
+            // Streaming, the direction keeps its pipe; quiet, it gives it back.
+            assert_eq!(Pipes::pooled(), 0);
+            tokio::time::sleep(QUIET + Duration::from_millis(200)).await;
+            assert_eq!(Pipes::pooled(), 1);
+        })
+        .await;
         assert!(matches!(end, SessionEnd::Cancelled), "{end:?}");
-        assert!(zero.load(Ordering::Relaxed) > 0, "bytes were spliced");
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn requests_and_responses_take_no_pipe() {
+        let end = forwarding(|mut client, mut server| async move {
+            let mut buffer = [0u8; 2048];
+            for _ in 0..100 {
+                client.write_all(&[1; 1000]).await.unwrap();
+                server.read_exact(&mut buffer[..1000]).await.unwrap();
+                server.write_all(&[2; 2000]).await.unwrap();
+                client.read_exact(&mut buffer[..2000]).await.unwrap();
+            }
+            assert_eq!(Pipes::pooled(), 0, "a pipe was taken and given back");
+        })
+        .await;
+        assert!(matches!(end, SessionEnd::Cancelled), "{end:?}");
+        assert_eq!(crate::pipes::GROWN_ON_THIS_THREAD.get(), 0);
     }
 
     /// Every open session holds this future: an idle connection's memory is mostly its size
@@ -710,15 +758,5 @@ mod tests {
 
     fn zero_flag() -> AtomicBool {
         AtomicBool::new(false)
-    }
-
-    #[test]
-    fn the_pool_keeps_at_most_its_cap() {
-        for _ in 0..POOLED_PIPES_PER_THREAD + 8 {
-            Pipes::give(nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap());
-        }
-        assert_eq!(Pipes::pooled(), POOLED_PIPES_PER_THREAD);
-        assert!(Pipes::take().is_some());
-        assert_eq!(Pipes::pooled(), POOLED_PIPES_PER_THREAD - 1);
     }
 }

@@ -35,6 +35,8 @@ pub struct ProxyStats {
     /// The global limit in force: above `max_connections` after a reload lowered it while more
     /// sessions were open, until enough of them end.
     pub max_connections_in_force: usize,
+    /// Pipes for splicing and what grown ones hold (the whole process).
+    pub pipes: crate::PipeStats,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -736,6 +736,12 @@ pub(crate) mod tests {
             sessions_current: 4,
             max_connections: 10_000,
             max_connections_in_force: 10_000,
+            pipes: vipd_proxy::PipeStats {
+                pipes: 3,
+                grown_bytes: 960 << 10,
+                budget_bytes: 32 << 20,
+                growth_refused: 2,
+            },
             frontends: vec![FrontendStats {
                 name: "apiserver".to_owned(),
                 backend: "apiservers".to_owned(),
