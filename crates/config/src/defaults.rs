@@ -117,3 +117,6 @@ mod tests {
         );
     }
 }
+
+/// `pipe_memory`: the share of the machine's memory grown pipes may hold together.
+pub const PIPE_MEMORY_PERCENT: u8 = 2;

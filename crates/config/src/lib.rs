@@ -31,7 +31,7 @@ use std::path::Path;
 pub use diagnostic::{Diagnostic, Errors, LoadError, Warning};
 pub use model::{
     Announce, AnnounceGroup, Backend, Balance, CheckOptions, ClientCertificate, Command, Config,
-    Control, Frontend, Garp, HealthCheck, HealthKind, HttpCheck, Notify, OnServerDown,
+    Control, Frontend, Garp, HealthCheck, HealthKind, HttpCheck, Notify, OnServerDown, PipeMemory,
     ProxyProtocol, Script, Server, TcpKeepalive, Timeouts, TlsVerify, TrackTarget, Tracker,
     Unicast, V3Checksum, Vip, VirtualMac, VrrpInstance, VrrpVersion,
 };

@@ -23,6 +23,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Concurrent proxy sessions over all frontends (default 100000).
     pub max_connections: u32,
+    /// What streaming sessions' grown pipes may hold together (default 2% of RAM).
+    pub pipe_memory: PipeMemory,
     pub vrrp: Vec<VrrpInstance>,
     /// `announce`: VIPs the node's routing daemon announces while their trackers allow.
     pub announce: Option<Announce>,
@@ -30,6 +32,14 @@ pub struct Config {
     pub scripts: BTreeMap<String, Script>,
     pub frontends: Vec<Frontend>,
     pub backends: Vec<Backend>,
+}
+
+/// `pipe_memory`: a share of the machine's memory or a size.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PipeMemory {
+    /// Percent of the machine's memory, 0..=50.
+    Percent(u8),
+    Bytes(u64),
 }
 
 impl Config {

@@ -20,6 +20,9 @@ pub struct Document {
     pub shutdown_grace: Option<String>,
     /// Added to the contract (docs/design/proxy.md): the global limit of concurrent proxy sessions.
     pub max_connections: Option<i64>,
+    /// Added to the contract (docs/design/proxy.md, Forwarding): what grown pipes of streaming
+    /// sessions may hold together, `2%` of RAM or a size such as `256MiB`.
+    pub pipe_memory: Option<String>,
     #[serde(default)]
     pub vrrp: Vec<Vrrp>,
     /// Added to the contract (docs/design/announce.md): VIPs announced by the node's routing

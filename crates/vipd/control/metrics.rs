@@ -18,7 +18,8 @@ use prometheus_client::registry::Registry;
 
 use super::status::{
     AnnounceStatus, BackendStatus, FrontendStatus, Health, InstanceStatus, NodeStatus,
-    ProcessStatus, ServerAdmin, ServerStatus, SessionTimes, TimeHistogram, TrackerState, VrrpState,
+    ProcessStatus, ProxySummary, ServerAdmin, ServerStatus, SessionTimes, TimeHistogram,
+    TrackerState, VrrpState,
 };
 
 /// What Prometheus is told the body is: the format prometheus-client writes (ends in `# EOF`).
@@ -300,7 +301,47 @@ fn proxy_metrics(encoder: &mut DescriptorEncoder, status: &NodeStatus) -> fmt::R
             Labels::new(),
             Value::Count(status.proxy.max_connections_in_force),
         )],
-    )
+    )?;
+    pipe_metrics(encoder, &status.proxy)
+}
+
+fn pipe_metrics(encoder: &mut DescriptorEncoder, proxy: &ProxySummary) -> fmt::Result {
+    let families = [
+        (
+            "vipd_proxy_pipes",
+            "Pipes open for splicing: pooled, or held by a streaming direction.",
+            MetricType::Gauge,
+            proxy.pipes,
+        ),
+        (
+            "vipd_proxy_pipe_grown_bytes",
+            "Capacity beyond 64 KiB that streaming sessions' grown pipes hold now.",
+            MetricType::Gauge,
+            proxy.pipe_grown_bytes,
+        ),
+        (
+            "vipd_proxy_pipe_budget_bytes",
+            "The budget in force for grown pipes: pipe_memory, within the kernel's per-user pipe limit.",
+            MetricType::Gauge,
+            proxy.pipe_budget_bytes,
+        ),
+        (
+            "vipd_proxy_pipe_growth_refused",
+            "Times a pipe could not grow: the budget was spent or the kernel refused.",
+            MetricType::Counter,
+            proxy.pipe_growth_refused,
+        ),
+    ];
+    for (name, help, kind, value) in families {
+        family(
+            encoder,
+            name,
+            help,
+            kind,
+            [(Labels::new(), Value::Count(value))],
+        )?;
+    }
+    Ok(())
 }
 
 const INSTANCE_GAUGES: [Column<InstanceStatus>; 4] = [

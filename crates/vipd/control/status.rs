@@ -97,6 +97,18 @@ pub struct ProxySummary {
     /// sessions were open, until enough of them end.
     #[serde(default)]
     pub max_connections_in_force: u64,
+    /// Pipes open for splicing: pooled, or held by a streaming direction.
+    #[serde(default)]
+    pub pipes: u64,
+    /// Capacity beyond 64 KiB that grown pipes hold now.
+    #[serde(default)]
+    pub pipe_grown_bytes: u64,
+    /// The budget in force for `pipe_grown_bytes` (`pipe_memory`, within the kernel's limits).
+    #[serde(default)]
+    pub pipe_budget_bytes: u64,
+    /// Times a pipe could not grow: the budget was spent or the kernel refused.
+    #[serde(default)]
+    pub pipe_growth_refused: u64,
 }
 
 impl NodeStatus {
@@ -126,6 +138,10 @@ impl NodeStatus {
             sessions_current: stats.sessions_current,
             max_connections: saturating_u64(stats.max_connections),
             max_connections_in_force: saturating_u64(stats.max_connections_in_force),
+            pipes: stats.pipes.pipes,
+            pipe_grown_bytes: stats.pipes.grown_bytes,
+            pipe_budget_bytes: stats.pipes.budget_bytes,
+            pipe_growth_refused: stats.pipes.growth_refused,
         };
         self.frontends = stats.frontends.iter().map(FrontendStatus::from).collect();
         self.backends = stats.backends.iter().map(BackendStatus::from).collect();

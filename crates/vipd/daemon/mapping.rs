@@ -114,6 +114,10 @@ pub fn proxy_config(config: &Config) -> vipd_proxy::ProxyConfig {
     mapped.frontends = frontends;
     mapped.backends = backends;
     mapped.max_connections = widen(config.max_connections);
+    mapped.pipe_memory = match config.pipe_memory {
+        vipd_config::PipeMemory::Percent(percent) => proxy::PipeMemory::ShareOfRam(percent),
+        vipd_config::PipeMemory::Bytes(bytes) => proxy::PipeMemory::Bytes(bytes),
+    };
     mapped
 }
 

@@ -107,3 +107,26 @@ fn shutdown_grace_is_bounded_by_what_the_unit_waits_for() {
     let errors = Config::from_yaml_str(&beyond).unwrap_err().0;
     assert_eq!(errors[0].path, "shutdown_grace", "{errors:?}");
 }
+
+#[test]
+fn pipe_memory_is_a_share_of_ram_or_a_size() {
+    use crate::PipeMemory;
+    assert_eq!(valid(BASE).pipe_memory, PipeMemory::Percent(2));
+    for (text, expected) in [
+        ("5%", PipeMemory::Percent(5)),
+        ("0", PipeMemory::Bytes(0)),
+        ("512KiB", PipeMemory::Bytes(512 << 10)),
+        ("256MiB", PipeMemory::Bytes(256 << 20)),
+        ("1GiB", PipeMemory::Bytes(1 << 30)),
+    ] {
+        let config = valid(&format!("pipe_memory: {text}\n{BASE}"));
+        assert_eq!(config.pipe_memory, expected, "{text}");
+    }
+    for wrong in ["60%", "256MB", "lots", "-1GiB", "1.5GiB"] {
+        let errors = Config::from_yaml_str(&format!("pipe_memory: {wrong}\n{BASE}"))
+            .unwrap_err()
+            .0;
+        assert_eq!(errors[0].path, "pipe_memory", "{wrong}: {errors:?}");
+        assert!(errors[0].message.contains("share of RAM"), "{errors:?}");
+    }
+}

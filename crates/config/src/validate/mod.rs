@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::defaults::{CHECK_FALL, CHECK_INTERVAL, CHECK_RISE, CHECK_TIMEOUT};
 use crate::diagnostic::{Diagnostic, Errors, Warning};
 use crate::location::LocationIndex;
-use crate::model::{Command, Config, Control, Script};
+use crate::model::{Command, Config, Control, PipeMemory, Script};
 use crate::raw;
 
 /// The longest name accepted for instances, frontends, backends, servers, scripts and the node;
@@ -42,6 +42,7 @@ pub fn validate(
         1..=MAX_CONNECTIONS,
         100_000u32,
     );
+    let pipe_memory = checker.pipe_memory(document.pipe_memory.as_deref());
     let scripts = document
         .scripts
         .into_iter()
@@ -59,6 +60,7 @@ pub fn validate(
         control,
         shutdown_grace,
         max_connections,
+        pipe_memory,
         vrrp: Vec::new(),
         announce: None,
         scripts,
@@ -70,6 +72,22 @@ pub fn validate(
     checker.nothing_to_do(&config);
     checker.unused_parts(&config);
     checker.finish(config)
+}
+
+fn parse_pipe_memory(text: &str) -> Option<PipeMemory> {
+    if let Some(percent) = text.strip_suffix('%') {
+        let percent: u8 = percent.trim().parse().ok()?;
+        return (percent <= 50).then_some(PipeMemory::Percent(percent));
+    }
+    if text == "0" {
+        return Some(PipeMemory::Bytes(0));
+    }
+    let units = [("KiB", 1u64 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)];
+    let (number, unit) = units
+        .iter()
+        .find_map(|(suffix, unit)| Some((text.strip_suffix(suffix)?, *unit)))?;
+    let count: u64 = number.trim().parse().ok()?;
+    count.checked_mul(unit).map(PipeMemory::Bytes)
 }
 
 pub(crate) struct Checker<'a> {
@@ -291,6 +309,26 @@ impl<'a> Checker<'a> {
     }
 
     /// `shutdown_grace`, bounded so that vipd's own stop limit fits in the unit's stop timeout.
+    /// `pipe_memory`: `N%` of RAM (0..=50) or a size with a binary unit (`512KiB`, `256MiB`,
+    /// `1GiB`); `0` turns growth off.
+    fn pipe_memory(&mut self, value: Option<&str>) -> PipeMemory {
+        let default = PipeMemory::Percent(crate::defaults::PIPE_MEMORY_PERCENT);
+        let Some(text) = value else { return default };
+        match parse_pipe_memory(text.trim()) {
+            Some(memory) => memory,
+            None => {
+                self.error(
+                    "pipe_memory",
+                    format!(
+                        "`{text}` is neither a share of RAM (`2%`, at most `50%`) nor a size \
+                         (`0`, `512KiB`, `256MiB`, `1GiB`)"
+                    ),
+                );
+                default
+            }
+        }
+    }
+
     fn shutdown_grace(&mut self, value: Option<&str>) -> Duration {
         use crate::defaults::{SHUTDOWN_GRACE, SHUTDOWN_GRACE_MAX, shutdown_hard_limit};
         let Some(text) = value else {
