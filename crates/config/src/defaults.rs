@@ -84,6 +84,9 @@ pub const fn shutdown_hard_limit(grace: Duration) -> Duration {
 /// either way (HAProxy's `spread-checks` advises 2 to 5).
 pub const CHECK_JITTER_PERCENT: u8 = 5;
 
+/// `pipe_memory`: the share of the machine's memory grown pipes may hold together.
+pub const PIPE_MEMORY_PERCENT: u8 = 2;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +120,3 @@ mod tests {
         );
     }
 }
-
-/// `pipe_memory`: the share of the machine's memory grown pipes may hold together.
-pub const PIPE_MEMORY_PERCENT: u8 = 2;
