@@ -314,19 +314,17 @@ impl<'a> Checker<'a> {
     fn pipe_memory(&mut self, value: Option<&str>) -> PipeMemory {
         let default = PipeMemory::Percent(crate::defaults::PIPE_MEMORY_PERCENT);
         let Some(text) = value else { return default };
-        match parse_pipe_memory(text.trim()) {
-            Some(memory) => memory,
-            None => {
-                self.error(
-                    "pipe_memory",
-                    format!(
-                        "`{text}` is neither a share of RAM (`2%`, at most `50%`) nor a size \
-                         (`0`, `512KiB`, `256MiB`, `1GiB`)"
-                    ),
-                );
-                default
-            }
+        let parsed = parse_pipe_memory(text.trim());
+        if parsed.is_none() {
+            self.error(
+                "pipe_memory",
+                format!(
+                    "`{text}` is neither a share of RAM (`2%`, at most `50%`) nor a size (`0`, \
+                     `512KiB`, `256MiB`, `1GiB`)"
+                ),
+            );
         }
+        parsed.unwrap_or(default)
     }
 
     fn shutdown_grace(&mut self, value: Option<&str>) -> Duration {
