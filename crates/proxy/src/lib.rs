@@ -35,10 +35,11 @@
 //! Bounded and independent of traffic: the session task (its future is a few KiB) and two sockets,
 //! plus per direction, only while its destination lags, a copy of the bytes it has not taken yet
 //! (at most 16 KiB; small messages pass through the thread's 16 KiB scratch buffer), which a bulk
-//! direction trades for a pipe of its thread's pool per chunk (2 fds; the kernel pipe holds at most
-//! 64 KiB, the default capacity, and the direction holds it only while bytes are in it). So at most 32 KiB of user memory per session, none while
-//! idle. Before forwarding, a session holds what the client sent before it connected to a
-//! server: at most 16 KiB read at once, or a PROXY header read through a 512-byte chunk into at
+//! direction trades for a pipe of its thread's pool that it keeps while it streams (2 fds; the
+//! kernel pipe holds 64 KiB, grown up to 1 MiB within the process's `pipe_memory` budget, and goes
+//! back to the pool at 64 KiB after a second of quiet, `pipes.rs`). So at most 32 KiB of user
+//! memory per session, none while idle. Before forwarding, a session holds what the client sent
+//! before it connected to a server: at most 16 KiB read at once, or a PROXY header read through a 512-byte chunk into at
 //! most [`proxy_protocol::MAX_HEADER_LEN`] bytes with what came after it in the same reads.
 //!
 //! # Timeouts
