@@ -39,8 +39,9 @@
 //! kernel pipe holds 64 KiB, grown up to 1 MiB within the process's `pipe_memory` budget, and goes
 //! back to the pool at 64 KiB after a second of quiet, `pipes.rs`). So at most 32 KiB of user
 //! memory per session, none while idle. Before forwarding, a session holds what the client sent
-//! before it connected to a server: at most 16 KiB read at once, or a PROXY header read through a 512-byte chunk into at
-//! most [`proxy_protocol::MAX_HEADER_LEN`] bytes with what came after it in the same reads.
+//! before it connected to a server: at most 16 KiB read at once, or a PROXY header read through a
+//! 512-byte chunk into at most [`proxy_protocol::MAX_HEADER_LEN`] bytes with what came after it
+//! in the same reads.
 //!
 //! # Timeouts
 //!
