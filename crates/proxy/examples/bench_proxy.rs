@@ -2,7 +2,11 @@
 //!
 //! ```text
 //! bench_proxy --frontend NAME=ADDR --server NAME=ADDR [--server ...] [--balance round_robin|least_conn|source|random]
+//!             [--pipe-memory BYTES]
 //! ```
+//!
+//! `--pipe-memory 0` keeps every splice pipe at 64 KiB (the daemon's `pipe_memory: 0`), for
+//! measuring what growing pipes bring.
 //!
 //! Every `--frontend` gets its own backend with the `--server`s that follow it. Runs until SIGINT
 //! or SIGTERM, then shuts down with a 1 s grace period. Logs nothing unless `VIPD_LOG` is set:
@@ -57,6 +61,12 @@ fn parse_args() -> Result<ProxyConfig, String> {
                     "random" => Balance::Random,
                     other => return Err(format!("unknown balance {other}")),
                 };
+            }
+            "--pipe-memory" => {
+                let bytes = value
+                    .parse()
+                    .map_err(|error| format!("--pipe-memory {value}: {error}"))?;
+                config.pipe_memory = vipd_proxy::PipeMemory::Bytes(bytes);
             }
             other => return Err(format!("unknown flag {other}")),
         }
