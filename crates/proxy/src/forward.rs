@@ -324,11 +324,15 @@ async fn pump(
         let moved = if let Some(through) = pipe.as_mut() {
             let sides = (from_side, to_side);
             match splice_through(from, to, through, sides, activity).await {
-                Err(failure) if failure.error.raw_os_error() == Some(nix::libc::EINVAL) => {
-                    // The kernel will not splice these sockets: copy for good. The pipe is still
-                    // empty (refused on the way in) and goes back.
+                Err(failure)
+                    if failure.side == from_side
+                        && failure.error.raw_os_error() == Some(nix::libc::EINVAL) =>
+                {
+                    // The kernel will not splice from this socket: copy for good. The pipe is
+                    // closed, not pooled: only an empty pipe may go back, and it is cheaper to
+                    // make a new one on this rare path than to prove this one empty.
                     tracing::debug!(error = %failure.error, "splice refused, copying through a buffer");
-                    Pipes::give(pipe.take());
+                    pipe = None;
                     bulk = false;
                     may_splice = false;
                     continue;
