@@ -44,12 +44,18 @@ impl Default for PipeMemory {
 }
 
 impl PipeMemory {
-    /// In bytes, on this machine. A share of a machine whose memory cannot be read is 64 MiB.
+    /// In bytes, on this machine. A share is of the memory this process may use: `MemTotal`, or
+    /// less if its cgroup (a container's limit, a unit's `MemoryMax=`) allows less, since pipe
+    /// pages are charged to the cgroup. If neither can be read, 3.2 GiB is assumed.
     pub fn bytes(self) -> u64 {
         match self {
             Self::Bytes(bytes) => bytes,
             Self::ShareOfRam(percent) => {
-                let total = mem_total().unwrap_or(3200 << 20);
+                let total = [mem_total(), cgroup_memory_limit()]
+                    .into_iter()
+                    .flatten()
+                    .min()
+                    .unwrap_or(3200 << 20);
                 total / 100 * u64::from(percent)
             }
         }
@@ -64,6 +70,33 @@ fn mem_total() -> Option<u64> {
         .find_map(|line| line.strip_prefix("MemTotal:"))?;
     let kib: u64 = line.trim().trim_end_matches("kB").trim().parse().ok()?;
     kib.checked_mul(1024)
+}
+
+/// The tightest `memory.max` of this process's cgroup (v2) and its ancestors; `None` without
+/// cgroup v2 or without a limit.
+fn cgroup_memory_limit() -> Option<u64> {
+    let cgroups = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let path = cgroups.lines().find_map(|line| line.strip_prefix("0::"))?;
+    tightest_memory_max(path, |dir| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup{dir}/memory.max")).ok()
+    })
+}
+
+/// The smallest numeric `memory.max` from cgroup `path` up to the root (`max`: no limit).
+fn tightest_memory_max(path: &str, memory_max: impl Fn(&str) -> Option<String>) -> Option<u64> {
+    let mut dir = path.trim_end_matches('/');
+    let mut tightest: Option<u64> = None;
+    loop {
+        let limit = memory_max(dir).and_then(|text| text.trim().parse::<u64>().ok());
+        tightest = match (tightest, limit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match dir.rsplit_once('/') {
+            Some((parent, _)) => dir = parent,
+            None => return tightest,
+        }
+    }
 }
 
 impl Default for ProxyConfig {
@@ -596,5 +629,24 @@ mod tests {
             "apis",
         ));
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn the_tightest_cgroup_memory_limit_on_the_way_to_the_root_counts() {
+        let limits = |dir: &str| match dir {
+            "/kubepods/pod1/vipd" => Some("max\n".to_owned()),
+            "/kubepods/pod1" => Some("167772160\n".to_owned()),
+            "/kubepods" => Some("8589934592\n".to_owned()),
+            _ => None,
+        };
+        assert_eq!(
+            tightest_memory_max("/kubepods/pod1/vipd", limits),
+            Some(160 << 20)
+        );
+        assert_eq!(
+            tightest_memory_max("/system.slice/vipd.service", limits),
+            None
+        );
+        assert_eq!(tightest_memory_max("/", limits), None);
     }
 }
