@@ -309,13 +309,22 @@ async fn pump(
     };
     let mut bulk = false;
     let mut may_splice = true;
-    let mut pipe: Option<Pipe> = None;
+    let mut pipe: Option<Box<Pipe>> = None;
     loop {
-        // EPOLLRDHUP came with the data: the peer's FIN is queued behind what we read now.
-        let Some(readiness) = readable_or_quiet(from, pipe.is_some()).await else {
-            Pipes::give(pipe.take());
-            continue;
+        let readiness = if pipe.is_some() {
+            // Streaming: wait at most QUIET with the pipe, then give it back and wait without.
+            // The timer is boxed: stored inline it would make every session's state larger,
+            // idle ones included.
+            let waiting = tokio::time::timeout(QUIET, from.ready(Interest::READABLE));
+            let Ok(readiness) = Box::pin(waiting).await else {
+                Pipes::give(pipe.take());
+                continue;
+            };
+            readiness
+        } else {
+            from.ready(Interest::READABLE).await
         };
+        // EPOLLRDHUP came with the data: the peer's FIN is queued behind what we read now.
         let fin_queued = readiness.map_err(on(from_side))?.is_read_closed();
         if bulk && pipe.is_none() {
             pipe = Pipes::take();
@@ -382,24 +391,6 @@ async fn pump(
     match socket2::SockRef::from(to).shutdown(std::net::Shutdown::Write) {
         Err(error) if error.kind() != io::ErrorKind::NotConnected => Err(on(to_side)(error)),
         _ => Ok(()),
-    }
-}
-
-/// Waits until `from` is readable; with `holding_pipe`, at most [`QUIET`]: `None` then, and the
-/// direction gives its pipe back before it waits on.
-///
-/// The timer is boxed: it exists only while a streaming direction waits, and stored inline it
-/// would make every session's state larger, idle ones included.
-async fn readable_or_quiet(
-    from: &TcpStream,
-    holding_pipe: bool,
-) -> Option<io::Result<tokio::io::Ready>> {
-    if holding_pipe {
-        Box::pin(tokio::time::timeout(QUIET, from.ready(Interest::READABLE)))
-            .await
-            .ok()
-    } else {
-        Some(from.ready(Interest::READABLE).await)
     }
 }
 
@@ -643,10 +634,11 @@ mod tests {
         (near, far)
     }
 
-    /// Forwards between a new client and server pair until `exchange` is done with them.
+    /// Forwards between a new client and server pair until `exchange` is done with them and
+    /// hands them back (still open: the session ends cancelled, not closed).
     async fn forwarding<F>(exchange: impl FnOnce(TcpStream, TcpStream) -> F) -> SessionEnd
     where
-        F: Future<Output = ()>,
+        F: Future<Output = (TcpStream, TcpStream)>,
     {
         let (client, client_near) = connected().await;
         let (server_near, server) = connected().await;
@@ -668,10 +660,11 @@ mod tests {
             counters,
         );
         let exchange = async {
-            exchange(client, server).await;
+            let open = exchange(client, server).await;
             cancel.cancel();
+            open
         };
-        let (end, ()) = tokio::join!(session, exchange);
+        let (end, _open) = tokio::join!(session, exchange);
         end
     }
 
@@ -696,6 +689,7 @@ mod tests {
             assert_eq!(Pipes::pooled(), 0);
             tokio::time::sleep(QUIET + Duration::from_millis(200)).await;
             assert_eq!(Pipes::pooled(), 1);
+            (client, server)
         })
         .await;
         assert!(matches!(end, SessionEnd::Cancelled), "{end:?}");
@@ -712,6 +706,7 @@ mod tests {
                 client.read_exact(&mut buffer[..2000]).await.unwrap();
             }
             assert_eq!(Pipes::pooled(), 0, "a pipe was taken and given back");
+            (client, server)
         })
         .await;
         assert!(matches!(end, SessionEnd::Cancelled), "{end:?}");

@@ -152,8 +152,9 @@ pub struct Pipe {
 }
 
 impl Pipe {
-    /// A new non-blocking pipe at the kernel's default capacity, growing from `budget`.
-    fn open(budget: &'static PipeBudget) -> io::Result<Self> {
+    /// A new non-blocking pipe at the kernel's default capacity, growing from `budget`. Boxed:
+    /// a session's state holds a pointer, not the pipe, so idle sessions stay as small as before.
+    fn open(budget: &'static PipeBudget) -> io::Result<Box<Self>> {
         let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
         // Past `fs.pipe-user-pages-soft` an unprivileged process's new pipes get 2 slots, not 16.
         let capacity = fcntl(&read_end, FcntlArg::F_GETPIPE_SZ)
@@ -161,13 +162,13 @@ impl Pipe {
             .and_then(|size| usize::try_from(size).ok())
             .unwrap_or(BASE_CAPACITY);
         PIPES_OPEN.fetch_add(1, Ordering::Relaxed);
-        Ok(Self {
+        Ok(Box::new(Self {
             read_end,
             write_end,
             capacity,
             grown_to_limit: capacity < BASE_CAPACITY,
             budget,
-        })
+        }))
     }
 
     pub fn capacity(&self) -> usize {
@@ -249,7 +250,7 @@ thread_local! {
 
 thread_local! {
     /// Empty base-sized pipes of this thread, for the next bulk direction ([`Pipes`]).
-    static POOL: RefCell<Vec<Pipe>> = const { RefCell::new(Vec::new()) };
+    static POOL: RefCell<Vec<Box<Pipe>>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The thread's pool of empty pipes.
@@ -258,7 +259,7 @@ pub struct Pipes;
 impl Pipes {
     /// A pipe from the pool, or a new one; `None` if none can be made (fd limit): the direction
     /// copies instead.
-    pub fn take() -> Option<Pipe> {
+    pub fn take() -> Option<Box<Pipe>> {
         if let Some(pipe) = POOL.with_borrow_mut(Vec::pop) {
             return Some(pipe);
         }
@@ -271,7 +272,7 @@ impl Pipes {
 
     /// Returns an empty pipe, if there is one: shrunk to the base capacity (its growth back to
     /// the budget) and pooled, or closed if the pool is full or it cannot shrink.
-    pub fn give(pipe: Option<Pipe>) {
+    pub fn give(pipe: Option<Box<Pipe>>) {
         let Some(mut pipe) = pipe else { return };
         if !pipe.shrink() {
             return;
