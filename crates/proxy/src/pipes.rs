@@ -135,7 +135,8 @@ pub struct PipeStats {
     pub grown_bytes: u64,
     /// The budget in force for `grown_bytes`.
     pub budget_bytes: u64,
-    /// Times a pipe could not grow: the budget was spent or the kernel refused.
+    /// Streams whose pipe could not grow (the budget was spent or the kernel refused): each
+    /// stays at its size until it goes quiet.
     pub growth_refused: u64,
 }
 
@@ -145,8 +146,9 @@ pub struct Pipe {
     pub read_end: OwnedFd,
     pub write_end: OwnedFd,
     capacity: usize,
-    /// The kernel refused to grow it: it stays at this size.
-    grown_to_limit: bool,
+    /// Growth was refused (the budget was spent or the kernel said no): it stays at this size
+    /// until it is given back, so a stream that cannot grow asks once, not at every chunk.
+    stays_at_size: bool,
     /// Where its growth comes from and goes back to.
     budget: &'static PipeBudget,
 }
@@ -166,7 +168,7 @@ impl Pipe {
             read_end,
             write_end,
             capacity,
-            grown_to_limit: capacity < BASE_CAPACITY,
+            stays_at_size: capacity < BASE_CAPACITY,
             budget,
         }))
     }
@@ -177,7 +179,7 @@ impl Pipe {
 
     /// Whether growing could still help: below [`MAX_CAPACITY`] and not refused before.
     pub fn may_grow(&self) -> bool {
-        !self.grown_to_limit && self.capacity < MAX_CAPACITY
+        !self.stays_at_size && self.capacity < MAX_CAPACITY
     }
 
     /// Doubles the capacity if the budget and the kernel allow; the pipe may hold bytes.
@@ -188,6 +190,7 @@ impl Pipe {
         let budget = self.budget;
         let wanted = (self.capacity * 2).min(MAX_CAPACITY);
         if !budget.reserve(wanted - self.capacity) {
+            self.stays_at_size = true;
             return;
         }
         match self.resize(wanted) {
@@ -198,7 +201,7 @@ impl Pipe {
             Err(error) => {
                 budget.release(wanted - self.capacity);
                 budget.refused.fetch_add(1, Ordering::Relaxed);
-                self.grown_to_limit = true;
+                self.stays_at_size = true;
                 tracing::debug!(%error, capacity = self.capacity, "pipe stays at its size");
             }
         }
@@ -217,6 +220,14 @@ impl Pipe {
         }
         self.capacity = granted;
         Ok(())
+    }
+
+    /// Back to the base capacity, and the next stream may ask to grow again: the budget or the
+    /// kernel may allow it by then. False if the kernel would not shrink it.
+    fn ready_for_reuse(&mut self) -> bool {
+        let shrunk = self.shrink();
+        self.stays_at_size = self.capacity < BASE_CAPACITY;
+        shrunk
     }
 
     /// Back to the base capacity (the pipe must be empty); false if the kernel would not.
@@ -276,7 +287,7 @@ impl Pipes {
     /// the budget) and pooled, or closed if the pool is full or it cannot shrink.
     pub fn give(pipe: Option<Box<Pipe>>) {
         let Some(mut pipe) = pipe else { return };
-        if !pipe.shrink() {
+        if !pipe.ready_for_reuse() {
             return;
         }
         POOL.with_borrow_mut(|pool| {
@@ -350,8 +361,13 @@ mod tests {
         second.grow();
         assert_eq!(kernel_capacity(&second), BASE_CAPACITY);
         assert_eq!(budget.stats().growth_refused, 1);
-        // The refused pipe still works at its size, and grows once the first gives memory back.
+        // Refused, a stream asks once, not at every chunk.
         assert!(first.shrink());
+        second.grow();
+        assert_eq!(kernel_capacity(&second), BASE_CAPACITY);
+        assert_eq!(budget.stats().growth_refused, 1);
+        // Given back, the pipe's next stream asks again, and the budget has room now.
+        assert!(second.ready_for_reuse());
         second.grow();
         assert_eq!(kernel_capacity(&second), 128 << 10);
         drop(second);

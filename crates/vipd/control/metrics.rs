@@ -327,7 +327,7 @@ fn pipe_metrics(encoder: &mut DescriptorEncoder, proxy: &ProxySummary) -> fmt::R
         ),
         (
             "vipd_proxy_pipe_growth_refused",
-            "Times a pipe could not grow: the budget was spent or the kernel refused.",
+            "Streams whose pipe could not grow (the budget was spent or the kernel refused); each goes on at its size.",
             MetricType::Counter,
             proxy.pipe_growth_refused,
         ),

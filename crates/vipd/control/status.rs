@@ -106,7 +106,7 @@ pub struct ProxySummary {
     /// The budget in force for `pipe_grown_bytes` (`pipe_memory`, within the kernel's limits).
     #[serde(default)]
     pub pipe_budget_bytes: u64,
-    /// Times a pipe could not grow: the budget was spent or the kernel refused.
+    /// Streams whose pipe could not grow: the budget was spent or the kernel refused.
     #[serde(default)]
     pub pipe_growth_refused: u64,
 }
