@@ -15,6 +15,7 @@ mod admin_ctl;
 mod announce_bench;
 mod announce_bgp;
 mod announce_deploy;
+mod bulk_backpressure;
 mod check;
 mod control_api;
 mod control_under_load;
