@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
@@ -24,7 +25,9 @@ use std::time::{Duration, Instant};
 use ring::digest::{Context, Digest, SHA256};
 use vipd_lab::{Lab, LabError, LabProcess};
 
-use crate::support::{Scratch, start_backend, start_vipd, status, wait_for_control, wait_until};
+use crate::support::{
+    Scratch, control_get, start_backend, start_vipd, status, wait_for_control, wait_until,
+};
 
 /// vipd's host.
 const NODE: usize = 0;
@@ -46,6 +49,8 @@ const HELD_BACK_FROM: u64 = BLOCKS - HELD_BACK;
 /// Both readers: at most this many bytes a second, at most [`READ_CHUNK`] a read.
 const READ_RATE: u64 = 20 << 20;
 const READ_CHUNK: usize = 64 << 10;
+/// How far a reader that waited for data may read ahead of the rate: 2 MiB.
+const READ_BURST: Duration = Duration::from_millis(100);
 const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// 51 s at the read rate; more means a stall.
 const TRANSFER_DEADLINE: Duration = Duration::from_secs(150);
@@ -57,10 +62,13 @@ const TRANSFER_DEADLINE: Duration = Duration::from_secs(150);
 const RSS_GROWTH_LIMIT: u64 = 4 << 20;
 /// crates/proxy/src/pipes.rs, `MAX_CAPACITY`: the most a direction's pipe grows to.
 const PIPE_CAPACITY: u64 = 1 << 20;
-/// Counting lags: a reader counts a read after the kernel handed it over (one [`READ_CHUNK`]);
-/// a socket may take one segment (64 KiB with GSO) past its buffer; the buffered path's 16 KiB
-/// copy; the path's segments in flight between namespaces.
-const SLACK: u64 = 256 << 10;
+/// What the buffers do not count: each of the four sockets may take one segment (64 KiB with
+/// GSO) past its buffer; a reader counts a read after the kernel handed it over (one
+/// [`READ_CHUNK`]); the buffered path's 16 KiB copy. 352 KiB, rounded up.
+const SLACK: u64 = 512 << 10;
+/// What vipd's pipes may hold beyond their base 64 KiB (`vipd_proxy_pipe_grown_bytes`): the
+/// session's two directions, each grown at most to [`PIPE_CAPACITY`].
+const GROWN_PIPES_LIMIT: u64 = 2 * (PIPE_CAPACITY - (64 << 10));
 
 fn config(node: SocketAddr, server: SocketAddr) -> String {
     format!(
@@ -99,6 +107,8 @@ impl Flow {
 struct Received {
     bytes: u64,
     digest: Digest,
+    /// When end of stream came.
+    ended: Instant,
 }
 
 /// One pseudo-random megabyte from `seed` (xorshift64): not zeros, and different per direction.
@@ -160,22 +170,25 @@ fn send(
     Ok(hash.finish())
 }
 
-/// Reads until end of stream at [`READ_RATE`] (a token bucket: a reader that fell behind may
-/// catch up, never run ahead), hashing what it reads.
+/// Reads until end of stream at [`READ_RATE`], hashing what it reads. A token bucket: a reader
+/// that waited for data may catch up by at most [`READ_BURST`], so that data arriving after a
+/// pause is read at the rate too.
 fn receive(mut stream: &TcpStream, flow: &Flow) -> io::Result<Received> {
     let mut buffer = vec![0u8; READ_CHUNK];
     let mut hash = Context::new(&SHA256);
     let mut bytes = 0u64;
-    let started = Instant::now();
+    let mut due = Instant::now();
     loop {
-        let nanos = u128::from(bytes) * 1_000_000_000 / u128::from(READ_RATE);
-        let due = started + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
         std::thread::sleep(due.saturating_duration_since(Instant::now()));
         let read = stream.read(&mut buffer)?;
+        let nanos = read as u64 * 1_000_000_000 / READ_RATE;
+        let earliest = Instant::now().checked_sub(READ_BURST).unwrap_or(due);
+        due = due.max(earliest) + Duration::from_nanos(nanos);
         if read == 0 {
             return Ok(Received {
                 bytes,
                 digest: hash.finish(),
+                ended: Instant::now(),
             });
         }
         hash.update(&buffer[..read]);
@@ -191,11 +204,14 @@ fn bounded(stream: &TcpStream) -> io::Result<()> {
 }
 
 /// Upload and download of one session, each with its [`Flow`].
+#[derive(Default)]
 struct Flows {
     upload: Flow,
     download: Flow,
     /// Set by the test to start the transfer, once it has its baseline.
     go: AtomicBool,
+    /// The download's bytes read when the upload's end of stream reached the server.
+    download_read_at_upload_end: AtomicU64,
 }
 
 impl Flows {
@@ -228,13 +244,22 @@ fn serve(
     std::thread::scope(|scope| {
         let reader = scope.spawn(|| {
             let received = receive(&stream, &flows.upload);
+            let download_read = flows.download.read.load(Ordering::Relaxed);
+            flows
+                .download_read_at_upload_end
+                .store(download_read, Ordering::Relaxed);
             let _ = upload_done.send(());
             received
         });
         let wait_for_upload = || {
             let _ = upload_ended.recv();
         };
-        let sent = send(&stream, 2, &flows.download, (HELD_BACK_FROM, wait_for_upload))
+        let sent = send(
+            &stream,
+            2,
+            &flows.download,
+            (HELD_BACK_FROM, wait_for_upload),
+        )
         .and_then(|digest| stream.shutdown(Shutdown::Write).map(|()| digest));
         let received = reader.join().expect("server reader")?;
         Ok((sent?, received))
@@ -243,11 +268,7 @@ fn serve(
 
 /// The client: connects through vipd, tells the test its socket, then sends the upload and
 /// reads the download at once; half-closes once the upload is sent.
-fn client(
-    front: SocketAddr,
-    flows: &Flows,
-    connected: &mpsc::Sender<TcpStream>,
-) -> EndResult {
+fn client(front: SocketAddr, flows: &Flows, connected: &mpsc::Sender<TcpStream>) -> EndResult {
     let stream = TcpStream::connect_timeout(&front, Duration::from_secs(5))?;
     bounded(&stream)?;
     connected
@@ -330,10 +351,22 @@ impl PathBuffers {
     fn widen(&mut self, lab: &Lab, session: &Session) -> bool {
         let (node, peers) = (socket_buffers(lab, NODE), socket_buffers(lab, PEERS));
         let seen = [
-            (&mut self.client, peers.get(&(session.client, session.front))),
-            (&mut self.vipd_front, node.get(&(session.front, session.client))),
-            (&mut self.vipd_back, node.get(&(session.vipd_out, session.server))),
-            (&mut self.server, peers.get(&(session.server, session.vipd_out))),
+            (
+                &mut self.client,
+                peers.get(&(session.client, session.front)),
+            ),
+            (
+                &mut self.vipd_front,
+                node.get(&(session.front, session.client)),
+            ),
+            (
+                &mut self.vipd_back,
+                node.get(&(session.vipd_out, session.server)),
+            ),
+            (
+                &mut self.server,
+                peers.get(&(session.server, session.vipd_out)),
+            ),
         ];
         let mut all = true;
         for (largest, now) in seen {
@@ -382,6 +415,27 @@ fn resident(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// `vipd_proxy_pipe_grown_bytes` from vipd's `/metrics`.
+fn pipes_grown(lab: &Lab) -> Option<u64> {
+    let metrics = control_get(lab, NODE, "/metrics").ok()?;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("vipd_proxy_pipe_grown_bytes "))?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// What a sample looks at.
+struct Probe<'a> {
+    lab: &'a Lab,
+    vipd: u32,
+    /// vipd's VmRSS before the transfer.
+    baseline: u64,
+    flows: &'a Flows,
+    session: Session,
+}
+
 /// The largest values the samples saw, and the first sample that broke a bound.
 #[derive(Debug, Default)]
 struct Observed {
@@ -389,34 +443,39 @@ struct Observed {
     rss_growth: u64,
     upload_in_flight: u64,
     download_in_flight: u64,
+    /// None while `/metrics` never answered.
+    pipes_grown: Option<u64>,
     violation: Option<String>,
 }
 
 impl Observed {
-    /// One sample: vipd's memory and what each direction holds against its bound.
-    fn sample(&mut self, vipd: u32, baseline: u64, flows: &Flows, bounds: (u64, u64)) {
+    /// One sample: vipd's memory and what each direction holds; then the buffers that bound it,
+    /// read after: buffers only grow, so those seen later bound what was in flight before.
+    fn sample(&mut self, probe: &Probe, buffers: &mut PathBuffers) {
         self.samples += 1;
-        let rss = resident(vipd).unwrap_or(0);
-        let growth = rss.saturating_sub(baseline);
-        let (upload, download) = (flows.upload.in_flight(), flows.download.in_flight());
+        let rss = resident(probe.vipd).unwrap_or(0);
+        let growth = rss.saturating_sub(probe.baseline);
+        let upload = probe.flows.upload.in_flight();
+        let download = probe.flows.download.in_flight();
+        let grown = pipes_grown(probe.lab);
+        buffers.widen(probe.lab, &probe.session);
         self.rss_growth = self.rss_growth.max(growth);
         self.upload_in_flight = self.upload_in_flight.max(upload);
         self.download_in_flight = self.download_in_flight.max(download);
-        if self.violation.is_some() {
+        self.pipes_grown = self.pipes_grown.max(grown);
+        let (upload_bound, download_bound) = (buffers.upload_bound(), buffers.download_bound());
+        let violation = if growth > RSS_GROWTH_LIMIT {
+            format!("vipd's VmRSS grew by {growth} bytes (limit {RSS_GROWTH_LIMIT})")
+        } else if upload > upload_bound {
+            format!("upload holds {upload} bytes, bound {upload_bound}")
+        } else if download > download_bound {
+            format!("download holds {download} bytes, bound {download_bound}")
+        } else if grown.is_some_and(|grown| grown > GROWN_PIPES_LIMIT) {
+            format!("vipd's pipes grew by {grown:?} bytes (limit {GROWN_PIPES_LIMIT})")
+        } else {
             return;
-        }
-        if growth > RSS_GROWTH_LIMIT {
-            self.violation = Some(format!(
-                "vipd's VmRSS grew by {growth} bytes (limit {RSS_GROWTH_LIMIT})"
-            ));
-        } else if upload > bounds.0 {
-            self.violation = Some(format!("upload holds {upload} bytes, bound {}", bounds.0));
-        } else if download > bounds.1 {
-            self.violation = Some(format!(
-                "download holds {download} bytes, bound {}",
-                bounds.1
-            ));
-        }
+        };
+        self.violation.get_or_insert(violation);
     }
 }
 
@@ -472,17 +531,25 @@ fn connect(lab: &Lab, flows: &Arc<Flows>, session_front: SocketAddr) -> Ends {
 /// Samples every [`SAMPLE_EVERY`] until both ends are done; on the first broken bound, or past
 /// [`TRANSFER_DEADLINE`], cuts the session so that the test fails at once.
 fn watch(lab: &Lab, vipd: u32, flows: &Flows, ends: &Ends, buffers: &mut PathBuffers) -> Observed {
-    let baseline = resident(vipd).expect("vipd's VmRSS");
+    let probe = Probe {
+        lab,
+        vipd,
+        baseline: resident(vipd).expect("vipd's VmRSS"),
+        flows,
+        session: ends.session,
+    };
     let mut observed = Observed::default();
     let started = Instant::now();
     flows.go.store(true, Ordering::Relaxed);
+    let mut next = started;
     while !(ends.client.is_finished() && ends.server.is_finished()) {
-        std::thread::sleep(SAMPLE_EVERY);
-        buffers.widen(lab, &ends.session);
-        let bounds = (buffers.upload_bound(), buffers.download_bound());
-        observed.sample(vipd, baseline, flows, bounds);
-        if observed.violation.is_none() && started.elapsed() > TRANSFER_DEADLINE {
-            observed.violation = Some(format!("not done after {TRANSFER_DEADLINE:?}"));
+        next += SAMPLE_EVERY;
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+        observed.sample(&probe, buffers);
+        if started.elapsed() > TRANSFER_DEADLINE {
+            observed
+                .violation
+                .get_or_insert(format!("not done after {TRANSFER_DEADLINE:?}"));
         }
         if observed.violation.is_some() {
             for socket in &ends.sockets {
@@ -491,9 +558,10 @@ fn watch(lab: &Lab, vipd: u32, flows: &Flows, ends: &Ends, buffers: &mut PathBuf
         }
     }
     eprintln!(
-        "bulk backpressure: vipd VmRSS {baseline} bytes before the transfer; {} samples in {:?}",
+        "bulk backpressure: the transfer ran for {:?}; vipd's VmRSS before: {} bytes; {} samples",
+        started.elapsed(),
+        probe.baseline,
         observed.samples,
-        started.elapsed()
     );
     observed
 }
@@ -514,12 +582,57 @@ fn check_direction(name: &str, sent: &Digest, received: &Received) {
         hex(sent),
         hex(&received.digest)
     );
-    assert_eq!(received.bytes, TOTAL, "{name}: end of stream at the wrong place");
+    assert_eq!(
+        received.bytes, TOTAL,
+        "{name}: end of stream at the wrong place"
+    );
     assert_eq!(
         hex(sent),
         hex(&received.digest),
         "{name}: the bytes changed on the way"
     );
+}
+
+/// vipd in the node's host with a server in the peers' host, up and checked; its log's path.
+/// The health checks' target (socat) and vipd stop on drop.
+fn start_node(lab: &Lab, scratch: &Scratch) -> ([LabProcess; 2], PathBuf) {
+    let front = SocketAddr::new(lab.host(NODE).ipv4.into(), FRONTEND_PORT);
+    let server = SocketAddr::new(lab.host(PEERS).ipv4.into(), SERVER_PORT);
+    let checked = start_backend(lab, PEERS, CHECK_PORT, "up");
+    let config_path = scratch.write("vipd.yaml", &config(front, server));
+    let log = scratch.path("vipd.log");
+    let vipd = start_vipd(lab, NODE, &config_path, &log);
+    wait_for_control(lab, NODE);
+    let server_up =
+        || status(lab, NODE).is_ok_and(|status| status["backends"][0]["servers_up"] == 1);
+    assert!(
+        wait_until(Duration::from_secs(10), server_up).is_some(),
+        "the server never came up:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    ([vipd, checked], log)
+}
+
+/// vipd's own account of the session: both ways [`TOTAL`] bytes, closed by both FINs.
+fn check_session_log(log: &Path) {
+    let line = || {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .find(|line| line.contains("session end"))
+            .map(str::to_owned)
+    };
+    let logged = wait_until(Duration::from_secs(5), || line().is_some());
+    let line = line().unwrap_or_default();
+    eprintln!("bulk backpressure: vipd logged: {line}");
+    assert!(logged.is_some(), "no session end line");
+    for field in [
+        format!(" bytes_in={TOTAL} "),
+        format!(" bytes_out={TOTAL} "),
+        " termination=closed ".to_owned(),
+    ] {
+        assert!(line.contains(&field), "no `{field}`: {line}");
+    }
 }
 
 #[test]
@@ -531,51 +644,60 @@ fn a_gigabyte_each_way_to_slow_readers_holds_vipd_to_its_buffers_and_arrives_int
     }
     let lab = Lab::new(2).expect("lab");
     let scratch = Scratch::new("bulk-backpressure");
+    let ([vipd, _checked], log) = start_node(&lab, &scratch);
+    let flows = Arc::new(Flows::default());
     let front = SocketAddr::new(lab.host(NODE).ipv4.into(), FRONTEND_PORT);
-    let server = SocketAddr::new(lab.host(PEERS).ipv4.into(), SERVER_PORT);
-    let _checked: LabProcess = start_backend(&lab, PEERS, CHECK_PORT, "up");
-    let config_path = scratch.write("vipd.yaml", &config(front, server));
-    let log = scratch.path("vipd.log");
-    let vipd = start_vipd(&lab, NODE, &config_path, &log);
-    let log_text = || std::fs::read_to_string(&log).unwrap_or_default();
-    wait_for_control(&lab, NODE);
-    let server_up =
-        || status(&lab, NODE).is_ok_and(|status| status["backends"][0]["servers_up"] == 1);
-    assert!(
-        wait_until(Duration::from_secs(10), server_up).is_some(),
-        "the server never came up:\n{}",
-        log_text()
-    );
-
-    let flows = Arc::new(Flows {
-        upload: Flow::default(),
-        download: Flow::default(),
-        go: AtomicBool::new(false),
-    });
     let ends = connect(&lab, &flows, front);
     let mut buffers = PathBuffers::default();
     assert!(
-        wait_until(Duration::from_secs(5), || buffers.widen(&lab, &ends.session)).is_some(),
+        wait_until(Duration::from_secs(5), || buffers
+            .widen(&lab, &ends.session))
+        .is_some(),
         "ss does not show the session's four sockets {:?}: {buffers:?}",
         ends.session
     );
     let observed = watch(&lab, vipd.pid(), &flows, &ends, &mut buffers);
-    let client = ends.client.join().expect("client thread").expect("peers' host");
-    let server = ends.server.join().expect("server thread").expect("peers' host");
+    let client = ends
+        .client
+        .join()
+        .expect("client thread")
+        .expect("peers' host");
+    let server = ends
+        .server
+        .join()
+        .expect("server thread")
+        .expect("peers' host");
     eprintln!(
         "bulk backpressure: largest VmRSS growth {} bytes (limit {RSS_GROWTH_LIMIT}); most in \
-         flight: upload {} bytes (bound {}), download {} bytes (bound {}); socket buffers {buffers:?}",
+         flight: upload {} bytes (bound {}), download {} bytes (bound {}); pipes grown by at \
+         most {:?} bytes (limit {GROWN_PIPES_LIMIT}); socket buffers {buffers:?}",
         observed.rss_growth,
         observed.upload_in_flight,
         buffers.upload_bound(),
         observed.download_in_flight,
         buffers.download_bound(),
+        observed.pipes_grown,
     );
     if let Some(violation) = observed.violation {
         panic!("{violation}; client: {client:?}, server: {server:?}");
     }
+    assert!(observed.pipes_grown.is_some(), "/metrics never answered");
     let (upload_sent, download_received) = client.expect("the client's transfer");
     let (download_sent, upload_received) = server.expect("the server's transfer");
     check_direction("upload", &upload_sent, &upload_received);
     check_direction("download", &download_sent, &download_received);
+    // Half-close: the client's FIN reached the server, and the download went on after it.
+    let after_fin = TOTAL - flows.download_read_at_upload_end.load(Ordering::Relaxed);
+    let lasted = download_received
+        .ended
+        .checked_duration_since(upload_received.ended);
+    eprintln!(
+        "bulk backpressure: after the upload's FIN the client read {after_fin} bytes more of the \
+         download, for {lasted:?}"
+    );
+    assert!(
+        after_fin >= HELD_BACK * BLOCK as u64,
+        "the download did not go on after the upload's FIN"
+    );
+    check_session_log(&log);
 }
