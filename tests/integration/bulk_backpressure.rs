@@ -9,8 +9,13 @@
 //! - vipd's resident memory grows by at most [`RSS_GROWTH_LIMIT`] over the whole transfer;
 //! - per direction, bytes the writer handed to its socket minus bytes the reader read (what the
 //!   path holds) stay within the socket buffers on the path, as `ss` reports them, plus
-//!   [`PIPE_CAPACITY`] plus [`SLACK`]. A proxy that read on without waiting for its destination
-//!   breaks both within a second, and the test stops the transfer there.
+//!   [`PIPE_CAPACITY`] plus [`SLACK`]: this one also sees bytes a proxy would hoard in kernel
+//!   memory (pipes), which VmRSS does not;
+//! - vipd's pipes grow by at most [`GROWN_PIPES_LIMIT`] (`vipd_proxy_pipe_grown_bytes`).
+//!
+//! A proxy that reads on without waiting for its destination breaks a bound at the first
+//! sample, and the test cuts the transfer there (docs/benchmarks.md, Backpressure). The test
+//! takes about 52 s but little CPU (its readers mostly sleep), so it runs beside the others.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -58,7 +63,8 @@ const TRANSFER_DEADLINE: Duration = Duration::from_secs(150);
 /// vipd's own memory per session is a 16 KiB copy per direction (plus the thread's 16 KiB
 /// scratch buffer, in use since the session's first read): 48 KiB. Payload in pipes and socket
 /// buffers is kernel memory, outside VmRSS. 4 MiB leaves room for the allocator's granularity
-/// and the odd timer or log line, and is a 256th of what a proxy without backpressure holds.
+/// and the odd timer or log line (0.2–0.3 MiB measured), and is a 256th of the 1 GiB a proxy
+/// without backpressure may end up holding.
 const RSS_GROWTH_LIMIT: u64 = 4 << 20;
 /// crates/proxy/src/pipes.rs, `MAX_CAPACITY`: the most a direction's pipe grows to.
 const PIPE_CAPACITY: u64 = 1 << 20;
@@ -215,10 +221,12 @@ struct Flows {
 }
 
 impl Flows {
-    fn wait_for_go(&self) {
-        while !self.go.load(Ordering::Relaxed) {
-            std::thread::sleep(Duration::from_millis(5));
-        }
+    /// Waits for [`Flows::go`]; an error if it does not come (the test failed before).
+    fn wait_for_go(&self) -> io::Result<()> {
+        let waited = wait_until(Duration::from_secs(30), || self.go.load(Ordering::Relaxed));
+        waited
+            .map(drop)
+            .ok_or_else(|| io::ErrorKind::TimedOut.into())
     }
 }
 
@@ -239,7 +247,7 @@ fn serve(
     accepted
         .send((stream.try_clone()?, vipd_side))
         .map_err(io::Error::other)?;
-    flows.wait_for_go();
+    flows.wait_for_go()?;
     let (upload_done, upload_ended) = mpsc::channel();
     std::thread::scope(|scope| {
         let reader = scope.spawn(|| {
@@ -274,7 +282,7 @@ fn client(front: SocketAddr, flows: &Flows, connected: &mpsc::Sender<TcpStream>)
     connected
         .send(stream.try_clone()?)
         .map_err(io::Error::other)?;
-    flows.wait_for_go();
+    flows.wait_for_go()?;
     std::thread::scope(|scope| {
         let reader = scope.spawn(|| receive(&stream, &flows.download));
         let sent = send(&stream, 1, &flows.upload, (BLOCKS, || {}))
