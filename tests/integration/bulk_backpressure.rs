@@ -1,4 +1,4 @@
-//! Backpressure through the real daemon (issue 18): one session carries 1 GiB each way at the
+//! Backpressure through the real daemon: one session carries 1 GiB each way at the
 //! same time to peers that read at 20 MiB/s, and vipd holds no more than its socket buffers and
 //! one pipe per direction. The bytes arrive intact (SHA-256 on both ends), the client's FIN
 //! passes through while the download still runs, and the server's FIN follows its last byte.
