@@ -46,7 +46,8 @@ impl Default for PipeMemory {
 impl PipeMemory {
     /// In bytes, on this machine. A share is of the memory this process may use: `MemTotal`, or
     /// less if its cgroup (a container's limit, a unit's `MemoryMax=`) allows less, since pipe
-    /// pages are charged to the cgroup. If neither can be read, 3.2 GiB is assumed.
+    /// pages are charged to the cgroup. If neither can be read, 4 GiB is assumed (a small node;
+    /// 2% of it is 80 MiB). At most 100%.
     pub fn bytes(self) -> u64 {
         match self {
             Self::Bytes(bytes) => bytes,
@@ -55,8 +56,8 @@ impl PipeMemory {
                     .into_iter()
                     .flatten()
                     .min()
-                    .unwrap_or(3200 << 20);
-                total / 100 * u64::from(percent)
+                    .unwrap_or(4 << 30);
+                total / 100 * u64::from(percent.min(100))
             }
         }
     }

@@ -337,17 +337,28 @@ async fn pump(
                     if failure.side == from_side
                         && failure.error.raw_os_error() == Some(nix::libc::EINVAL) =>
                 {
-                    // The kernel will not splice from this socket: copy for good. The pipe is
-                    // closed, not pooled: only an empty pipe may go back, and it is cheaper to
-                    // make a new one on this rare path than to prove this one empty.
+                    // The kernel will not splice from this socket: copy for good. Refused on
+                    // the way in, the pipe is empty and goes back.
                     tracing::debug!(error = %failure.error, "splice refused, copying through a buffer");
-                    pipe = None;
+                    Pipes::give(pipe.take());
                     bulk = false;
                     may_splice = false;
                     continue;
                 }
                 // On an error the pipe is closed with what it holds.
-                other => other?,
+                other => {
+                    let chunk = other?;
+                    // Kept across the wait for more only while streaming: an API watch's
+                    // occasional event takes a pipe for its chunk and gives it back at once,
+                    // so thousands of quiet watches hold no pipes.
+                    let streaming = through.has_grown()
+                        || through.was_refused()
+                        || chunk.as_ref().is_some_and(|c| c.source_ahead);
+                    if !streaming {
+                        Pipes::give(pipe.take());
+                    }
+                    chunk.map(|chunk| chunk.bytes)
+                }
             }
         } else {
             let moved = copy_through(from, to, fin_queued, (from_side, to_side), activity).await?;
@@ -394,20 +405,27 @@ async fn pump(
     }
 }
 
+/// What one splice step moved.
+struct Chunk {
+    bytes: usize,
+    /// The source still had bytes queued after the pipe took its fill: the stream goes on.
+    source_ahead: bool,
+}
+
 /// Moves what is readable now (up to the pipe's capacity) through the pipe and writes it all;
-/// `None` if nothing was readable after all, `Some(0)` at end of stream. Returns with the pipe
+/// `None` if nothing was readable after all, `bytes: 0` at end of stream. Returns with the pipe
 /// empty, unless it fails.
 ///
 /// Grows the pipe when the source still had bytes queued after filling it and the destination
 /// took the whole chunk without making us wait: the pipe, not either peer, set the pace. A slow
-/// destination keeps the pipe as it is, so what a slow reader makes us hold stays small.
+/// destination keeps the pipe as it is.
 async fn splice_through(
     from: &TcpStream,
     to: &TcpStream,
     pipe: &mut Pipe,
     (from_side, to_side): (Side, Side),
     activity: &Activity,
-) -> Result<Option<usize>, Failure> {
+) -> Result<Option<Chunk>, Failure> {
     let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
     let filled = match from.try_io(Interest::READABLE, || {
         splice(from, None, &pipe.write_end, None, pipe.capacity(), flags).map_err(io::Error::from)
@@ -416,9 +434,38 @@ async fn splice_through(
         Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(None),
         Err(error) => return Err(on(from_side)(error)),
     };
-    let pipe_was_the_limit = filled > 0 && pipe.may_grow() && more_queued(from);
-    let mut destination_lagged = false;
-    let mut in_pipe = filled;
+    // The peek may meet the source's pending error (a reset after its last bytes), which the
+    // kernel hands out once: kept, it ends the direction after the chunk is passed on, as the
+    // next read would have.
+    let peeked = (filled > 0 && pipe.may_grow()).then(|| more_queued(from));
+    let (source_ahead, source_failed) = match peeked {
+        Some(Ok(more)) => (more, None),
+        Some(Err(error)) => (false, Some(error)),
+        None => (false, None),
+    };
+    let destination_lagged = drain(pipe, filled, to, to_side, activity).await?;
+    if let Some(error) = source_failed {
+        return Err(on(from_side)(error));
+    }
+    if source_ahead && !destination_lagged {
+        pipe.grow();
+    }
+    Ok(Some(Chunk {
+        bytes: filled,
+        source_ahead,
+    }))
+}
+
+/// Writes the `in_pipe` bytes of `pipe` to `to`; whether `to` made us wait.
+async fn drain(
+    pipe: &Pipe,
+    mut in_pipe: usize,
+    to: &TcpStream,
+    to_side: Side,
+    activity: &Activity,
+) -> Result<bool, Failure> {
+    let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
+    let mut lagged = false;
     while in_pipe > 0 {
         to.writable().await.map_err(on(to_side))?;
         match to.try_io(Interest::WRITABLE, || {
@@ -426,32 +473,29 @@ async fn splice_through(
         }) {
             Ok(drained) => {
                 in_pipe -= drained;
-                destination_lagged |= in_pipe > 0;
+                lagged |= in_pipe > 0;
                 // A slow reader taking the chunk in parts is activity too.
                 activity.moved();
             }
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => destination_lagged = true,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => lagged = true,
             Err(error) => return Err(on(to_side)(error)),
         }
     }
-    if pipe_was_the_limit && !destination_lagged {
-        pipe.grow();
-    }
-    Ok(Some(filled))
+    Ok(lagged)
 }
 
-/// Whether `from` has bytes queued still (a one-byte peek that does not wait).
-fn more_queued(from: &TcpStream) -> bool {
+/// Whether `from` has bytes queued still (a one-byte peek that does not wait); an error is the
+/// socket's pending error (a reset, a keepalive timeout), which the peek has now taken.
+fn more_queued(from: &TcpStream) -> io::Result<bool> {
+    use nix::errno::Errno;
     use nix::sys::socket::{MsgFlags, recv};
     let mut byte = [0u8; 1];
-    matches!(
-        recv(
-            from.as_raw_fd(),
-            &mut byte,
-            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT
-        ),
-        Ok(1)
-    )
+    let flags = MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT;
+    match recv(from.as_raw_fd(), &mut byte, flags) {
+        Ok(peeked) => Ok(peeked > 0),
+        Err(Errno::EAGAIN | Errno::EINTR) => Ok(false),
+        Err(error) => Err(error.into()),
+    }
 }
 
 thread_local! {
@@ -634,38 +678,46 @@ mod tests {
         (near, far)
     }
 
-    /// Forwards between a new client and server pair until `exchange` is done with them and
-    /// hands them back (still open: the session ends cancelled, not closed).
-    async fn forwarding<F>(exchange: impl FnOnce(TcpStream, TcpStream) -> F) -> SessionEnd
+    /// Forwards between a new client and server pair until `exchange` is done with them; what
+    /// it returns (the streams it keeps open) is dropped only after the session was cancelled,
+    /// so a session that did not end by itself ends `Cancelled`. Returns how it ended and the
+    /// bytes it spliced.
+    async fn forwarding<F, T>(exchange: impl FnOnce(TcpStream, TcpStream) -> F) -> (SessionEnd, u64)
     where
-        F: Future<Output = (TcpStream, TcpStream)>,
+        F: Future<Output = T>,
     {
         let (client, client_near) = connected().await;
         let (server_near, server) = connected().await;
-        let zero = AtomicU64::new(0);
+        let (zero, spliced) = (AtomicU64::new(0), AtomicU64::new(0));
         let counters = SessionCounters {
             client_to_server: [&zero, &zero, &zero, &zero],
             server_to_client: [&zero, &zero, &zero, &zero],
-            spliced: &zero,
+            spliced: &spliced,
         };
         let cancel = CancellationToken::new();
         let timeouts = Timeouts::default();
-        let session = forward(
-            &client_near,
-            &server_near,
-            false,
-            false,
-            &timeouts,
-            &cancel,
-            counters,
-        );
-        let exchange = async {
-            let open = exchange(client, server).await;
-            cancel.cancel();
-            open
+        // The session's sockets close when it ends, as the proxy's do: a peer waiting for the
+        // reset or FIN that ending passes on gets it.
+        let session = async {
+            let (client_near, server_near) = (client_near, server_near);
+            forward(
+                &client_near,
+                &server_near,
+                false,
+                false,
+                &timeouts,
+                &cancel,
+                counters,
+            )
+            .await
         };
-        let (end, _open) = tokio::join!(session, exchange);
-        end
+        let exchange = async {
+            let kept = exchange(client, server).await;
+            cancel.cancel();
+            kept
+        };
+        let (end, _kept) = tokio::join!(session, exchange);
+        (end, spliced.load(Ordering::Relaxed))
     }
 
     /// `bytes` from the server to the client, read as fast as they come.
@@ -679,7 +731,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_streaming_direction_grows_its_pipe_and_gives_it_back_small_once_quiet() {
-        let end = forwarding(|mut client, mut server| async move {
+        let (end, _) = forwarding(|mut client, mut server| async move {
             stream(&mut server, &mut client, 64 << 20).await;
             assert!(
                 crate::pipes::GROWN_ON_THIS_THREAD.get() > 0,
@@ -695,9 +747,35 @@ mod tests {
         assert!(matches!(end, SessionEnd::Cancelled), "{end:?}");
     }
 
+    /// An API watch: a large list once (the direction turns bulk), then small events. Each
+    /// event takes a pipe for its chunk and gives it back at once, without waiting for QUIET:
+    /// thousands of such watches hold no pipes between events.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_watch_between_events_holds_no_pipe() {
+        let (end, _) = forwarding(|mut client, mut server| async move {
+            stream(&mut server, &mut client, 4 << 20).await;
+            tokio::time::sleep(QUIET + Duration::from_millis(200)).await;
+            assert_eq!(Pipes::pooled(), 1, "the list's pipe went back once quiet");
+            let mut event = [0u8; 600];
+            for _ in 0..3 {
+                server.write_all(&[5; 600]).await.unwrap();
+                client.read_exact(&mut event).await.unwrap();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                assert_eq!(
+                    Pipes::pooled(),
+                    1,
+                    "an event's pipe was kept after its chunk"
+                );
+            }
+            (client, server)
+        })
+        .await;
+        assert!(matches!(end, SessionEnd::Cancelled), "{end:?}");
+    }
+
     #[tokio::test(flavor = "current_thread")]
     async fn requests_and_responses_take_no_pipe() {
-        let end = forwarding(|mut client, mut server| async move {
+        let (end, spliced) = forwarding(|mut client, mut server| async move {
             let mut buffer = [0u8; 2048];
             for _ in 0..100 {
                 client.write_all(&[1; 1000]).await.unwrap();
@@ -710,7 +788,47 @@ mod tests {
         })
         .await;
         assert!(matches!(end, SessionEnd::Cancelled), "{end:?}");
-        assert_eq!(crate::pipes::GROWN_ON_THIS_THREAD.get(), 0);
+        assert_eq!(spliced, 0, "small messages went through a pipe");
+    }
+
+    /// A reset pending behind the data of a slow reader's direction (its pipe small, so the
+    /// direction still peeks to decide on growth) reaches the client as a reset, never as a
+    /// clean end of stream that would make a truncated response look complete.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_server_reset_reaches_a_slow_client_as_a_reset() {
+        let (end, _) = forwarding(|mut client, server| async move {
+            let server = async move {
+                let mut server = server;
+                server.write_all(&vec![7u8; 1 << 20]).await.unwrap();
+                reset_on_close(&server);
+            };
+            let slow_client = async {
+                let mut buffer = vec![0u8; 16 << 10];
+                loop {
+                    match client.read(&mut buffer).await {
+                        Ok(0) => return "a clean end of stream",
+                        Ok(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+                        Err(error) if error.kind() == io::ErrorKind::ConnectionReset => {
+                            return "a reset";
+                        }
+                        Err(error) => panic!("{error}"),
+                    }
+                }
+            };
+            let ((), seen) = tokio::join!(server, slow_client);
+            assert_eq!(seen, "a reset");
+        })
+        .await;
+        assert!(
+            matches!(
+                end,
+                SessionEnd::Failed {
+                    side: Side::Server,
+                    ..
+                }
+            ),
+            "{end:?}"
+        );
     }
 
     /// Every open session holds this future: an idle connection's memory is mostly its size

@@ -94,22 +94,27 @@ pub static BUDGET: PipeBudget = PipeBudget::new(64 * 1024 * 1024);
 /// pipes and makes new ones with 2 slots instead of 16. Grown pipes get at most half of it, so the
 /// base-sized pipes of other splicing sessions keep their 16 slots.
 pub fn budget_in_force(configured: usize) -> usize {
-    let privileged = effective_capabilities()
-        .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE | 1 << CAP_SYS_ADMIN) != 0);
+    let privileged = in_initial_user_namespace()
+        && effective_capabilities()
+            .is_some_and(|caps| caps & (1 << CAP_SYS_RESOURCE | 1 << CAP_SYS_ADMIN) != 0);
     let soft_pages = std::fs::read_to_string("/proc/sys/fs/pipe-user-pages-soft")
         .ok()
         .and_then(|text| text.trim().parse().ok());
-    allowance(configured, privileged, soft_pages)
+    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+        .ok()
+        .flatten()
+        .and_then(|size| usize::try_from(size).ok())
+        .unwrap_or(4096);
+    allowance(configured, privileged, soft_pages, page)
 }
 
 const CAP_SYS_ADMIN: u32 = 21;
 const CAP_SYS_RESOURCE: u32 = 24;
-const PAGE: usize = 4096;
 
-fn allowance(configured: usize, privileged: bool, soft_pages: Option<usize>) -> usize {
+fn allowance(configured: usize, privileged: bool, soft_pages: Option<usize>, page: usize) -> usize {
     match soft_pages {
         // 0: no soft limit.
-        Some(pages) if !privileged && pages > 0 => configured.min(pages.saturating_mul(PAGE) / 2),
+        Some(pages) if !privileged && pages > 0 => configured.min(pages.saturating_mul(page) / 2),
         _ => configured,
     }
 }
@@ -123,6 +128,14 @@ fn effective_capabilities() -> Option<u64> {
     u64::from_str_radix(hex.trim(), 16).ok()
 }
 
+/// Whether this process runs in the host's user namespace: the kernel exempts pipes from the
+/// per-user limits only for capabilities held there, and a rootless container's CapEff shows
+/// capabilities of its own namespace.
+fn in_initial_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|map| map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
+}
+
 /// Pipes open in the process (pooled or held by a direction).
 static PIPES_OPEN: AtomicU64 = AtomicU64::new(0);
 
@@ -131,7 +144,7 @@ static PIPES_OPEN: AtomicU64 = AtomicU64::new(0);
 pub struct PipeStats {
     /// Pipes open: pooled, or held by a direction that is streaming.
     pub pipes: u64,
-    /// Capacity beyond [`BASE_CAPACITY`] that grown pipes hold.
+    /// Capacity beyond what they were made with (64 KiB) that grown pipes hold.
     pub grown_bytes: u64,
     /// The budget in force for `grown_bytes`.
     pub budget_bytes: u64,
@@ -146,10 +159,13 @@ pub struct Pipe {
     pub read_end: OwnedFd,
     pub write_end: OwnedFd,
     capacity: usize,
+    /// The capacity the kernel gave it when it was made, which it shrinks back to.
+    base: usize,
+    /// What its growth took from `budget` and gives back.
+    reserved: usize,
     /// Growth was refused (the budget was spent or the kernel said no): it stays at this size
     /// until it is given back, so a stream that cannot grow asks once, not at every chunk.
     stays_at_size: bool,
-    /// Where its growth comes from and goes back to.
     budget: &'static PipeBudget,
 }
 
@@ -158,7 +174,7 @@ impl Pipe {
     /// a session's state holds a pointer, not the pipe, so idle sessions stay as small as before.
     fn open(budget: &'static PipeBudget) -> io::Result<Box<Self>> {
         let (read_end, write_end) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
-        // Past `fs.pipe-user-pages-soft` an unprivileged process's new pipes get 2 slots, not 16.
+        // 16 pages; past `fs.pipe-user-pages-soft` an unprivileged process's new pipes get 2.
         let capacity = fcntl(&read_end, FcntlArg::F_GETPIPE_SZ)
             .ok()
             .and_then(|size| usize::try_from(size).ok())
@@ -168,6 +184,8 @@ impl Pipe {
             read_end,
             write_end,
             capacity,
+            base: capacity,
+            reserved: 0,
             stays_at_size: capacity < BASE_CAPACITY,
             budget,
         }))
@@ -175,6 +193,16 @@ impl Pipe {
 
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Whether it holds more than it was made with.
+    pub fn has_grown(&self) -> bool {
+        self.capacity > self.base
+    }
+
+    /// Whether the stream that holds it asked to grow and was refused (it streams, too).
+    pub fn was_refused(&self) -> bool {
+        self.stays_at_size && self.capacity >= BASE_CAPACITY
     }
 
     /// Whether growing could still help: below [`MAX_CAPACITY`] and not refused before.
@@ -187,24 +215,22 @@ impl Pipe {
         if !self.may_grow() {
             return;
         }
-        let budget = self.budget;
         let wanted = (self.capacity * 2).min(MAX_CAPACITY);
-        if !budget.reserve(wanted - self.capacity) {
+        let extra = wanted - self.capacity;
+        if !self.budget.reserve(extra) {
             self.stays_at_size = true;
             return;
         }
-        match self.resize(wanted) {
-            #[cfg(test)]
-            Ok(()) => GROWN_ON_THIS_THREAD.set(GROWN_ON_THIS_THREAD.get() + 1),
-            #[cfg(not(test))]
-            Ok(()) => {}
-            Err(error) => {
-                budget.release(wanted - self.capacity);
-                budget.refused.fetch_add(1, Ordering::Relaxed);
-                self.stays_at_size = true;
-                tracing::debug!(%error, capacity = self.capacity, "pipe stays at its size");
-            }
+        if let Err(error) = self.resize(wanted) {
+            self.budget.release(extra);
+            self.budget.refused.fetch_add(1, Ordering::Relaxed);
+            self.stays_at_size = true;
+            tracing::debug!(%error, capacity = self.capacity, "pipe stays at its size");
+            return;
         }
+        self.reserved += extra;
+        #[cfg(test)]
+        GROWN_ON_THIS_THREAD.set(GROWN_ON_THIS_THREAD.get() + 1);
     }
 
     fn resize(&mut self, wanted: usize) -> io::Result<()> {
@@ -222,24 +248,24 @@ impl Pipe {
         Ok(())
     }
 
-    /// Back to the base capacity, and the next stream may ask to grow again: the budget or the
-    /// kernel may allow it by then. False if the kernel would not shrink it.
+    /// Back to the capacity it was made with, and the next stream may ask to grow again: the
+    /// budget or the kernel may allow it by then. False if the kernel would not shrink it.
     fn ready_for_reuse(&mut self) -> bool {
         let shrunk = self.shrink();
         self.stays_at_size = self.capacity < BASE_CAPACITY;
         shrunk
     }
 
-    /// Back to the base capacity (the pipe must be empty); false if the kernel would not.
+    /// Back to the capacity it was made with (the pipe must be empty); false if the kernel
+    /// would not.
     fn shrink(&mut self) -> bool {
-        if self.capacity <= BASE_CAPACITY {
+        if !self.has_grown() {
             return true;
         }
-        let grown = self.capacity - BASE_CAPACITY;
-        if self.resize(BASE_CAPACITY).is_err() {
+        if self.resize(self.base).is_err() {
             return false;
         }
-        self.budget.release(grown);
+        self.budget.release(std::mem::take(&mut self.reserved));
         true
     }
 }
@@ -247,9 +273,7 @@ impl Pipe {
 impl Drop for Pipe {
     fn drop(&mut self) {
         PIPES_OPEN.fetch_sub(1, Ordering::Relaxed);
-        if self.capacity > BASE_CAPACITY {
-            self.budget.release(self.capacity - BASE_CAPACITY);
-        }
+        self.budget.release(self.reserved);
     }
 }
 
@@ -283,11 +307,13 @@ impl Pipes {
             .ok()
     }
 
-    /// Returns an empty pipe, if there is one: shrunk to the base capacity (its growth back to
-    /// the budget) and pooled, or closed if the pool is full or it cannot shrink.
+    /// Returns an empty pipe, if there is one: shrunk to the capacity it was made with (its
+    /// growth back to the budget) and pooled, or closed if the pool is full, it cannot shrink,
+    /// or it is one of the 2-slot pipes the kernel makes past the user's soft limit (a new one
+    /// may get 16 slots again).
     pub fn give(pipe: Option<Box<Pipe>>) {
         let Some(mut pipe) = pipe else { return };
-        if !pipe.ready_for_reuse() {
+        if !pipe.ready_for_reuse() || pipe.capacity < BASE_CAPACITY {
             return;
         }
         POOL.with_borrow_mut(|pool| {
@@ -316,15 +342,16 @@ mod tests {
     #[test]
     fn an_unprivileged_process_grows_pipes_within_half_the_users_soft_limit() {
         // fs.pipe-user-pages-soft's default, 16384 pages: 32 MiB for grown pipes.
-        assert_eq!(allowance(usize::MAX, false, Some(16384)), 32 << 20);
-        assert_eq!(allowance(8 << 20, false, Some(16384)), 8 << 20);
-        assert_eq!(allowance(1 << 30, true, Some(16384)), 1 << 30);
+        assert_eq!(allowance(usize::MAX, false, Some(16384), 4096), 32 << 20);
+        assert_eq!(allowance(8 << 20, false, Some(16384), 4096), 8 << 20);
+        assert_eq!(allowance(1 << 30, true, Some(16384), 4096), 1 << 30);
         assert_eq!(
-            allowance(1 << 30, false, Some(0)),
+            allowance(1 << 30, false, Some(0), 4096),
             1 << 30,
             "0: no soft limit"
         );
-        assert_eq!(allowance(1 << 30, false, None), 1 << 30);
+        assert_eq!(allowance(1 << 30, false, None, 4096), 1 << 30);
+        assert_eq!(allowance(usize::MAX, false, Some(16384), 65536), 512 << 20);
     }
 
     #[test]

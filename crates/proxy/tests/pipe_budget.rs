@@ -58,21 +58,24 @@ fn pipes(proxy: &Proxy) -> vipd_proxy::PipeStats {
 async fn streams_grow_within_the_budget_and_stay_small_without_one() {
     let echo = EchoServer::start(addr("127.0.0.2:0")).await;
 
-    // With a budget: the stream grows its pipes, within the budget, and gives the growth back.
+    // A budget of 1 MiB, less than the session's two directions would take (2 × 960 KiB): they
+    // grow within it, one of them is refused, and the growth goes back when the session ends.
     let mut config = single(&[("e1", echo.address)]);
-    config.pipe_memory = PipeMemory::Bytes(4 << 20);
+    config.pipe_memory = PipeMemory::Bytes(1 << 20);
     let proxy = Proxy::start(config).await.unwrap();
     let front = frontend_address(&proxy, "front");
-    assert_eq!(pipes(&proxy).budget_bytes, 4 << 20);
+    assert_eq!(pipes(&proxy).budget_bytes, 1 << 20);
     let most_grown = echo_stream(&proxy, front, 256 << 20).await;
-    println!(
-        "budget 4 MiB: grown at most {most_grown} bytes, then {:?}",
-        pipes(&proxy)
-    );
+    let after = pipes(&proxy);
+    println!("budget 1 MiB: grown at most {most_grown} bytes, then {after:?}");
     assert!(most_grown > 0, "a 256 MiB echo grew no pipe");
     assert!(
-        most_grown <= 4 << 20,
+        most_grown <= 1 << 20,
         "grown {most_grown} beyond the budget"
+    );
+    assert!(
+        after.growth_refused > 0,
+        "the spent budget refused nothing: {after:?}"
     );
     eventually("the growth given back once the session ended", || {
         pipes(&proxy).grown_bytes == 0
@@ -90,9 +93,11 @@ async fn streams_grow_within_the_budget_and_stay_small_without_one() {
     let after = pipes(&proxy);
     println!("budget 0: grown at most {most_grown} bytes, then {after:?}");
     assert_eq!(most_grown, 0);
-    assert!(
-        after.growth_refused > refused_before,
-        "a stream that wanted to grow was not counted: {after:?}"
+    // Each direction asks once and streams on at 64 KiB: not a refusal per chunk.
+    assert_eq!(
+        after.growth_refused - refused_before,
+        2,
+        "each direction's refusal counted once: {after:?}"
     );
     tokio::time::sleep(Duration::from_millis(10)).await;
 }

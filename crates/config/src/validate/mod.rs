@@ -308,7 +308,6 @@ impl<'a> Checker<'a> {
         typed
     }
 
-    /// `shutdown_grace`, bounded so that vipd's own stop limit fits in the unit's stop timeout.
     /// `pipe_memory`: `N%` of RAM (0..=50) or a size with a binary unit (`512KiB`, `256MiB`,
     /// `1GiB`); `0` turns growth off.
     fn pipe_memory(&mut self, value: Option<&str>) -> PipeMemory {
@@ -327,6 +326,7 @@ impl<'a> Checker<'a> {
         parsed.unwrap_or(default)
     }
 
+    /// `shutdown_grace`, bounded so that vipd's own stop limit fits in the unit's stop timeout.
     fn shutdown_grace(&mut self, value: Option<&str>) -> Duration {
         use crate::defaults::{SHUTDOWN_GRACE, SHUTDOWN_GRACE_MAX, shutdown_hard_limit};
         let Some(text) = value else {
