@@ -240,8 +240,8 @@ for run in $(seq 1 "$RUNS"); do
             haproxy) http_port=$HAPROXY_HTTP bulk_port=$HAPROXY_BULK proxy_pid=$haproxy_pid ;;
             vipd) http_port=$VIPD_HTTP bulk_port=$VIPD_BULK proxy_pid=$vipd_pid ;;
         esac
-        bulk $target $bulk_port 1 "$proxy_pid"
-        bulk $target $bulk_port 8 "$proxy_pid"
+        bulk "$target" "$bulk_port" 1 "$proxy_pid"
+        bulk "$target" "$bulk_port" 8 "$proxy_pid"
         http $target $http_port keepalive
         http $target $http_port close
     done
