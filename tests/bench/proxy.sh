@@ -8,10 +8,15 @@
 #   VIPD_BIN=target/debug/examples/bench_proxy WRITE_DOC=0 RUNS=1 DURATION=1 IDLE_CONNECTIONS=100 \
 #       tests/bench/proxy.sh          smoke test of the script itself (numbers mean nothing)
 #
-# Workloads: bulk throughput (iperf3 through the proxy), HTTP requests per second with keep-alive
-# and with `Connection: close` (wrk against two nginx backends), p50/p99 latency, proxy RSS idle
+# Workloads: bulk throughput (iperf3 through the proxy, one stream and 8 parallel streams) and the
+# proxy's CPU seconds per GB moved, HTTP requests per second with keep-alive and with
+# `Connection: close` (wrk against two nginx backends), p50/p99 latency, proxy RSS and pipe fds idle
 # and with 10 000 open idle connections. Runs are interleaved (direct, HAProxy, vipd, then
 # HAProxy, vipd, direct, ...) so that load from elsewhere on the machine spreads over all three.
+#
+# With two CPUs or more, the proxies run on CPU 0 and everything else (iperf3 client and server,
+# wrk, nginx, the idle connections' client) on CPU 1, direct runs included: a proxy gets one core,
+# the load and the servers the other, whatever the scheduler would have done.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -22,10 +27,19 @@ CONNECTIONS=${CONNECTIONS:-50}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 THREADS=2
 
-# Ports, all on 127.0.0.1.
-NGINX_A=18081 NGINX_B=18082 IPERF=15201
-HAPROXY_HTTP=18443 HAPROXY_BULK=15202
-VIPD_HTTP=18444 VIPD_BULK=15203
+if [ "$(nproc)" -ge 2 ]; then
+    proxy_cpu=(taskset -c 0) load_cpu=(taskset -c 1)
+    layout="Proxies pinned to CPU 0 (\`taskset -c 0\`); iperf3 client and server, wrk, nginx and the idle connections' client pinned to CPU 1, direct runs included."
+else
+    proxy_cpu=() load_cpu=()
+    layout="One CPU: nothing pinned; client, proxy and backends share it."
+fi
+
+# Ports, all on 127.0.0.1; PORT_OFFSET=N moves them all by N (another benchmark on the machine).
+offset=${PORT_OFFSET:-0}
+NGINX_A=$((18081 + offset)) NGINX_B=$((18082 + offset)) IPERF=$((15201 + offset))
+HAPROXY_HTTP=$((18443 + offset)) HAPROXY_BULK=$((15202 + offset))
+VIPD_HTTP=$((18444 + offset)) VIPD_BULK=$((15203 + offset))
 
 need_packages() {
     local missing=()
@@ -64,7 +78,7 @@ fi
 if [ -z "${VIPD_BIN:-}" ]; then
     echo "proxy.sh: building the proxy (release)"
     cargo build --release -q -p vipd-proxy --example bench_proxy
-    VIPD_BIN=target/release/examples/bench_proxy
+    VIPD_BIN=${CARGO_TARGET_DIR:-target}/release/examples/bench_proxy
 fi
 
 work=$(mktemp -d /tmp/vipd-proxy-bench.XXXXXX)
@@ -79,7 +93,7 @@ trap cleanup EXIT INT TERM
 start() { # start NAME COMMAND...: run in the background, remember the pid
     local name=$1
     shift
-    "$@" >"$work/$name.log" 2>&1 &
+    "$@" <"/dev/null" >"$work/$name.log" 2>&1 &
     pids+=($!)
     eval "${name}_pid=$!"
 }
@@ -147,37 +161,54 @@ backend iperf
     server i 127.0.0.1:$IPERF
 EOF
 
-start nginx nginx -p "$work/nginx" -c "$work/nginx.conf"
-start iperf timeout 3600 iperf3 -s -B 127.0.0.1 -p $IPERF
+start nginx "${load_cpu[@]}" nginx -p "$work/nginx" -c "$work/nginx.conf"
+start iperf "${load_cpu[@]}" timeout 3600 iperf3 -s -B 127.0.0.1 -p $IPERF
 wait_port $NGINX_A
 wait_port $IPERF
 
 rss_kib() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+# Pipes the process holds: each is two fds (read and write end). Pipes it inherited from this
+# script (whatever started the script may have left some open) are not the proxy's.
+find /proc/$$/fd -lname 'pipe:*' -printf '%l\n' >"$work/inherited-pipes"
+pipe_fds() { find "/proc/$1/fd" -lname 'pipe:*' -printf '%l\n' 2>/dev/null | grep -cvxF -f "$work/inherited-pipes" || true; }
+# utime + stime of all the process's threads, in clock ticks (fields 14 and 15 of /proc/PID/stat,
+# counted after the command name, which is in parentheses).
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
+CLK_TCK=$(getconf CLK_TCK)
 
 # Idle RSS: measured right after start, before any traffic.
-start haproxy haproxy -f "$work/haproxy.cfg" -db
-start vipd "$VIPD_BIN" --frontend "http=127.0.0.1:$VIPD_HTTP" --server "a=127.0.0.1:$NGINX_A" --server "b=127.0.0.1:$NGINX_B" \
+start haproxy "${proxy_cpu[@]}" haproxy -f "$work/haproxy.cfg" -db
+# tokio sizes its pool by the CPUs it may run on: pinned to one, it would start one worker.
+start vipd env TOKIO_WORKER_THREADS=$THREADS "${proxy_cpu[@]}" "$VIPD_BIN" --frontend "http=127.0.0.1:$VIPD_HTTP" --server "a=127.0.0.1:$NGINX_A" --server "b=127.0.0.1:$NGINX_B" \
     --frontend "bulk=127.0.0.1:$VIPD_BULK" --server "i=127.0.0.1:$IPERF"
 wait_port $HAPROXY_HTTP
 wait_port $VIPD_HTTP
 sleep 1
 haproxy_rss_idle=$(rss_kib "$haproxy_pid")
 vipd_rss_idle=$(rss_kib "$vipd_pid")
+haproxy_pipes_idle=$(pipe_fds "$haproxy_pid")
+vipd_pipes_idle=$(pipe_fds "$vipd_pid")
 
 results=$work/results
 : >"$results"
 
-bulk() { # bulk TARGET PORT: Gbit/s received through one TCP stream
-    local gbps
-    gbps=$(timeout $((DURATION + 20)) iperf3 -c 127.0.0.1 -p "$2" -t "$DURATION" -J |
-        python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/1e9)')
-    echo "$1 bulk_gbps $gbps" >>"$results"
+bulk() { # bulk TARGET PORT STREAMS PROXY_PID: Gbit/s received, and the proxy's CPU s per GB
+    local streams=$3 pid=${4:-} name=bulk before=0 after=0 received
+    [ "$streams" -gt 1 ] && name=bulk_p$streams
+    [ -n "$pid" ] && before=$(cpu_ticks "$pid")
+    received=$(timeout $((DURATION + 20)) "${load_cpu[@]}" iperf3 -c 127.0.0.1 -p "$2" -P "$streams" -t "$DURATION" -J |
+        python3 -c 'import json,sys; s=json.load(sys.stdin)["end"]["sum_received"]; print(s["bits_per_second"]/1e9, s["bytes"])')
+    [ -n "$pid" ] && after=$(cpu_ticks "$pid")
+    echo "$1 ${name}_gbps ${received% *}" >>"$results"
+    [ -n "$pid" ] && python3 -c 'import sys; ticks, tck, received = map(float, sys.argv[1:4]); print(sys.argv[4], f"{ticks / tck / (received / 1e9)}")' \
+        $((after - before)) "$CLK_TCK" "${received#* }" "$1 ${name}_cpu_s_per_gb" >>"$results"
+    return 0
 }
 
 http() { # http TARGET PORT MODE: req/s, p50 and p99 in ms, with keep-alive or Connection: close
     local out header=()
     [ "$3" = close ] && header=(-H "Connection: close")
-    out=$(timeout $((DURATION + 20)) wrk -t$THREADS -c"$CONNECTIONS" -d"${DURATION}s" --latency "${header[@]}" "http://127.0.0.1:$2/")
+    out=$(timeout $((DURATION + 20)) "${load_cpu[@]}" wrk -t$THREADS -c"$CONNECTIONS" -d"${DURATION}s" --latency "${header[@]}" "http://127.0.0.1:$2/")
     echo "$out" | python3 -c '
 import re, sys
 text = sys.stdin.read()
@@ -205,21 +236,29 @@ for run in $(seq 1 "$RUNS"); do
     shift_by=$(((run - 1) % 3))
     for target in "${targets[@]:shift_by}" "${targets[@]:0:shift_by}"; do
         case $target in
-            direct) http_port=$NGINX_A bulk_port=$IPERF ;;
-            haproxy) http_port=$HAPROXY_HTTP bulk_port=$HAPROXY_BULK ;;
-            vipd) http_port=$VIPD_HTTP bulk_port=$VIPD_BULK ;;
+            direct) http_port=$NGINX_A bulk_port=$IPERF proxy_pid= ;;
+            haproxy) http_port=$HAPROXY_HTTP bulk_port=$HAPROXY_BULK proxy_pid=$haproxy_pid ;;
+            vipd) http_port=$VIPD_HTTP bulk_port=$VIPD_BULK proxy_pid=$vipd_pid ;;
         esac
-        bulk $target $bulk_port
+        bulk "$target" "$bulk_port" 1 "$proxy_pid"
+        bulk "$target" "$bulk_port" 8 "$proxy_pid"
         http $target $http_port keepalive
         http $target $http_port close
     done
 done
 
-# RSS with idle connections: open them through the proxy, wait, read RSS, close them.
-hold_idle() { # hold_idle PORT PID: prints the proxy's RSS in KiB while IDLE_CONNECTIONS are open
-    python3 - "$1" "$2" "$IDLE_CONNECTIONS" <<'EOF'
-import socket, sys, time
+# Pipes kept after the bulk runs: vipd gives a direction's pipe back to its thread's pool after a
+# quiet second; both proxies pool pipes.
+sleep 2
+haproxy_pipes_after_bulk=$(pipe_fds "$haproxy_pid")
+vipd_pipes_after_bulk=$(pipe_fds "$vipd_pid")
+
+# RSS and pipes with idle connections: open them through the proxy, wait, read, close them.
+hold_idle() { # hold_idle PORT PID: prints the proxy's RSS in KiB and its pipe fds while IDLE_CONNECTIONS are open
+    "${load_cpu[@]}" python3 - "$1" "$2" "$IDLE_CONNECTIONS" "$work/inherited-pipes" <<'EOF'
+import os, socket, sys, time
 port, pid, count = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+inherited = set(open(sys.argv[4]).read().split())
 sockets = []
 deadline = time.time() + 60
 for _ in range(count):
@@ -230,52 +269,81 @@ for _ in range(count):
 time.sleep(3)  # let the proxy accept and connect everything
 with open(f"/proc/{pid}/status") as status:
     rss = next(line.split()[1] for line in status if line.startswith("VmRSS:"))
-print(rss if len(sockets) == count else f"{rss} (only {len(sockets)} connections)")
+pipes = 0
+for fd in os.listdir(f"/proc/{pid}/fd"):
+    try:
+        target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        pipes += target.startswith("pipe:") and target not in inherited
+    except OSError:
+        pass
+print(rss, pipes if len(sockets) == count else f"{pipes} (only {len(sockets)} connections)")
 for s in sockets:
     s.close()
 EOF
 }
-haproxy_rss_conns=$(hold_idle $HAPROXY_HTTP "$haproxy_pid")
+read -r haproxy_rss_conns haproxy_pipes_conns < <(hold_idle $HAPROXY_HTTP "$haproxy_pid")
 sleep 2
-vipd_rss_conns=$(hold_idle $VIPD_HTTP "$vipd_pid")
+read -r vipd_rss_conns vipd_pipes_conns < <(hold_idle $VIPD_HTTP "$vipd_pid")
 
 report=$(python3 - "$results" "$RUNS" "$DURATION" "$CONNECTIONS" "$IDLE_CONNECTIONS" \
-    "$haproxy_rss_idle" "$vipd_rss_idle" "$haproxy_rss_conns" "$vipd_rss_conns" <<'EOF'
-import statistics, sys
+    "$haproxy_rss_idle" "$vipd_rss_idle" "$haproxy_rss_conns" "$vipd_rss_conns" \
+    "$haproxy_pipes_idle" "$vipd_pipes_idle" "$haproxy_pipes_after_bulk" "$vipd_pipes_after_bulk" \
+    "$haproxy_pipes_conns" "$vipd_pipes_conns" <<'EOF'
+import math, statistics, sys
 from collections import defaultdict
 path, runs, duration, connections, idle = sys.argv[1:6]
-haproxy_idle, vipd_idle, haproxy_conns, vipd_conns = sys.argv[6:10]
+rss = dict(zip(["haproxy idle", "vipd idle", "haproxy conns", "vipd conns"], sys.argv[6:10]))
+pipes = dict(zip(["haproxy idle", "vipd idle", "haproxy bulk", "vipd bulk", "haproxy conns", "vipd conns"], sys.argv[10:16]))
 values = defaultdict(list)
 for line in open(path):
     target, metric, value = line.split()
     values[(target, metric)].append(float(value))
 median = lambda target, metric: statistics.median(values[(target, metric)]) if values[(target, metric)] else float("nan")
 rows = [
-    ("bulk throughput (Gbit/s)", "bulk_gbps", True),
-    ("keep-alive (req/s)", "keepalive_rps", True),
-    ("keep-alive p50 (ms)", "keepalive_p50_ms", False),
-    ("keep-alive p99 (ms)", "keepalive_p99_ms", False),
-    ("Connection: close (req/s)", "close_rps", True),
-    ("close p50 (ms)", "close_p50_ms", False),
-    ("close p99 (ms)", "close_p99_ms", False),
+    ("bulk, one stream (Gbit/s)", "bulk_gbps"),
+    ("bulk, 8 streams (Gbit/s)", "bulk_p8_gbps"),
+    ("bulk CPU, one stream (s/GB)", "bulk_cpu_s_per_gb"),
+    ("bulk CPU, 8 streams (s/GB)", "bulk_p8_cpu_s_per_gb"),
+    ("keep-alive (req/s)", "keepalive_rps"),
+    ("keep-alive p50 (ms)", "keepalive_p50_ms"),
+    ("keep-alive p99 (ms)", "keepalive_p99_ms"),
+    ("Connection: close (req/s)", "close_rps"),
+    ("close p50 (ms)", "close_p50_ms"),
+    ("close p99 (ms)", "close_p99_ms"),
 ]
-print(f"Median of {runs} runs of {duration} s; wrk with {connections} connections, 2 threads; iperf3 one stream.")
-print("Runs alternate between the targets, so run i of vipd and of HAProxy saw about the same load from")
-print("elsewhere on the machine: the last column is the median of the per-run ratios, and their range.")
+print(f"Median of {runs} runs of {duration} s; wrk with {connections} connections, 2 threads; iperf3 one stream, and")
+print("8 streams (`-P 8`, their sum). CPU s/GB: the proxy process's utime + stime (all threads) during")
+print("the iperf3 run, per 10^9 bytes received. Runs alternate between the targets, so run i of vipd")
+print("and of HAProxy saw about the same load from elsewhere on the machine: the last two columns are")
+print("the medians of the per-run ratios, and their range.")
 print()
-print("| workload | direct | HAProxy | vipd | vipd/HAProxy | vipd/direct | vipd/HAProxy per run: median (min–max) |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("| workload | direct | HAProxy | vipd | vipd/HAProxy | vipd/direct | vipd/HAProxy per run: median (min–max) | vipd/direct per run: median (min–max) |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
 def fmt(value):
+    if math.isnan(value):
+        return ""
     return f"{value:,.0f}" if value >= 1000 else f"{value:.3g}" if value < 10 else f"{value:.1f}"
-for label, metric, _ in rows:
+def ratio(x, y):
+    return "" if math.isnan(x) or math.isnan(y) or not y else f"{x / y:.2f}"
+def per_run(metric, reference):
+    # Runs are interleaved, so run i of vipd and of the reference saw similar load from elsewhere.
+    ratios = [x / y for x, y in zip(values[("vipd", metric)], values[(reference, metric)]) if y]
+    return f"{statistics.median(ratios):.2f} ({min(ratios):.2f}–{max(ratios):.2f})" if ratios else ""
+for label, metric in rows:
     d, h, v = (median(t, metric) for t in ("direct", "haproxy", "vipd"))
-    # Runs are interleaved, so run i of vipd and of HAProxy saw similar load from elsewhere.
-    per_run = [x / y for x, y in zip(values[("vipd", metric)], values[("haproxy", metric)]) if y]
-    spread = f"{statistics.median(per_run):.2f} ({min(per_run):.2f}–{max(per_run):.2f})" if per_run else ""
-    print(f"| {label} | {fmt(d)} | {fmt(h)} | {fmt(v)} | {v / h:.2f} | {v / d:.2f} | {spread} |")
-mib = lambda kib: f"{int(kib.split()[0]) / 1024:.1f} MiB" + (f" {' '.join(kib.split()[1:])}" if len(kib.split()) > 1 else "")
-print(f"| RSS idle | | {mib(haproxy_idle)} | {mib(vipd_idle)} | {int(vipd_idle) / int(haproxy_idle):.2f} | | |")
-print(f"| RSS, {int(idle):,} idle connections | | {mib(haproxy_conns)} | {mib(vipd_conns)} | {int(vipd_conns.split()[0]) / int(haproxy_conns.split()[0]):.2f} | | |")
+    print(f"| {label} | {fmt(d)} | {fmt(h)} | {fmt(v)} | {ratio(v, h)} | {ratio(v, d)} | {per_run(metric, 'haproxy')} | {per_run(metric, 'direct')} |")
+first = lambda text: int(text.split()[0])
+note = lambda text: f" {' '.join(text.split()[1:])}" if len(text.split()) > 1 else ""
+mib = lambda kib: f"{first(kib) / 1024:.1f} MiB{note(kib)}"
+def memory_row(label, table, key, show):
+    h, v = table[f"haproxy {key}"], table[f"vipd {key}"]
+    share = f"{first(v) / first(h):.2f}" if first(h) else ""
+    print(f"| {label} | | {show(h)} | {show(v)} | {share} | | | |")
+memory_row("RSS idle", rss, "idle", mib)
+memory_row(f"RSS, {int(idle):,} idle connections", rss, "conns", mib)
+memory_row("pipe fds idle", pipes, "idle", str)
+memory_row("pipe fds after the bulk runs", pipes, "bulk", str)
+memory_row(f"pipe fds, {int(idle):,} idle connections", pipes, "conns", str)
 errors = [key for key in values if key[1].endswith("_errors_seen")]
 if errors:
     print()
@@ -291,10 +359,13 @@ section=$(
 ## L4 proxy: vipd vs HAProxy
 
 Written by \`tests/bench/proxy.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'). Machine: $machine.
-References: $versions. Loopback only; client, proxy and backends share the cores.
-Both proxies: 2 threads, TCP mode, round robin over two nginx backends, splice for bulk transfers
+References: $versions. Loopback only. $layout
+Both proxies: 2 threads (vipd: \`TOKIO_WORKER_THREADS=2\`), TCP mode, round robin over two nginx backends, splice for bulk transfers
 (\`option splice-auto\` for HAProxy), no health checks. vipd runs \`crates/proxy/examples/bench_proxy.rs\`
 (release build). Rerun with \`tests/bench/proxy.sh\` (root installs missing packages). $idle_note
+Pipe fds: \`ls -l /proc/PID/fd | grep -c pipe:\`, two per pipe. vipd's pool keeps only 64 KiB pipes
+(at most 32 per worker thread; a grown pipe is shrunk when given back), so pipe fds / 2 × 64 KiB
+bounds its kernel pipe capacity while no stream runs.
 
 $report
 <!-- proxy-bench:end -->
