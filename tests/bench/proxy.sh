@@ -25,13 +25,17 @@ RUNS=${RUNS:-7}
 DURATION=${DURATION:-5}
 CONNECTIONS=${CONNECTIONS:-50}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
-THREADS=2
+# wrk's threads; the proxies' threads follow the CPUs they get (below).
+WRK_THREADS=2
 
 if [ "$(nproc)" -ge 2 ]; then
-    proxy_cpu=(taskset -c 0) load_cpu=(taskset -c 1)
+    # One core, one thread each: HAProxy's nbthread 1, and vipd's proxy starts one session
+    # thread per CPU it may use. A second thread on the same core only adds switches between
+    # them (keep-alive: vipd 0.61x HAProxy with two threads each, 1.11x with one).
+    proxy_cpu=(taskset -c 0) load_cpu=(taskset -c 1) THREADS=1
     layout="Proxies pinned to CPU 0 (\`taskset -c 0\`); iperf3 client and server, wrk, nginx and the idle connections' client pinned to CPU 1, direct runs included."
 else
-    proxy_cpu=() load_cpu=()
+    proxy_cpu=() load_cpu=() THREADS=2
     layout="One CPU: nothing pinned; client, proxy and backends share it."
 fi
 
@@ -178,7 +182,7 @@ CLK_TCK=$(getconf CLK_TCK)
 
 # Idle RSS: measured right after start, before any traffic.
 start haproxy "${proxy_cpu[@]}" haproxy -f "$work/haproxy.cfg" -db
-# tokio sizes its pool by the CPUs it may run on: pinned to one, it would start one worker.
+# vipd's session threads, like tokio's workers, follow the CPUs it may run on.
 start vipd env TOKIO_WORKER_THREADS=$THREADS "${proxy_cpu[@]}" "$VIPD_BIN" --frontend "http=127.0.0.1:$VIPD_HTTP" --server "a=127.0.0.1:$NGINX_A" --server "b=127.0.0.1:$NGINX_B" \
     --frontend "bulk=127.0.0.1:$VIPD_BULK" --server "i=127.0.0.1:$IPERF"
 wait_port $HAPROXY_HTTP
@@ -208,7 +212,7 @@ bulk() { # bulk TARGET PORT STREAMS PROXY_PID: Gbit/s received, and the proxy's 
 http() { # http TARGET PORT MODE: req/s, p50 and p99 in ms, with keep-alive or Connection: close
     local out header=()
     [ "$3" = close ] && header=(-H "Connection: close")
-    out=$(timeout $((DURATION + 20)) "${load_cpu[@]}" wrk -t$THREADS -c"$CONNECTIONS" -d"${DURATION}s" --latency "${header[@]}" "http://127.0.0.1:$2/")
+    out=$(timeout $((DURATION + 20)) "${load_cpu[@]}" wrk -t$WRK_THREADS -c"$CONNECTIONS" -d"${DURATION}s" --latency "${header[@]}" "http://127.0.0.1:$2/")
     echo "$out" | python3 -c '
 import re, sys
 text = sys.stdin.read()
@@ -360,7 +364,7 @@ section=$(
 
 Written by \`tests/bench/proxy.sh\` on $(date -u '+%Y-%m-%d %H:%M UTC'). Machine: $machine.
 References: $versions. Loopback only. $layout
-Both proxies: 2 threads (vipd: \`TOKIO_WORKER_THREADS=2\`), TCP mode, round robin over two nginx backends, splice for bulk transfers
+Both proxies: $THREADS thread(s) (HAProxy \`nbthread\`; vipd one session thread per CPU it may use), TCP mode, round robin over two nginx backends, splice for bulk transfers
 (\`option splice-auto\` for HAProxy), no health checks. vipd runs \`crates/proxy/examples/bench_proxy.rs\`
 (release build). Rerun with \`tests/bench/proxy.sh\` (root installs missing packages). $idle_note
 Pipe fds: \`ls -l /proc/PID/fd | grep -c pipe:\`, two per pipe. vipd's pool keeps only 64 KiB pipes
