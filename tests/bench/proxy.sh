@@ -43,7 +43,7 @@ fi
 offset=${PORT_OFFSET:-0}
 NGINX_A=$((18081 + offset)) NGINX_B=$((18082 + offset)) IPERF=$((15201 + offset))
 HAPROXY_HTTP=$((18443 + offset)) HAPROXY_BULK=$((15202 + offset))
-VIPD_HTTP=$((18444 + offset)) VIPD_BULK=$((15203 + offset))
+VIPD_HTTP=$((18444 + offset)) VIPD_BULK=$((15203 + offset)) REFERENCE_BULK=$((15204 + offset))
 
 need_packages() {
     local missing=()
@@ -185,8 +185,12 @@ start haproxy "${proxy_cpu[@]}" haproxy -f "$work/haproxy.cfg" -db
 # vipd's session threads, like tokio's workers, follow the CPUs it may run on.
 start vipd env TOKIO_WORKER_THREADS=$THREADS "${proxy_cpu[@]}" "$VIPD_BIN" --frontend "http=127.0.0.1:$VIPD_HTTP" --server "a=127.0.0.1:$NGINX_A" --server "b=127.0.0.1:$NGINX_B" \
     --frontend "bulk=127.0.0.1:$VIPD_BULK" --server "i=127.0.0.1:$IPERF"
+# The reference for one stream: what a proxy that only splices moves here (its own file says what
+# it is). Same core as the proxies.
+start reference "${proxy_cpu[@]}" python3 tests/bench/splice_reference.py "$REFERENCE_BULK" "$IPERF"
 wait_port $HAPROXY_HTTP
 wait_port $VIPD_HTTP
+wait_port $REFERENCE_BULK
 sleep 1
 haproxy_rss_idle=$(rss_kib "$haproxy_pid")
 vipd_rss_idle=$(rss_kib "$vipd_pid")
@@ -248,6 +252,8 @@ for run in $(seq 1 "$RUNS"); do
         bulk "$target" "$bulk_port" 8 "$proxy_pid"
         http $target $http_port keepalive
         http $target $http_port close
+        # The splice-only reference right after vipd, one stream: the same load around both.
+        [ "$target" = vipd ] && bulk reference "$REFERENCE_BULK" 1 "$reference_pid"
     done
 done
 
@@ -343,11 +349,26 @@ def memory_row(label, table, key, show):
     h, v = table[f"haproxy {key}"], table[f"vipd {key}"]
     share = f"{first(v) / first(h):.2f}" if first(h) else ""
     print(f"| {label} | | {show(h)} | {show(v)} | {share} | | | |")
+def reference_line():
+    metric = "bulk_gbps"
+    if not values[("reference", metric)]:
+        return
+    r, v, d = (median(t, metric) for t in ("reference", "vipd", "direct"))
+    ref_direct = [x / y for x, y in zip(values[("reference", metric)], values[("direct", metric)]) if y]
+    vipd_ref = [x / y for x, y in zip(values[("vipd", metric)], values[("reference", metric)]) if y]
+    cpu = median("reference", "bulk_cpu_s_per_gb")
+    print()
+    print(f"Reference, one stream: a proxy that only splices through a 256 KiB pipe per direction "
+          f"(`tests/bench/splice_reference.py`, single-threaded epoll, same core) moved {fmt(r)} Gbit/s, "
+          f"{statistics.median(ref_direct):.2f}× direct ({min(ref_direct):.2f}–{max(ref_direct):.2f} per run), "
+          f"at {cpu:.3g} s/GB; vipd/reference per run: {statistics.median(vipd_ref):.2f} "
+          f"({min(vipd_ref):.2f}–{max(vipd_ref):.2f}).")
 memory_row("RSS idle", rss, "idle", mib)
 memory_row(f"RSS, {int(idle):,} idle connections", rss, "conns", mib)
 memory_row("pipe fds idle", pipes, "idle", str)
 memory_row("pipe fds after the bulk runs", pipes, "bulk", str)
 memory_row(f"pipe fds, {int(idle):,} idle connections", pipes, "conns", str)
+reference_line()
 errors = [key for key in values if key[1].endswith("_errors_seen")]
 if errors:
     print()
