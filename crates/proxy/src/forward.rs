@@ -3,10 +3,11 @@
 //! Bulk traffic splices socket → pipe → socket (`splice(2)`, zero copy: the payload never enters
 //! user space). Each direction starts with a buffered copy through a 16 KiB scratch buffer of the
 //! worker thread, and switches to splice once a read fills that buffer (see [`pump`]). A bulk
-//! direction takes a pipe from its thread's pool and keeps it while it streams: while the source
-//! keeps more queued than the pipe took and the destination keeps up, the pipe doubles, up to
-//! 1 MiB, within the process's budget (`pipes.rs`). Quiet for [`QUIET`], the direction gives the
-//! pipe back at its base size, so an idle watch stream that once carried bulk data holds none.
+//! direction takes a pipe from its thread's pool for each chunk, and keeps it only while it
+//! streams: while the source keeps more queued than the pipe took and the destination keeps up,
+//! the pipe doubles, up to 1 MiB, within the process's budget (`pipes.rs`). Quiet for
+//! [`QUIET`], a streaming direction gives the pipe back at its base size; any other gives it
+//! back after its chunk, so a watch stream that once carried bulk data holds none between events.
 //! If a pipe cannot be made (fd limit) or the kernel refuses to splice these sockets, the
 //! direction copies through the buffer. A direction owns a buffer only while its destination is
 //! slower than its source; an idle session holds neither buffer nor pipe.
