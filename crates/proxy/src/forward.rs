@@ -406,6 +406,10 @@ async fn pump(
     }
 }
 
+/// Every splice: never wait (tokio's readiness says when to try), and move pages, not copies.
+const SPLICE_FLAGS: SpliceFFlags =
+    SpliceFFlags::SPLICE_F_NONBLOCK.union(SpliceFFlags::SPLICE_F_MOVE);
+
 /// What one splice step moved.
 struct Chunk {
     bytes: usize,
@@ -427,9 +431,16 @@ async fn splice_through(
     (from_side, to_side): (Side, Side),
     activity: &Activity,
 ) -> Result<Option<Chunk>, Failure> {
-    let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
     let filled = match from.try_io(Interest::READABLE, || {
-        splice(from, None, &pipe.write_end, None, pipe.capacity(), flags).map_err(io::Error::from)
+        splice(
+            from,
+            None,
+            &pipe.write_end,
+            None,
+            pipe.capacity(),
+            SPLICE_FLAGS,
+        )
+        .map_err(io::Error::from)
     }) {
         Ok(filled) => filled,
         Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(None),
@@ -465,12 +476,11 @@ async fn drain(
     to_side: Side,
     activity: &Activity,
 ) -> Result<bool, Failure> {
-    let flags = SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE;
     let mut lagged = false;
     while in_pipe > 0 {
         to.writable().await.map_err(on(to_side))?;
         match to.try_io(Interest::WRITABLE, || {
-            splice(&pipe.read_end, None, to, None, in_pipe, flags).map_err(io::Error::from)
+            splice(&pipe.read_end, None, to, None, in_pipe, SPLICE_FLAGS).map_err(io::Error::from)
         }) {
             Ok(drained) => {
                 in_pipe -= drained;
